@@ -1,0 +1,1 @@
+"""Per-robot calibration files (YAML) and the procedures that produce them."""

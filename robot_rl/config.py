@@ -1,0 +1,200 @@
+"""Typed, frozen configs loaded from YAML, with errors that name the file, the key and what is allowed.
+
+A config is a frozen dataclass. Validation is declared next to each field in its metadata:
+``field(default=0.5, metadata={"range": (0.0, 1.0), "help": "..."})`` for numbers (inclusive bounds),
+``metadata={"choices": ("min", "mean_minus_std")}`` for strings. Nested configs are nested dataclasses;
+sequences are tuples. ``load_config(MyConfig, "file.yaml")`` returns a validated instance or raises
+:class:`ConfigError` with one line such as::
+
+    robot_rl/configs/demo.yaml: awac.beta: 7.0 is out of range [0.01, 5.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message names the file, the key and what is allowed."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML mapping; a syntax error or a non-mapping top level names the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path, *, section: str | None = None) -> T:
+    """Loads ``cls`` from a YAML file (optionally from one top-level section of it)."""
+    data = load_yaml(path)
+    prefix = ""
+    if section is not None:
+        if section not in data:
+            raise ConfigError(f"{path}: missing section '{section}'")
+        data, prefix = data[section], section
+    return from_dict(cls, data, source=str(path), prefix=prefix)
+
+
+def from_dict(cls: type[T], data: Any, *, source: str = "<dict>", prefix: str = "") -> T:
+    """Builds and validates a config dataclass from plain data (as parsed from YAML)."""
+    return _build(cls, data, source, prefix)
+
+
+def replace(config: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that validates the changed values like a file would be."""
+    merged = {**to_dict(config), **changes}
+    return from_dict(type(config), merged, source="<override>")
+
+
+def to_dict(config: Any) -> Any:
+    """Plain dicts, lists and scalars (YAML- and checkpoint-safe) from a config dataclass."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (tuple, list)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, Mapping):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``a.b.c=value`` strings (values parsed as YAML) to a nested dict, for ``--set`` flags."""
+    data = {**data}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. awac.beta=0.3")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+            node[part] = child = {**child}
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _build(cls: Any, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix or '<top>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = _join(prefix, str(unknown[0]))
+        raise ConfigError(f"{source}: {key}: unknown key; allowed keys: {', '.join(sorted(fields))}")
+    values = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: {key}: required key is missing")
+            continue
+        values[name] = _check_field(f, hints[name], data[name], source, key)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {prefix or '<top>'}: {err}") from err
+
+
+def _check_field(f: dataclasses.Field, hint: Any, value: Any, source: str, key: str) -> Any:
+    value = _coerce(hint, value, source, key)
+    meta = f.metadata
+    if "range" in meta and value is not None:
+        lo, hi = meta["range"]
+        for v in value if isinstance(value, tuple) else (value,):
+            if not lo <= v <= hi:
+                raise ConfigError(f"{source}: {key}: {v!r} is out of range [{lo}, {hi}]")
+    if "choices" in meta and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise ConfigError(f"{source}: {key}: {value!r} is not one of {allowed}")
+    return value
+
+
+def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(option, value, source, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{source}: {key}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    return _scalar(hint, value, source, key)
+
+
+def _scalar(hint: Any, value: Any, source: str, key: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    return value
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

@@ -1,0 +1,155 @@
+"""The robot's calibration: joint order, servo ids, offsets, limits and safety settings.
+
+One YAML file per robot lives in ``calibration/``; it is the single home of the joint order and of every
+limit the safety supervisor enforces. ``load_robot("dclaw")`` or ``load_robot("path/to/file.yaml")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.config import ConfigError, load_yaml, from_dict, to_dict
+
+CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
+
+SERVO_MODELS = ("XM430-W210", "XM430-W350", "XH430-W350", "XL430-W250", "XM540-W270", "XL330-M288")
+
+
+@dataclass(frozen=True)
+class JointCalibration:
+    """One joint. joint_rad = direction * servo_rad + offset_rad, servo_rad = 0 at the servo's centre."""
+
+    name: str
+    position_limits_rad: tuple[float, float] = field(metadata={"range": (-6.3, 6.3)})
+    velocity_limit_rad_s: float = field(default=1.0, metadata={"range": (0.01, 20.0)})
+    current_limit_a: float = field(default=1.0, metadata={"range": (0.01, 20.0)})
+    id: int | None = field(default=None, metadata={"range": (0, 252), "help": "servo bus id"})
+    model: str | None = field(default=None, metadata={"choices": (None, *SERVO_MODELS)})
+    direction: int = field(default=1, metadata={"choices": (1, -1)})
+    offset_rad: float = field(default=0.0, metadata={"range": (-6.3, 6.3)})
+
+    def __post_init__(self) -> None:
+        lo, hi = self.position_limits_rad
+        if not lo < hi:
+            raise ConfigError(f"joint {self.name}: position_limits_rad lower {lo} must be < upper {hi}")
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """A serial servo bus (Dynamixel Protocol 2.0)."""
+
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = field(default=1_000_000, metadata={"choices": (57_600, 115_200, 1_000_000,
+                                                                   2_000_000, 3_000_000, 4_000_000)})
+    latency_timer_ms: int = field(default=1, metadata={"range": (1, 16)})
+
+
+@dataclass(frozen=True)
+class WorkspaceBounds:
+    """An axis-aligned box (world frame, m) that the named MJCF sites must stay inside."""
+
+    sites: tuple[str, ...]
+    lower_m: tuple[float, float, float]
+    upper_m: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if not self.sites:
+            raise ConfigError("workspace.sites: name at least one site")
+        if not all(lo < hi for lo, hi in zip(self.lower_m, self.upper_m)):
+            raise ConfigError(f"workspace: lower_m {self.lower_m} must be below upper_m {self.upper_m}")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Limits applied by the supervisor to every command (see docs/safety.md)."""
+
+    position_margin_rad: float = field(metadata={"range": (0.0, 0.5)})
+    max_step_rad: float = field(metadata={"range": (0.001, 1.0),
+                                          "help": "largest change of a target per command"})
+    acceleration_limit_rad_s2: float = field(metadata={"range": (0.1, 1000.0)})
+    temperature_limit_c: float = field(metadata={"range": (20.0, 90.0)})
+    state_timeout_s: float = field(metadata={"range": (0.005, 5.0)})
+    command_timeout_s: float = field(metadata={"range": (0.005, 5.0)})
+    workspace: WorkspaceBounds | None = None
+
+
+@dataclass(frozen=True)
+class RobotCalibration:
+    robot: str
+    kind: str = field(metadata={"choices": ("dynamixel_hand", "dynamixel_arm", "ros2_control_arm")})
+    model_mjcf: str = field(metadata={"help": "the twin's MJCF, relative to the repository root"})
+    joints: tuple[JointCalibration, ...]
+    safety: SafetyConfig
+    sensors: tuple[JointCalibration, ...] = ()
+    bus: BusConfig | None = None
+
+    def __post_init__(self) -> None:
+        names = [j.name for j in (*self.joints, *self.sensors)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"robot {self.robot}: joint names repeat: {', '.join(dupes)}")
+        ids = [j.id for j in (*self.joints, *self.sensors) if j.id is not None]
+        dupe_ids = sorted({i for i in ids if ids.count(i) > 1})
+        if dupe_ids:
+            raise ConfigError(f"robot {self.robot}: servo ids repeat: {dupe_ids}")
+        if self.kind.startswith("dynamixel") and any(j.id is None for j in self.joints):
+            raise ConfigError(f"robot {self.robot}: every joint of a {self.kind} needs an id")
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def lower_rad(self) -> np.ndarray:
+        return np.array([j.position_limits_rad[0] for j in self.joints])
+
+    @property
+    def upper_rad(self) -> np.ndarray:
+        return np.array([j.position_limits_rad[1] for j in self.joints])
+
+    @property
+    def velocity_limit_rad_s(self) -> np.ndarray:
+        return np.array([j.velocity_limit_rad_s for j in self.joints])
+
+    @property
+    def current_limit_a(self) -> np.ndarray:
+        return np.array([j.current_limit_a for j in self.joints])
+
+    def model_path(self) -> Path:
+        return CALIBRATION_DIR.parent / self.model_mjcf
+
+    def digest(self) -> str:
+        """A short content hash stored with every recorded episode."""
+        canonical = json.dumps(to_dict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def calibration_path(name_or_path: str | Path) -> Path:
+    """``dclaw`` -> calibration/dclaw.yaml; a path is returned as is."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    path = CALIBRATION_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in CALIBRATION_DIR.glob("*.yaml"))
+        raise ConfigError(f"no calibration named '{name_or_path}' in {CALIBRATION_DIR}; known: {known}")
+    return path
+
+
+def load_robot(name_or_path: str | Path) -> RobotCalibration:
+    path = calibration_path(name_or_path)
+    data = load_yaml(path)
+    try:
+        return from_dict(RobotCalibration, data, source=str(path))
+    except ConfigError as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
