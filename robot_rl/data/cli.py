@@ -1,0 +1,250 @@
+"""``robot-rl dataset ...``: the dataset tools on the command line.
+
+``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each subcommand
+sets ``func(args) -> int`` as its default. ``main(argv)`` runs the subcommands standalone
+(``python -m robot_rl.data.cli info data.zarr``). ``replay`` (play a dataset into the twin) will
+be added here with the twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from robot_rl.data import tools
+from robot_rl.data.calibration import calibration_digest
+from robot_rl.data.errors import DatasetError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``dataset`` command (with its subcommands) to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "dataset", help="inspect, check, combine, convert recorded datasets (zarr stores)",
+        description="Inspect, validate, merge, split, filter, summarise, import and export "
+                    "robot_rl datasets (zarr episode stores).")
+    _add_subcommands(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-rl dataset",
+                                     description="robot_rl dataset tools")
+    _add_subcommands(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _add_subcommands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
+
+    p = _command(sub, "info", _info, "show a dataset's attributes, episodes and keys")
+    p.add_argument("path", help="dataset (zarr directory)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = _command(sub, "validate", _validate,
+                 "check a dataset: commit marks, info rows, schema, NaN/inf (exit 1 on errors)")
+    p.add_argument("path", help="dataset (zarr directory)")
+    p.add_argument("--quick", action="store_true",
+                   help="scan only float keys for NaN/inf (skip reading images)")
+
+    p = _command(sub, "merge", _merge, "concatenate datasets of the same robot, task and units")
+    p.add_argument("inputs", nargs="+", help="input datasets, in order")
+    p.add_argument("-o", "--output", required=True, help="new dataset to write")
+    p.add_argument("--force", action="store_true",
+                   help="merge even if robot, task or units differ")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = _command(sub, "split", _split, "deal shuffled episodes into several datasets by fraction")
+    p.add_argument("input", help="dataset to split")
+    p.add_argument("--out", action="append", required=True, metavar="PATH=FRACTION",
+                   help="an output and its fraction, e.g. --out train.zarr=0.9 "
+                        "--out val.zarr=0.1 (fractions sum to 1)")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    p = _command(sub, "filter", _filter, "copy the episodes whose episode info matches")
+    p.add_argument("input", help="dataset to read")
+    p.add_argument("output", help="new dataset to write")
+    p.add_argument("--where", action="append", required=True, metavar="FIELD=VALUE",
+                   help="required episode-info value; VALUE is JSON (true, 3, \"ann\") or a "
+                        "plain string; repeat to require several")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = _command(sub, "stats", _stats, "per-dimension mean, std, min, max of keys (streamed)")
+    p.add_argument("path", help="dataset (zarr directory)")
+    p.add_argument("--keys", nargs="+", help="keys (default: all non-image numeric keys)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = _command(sub, "import-rosbag", _import_rosbag,
+                 "resample rosbag2 recordings (sqlite3 or mcap) onto a control clock")
+    p.add_argument("bags", nargs="+", help="rosbag2 directories; each is one episode unless "
+                                           "--marker-topic splits it")
+    p.add_argument("-o", "--output", required=True, help="dataset to write")
+    p.add_argument("--topic", action="append", required=True, metavar="TOPIC=KEY[:FIELDS]",
+                   help="map a topic to a key, e.g. /hand/joint_states=observation:position+"
+                        "velocity or /hand/command=action; topics mapped to one key are "
+                        "concatenated")
+    p.add_argument("--period", type=float, required=True, metavar="SECONDS",
+                   help="control period of the output clock, s (e.g. 0.05 for 20 Hz)")
+    p.add_argument("--marker-topic", help="every message on this topic starts a new episode")
+    p.add_argument("--robot", default="unknown", help="robot name stored in the dataset")
+    p.add_argument("--task", default="unknown", help="task name stored in the dataset")
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument("--calibration", help="calibration YAML to digest")
+    cal.add_argument("--calibration-digest", default="unknown", help="digest to store as is")
+    p.add_argument("--unit", action="append", default=[], metavar="KEY=UNIT",
+                   help="unit of a key, e.g. observation=rad")
+    p.add_argument("--append", action="store_true", help="append to an existing dataset")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = _command(sub, "export", _export, "convert a dataset to another format")
+    p.add_argument("input", help="dataset to read")
+    p.add_argument("output", help="file to write (e.g. demos.hdf5)")
+    p.add_argument("--format", choices=("robomimic",), default="robomimic",
+                   help="output format (default robomimic HDF5)")
+    p.add_argument("--obs-key", action="append", dest="obs_keys",
+                   help="observation key to export (default: all but action/reward/done)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def _command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
+    p.set_defaults(func=_guarded(handler))
+    return p
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Bad input ends with one clear line on stderr and exit code 1, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (DatasetError, ValueError, OSError, KeyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        left, sep, right = item.rpartition("=")
+        if not sep or not left:
+            raise ValueError(f"expected {what}, got {item!r}")
+        pairs.append((left, right))
+    return pairs
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def _info(args: argparse.Namespace) -> int:
+    summary = tools.info(args.path)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=_jsonable))
+        return 0
+    s = summary
+    print(f"dataset      {s['path']}")
+    print(f"robot        {s['robot']}    task {s['task']}    calibration "
+          f"{s['calibration_digest']}    format {s['format_version']}    "
+          f"software {s['software_version']}")
+    lengths = s["episode_length"]
+    length_text = (f"length min {lengths['min']} / mean {lengths['mean']:.1f} / max "
+                   f"{lengths['max']}" if lengths else "no episodes")
+    print(f"episodes     {s['n_episodes']} ({s['n_steps']} steps; {length_text}); success "
+          f"{s['success']['succeeded']}/{s['success']['labelled']} labelled")
+    if s["uncommitted_steps"]:
+        print(f"uncommitted  {s['uncommitted_steps']} step rows past the last commit")
+    for key, k in s["keys"].items():
+        ratio = k["raw_bytes"] / k["stored_bytes"] if k["stored_bytes"] else 0.0
+        print(f"  {key:<20} {k['dtype']}{k['step_shape']!s:<16} unit {k['unit'] or '-':<8} "
+              f"{k['chunk_steps']:>5} steps/chunk  {k['stored_bytes'] / 2**20:9.2f} MiB "
+              f"stored ({ratio:.1f}x)")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    problems = tools.validate(args.path, check_all_keys=not args.quick)
+    for problem in problems:
+        print(problem)
+    errors = sum(p.severity == "error" for p in problems)
+    print(f"{args.path}: {errors} error(s), {len(problems) - errors} warning(s)")
+    return 1 if errors else 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    result = tools.merge(args.inputs, args.output, force=args.force, overwrite=args.overwrite)
+    print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} steps "
+          f"from {len(result['sources'])} datasets")
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    outputs = {path: float(fraction) for path, fraction in _pairs(args.out, "PATH=FRACTION")}
+    assignment = tools.split(args.input, outputs, seed=args.seed, overwrite=args.overwrite)
+    for path, indices in assignment.items():
+        print(f"wrote {path}: {len(indices)} episodes")
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    wanted = {}
+    for field, text in _pairs(args.where, "FIELD=VALUE"):
+        try:
+            wanted[field] = json.loads(text)
+        except ValueError:
+            wanted[field] = text
+    kept = tools.filter(args.input, args.output, wanted, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {len(kept)} episodes matching {wanted}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    result = tools.stats(args.path, args.keys)
+    if args.json:
+        print(json.dumps(result, indent=2, default=_jsonable))
+        return 0
+    with np.printoptions(precision=4, suppress=True, linewidth=100):
+        for key, s in result.items():
+            print(f"{key} ({s['count']} steps)")
+            for name in ("mean", "std", "min", "max"):
+                print(f"  {name:<5} {s[name]}")
+    return 0
+
+
+def _import_rosbag(args: argparse.Namespace) -> int:
+    topic_map = dict(_pairs(args.topic, "TOPIC=KEY[:FIELDS]"))
+    digest = calibration_digest(args.calibration) if args.calibration else args.calibration_digest
+    result = tools.import_rosbag(
+        args.bags, args.output, topic_map, control_period_s=args.period, robot=args.robot,
+        task=args.task, calibration_digest=digest, units=dict(_pairs(args.unit, "KEY=UNIT")),
+        episode_marker_topic=args.marker_topic, append=args.append, overwrite=args.overwrite)
+    for ep in result["episodes"]:
+        print(f"episode {ep['episode']}: {ep['steps']} steps from {ep['bag']} "
+              f"(segment {ep['segment']})")
+    print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} steps")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    result = tools.export_robomimic_hdf5(args.input, args.output, obs_keys=args.obs_keys,
+                                         overwrite=args.overwrite)
+    print(f"wrote {result['output']}: {result['n_demos']} demos, {result['total']} samples, "
+          f"obs {result['obs_keys']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

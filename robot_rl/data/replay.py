@@ -1,0 +1,45 @@
+"""Flat transition arrays for a replay buffer, loaded from an episode store."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from robot_rl.data.errors import DatasetError
+from robot_rl.data.store import EpisodeStore
+
+TRANSITION_KEYS = ("observation", "action", "reward", "next_observation", "done")
+
+
+def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """observation, action, reward, next_observation, done (float32 0/1 = terminated).
+
+    Without a ``next_observation`` key it is rebuilt from the next step of the same episode; an
+    episode's last step then has no successor and is kept only if it terminated (its
+    next_observation is never used by the TD target, since done = 1).
+    """
+    if not isinstance(store, EpisodeStore):
+        store = EpisodeStore.open(store, "r")
+    required = ("observation", "action", "reward", "terminated")
+    missing = [k for k in required if k not in store.keys]
+    if missing:
+        raise DatasetError(store.path,
+                           f"transitions need key(s) {missing}; have {list(store.keys)}")
+    obs = store.read("observation")
+    terminated = store.read("terminated").astype(bool)
+    out = {"observation": obs, "action": store.read("action"),
+           "reward": store.read("reward").astype(np.float32),
+           "done": terminated.astype(np.float32)}
+    if "next_observation" in store.keys:
+        out["next_observation"] = store.read("next_observation")
+        return out
+    nxt = np.empty_like(obs)
+    nxt[:-1] = obs[1:]
+    ends = store.episode_ends
+    last = ends - 1
+    nxt[last] = obs[last]
+    keep = np.ones(len(obs), dtype=bool)
+    keep[last] = terminated[last]
+    out["next_observation"] = nxt
+    return {k: v[keep] for k, v in out.items()}

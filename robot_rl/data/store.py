@@ -1,0 +1,417 @@
+"""The zarr episode store: time-major ``data/<key>`` arrays plus ``meta/episode_ends``.
+
+Commit protocol (why a crash loses at most the episode in progress): an episode's step rows are
+written to ``data/*`` first, then its ``meta/episode_info`` row, and ``meta/episode_ends`` last. The
+new end value is written into its chunk through a view *before* the array's shape grows, so the
+single atomic write of ``meta/episode_ends/.zarray`` (DirectoryStore replaces files atomically) is
+the commit point. Readers ignore rows past ``episode_ends[-1]``; opening for append trims them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from numcodecs import VLenUTF8
+
+from robot_rl.data.errors import DatasetError
+from robot_rl.data.schema import (
+    COMPRESSOR,
+    KeySpec,
+    check_episode_steps,
+    chunk_steps,
+    spec_of_array,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ENDS_PATH = "meta/episode_ends"
+INFO_PATH = "meta/episode_info"
+_ENDS_CHUNK = 1024
+_INFO_CHUNK = 64
+REQUIRED_ATTRS = ("format_version", "robot", "task", "calibration_digest", "units")
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening for append removed after an interrupted write."""
+
+    dropped_steps: int
+    dropped_info_rows: int
+    removed_partial_files: int
+    removed_keys: tuple[str, ...] = ()
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("robot_rl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def info_to_json(info: Mapping[str, Any], path: Path) -> str:
+    """Serialise one episode_info row; numpy scalars and arrays become plain JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (np.generic, np.ndarray)):
+            return value.tolist()
+        raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+    try:
+        return json.dumps(dict(info), sort_keys=True, allow_nan=False, default=plain)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(path, f"episode info {dict(info)!r} cannot be stored: {err}") from err
+
+
+def _committed_count(path: Path, ends: np.ndarray) -> int:
+    """Number of committed episodes; episode_ends must be strictly increasing and positive."""
+    steps = np.diff(ends, prepend=0)
+    bad = np.flatnonzero(steps <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise DatasetError(path, f"{ENDS_PATH} is not strictly increasing at episode {i} "
+                                 f"(end {int(ends[i])} after {int(ends[i - 1]) if i else 0})")
+    return len(ends)
+
+
+class EpisodeStore:
+    """A dataset of episodes; open with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, root: zarr.Group, mode: Literal["r", "a"]) -> None:
+        self._path = path
+        self._root = root
+        self._mode = mode
+        self._writer_active = False
+        self.recovery: Recovery | None = None
+        self.refresh()
+
+    # ----------------------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, robot: str, task: str,
+               calibration_digest: str, units: Mapping[str, str],
+               extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> EpisodeStore:
+        """Create an empty dataset; refuses an existing path unless ``overwrite``."""
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise DatasetError(path, "already exists; pass overwrite=True to replace it")
+            if path.is_dir() and any(path.iterdir()) and not (path / ".zgroup").exists():
+                raise DatasetError(path, "exists and is not a zarr store; refusing to delete it")
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for name, value in (("robot", robot), ("task", task),
+                            ("calibration_digest", calibration_digest)):
+            if not isinstance(value, str) or not value:
+                raise DatasetError(path, f"{name} must be a non-empty string, got {value!r}")
+        bad_units = {k: v for k, v in units.items()
+                     if not (isinstance(k, str) and isinstance(v, str))}
+        if bad_units:
+            raise DatasetError(path, f"units must map key -> unit string, got {bad_units!r}")
+        root = zarr.group(store=zarr.DirectoryStore(str(path)), overwrite=True)
+        root.create_group("data")
+        meta = root.create_group("meta")
+        meta.create("episode_ends", shape=(0,), chunks=(_ENDS_CHUNK,), dtype=np.int64,
+                   compressor=COMPRESSOR, fill_value=0)
+        meta.create("episode_info", shape=(0,), chunks=(_INFO_CHUNK,), dtype=object,
+                    object_codec=VLenUTF8(), compressor=COMPRESSOR)
+        attrs = {"robot": robot, "task": task, "calibration_digest": calibration_digest,
+                 "units": dict(units), "software_version": software_version(),
+                 "extra": dict(extra or {}), "format_version": FORMAT_VERSION}
+        try:
+            json.dumps(attrs, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise DatasetError(path, f"attributes are not JSON-serialisable: {err}") from err
+        # written last: a store whose creation was interrupted has no format_version
+        root.attrs.put(attrs)
+        return cls(path, root, "a")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -> EpisodeStore:
+        """Open and validate a dataset; ``mode="a"`` trims any uncommitted tail first."""
+        path = Path(path)
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        if not path.is_dir():
+            raise DatasetError(path, "no such dataset (expected a zarr directory store)")
+        if not (path / ".zgroup").is_file():
+            raise DatasetError(path, "not a zarr group (no .zgroup): not a robot_rl dataset")
+        try:
+            root = zarr.open_group(zarr.DirectoryStore(str(path)), mode=mode)
+            attrs = root.attrs.asdict()
+        except Exception as err:  # zarr raises many types for damaged metadata
+            raise DatasetError(path, f"unreadable zarr metadata: {err}") from err
+        _check_layout(path, root, attrs)
+        if mode == "r":
+            return cls(path, root, "r")
+        recovery = _recover(path, root)
+        store = cls(path, root, "a")
+        store.recovery = recovery
+        return store
+
+    def refresh(self) -> None:
+        """Re-read the committed state (a reader can follow a store another process appends to)."""
+        root = zarr.open_group(self._root.store, mode=self._mode)
+        self._root = root
+        self._ends_array = root[ENDS_PATH]
+        self._info_array = root[INFO_PATH]
+        ends = np.asarray(self._ends_array[:], dtype=np.int64)
+        n = _committed_count(self._path, ends)
+        self._ends = ends[:n]
+        arrays = {k: a for k, a in root["data"].arrays()} if n else {}
+        for key, arr in arrays.items():
+            if arr.ndim == 0 or arr.shape[0] < self.n_steps:
+                rows = arr.shape[0] if arr.ndim else 0
+                raise DatasetError(self._path, f"data/{key} has {rows} rows but the committed "
+                                               f"episodes need {self.n_steps}: truncated store")
+        if len(self._info_array) < n:
+            raise DatasetError(self._path, f"{INFO_PATH} has {len(self._info_array)} rows for "
+                                           f"{n} committed episodes: episode info missing")
+        self._arrays = dict(sorted(arrays.items()))
+        self._specs = {k: spec_of_array(a) for k, a in self._arrays.items()}
+
+    # ----------------------------------------------------------------------------- reading
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._ends)
+
+    def __len__(self) -> int:
+        return self.n_episodes
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self._arrays)
+
+    @property
+    def specs(self) -> dict[str, KeySpec]:
+        """Per-key dtype and per-step shape (empty until the first episode is committed)."""
+        return dict(self._specs)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._root.attrs.asdict())
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        return self._ends.copy()
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.diff(self._ends, prepend=0)
+
+    def episode_bounds(self, index: int) -> tuple[int, int]:
+        """[start, end) step rows of episode ``index`` (negative indices count from the end)."""
+        n = self.n_episodes
+        if not -n <= index < n:
+            raise IndexError(f"{self._path}: episode {index} out of range (have {n})")
+        index %= n
+        start = int(self._ends[index - 1]) if index else 0
+        return start, int(self._ends[index])
+
+    def episode(self, index: int, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        start, end = self.episode_bounds(index)
+        return {k: self._read_rows(k, start, end, index) for k in self._select(keys)}
+
+    def episode_info(self, index: int) -> dict:
+        self.episode_bounds(index)
+        index %= self.n_episodes
+        raw = self._info_array[index]
+        try:
+            info = json.loads(raw)
+        except (TypeError, ValueError) as err:
+            raise DatasetError(self._path, f"{INFO_PATH}[{index}] is not JSON: {err}") from err
+        if not isinstance(info, dict):
+            raise DatasetError(self._path, f"{INFO_PATH}[{index}] is not a JSON object")
+        return info
+
+    def iter_episodes(self, keys: Sequence[str] | None = None
+                      ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(index, steps)`` one episode at a time (memory stays one episode)."""
+        keys = self._select(keys)
+        for index in range(self.n_episodes):
+            yield index, self.episode(index, keys)
+
+    def read(self, key: str) -> np.ndarray:
+        """All committed rows of one key."""
+        (key,) = self._select([key])
+        return self._read_rows(key, 0, self.n_steps, None)
+
+    def _select(self, keys: Sequence[str] | None) -> list[str]:
+        if keys is None:
+            return list(self._arrays)
+        missing = [k for k in keys if k not in self._arrays]
+        if missing:
+            raise DatasetError(self._path, f"no key(s) {missing} in dataset; keys are "
+                                           f"{list(self._arrays)}")
+        return list(keys)
+
+    def _read_rows(self, key: str, start: int, end: int, episode: int | None) -> np.ndarray:
+        try:
+            return self._arrays[key][start:end]
+        except Exception as err:  # blosc/zarr raise assorted types on damaged chunks
+            where = f"episode {episode}" if episode is not None else f"rows {start}:{end}"
+            raise DatasetError(self._path, f"data/{key}, {where}: unreadable chunk: {err}") from err
+
+    # ----------------------------------------------------------------------------- writing
+    def add_episode(self, steps: Mapping[str, np.ndarray],
+                    info: Mapping[str, Any] | None = None) -> int:
+        """Append one whole episode and commit it; returns its index."""
+        self._require_writable()
+        if self._writer_active:
+            raise DatasetError(self._path, "an EpisodeWriter has an episode in progress; "
+                                           "commit or discard it first")
+        arrays = check_episode_steps(self._path, steps, self._specs or None)
+        n_rows = len(next(iter(arrays.values())))
+        self._ensure_arrays({k: KeySpec(a.dtype, a.shape[1:]) for k, a in arrays.items()})
+        self._write_rows(arrays, self.n_steps)
+        return self._commit(self.n_steps + n_rows, info)
+
+    def _require_writable(self) -> None:
+        if self._mode != "a":
+            raise DatasetError(self._path, "opened read-only; use EpisodeStore.open(path, 'a')")
+
+    def _ensure_arrays(self, specs: Mapping[str, KeySpec]) -> None:
+        """Create data arrays for the first episode (schema comes from its steps)."""
+        if self._arrays:
+            return
+        data = self._root["data"]
+        for key, spec in specs.items():
+            data.create(key, shape=(0, *spec.step_shape), dtype=spec.dtype,
+                        chunks=(chunk_steps(spec), *spec.step_shape), compressor=COMPRESSOR,
+                        fill_value=None, overwrite=True)
+        self._arrays = {k: data[k] for k in sorted(specs)}
+        self._specs = {k: spec_of_array(a) for k, a in self._arrays.items()}
+
+    def _write_rows(self, arrays: Mapping[str, np.ndarray], start: int) -> None:
+        """Write rows of some keys at ``start`` (uncommitted until :meth:`_commit`)."""
+        for key, rows in arrays.items():
+            arr = self._arrays[key]
+            end = start + len(rows)
+            if arr.shape[0] != end:
+                arr.resize((end, *arr.shape[1:]))
+            arr[start:end] = rows
+
+    def _truncate_rows(self, n_rows: int) -> None:
+        """Drop uncommitted rows (discard); drops the arrays when no episode is committed."""
+        if not self.n_episodes:
+            for key in list(self._arrays):
+                del self._root["data"][key]
+            self._arrays, self._specs = {}, {}
+            return
+        for arr in self._arrays.values():
+            if arr.shape[0] > n_rows:
+                arr.resize((n_rows, *arr.shape[1:]))
+
+    def _commit(self, end: int, info: Mapping[str, Any] | None) -> int:
+        """Write the info row, then publish the new episode end (the commit point)."""
+        index = self.n_episodes
+        row = dict(info or {})
+        row.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        row.setdefault("calibration_digest", self._root.attrs["calibration_digest"])
+        text = info_to_json(row, self._path)
+        if len(self._info_array) != index:
+            self._info_array.resize(index)
+        self._info_array.append(np.array([text], dtype=object))
+        # write the value where the shape does not yet reach, then grow the shape atomically
+        self._ends_array.view(shape=(index + 1,))[index] = end
+        self._ends_array.resize(index + 1)
+        self._ends = np.append(self._ends, np.int64(end))
+        return index
+
+    def __repr__(self) -> str:
+        return (f"EpisodeStore({str(self._path)!r}, mode={self._mode!r}, "
+                f"episodes={self.n_episodes}, steps={self.n_steps}, keys={list(self.keys)})")
+
+
+def _check_layout(path: Path, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
+    version = attrs.get("format_version")
+    if version is None:
+        raise DatasetError(path, "no format_version attribute: not a robot_rl dataset "
+                                 "(or its creation was interrupted)")
+    if version != FORMAT_VERSION:
+        raise DatasetError(path, f"format_version {version!r} is not supported "
+                                 f"(this robot_rl reads {FORMAT_VERSION})")
+    missing = [a for a in REQUIRED_ATTRS if a not in attrs]
+    if missing:
+        raise DatasetError(path, f"missing root attribute(s) {missing}")
+    for name in ("data",):
+        if name not in root or not isinstance(root[name], zarr.Group):
+            raise DatasetError(path, f"missing group '{name}'")
+    for name, kind in ((ENDS_PATH, "i"), (INFO_PATH, "O")):
+        if name not in root or not isinstance(root[name], zarr.Array):
+            raise DatasetError(path, f"missing array '{name}'")
+        arr = root[name]
+        if arr.ndim != 1 or arr.dtype.kind != kind:
+            raise DatasetError(path, f"'{name}' must be 1-D of kind {kind!r}, "
+                                     f"got shape {arr.shape} dtype {arr.dtype}")
+
+
+def _remove_partial_files(path: Path) -> int:
+    """DirectoryStore writes ``<name>.<uuid>.partial`` then renames; a crash can leave one."""
+    removed = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            if name.endswith(".partial"):
+                os.remove(os.path.join(dirpath, name))
+                removed += 1
+    return removed
+
+
+def _recover(path: Path, root: zarr.Group) -> Recovery | None:
+    """Trim everything past the last commit, in an order that is itself safe to interrupt."""
+    partial = _remove_partial_files(path)
+    ends_array, info_array = root[ENDS_PATH], root[INFO_PATH]
+    ends = np.asarray(ends_array[:], dtype=np.int64)
+    n = _committed_count(path, ends)
+    n_steps = int(ends[-1]) if n else 0
+    dropped_info = max(0, len(info_array) - n)
+    if dropped_info:
+        info_array.resize(n)
+    dropped_steps, removed_keys = 0, []
+    data = root["data"]
+    for key, arr in list(data.arrays()):
+        rows = arr.shape[0] if arr.ndim else 0
+        dropped_steps = max(dropped_steps, rows - n_steps)
+        if n == 0:
+            del data[key]
+            removed_keys.append(key)
+        elif rows > n_steps:
+            arr.resize((n_steps, *arr.shape[1:]))
+    # a crashed first episode may leave a key directory without .zarray
+    for name in os.listdir(path / "data") if n == 0 and (path / "data").is_dir() else ():
+        if (path / "data" / name).is_dir():
+            shutil.rmtree(path / "data" / name)
+    if not (partial or dropped_info or dropped_steps or removed_keys):
+        return None
+    recovery = Recovery(dropped_steps=dropped_steps, dropped_info_rows=dropped_info,
+                        removed_partial_files=partial,
+                        removed_keys=tuple(removed_keys))
+    log.warning("%s: recovered from an interrupted write: dropped %d uncommitted step rows and "
+                "%d episode_info rows, removed %d partial files; %d committed episodes intact",
+                path, dropped_steps, dropped_info, partial, n)
+    return recovery
+
+
+__all__ = ["DatasetError", "EpisodeStore", "FORMAT_VERSION", "Recovery"]

@@ -1,0 +1,384 @@
+"""Dataset tools: info, validate, merge, split, filter, stats (plus rosbag import and export).
+
+Each returns data (printing is the CLI's job) and streams episode by episode, so memory stays
+about one episode whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from robot_rl.data.errors import DatasetError, SchemaError
+from robot_rl.data.robomimic import export_robomimic_hdf5
+from robot_rl.data.rosbag_import import import_rosbag
+from robot_rl.data.schema import KeySpec
+from robot_rl.data.store import (
+    ENDS_PATH,
+    FORMAT_VERSION,
+    INFO_PATH,
+    REQUIRED_ATTRS,
+    EpisodeStore,
+)
+
+PathLike = str | os.PathLike[str]
+InfoPredicate = Callable[[dict], bool] | Mapping[str, Any]
+
+# The learning pipeline's standard keys: (dtype, dims per step or None when any).
+STANDARD_KEYS: dict[str, tuple[str, int | None]] = {
+    "observation": ("float32", 1), "next_observation": ("float32", 1), "action": ("float32", 1),
+    "reward": ("float32", 0), "terminated": ("bool", 0), "truncated": ("bool", 0),
+    "camera_color": ("uint8", 3), "camera_depth": ("uint16", 2),
+}
+
+
+# --------------------------------------------------------------------------------------- info
+def info(path: PathLike) -> dict[str, Any]:
+    """Summary of a dataset: attributes, episode counts and lengths, per-key schema and size."""
+    store = EpisodeStore.open(path, "r")
+    attrs = store.attrs
+    lengths = store.episode_lengths
+    raw = zarr.open_group(zarr.DirectoryStore(str(store.path)), mode="r")
+    data_rows = [a.shape[0] for _, a in raw["data"].arrays() if a.ndim]
+    keys = {}
+    for key, spec in store.specs.items():
+        arr = raw["data"][key]
+        keys[key] = {"dtype": str(spec.dtype), "step_shape": list(spec.step_shape),
+                     "unit": attrs["units"].get(key), "chunk_steps": int(arr.chunks[0]),
+                     "image": spec.is_image, "stored_bytes": int(arr.nbytes_stored),
+                     "raw_bytes": int(spec.dtype.itemsize * math.prod(spec.step_shape)
+                                      * store.n_steps)}
+    successes = [store.episode_info(i).get("success") for i in range(store.n_episodes)]
+    labelled = [s for s in successes if isinstance(s, bool)]
+    return {
+        "path": str(store.path), "format_version": attrs["format_version"],
+        "robot": attrs["robot"], "task": attrs["task"],
+        "calibration_digest": attrs["calibration_digest"], "units": attrs["units"],
+        "software_version": attrs.get("software_version"), "extra": attrs.get("extra", {}),
+        "n_episodes": store.n_episodes, "n_steps": store.n_steps,
+        "episode_length": ({"min": int(lengths.min()), "mean": float(lengths.mean()),
+                            "max": int(lengths.max())} if len(lengths) else None),
+        "success": {"labelled": len(labelled), "succeeded": sum(labelled)},
+        "uncommitted_steps": max([0, *data_rows]) - store.n_steps if store.n_episodes else
+        max([0, *data_rows]),
+        "keys": keys,
+    }
+
+
+# ----------------------------------------------------------------------------------- validate
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset, at an exact episode and key where that applies."""
+
+    severity: Literal["error", "warning"]
+    message: str
+    episode: int | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        where = [f"episode {self.episode}" if self.episode is not None else "",
+                 f"key '{self.key}'" if self.key is not None else ""]
+        where_text = ", ".join(w for w in where if w)
+        return f"{self.severity}: {where_text + ': ' if where_text else ''}{self.message}"
+
+
+def validate(path: PathLike, *, check_all_keys: bool = True) -> list[Problem]:
+    """Check a dataset without trusting it: layout, commit marks, info rows, schema, values.
+
+    Float keys are scanned for NaN/inf episode by episode; with ``check_all_keys`` every other
+    key is read too, so an unreadable chunk is reported at its episode.
+    """
+    path = Path(path)
+    problems: list[Problem] = []
+    try:
+        raw = _open_raw(path)
+    except DatasetError as err:
+        return [Problem("error", err.problem)]
+    ends = np.asarray(raw[ENDS_PATH][:], dtype=np.int64)
+    n = _check_ends(ends, problems)
+    n_steps = int(ends[n - 1]) if n else 0
+    committed_ends = ends[:n]
+    _check_info_rows(raw, n, problems)
+    arrays = _check_arrays(raw, committed_ends, n_steps, problems)
+    _check_standard_keys(arrays, problems)
+    for index in range(n):
+        start = int(committed_ends[index - 1]) if index else 0
+        end = int(committed_ends[index])
+        for key, arr in arrays.items():
+            if end > arr.shape[0]:
+                continue  # reported as truncated
+            is_float = arr.dtype.kind in "fc"
+            if not (is_float or check_all_keys):
+                continue
+            try:
+                rows = arr[start:end]
+            except Exception as err:  # damaged chunk: blosc/zarr raise assorted types
+                problems.append(Problem("error", f"unreadable chunk: {err}", index, key))
+                continue
+            if is_float:
+                bad = ~np.isfinite(rows)
+                if bad.any():
+                    step = int(np.argwhere(bad)[0][0])
+                    problems.append(Problem("error", f"{int(bad.sum())} non-finite value(s) "
+                                                     f"(NaN/inf), first at step {step}",
+                                            index, key))
+    return problems
+
+
+def _open_raw(path: Path) -> zarr.Group:
+    if not (path / ".zgroup").is_file():
+        raise DatasetError(path, "not a zarr group (no .zgroup): not a robot_rl dataset")
+    try:
+        raw = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
+        attrs = raw.attrs.asdict()
+    except Exception as err:  # damaged metadata
+        raise DatasetError(path, f"unreadable zarr metadata: {err}") from err
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(path, f"format_version {attrs.get('format_version')!r} is not "
+                                 f"{FORMAT_VERSION}")
+    missing = [a for a in REQUIRED_ATTRS if a not in attrs]
+    for name in (ENDS_PATH, INFO_PATH, "data"):
+        if name not in raw:
+            missing.append(name)
+    if missing:
+        raise DatasetError(path, f"missing {missing}")
+    return raw
+
+
+def _check_ends(ends: np.ndarray, problems: list[Problem]) -> int:
+    """Report non-increasing ends; returns how many leading episodes are well formed."""
+    steps = np.diff(ends, prepend=0)
+    bad = np.flatnonzero(steps <= 0)
+    for i in bad:
+        prev = int(ends[i - 1]) if i else 0
+        problems.append(Problem("error", f"episode_ends not increasing: end {int(ends[i])} "
+                                         f"after {prev}", int(i)))
+    return int(bad[0]) if bad.size else len(ends)
+
+
+def _check_info_rows(raw: zarr.Group, n: int, problems: list[Problem]) -> None:
+    info_array = raw[INFO_PATH]
+    rows = len(info_array)
+    for i in range(rows, n):
+        problems.append(Problem("error", "episode_info row missing", i))
+    if rows > n:
+        problems.append(Problem("warning", f"{rows - n} uncommitted episode_info row(s) past the "
+                                           f"last committed episode"))
+    for i in range(min(rows, n)):
+        try:
+            ok = isinstance(json.loads(info_array[i]), dict)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(Problem("error", "episode_info row is not a JSON object", i))
+
+
+def _check_arrays(raw: zarr.Group, ends: np.ndarray, n_steps: int,
+                  problems: list[Problem]) -> dict[str, zarr.Array]:
+    arrays = dict(raw["data"].arrays())
+    for name, _ in raw["data"].groups():
+        problems.append(Problem("error", "a group where a data array belongs", key=name))
+    for key, arr in arrays.items():
+        rows = arr.shape[0] if arr.ndim else 0
+        if arr.ndim == 0:
+            problems.append(Problem("error", "data array is 0-D (not time-major)", key=key))
+        elif rows < n_steps:
+            first = int(np.searchsorted(ends, rows, side="right"))
+            problems.append(Problem("error", f"truncated: {rows} rows but committed episodes "
+                                             f"need {n_steps}", first, key))
+        elif rows > n_steps:
+            problems.append(Problem("warning", f"uncommitted tail: {rows - n_steps} row(s) past "
+                                               f"episode_ends[-1] (opening for append trims it)",
+                                    key=key))
+    return {k: a for k, a in arrays.items() if a.ndim}
+
+
+def _check_standard_keys(arrays: Mapping[str, zarr.Array], problems: list[Problem]) -> None:
+    for key, arr in arrays.items():
+        if key not in STANDARD_KEYS:
+            continue
+        dtype, dims = STANDARD_KEYS[key]
+        step_ndim = arr.ndim - 1
+        if str(arr.dtype) != dtype or (dims is not None and step_ndim != dims):
+            problems.append(Problem("error", f"expected {dtype} with {dims} dim(s) per step, "
+                                             f"got {arr.dtype} {list(arr.shape[1:])}", key=key))
+    if "observation" in arrays and "next_observation" in arrays:
+        a, b = arrays["observation"], arrays["next_observation"]
+        if a.dtype != b.dtype or a.shape[1:] != b.shape[1:]:
+            problems.append(Problem("error", f"next_observation {b.dtype}{list(b.shape[1:])} "
+                                             f"differs from observation "
+                                             f"{a.dtype}{list(a.shape[1:])}",
+                                    key="next_observation"))
+    if "camera_color" in arrays and arrays["camera_color"].shape[-1:] != (3,):
+        problems.append(Problem("error", "camera_color must be [T, H, W, 3]", key="camera_color"))
+
+
+# ------------------------------------------------------------------------- merge/split/filter
+def _create_like(source: EpisodeStore, output: PathLike, extra: Mapping[str, Any],
+                 overwrite: bool) -> EpisodeStore:
+    attrs = source.attrs
+    return EpisodeStore.create(output, robot=attrs["robot"], task=attrs["task"],
+                               calibration_digest=attrs["calibration_digest"],
+                               units=attrs["units"], extra={**attrs.get("extra", {}), **extra},
+                               overwrite=overwrite)
+
+
+def _copy_episode(source: EpisodeStore, index: int, target: EpisodeStore) -> int:
+    row = source.episode_info(index)
+    row.setdefault("source_path", str(source.path))
+    row.setdefault("source_episode", index)
+    return target.add_episode(source.episode(index), row)
+
+
+def _refuse_same_path(inputs: Sequence[PathLike], output: PathLike) -> None:
+    out = Path(output).resolve()
+    for p in inputs:
+        if Path(p).resolve() == out:
+            raise DatasetError(output, "output is also an input; write to a new path")
+
+
+def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Concatenate datasets; refuses different robots, tasks or units unless ``force``."""
+    if not inputs:
+        raise ValueError("merge needs at least one input")
+    _refuse_same_path(inputs, output)
+    sources = [EpisodeStore.open(p, "r") for p in inputs]
+    first = sources[0]
+    for src in sources[1:]:
+        for name in ("robot", "task", "units"):
+            if src.attrs[name] != first.attrs[name] and not force:
+                raise DatasetError(src.path, f"{name} {src.attrs[name]!r} differs from "
+                                             f"{first.path}'s {first.attrs[name]!r}; "
+                                             f"pass force=True to merge anyway")
+    with_data = [s for s in sources if s.n_episodes]
+    for src in with_data[1:]:
+        if src.specs != with_data[0].specs:
+            raise SchemaError(src.path, f"keys/dtypes/shapes "
+                                        f"{_describe(src.specs)} differ from "
+                                        f"{with_data[0].path}'s {_describe(with_data[0].specs)}")
+    provenance = [{"path": str(s.path), "robot": s.attrs["robot"], "task": s.attrs["task"],
+                   "calibration_digest": s.attrs["calibration_digest"],
+                   "episodes": s.n_episodes} for s in sources]
+    target = _create_like(first, output, {"merged_from": provenance}, overwrite)
+    for src in sources:
+        for index in range(src.n_episodes):
+            _copy_episode(src, index, target)
+    return {"output": str(target.path), "n_episodes": target.n_episodes,
+            "n_steps": target.n_steps, "sources": provenance}
+
+
+def _describe(specs: Mapping[str, KeySpec]) -> str:
+    return "{" + ", ".join(f"{k}: {s.describe()}" for k, s in specs.items()) + "}"
+
+
+def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
+          overwrite: bool = False) -> dict[str, list[int]]:
+    """Shuffle episodes with ``seed`` and deal them to outputs by fraction (summing to 1).
+
+    Returns output -> the input episode indices it received (each in original order).
+    """
+    if not outputs:
+        raise ValueError("split needs at least one output")
+    fractions = {str(k): float(v) for k, v in outputs.items()}
+    if any(not (f > 0) for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    for name in fractions:
+        _refuse_same_path([input], name)
+    if len({Path(o).resolve() for o in fractions}) != len(fractions):
+        raise ValueError(f"split outputs must be distinct paths, got {list(fractions)}")
+    source = EpisodeStore.open(input, "r")
+    counts = _largest_remainder(list(fractions.values()), source.n_episodes)
+    order = np.random.default_rng(seed).permutation(source.n_episodes)
+    assignment: dict[str, list[int]] = {}
+    offset = 0
+    for name, count in zip(fractions, counts):
+        assignment[name] = sorted(int(i) for i in order[offset:offset + count])
+        offset += count
+    owner = {i: name for name, idx in assignment.items() for i in idx}
+    targets = {name: _create_like(source, name, {"split_from": {
+        "path": str(source.path), "seed": seed, "fraction": fractions[name]}}, overwrite)
+        for name in fractions}
+    for index in range(source.n_episodes):
+        _copy_episode(source, index, targets[owner[index]])
+    return assignment
+
+
+def _largest_remainder(fractions: Sequence[float], n: int) -> list[int]:
+    exact = [f * n for f in fractions]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])
+    for i in by_remainder[:n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def filter(input: PathLike, output: PathLike, predicate: InfoPredicate, *,
+           overwrite: bool = False) -> list[int]:
+    """Copy the episodes whose episode_info satisfies ``predicate``; returns their indices.
+
+    ``predicate`` is a callable on the info dict, or a mapping of required values
+    (``{"success": True}``).
+    """
+    _refuse_same_path([input], output)
+    if isinstance(predicate, Mapping):
+        wanted = dict(predicate)
+
+        def test(row: dict) -> bool:
+            return all(k in row and row[k] == v for k, v in wanted.items())
+        description: Any = wanted
+    else:
+        test, description = predicate, getattr(predicate, "__name__", "callable")
+    source = EpisodeStore.open(input, "r")
+    target = _create_like(source, output, {"filtered_from": {
+        "path": str(source.path), "predicate": str(description)}}, overwrite)
+    kept = []
+    for index in range(source.n_episodes):
+        if test(source.episode_info(index)):
+            _copy_episode(source, index, target)
+            kept.append(index)
+    return kept
+
+
+# -------------------------------------------------------------------------------------- stats
+def stats(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-dimension mean, std (population), min, max and count of each key, streamed.
+
+    Episodes are combined with Chan et al.'s parallel update in float64; default keys are the
+    non-image numeric keys.
+    """
+    store = EpisodeStore.open(path, "r")
+    if keys is None:
+        keys = [k for k, s in store.specs.items()
+                if not s.is_image and s.dtype.kind in "fiub"]
+    if not store.n_episodes:
+        raise DatasetError(store.path, "no committed episodes to compute statistics on")
+    acc: dict[str, list[Any]] = {}
+    for _, steps in store.iter_episodes(keys):
+        for key, rows in steps.items():
+            x = rows.astype(np.float64)
+            n_b, mean_b = len(x), x.mean(axis=0)
+            m2_b = ((x - mean_b) ** 2).sum(axis=0)
+            lo, hi = x.min(axis=0), x.max(axis=0)
+            if key not in acc:
+                acc[key] = [n_b, mean_b, m2_b, lo, hi]
+                continue
+            n_a, mean_a, m2_a, lo_a, hi_a = acc[key]
+            n = n_a + n_b
+            delta = mean_b - mean_a
+            acc[key] = [n, mean_a + delta * (n_b / n), m2_a + m2_b + delta ** 2 * (n_a * n_b / n),
+                        np.minimum(lo_a, lo), np.maximum(hi_a, hi)]
+    return {key: {"mean": mean, "std": np.sqrt(m2 / n), "min": lo, "max": hi, "count": n}
+            for key, (n, mean, m2, lo, hi) in acc.items()}
+
+
+__all__ = ["Problem", "STANDARD_KEYS", "export_robomimic_hdf5", "filter", "import_rosbag", "info",
+           "merge", "split", "stats", "validate"]
