@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.config import ConfigError, load_yaml, from_dict, to_dict
+from robot_rl.config import ConfigError, from_dict, load_yaml, to_dict
 
 CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
 

@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first;
+# a second run reuses the installed .venv and starts at once.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build on machines without a GPU; override for yours, e.g. make TORCH_SPEC='torch==2.13.0'.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test lint bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg setup.py scripts/system_deps.sh
+	@bash scripts/system_deps.sh
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else \
+	  "robot_rl needs Python 3.10-3.12; found %d.%d (set PYTHON=python3.11)" % v)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/robot-rl demo
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""The pipeline's config: which task and robot, how much data, how long to train, how to evaluate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robot_rl.config import apply_overrides, from_dict, load_yaml
+from robot_rl.learning.config import AWACConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Demonstrations like the AWAC paper's: clean expert runs plus noisy ones (paper: 25 + 500)."""
+
+    demonstrations: int = field(default=25, metadata={"range": (0, 100_000)})
+    noisy_trajectories: int = field(default=500, metadata={"range": (0, 1_000_000)})
+    noise_std: float = field(default=0.5, metadata={"range": (0.0, 5.0),
+                                                    "help": "expert action noise of the noisy runs"})
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    updates: int = field(default=25_000, metadata={"range": (0, 10_000_000)})
+    log_every_updates: int = field(default=500, metadata={"range": (1, 1_000_000)})
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    env_steps: int = field(default=20_000, metadata={"range": (0, 100_000_000)})
+    updates_per_env_step: int = field(default=1, metadata={"range": (1, 100)})
+    eval_every_env_steps: int = field(default=1_000, metadata={"range": (1, 10_000_000)})
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episodes: int = field(default=50, metadata={"range": (1, 100_000)})
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    env_id: str = field(default="robot_rl/ValveTurn-v0",
+                        metadata={"choices": ("robot_rl/ValveTurn-v0", "robot_rl/DrawerOpen-v0")})
+    robot: str = "dclaw"
+    seed: int = field(default=0, metadata={"range": (0, 2**31 - 1)})
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: DatasetConfig = DatasetConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    eval: EvalConfig = EvalConfig()
+    awac: AWACConfig = AWACConfig()
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """``valve`` -> robot_rl/configs/valve.yaml; a path is returned as is."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return CONFIG_DIR / f"{name_or_path}.yaml"
+
+
+def load_pipeline_config(name_or_path: str | Path, overrides: list[str] | None = None,
+                         profile: str | None = None) -> PipelineConfig:
+    """Loads a pipeline config; ``profile`` picks a section under ``profiles:`` merged on top."""
+    path = config_path(name_or_path)
+    data = load_yaml(path)
+    profiles = data.pop("profiles", {}) or {}
+    if profile is not None:
+        if profile not in profiles:
+            from robot_rl.config import ConfigError
+            raise ConfigError(f"{path}: profiles: no profile '{profile}'; known: {sorted(profiles)}")
+        data = _merge(data, profiles[profile])
+    data = apply_overrides(data, overrides or [])
+    return from_dict(PipelineConfig, data, source=str(path))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base}
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
