@@ -1,0 +1,202 @@
+"""The Node API on Eclipse Cyclone DDS, speaking ROS 2's wire conventions (rmw_cyclonedds).
+
+Topic ``rt/<resolved name without the leading slash>``, type ``<pkg>::msg::dds_::<Name>_``,
+plain CDR (XCDR1) little endian, rclpy's QoS. A ROS 2 machine on the same domain sees these
+topics. One participant per process and domain, shared by the nodes of the process; each node
+has one WaitSet that its spinning thread waits on, so its callbacks run one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.domain import DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.sub import DataReader, InvalidSample
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+from robot_rl.ros.api import Node, NodeOptions, Timer, TimerQueue
+from robot_rl.ros.qos import QosProfile, qos_from_depth
+
+# Works with Cyclone 0.10 (ROS 2 Humble/Jazzy) and 11; see PLATFORM.md.
+LOOPBACK_CONFIG = (
+    '<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
+    '<General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
+    "<AllowMulticast>false</AllowMulticast></General>"
+    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
+    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
+    "</Domain></CycloneDDS>"
+)
+_TAKE_BATCH = 32
+
+_participants: dict[int, DomainParticipant] = {}
+_participants_lock = threading.Lock()
+
+
+def domain_id_from_env() -> int:
+    raw = os.environ.get("ROS_DOMAIN_ID", "0").strip() or "0"
+    try:
+        domain_id = int(raw)
+    except ValueError:
+        raise ValueError(f"ROS_DOMAIN_ID: expected an integer 0-232, got {raw!r}") from None
+    if not 0 <= domain_id <= 232:
+        raise ValueError(f"ROS_DOMAIN_ID: expected an integer 0-232, got {domain_id}")
+    return domain_id
+
+
+def participant(domain_id: int | None = None) -> DomainParticipant:
+    """The process's participant on ``domain_id`` (default: ``ROS_DOMAIN_ID``)."""
+    domain_id = domain_id_from_env() if domain_id is None else domain_id
+    with _participants_lock:
+        if domain_id not in _participants:
+            if os.environ.get("ROBOT_RL_DDS_LOOPBACK") == "1":
+                # Cyclone reads its configuration when the domain is created, not later.
+                os.environ["CYCLONEDDS_URI"] = LOOPBACK_CONFIG
+            _participants[domain_id] = DomainParticipant(domain_id)
+        return _participants[domain_id]
+
+
+def dds_qos(profile: QosProfile) -> Qos:
+    """rclpy's QoS profile as Cyclone policies, and XCDR1 so Cyclone 0.10 and rosbags read it."""
+    reliability = (Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
+                   if profile.reliability == "reliable" else Policy.Reliability.BestEffort)
+    durability = (Policy.Durability.TransientLocal if profile.durability == "transient_local"
+                  else Policy.Durability.Volatile)
+    history = (Policy.History.KeepLast(depth=profile.depth) if profile.history == "keep_last"
+               else Policy.History.KeepAll)
+    return Qos(reliability, durability, history,
+               Policy.DataRepresentation(use_cdrv0_representation=True))
+
+
+def dds_topic_name(resolved: str) -> str:
+    return "rt/" + resolved.lstrip("/")
+
+
+class DdsPublisher:
+    def __init__(self, writer: DataWriter, msg_type: type, topic: str) -> None:
+        self._writer = writer
+        self._msg_type = msg_type
+        self.topic = topic
+
+    def publish(self, msg: Any) -> None:
+        """Thread-safe: a training thread may publish while the executor runs callbacks."""
+        if not isinstance(msg, self._msg_type):
+            raise TypeError(f"publisher on {self.topic}: expected {self._msg_type.__name__}, "
+                            f"got {type(msg).__name__}")
+        self._writer.write(msg)
+
+    def matched_count(self) -> int:
+        return len(self._writer.get_matched_subscriptions())
+
+    def destroy(self) -> None:
+        self._writer.__del__()  # dds_delete now, not whenever the GC gets to it
+
+
+class DdsSubscription:
+    def __init__(self, reader: DataReader, condition: ReadCondition,
+                 callback: Callable[[Any], None], topic: str) -> None:
+        self._reader = reader
+        self.condition = condition
+        self.callback = callback
+        self.topic = topic
+
+    def take(self) -> list[Any]:
+        samples = self._reader.take(N=_TAKE_BATCH)
+        # Disposed/unregistered instances come as InvalidSample: no message to deliver.
+        return [s for s in samples if not isinstance(s, InvalidSample)]
+
+    def matched_count(self) -> int:
+        return len(self._reader.get_matched_publications())
+
+    def destroy(self) -> None:
+        self.condition.__del__()
+        self._reader.__del__()
+
+
+class DdsNode(Node):
+    """A node on Cyclone DDS; create it with ``runtime.make_node``."""
+
+    def __init__(self, name: str, namespace: str | None = None,
+                 options: NodeOptions | None = None, domain_id: int | None = None) -> None:
+        super().__init__(name, namespace, options)
+        self._participant = participant(domain_id)
+        self._waitset = WaitSet(self._participant)
+        self._topics: dict[str, Topic] = {}
+        self._publishers: list[DdsPublisher] = []
+        self._subscriptions: list[DdsSubscription] = []
+        self._timers = TimerQueue()
+        self._destroyed = False
+
+    def _topic(self, msg_type: type, resolved: str) -> Topic:
+        key = f"{resolved}|{msg_type.__idl_typename__}"
+        if key not in self._topics:
+            self._topics[key] = Topic(self._participant, dds_topic_name(resolved), msg_type)
+        return self._topics[key]
+
+    def create_publisher(self, msg_type: type, topic: str,
+                         qos: QosProfile | int | None = None) -> DdsPublisher:
+        resolved = self.resolve(topic)
+        writer = DataWriter(self._participant, self._topic(msg_type, resolved),
+                            qos=dds_qos(qos_from_depth(qos)))
+        publisher = DdsPublisher(writer, msg_type, resolved)
+        self._publishers.append(publisher)
+        return publisher
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: QosProfile | int | None = None) -> DdsSubscription:
+        resolved = self.resolve(topic)
+        reader = DataReader(self._participant, self._topic(msg_type, resolved),
+                            qos=dds_qos(qos_from_depth(qos)))
+        condition = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
+        self._waitset.attach(condition)
+        subscription = DdsSubscription(reader, condition, callback, resolved)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(period_s, callback)
+        self._timers.add(timer)
+        self._wake()  # a spinning executor must re-plan its wait
+        return timer
+
+    def spin_once(self, timeout_s: float = 0.0) -> None:
+        if self._destroyed:
+            raise RuntimeError(f"node {self.fully_qualified_name}: spin after destroy()")
+        to_timer = self._timers.seconds_to_next(time.monotonic())
+        wait_s = timeout_s if to_timer is None else min(timeout_s, to_timer)
+        if wait_s > 0.0:
+            self._waitset.wait(max(1, int(wait_s * 1e9)))
+        self._waitset.set_trigger(False)
+        for subscription in list(self._subscriptions):
+            for msg in subscription.take():
+                subscription.callback(msg)
+        for timer in self._timers.pop_due(time.monotonic()):
+            timer.callback()
+
+    def _wake(self) -> None:
+        if not self._destroyed:
+            self._waitset.set_trigger(True)
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._shutdown.set()
+        self._destroyed = True
+        for subscription in self._subscriptions:
+            self._waitset.detach(subscription.condition)
+            subscription.destroy()
+        for publisher in self._publishers:
+            publisher.destroy()
+        self._subscriptions.clear()
+        self._publishers.clear()
+        for topic in self._topics.values():
+            topic.__del__()
+        self._topics.clear()
+        self._waitset.__del__()

@@ -1,0 +1,385 @@
+"""Standard ROS 2 message types as Cyclone DDS structs, wire-compatible with rmw_cyclonedds.
+
+Type names follow ROS 2's DDS mapping (``<pkg>::msg::dds_::<Name>_``) and field order and
+types follow the .msg definitions of Humble/Jazzy, so a ROS 2 machine on the same domain
+reads these topics and ``ros2 topic echo`` works.
+
+``uint8``/``byte`` fields are declared ``types.byte``: same wire format as ``uint8``, and the
+``uint8`` annotation crashed Cyclone 0.10 peers. ``uint8[]`` fields hold ``bytes`` and numeric
+sequences go through numpy (see ``_install_fast_machines``): the per-element path of
+cyclonedds costs tens of milliseconds per camera image.
+"""
+
+# No `from __future__ import annotations` here: cyclonedds resolves string annotations by
+# importing module names ("str" -> module lookup) and fails; Python >= 3.10 needs none.
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cyclonedds.idl import IdlStruct
+from cyclonedds.idl.types import array, byte, float32, float64, int32, sequence, uint32
+
+__all__ = [
+    "Time", "Duration", "Header", "String", "Bool", "MultiArrayDimension", "MultiArrayLayout",
+    "Float32MultiArray", "Float64MultiArray", "UInt8MultiArray", "JointState", "Image",
+    "RegionOfInterest", "CameraInfo", "Joy", "KeyValue", "DiagnosticStatus", "DiagnosticArray",
+    "JointTrajectoryPoint", "JointTrajectory", "MESSAGE_TYPES", "ros_type_name",
+    "stamp_to_s", "s_to_stamp", "now_stamp", "header", "joint_state", "image_from_numpy",
+    "image_to_numpy", "IMAGE_ENCODINGS",
+]
+
+
+def _dds(pkg: str, name: str) -> str:
+    return f"{pkg}::msg::dds_::{name}_"
+
+
+def _floats(n: int = 0) -> Any:
+    return field(default_factory=lambda: [0.0] * n)
+
+
+# --- builtin_interfaces -------------------------------------------------------------------
+@dataclass
+class Time(IdlStruct, typename=_dds("builtin_interfaces", "Time")):
+    sec: int32 = 0
+    nanosec: uint32 = 0
+
+
+@dataclass
+class Duration(IdlStruct, typename=_dds("builtin_interfaces", "Duration")):
+    sec: int32 = 0
+    nanosec: uint32 = 0
+
+
+# --- std_msgs -----------------------------------------------------------------------------
+@dataclass
+class Header(IdlStruct, typename=_dds("std_msgs", "Header")):
+    stamp: Time = field(default_factory=Time)
+    frame_id: str = ""
+
+
+@dataclass
+class String(IdlStruct, typename=_dds("std_msgs", "String")):
+    data: str = ""
+
+
+@dataclass
+class Bool(IdlStruct, typename=_dds("std_msgs", "Bool")):
+    data: bool = False
+
+
+@dataclass
+class MultiArrayDimension(IdlStruct, typename=_dds("std_msgs", "MultiArrayDimension")):
+    label: str = ""
+    size: uint32 = 0
+    stride: uint32 = 0
+
+
+@dataclass
+class MultiArrayLayout(IdlStruct, typename=_dds("std_msgs", "MultiArrayLayout")):
+    dim: sequence[MultiArrayDimension] = field(default_factory=list)
+    data_offset: uint32 = 0
+
+
+@dataclass
+class Float32MultiArray(IdlStruct, typename=_dds("std_msgs", "Float32MultiArray")):
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: sequence[float32] = field(default_factory=list)
+
+
+@dataclass
+class Float64MultiArray(IdlStruct, typename=_dds("std_msgs", "Float64MultiArray")):
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: sequence[float64] = field(default_factory=list)
+
+
+@dataclass
+class UInt8MultiArray(IdlStruct, typename=_dds("std_msgs", "UInt8MultiArray")):
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: sequence[byte] = b""  # type: ignore[assignment]
+
+
+# --- sensor_msgs --------------------------------------------------------------------------
+@dataclass
+class JointState(IdlStruct, typename=_dds("sensor_msgs", "JointState")):
+    header: Header = field(default_factory=Header)
+    name: sequence[str] = field(default_factory=list)
+    position: sequence[float64] = field(default_factory=list)
+    velocity: sequence[float64] = field(default_factory=list)
+    effort: sequence[float64] = field(default_factory=list)
+
+
+@dataclass
+class Image(IdlStruct, typename=_dds("sensor_msgs", "Image")):
+    header: Header = field(default_factory=Header)
+    height: uint32 = 0
+    width: uint32 = 0
+    encoding: str = ""
+    is_bigendian: byte = 0
+    step: uint32 = 0
+    data: sequence[byte] = b""  # type: ignore[assignment]
+
+
+@dataclass
+class RegionOfInterest(IdlStruct, typename=_dds("sensor_msgs", "RegionOfInterest")):
+    x_offset: uint32 = 0
+    y_offset: uint32 = 0
+    height: uint32 = 0
+    width: uint32 = 0
+    do_rectify: bool = False
+
+
+@dataclass
+class CameraInfo(IdlStruct, typename=_dds("sensor_msgs", "CameraInfo")):
+    header: Header = field(default_factory=Header)
+    height: uint32 = 0
+    width: uint32 = 0
+    distortion_model: str = ""
+    d: sequence[float64] = field(default_factory=list)
+    k: array[float64, 9] = _floats(9)
+    r: array[float64, 9] = _floats(9)
+    p: array[float64, 12] = _floats(12)
+    binning_x: uint32 = 0
+    binning_y: uint32 = 0
+    roi: RegionOfInterest = field(default_factory=RegionOfInterest)
+
+
+@dataclass
+class Joy(IdlStruct, typename=_dds("sensor_msgs", "Joy")):
+    header: Header = field(default_factory=Header)
+    axes: sequence[float32] = field(default_factory=list)
+    buttons: sequence[int32] = field(default_factory=list)
+
+
+# --- diagnostic_msgs ----------------------------------------------------------------------
+@dataclass
+class KeyValue(IdlStruct, typename=_dds("diagnostic_msgs", "KeyValue")):
+    key: str = ""
+    value: str = ""
+
+
+@dataclass
+class DiagnosticStatus(IdlStruct, typename=_dds("diagnostic_msgs", "DiagnosticStatus")):
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+    level: byte = 0
+    name: str = ""
+    message: str = ""
+    hardware_id: str = ""
+    values: sequence[KeyValue] = field(default_factory=list)
+
+
+@dataclass
+class DiagnosticArray(IdlStruct, typename=_dds("diagnostic_msgs", "DiagnosticArray")):
+    header: Header = field(default_factory=Header)
+    status: sequence[DiagnosticStatus] = field(default_factory=list)
+
+
+# --- trajectory_msgs ----------------------------------------------------------------------
+@dataclass
+class JointTrajectoryPoint(IdlStruct, typename=_dds("trajectory_msgs", "JointTrajectoryPoint")):
+    positions: sequence[float64] = field(default_factory=list)
+    velocities: sequence[float64] = field(default_factory=list)
+    accelerations: sequence[float64] = field(default_factory=list)
+    effort: sequence[float64] = field(default_factory=list)
+    time_from_start: Duration = field(default_factory=Duration)
+
+
+@dataclass
+class JointTrajectory(IdlStruct, typename=_dds("trajectory_msgs", "JointTrajectory")):
+    header: Header = field(default_factory=Header)
+    joint_names: sequence[str] = field(default_factory=list)
+    points: sequence[JointTrajectoryPoint] = field(default_factory=list)
+
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    Time, Duration, Header, String, Bool, MultiArrayDimension, MultiArrayLayout,
+    Float32MultiArray, Float64MultiArray, UInt8MultiArray, JointState, Image, RegionOfInterest,
+    CameraInfo, Joy, KeyValue, DiagnosticStatus, DiagnosticArray, JointTrajectoryPoint,
+    JointTrajectory,
+)
+
+
+def ros_type_name(msg_type: type) -> str:
+    """``sensor_msgs::msg::dds_::JointState_`` -> ``sensor_msgs/msg/JointState``."""
+    dds_name: str = msg_type.__idl_typename__.replace(".", "::")
+    pkg, _, _, name = dds_name.split("::")
+    return f"{pkg}/msg/{name.rstrip('_')}"
+
+
+# --- fast (de)serialisation of uint8[] and numeric sequences -----------------------------
+class _NumpySequenceMachine:
+    """CDR ``sequence<primitive>`` through numpy: same bytes as cyclonedds' own machine.
+
+    Serialises lists, tuples and arrays; deserialises to ``bytes`` for uint8 and to a list of
+    Python numbers otherwise (so messages still compare with ``==``).
+    """
+
+    def __init__(self, inner: Any, dtype: str, as_bytes: bool) -> None:
+        self._inner = inner  # cyclonedds' machine: key scans and defaults stay its business
+        self.alignment = 4
+        self._dtype = np.dtype(dtype)
+        self._as_bytes = as_bytes
+
+    def serialize(self, buffer: Any, value: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(value, (bytes, bytearray, memoryview)) and self._dtype.itemsize == 1:
+            raw = bytes(value)
+            count = len(raw)
+        else:
+            arr = np.asarray(value, dtype=self._dtype.newbyteorder(buffer._endian))
+            raw, count = arr.tobytes(), arr.size
+        buffer.align(4)
+        buffer.write("I", 4, count)
+        if count:
+            buffer.align(self._dtype.itemsize)
+            buffer.write_bytes(raw)
+
+    def deserialize(self, buffer: Any, *args: Any, **kwargs: Any) -> Any:
+        buffer.align(4)
+        count = buffer.read("I", 4)
+        if count == 0:
+            return b"" if self._as_bytes else []
+        buffer.align(self._dtype.itemsize)
+        raw = buffer.read_bytes(count * self._dtype.itemsize)
+        if self._as_bytes:
+            return raw
+        return np.frombuffer(raw, dtype=self._dtype.newbyteorder(buffer._endian)).tolist()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_FAST_CODES = {"B": ("u1", True), "f": ("f4", False), "d": ("f8", False), "i": ("i4", False)}
+
+
+def _install_fast_machines(msg_type: type) -> None:
+    """Swap cyclonedds' per-element sequence machines for numpy ones (XCDR1 and XCDR2).
+
+    Relies on cyclonedds 11 internals (``StructMachine.members_machines``); if they change,
+    the stock machines stay in place: slower, same bytes.
+    """
+    idl = msg_type.__idl__
+    idl.populate()
+    for machine in (getattr(idl, "v1_machine", None), getattr(idl, "v2_machine", None)):
+        members = getattr(machine, "members_machines", None)
+        if not isinstance(members, dict):
+            return
+        for name, member in list(members.items()):
+            if type(member).__name__ != "PlainCdrV2SequenceOfPrimitiveMachine":
+                continue
+            code = getattr(member, "code", None)
+            if code in _FAST_CODES and getattr(member, "max_length", None) is None:
+                dtype, as_bytes = _FAST_CODES[code]
+                members[name] = _NumpySequenceMachine(member, dtype, as_bytes)
+
+
+for _msg_type in MESSAGE_TYPES:
+    _install_fast_machines(_msg_type)
+
+
+# --- helpers ------------------------------------------------------------------------------
+def stamp_to_s(stamp: Time | Duration) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def s_to_stamp(seconds: float) -> Time:
+    if not math.isfinite(seconds):
+        raise ValueError(f"s_to_stamp: time must be finite, got {seconds!r}")
+    total_ns = int(round(seconds * 1e9))
+    sec, nanosec = divmod(total_ns, 1_000_000_000)  # floor: nanosec stays in [0, 1e9)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def s_to_duration(seconds: float) -> Duration:
+    stamp = s_to_stamp(seconds)
+    return Duration(sec=stamp.sec, nanosec=stamp.nanosec)
+
+
+def now_stamp() -> Time:
+    sec, nanosec = divmod(time.time_ns(), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def header(stamp_s: float | None = None, frame_id: str = "") -> Header:
+    stamp = now_stamp() if stamp_s is None else s_to_stamp(stamp_s)
+    return Header(stamp=stamp, frame_id=frame_id)
+
+
+def _float_list(values: Sequence[float] | np.ndarray | None, what: str, n: int) -> list[float]:
+    if values is None:
+        return []
+    out = np.asarray(values, dtype=np.float64).ravel()
+    if out.size != n:
+        raise ValueError(f"joint_state: {what} has {out.size} values, expected {n} (one per name)")
+    return out.tolist()
+
+
+def joint_state(
+    names: Sequence[str],
+    position: Sequence[float] | np.ndarray | None = None,
+    velocity: Sequence[float] | np.ndarray | None = None,
+    effort: Sequence[float] | np.ndarray | None = None,
+    stamp_s: float | None = None,
+    frame_id: str = "",
+) -> JointState:
+    """A JointState (rad, rad/s, N·m or A); empty arrays for omitted fields, as ROS 2 allows."""
+    n = len(names)
+    return JointState(
+        header=header(stamp_s, frame_id),
+        name=list(names),
+        position=_float_list(position, "position", n),
+        velocity=_float_list(velocity, "velocity", n),
+        effort=_float_list(effort, "effort", n),
+    )
+
+
+# encoding -> (dtype, channels), as sensor_msgs/image_encodings.hpp defines them
+IMAGE_ENCODINGS: dict[str, tuple[str, int]] = {
+    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
+    "mono8": ("u1", 1), "8UC1": ("u1", 1), "8UC3": ("u1", 3),
+    "mono16": ("u2", 1), "16UC1": ("u2", 1), "32FC1": ("f4", 1),
+}
+
+
+def image_from_numpy(
+    arr: np.ndarray, encoding: str, stamp_s: float | None = None, frame_id: str = ""
+) -> Image:
+    """An Image from an (H, W) or (H, W, C) array whose dtype and channels match ``encoding``."""
+    if encoding not in IMAGE_ENCODINGS:
+        raise ValueError(f"image_from_numpy: unknown encoding {encoding!r}, "
+                         f"expected one of {sorted(IMAGE_ENCODINGS)}")
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    arr = np.asarray(arr)
+    shape_ok = arr.ndim == 3 and arr.shape[2] == channels or arr.ndim == 2 and channels == 1
+    if not shape_ok or arr.dtype.kind + str(arr.dtype.itemsize) != dtype[0] + dtype[1]:
+        raise ValueError(f"image_from_numpy: {encoding!r} needs dtype {np.dtype(dtype)} with "
+                         f"{channels} channel(s), got {arr.dtype} of shape {arr.shape}")
+    height, width = arr.shape[:2]
+    little = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
+    return Image(
+        header=header(stamp_s, frame_id), height=height, width=width, encoding=encoding,
+        is_bigendian=0, step=width * channels * little.dtype.itemsize, data=little.tobytes(),
+    )
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """A read-only (H, W, C) view of the image data ((H, W) for one channel)."""
+    if msg.encoding not in IMAGE_ENCODINGS:
+        raise ValueError(f"image_to_numpy: unknown encoding {msg.encoding!r}, "
+                         f"expected one of {sorted(IMAGE_ENCODINGS)}")
+    dtype, channels = IMAGE_ENCODINGS[msg.encoding]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = msg.width * channels * dt.itemsize
+    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image_to_numpy: {msg.width}x{msg.height} {msg.encoding} needs step >= "
+                         f"{row_bytes} and {msg.step * msg.height} bytes, got step {msg.step} "
+                         f"and {len(msg.data)} bytes")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8)[: msg.step * msg.height]
+    rows = rows.reshape(msg.height, msg.step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dt)
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return pixels.reshape(shape)

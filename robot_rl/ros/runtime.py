@@ -1,0 +1,257 @@
+"""Making nodes and running them as console-script mains, with ROS 2's command-line arguments.
+
+``ros2 run`` and ``ros2 launch`` start a node as ``exe [args] --ros-args -r __ns:=/ns
+-r __node:=name -r from:=to -p name:=value --params-file file.yaml``; ``parse_ros_args`` reads
+exactly that, so the same mains run under ROS 2 and under ``robot-rl launch``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from robot_rl.ros.api import LOG_LEVELS, Logger, Node, NodeOptions, ParameterValue, logger_name
+
+BACKENDS = ("rclpy", "dds")
+_IGNORED_FLAGS = ("--disable-rosout-logs", "--enable-rosout-logs", "--disable-stdout-logs",
+                  "--enable-stdout-logs", "--disable-external-lib-logs",
+                  "--enable-external-lib-logs")
+
+
+class RosArgsError(ValueError):
+    """Malformed ``--ros-args``."""
+
+
+@dataclass(frozen=True)
+class RosArgs:
+    remaps: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, ParameterValue], ...] = ()
+    params_files: tuple[str, ...] = ()
+    log_level: str = "info"
+    user_args: tuple[str, ...] = field(default=())  # everything outside --ros-args
+
+
+def _split_assignment(text: str, flag: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":=")
+    if not sep or not name:
+        raise RosArgsError(f"--ros-args {flag} {text!r}: expected 'name:=value'")
+    return name, value
+
+
+def parse_param_value(text: str) -> ParameterValue:
+    """A ``-p`` value is YAML, as in rcl: ``1`` int, ``1.0`` float, ``true`` bool, ``[a, b]``."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    return text if value is None or isinstance(value, dict) else value
+
+
+def parse_ros_args(argv: list[str] | tuple[str, ...]) -> RosArgs:
+    remaps: list[tuple[str, str]] = []
+    params: list[tuple[str, ParameterValue]] = []
+    files: list[str] = []
+    user: list[str] = []
+    log_level = "info"
+    in_ros, i = False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--ros-args":
+            in_ros, i = True, i + 1
+            continue
+        if not in_ros:
+            user.append(arg)
+            i += 1
+            continue
+        if arg == "--":
+            in_ros, i = False, i + 1
+            continue
+        if arg in _IGNORED_FLAGS:
+            i += 1
+            continue
+        if arg not in ("-r", "--remap", "-p", "--param", "--params-file", "--log-level"):
+            raise RosArgsError(f"--ros-args: unknown argument {arg!r} (supported: -r, -p, "
+                               "--params-file, --log-level)")
+        if i + 1 >= len(argv):
+            raise RosArgsError(f"--ros-args {arg}: missing value")
+        value = argv[i + 1]
+        if arg in ("-r", "--remap"):
+            remaps.append(_split_assignment(value, arg))
+        elif arg in ("-p", "--param"):
+            name, text = _split_assignment(value, arg)
+            params.append((name, parse_param_value(text)))
+        elif arg == "--params-file":
+            files.append(value)
+        else:
+            log_level = value.rpartition(":=")[2].lower()
+            if log_level not in LOG_LEVELS:
+                raise RosArgsError(f"--ros-args --log-level {value!r}: expected one of "
+                                   f"{sorted(LOG_LEVELS)}")
+        i += 2
+    return RosArgs(tuple(remaps), tuple(params), tuple(files), log_level, tuple(user))
+
+
+# --- parameter files ----------------------------------------------------------------------
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, ParameterValue]:
+    out: dict[str, ParameterValue] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _pattern_matches(pattern: str, fq_name: str, node_name: str) -> bool:
+    if not pattern.startswith("/"):
+        if "/" not in pattern:
+            return pattern == node_name or re.fullmatch(
+                pattern.replace("*", "[^/]*"), node_name) is not None
+        pattern = "/" + pattern
+    regex = re.escape(pattern).replace(r"/\*\*", "(/[^/]+)*").replace(r"\*", "[^/]*")
+    return re.fullmatch(regex, fq_name) is not None
+
+
+def _parameter_sections(tree: Any, path: str, where: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(tree, dict):
+        raise RosArgsError(f"{where}: expected a mapping under {path or 'the top level'!r}")
+    sections: list[tuple[str, dict[str, Any]]] = []
+    for key, value in tree.items():
+        if key == "ros__parameters":
+            if not isinstance(value, dict):
+                raise RosArgsError(f"{where}: {path}/ros__parameters must be a mapping")
+            sections.append((path, value))
+        else:
+            key = str(key)
+            child = key if key.startswith("/") or not path else f"{path}/{key}"
+            sections.extend(_parameter_sections(value, child, where))
+    return sections
+
+
+def load_params_file(path: str, node_name: str, namespace: str) -> dict[str, ParameterValue]:
+    """Parameters for this node from a ROS 2 params file (``/**:`` or ``<node>:`` sections)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            tree = yaml.safe_load(stream) or {}
+    except OSError as exc:
+        raise RosArgsError(f"--params-file {path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise RosArgsError(f"--params-file {path}: invalid YAML ({exc})") from exc
+    fq_name = f"{'' if namespace == '/' else namespace}/{node_name}"
+    out: dict[str, ParameterValue] = {}
+    for pattern, params in _parameter_sections(tree, "", f"--params-file {path}"):
+        if _pattern_matches(pattern, fq_name, node_name):
+            out.update(_flatten(params))
+    return out
+
+
+# --- nodes --------------------------------------------------------------------------------
+def _special_remap(remaps: tuple[tuple[str, str], ...], key: str, node_name: str) -> str | None:
+    found = None
+    for source, target in remaps:
+        prefix, sep, rest = source.partition(":")
+        if source == key or sep and rest == key and prefix == node_name:
+            found = target
+    return found
+
+
+def node_identity(name: str, namespace: str | None, ros_args: RosArgs) -> tuple[str, str]:
+    """Name and namespace after ``__node``/``__ns`` remaps."""
+    new_name = _special_remap(ros_args.remaps, "__node", name) or name
+    new_ns = _special_remap(ros_args.remaps, "__ns", name)
+    from robot_rl.ros.api import normalize_namespace
+    return new_name, normalize_namespace(new_ns if new_ns is not None else namespace)
+
+
+def node_options(node_name: str, namespace: str, ros_args: RosArgs) -> NodeOptions:
+    overrides: dict[str, ParameterValue] = {}
+    for path in ros_args.params_files:
+        overrides.update(load_params_file(path, node_name, namespace))
+    overrides.update(dict(ros_args.params))
+    return NodeOptions(ros_args.remaps, overrides, ros_args.log_level)
+
+
+def backend_name() -> str:
+    choice = os.environ.get("ROBOT_RL_BACKEND", "").strip().lower()
+    if not choice:
+        return "rclpy" if importlib.util.find_spec("rclpy") is not None else "dds"
+    if choice not in BACKENDS:
+        raise ValueError(f"ROBOT_RL_BACKEND: expected one of {BACKENDS}, got {choice!r}")
+    return choice
+
+
+def make_node(name: str, namespace: str | None = None, argv: list[str] | None = None) -> Node:
+    """A node on the chosen backend, configured by ``argv``'s ``--ros-args`` (default sys.argv)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if backend_name() == "rclpy":
+        from robot_rl.ros.rclpy_backend import RclpyNode
+        return RclpyNode(name, namespace, argv)
+    from robot_rl.ros.dds_backend import DdsNode
+    ros_args = parse_ros_args(argv)
+    node_name, node_ns = node_identity(name, namespace, ros_args)
+    return DdsNode(node_name, node_ns, node_options(node_name, node_ns, ros_args))
+
+
+def _node_of(made: Any) -> Node:
+    node = made if isinstance(made, Node) else getattr(made, "node", None)
+    if not isinstance(node, Node):
+        raise TypeError(f"node factory returned {type(made).__name__}: expected a Node or an "
+                        "object with a .node attribute")
+    return node
+
+
+def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
+    """Build a node with ``node_factory(argv)``, spin it until SIGINT/SIGTERM; the exit code.
+
+    ``node_factory`` returns a Node or an object with a ``.node`` (and optionally ``.close()``).
+    An exception is logged with the node's name and gives exit code 1; ``SystemExit`` raised by
+    a callback ends the node with its code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    made: Any = None
+    node: Node | None = None
+    code = 0
+    try:
+        made = node_factory(argv)
+        node = _node_of(made)
+        node.spin()
+    except KeyboardInterrupt:
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:
+        logger = node.get_logger() if node is not None else _fallback_logger(node_factory, argv)
+        logger.error(f"{type(exc).__name__}: {exc}")
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    finally:
+        _close(made, node)
+    return code
+
+
+def _fallback_logger(node_factory: Callable[..., Any], argv: list[str]) -> Logger:
+    try:
+        ros_args = parse_ros_args(argv)
+        name, ns = node_identity(getattr(node_factory, "__name__", "node"), None, ros_args)
+    except ValueError:
+        name, ns = getattr(node_factory, "__name__", "node"), "/"
+    return Logger(logger_name(ns, name))
+
+
+def _close(made: Any, node: Node | None) -> None:
+    close = getattr(made, "close", None) if made is not None and made is not node else None
+    try:
+        if callable(close):
+            close()
+    finally:
+        if node is not None:
+            node.destroy()
