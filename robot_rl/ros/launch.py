@@ -231,10 +231,15 @@ class _Loader:
             attrs = body if isinstance(body, dict) else {}
             if not self._condition(attrs, scope, where):
                 continue
-            if kind == "arg":
-                self._arg(attrs, scope, where, top_level)
-            else:
-                handler(body, scope, where)
+            try:
+                if kind == "arg":
+                    self._arg(attrs, scope, where, top_level)
+                else:
+                    handler(body, scope, where)
+            except LaunchError as exc:
+                if str(scope.file) in str(exc):
+                    raise
+                raise LaunchError(f"{where}: {exc}") from None
 
     def _condition(self, attrs: dict[str, Any], scope: _Scope, where: str) -> bool:
         if "if" in attrs and not _as_bool(substitute(str(attrs["if"]), scope), f"{where} if"):

@@ -1,0 +1,144 @@
+"""Parameters, remaps and names from ROS 2 command-line arguments, on real DDS nodes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from robot_rl.ros import messages as m
+from robot_rl.ros.api import NameError_, ParameterError, resolve_name
+from robot_rl.ros.runtime import RosArgsError, load_params_file, make_node, parse_ros_args, run
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("chatter", "/ns/chatter"), ("/abs/x", "/abs/x"), ("~/private", "/ns/talker/private"),
+    ("~", "/ns/talker"), ("a/b", "/ns/a/b"),
+])
+def test_resolution_like_ros2(name: str, expected: str) -> None:
+    assert resolve_name(name, "/ns", "talker") == expected
+    assert resolve_name("chatter", "/", "talker") == "/chatter"
+
+
+@pytest.mark.parametrize("bad", ["", "9lives", "a//b", "~x", "has space"])
+def test_invalid_names_are_rejected(bad: str) -> None:
+    with pytest.raises(NameError_):
+        resolve_name(bad, "/", "n")
+
+
+def test_parse_ros_args_reads_what_ros2_run_passes() -> None:
+    args = parse_ros_args(["--user", "x", "--ros-args", "-r", "__ns:=/robot", "-r",
+                           "chatter:=chat", "-p", "rate_hz:=20", "-p", "gain:=0.5",
+                           "-p", "on:=true", "-p", "names:=[a, b]", "-p", "label:='7'",
+                           "--params-file", "p.yaml", "--log-level", "debug", "--", "tail"])
+    assert args.remaps == (("__ns", "/robot"), ("chatter", "chat"))
+    assert dict(args.params) == {"rate_hz": 20, "gain": 0.5, "on": True, "names": ["a", "b"],
+                                 "label": "7"}
+    assert args.params_files == ("p.yaml",)
+    assert args.log_level == "debug"
+    assert args.user_args == ("--user", "x", "tail")
+    with pytest.raises(RosArgsError, match="name:=value"):
+        parse_ros_args(["--ros-args", "-p", "novalue"])
+    with pytest.raises(RosArgsError, match="unknown argument '--bogus'"):
+        parse_ros_args(["--ros-args", "--bogus"])
+
+
+def test_params_file_layouts(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    rate_hz: 10\n    nested: {gain: 2.0}\n"
+        "talker:\n  ros__parameters:\n    rate_hz: 30\n"
+        "/other/talker:\n  ros__parameters:\n    rate_hz: 99\n"
+        "robot:\n  talker:\n    ros__parameters:\n      frame: hand\n")
+    assert load_params_file(str(path), "talker", "/robot") == {
+        "rate_hz": 30, "nested.gain": 2.0, "frame": "hand"}
+    assert load_params_file(str(path), "listener", "/") == {"rate_hz": 10, "nested.gain": 2.0}
+    assert load_params_file(str(path), "talker", "/other")["rate_hz"] == 99
+    with pytest.raises(RosArgsError, match="missing.yaml"):
+        load_params_file(str(tmp_path / "missing.yaml"), "talker", "/")
+
+
+def test_node_takes_name_namespace_params_and_remaps(ros_domain: int, tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    period_s: 0.5\n    joints: [a, b]\n")
+    node = make_node("n", argv=["--ros-args", "-r", "__node:=arm_driver", "-r", "__ns:=/robot",
+                                "-r", "command:=/safe/command", "-r", "other:chatter:=ignored",
+                                "--params-file", str(params), "-p", "period_s:=0.25"])
+    try:
+        assert (node.name, node.namespace) == ("arm_driver", "/robot")
+        assert node.resolve("command") == "/safe/command"
+        assert node.resolve("chatter") == "/robot/chatter"  # rule for node 'other' only
+        assert node.resolve("~/status") == "/robot/arm_driver/status"
+        assert node.declare_parameter("period_s", 1.0, "control period") == 0.25  # -p wins
+        assert node.declare_parameter("joints", ["x"]) == ["a", "b"]
+        assert node.declare_parameter("untouched", 3) == 3
+        assert node.get_parameter("period_s") == 0.25
+        with pytest.raises(ParameterError, match="'nope' is not declared"):
+            node.get_parameter("nope")
+        assert node.get_logger().name == "robot.arm_driver"
+        publisher = node.create_publisher(m.String, "command")
+        assert publisher.topic == "/safe/command"
+    finally:
+        node.destroy()
+
+
+def test_wrong_parameter_type_is_a_clear_error(ros_domain: int) -> None:
+    node = make_node("talker", argv=["--ros-args", "-p", "rate_hz:=fast", "-p", "gain:=2"])
+    try:
+        with pytest.raises(ParameterError, match=r"node /talker: parameter 'rate_hz': "
+                                                 r"expected int, got 'fast'"):
+            node.declare_parameter("rate_hz", 10)
+        assert node.declare_parameter("gain", 1.0) == 2.0  # ints widen to float, as YAML
+    finally:
+        node.destroy()
+
+
+def test_timers_and_subscriptions_share_one_executor(ros_domain: int) -> None:
+    node = make_node("exec_test", argv=[])
+    try:
+        threads: set[int] = set()
+        import threading
+        ticks: list[float] = []
+
+        def on_tick() -> None:
+            threads.add(threading.get_ident())
+            ticks.append(time.monotonic())
+            publisher.publish(m.String(str(len(ticks))))
+
+        got: list[str] = []
+
+        def on_msg(msg: m.String) -> None:
+            threads.add(threading.get_ident())
+            got.append(msg.data)
+
+        publisher = node.create_publisher(m.String, "loop")
+        node.create_subscription(m.String, "loop", on_msg)
+        node.create_timer(0.02, on_tick)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            node.spin_once(0.05)
+        assert threads == {threading.get_ident()}
+        assert 15 <= len(ticks) <= 27  # 20 ms period over 0.5 s, no burst after stalls
+        assert got[:3] == ["1", "2", "3"]
+    finally:
+        node.destroy()
+
+
+def test_run_logs_errors_with_node_name_and_exits_nonzero(
+        ros_domain: int, capsys: pytest.CaptureFixture[str]) -> None:
+    def factory(argv: list[str]):
+        node = make_node("crashy", argv=argv)
+        node.create_timer(0.01, lambda: 1 / 0)
+        return node
+
+    assert run(factory, ["--ros-args", "-r", "__ns:=/t"]) == 1
+    err = capsys.readouterr().err
+    assert "[ERROR]" in err and "[t.crashy]: ZeroDivisionError" in err
+
+    def quitter(argv: list[str]):
+        node = make_node("quitter", argv=argv)
+        node.create_timer(0.01, lambda: (_ for _ in ()).throw(SystemExit(3)))
+        return node
+
+    assert run(quitter, []) == 3
