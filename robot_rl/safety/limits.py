@@ -1,0 +1,146 @@
+"""Joint-space limits as pure functions of (command, measured state, last sent command, time step).
+
+Hard limits (position with margin, step from the measured position, step and velocity from the
+last sent command) form a box per joint; the acceleration limit is soft: it shapes the command
+inside that box but never pushes it out. When the box is empty (the measured position moved away
+from the last target by more than the limits allow) there is no safe new target: the caller sends
+nothing and the motors keep the last one, which was safe when it was sent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_rl.config import ConfigError
+from robot_rl.robot_config import RobotCalibration
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """The supervisor's limits as arrays in the calibration's joint order (validated)."""
+
+    joint_names: tuple[str, ...]
+    lower_rad: np.ndarray  # position limits with the margin already applied
+    upper_rad: np.ndarray
+    max_step_rad: float
+    velocity_limit_rad_s: np.ndarray
+    acceleration_limit_rad_s2: float
+    current_limit_a: np.ndarray
+    temperature_limit_c: float
+    state_timeout_s: float
+    command_timeout_s: float
+
+    @classmethod
+    def from_calibration(cls, calibration: RobotCalibration) -> JointLimits:
+        where = f"calibration '{calibration.robot}'"
+        safety = calibration.safety
+        if safety is None:
+            raise ConfigError(f"{where}: safety: required section is missing")
+        if calibration.n_joints == 0:
+            raise ConfigError(f"{where}: joints: at least one joint is needed")
+        scalars = {
+            "position_margin_rad": (safety.position_margin_rad, 0.0),
+            "max_step_rad": (safety.max_step_rad, None),
+            "acceleration_limit_rad_s2": (safety.acceleration_limit_rad_s2, None),
+            "temperature_limit_c": (safety.temperature_limit_c, None),
+            "state_timeout_s": (safety.state_timeout_s, None),
+            "command_timeout_s": (safety.command_timeout_s, None),
+        }
+        for key, (value, allowed_zero) in scalars.items():
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
+            if not ok or value < 0 or (value == 0 and allowed_zero is None):
+                raise ConfigError(f"{where}: safety.{key}: {value!r} must be a finite number > 0"
+                                  + (" (>= 0 allowed)" if allowed_zero is not None else ""))
+        margin = safety.position_margin_rad
+        for joint in calibration.joints:
+            lo, hi = joint.position_limits_rad
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo + margin < hi - margin):
+                raise ConfigError(
+                    f"{where}: joints.{joint.name}.position_limits_rad [{lo}, {hi}] leaves no "
+                    f"range inside safety.position_margin_rad {margin}")
+            for key in ("velocity_limit_rad_s", "current_limit_a"):
+                value = getattr(joint, key)
+                if not (math.isfinite(value) and value > 0):
+                    raise ConfigError(f"{where}: joints.{joint.name}.{key}: {value!r} must be > 0")
+        return cls(
+            joint_names=calibration.joint_names,
+            lower_rad=calibration.lower_rad + margin,
+            upper_rad=calibration.upper_rad - margin,
+            max_step_rad=float(safety.max_step_rad),
+            velocity_limit_rad_s=calibration.velocity_limit_rad_s,
+            acceleration_limit_rad_s2=float(safety.acceleration_limit_rad_s2),
+            current_limit_a=calibration.current_limit_a,
+            temperature_limit_c=float(safety.temperature_limit_c),
+            state_timeout_s=float(safety.state_timeout_s),
+            command_timeout_s=float(safety.command_timeout_s),
+        )
+
+
+@dataclass(frozen=True)
+class Box:
+    """Per-joint feasible interval and, for each side, which rule set it (for reasons)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    lower_rule: np.ndarray  # index into the rule names of ``hard_box``
+    upper_rule: np.ndarray
+
+    @property
+    def empty(self) -> np.ndarray:
+        return self.lower > self.upper
+
+
+def hard_box(limits: JointLimits, measured_rad: np.ndarray, reference_rad: np.ndarray,
+             dt_s: float, from_command: bool) -> tuple[Box, tuple[str, ...]]:
+    """The intersection of the hard limits. ``reference_rad`` is the last sent command, or the
+    measured position when nothing was sent yet (``from_command`` False)."""
+    velocity_step = limits.velocity_limit_rad_s * dt_s
+    rules = [("position_limit", limits.lower_rad, limits.upper_rad),
+             ("step_from_measured", measured_rad - limits.max_step_rad,
+              measured_rad + limits.max_step_rad)]
+    if from_command:
+        rules.append(("step_from_command", reference_rad - limits.max_step_rad,
+                      reference_rad + limits.max_step_rad))
+    rules.append(("velocity_limit", reference_rad - velocity_step, reference_rad + velocity_step))
+    lowers = np.stack([r[1] for r in rules])
+    uppers = np.stack([r[2] for r in rules])
+    lower_rule, upper_rule = lowers.argmax(axis=0), uppers.argmin(axis=0)
+    columns = np.arange(lowers.shape[1])
+    box = Box(lowers[lower_rule, columns], uppers[upper_rule, columns], lower_rule, upper_rule)
+    return box, tuple(r[0] for r in rules)
+
+
+def acceleration_window(limits: JointLimits, last_rad: np.ndarray, last_velocity_rad_s: np.ndarray,
+                        dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Targets whose implied velocity differs from the last one by at most a * dt."""
+    centre = last_rad + last_velocity_rad_s * dt_s
+    reach = limits.acceleration_limit_rad_s2 * dt_s * dt_s
+    return centre - reach, centre + reach
+
+
+def constrain(desired_rad: np.ndarray, box: Box, rule_names: tuple[str, ...],
+              joint_names: tuple[str, ...],
+              soft: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The point of the box nearest to ``desired_rad`` (after the soft window); a reason per
+    changed joint names the binding rule (``acceleration_limit`` when the window moved it further).
+    None and ``infeasible <joint>`` if the box is empty."""
+    if box.empty.any():
+        return None, tuple(f"infeasible {joint_names[j]}" for j in np.flatnonzero(box.empty))
+    hard_only = np.clip(desired_rad, box.lower, box.upper)
+    command = hard_only
+    if soft is not None:
+        # clipping into the soft window first, then into the box, keeps the result in the box and,
+        # where the two overlap, in the window too
+        command = np.clip(np.clip(desired_rad, soft[0], soft[1]), box.lower, box.upper)
+    reasons: list[str] = []
+    for j in np.flatnonzero(desired_rad > box.upper):
+        reasons.append(f"{rule_names[box.upper_rule[j]]} {joint_names[j]}")
+    for j in np.flatnonzero(desired_rad < box.lower):
+        reasons.append(f"{rule_names[box.lower_rule[j]]} {joint_names[j]}")
+    moved = np.flatnonzero(command != hard_only)
+    reasons += [f"acceleration_limit {joint_names[j]}" for j in moved]
+    return command, tuple(reasons)

@@ -1,0 +1,332 @@
+"""The safety supervisor: the only path from a command to the motors (see docs/safety.md).
+
+Pure logic: the node feeds it telemetry (``update_state``), every incoming command (``filter``) and
+a fixed-rate watchdog ``tick``, and publishes each verdict's command. Time is whatever clock the
+node uses for ``now_s``; state stamps must be on the same clock.
+
+Hold: on a fault the supervisor freezes a hold target, the measured position at that moment
+(clipped into the position limits), and from then on sends only that target, approached at the
+velocity limit from the last command sent (usually reached in one step, as targets never lead the
+measured position by more than ``max_step_rad``). Never a stale target: commanding where the robot
+is leaves the position controllers nothing to drive, so motion stops and current falls; a
+blocked joint is not kept pushing. The hold ends when its causes are gone AND a state measured
+after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the next
+command then starts from the hold target under the usual rate limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+from robot_rl.config import ConfigError
+from robot_rl.robot_config import RobotCalibration
+from robot_rl.safety.kinematics import Kinematics
+from robot_rl.safety.limits import JointLimits, acceleration_window, constrain, hard_box
+from robot_rl.safety.types import ERROR, OK, WARN, DiagnosticStatusData, RobotState, Verdict
+from robot_rl.safety.workspace import WorkspaceGuard
+
+# conditions that persist across decisions are counted when they start, not on every tick
+_PER_COMMAND = ("nan_in_command", "inf_in_command", "command_shape")
+
+
+class Supervisor:
+    def __init__(self, calibration: RobotCalibration, kinematics: Kinematics | None = None) -> None:
+        self.limits = JointLimits.from_calibration(calibration)
+        self.robot = calibration.robot
+        self.workspace: WorkspaceGuard | None = None
+        bounds = calibration.safety.workspace
+        if bounds is not None:
+            if kinematics is None:  # the limit is in the calibration, so it is enforced
+                path = calibration.model_path()
+                if not path.exists():
+                    raise ConfigError(f"calibration '{calibration.robot}': safety.workspace needs "
+                                      f"the model {path} (model_mjcf), which does not exist")
+                kinematics = Kinematics.from_mjcf(path, calibration.joint_names)
+            if kinematics.joint_names != calibration.joint_names:
+                raise ConfigError(f"kinematics joints {kinematics.joint_names} differ from the "
+                                  f"calibration '{calibration.robot}' joints "
+                                  f"{calibration.joint_names}")
+            self.workspace = WorkspaceGuard(kinematics, bounds)
+        n = len(self.limits.joint_names)
+        self._n = n
+        self._counters: Counter[str] = Counter()
+        self._state: RobotState | None = None  # the latest valid state
+        self._state_fault: str | None = None  # why the latest received state was rejected
+        self._last_command_rx_s: float | None = None  # None: watchdog not armed yet
+        self._sent: np.ndarray | None = None
+        self._sent_s = -math.inf
+        self._sent_velocity = np.zeros(n)
+        self._holding = False
+        self._hold_since_s = -math.inf
+        self._hold_target: np.ndarray | None = None
+        self._active: frozenset[str] = frozenset()
+        self._estop_reasons: tuple[str, ...] = ()
+        self._estop_since_s = -math.inf
+        self._latest_s = -math.inf
+        self._last_verdict: Verdict | None = None
+
+    # ---- inputs -------------------------------------------------------------------------------
+
+    def update_state(self, state: RobotState) -> None:
+        """Accepts a measurement; a malformed one is counted and makes the supervisor hold."""
+        problem = self._state_problem(state)
+        if problem == "state_out_of_order":
+            self._counters[problem] += 1
+            return
+        if problem is not None:
+            self._counters["state_rejected"] += 1  # every one; the hold counts its onset
+            self._state_fault = f"state_invalid {problem}"
+            return
+        self._state, self._state_fault = state, None
+        self._latest_s = max(self._latest_s, state.stamp_s)
+
+    def filter(self, command_rad: np.ndarray, now_s: float) -> Verdict:
+        """Decides what to send for one incoming command."""
+        self._clock(now_s)
+        self._counters["commands"] += 1
+        self._last_command_rx_s = now_s
+        if self._estop_reasons:
+            return self._hold(now_s, ())
+        command = np.asarray(command_rad, dtype=float)
+        causes = self._conditions(now_s)
+        if command.shape != (self._n,):
+            causes += (f"command_shape {command.shape} expected ({self._n},)",)
+        else:
+            causes += tuple(f"{'nan' if math.isnan(v) else 'inf'}_in_command {name}"
+                            for name, v in zip(self.limits.joint_names, command)
+                            if not math.isfinite(v))
+        if causes:
+            return self._hold(now_s, causes)
+        if self._holding:
+            if self._state.stamp_s <= self._hold_since_s:
+                return self._hold(now_s, ("awaiting_fresh_state",))
+            self._holding, self._hold_target = False, None
+        return self._run(command, now_s)
+
+    def tick(self, now_s: float) -> Verdict | None:
+        """The watchdog, at a fixed rate: a hold (or e-stop) verdict to send, or None if all's well.
+
+        It arms with the first command: before any command the supervisor has sent nothing and
+        has nothing to hold.
+        """
+        self._clock(now_s)
+        if self._estop_reasons:
+            return self._hold(now_s, ())
+        if self._last_command_rx_s is None and not self._holding:
+            return None
+        causes = self._conditions(now_s)
+        if self._last_command_rx_s is not None:
+            silent_s = now_s - self._last_command_rx_s
+            if silent_s > self.limits.command_timeout_s:
+                causes += ("stale_command",)
+        if causes:
+            return self._hold(now_s, causes)
+        if self._holding:
+            fresh = self._state is not None and self._state.stamp_s > self._hold_since_s
+            return self._hold(now_s, ("awaiting_command" if fresh else "awaiting_fresh_state",))
+        return None
+
+    def estop(self, reason: str, now_s: float | None = None) -> None:
+        """Latches an e-stop: every verdict holds until ``reset`` succeeds."""
+        when = self._latest_s if now_s is None else now_s
+        self._counters["estop"] += 1
+        self._estop_reasons = (*self._estop_reasons, f"estop {reason}")
+        self._estop_since_s = max(self._estop_since_s, when)
+        self._enter_hold(when)
+
+    def reset(self, now_s: float) -> bool:
+        """Clears a latched e-stop if a valid state measured after it is fresh at ``now_s``."""
+        self._clock(now_s)
+        state = self._state
+        fresh = (state is not None and self._state_fault is None
+                 and state.stamp_s > self._estop_since_s
+                 and now_s - state.stamp_s <= self.limits.state_timeout_s)
+        if not fresh:
+            self._counters["reset_refused"] += 1
+            return False
+        if self._estop_reasons:
+            self._counters["reset"] += 1
+        self._estop_reasons = ()
+        return True
+
+    # ---- outputs ------------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        return MappingProxyType(self._counters)
+
+    @property
+    def estopped(self) -> bool:
+        return bool(self._estop_reasons)
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
+
+    def diagnostics(self, now_s: float | None = None) -> list[DiagnosticStatusData]:
+        now = self._latest_s if now_s is None else now_s
+        verdict = self._last_verdict
+        if self._estop_reasons:
+            level, message = ERROR, "E-STOP latched: " + "; ".join(self._estop_reasons)
+        elif self._holding:
+            reasons = verdict.reasons if verdict else ()
+            level, message = ERROR, "holding: " + ", ".join(reasons)
+        elif verdict is not None and verdict.status == "clipped":
+            level, message = WARN, "clipping: " + ", ".join(verdict.reasons)
+        else:
+            level, message = OK, "passing commands" if verdict else "waiting for commands"
+        ages = {"state_age_s": None if self._state is None else now - self._state.stamp_s,
+                "command_age_s": None if self._last_command_rx_s is None
+                else now - self._last_command_rx_s}
+        values = [(k, "none" if v is None else f"{v:.4f}") for k, v in ages.items()]
+        values += [(k, str(v)) for k, v in sorted(self._counters.items())]
+        summary = DiagnosticStatusData(level, f"safety: {self.robot}", message, self.robot,
+                                       tuple(values))
+        return [summary, self._telemetry_status()]
+
+    # ---- decisions ----------------------------------------------------------------------------
+
+    def _conditions(self, now_s: float) -> tuple[str, ...]:
+        """Faults that hold the robot regardless of the command: state freshness and telemetry."""
+        state = self._state
+        if state is None:
+            return ("no_state",)
+        causes = []
+        if self._state_fault is not None:
+            causes.append(self._state_fault)
+        if now_s - state.stamp_s > self.limits.state_timeout_s:
+            causes.append("stale_state")
+        names = self.limits.joint_names
+        causes += [f"overcurrent {names[j]}"
+                   for j in np.flatnonzero(np.abs(state.effort_a) > self.limits.current_limit_a)]
+        if state.temperature_c is not None:
+            hot = state.temperature_c > self.limits.temperature_limit_c
+            causes += [f"overtemperature {names[j]}" for j in np.flatnonzero(hot)]
+        if state.hardware_error is not None:
+            causes += [f"hardware_error {names[j]}" for j in np.flatnonzero(state.hardware_error)]
+        return tuple(causes)
+
+    def _hold(self, now_s: float, causes: tuple[str, ...]) -> Verdict:
+        self._enter_hold(now_s)
+        persistent = frozenset(c for c in causes if c.split()[0] not in _PER_COMMAND)
+        for cause in causes:
+            if cause not in self._active or cause.split()[0] in _PER_COMMAND:
+                self._counters[cause.split()[0]] += 1
+        self._active = persistent
+        status = "estop" if self._estop_reasons else "hold"
+        command, extra = self._hold_command(now_s)
+        return self._verdict(command, status, (*self._estop_reasons, *causes, *extra))
+
+    def _enter_hold(self, now_s: float) -> None:
+        if self._holding:
+            return
+        self._counters["hold_entered"] += 1
+        self._holding, self._hold_since_s = True, now_s
+        if self._state is not None:
+            self._hold_target = np.clip(self._state.position_rad, self.limits.lower_rad,
+                                        self.limits.upper_rad)
+
+    def _hold_command(self, now_s: float) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        if self._state is None:
+            return None, ()
+        if self._hold_target is None:  # the hold began before any state: freeze the first one
+            self._hold_target = np.clip(self._state.position_rad, self.limits.lower_rad,
+                                        self.limits.upper_rad)
+        # stopping is what a hold is for: no acceleration window, only the hard limits
+        return self._constrained(self._hold_target, now_s, soft=False)
+
+    def _run(self, command: np.ndarray, now_s: float) -> Verdict:
+        self._active = frozenset()
+        safe, reasons = self._constrained(command, now_s, soft=True)
+        for reason in reasons:
+            self._counters[reason.split()[0]] += 1
+        if safe is None:
+            return self._verdict(None, "hold", reasons)
+        return self._verdict(safe, "clipped" if reasons else "pass", reasons)
+
+    def _constrained(self, desired: np.ndarray, now_s: float, soft: bool
+                     ) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        """The command nearest ``desired`` inside every limit, or None; emits it if not None."""
+        measured = self._state.position_rad
+        if self._sent is None:  # nothing sent yet: rate limits count from the measured state
+            reference, dt_s = measured, max(0.0, now_s - self._state.stamp_s)
+        else:
+            reference, dt_s = self._sent, max(0.0, now_s - self._sent_s)
+        box, rules = hard_box(self.limits, measured, reference, dt_s, self._sent is not None)
+        window = None
+        if soft and self._sent is not None:
+            window = acceleration_window(self.limits, self._sent, self._sent_velocity, dt_s)
+        command, reasons = constrain(desired, box, rules, self.limits.joint_names, window)
+        if command is not None and self.workspace is not None:
+            bases = [np.clip(measured, box.lower, box.upper)]
+            sent = self._sent
+            if sent is not None and np.all((box.lower <= sent) & (sent <= box.upper)):
+                bases.append(self._sent)
+            command, outside = self.workspace.retreat(bases, command)
+            if command is not None:
+                command = np.clip(command, box.lower, box.upper)  # undo interpolation round-off
+            reasons += outside if command is not None else (*outside, "infeasible workspace")
+        if command is not None:
+            self._emit(command, now_s)
+        return command, reasons
+
+    def _emit(self, command: np.ndarray, now_s: float) -> None:
+        if self._sent is not None and now_s > self._sent_s:
+            self._sent_velocity = (command - self._sent) / (now_s - self._sent_s)
+        elif self._sent is None:
+            self._sent_velocity = np.zeros(self._n)
+        self._sent, self._sent_s = command.copy(), now_s
+
+    def _verdict(self, command: np.ndarray | None, status: str, reasons: tuple[str, ...]
+                 ) -> Verdict:
+        self._counters[f"verdict_{status}"] += 1
+        verdict = Verdict(None if command is None else command.copy(), status, reasons)
+        self._last_verdict = verdict
+        return verdict
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _clock(self, now_s: float) -> None:
+        if not math.isfinite(now_s):
+            raise ValueError(f"safety supervisor {self.robot}: now_s must be finite, got {now_s}")
+        self._latest_s = max(self._latest_s, now_s)
+
+    def _state_problem(self, state: RobotState) -> str | None:
+        if not math.isfinite(state.stamp_s):
+            return "stamp"
+        if self._state is not None and state.stamp_s < self._state.stamp_s:
+            return "state_out_of_order"
+        arrays = {"position_rad": state.position_rad, "velocity_rad_s": state.velocity_rad_s,
+                  "effort_a": state.effort_a, "temperature_c": state.temperature_c}
+        for name, values in arrays.items():
+            if values is None:
+                continue
+            values = np.asarray(values)
+            if values.shape != (self._n,):
+                return f"{name} shape {values.shape}"
+            if not np.isfinite(values).all():
+                return f"{name} not finite"
+        if state.hardware_error is not None and np.shape(state.hardware_error) != (self._n,):
+            return f"hardware_error shape {np.shape(state.hardware_error)}"
+        return None
+
+    def _telemetry_status(self) -> DiagnosticStatusData:
+        state = self._state
+        name = f"safety: {self.robot} telemetry"
+        if state is None:
+            return DiagnosticStatusData(WARN, name, "no state yet", self.robot)
+        causes = [c for c in self._conditions(state.stamp_s) if c.split()[0] in
+                  ("overcurrent", "overtemperature", "hardware_error", "state_invalid")]
+        values = [(f"current_a {j}", f"{abs(a):.3f}")
+                  for j, a in zip(self.limits.joint_names, state.effort_a)]
+        if state.temperature_c is not None:
+            values += [(f"temperature_c {j}", f"{t:.1f}")
+                       for j, t in zip(self.limits.joint_names, state.temperature_c)]
+        level = ERROR if causes else OK
+        return DiagnosticStatusData(level, name, ", ".join(causes) or "within limits", self.robot,
+                                    tuple(values))

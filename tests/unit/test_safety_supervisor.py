@@ -1,0 +1,332 @@
+"""Each supervisor rule, deterministically: its verdict, its reason string and its counter."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.config import ConfigError, from_dict
+from robot_rl.robot_config import RobotCalibration, load_robot
+from robot_rl.safety import ERROR, OK, WARN, Kinematics, RobotState, Supervisor
+
+DCLAW = load_robot("dclaw")
+N = DCLAW.n_joints
+MID = 1  # f0_mid: limits [-1.0, 1.4], margin 0.02
+
+
+def without_workspace(calibration: RobotCalibration = DCLAW) -> RobotCalibration:
+    return dataclasses.replace(calibration,
+                               safety=dataclasses.replace(calibration.safety, workspace=None))
+
+
+def state(t: float, q: np.ndarray | float = 0.0, *, effort: np.ndarray | None = None,
+          temperature: np.ndarray | None = None, error: np.ndarray | None = None,
+          n: int = N) -> RobotState:
+    position = np.full(n, q, dtype=float) if np.isscalar(q) else np.asarray(q, dtype=float)
+    return RobotState(t, position, np.zeros(n), np.zeros(n) if effort is None else effort,
+                      temperature, error)
+
+
+def running(t0: float = 10.0) -> Supervisor:
+    """A supervisor that has a fresh state at zero and has passed one command at zero."""
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(t0))
+    assert sup.filter(np.zeros(N), t0 + 0.01).status == "pass"
+    return sup
+
+
+def bump(value: float, joint: int = MID, base: np.ndarray | None = None) -> np.ndarray:
+    command = np.zeros(N) if base is None else base.copy()
+    command[joint] += value
+    return command
+
+
+def test_a_small_command_passes_unchanged() -> None:
+    sup = running()
+    sup.update_state(state(10.05))
+    verdict = sup.filter(bump(0.05), 10.06)
+    assert verdict.status == "pass" and verdict.reasons == ()
+    np.testing.assert_array_equal(verdict.command_rad, bump(0.05))
+    assert sup.counters["verdict_pass"] == 2 and sup.counters["commands"] == 2
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "inf")])
+def test_non_finite_commands_are_rejected_with_a_hold(bad: float, kind: str) -> None:
+    sup = running()
+    sup.update_state(state(10.05, 0.1))
+    verdict = sup.filter(bump(bad), 10.06)
+    assert verdict.status == "hold"
+    assert verdict.reasons == (f"{kind}_in_command f0_mid",)
+    # the hold target is the measured position, approached from the last command at <= v * dt
+    np.testing.assert_allclose(verdict.command_rad, np.full(N, 0.1))
+    sup.filter(bump(bad), 10.07)
+    assert sup.counters[f"{kind}_in_command"] == 2  # every rejected command counts
+    assert sup.counters["hold_entered"] == 1
+    sup.update_state(state(10.08, 0.1))
+    assert sup.filter(np.full(N, 0.1), 10.09).status == "pass"
+
+
+def test_a_command_of_the_wrong_length_is_rejected() -> None:
+    sup = running()
+    verdict = sup.filter(np.zeros(N - 1), 10.02)
+    assert verdict.status == "hold"
+    assert verdict.reasons == (f"command_shape ({N - 1},) expected ({N},)",)
+    assert sup.counters["command_shape"] == 1
+
+
+def test_position_limit_with_margin() -> None:
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0, bump(1.35)))
+    verdict = sup.filter(bump(1.39), 10.1)
+    assert verdict.status == "clipped" and verdict.reasons == ("position_limit f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(1.4 - 0.02)
+    assert sup.counters["position_limit"] == 1
+
+
+def test_step_from_the_measured_position() -> None:
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0))
+    verdict = sup.filter(bump(0.6), 10.15)  # v * dt = 0.45 rad allows it; max_step 0.25 not
+    assert verdict.reasons == ("step_from_measured f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(0.25)
+    assert sup.counters["step_from_measured"] == 1
+
+
+def test_step_from_the_last_command() -> None:
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0))
+    sup.filter(bump(-0.2), 10.1)  # the robot is then pushed 0.2 rad above this target
+    sup.update_state(state(10.15))
+    verdict = sup.filter(bump(0.5), 10.3)
+    assert verdict.reasons == ("step_from_command f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(-0.2 + 0.25)
+
+
+def test_velocity_limit_over_the_time_since_the_last_command() -> None:
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0))
+    verdict = sup.filter(bump(0.2), 10.02)  # first command: 3 rad/s * 0.02 s from the measurement
+    assert verdict.reasons == ("velocity_limit f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(0.06)
+    assert sup.counters["velocity_limit"] == 1
+
+
+def test_acceleration_limit_on_the_commanded_velocity() -> None:
+    sup = running()  # sent 0 at 10.01, commanded velocity 0
+    sup.update_state(state(10.02))
+    verdict = sup.filter(bump(0.3), 10.03)  # hard box: 3 rad/s * 0.02 s; accel: 60 * 0.02^2
+    assert verdict.reasons == ("velocity_limit f0_mid", "acceleration_limit f0_mid")
+    assert verdict.command_rad[MID] == pytest.approx(0.024)
+    small = sup.filter(bump(0.08), 10.05)  # inside every hard limit; v_prev = 1.2 rad/s
+    assert small.reasons == ("acceleration_limit f0_mid",)
+    assert small.command_rad[MID] == pytest.approx(0.024 + 1.2 * 0.02 + 60.0 * 0.02 ** 2)
+    assert sup.counters["acceleration_limit"] == 2
+
+
+def test_an_unreachable_box_sends_nothing() -> None:
+    sup = running()
+    sup.update_state(state(10.02, bump(0.6)))  # measured jumped 0.6 rad from the 0 target
+    verdict = sup.filter(bump(0.6), 10.03)
+    assert verdict.command_rad is None and verdict.status == "hold"
+    assert verdict.reasons == ("infeasible f0_mid",)
+    assert sup.counters["infeasible"] == 1
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("effort", 1.5, "overcurrent f0_mid"),
+    ("effort", -1.5, "overcurrent f0_mid"),
+    ("temperature", 71.0, "overtemperature f0_mid"),
+    ("error", True, "hardware_error f0_mid"),
+])
+def test_telemetry_faults_hold_until_a_clear_state(field: str, value: float, reason: str) -> None:
+    sup = running()
+    sup.filter(bump(0.05), 10.06)
+    arrays = {"effort": np.zeros(N), "temperature": np.full(N, 40.0), "error": np.zeros(N, bool)}
+    arrays[field][MID] = value
+    sup.update_state(state(10.07, bump(0.03), effort=arrays["effort"],
+                           temperature=arrays["temperature"], error=arrays["error"]))
+    held = sup.tick(10.08)
+    assert held is not None and held.status == "hold" and held.reasons == (reason,)
+    np.testing.assert_allclose(held.command_rad, bump(0.03))  # frozen measured position
+    again = sup.filter(bump(0.2), 10.09)
+    assert again.status == "hold" and again.reasons == (reason,)
+    np.testing.assert_allclose(again.command_rad, bump(0.03))
+    assert sup.counters[reason.split()[0]] == 1  # counted once per episode, not per tick
+    sup.update_state(state(10.1, bump(0.03)))
+    assert sup.filter(bump(0.05), 10.11).status == "pass"
+    assert sup.tick(10.12) is None
+
+
+def test_stale_state_holds_within_one_tick_and_resumes_on_a_fresh_state() -> None:
+    sup = running()
+    assert sup.tick(10.2) is None  # 0.2 s old: not yet stale
+    held = sup.tick(10.21)
+    assert held is not None and held.reasons == ("stale_state",)
+    np.testing.assert_allclose(held.command_rad, np.zeros(N))
+    assert sup.filter(bump(0.05), 10.22).reasons == ("stale_state",)
+    assert sup.counters["stale_state"] == 1
+    sup.update_state(state(10.23))
+    assert sup.filter(bump(0.01), 10.24).status == "pass"
+
+
+def test_stale_commands_hold_and_a_returning_stream_needs_a_fresh_state() -> None:
+    sup = running()
+    sup.update_state(state(10.4))
+    assert sup.tick(10.5) is None
+    held = sup.tick(10.52)  # 0.51 s since the last command
+    assert held is not None and held.reasons == ("stale_command",)
+    assert sup.counters["stale_command"] == 1
+    waiting = sup.filter(bump(0.05), 10.53)  # the state was measured before the hold began
+    assert waiting.status == "hold" and waiting.reasons == ("awaiting_fresh_state",)
+    assert sup.tick(10.54).reasons == ("awaiting_fresh_state",)
+    sup.update_state(state(10.55))
+    assert sup.tick(10.56).reasons == ("awaiting_command",)
+    assert sup.filter(bump(0.005), 10.57).status == "pass"  # 60 rad/s^2 * 0.01 s^2 allows 0.006
+    assert sup.tick(10.58) is None
+
+
+def test_the_watchdog_arms_with_the_first_command() -> None:
+    sup = Supervisor(without_workspace())
+    assert sup.tick(100.0) is None
+    verdict = sup.filter(np.zeros(N), 100.0)
+    assert verdict.command_rad is None and verdict.reasons == ("no_state",)
+    assert sup.tick(100.01).reasons == ("no_state",)
+
+
+def test_an_invalid_state_holds_at_the_last_valid_position() -> None:
+    sup = running()
+    sup.update_state(state(10.02, 0.01))
+    bad = state(10.03, 0.01)
+    bad.position_rad[MID] = np.nan
+    sup.update_state(bad)
+    verdict = sup.filter(np.zeros(N), 10.04)
+    assert verdict.reasons == ("state_invalid position_rad not finite",)
+    np.testing.assert_allclose(verdict.command_rad, np.full(N, 0.01))
+    assert sup.counters["state_rejected"] == 1 and sup.counters["state_invalid"] == 1
+    sup.update_state(state(10.03, np.zeros(N - 1), n=N - 1))
+    assert sup.counters["state_rejected"] == 2
+    sup.update_state(state(10.01))  # older than the accepted one
+    assert sup.counters["state_out_of_order"] == 1
+    sup.update_state(state(10.05, 0.01))
+    assert sup.filter(np.full(N, 0.01), 10.06).status == "pass"
+
+
+def test_hold_approaches_its_target_at_the_velocity_limit() -> None:
+    sup = running()
+    sup.update_state(state(10.05))
+    sup.filter(bump(0.15), 10.06)  # a 0.15 rad target lead over the measured position
+    sup.update_state(state(10.07))
+    first = sup.filter(bump(np.nan), 10.08)
+    assert first.command_rad[MID] == pytest.approx(0.15 - 3.0 * 0.02)
+    second = sup.tick(10.09)
+    assert second.command_rad[MID] == pytest.approx(0.15 - 3.0 * 0.03)
+    assert sup.tick(10.2).command_rad[MID] == pytest.approx(0.0)
+
+
+def test_estop_latches_until_an_explicit_reset_with_a_fresh_state() -> None:
+    sup = running()
+    sup.update_state(state(10.02, 0.02))
+    sup.estop("operator button", 10.03)
+    assert sup.estopped and sup.counters["estop"] == 1
+    for t in (10.04, 10.05, 11.0):
+        verdict = sup.filter(np.full(N, 0.02), t)
+        assert verdict.status == "estop" and verdict.reasons == ("estop operator button",)
+    assert sup.tick(11.01).status == "estop"
+    assert not sup.reset(11.02)  # the latest state predates the e-stop
+    assert sup.counters["reset_refused"] == 1 and sup.estopped
+    sup.update_state(state(11.03, 0.02))
+    assert not sup.reset(11.5)  # measured after it, but stale by now
+    assert sup.reset(11.1) and not sup.estopped
+    assert sup.filter(np.full(N, 0.02), 11.12).status == "pass"
+
+
+def test_diagnostics_levels_messages_and_counters() -> None:
+    sup = running()
+    summary, telemetry = sup.diagnostics(10.01)
+    assert summary.level == OK and summary.name == "safety: dclaw"
+    assert ("verdict_pass", "1") in summary.values
+    sup.update_state(state(10.02))
+    sup.filter(bump(0.5), 10.03)
+    summary = sup.diagnostics(10.03)[0]
+    assert summary.level == WARN and "velocity_limit f0_mid" in summary.message
+    effort = np.zeros(N)
+    effort[MID] = 2.0
+    sup.update_state(state(10.04, effort=effort))
+    sup.tick(10.05)
+    summary, telemetry = sup.diagnostics(10.05)
+    assert summary.level == ERROR and summary.message == "holding: overcurrent f0_mid"
+    assert ("overcurrent", "1") in summary.values and ("hold_entered", "1") in summary.values
+    assert telemetry.level == ERROR and ("current_a f0_mid", "2.000") in telemetry.values
+    sup.estop("test")
+    assert sup.diagnostics()[0].message == "E-STOP latched: estop test"
+
+
+def test_limits_that_make_no_sense_are_errors() -> None:
+    safety = dataclasses.replace(DCLAW.safety, workspace=None, position_margin_rad=0.75)
+    with pytest.raises(ConfigError, match=r"dclaw.*joints.f0_base.position_limits_rad.*0.75"):
+        Supervisor(dataclasses.replace(DCLAW, safety=safety))
+    safety = dataclasses.replace(DCLAW.safety, workspace=None, state_timeout_s=float("nan"))
+    with pytest.raises(ConfigError, match=r"safety.state_timeout_s"):
+        Supervisor(dataclasses.replace(DCLAW, safety=safety))
+
+
+ARM_MJCF = """
+<mujoco><compiler angle="radian"/><worldbody>
+  <body name="l1" pos="0 0 0.1"><joint name="shoulder" axis="0 1 0"/><geom size="0.01"/>
+    <body name="l2" pos="0 0 0.2"><joint name="elbow" axis="0 1 0"/><geom size="0.01"/>
+      <site name="tip" pos="0 0 0.2"/>
+    </body>
+  </body>
+</worldbody></mujoco>
+"""
+
+
+def arm(tmp_path: Path, sites: tuple[str, ...] = ("tip",)) -> tuple[RobotCalibration, Path]:
+    model = tmp_path / "arm.xml"
+    model.write_text(ARM_MJCF)
+    data = {"robot": "arm2", "kind": "ros2_control_arm", "model_mjcf": str(model),
+            "joints": [{"name": "shoulder", "position_limits_rad": [-3.0, 3.0]},
+                       {"name": "elbow", "position_limits_rad": [-3.0, 3.0]}],
+            "safety": {"position_margin_rad": 0.0, "max_step_rad": 0.5,
+                       "acceleration_limit_rad_s2": 1000.0, "temperature_limit_c": 60.0,
+                       "state_timeout_s": 1.0, "command_timeout_s": 1.0,
+                       "workspace": {"sites": list(sites), "lower_m": [-1, -1, 0.3],
+                                     "upper_m": [1, 1, 1]}}}
+    return from_dict(RobotCalibration, data), model
+
+
+def test_workspace_scales_the_step_back(tmp_path: Path) -> None:
+    calibration, model = arm(tmp_path)
+    kinematics = Kinematics.from_mjcf(model, calibration.joint_names)
+    sup = Supervisor(calibration, kinematics)
+    sup.update_state(state(0.0, np.array([0.3, 0.0]), n=2))
+    verdict = sup.filter(np.array([0.7, 0.0]), 1.0)  # tip z = 0.1 + 0.4 cos(q0) < 0.3 past 1.047
+    assert verdict.status == "pass"
+    sup.update_state(state(1.0, np.array([0.7, 0.0]), n=2))
+    verdict = sup.filter(np.array([1.15, 0.0]), 2.0)
+    assert verdict.status == "clipped" and verdict.reasons == ("workspace tip",)
+    q0 = verdict.command_rad[0]
+    assert 0.7 < q0 <= np.arccos(0.5) and q0 == pytest.approx(np.arccos(0.5), abs=0.45 / 256 + 1e-9)
+    assert sup.counters["workspace"] == 1
+    # measured outside the box: the last command (inside, and within reach) becomes the base
+    sup.update_state(state(3.0, np.array([1.2, 0.0]), n=2))
+    verdict = sup.filter(np.array([1.3, 0.0]), 3.1)
+    assert verdict.status == "clipped" and q0 <= verdict.command_rad[0] <= np.arccos(0.5)
+    # ... and when neither base is inside and within reach, nothing is sent
+    sup.update_state(state(4.0, np.array([1.7, 0.0]), n=2))
+    verdict = sup.filter(np.array([1.75, 0.0]), 4.1)
+    assert verdict.command_rad is None
+    assert verdict.reasons[-2:] == ("workspace tip", "infeasible workspace")
+
+
+def test_workspace_configuration_errors(tmp_path: Path) -> None:
+    calibration, model = arm(tmp_path, sites=("tip", "elbow_site"))
+    with pytest.raises(ConfigError, match=r"workspace.sites: elbow_site not in the model"):
+        Supervisor(calibration)  # loads the model named by the calibration itself
+    calibration, model = arm(tmp_path)
+    model.unlink()
+    with pytest.raises(ConfigError, match=r"safety.workspace needs the model .*arm.xml"):
+        Supervisor(calibration)
