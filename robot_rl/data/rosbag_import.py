@@ -85,9 +85,11 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
             reader.open()
         except Exception as err:  # rosbags raises its own error types per storage plugin
             raise DatasetError(bag, f"cannot read rosbag2: {err}") from err
-        with reader:
+        try:
             episodes += _import_one(reader, bag, store, fields, period_ns, episode_marker_topic,
                                     dict(info or {}))
+        finally:
+            reader.close()
     return {"output": str(store.path), "episodes": episodes, "n_episodes": store.n_episodes,
             "n_steps": store.n_steps}
 
