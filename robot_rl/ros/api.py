@@ -29,7 +29,7 @@ class ParameterError(ValueError):
     """A parameter is undeclared, or its value has the wrong type."""
 
 
-class NameError_(ValueError):
+class RosNameError(ValueError):
     """A topic name or namespace that ROS 2 would reject."""
 
 
@@ -59,9 +59,9 @@ _TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _check_tokens(name: str, what: str) -> None:
     for token in name.strip("/").split("/"):
         if token and not _TOKEN.match(token):
-            raise NameError_(f"{what} {name!r}: token {token!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            raise RosNameError(f"{what} {name!r}: token {token!r} must match [A-Za-z_][A-Za-z0-9_]*")
     if "//" in name:
-        raise NameError_(f"{what} {name!r}: empty token ('//')")
+        raise RosNameError(f"{what} {name!r}: empty token ('//')")
 
 
 def normalize_namespace(namespace: str | None) -> str:
@@ -76,7 +76,7 @@ def normalize_namespace(namespace: str | None) -> str:
 def resolve_name(name: str, namespace: str, node_name: str) -> str:
     """ROS 2 name resolution: absolute stays, ``~`` is private, relative gets the namespace."""
     if not name:
-        raise NameError_("topic name must not be empty")
+        raise RosNameError("topic name must not be empty")
     ns = normalize_namespace(namespace)
     base = "" if ns == "/" else ns
     if name.startswith("/"):
@@ -84,7 +84,7 @@ def resolve_name(name: str, namespace: str, node_name: str) -> str:
     elif name == "~" or name.startswith("~/"):
         resolved = f"{base}/{node_name}{name[1:]}"
     elif name.startswith("~"):
-        raise NameError_(f"topic name {name!r}: '~' must be followed by '/'")
+        raise RosNameError(f"topic name {name!r}: '~' must be followed by '/'")
     else:
         resolved = f"{base}/{name}"
     resolved = resolved.rstrip("/") or "/"
@@ -249,7 +249,7 @@ class Node(ABC):
     def __init__(self, name: str, namespace: str | None = None,
                  options: NodeOptions | None = None) -> None:
         if not _TOKEN.match(name):
-            raise NameError_(f"node name {name!r}: must match [A-Za-z_][A-Za-z0-9_]*")
+            raise RosNameError(f"node name {name!r}: must match [A-Za-z_][A-Za-z0-9_]*")
         self.name = name
         self.namespace = normalize_namespace(namespace)
         self.options = options or NodeOptions()

@@ -18,7 +18,15 @@ from typing import Any
 
 import yaml
 
-from robot_rl.ros.api import LOG_LEVELS, Logger, Node, NodeOptions, ParameterValue, logger_name
+from robot_rl.ros.api import (
+    LOG_LEVELS,
+    Logger,
+    Node,
+    NodeOptions,
+    ParameterValue,
+    logger_name,
+    normalize_namespace,
+)
 
 BACKENDS = ("rclpy", "dds")
 _IGNORED_FLAGS = ("--disable-rosout-logs", "--enable-rosout-logs", "--disable-stdout-logs",
@@ -168,7 +176,6 @@ def node_identity(name: str, namespace: str | None, ros_args: RosArgs) -> tuple[
     """Name and namespace after ``__node``/``__ns`` remaps."""
     new_name = _special_remap(ros_args.remaps, "__node", name) or name
     new_ns = _special_remap(ros_args.remaps, "__ns", name)
-    from robot_rl.ros.api import normalize_namespace
     return new_name, normalize_namespace(new_ns if new_ns is not None else namespace)
 
 

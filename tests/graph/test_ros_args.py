@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from robot_rl.ros import messages as m
-from robot_rl.ros.api import NameError_, ParameterError, resolve_name
+from robot_rl.ros.api import ParameterError, RosNameError, resolve_name
 from robot_rl.ros.runtime import RosArgsError, load_params_file, make_node, parse_ros_args, run
 
 
@@ -23,7 +23,7 @@ def test_resolution_like_ros2(name: str, expected: str) -> None:
 
 @pytest.mark.parametrize("bad", ["", "9lives", "a//b", "~x", "has space"])
 def test_invalid_names_are_rejected(bad: str) -> None:
-    with pytest.raises(NameError_):
+    with pytest.raises(RosNameError):
         resolve_name(bad, "/", "n")
 
 
