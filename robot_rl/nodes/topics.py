@@ -1,0 +1,41 @@
+"""The graph's topic names: their one home. Nodes, drivers, launch files and tests use these.
+
+Robot topics are relative to the robot's namespace (``hand`` for the D'Claw, ``arm`` for an arm), so
+two robots in two namespaces (``/r1/hand/...``, ``/r2/hand/...``) feed one learner. Message types are
+standard ROS 2 ones only; units are SI. Joint order everywhere is the calibration file's.
+"""
+
+from __future__ import annotations
+
+# Observations (drivers and the twin publish the same ones)
+JOINT_STATES = "joint_states"                 # sensor_msgs/JointState: rad, rad/s, effort = current A
+TEMPERATURE = "temperature_c"                 # std_msgs/Float32MultiArray, deg C per joint
+HARDWARE_ERROR = "hardware_error"             # std_msgs/UInt8MultiArray, Dynamixel error bits per joint
+OBJECT_STATE = "/object/state"                # sensor_msgs/JointState: valve angle rad or drawer m
+CAMERA_COLOR = "/camera/color/image_raw"      # sensor_msgs/Image rgb8
+CAMERA_DEPTH = "/camera/aligned_depth_to_color/image_raw"  # sensor_msgs/Image 16UC1, mm (RealSense)
+CAMERA_INFO = "/camera/color/camera_info"     # sensor_msgs/CameraInfo
+
+# Commands: only the safety supervisor publishes COMMAND; everything else publishes COMMAND_RAW
+COMMAND_RAW = "command_raw"                   # sensor_msgs/JointState, position = targets rad
+COMMAND = "command"                           # sensor_msgs/JointState, gated targets rad
+
+# Safety
+DIAGNOSTICS = "/diagnostics"                  # diagnostic_msgs/DiagnosticArray (ROS 2 convention)
+ESTOP = "/safety/estop"                       # std_msgs/Bool: true latches the e-stop
+ESTOP_RESET = "/safety/reset"                 # std_msgs/Bool: true asks to clear a latched e-stop
+SAFETY_STATUS = "safety/status"               # std_msgs/String: pass | clipped | hold | estop
+
+# Learning and episodes
+POLICY = "/robot_rl/policy"                   # std_msgs/UInt8MultiArray: serialized policy weights
+EPISODE = "episode"                           # std_msgs/String JSON: episode events (see below)
+EPISODE_STATUS = "episode_status"             # std_msgs/String JSON: replies from the twin/reset
+TELEOP_JOY = "/joy"                           # sensor_msgs/Joy from ROS 2's joy node
+
+# EPISODE events, JSON objects with an "event" field, relative to the robot namespace:
+#   {"event": "reset", "episode": k, "seed": s, "joint_positions_rad": [...],
+#    "object_position": x, "goal": g}      learner -> twin (teleports) / reset procedure (real)
+#   {"event": "start", "episode": k, ...}  an episode begins (recorder starts writing)
+#   {"event": "end", "episode": k, "success": bool}      commit, with its label
+#   {"event": "discard", "episode": k}     drop the episode in progress
+# EPISODE_STATUS replies: {"event": "reset_done", "episode": k}
