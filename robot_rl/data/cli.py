@@ -1,9 +1,9 @@
 """``robot-rl dataset ...``: the dataset tools on the command line.
 
-``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each subcommand
-sets ``func(args) -> int`` as its default. ``main(argv)`` runs the subcommands standalone
-(``python -m robot_rl.data.cli info data.zarr``). ``replay`` (play a dataset into the twin) will
-be added here with the twin.
+``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each
+subcommand sets ``handler(args) -> int`` (and the same as ``func``) as its default.
+``main(argv)`` runs the subcommands standalone (``python -m robot_rl.data.cli info data.zarr``).
+``replay`` (play a dataset into the twin) will be added here with the twin.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 def _command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
-    p.set_defaults(func=_guarded(handler))
+    # robot_rl.cli dispatches on ``handler``; ``func`` is the argparse idiom for other hosts
+    p.set_defaults(func=_guarded(handler), handler=_guarded(handler))
     return p
 
 

@@ -285,6 +285,7 @@ class EpisodeStore:
         arrays = check_episode_steps(self._path, steps, self._specs or None)
         n_rows = len(next(iter(arrays.values())))
         self._ensure_arrays({k: KeySpec(a.dtype, a.shape[1:]) for k, a in arrays.items()})
+        self._fit_rows(self.n_steps)
         self._write_rows(arrays, self.n_steps)
         return self._commit(self.n_steps + n_rows, info)
 
@@ -304,14 +305,26 @@ class EpisodeStore:
         self._arrays = {k: data[k] for k in sorted(specs)}
         self._specs = {k: spec_of_array(a) for k, a in self._arrays.items()}
 
-    def _write_rows(self, arrays: Mapping[str, np.ndarray], start: int) -> None:
-        """Write rows of some keys at ``start`` (uncommitted until :meth:`_commit`)."""
+    def _write_rows(self, arrays: Mapping[str, np.ndarray], start: int,
+                    spare_rows: Mapping[str, int] | None = None) -> None:
+        """Write rows of some keys at ``start`` (uncommitted until :meth:`_commit`).
+
+        ``spare_rows`` grows an array by that many extra rows when it must grow: each resize
+        rewrites ``.zarray`` (an atomic file replace, a few ms), too slow to do at every step.
+        """
         for key, rows in arrays.items():
             arr = self._arrays[key]
             end = start + len(rows)
-            if arr.shape[0] != end:
-                arr.resize((end, *arr.shape[1:]))
+            if arr.shape[0] < end:
+                spare = spare_rows.get(key, 0) if spare_rows else 0
+                arr.resize((end + spare, *arr.shape[1:]))
             arr[start:end] = rows
+
+    def _fit_rows(self, n_rows: int) -> None:
+        """Cut arrays to exactly ``n_rows`` (drops spare rows before a commit)."""
+        for arr in self._arrays.values():
+            if arr.shape[0] != n_rows:
+                arr.resize((n_rows, *arr.shape[1:]))
 
     def _truncate_rows(self, n_rows: int) -> None:
         """Drop uncommitted rows (discard); drops the arrays when no episode is committed."""
@@ -320,9 +333,7 @@ class EpisodeStore:
                 del self._root["data"][key]
             self._arrays, self._specs = {}, {}
             return
-        for arr in self._arrays.values():
-            if arr.shape[0] > n_rows:
-                arr.resize((n_rows, *arr.shape[1:]))
+        self._fit_rows(n_rows)
 
     def _commit(self, end: int, info: Mapping[str, Any] | None) -> int:
         """Write the info row, then publish the new episode end (the commit point)."""
@@ -408,7 +419,8 @@ def _recover(path: Path, root: zarr.Group) -> Recovery | None:
     recovery = Recovery(dropped_steps=dropped_steps, dropped_info_rows=dropped_info,
                         removed_partial_files=partial,
                         removed_keys=tuple(removed_keys))
-    log.warning("%s: recovered from an interrupted write: dropped %d uncommitted step rows and "
+    log.warning("%s: recovered from an interrupted write: dropped %d step rows past the last "
+                "commit and "
                 "%d episode_info rows, removed %d partial files; %d committed episodes intact",
                 path, dropped_steps, dropped_info, partial, n)
     return recovery

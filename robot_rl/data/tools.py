@@ -47,7 +47,7 @@ def info(path: PathLike) -> dict[str, Any]:
     attrs = store.attrs
     lengths = store.episode_lengths
     raw = zarr.open_group(zarr.DirectoryStore(str(store.path)), mode="r")
-    data_rows = [a.shape[0] for _, a in raw["data"].arrays() if a.ndim]
+    rows_on_disk = max([0, *(a.shape[0] for _, a in raw["data"].arrays() if a.ndim)])
     keys = {}
     for key, spec in store.specs.items():
         arr = raw["data"][key]
@@ -67,8 +67,7 @@ def info(path: PathLike) -> dict[str, Any]:
         "episode_length": ({"min": int(lengths.min()), "mean": float(lengths.mean()),
                             "max": int(lengths.max())} if len(lengths) else None),
         "success": {"labelled": len(labelled), "succeeded": sum(labelled)},
-        "uncommitted_steps": max([0, *data_rows]) - store.n_steps if store.n_episodes else
-        max([0, *data_rows]),
+        "uncommitted_steps": max(0, rows_on_disk - store.n_steps),
         "keys": keys,
     }
 

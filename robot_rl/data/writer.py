@@ -17,10 +17,14 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data.errors import DatasetError, SchemaError
-from robot_rl.data.schema import KeySpec, as_step_array, check_keys, check_spec
+from robot_rl.data.schema import KeySpec, as_step_array, check_keys, check_spec, chunk_steps
 from robot_rl.data.store import EpisodeStore
 
 _FLUSH_ALL = "flush"
+# Arrays grow ahead of the writer by this many frames (about 4 s at 30 Hz), so the array
+# metadata is rewritten every few seconds rather than at every frame. Readers never see spare
+# rows (they stop at episode_ends[-1]) and commit cuts them off.
+SPARE_IMAGE_ROWS = 128
 
 
 class EpisodeWriter:
@@ -38,6 +42,7 @@ class EpisodeWriter:
         self._n_steps = 0
         self._pending: dict[str, list[np.ndarray]] = {}
         self._written: dict[str, int] = {}
+        self._spare_rows: dict[str, int] = {}
         self._error: BaseException | None = None
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -75,6 +80,7 @@ class EpisodeWriter:
         else:
             self._drain()
         self._raise_worker_error()
+        self._store._fit_rows(self._start + self._n_steps)
         index = self._store._commit(self._start + self._n_steps, info)
         self._reset()
         return index
@@ -132,6 +138,8 @@ class EpisodeWriter:
         self._store._writer_active = True
         self._start = self._store.n_steps
         self._pending = {k: [] for k in self._specs or {}}
+        self._spare_rows = {k: SPARE_IMAGE_ROWS if s.is_image else chunk_steps(s)
+                            for k, s in (self._specs or {}).items()}
         self._written = {k: 0 for k in self._specs or {}}
 
     def _reset(self) -> None:
@@ -155,7 +163,8 @@ class EpisodeWriter:
             due = self._specs[key].is_image or len(rows) >= self._flush_every
             if not rows or not (all_keys or due):
                 continue
-            self._store._write_rows({key: np.stack(rows)}, self._start + self._written[key])
+            self._store._write_rows({key: np.stack(rows)}, self._start + self._written[key],
+                                    self._spare_rows)
             self._written[key] += len(rows)
             rows.clear()
 

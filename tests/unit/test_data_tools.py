@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from robot_rl.data import DatasetError, EpisodeStore, SchemaError, tools
-from robot_rl.data.cli import main
+from robot_rl.data.cli import add_parser, main
 
 LENGTHS = (5, 3, 8, 4, 6, 2, 7)
 ALL_SEEDS = tuple(range(len(LENGTHS)))
@@ -212,3 +212,14 @@ def test_cli_subcommands(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["split", "--help"])
     assert "PATH=FRACTION" in capsys.readouterr().out
+
+
+def test_cli_plugs_into_a_parent_parser(tmp_path, capsys):
+    import argparse
+
+    build(tmp_path / "d.zarr", seeds=[0])
+    parser = argparse.ArgumentParser(prog="robot-rl")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["dataset", "info", str(tmp_path / "d.zarr")])
+    assert args.handler(args) == 0 and args.func(args) == 0
+    assert "episodes     1 (5 steps" in capsys.readouterr().out
