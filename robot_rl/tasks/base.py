@@ -1,0 +1,171 @@
+"""What every task shares: the state a task sees, the action mapping, and the real robot's reset steps.
+
+A task is pure numpy: it turns measured state into observations, rewards and success, and
+normalised actions in [-1, 1] into joint position targets inside the calibration's software limits.
+The twin (sim_twin) and the ROS nodes feed it the same :class:`TaskState`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot_rl.robot_config import RobotCalibration
+
+ACTION_MODES = ("absolute", "relative")
+REWARDS = ("sparse", "dense")
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """Measured state at one control step (SI units; joints in calibration order)."""
+
+    joint_positions_rad: np.ndarray
+    joint_velocities_rad_s: np.ndarray
+    object_position: float                      # valve angle (rad) or drawer opening (m)
+    object_velocity: float                      # rad/s or m/s
+    sites_m: dict[str, np.ndarray] = field(default_factory=dict)   # world positions of named sites
+
+
+@dataclass(frozen=True)
+class ResetSample:
+    """Where an episode starts and what it aims for."""
+
+    joint_positions_rad: np.ndarray
+    object_position: float
+    goal: float
+
+
+@dataclass(frozen=True)
+class ResetStep:
+    """One step of the real robot's reset procedure, run in order by the reset node or an operator.
+
+    kind: ``move_joints`` (go to joint_targets_rad within duration_s), ``scripted`` (run the named
+    scripted motion until done or duration_s), ``measure`` (read a sensor, e.g. sample the goal from
+    the measured object state), ``check`` (verify a condition, else fall through to the next step),
+    ``operator`` (ask a person and wait for confirmation).
+    """
+
+    name: str
+    kind: str
+    description: str
+    joint_targets_rad: tuple[float, ...] | None = None
+    duration_s: float = 0.0
+    condition: str | None = None
+
+
+class ActionMapping:
+    """Normalised actions <-> joint position targets inside the calibration's software limits.
+
+    The usable range is the calibration's limits shrunk by the safety margin, so that a saturated
+    action never asks the supervisor for a target it would clip. ``absolute``: -1..1 spans the range.
+    ``relative``: the action is a delta of at most ``safety.max_step_rad`` per step.
+    """
+
+    def __init__(self, calibration: RobotCalibration, mode: str) -> None:
+        if mode not in ACTION_MODES:
+            raise ValueError(f"action_mode {mode!r}: expected one of {ACTION_MODES}")
+        margin = calibration.safety.position_margin_rad
+        self.mode = mode
+        self.lower_rad = calibration.lower_rad + margin
+        self.upper_rad = calibration.upper_rad - margin
+        self.max_step_rad = calibration.safety.max_step_rad
+
+    def to_targets(self, action: np.ndarray, current_targets_rad: np.ndarray) -> np.ndarray:
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if self.mode == "absolute":
+            return self.lower_rad + 0.5 * (action + 1.0) * (self.upper_rad - self.lower_rad)
+        targets = np.asarray(current_targets_rad, dtype=np.float64) + action * self.max_step_rad
+        return np.clip(targets, self.lower_rad, self.upper_rad)
+
+    def to_action(self, targets_rad: np.ndarray, current_targets_rad: np.ndarray) -> np.ndarray:
+        """The action that asks for ``targets_rad`` (clipped to what one action can express)."""
+        targets = np.asarray(targets_rad, dtype=np.float64)
+        if self.mode == "absolute":
+            action = 2.0 * (targets - self.lower_rad) / (self.upper_rad - self.lower_rad) - 1.0
+        else:
+            action = (targets - np.asarray(current_targets_rad)) / self.max_step_rad
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+class Task(abc.ABC):
+    """A task: observation layout, reward, success, action mapping and reset distribution."""
+
+    name: str
+    config: Any
+    required_sites: tuple[str, ...] = ()
+
+    def __init__(self, calibration: RobotCalibration, config: Any) -> None:
+        self.calibration = calibration
+        self.config = config
+        self.actions = ActionMapping(calibration, config.action_mode)
+        self.layout = self.observation_layout()
+
+    @property
+    def n_joints(self) -> int:
+        return self.calibration.n_joints
+
+    @property
+    def observation_size(self) -> int:
+        return max(s.stop for s in self.layout.values())
+
+    @property
+    def control_period_s(self) -> float:
+        return self.config.control_period_s
+
+    @property
+    def episode_length_steps(self) -> int:
+        return self.config.episode_length_steps
+
+    def action_to_targets(self, action: np.ndarray, current_targets_rad: np.ndarray) -> np.ndarray:
+        return self.actions.to_targets(action, current_targets_rad)
+
+    def targets_to_action(self, targets_rad: np.ndarray,
+                          current_targets_rad: np.ndarray) -> np.ndarray:
+        return self.actions.to_action(targets_rad, current_targets_rad)
+
+    def reward(self, state: TaskState, goal: float) -> float:
+        """Sparse: 0 on success, -1 otherwise (AWAC's convention); dense: a shaped option."""
+        if self.config.reward == "sparse":
+            return 0.0 if self.is_success(state, goal) else -1.0
+        return self.dense_reward(state, goal)
+
+    def field(self, observation: np.ndarray, name: str) -> np.ndarray:
+        """One named slice of an observation (or of a batch of them, last axis)."""
+        return np.asarray(observation)[..., self.layout[name]]
+
+    @abc.abstractmethod
+    def observation_layout(self) -> dict[str, slice]: ...
+
+    @abc.abstractmethod
+    def observation(self, state: TaskState, goal: float,
+                    previous_action: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def is_success(self, state: TaskState, goal: float) -> bool: ...
+
+    @abc.abstractmethod
+    def dense_reward(self, state: TaskState, goal: float) -> float: ...
+
+    @abc.abstractmethod
+    def sample_reset(self, rng: np.random.Generator) -> ResetSample: ...
+
+    @abc.abstractmethod
+    def real_reset_procedure(self) -> list[ResetStep]: ...
+
+
+def layout_from_sizes(sizes: list[tuple[str, int]]) -> dict[str, slice]:
+    """Consecutive named slices, in order."""
+    layout, start = {}, 0
+    for name, size in sizes:
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
+def wrap_angle(angle_rad: float | np.ndarray) -> float | np.ndarray:
+    """Into [-pi, pi)."""
+    return (np.asarray(angle_rad) + np.pi) % (2.0 * np.pi) - np.pi

@@ -1,0 +1,116 @@
+"""Valve turning with a three-finger D'Claw-class hand: turn the valve to a goal angle.
+
+Observation (float32, named slices in ``ValveTask.layout``):
+``joint_position_rad`` (9), ``joint_velocity_rad_s`` (9), ``valve_cos_sin`` (2),
+``valve_velocity_rad_s`` (1), ``error_cos_sin`` (2: cos/sin of goal - angle), ``previous_action`` (9).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_rl.robot_config import RobotCalibration
+from robot_rl.tasks.base import (
+    ACTION_MODES,
+    REWARDS,
+    ResetSample,
+    ResetStep,
+    Task,
+    TaskState,
+    layout_from_sizes,
+    wrap_angle,
+)
+
+
+@dataclass(frozen=True)
+class ValveTaskConfig:
+    control_period_s: float = field(default=0.05, metadata={
+        "range": (0.005, 1.0), "help": "one action per period (20 Hz)"})
+    episode_length_steps: int = field(default=60, metadata={"range": (1, 10_000)})
+    start_angle_range_rad: tuple[float, float] = field(default=(-math.pi, math.pi), metadata={
+        "range": (-2 * math.pi, 2 * math.pi), "help": "the valve's start angle, uniform"})
+    goal_offset_range_rad: tuple[float, float] = field(default=(0.5, 1.57), metadata={
+        "range": (0.0, math.pi),
+        "help": "|goal - start|, uniform in this range, either direction"})
+    success_tolerance_rad: float = field(default=0.15, metadata={"range": (0.001, 1.0)})
+    reward: str = field(default="sparse", metadata={"choices": REWARDS})
+    action_mode: str = field(default="absolute", metadata={"choices": ACTION_MODES})
+    terminate_on_success: bool = field(default=True, metadata={
+        "help": "end the episode at success (the critic bootstraps nothing past it)"})
+    finger_home_rad: tuple[float, float, float] = field(default=(0.0, -0.27, -0.97), metadata={
+        "range": (-1.5, 1.5), "help": "(base, mid, tip) of every finger at reset: tips out "
+                                      "beyond the spokes, at spoke height"})
+    home_noise_rad: float = field(default=0.05, metadata={
+        "range": (0.0, 0.5), "help": "uniform noise on the home pose at reset"})
+
+
+class ValveTask(Task):
+    name = "valve"
+
+    def __init__(self, calibration: RobotCalibration,
+                 config: ValveTaskConfig | None = None) -> None:
+        super().__init__(calibration, config or ValveTaskConfig())
+        if self.n_joints % 3:
+            raise ValueError(f"robot {calibration.robot}: the valve task needs joints in groups of 3 "
+                             f"(base, mid, tip per finger), got {self.n_joints}")
+        self.home_rad = np.tile(self.config.finger_home_rad, self.n_joints // 3)
+
+    def observation_layout(self) -> dict[str, slice]:
+        n = self.n_joints
+        return layout_from_sizes([
+            ("joint_position_rad", n), ("joint_velocity_rad_s", n), ("valve_cos_sin", 2),
+            ("valve_velocity_rad_s", 1), ("error_cos_sin", 2), ("previous_action", n)])
+
+    def observation(self, state: TaskState, goal: float,
+                    previous_action: np.ndarray) -> np.ndarray:
+        angle = state.object_position
+        error = goal - angle
+        return np.concatenate([
+            state.joint_positions_rad, state.joint_velocities_rad_s,
+            [math.cos(angle), math.sin(angle)], [state.object_velocity],
+            [math.cos(error), math.sin(error)], previous_action,
+        ]).astype(np.float32)
+
+    def angle_error(self, state: TaskState, goal: float) -> float:
+        """goal - angle, wrapped into [-pi, pi)."""
+        return float(wrap_angle(goal - state.object_position))
+
+    def is_success(self, state: TaskState, goal: float) -> bool:
+        return abs(self.angle_error(state, goal)) < self.config.success_tolerance_rad
+
+    def dense_reward(self, state: TaskState, goal: float) -> float:
+        """-|angle error| / pi in [-1, 0], 0 within the tolerance: same scale as the sparse reward."""
+        if self.is_success(state, goal):
+            return 0.0
+        return -abs(self.angle_error(state, goal)) / math.pi
+
+    def sample_reset(self, rng: np.random.Generator) -> ResetSample:
+        lo, hi = self.config.start_angle_range_rad
+        start = float(rng.uniform(lo, hi))
+        offset = float(rng.uniform(*self.config.goal_offset_range_rad)) * rng.choice((-1.0, 1.0))
+        noise = rng.uniform(-1.0, 1.0, self.n_joints) * self.config.home_noise_rad
+        joints = np.clip(self.home_rad + noise, self.actions.lower_rad, self.actions.upper_rad)
+        return ResetSample(joint_positions_rad=joints, object_position=start,
+                           goal=float(wrap_angle(start + offset)))
+
+    def real_reset_procedure(self) -> list[ResetStep]:
+        """The real valve needs no turning back: the goal is drawn relative to where it stands."""
+        home = tuple(float(v) for v in self.home_rad)
+        lifted = tuple(float(v) for v in np.tile((0.0, -0.5, -1.0), self.n_joints // 3))
+        return [
+            ResetStep("open_fingers", "move_joints",
+                      "flex the fingers outward and up, clear of the spokes", lifted, 1.0),
+            ResetStep("wait_still", "check", "wait until the valve encoder reads under 0.05 rad/s",
+                      duration_s=2.0, condition="abs(object_velocity) < 0.05"),
+            ResetStep("home", "move_joints", "move every finger to the home pose above the valve",
+                      home, 1.0),
+            ResetStep("sample_goal", "measure",
+                      "read the valve angle and draw the goal at a random offset in "
+                      "goal_offset_range_rad from it", duration_s=0.1),
+            ResetStep("operator_if_stuck", "operator",
+                      "only if the valve did not settle or a finger reports an error: ask the "
+                      "operator to free the valve and confirm", condition="previous check failed"),
+        ]

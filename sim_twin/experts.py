@@ -1,0 +1,220 @@
+"""Scripted experts that produce demonstrations, and ``collect`` to record their episodes.
+
+Each expert reads the observation (plus its own phase), computes joint targets with inverse
+kinematics on the twin's model, limits every joint's change per step to what the safety supervisor
+lets through, and returns the normalised action for the task's action mode. ``noise_std`` adds
+Gaussian noise to that action (normalised units); the noisy action is what is executed and recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.tasks.base import wrap_angle
+from sim_twin.kinematics import SiteIK
+
+
+class Expert:
+    """Shared plumbing: target tracking, per-step rate limit, noise, target -> action."""
+
+    def __init__(self, env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> None:
+        self.env = env.unwrapped
+        self.task = self.env.task
+        self.noise_std = noise_std
+        self.rng = np.random.default_rng(seed)
+        cal = self.task.calibration
+        self.max_change_rad = np.minimum(cal.safety.max_step_rad,
+                                         cal.velocity_limit_rad_s * self.task.control_period_s)
+        self.ik = SiteIK(self.env.twin.model, cal.joint_names)
+        self._targets: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._targets = None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = obs["state"] if isinstance(obs, dict) else obs
+        joints = self.task.field(obs, "joint_position_rad").astype(np.float64)
+        if self._targets is None:
+            self._targets = joints.copy()
+        wanted = self.plan(obs, joints, self._targets)
+        change = np.clip(wanted - self._targets, -self.max_change_rad, self.max_change_rad)
+        action = self.task.targets_to_action(self._targets + change, self._targets)
+        if self.noise_std > 0:
+            action = action + self.rng.normal(0.0, self.noise_std, action.shape)
+        action = np.clip(action, -1.0, 1.0).astype(np.float32)
+        self._targets = self.task.action_to_targets(action, self._targets)
+        return action
+
+    def plan(self, obs: np.ndarray, joints: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ValveExpertConfig:
+    """Geometry of the finger gait, in the valve's frame (m, rad)."""
+
+    push_radius_m: float = field(default=0.065, metadata={"range": (0.02, 0.2)})
+    retract_radius_m: float = field(default=0.14, metadata={
+        "range": (0.05, 0.3), "help": "beyond the spokes' ends plus the fingertip"})
+    contact_height_m: float = field(default=0.053, metadata={"range": (0.0, 0.3)})
+    contact_angle_rad: float = field(default=0.29, metadata={
+        "range": (0.0, 1.0), "help": "(tip + spoke radius) / push radius"})
+    insert_clearance_rad: float = field(default=0.2, metadata={"range": (0.0, 1.0)})
+    reach_rad: float = field(default=1.2, metadata={
+        "range": (0.1, 2.0), "help": "largest tip angle from a finger's own axis"})
+    lead_rad: float = field(default=0.4, metadata={"range": (0.0, 1.5)})
+    angular_step_rad: float = field(default=0.4, metadata={"range": (0.01, 3.0)})
+    radial_step_m: float = field(default=0.03, metadata={"range": (0.001, 0.2)})
+    stop_fraction: float = field(default=0.5, metadata={
+        "range": (0.0, 1.0), "help": "hold still within this fraction of the success tolerance"})
+
+
+class ValveExpert(Expert):
+    """A three-finger gait: insert behind a spoke, push it toward the goal, retract, swing back.
+
+    The spokes and the fingers are both 120 degrees apart, so every finger does the same thing in
+    its own frame; the gait is one phase machine: swing -> insert -> push -> retract -> swing ...
+    """
+
+    def __init__(self, env: gym.Env, noise_std: float = 0.0, seed: int | None = None,
+                 config: ValveExpertConfig | None = None) -> None:
+        super().__init__(env, noise_std, seed)
+        self.config = config or ValveExpertConfig()
+        names = self.task.calibration.joint_names
+        self.fingers = [names[i].split("_")[0] for i in range(0, len(names), 3)]
+        self.sites = [f"{f}_tip_site" for f in self.fingers]
+        model = self.env.twin.model
+        self.finger_angles_rad = np.array(
+            [math.atan2(*model.body(f"{f}_base_link").pos[1::-1]) for f in self.fingers])
+        self.lower = self.task.actions.lower_rad
+        self.upper = self.task.actions.upper_rad
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.phase, self.phase_steps, self.direction = "swing", 0, 1.0
+        self.spoke_offset_rad = 0.0
+
+    def plan(self, obs: np.ndarray, joints: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        cfg, task = self.config, self.task
+        angle = math.atan2(*task.field(obs, "valve_cos_sin")[::-1])
+        cos_e, sin_e = task.field(obs, "error_cos_sin")
+        error = math.atan2(sin_e, cos_e)
+        if abs(error) < cfg.stop_fraction * task.config.success_tolerance_rad:
+            return targets
+        direction = math.copysign(1.0, error)
+        if direction != self.direction and self.phase in ("push", "insert"):
+            self._enter("retract")
+        self.direction = direction
+        tips = self.ik.forward(joints, self.sites)
+        tip_radius, tip_angle = self._polar(tips)
+        self.phase_steps += 1
+        # angles in "push coordinates": positive is the direction the valve must turn
+        spokes = direction * wrap_angle(angle - self.finger_angles_rad[0]
+                                        + 2 * np.pi * np.arange(3) / 3)
+        if self.phase == "swing":
+            insert = self._insert_angle(spokes)
+            goal = (cfg.retract_radius_m, insert)
+            if np.all(np.abs(direction * tip_angle - insert) < 0.12) or self.phase_steps > 12:
+                self._enter("insert")
+        elif self.phase == "insert":
+            goal = (cfg.push_radius_m, self._insert_angle(spokes))
+            if np.all(tip_radius < cfg.push_radius_m + 0.012) or self.phase_steps > 4:
+                self._enter("push")
+                self.spoke_offset_rad = (self._insert_angle(spokes) + cfg.insert_clearance_rad
+                                         + cfg.contact_angle_rad)
+        elif self.phase == "push":
+            spoke = self._pushed_spoke(spokes)
+            self.spoke_offset_rad = spoke
+            contact = spoke - cfg.contact_angle_rad
+            goal = (cfg.push_radius_m, min(contact + min(cfg.lead_rad, abs(error)), cfg.reach_rad))
+            if contact > cfg.reach_rad - 0.05:
+                self._enter("retract")
+        else:  # retract: straight out, then swing back
+            goal = (cfg.retract_radius_m,
+                    float(np.clip(np.mean(direction * tip_angle), -cfg.reach_rad, 0.9)))
+            if np.all(tip_radius > cfg.retract_radius_m - 0.015) or self.phase_steps > 4:
+                self._enter("swing")
+        # small task-space steps keep the fingertips on the intended path (not a joint-space chord)
+        radius = np.mean(tip_radius)
+        radius += np.clip(goal[0] - radius, -cfg.radial_step_m, cfg.radial_step_m)
+        now = np.mean(direction * tip_angle)
+        angle = now + np.clip(goal[1] - now, -cfg.angular_step_rad, cfg.angular_step_rad)
+        return self._solve(targets, radius, direction * angle)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _enter(self, phase: str) -> None:
+        self.phase, self.phase_steps = phase, 0
+
+    def _insert_angle(self, spokes: np.ndarray) -> float:
+        """Behind the nearest spoke that leaves a gap within reach (push coordinates)."""
+        cfg = self.config
+        behind = spokes - cfg.contact_angle_rad - cfg.insert_clearance_rad
+        ok = behind >= -cfg.reach_rad
+        return float(np.min(behind[ok])) if np.any(ok) else float(np.max(behind))
+
+    def _pushed_spoke(self, spokes: np.ndarray) -> float:
+        """The spoke just ahead of where the fingers were inserted."""
+        return float(spokes[np.argmin(np.abs(spokes - self.spoke_offset_rad))])
+
+    def _polar(self, tips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fingertip radius (m) and angle (rad) about the valve axis, relative to each finger."""
+        radius = np.hypot(tips[:, 0], tips[:, 1])
+        angle = wrap_angle(np.arctan2(tips[:, 1], tips[:, 0]) - self.finger_angles_rad)
+        return radius, angle
+
+    def _solve(self, targets: np.ndarray, radius_m: float, angle_rad: float) -> np.ndarray:
+        q = targets.copy()
+        for i, site in enumerate(self.sites):
+            a = self.finger_angles_rad[i] + angle_rad
+            point = np.array([radius_m * math.cos(a), radius_m * math.sin(a),
+                              self.config.contact_height_m])
+            q = self.ik.solve(q, site, point, np.arange(3 * i, 3 * i + 3),
+                              lower=self.lower, upper=self.upper, iterations=8)
+        return q
+
+
+def collect(env_id: str, n_episodes: int, noise_std: float, seed: int,
+            **env_kwargs) -> list[dict]:
+    """Runs the task's expert for n_episodes (episode k seeded ``seed + k``) and returns, per
+    episode, time-major float32 / bool arrays and ``info`` = {success, seed, noise_std}."""
+    env = gym.make(env_id, **env_kwargs)
+    expert = make_expert(env, noise_std, seed)
+    episodes = []
+    try:
+        for k in range(n_episodes):
+            episodes.append(run_episode(env, expert, seed + k))
+    finally:
+        env.close()
+    return episodes
+
+
+def run_episode(env: gym.Env, expert: Expert, seed: int) -> dict:
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    rows: dict[str, list] = {k: [] for k in ("observation", "action", "reward",
+                                              "next_observation", "terminated", "truncated")}
+    success, done = False, False
+    while not done:
+        action = expert.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated)):
+            rows[key].append(value)
+        success = success or bool(info["success"])
+        obs, done = next_obs, terminated or truncated
+    episode = {k: np.asarray(v, dtype=bool if k in ("terminated", "truncated") else np.float32)
+               for k, v in rows.items()}
+    episode["info"] = {"success": success, "seed": seed, "noise_std": expert.noise_std}
+    return episode
+
+
+def make_expert(env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> Expert:
+    task = env.unwrapped.task.name
+    experts = {"valve": ValveExpert}
+    if task not in experts:
+        raise KeyError(f"no scripted expert for task {task!r}; known: {sorted(experts)}")
+    return experts[task](env, noise_std, seed)

@@ -1,0 +1,197 @@
+"""One scene's physics: the robot of a calibration file, its object, its camera.
+
+Used by the gymnasium environments, by the twin ROS node and by the hardware emulators. Joints are
+always in the calibration's order; the object is the one model joint that is not a robot joint
+(the valve's hinge, the drawer's slide). Units: rad, rad/s, m, s, A.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mujoco
+import numpy as np
+
+from robot_rl.robot_config import RobotCalibration
+from sim_twin.randomization import ModelRandomizer, RandomizationConfig
+from sim_twin.servos import torque_constant_nm_a
+
+
+class Twin:
+    def __init__(self, calibration: RobotCalibration, *, physics_timestep_s: float = 0.002,
+                 randomization: RandomizationConfig | None = None,
+                 seed: int | None = None) -> None:
+        self.calibration = calibration
+        self.model_path = calibration.model_path()
+        if not self.model_path.exists():
+            raise FileNotFoundError(f"robot {calibration.robot}: model_mjcf {self.model_path} "
+                                    "does not exist")
+        self.model = mujoco.MjModel.from_xml_path(str(self.model_path))
+        self.model.opt.timestep = physics_timestep_s
+        self.data = mujoco.MjData(self.model)
+        self.randomization = randomization or RandomizationConfig()
+        self._rng = np.random.default_rng(seed)
+        self._bind_joints()
+        self._kt_nm_a = np.array([torque_constant_nm_a(j.model) for j in calibration.joints])
+        self._randomizer = ModelRandomizer(self.model, self._dof, self._actuators)
+        self._latency_steps = 0
+        self._pending: np.ndarray | None = None
+        self._noise = np.zeros(2 * self.n_joints + 1)
+        self._renderers: dict[tuple[int, int, bool], mujoco.Renderer] = {}
+        self.reset(np.clip(np.zeros(self.n_joints), calibration.lower_rad, calibration.upper_rad),
+                   0.0)
+
+    # ---- construction ------------------------------------------------------------------------
+    def _bind_joints(self) -> None:
+        m, where = self.model, f"{self.model_path} (robot {self.calibration.robot})"
+        names = [m.joint(i).name for i in range(m.njnt)]
+        missing = [n for n in self.calibration.joint_names if n not in names]
+        if missing:
+            raise ValueError(f"{where}: calibration joints missing from the model: {missing}")
+        ids = [m.joint(n).id for n in self.calibration.joint_names]
+        self._qpos = np.array([m.jnt_qposadr[i] for i in ids])
+        self._dof = np.array([m.jnt_dofadr[i] for i in ids])
+        by_joint = {m.actuator_trnid[a, 0]: a for a in range(m.nu)
+                    if m.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT}
+        unactuated = [n for n, i in zip(self.calibration.joint_names, ids) if i not in by_joint]
+        if unactuated:
+            raise ValueError(f"{where}: joints without an actuator: {unactuated}")
+        self._actuators = np.array([by_joint[i] for i in ids])
+        others = [n for n in names if n not in self.calibration.joint_names]
+        if len(others) != 1:
+            raise ValueError(f"{where}: expected exactly one object joint besides the robot's, "
+                             f"found {others}")
+        obj = m.joint(others[0])
+        self.object_joint = others[0]
+        self._obj_qpos, self._obj_dof = int(obj.qposadr[0]), int(obj.dofadr[0])
+
+    # ---- public API --------------------------------------------------------------------------
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.calibration.joint_names
+
+    @property
+    def n_joints(self) -> int:
+        return self.calibration.n_joints
+
+    @property
+    def time_s(self) -> float:
+        return float(self.data.time)
+
+    @property
+    def physics_timestep_s(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def reset(self, joint_positions_rad: np.ndarray, object_position: float,
+              seed: int | None = None) -> None:
+        """Puts the scene at rest at the given state, redrawing randomised parameters."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        config = self.randomization
+        self._randomizer.apply(config, self._rng)
+        lo, hi = config.action_latency_s
+        self._latency_steps = round(self._rng.uniform(lo, hi) / self.physics_timestep_s)
+        mujoco.mj_resetData(self.model, self.data)
+        joints = self._check(joint_positions_rad, "joint_positions_rad")
+        self.data.qpos[self._qpos] = joints
+        self.data.qpos[self._obj_qpos] = object_position
+        self.data.ctrl[self._actuators] = joints
+        self._pending = None
+        mujoco.mj_forward(self.model, self.data)
+        self._draw_noise()
+
+    def set_joint_targets(self, targets_rad: np.ndarray) -> None:
+        """Servo setpoints (calibration order); with latency they land part-way into advance()."""
+        targets = self._check(targets_rad, "targets_rad")
+        if self._latency_steps:
+            self._pending = targets
+        else:
+            self.data.ctrl[self._actuators] = targets
+
+    def advance(self, duration_s: float) -> None:
+        """Steps the physics by a whole number of substeps (at least one)."""
+        steps = max(1, round(duration_s / self.physics_timestep_s))
+        if self._pending is not None:
+            delay = min(self._latency_steps, steps)
+            mujoco.mj_step(self.model, self.data, nstep=delay) if delay else None
+            self.data.ctrl[self._actuators] = self._pending
+            self._pending = None
+            steps -= delay
+        if steps:
+            mujoco.mj_step(self.model, self.data, nstep=steps)
+        self._draw_noise()
+
+    def joint_positions_rad(self) -> np.ndarray:
+        return self.data.qpos[self._qpos] + self._noise[: self.n_joints]
+
+    def joint_velocities_rad_s(self) -> np.ndarray:
+        return self.data.qvel[self._dof] + self._noise[self.n_joints: 2 * self.n_joints]
+
+    def joint_efforts_a(self) -> np.ndarray:
+        """Servo current (A): actuator torque over the servo model's torque constant."""
+        return self.data.actuator_force[self._actuators] / self._kt_nm_a
+
+    def joint_targets_rad(self) -> np.ndarray:
+        """The setpoints the servos hold now."""
+        return self.data.ctrl[self._actuators].copy()
+
+    def object_position(self) -> float:
+        return float(self.data.qpos[self._obj_qpos] + self._noise[-1])
+
+    def object_velocity(self) -> float:
+        return float(self.data.qvel[self._obj_dof])
+
+    def site_positions_m(self, names: Sequence[str]) -> np.ndarray:
+        """World positions (len(names), 3) of named MJCF sites."""
+        try:
+            return np.stack([self.data.site(n).xpos.copy() for n in names])
+        except KeyError as err:
+            raise KeyError(f"{self.model_path}: no site named in {list(names)}: {err}") from None
+
+    def render(self, width: int = 640, height: int = 480, *, depth: bool = False,
+               camera: str = "realsense") -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """RGB uint8 (height, width, 3); with depth=True also depth in m, float32 (height, width)."""
+        rgb = self._renderer(width, height, False)
+        rgb.update_scene(self.data, camera=camera)
+        image = rgb.render()
+        if not depth:
+            return image
+        dep = self._renderer(width, height, True)
+        dep.update_scene(self.data, camera=camera)
+        return image, dep.render().astype(np.float32)
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _renderer(self, width: int, height: int, depth: bool) -> mujoco.Renderer:
+        key = (width, height, depth)
+        if key not in self._renderers:
+            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            if depth:
+                renderer.enable_depth_rendering()
+            self._renderers[key] = renderer
+        return self._renderers[key]
+
+    def _check(self, values: np.ndarray, what: str) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self.n_joints,):
+            raise ValueError(f"Twin({self.calibration.robot}).{what}: expected shape "
+                             f"({self.n_joints},) in order {self.joint_names}, got {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"Twin({self.calibration.robot}).{what}: non-finite value {values}")
+        return values
+
+    def _draw_noise(self) -> None:
+        config, n = self.randomization, self.n_joints
+        if not (config.joint_position_noise_rad or config.joint_velocity_noise_rad_s
+                or config.object_position_noise):
+            return
+        scale = np.concatenate([np.full(n, config.joint_position_noise_rad),
+                                np.full(n, config.joint_velocity_noise_rad_s),
+                                [config.object_position_noise]])
+        self._noise = self._rng.normal(0.0, 1.0, scale.shape) * scale
+
+

@@ -1,0 +1,110 @@
+"""The twin's gymnasium environments: API conformance, determinism, the gate hook, the expert."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim_twin  # noqa: F401  (registers robot_rl/*)
+from sim_twin.experts import collect, make_expert, run_episode
+
+VALVE = "robot_rl/ValveTurn-v0"
+
+
+def _rollout(env_id: str, seed: int, steps: int) -> list[np.ndarray]:
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    trace = [obs]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        trace.append(np.append(obs, reward))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return trace
+
+
+@pytest.mark.parametrize("env_id", [VALVE])
+def test_check_env(env_id: str) -> None:
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", [VALVE])
+def test_same_seed_same_trajectory(env_id: str) -> None:
+    first, second = _rollout(env_id, 3, 40), _rollout(env_id, 3, 40)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    other = _rollout(env_id, 4, 40)
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_episode_ends_and_info() -> None:
+    env = gym.make(VALVE)
+    _, info = env.reset(seed=0)
+    assert set(info) >= {"success", "joint_targets_rad"}
+    length = env.unwrapped.task.episode_length_steps
+    hold = env.unwrapped.task.targets_to_action(info["joint_targets_rad"],
+                                                info["joint_targets_rad"])
+    for step in range(1, length + 1):
+        _, reward, terminated, truncated, info = env.step(hold)
+        assert reward == -1.0 and not terminated and not info["success"]
+        assert truncated == (step == length)
+
+
+def test_gate_decides_what_the_actuators_get() -> None:
+    """A gate that holds the first measured pose keeps fingers and valve still, whatever the
+    policy asks for."""
+    calls = []
+
+    def hold(targets: np.ndarray, state: dict[str, np.ndarray], time_s: float) -> np.ndarray:
+        assert set(state) == {"position_rad", "velocity_rad_s", "effort_a"}
+        calls.append((targets.copy(), time_s, state["position_rad"].copy()))
+        return calls[0][2]
+
+    env = gym.make(VALVE, command_gate=hold)
+    obs, info = env.reset(seed=1)
+    expert = make_expert(env)
+    start_angle, joints0 = info["object_position"], env.unwrapped.twin.joint_positions_rad()
+    for _ in range(20):
+        obs, *_ , info = env.step(expert.act(obs))
+    assert len(calls) == 20 and calls[1][1] > calls[0][1]
+    assert abs(info["object_position"] - start_angle) < 1e-3
+    np.testing.assert_allclose(env.unwrapped.twin.joint_positions_rad(), joints0, atol=0.02)
+    # the ungated expert does move them
+    env = gym.make(VALVE)
+    obs, info = env.reset(seed=1)
+    expert = make_expert(env)
+    for _ in range(20):
+        obs, *_, info = env.step(expert.act(obs))
+    assert abs(info["object_position"] - start_angle) > 0.1
+
+
+def test_valve_expert_success_rates() -> None:
+    env = gym.make(VALVE)
+    clean, noisy = make_expert(env, 0.0, seed=0), make_expert(env, 1.0, seed=0)
+    clean_runs = [run_episode(env, clean, seed) for seed in range(20)]
+    noisy_runs = [run_episode(env, noisy, seed) for seed in range(20)]
+    clean_rate = np.mean([e["info"]["success"] for e in clean_runs])
+    noisy_rate = np.mean([e["info"]["success"] for e in noisy_runs])
+    assert clean_rate >= 0.9
+    assert noisy_rate < clean_rate - 0.2
+    assert max(len(e["reward"]) for e in clean_runs) <= 80
+
+
+def test_collect_format() -> None:
+    episodes = collect(VALVE, 2, noise_std=0.1, seed=5)
+    assert len(episodes) == 2 and episodes[1]["info"]["seed"] == 6
+    ep = episodes[0]
+    n = len(ep["reward"])
+    assert ep["observation"].shape == ep["next_observation"].shape == (n, 32)
+    assert ep["action"].shape == (n, 9) and ep["action"].dtype == np.float32
+    assert ep["terminated"].dtype == bool and ep["truncated"].dtype == bool
+    assert np.all(np.abs(ep["action"]) <= 1.0)
+    np.testing.assert_array_equal(ep["observation"][1:], ep["next_observation"][:-1])
+    assert ep["terminated"][-1] or ep["truncated"][-1]
+    assert ep["info"]["success"] == bool(ep["terminated"][-1])
