@@ -1,0 +1,1 @@
+"""Hardware drivers: Dynamixel chains, RealSense, the ros2_control arm bridge, and their nodes."""
