@@ -1,0 +1,19 @@
+"""Dynamixel Protocol 2.0 chains (hand, arm, valve encoder) on dynamixel_sdk."""
+
+from __future__ import annotations
+
+from drivers.dynamixel.chain import (
+    BusTiming,
+    ChainState,
+    DynamixelChain,
+    DynamixelChainConfig,
+    DynamixelCommError,
+    DynamixelConnectError,
+    DynamixelError,
+    DynamixelPortError,
+    DynamixelStatusError,
+)
+
+__all__ = ["BusTiming", "ChainState", "DynamixelChain", "DynamixelChainConfig",
+           "DynamixelCommError", "DynamixelConnectError", "DynamixelError",
+           "DynamixelPortError", "DynamixelStatusError"]
