@@ -7,6 +7,7 @@ always in the calibration's order; the object is the one model joint that is not
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import mujoco
@@ -169,6 +170,7 @@ class Twin:
     def _renderer(self, width: int, height: int, depth: bool) -> mujoco.Renderer:
         key = (width, height, depth)
         if key not in self._renderers:
+            _headless_gl_fallback()
             renderer = mujoco.Renderer(self.model, height=height, width=width)
             if depth:
                 renderer.enable_depth_rendering()
@@ -195,3 +197,16 @@ class Twin:
         self._noise = self._rng.normal(0.0, 1.0, scale.shape) * scale
 
 
+
+
+def _headless_gl_fallback() -> None:
+    """MuJoCo picks its GL backend when it is first imported. If that happened before sim_twin could
+    set MUJOCO_GL (someone imported mujoco first) on a machine without a display, the default (GLFW)
+    cannot open a context: switch the renderer to EGL, as MUJOCO_GL=egl would have."""
+    from mujoco.rendering.classic import gl_context
+
+    if os.environ.get("DISPLAY") or getattr(gl_context, "_MUJOCO_GL", "x") not in ("", "glfw"):
+        return
+    from mujoco.egl import GLContext
+
+    gl_context.GLContext = GLContext
