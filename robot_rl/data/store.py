@@ -40,6 +40,7 @@ INFO_PATH = "meta/episode_info"
 _ENDS_CHUNK = 1024
 _INFO_CHUNK = 64
 REQUIRED_ATTRS = ("format_version", "robot", "task", "calibration_digest", "units")
+LOCK_NAME = ".lock"
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,12 @@ def _committed_count(path: Path, ends: np.ndarray) -> int:
 class EpisodeStore:
     """A dataset of episodes; open with :meth:`create` or :meth:`open`."""
 
-    def __init__(self, path: Path, root: zarr.Group, mode: Literal["r", "a"]) -> None:
+    def __init__(self, path: Path, root: zarr.Group, mode: Literal["r", "a"],
+                 lock_fd: int | None = None) -> None:
         self._path = path
         self._root = root
         self._mode = mode
+        self._lock_fd = lock_fd
         self._writer_active = False
         self.recovery: Recovery | None = None
         self.refresh()
@@ -104,12 +107,6 @@ class EpisodeStore:
                extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> EpisodeStore:
         """Create an empty dataset; refuses an existing path unless ``overwrite``."""
         path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise DatasetError(path, "already exists; pass overwrite=True to replace it")
-            if path.is_dir() and any(path.iterdir()) and not (path / ".zgroup").exists():
-                raise DatasetError(path, "exists and is not a zarr store; refusing to delete it")
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
         for name, value in (("robot", robot), ("task", task),
                             ("calibration_digest", calibration_digest)):
             if not isinstance(value, str) or not value:
@@ -118,7 +115,18 @@ class EpisodeStore:
                      if not (isinstance(k, str) and isinstance(v, str))}
         if bad_units:
             raise DatasetError(path, f"units must map key -> unit string, got {bad_units!r}")
+        if path.exists():
+            if not overwrite:
+                raise DatasetError(path, "already exists; pass overwrite=True to replace it")
+            if path.is_dir() and any(path.iterdir()) and not (path / ".zgroup").exists():
+                raise DatasetError(path, "exists and is not a zarr store; refusing to delete it")
+            if path.is_dir():
+                _release_lock(_acquire_lock(path))  # refuse to delete a store being written
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         root = zarr.group(store=zarr.DirectoryStore(str(path)), overwrite=True)
+        lock_fd = _acquire_lock(path)
         root.create_group("data")
         meta = root.create_group("meta")
         meta.create("episode_ends", shape=(0,), chunks=(_ENDS_CHUNK,), dtype=np.int64,
@@ -134,7 +142,7 @@ class EpisodeStore:
             raise DatasetError(path, f"attributes are not JSON-serialisable: {err}") from err
         # written last: a store whose creation was interrupted has no format_version
         root.attrs.put(attrs)
-        return cls(path, root, "a")
+        return cls(path, root, "a", lock_fd)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -> EpisodeStore:
@@ -154,10 +162,31 @@ class EpisodeStore:
         _check_layout(path, root, attrs)
         if mode == "r":
             return cls(path, root, "r")
-        recovery = _recover(path, root)
-        store = cls(path, root, "a")
+        lock_fd = _acquire_lock(path)
+        try:
+            recovery = _recover(path, root)
+            store = cls(path, root, "a", lock_fd)
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
         store.recovery = recovery
         return store
+
+    def close(self) -> None:
+        """Release the append lock (an episode in progress stays uncommitted)."""
+        _release_lock(self._lock_fd)
+        self._lock_fd = None
+        self._mode = "r"
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            _release_lock(self._lock_fd)
 
     def refresh(self) -> None:
         """Re-read the committed state (a reader can follow a store another process appends to)."""
@@ -377,6 +406,33 @@ def _check_layout(path: Path, root: zarr.Group, attrs: Mapping[str, Any]) -> Non
         if arr.ndim != 1 or arr.dtype.kind != kind:
             raise DatasetError(path, f"'{name}' must be 1-D of kind {kind!r}, "
                                      f"got shape {arr.shape} dtype {arr.dtype}")
+
+
+def _acquire_lock(path: Path) -> int | None:
+    """One appender per store: an exclusive flock on ``<store>/.lock``.
+
+    The kernel drops the lock when its process dies, so a crashed writer never blocks recovery.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no inter-process guard
+        return None
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatasetError(path, f"is open for appending by another writer (pid {holder}); "
+                                 f"open it read-only or close that writer first") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _release_lock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 def _remove_partial_files(path: Path) -> int:

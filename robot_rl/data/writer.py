@@ -133,6 +133,7 @@ class EpisodeWriter:
         return arrays
 
     def _begin(self) -> None:
+        self._store._require_writable()
         if self._store._writer_active:
             raise DatasetError(self._store.path, "another episode is in progress on this store")
         self._store._writer_active = True

@@ -224,7 +224,8 @@ def test_append_mode_trims_uncommitted_tail(tmp_path, caplog):
     ep = make_episode(2, 8)
     for t in range(8):
         writer.append({k: v[t] for k, v in ep.items()})
-    # a crash now: rows on disk, no commit. The store is simply abandoned.
+    # a crash now: rows on disk, no commit; the kernel would drop the dead writer's lock
+    store.close()
     (path / "data" / "observation" / "0.0.deadbeef.partial").write_bytes(b"half")
     assert EpisodeStore.open(path).n_steps == 5
     with caplog.at_level(logging.WARNING):
@@ -235,6 +236,7 @@ def test_append_mode_trims_uncommitted_tail(tmp_path, caplog):
     assert zarr.open_array(str(path / "data" / "camera_color"), mode="r").shape[0] == 5
     recovered.add_episode(make_episode(3, 2))
     assert_steps_equal(EpisodeStore.open(path).episode(1), make_episode(3, 2))
+    recovered.close()
     assert EpisodeStore.open(path, "a").recovery is None
 
 
@@ -274,3 +276,18 @@ def test_calibration_digest(tmp_path):
     assert digest != calibration_digest(a.read_text().replace("0.1", "0.2"))
     with pytest.raises(DatasetError, match="cannot read calibration"):
         calibration_digest(tmp_path / "missing.yaml")
+
+
+def test_one_appender_at_a_time(tmp_path):
+    path = tmp_path / "d.zarr"
+    store = new_store(path)
+    store.add_episode(make_episode(1, 2))
+    with pytest.raises(DatasetError, match=r"open for appending by another writer \(pid \d+\)"):
+        EpisodeStore.open(path, "a")
+    with pytest.raises(DatasetError, match="open for appending"):
+        new_store(path, overwrite=True)
+    assert EpisodeStore.open(path).n_episodes == 1  # readers are never blocked
+    store.close()
+    with EpisodeStore.open(path, "a") as again:
+        again.add_episode(make_episode(2, 3))
+    assert EpisodeStore.open(path).n_episodes == 2
