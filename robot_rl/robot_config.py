@@ -6,14 +6,13 @@ limit the safety supervisor enforces. ``load_robot("dclaw")`` or ``load_robot("p
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from robot_rl.config import ConfigError, from_dict, load_yaml, to_dict
+from robot_rl.config import ConfigError, from_dict, load_yaml
+from robot_rl.data.calibration import calibration_digest
 
 CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
 
@@ -127,11 +126,6 @@ class RobotCalibration:
     def model_path(self) -> Path:
         return CALIBRATION_DIR.parent / self.model_mjcf
 
-    def digest(self) -> str:
-        """A short content hash stored with every recorded episode."""
-        canonical = json.dumps(to_dict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
 
 def calibration_path(name_or_path: str | Path) -> Path:
     """``dclaw`` -> calibration/dclaw.yaml; a path is returned as is."""
@@ -153,3 +147,8 @@ def load_robot(name_or_path: str | Path) -> RobotCalibration:
     except ConfigError as err:
         message = str(err)
         raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def robot_digest(name_or_path: str | Path) -> str:
+    """The calibration file's digest, stored with every recorded episode."""
+    return calibration_digest(calibration_path(name_or_path))

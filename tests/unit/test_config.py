@@ -9,7 +9,7 @@ import pytest
 from robot_rl.config import ConfigError, apply_overrides, load_config, replace
 from robot_rl.learning.config import AWACConfig
 from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
-from robot_rl.robot_config import load_robot
+from robot_rl.robot_config import load_robot, robot_digest
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -77,7 +77,7 @@ def test_dclaw_calibration_is_the_joint_order() -> None:
     assert robot.n_joints == 9
     assert (robot.lower_rad < robot.upper_rad).all()
     assert [j.id for j in robot.joints] == [10, 11, 12, 20, 21, 22, 30, 31, 32]
-    assert len(robot.digest()) == 16
+    assert len(robot_digest("dclaw")) == 16
 
 
 def test_calibration_errors_name_the_problem(tmp_path: Path) -> None:
