@@ -1,0 +1,144 @@
+"""The safety node in its own process, over real DDS, with this test playing the robot.
+
+The probe publishes joint states and telemetry like a driver and raw commands like a learner, and
+checks what the safety node lets through on COMMAND and reports on DIAGNOSTICS.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from graph_probe import Probe, node_cmd, params, stop
+
+from robot_rl.nodes import topics
+from robot_rl.robot_config import load_robot
+from robot_rl.ros import messages as m
+from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
+
+pytestmark = pytest.mark.graph
+CAL = load_robot("dclaw")
+NAMES = list(CAL.joint_names)
+N = len(NAMES)
+STATE_PERIOD_S = 0.02
+COMMAND_PERIOD_S = 0.05
+
+
+class Robot:
+    """The probe acting as driver (state, telemetry) and as learner (raw commands)."""
+
+    def __init__(self, probe: Probe) -> None:
+        node = probe.node
+        self.probe = probe
+        self.joints = node.create_publisher(m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
+        self.temperature = node.create_publisher(m.Float32MultiArray, topics.TEMPERATURE,
+                                                 QOS_SENSOR_DATA)
+        self.raw = node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
+        self.estop = node.create_publisher(m.Bool, topics.ESTOP, QOS_DEFAULT)
+        self.reset = node.create_publisher(m.Bool, topics.ESTOP_RESET, QOS_DEFAULT)
+        self.commands = probe.listen("command", m.JointState, topics.COMMAND, QOS_DEFAULT)
+        self.diagnostics = probe.listen("diagnostics", m.DiagnosticArray, topics.DIAGNOSTICS,
+                                        QOS_DEFAULT)
+        self.status = probe.listen("status", m.String, topics.SAFETY_STATUS, QOS_DEFAULT)
+        self.position = np.zeros(N)
+        self.temperature_c = 35.0
+        self.publishing_state = True
+        self.commanding = True
+        self._next_state_s = self._next_command_s = 0.0
+
+    def step(self) -> None:
+        """Called often: state at 50 Hz, telemetry with it, commands (current position) at 20 Hz."""
+        now = time.monotonic()
+        if self.publishing_state and now >= self._next_state_s:
+            self._next_state_s = now + STATE_PERIOD_S
+            self.joints.publish(m.joint_state(NAMES, self.position, np.zeros(N), np.zeros(N)))
+            self.temperature.publish(m.Float32MultiArray(data=[self.temperature_c] * N))
+        if self.commanding and now >= self._next_command_s:
+            self._next_command_s = now + COMMAND_PERIOD_S
+            self.raw.publish(m.joint_state(NAMES, self.position))
+
+    def messages_with(self, text: str) -> list[str]:
+        return [s.message for d in self.diagnostics for s in d.status if text in s.message]
+
+    def last_status(self) -> str:
+        return self.status[-1].data if self.status else ""
+
+
+def start_safety(spawn: Any) -> subprocess.Popen:
+    return spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand",
+                          *params(robot="dclaw", diagnostics_rate_hz=2.0)))
+
+
+def wait_passing(robot: Robot, timeout_s: float = 20.0) -> None:
+    robot.probe.wait_until(lambda: robot.last_status() == "pass", timeout_s, robot.step,
+                           period_s=0.005, what="safety status 'pass'")
+
+
+def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
+                                                              spawn: Any) -> None:
+    safety = start_safety(spawn)
+    probe = Probe()
+    try:
+        robot = Robot(probe)
+        wait_passing(robot)
+        assert robot.commands, "a passing command is published on COMMAND"
+        np.testing.assert_allclose(robot.commands[-1].position, robot.position, atol=1e-9)
+
+        # the learner goes silent: the watchdog holds within command_timeout_s
+        robot.commanding = False
+        took = probe.wait_until(lambda: bool(robot.messages_with("stale_command")), 5.0,
+                                robot.step, period_s=0.005, what="stale_command diagnostics")
+        assert CAL.safety.command_timeout_s - 0.05 < took < CAL.safety.command_timeout_s + 1.5
+        assert robot.last_status() == "hold"
+        robot.commanding = True
+        wait_passing(robot)
+
+        # a servo overheats: hold with the joint named, although commands keep coming
+        robot.temperature_c = CAL.safety.temperature_limit_c + 5.0
+        probe.wait_until(lambda: bool(robot.messages_with("overtemperature f0_base")), 5.0,
+                         robot.step, period_s=0.005, what="overtemperature diagnostics")
+        probe.spin_for(0.3, robot.step, period_s=0.005)
+        assert robot.last_status() == "hold"
+        held = robot.commands[-1].position
+        np.testing.assert_allclose(held, robot.position, atol=1e-9)  # holds where it is
+        counters = {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
+        assert int(counters["overtemperature"]) >= 1 and int(counters["stale_command"]) >= 1
+    finally:
+        probe.destroy()
+    assert stop(safety) == 0
+
+
+def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn: Any) -> None:
+    safety = start_safety(spawn)
+    probe = Probe()
+    try:
+        robot = Robot(probe)
+        wait_passing(robot)
+
+        robot.estop.publish(m.Bool(data=True))
+        probe.wait_until(lambda: robot.last_status() == "estop", 5.0, robot.step,
+                         period_s=0.005, what="estop status")
+        probe.spin_for(0.5, robot.step, period_s=0.005)
+        assert robot.last_status() == "estop"  # commands keep coming, the latch stays
+
+        # no state measured since the e-stop: a reset is refused
+        robot.publishing_state = False
+        probe.spin_for(CAL.safety.state_timeout_s + 0.2, robot.step, period_s=0.005)
+        robot.reset.publish(m.Bool(data=True))
+        probe.spin_for(0.5, robot.step, period_s=0.005)
+        assert robot.last_status() == "estop"
+        assert robot.messages_with("E-STOP latched")
+
+        # fresh state, then a reset: commands pass again
+        robot.publishing_state = True
+        probe.spin_for(0.2, robot.step, period_s=0.005)
+        robot.reset.publish(m.Bool(data=True))
+        wait_passing(robot, timeout_s=5.0)
+        counters = {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
+        assert int(counters["reset_refused"]) >= 1 and int(counters["reset"]) == 1
+    finally:
+        probe.destroy()
+    assert stop(safety) == 0
