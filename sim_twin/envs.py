@@ -18,6 +18,7 @@ from gymnasium import spaces
 
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task, TaskState
+from robot_rl.tasks.drawer import DrawerTask, DrawerTaskConfig
 from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
 from sim_twin.randomization import RandomizationConfig
 from sim_twin.twin import Twin
@@ -140,6 +141,16 @@ class ValveTurnEnv(TwinTaskEnv):
         if isinstance(calibration, str):
             calibration = load_robot(calibration)
         super().__init__(ValveTask(calibration, config), **kwargs)
+
+
+class DrawerOpenEnv(TwinTaskEnv):
+    """Hook the handle and pull the drawer open (calibration ``arm6`` unless given)."""
+
+    def __init__(self, config: DrawerTaskConfig | None = None,
+                 calibration: RobotCalibration | str = "arm6", **kwargs: Any) -> None:
+        if isinstance(calibration, str):
+            calibration = load_robot(calibration)
+        super().__init__(DrawerTask(calibration, config), **kwargs)
 
 
 ENVS = {

@@ -178,6 +178,59 @@ class ValveExpert(Expert):
         return q
 
 
+@dataclass(frozen=True)
+class DrawerExpertConfig:
+    """Where the hook goes relative to the handle (m)."""
+
+    behind_handle_m: float = field(default=0.021, metadata={
+        "range": (0.0, 0.1), "help": "hook tip between the handle bar and the drawer face"})
+    approach_height_m: float = field(default=0.08, metadata={"range": (0.0, 0.3)})
+    hook_depth_m: float = field(default=0.005, metadata={
+        "range": (-0.05, 0.05), "help": "hook tip below the bar's axis when pulling"})
+    pull_lead_m: float = field(default=0.05, metadata={"range": (0.0, 0.2)})
+    overshoot_m: float = field(default=0.015, metadata={"range": (0.0, 0.1)})
+    task_step_m: float = field(default=0.03, metadata={"range": (0.001, 0.2)})
+
+
+class DrawerExpert(Expert):
+    """Approach above the gap behind the handle, lower the hook into it, pull toward the robot."""
+
+    def __init__(self, env: gym.Env, noise_std: float = 0.0, seed: int | None = None,
+                 config: DrawerExpertConfig | None = None) -> None:
+        super().__init__(env, noise_std, seed)
+        self.config = config or DrawerExpertConfig()
+        self.columns = np.arange(self.task.n_joints)
+        self.hook_down = np.eye(3)     # the hook's frame at the home pose: finger along -z
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.phase, self.phase_steps = "approach", 0
+
+    def plan(self, obs: np.ndarray, joints: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        cfg, task = self.config, self.task
+        ee = task.field(obs, "ee_position_m").astype(np.float64)
+        handle = ee + task.field(obs, "handle_from_ee_m")
+        remaining = float(task.field(obs, "goal_error_m")[0])
+        gap = handle + np.array([cfg.behind_handle_m, 0.0, 0.0])
+        self.phase_steps += 1
+        if self.phase == "approach":
+            goal = gap + np.array([0.0, 0.0, cfg.approach_height_m])
+            if np.linalg.norm(goal - ee) < 0.015 or self.phase_steps > 30:
+                self.phase, self.phase_steps = "lower", 0
+        elif self.phase == "lower":
+            goal = gap - np.array([0.0, 0.0, cfg.hook_depth_m])
+            if ee[2] < goal[2] + 0.015 or self.phase_steps > 12:
+                self.phase, self.phase_steps = "pull", 0
+        else:
+            lead = min(cfg.pull_lead_m, max(remaining + cfg.overshoot_m, 0.0))
+            goal = gap - np.array([lead, 0.0, cfg.hook_depth_m])
+        goal = ee + np.clip(goal - ee, -cfg.task_step_m, cfg.task_step_m)
+        return self.ik.solve(targets, "ee_site", goal, self.columns, target_rot=self.hook_down,
+                             lower=task.actions.lower_rad, upper=task.actions.upper_rad,
+                             iterations=10)
+
+
 def collect(env_id: str, n_episodes: int, noise_std: float, seed: int,
             **env_kwargs) -> list[dict]:
     """Runs the task's expert for n_episodes (episode k seeded ``seed + k``) and returns, per
@@ -214,7 +267,7 @@ def run_episode(env: gym.Env, expert: Expert, seed: int) -> dict:
 
 def make_expert(env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> Expert:
     task = env.unwrapped.task.name
-    experts = {"valve": ValveExpert}
+    experts = {"valve": ValveExpert, "drawer": DrawerExpert}
     if task not in experts:
         raise KeyError(f"no scripted expert for task {task!r}; known: {sorted(experts)}")
     return experts[task](env, noise_std, seed)

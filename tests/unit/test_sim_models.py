@@ -53,3 +53,20 @@ def test_servo_holds_target_and_saturates() -> None:
     assert data.qpos[0] == pytest.approx(0.5, abs=0.03)
     stall = SERVO_SPECS["XM430-W210"].stall_torque_nm
     assert np.all(np.abs(data.actuator_force) <= stall + 1e-9)
+
+
+def test_arm_drawer_model_matches_calibration() -> None:
+    cal = load_robot("arm6")
+    model = mujoco.MjModel.from_xml_path(str(cal.model_path()))
+    assert tuple(model.joint(i).name for i in range(cal.n_joints)) == cal.joint_names
+    for joint in cal.joints:
+        lo, hi = model.joint(joint.name).range
+        assert lo < joint.position_limits_rad[0] and joint.position_limits_rad[1] < hi
+        stall = SERVO_SPECS[joint.model].stall_torque_nm
+        np.testing.assert_allclose(model.actuator(joint.name).forcerange, [-stall, stall])
+    drawer = model.joint("drawer")
+    assert drawer.type == mujoco.mjtJoint.mjJNT_SLIDE and drawer.frictionloss[0] > 0
+    assert model.site("ee_site") is not None and model.site("handle_site") is not None
+    data = mujoco.MjData(model)
+    mujoco.mj_step(model, data, nstep=100)
+    assert np.all(np.isfinite(data.qpos)) and abs(data.qpos[model.joint("drawer").qposadr[0]]) < 1e-3
