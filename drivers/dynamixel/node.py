@@ -1,0 +1,238 @@
+"""The Dynamixel driver node: one chain (hand, arm, valve encoder) on the graph.
+
+Publishes, every control period: JOINT_STATES (rad, rad/s, effort = current A, calibration
+order), OBJECT_STATE (the chain's sensors, e.g. the valve encoder, when the calibration has any),
+and at the telemetry rate TEMPERATURE and HARDWARE_ERROR (per joint). Obeys only COMMAND, the
+safety supervisor's gated output, never COMMAND_RAW. DIAGNOSTICS: bus cycle p50/p99, retries,
+reconnects, hardware errors, command counters.
+
+Torque policy (parameter ``torque_on_start``, default true): torque comes on at start, holding
+the present position (the chain first writes each goal to where the servo is, so nothing moves).
+A hand or arm with torque off sags under gravity and is back-driven by the object, so "off until
+the first command" would let the robot move where the supervisor did not ask, and the first
+command would then be judged against a state that keeps changing. With ``torque_on_start: false``
+torque comes on (again holding the present position) when the first COMMAND arrives.
+A lost command stream needs nothing here: the supervisor publishes hold commands, and without
+any the servos keep their last goal. Torque goes off on shutdown (SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from drivers.dynamixel import control_table as ct
+from drivers.dynamixel.chain import (
+    ChainState,
+    DynamixelChain,
+    DynamixelChainConfig,
+    DynamixelCommError,
+)
+from robot_rl.nodes import topics
+from robot_rl.robot_config import load_robot
+from robot_rl.ros import messages as m
+from robot_rl.ros.api import Node
+from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
+from robot_rl.ros.runtime import make_node, run
+
+_BIT_BY_NAME = {name: bit for bit, name in ct.HARDWARE_ERROR_BITS.items()}
+_LOG_GAP_S = 2.0  # repeated comm errors are logged at most this often
+
+
+def error_byte(names: Sequence[str]) -> int:
+    """Hardware Error Status bits from the chain's decoded names ('status 0x24' kept as is)."""
+    value = 0
+    for name in names:
+        if name in _BIT_BY_NAME:
+            value |= 1 << _BIT_BY_NAME[name]
+        elif name.startswith("status 0x"):
+            value |= int(name[len("status 0x"):], 16)
+    return value & 0xFF
+
+
+def targets_from(msg: m.JointState, order: Sequence[str]) -> np.ndarray | None:
+    """Positions of ``msg`` in ``order``; None unless the names are exactly ``order``'s and every
+    position is finite."""
+    names = list(msg.name)
+    if len(names) != len(msg.position) or sorted(names) != sorted(order):
+        return None
+    by_name = dict(zip(names, msg.position))
+    targets = np.array([by_name[n] for n in order], dtype=np.float64)
+    return targets if np.all(np.isfinite(targets)) else None
+
+
+class DynamixelNode:
+    def __init__(self, argv: list[str]) -> None:
+        self.node: Node = make_node("dynamixel", argv=argv)
+        p = self.node.declare_parameter
+        robot = p("robot", "dclaw", "calibration name or YAML path")
+        port = p("port", "", "serial port; empty: the calibration's bus.port")
+        rate_hz = p("control_rate_hz", 100.0, "read/publish rate (Hz)")
+        self._torque_on_start = p("torque_on_start", True,
+                                  "torque on at start holding the present position; false: "
+                                  "on at the first COMMAND")
+        mode = p("operating_mode", "position", "position | current_based_position")
+        retries = p("retries", 2, "re-sends of a failed packet")
+        diagnostics_rate_hz = p("diagnostics_rate_hz", 1.0, "periodic diagnostics (Hz)")
+        telemetry_period_s = p("telemetry_period_s", 0.5, "temperature read period (s)")
+        if not (rate_hz > 0 and diagnostics_rate_hz > 0):
+            raise ValueError(f"node {self.node.fully_qualified_name}: control_rate_hz and "
+                             f"diagnostics_rate_hz must be > 0, got {rate_hz}, "
+                             f"{diagnostics_rate_hz}")
+        self.calibration = load_robot(robot)
+        config = DynamixelChainConfig(retries=retries, operating_mode=mode,
+                                      telemetry_period_s=telemetry_period_s)
+        self.chain = DynamixelChain(self.calibration, config, port=port or None)
+        self._names = list(self.calibration.joint_names)
+        self._sensor_names = [s.name for s in self.calibration.sensors]
+        self._counters = {"reads": 0, "comm_errors": 0, "commands": 0, "commands_rejected": 0,
+                          "write_errors": 0}
+        self._last_comm_error = ""
+        self._last_log_s = -math.inf
+        self._diagnostics_period_s = 1.0 / diagnostics_rate_hz
+        self._last_diagnostics_s = -math.inf
+        self._last_telemetry_s = -math.inf
+        self._telemetry_period_s = telemetry_period_s
+        self._state: ChainState | None = None
+        self._make_endpoints()
+        self._start_chain()
+        self.node.create_timer(1.0 / rate_hz, self._tick)
+
+    def _make_endpoints(self) -> None:
+        node = self.node
+        self._joints = node.create_publisher(m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
+        self._temperature = node.create_publisher(m.Float32MultiArray, topics.TEMPERATURE,
+                                                  QOS_SENSOR_DATA)
+        self._errors = node.create_publisher(m.UInt8MultiArray, topics.HARDWARE_ERROR,
+                                             QOS_SENSOR_DATA)
+        self._object = (node.create_publisher(m.JointState, topics.OBJECT_STATE, QOS_SENSOR_DATA)
+                        if self._sensor_names else None)
+        self._diagnostics = node.create_publisher(m.DiagnosticArray, topics.DIAGNOSTICS,
+                                                  QOS_DEFAULT)
+        sub = node.create_subscription(m.JointState, topics.COMMAND, self._on_command,
+                                       QOS_DEFAULT)
+        self._command_topic = sub.topic
+
+    def _start_chain(self) -> None:
+        chain = self.chain
+        chain.connect()
+        chain.configure()
+        if self._torque_on_start:
+            chain.torque(True)
+        self._log_events()
+        self.node.get_logger().info(
+            f"{self.calibration.robot} on {chain.port_name}: {len(chain.members)} servos, torque "
+            f"{'on (holding)' if chain.torque_on else 'off until the first command'}; publishing "
+            f"{self._joints.topic}, obeying {self._command_topic}")
+
+    # ---- the cycle -----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        try:
+            state = self.chain.read()
+        except DynamixelCommError as err:  # one bad cycle; DynamixelPortError ends the node
+            self._comm_error(str(err))
+            self._publish_diagnostics()
+            return
+        self._state = state
+        self._counters["reads"] += 1
+        self._publish_state(state)
+        self._log_events()
+        self._publish_diagnostics()
+
+    def _publish_state(self, state: ChainState) -> None:
+        j, s = state.joints, state.sensors
+        self._joints.publish(m.joint_state(self._names, state.position_rad[j],
+                                           state.velocity_rad_s[j], state.current_a[j],
+                                           stamp_s=state.stamp_s))
+        if self._object is not None:
+            self._object.publish(m.joint_state(self._sensor_names, state.position_rad[s],
+                                               state.velocity_rad_s[s], stamp_s=state.stamp_s))
+        now = time.monotonic()
+        if now - self._last_telemetry_s >= min(self._telemetry_period_s, 0.1) \
+                and np.all(np.isfinite(state.temperature_c[j])):
+            self._last_telemetry_s = now
+            self._temperature.publish(m.Float32MultiArray(
+                data=[float(t) for t in state.temperature_c[j]]))
+            errors = bytes(error_byte(e) for e in state.hardware_error[j])
+            self._errors.publish(m.UInt8MultiArray(data=errors))
+
+    def _on_command(self, msg: m.JointState) -> None:
+        targets = targets_from(msg, self._names)
+        if targets is None:
+            self._counters["commands_rejected"] += 1
+            self._log_throttled(f"{self._command_topic}: ignored a command with names "
+                                f"{list(msg.name)} and {len(msg.position)} positions; expected "
+                                f"finite positions for {self._names}")
+            return
+        try:
+            if not self.chain.torque_on:
+                self.chain.torque(True)  # holds where it is, then the goal below moves it
+                self.node.get_logger().info("first command: torque on")
+            self.chain.write_positions(targets)
+        except DynamixelCommError as err:
+            self._counters["write_errors"] += 1
+            self._comm_error(str(err))
+            return
+        self._counters["commands"] += 1
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def _comm_error(self, text: str) -> None:
+        self._counters["comm_errors"] += 1
+        self._last_comm_error = text
+        self._log_throttled(text)
+
+    def _log_throttled(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log_s >= _LOG_GAP_S:
+            self._last_log_s = now
+            self.node.get_logger().warning(text)
+
+    def _log_events(self) -> None:
+        events = self.chain.drain_events()
+        for event in events:
+            self.node.get_logger().info(event)
+        if events:
+            self._last_diagnostics_s = -math.inf  # news goes out now
+
+    def _publish_diagnostics(self) -> None:
+        now_s = self.node.now_s()
+        if now_s - self._last_diagnostics_s < self._diagnostics_period_s:
+            return
+        self._last_diagnostics_s = now_s
+        values = dict(self.chain.diagnostics())
+        values.update({k: str(v) for k, v in self._counters.items()})
+        values["last_comm_error"] = self._last_comm_error
+        hardware = values.get("hardware_errors", "")
+        level, message = m.DiagnosticStatus.OK, "ok"
+        if hardware:
+            level, message = m.DiagnosticStatus.ERROR, f"hardware error: {hardware}"
+        elif self._state is None or now_s - self._state.stamp_s > 1.0:
+            level, message = m.DiagnosticStatus.WARN, "no fresh read of the chain"
+        status = m.DiagnosticStatus(
+            level=level, name=f"{self.node.fully_qualified_name}: dynamixel {self.calibration.robot}",
+            message=message, hardware_id=self.chain.port_name,
+            values=[m.KeyValue(key=k, value=v) for k, v in sorted(values.items())])
+        self._diagnostics.publish(m.DiagnosticArray(header=m.header(now_s), status=[status]))
+
+    def close(self) -> None:
+        """Torque off, then close the port (runs on SIGINT/SIGTERM through runtime.run)."""
+        try:
+            if self.chain.torque_on:
+                self.chain.torque(False)
+                self.node.get_logger().info("torque off")
+        except Exception as err:  # the port may be gone: nothing more can be done from here
+            self.node.get_logger().error(f"torque off failed: {err}")
+        finally:
+            self.chain.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(DynamixelNode, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
