@@ -1,0 +1,208 @@
+"""The episode state machine of one robot: reset, wait for reset_done, start, act, end.
+
+It runs on the control clock: ``tick(now_s, state, state_received_s)`` once per period. Transition
+semantics match the twin's gymnasium environment (sim_twin.envs): at a tick the new state closes
+the previous step (reward, success, terminated at success, truncated at the episode length) and,
+unless the episode ended, the policy acts on the observation built from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot_rl.tasks.base import ResetSample, Task, TaskState
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"
+    RESETTING = "resetting"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    reset_timeout_s: float = field(default=3.0, metadata={
+        "range": (0.05, 600.0), "help": "re-send a reset that got no reset_done after this"})
+    max_stale_s: float = field(default=1.0, metadata={
+        "range": (0.01, 60.0), "help": "discard an episode whose state stays stale this long"})
+    seed: int = field(default=0, metadata={"range": (0, 2**31 - 1),
+                                           "help": "episode k's reset comes from (seed, k)"})
+
+
+@dataclass
+class FinishedEpisode:
+    """An episode's transitions (time-major, the keys of the twin's episodes) and its info."""
+
+    steps: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+    @property
+    def length(self) -> int:
+        return len(self.steps["reward"])
+
+    @property
+    def success(self) -> bool:
+        return bool(self.info["success"])
+
+
+@dataclass
+class TickOutput:
+    """What one tick asks the node to do: publish events, publish targets, log."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, fields)
+    targets_rad: np.ndarray | None = None
+    finished: FinishedEpisode | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class EpisodeMachine:
+    def __init__(self, task: Task, config: EpisodeConfig, *, first_episode: int = 0,
+                 tag: str = "") -> None:
+        self.task, self.config, self.tag = task, config, tag
+        self.phase = Phase.IDLE
+        self.episode = first_episode - 1  # index of the current (or last) episode
+        self.reset: ResetSample | None = None
+        self.resets_sent = 0
+        self._reset_sent_s = 0.0
+        self._reset_done_s: float | None = None
+        self._stale_since_s: float | None = None
+        self._rows: dict[str, list[Any]] = {}
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._previous_action = np.zeros(task.n_joints, np.float32)
+        self._targets = np.zeros(task.n_joints)
+        self._success = False
+        self._steps = 0
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def on_status(self, event: dict[str, Any], now_s: float) -> str | None:
+        """A reply on EPISODE_STATUS; returns a warning to log, if any."""
+        if self.phase is not Phase.RESETTING or event.get("episode") != self.episode:
+            return None
+        if event.get("event") == "reset_done":
+            self._reset_done_s = now_s
+            return None
+        if event.get("event") == "reset_failed":
+            return (f"{self.tag}: reset of episode {self.episode} failed: "
+                    f"{event.get('error', '?')}; retrying in {self.config.reset_timeout_s:g} s")
+        return None
+
+    def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
+             policy: Policy | None, stale_reason: str | None = None) -> TickOutput:
+        out = TickOutput()
+        if self.phase is Phase.IDLE:
+            if policy is not None:
+                self._begin_reset(now_s, out)
+        elif self.phase is Phase.RESETTING:
+            self._resetting(now_s, state, state_received_s, policy, out)
+        else:
+            self._running(now_s, state, policy, stale_reason, out)
+        return out
+
+    # ---- phases ----------------------------------------------------------------------------
+    def _begin_reset(self, now_s: float, out: TickOutput) -> None:
+        self.episode += 1
+        self.reset = self.task.sample_reset(np.random.default_rng((self.config.seed,
+                                                                   self.episode)))
+        self.phase, self._reset_done_s, self.resets_sent = Phase.RESETTING, None, 0
+        self._send_reset(now_s, out)
+
+    def _send_reset(self, now_s: float, out: TickOutput) -> None:
+        assert self.reset is not None
+        self.resets_sent += 1
+        self._reset_sent_s = now_s
+        out.events.append(("reset", {
+            "seed": self.reset_seed, "joint_positions_rad": self.reset.joint_positions_rad,
+            "object_position": self.reset.object_position, "goal": self.reset.goal}))
+
+    @property
+    def reset_seed(self) -> int:
+        return (self.config.seed * 1_000_003 + self.episode) % 2**31
+
+    def _resetting(self, now_s: float, state: TaskState | None, received_s: float,
+                   policy: Policy | None, out: TickOutput) -> None:
+        if self._reset_done_s is None:
+            if now_s - self._reset_sent_s >= self.config.reset_timeout_s:
+                out.warnings.append(f"{self.tag}: no reset_done for episode {self.episode} "
+                                    f"after {self.config.reset_timeout_s:g} s; re-sending "
+                                    f"(attempt {self.resets_sent + 1})")
+                self._send_reset(now_s, out)
+            return
+        # act only on a state measured after the reset (the old one may still be in flight)
+        if state is None or received_s < self._reset_done_s:
+            return
+        self._start(state, out)
+        self._running(now_s, state, policy, None, out)
+
+    def _start(self, state: TaskState, out: TickOutput) -> None:
+        assert self.reset is not None
+        self.phase = Phase.RUNNING
+        self._targets = np.asarray(self.reset.joint_positions_rad, dtype=np.float64).copy()
+        if self.task.actions.mode == "relative":
+            self._previous_action = np.zeros(self.task.n_joints, np.float32)
+        else:
+            self._previous_action = self.task.targets_to_action(self._targets, self._targets)
+        self._rows = {k: [] for k in ("observation", "action", "reward", "next_observation",
+                                      "terminated", "truncated")}
+        self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
+        out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed}))
+
+    def _running(self, now_s: float, state: TaskState | None, policy: Policy | None,
+                 stale_reason: str | None, out: TickOutput) -> None:
+        if state is None or policy is None:
+            self._stale(now_s, stale_reason or "no policy", out)
+            return
+        self._stale_since_s = None
+        assert self.reset is not None
+        goal = self.reset.goal
+        obs = self.task.observation(state, goal, self._previous_action)
+        if self._pending is not None and self._close_step(state, obs, goal):
+            self._finish(out)
+            return
+        action = np.asarray(policy(obs), dtype=np.float32)
+        if action.shape != (self.task.n_joints,):
+            raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
+                             f"expected {self.task.n_joints} actions (task {self.task.name})")
+        self._targets = self.task.action_to_targets(action, self._targets)
+        self._pending, self._previous_action = (obs, action), action
+        out.targets_rad = self._targets
+
+    def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float) -> bool:
+        assert self._pending is not None
+        obs, action = self._pending
+        success = self.task.is_success(state, goal)
+        self._steps += 1
+        terminated = bool(success and self.task.config.terminate_on_success)
+        truncated = self._steps >= self.task.episode_length_steps
+        for key, value in zip(self._rows, (obs, action, self.task.reward(state, goal), next_obs,
+                                           terminated, truncated)):
+            self._rows[key].append(value)
+        self._success = self._success or success
+        self._pending = None
+        return terminated or truncated
+
+    def _finish(self, out: TickOutput) -> None:
+        assert self.reset is not None
+        steps = {k: np.asarray(v, dtype=bool if k in ("terminated", "truncated") else np.float32)
+                 for k, v in self._rows.items()}
+        info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
+                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag}
+        out.finished = FinishedEpisode(steps, info)
+        out.events.append(("end", {"success": self._success, "steps": self._steps}))
+        self.phase = Phase.IDLE
+
+    def _stale(self, now_s: float, reason: str, out: TickOutput) -> None:
+        if self._stale_since_s is None:
+            self._stale_since_s = now_s
+            out.warnings.append(f"{self.tag}: episode {self.episode}: skipping a step: {reason}")
+        elif now_s - self._stale_since_s > self.config.max_stale_s:
+            out.warnings.append(f"{self.tag}: episode {self.episode} discarded: {reason} for "
+                                f"{now_s - self._stale_since_s:.2f} s")
+            out.events.append(("discard", {"reason": reason}))
+            self.phase = Phase.IDLE

@@ -1,0 +1,146 @@
+"""The latest measured state of one robot, assembled from joint-state and object-state messages.
+
+Freshness is judged by arrival time on this machine's monotonic clock, not by header stamps, so
+clock offsets between machines do not make a live robot look stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_rl.nodes import topics
+from robot_rl.tasks.base import TaskState
+
+
+@dataclass(frozen=True)
+class RobotTopics:
+    """The resolved topic names of one robot namespace."""
+
+    namespace: str
+    joint_states: str
+    temperature: str
+    object_state: str
+    command_raw: str
+    command: str
+    episode: str
+    episode_status: str
+
+
+def _join(namespace: str, name: str) -> str:
+    return name if name.startswith("/") else f"{namespace.rstrip('/')}/{name}"
+
+
+def object_topic_for(namespace: str) -> str:
+    """OBJECT_STATE for a robot namespace: under the namespace's parent (its station).
+
+    ``/hand`` -> ``/object/state``; ``/r1/hand`` -> ``/r1/object/state`` (the twin of station r1
+    is then started with ``-r /object/state:=/r1/object/state``).
+    """
+    parent = namespace.rstrip("/").rpartition("/")[0]
+    return f"{parent}{topics.OBJECT_STATE}"
+
+
+def robot_topics(namespace: str, object_topic: str = "") -> RobotTopics:
+    """Topic names of the robot in ``namespace`` (absolute, e.g. ``/hand``)."""
+    ns = "/" + namespace.strip("/")
+    if ns == "/":
+        raise ValueError("robot namespace must not be '/': name the robot (e.g. /hand)")
+    return RobotTopics(
+        namespace=ns,
+        joint_states=_join(ns, topics.JOINT_STATES),
+        temperature=_join(ns, topics.TEMPERATURE),
+        object_state=object_topic or object_topic_for(ns),
+        command_raw=_join(ns, topics.COMMAND_RAW),
+        command=_join(ns, topics.COMMAND),
+        episode=_join(ns, topics.EPISODE),
+        episode_status=_join(ns, topics.EPISODE_STATUS),
+    )
+
+
+class JointOrder:
+    """Reorders a message's joints into the calibration's order (cached per name list)."""
+
+    def __init__(self, joint_names: Sequence[str]) -> None:
+        self.joint_names = tuple(joint_names)
+        self._index: dict[tuple[str, ...], np.ndarray] = {}
+
+    def indices(self, names: Sequence[str]) -> np.ndarray:
+        key = tuple(names)
+        if key not in self._index:
+            where = {n: i for i, n in enumerate(key)}
+            missing = [n for n in self.joint_names if n not in where]
+            if missing:
+                raise ValueError(f"joint state lacks joints {missing} (has {list(key)}, "
+                                 f"expected {list(self.joint_names)})")
+            self._index[key] = np.array([where[n] for n in self.joint_names])
+        return self._index[key]
+
+    def reorder(self, names: Sequence[str], values: Sequence[float], what: str) -> np.ndarray:
+        if len(values) == 0:
+            return np.zeros(len(self.joint_names))
+        if len(values) != len(names):
+            raise ValueError(f"joint state: {what} has {len(values)} values for "
+                             f"{len(names)} names")
+        return np.asarray(values, dtype=np.float64)[self.indices(names)]
+
+
+class LatestState:
+    """Latest joint and object samples of one robot; a TaskState while both are fresh."""
+
+    def __init__(self, joint_names: Sequence[str], max_age_s: float) -> None:
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
+        self.order = JointOrder(joint_names)
+        self.max_age_s = float(max_age_s)
+        self.joint_positions_rad: np.ndarray | None = None
+        self.joint_velocities_rad_s: np.ndarray | None = None
+        self.joint_stamp_s = 0.0
+        self.joint_received_s = -np.inf
+        self.object_position: float | None = None
+        self.object_velocity = 0.0
+        self.object_received_s = -np.inf
+
+    def on_joints(self, names: Sequence[str], position: Sequence[float],
+                  velocity: Sequence[float], stamp_s: float, received_s: float) -> None:
+        self.joint_positions_rad = self.order.reorder(names, position, "position")
+        self.joint_velocities_rad_s = self.order.reorder(names, velocity, "velocity")
+        self.joint_stamp_s, self.joint_received_s = float(stamp_s), float(received_s)
+
+    def on_object(self, position: Sequence[float], velocity: Sequence[float],
+                  received_s: float) -> None:
+        if len(position) < 1:
+            raise ValueError("object state: position is empty (expected one value)")
+        self.object_position = float(position[0])
+        self.object_velocity = float(velocity[0]) if len(velocity) else 0.0
+        self.object_received_s = float(received_s)
+
+    @property
+    def received_s(self) -> float:
+        """When the older of the two samples arrived (-inf before both have)."""
+        return min(self.joint_received_s, self.object_received_s)
+
+    def staleness(self, now_s: float) -> str | None:
+        """Why there is no usable state now, or None."""
+        if self.joint_positions_rad is None:
+            return "no joint state received yet"
+        if self.object_position is None:
+            return "no object state received yet"
+        for what, received in (("joint state", self.joint_received_s),
+                               ("object state", self.object_received_s)):
+            age = now_s - received
+            if age > self.max_age_s:
+                return f"{what} is {age * 1e3:.0f} ms old (limit {self.max_age_s * 1e3:.0f} ms)"
+        return None
+
+    def task_state(self, now_s: float) -> TaskState | None:
+        if self.staleness(now_s) is not None:
+            return None
+        assert self.joint_positions_rad is not None and self.joint_velocities_rad_s is not None
+        assert self.object_position is not None
+        return TaskState(joint_positions_rad=self.joint_positions_rad.copy(),
+                         joint_velocities_rad_s=self.joint_velocities_rad_s.copy(),
+                         object_position=self.object_position,
+                         object_velocity=self.object_velocity)

@@ -1,0 +1,238 @@
+"""Training in a background thread while the control loop acts with a snapshot of the policy.
+
+Double buffering: the trainer owns the AWAC agent and is the only thread that touches it. Every
+``publish_every_updates`` it copies the acting policy (and the observation normaliser) into a new
+:class:`PolicySnapshot` and swaps one attribute; the acting side reads that attribute and runs
+the copy. Acting therefore never waits for a gradient step and never takes a lock. Episodes
+travel the other way through a queue; the trainer adds them to its replay buffer between updates,
+so the buffer needs no lock either.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_rl.learning.awac import AWAC
+from robot_rl.learning.networks import GaussianPolicy
+from robot_rl.learning.normalizer import Normalizer
+
+Batch = Mapping[str, torch.Tensor]
+
+
+class PolicySnapshot:
+    """A frozen copy of a Gaussian policy (and its input normaliser) for acting only."""
+
+    def __init__(self, policy: GaussianPolicy, normalizer: Normalizer | None, version: int,
+                 hidden_sizes: tuple[int, ...]) -> None:
+        self.policy = policy.eval().requires_grad_(False)
+        self.normalizer = normalizer
+        self.version = int(version)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        first = policy.trunk.layers[0]
+        self.obs_dim = int(first.in_features)
+        self.act_dim = int(policy.trunk.layers[-1].out_features)
+
+    @classmethod
+    def from_agent(cls, agent: AWAC, version: int | None = None) -> PolicySnapshot:
+        """Copy what ``agent.act`` would use (the collapse guard may pick the offline policy)."""
+        acting = agent.guard.acting_policy(agent.actor)
+        policy = copy.deepcopy(acting).to("cpu")
+        normalizer = None
+        if agent.normalizer is not None and agent.config.normalize_obs:
+            normalizer = Normalizer.from_state_dict(agent.normalizer.state_dict())
+        return cls(policy, normalizer, agent.num_updates if version is None else version,
+                   agent.config.actor_hidden_sizes)
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Action in [-1, 1] for one observation: the mean, or a Gaussian sample when ``rng``."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+        if x.shape[1] != self.obs_dim:
+            raise ValueError(f"PolicySnapshot v{self.version}: observation has {x.shape[1]} "
+                             f"values, the policy expects {self.obs_dim}")
+        with torch.inference_mode():
+            if self.normalizer is not None:
+                x = self.normalizer.normalize(x)
+            mean, log_std = self.policy(x)
+        action = mean[0].numpy().astype(np.float64)
+        if rng is not None:
+            std = np.exp(log_std.numpy().astype(np.float64))
+            action = action + std * rng.standard_normal(action.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    batch_size: int = field(default=256, metadata={"range": (1, 65536)})
+    publish_every_updates: int = field(default=50, metadata={
+        "range": (1, 1_000_000), "help": "a fresh acting snapshot every this many updates"})
+    updates_per_env_step: float = field(default=0.0, metadata={
+        "range": (0.0, 100.0), "help": "online updates per stored env step; 0: train continuously"})
+    checkpoint_every_updates: int = field(default=0, metadata={
+        "range": (0, 10_000_000), "help": "call on_checkpoint every this many updates; 0: never"})
+    log_every_updates: int = field(default=250, metadata={"range": (1, 1_000_000)})
+    num_threads: int = field(default=1, metadata={
+        "range": (0, 256), "help": "torch intra-op threads of the trainer; 0: leave as is"})
+    idle_wait_s: float = field(default=0.02, metadata={
+        "range": (0.001, 1.0), "help": "wait for an episode when there is nothing to train"})
+
+
+@dataclass
+class TrainerCounters:
+    """Progress that a checkpoint keeps (``agent.num_updates`` counts all updates)."""
+
+    offline_updates: int = 0
+    online_updates: int = 0
+    env_steps: int = 0
+    episodes: int = 0
+    online_started: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class BackgroundTrainer:
+    """Pretrain (optionally), then train online, in a daemon thread.
+
+    ``sample(batch_size)`` draws a batch; ``ingest(episode)`` adds an episode's transitions and
+    returns how many env steps it held (both run in the trainer thread). Callbacks also run in
+    the trainer thread: ``on_snapshot(snapshot)`` after each swap, ``on_checkpoint(counters)``,
+    ``on_metrics(update, metrics)`` and ``on_log(text)``.
+    """
+
+    def __init__(self, agent: AWAC, sample: Callable[[int], Batch],
+                 ingest: Callable[[Any], int], config: BackgroundConfig, *,
+                 pretrain_updates: int = 0, train: bool = True,
+                 counters: TrainerCounters | None = None, buffer_transitions: int = 0,
+                 on_snapshot: Callable[[PolicySnapshot], None] | None = None,
+                 on_checkpoint: Callable[[TrainerCounters], None] | None = None,
+                 on_metrics: Callable[[int, Mapping[str, float]], None] | None = None,
+                 on_log: Callable[[str], None] | None = None) -> None:
+        self.agent, self.config = agent, config
+        self._sample, self._ingest = sample, ingest
+        self.pretrain_updates, self.train = int(pretrain_updates), train
+        self.counters = counters or TrainerCounters()
+        self.buffer_transitions = int(buffer_transitions)
+        self._on_snapshot, self._on_checkpoint = on_snapshot, on_checkpoint
+        self._on_metrics, self._on_log = on_metrics, on_log or (lambda _text: None)
+        self._episodes: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="awac-trainer", daemon=True)
+        self.snapshot: PolicySnapshot | None = None  # read by the acting thread
+        self.error: BaseException | None = None
+        self.update_seconds: list[float] = []  # recent update durations (bench)
+
+    # ---- acting side -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit_episode(self, episode: Any) -> None:
+        """Hand a finished episode to the trainer; never blocks."""
+        self._episodes.put_nowait(episode)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the current update, ingest queued episodes, then return."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ---- trainer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.config.num_threads:
+                torch.set_num_threads(self.config.num_threads)
+            self._pretrain()
+            self._publish()
+            if self.train and not self.counters.online_started:
+                self.agent.start_online()
+                self.counters.online_started = True
+            while not self._stop.is_set():
+                self._drain_episodes()
+                if self._may_update():
+                    self._update(online=True)
+                else:
+                    self._wait_for_episode()
+            self._drain_episodes()
+        except BaseException as err:  # surfaced to the node, which logs and exits
+            self.error = err
+            self._on_log(f"trainer stopped: {type(err).__name__}: {err}")
+
+    def _pretrain(self) -> None:
+        remaining = self.pretrain_updates - self.counters.offline_updates
+        if not self.train or remaining <= 0:
+            return
+        self._on_log(f"pretraining: {remaining} offline updates to go "
+                     f"(of {self.pretrain_updates}), {self.buffer_transitions} transitions")
+        report_every = max(1, self.pretrain_updates // 10)
+        while self.counters.offline_updates < self.pretrain_updates and not self._stop.is_set():
+            self._update(online=False)
+            done = self.counters.offline_updates
+            if done % report_every == 0 or done == self.pretrain_updates:
+                self._on_log(f"pretraining: {done}/{self.pretrain_updates} updates")
+
+    def _may_update(self) -> bool:
+        if not self.train or self.buffer_transitions < self.config.batch_size:
+            return False
+        ratio = self.config.updates_per_env_step
+        return ratio <= 0.0 or self.counters.online_updates < ratio * self.counters.env_steps
+
+    def _update(self, online: bool) -> None:
+        started = time.perf_counter()
+        metrics = self.agent.update(self._sample(self.config.batch_size))
+        self._record_duration(time.perf_counter() - started)
+        if online:
+            self.counters.online_updates += 1
+        else:
+            self.counters.offline_updates += 1
+        n = self.agent.num_updates
+        if self._on_metrics is not None and n % self.config.log_every_updates == 0:
+            self._on_metrics(n, metrics)
+        if online and n % self.config.publish_every_updates == 0:
+            self._publish()
+        every = self.config.checkpoint_every_updates
+        if every and n % every == 0 and self._on_checkpoint is not None:
+            self._on_checkpoint(self.counters)
+
+    def _record_duration(self, seconds: float) -> None:
+        self.update_seconds.append(seconds)
+        if len(self.update_seconds) > 2000:
+            del self.update_seconds[:1000]
+
+    def _publish(self) -> None:
+        snapshot = PolicySnapshot.from_agent(self.agent)
+        self.snapshot = snapshot  # one reference swap: the acting thread sees old or new
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
+
+    def _drain_episodes(self) -> None:
+        while True:
+            try:
+                episode = self._episodes.get_nowait()
+            except queue.Empty:
+                return
+            self._take(episode)
+
+    def _wait_for_episode(self) -> None:
+        try:
+            episode = self._episodes.get(timeout=self.config.idle_wait_s)
+        except queue.Empty:
+            return
+        self._take(episode)
+
+    def _take(self, episode: Any) -> None:
+        steps = int(self._ingest(episode))
+        self.counters.env_steps += steps
+        self.counters.episodes += 1
+        self.buffer_transitions += steps

@@ -1,0 +1,146 @@
+"""The episode state machine against the real twin (MuJoCo) and the real valve task, no processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, Phase
+from robot_rl.agent.observation import LatestState
+from robot_rl.robot_config import load_robot
+from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
+from sim_twin.twin import Twin
+
+PERIOD_S = 0.05
+
+
+def ZERO(obs: np.ndarray) -> np.ndarray:
+    return np.zeros(9, np.float32)
+
+
+class TwinRobot:
+    """The twin in-process: what the graph's twin node does on reset and on a command."""
+
+    def __init__(self, task: ValveTask) -> None:
+        self.twin = Twin(task.calibration)
+        self.latest = LatestState(task.calibration.joint_names, 3 * PERIOD_S)
+        self.names = task.calibration.joint_names
+
+    def reset(self, event: dict) -> None:
+        self.twin.reset(np.asarray(event["joint_positions_rad"]), event["object_position"],
+                        seed=event["seed"])
+
+    def publish(self, now_s: float) -> None:
+        self.latest.on_joints(self.names, self.twin.joint_positions_rad(),
+                              self.twin.joint_velocities_rad_s(), now_s, now_s)
+        self.latest.on_object([self.twin.object_position()], [self.twin.object_velocity()],
+                              now_s)
+
+
+def run_episode(machine: EpisodeMachine, robot: TwinRobot, policy, max_ticks: int = 500):
+    now, events, commands = 0.0, [], 0
+    for _ in range(max_ticks):
+        now += PERIOD_S
+        robot.publish(now)
+        out = machine.tick(now, robot.latest.task_state(now), robot.latest.received_s, policy)
+        for name, fields in out.events:
+            events.append(name)
+            if name == "reset":
+                robot.reset(fields)
+                machine.on_status({"event": "reset_done", "episode": machine.episode}, now)
+        if out.targets_rad is not None:
+            commands += 1
+            robot.twin.set_joint_targets(out.targets_rad)
+        robot.twin.advance(PERIOD_S)
+        if out.finished is not None:
+            return out.finished, events, commands
+    raise AssertionError(f"no episode finished in {max_ticks} ticks; events {events}")
+
+
+@pytest.fixture(scope="module")
+def task() -> ValveTask:
+    return ValveTask(load_robot("dclaw"), ValveTaskConfig(episode_length_steps=12))
+
+
+def test_episode_follows_the_environment_semantics(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig(seed=3), first_episode=5, tag="/hand")
+    robot = TwinRobot(task)
+    rng = np.random.default_rng(0)
+    episode, events, commands = run_episode(machine, robot,
+                                            lambda obs: rng.uniform(-1, 1, task.n_joints))
+    assert events == ["reset", "start", "end"]
+    steps = episode.steps
+    n = episode.length
+    assert commands == n and 1 <= n <= 12
+    np.testing.assert_array_equal(steps["next_observation"][:-1], steps["observation"][1:])
+    # the observation carries the previous action (its last slice)
+    np.testing.assert_allclose(task.field(steps["observation"][1:], "previous_action"),
+                               steps["action"][:-1])
+    assert set(np.unique(steps["reward"])) <= {-1.0, 0.0}
+    assert not steps["terminated"][:-1].any() and not steps["truncated"][:-1].any()
+    assert steps["terminated"][-1] or steps["truncated"][-1]
+    assert episode.info["episode"] == 5 and episode.info["robot_namespace"] == "/hand"
+    assert episode.success == bool((steps["reward"] == 0.0).any())
+    assert machine.phase is Phase.IDLE
+
+
+def test_same_seed_same_resets_and_next_episode_gets_a_new_one(task: ValveTask) -> None:
+    a = EpisodeMachine(task, EpisodeConfig(seed=1))
+    b = EpisodeMachine(task, EpisodeConfig(seed=1))
+    out_a, out_b = a.tick(0.0, None, 0.0, ZERO), b.tick(0.0, None, 0.0, ZERO)
+    assert out_a.events[0][1]["goal"] == out_b.events[0][1]["goal"]
+    c = EpisodeMachine(task, EpisodeConfig(seed=1), first_episode=1)
+    assert c.tick(0.0, None, 0.0, ZERO).events[0][1]["goal"] != \
+        out_a.events[0][1]["goal"]
+
+
+def test_no_policy_sends_nothing(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig())
+    out = machine.tick(1.0, None, 0.0, None)
+    assert out.events == [] and out.targets_rad is None and machine.phase is Phase.IDLE
+
+
+def test_reset_is_resent_until_done_and_start_waits_for_a_fresh_state(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig(reset_timeout_s=0.5))
+    robot = TwinRobot(task)
+    assert [e for e, _ in machine.tick(0.0, None, 0.0, ZERO).events] == ["reset"]
+    assert machine.tick(0.4, None, 0.0, ZERO).events == []
+    again = machine.tick(0.6, None, 0.0, ZERO)
+    assert [e for e, _ in again.events] == ["reset"] and again.warnings
+    assert machine.resets_sent == 2 and machine.episode == 0
+    # a reply for another episode is ignored
+    machine.on_status({"event": "reset_done", "episode": 7}, 0.7)
+    robot.publish(0.65)  # measured before the reset was done
+    machine.on_status({"event": "reset_done", "episode": 0}, 0.7)
+    stale = machine.tick(0.75, robot.latest.task_state(0.75), robot.latest.received_s,
+                         ZERO)
+    assert stale.events == [] and machine.phase is Phase.RESETTING
+    robot.publish(0.8)
+    out = machine.tick(0.8, robot.latest.task_state(0.8), robot.latest.received_s, ZERO)
+    assert [e for e, _ in out.events] == ["start"] and out.targets_rad is not None
+
+
+def test_stale_state_skips_then_discards(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig(max_stale_s=0.3))
+    robot = TwinRobot(task)
+    machine.tick(0.0, None, 0.0, ZERO)
+    machine.on_status({"event": "reset_done", "episode": 0}, 0.0)
+    robot.publish(0.05)
+    assert machine.tick(0.05, robot.latest.task_state(0.05), 0.05, ZERO).targets_rad \
+        is not None
+    skipped = machine.tick(0.25, robot.latest.task_state(0.25), 0.05, ZERO,
+                           robot.latest.staleness(0.25))
+    assert skipped.targets_rad is None and "old" in skipped.warnings[0]
+    assert machine.tick(0.4, None, 0.05, ZERO, "old").events == []
+    out = machine.tick(0.6, None, 0.05, ZERO, "old")
+    assert [e for e, _ in out.events] == ["discard"] and machine.phase is Phase.IDLE
+
+
+def test_a_policy_of_the_wrong_size_is_named(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig())
+    robot = TwinRobot(task)
+    machine.tick(0.0, None, 0.0, ZERO)
+    machine.on_status({"event": "reset_done", "episode": 0}, 0.0)
+    robot.publish(0.05)
+    with pytest.raises(ValueError, match="expected 9 actions"):
+        machine.tick(0.05, robot.latest.task_state(0.05), 0.05, lambda obs: np.zeros(32))

@@ -1,0 +1,61 @@
+"""Latest-state assembly, joint reordering, freshness, topic names and episode events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_rl.agent.events import EventError, decode_event, encode_event
+from robot_rl.agent.observation import LatestState, robot_topics
+
+
+def test_joints_are_reordered_into_calibration_order() -> None:
+    latest = LatestState(["a", "b", "c"], max_age_s=0.1)
+    latest.on_joints(["c", "a", "b"], [3.0, 1.0, 2.0], [], stamp_s=5.0, received_s=10.0)
+    latest.on_object([0.5], [0.25], received_s=10.0)
+    state = latest.task_state(10.05)
+    assert state is not None
+    np.testing.assert_array_equal(state.joint_positions_rad, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(state.joint_velocities_rad_s, [0.0, 0.0, 0.0])
+    assert (state.object_position, state.object_velocity) == (0.5, 0.25)
+
+
+def test_missing_joint_is_named() -> None:
+    latest = LatestState(["a", "b"], max_age_s=0.1)
+    with pytest.raises(ValueError, match=r"lacks joints \['b'\]"):
+        latest.on_joints(["a", "x"], [1.0, 2.0], [], 0.0, 0.0)
+
+
+def test_stale_or_missing_state_is_reported() -> None:
+    latest = LatestState(["a"], max_age_s=0.15)
+    assert latest.staleness(0.0) == "no joint state received yet"
+    latest.on_joints(["a"], [1.0], [0.0], 0.0, received_s=1.0)
+    assert latest.staleness(1.0) == "no object state received yet"
+    latest.on_object([0.0], [], received_s=1.1)
+    assert latest.staleness(1.1) is None and latest.received_s == 1.0
+    reason = latest.staleness(1.2)
+    assert reason is not None and reason.startswith("joint state is 200 ms old")
+    assert latest.task_state(1.2) is None
+
+
+def test_robot_topics() -> None:
+    one = robot_topics("hand")
+    assert (one.joint_states, one.command_raw, one.object_state, one.episode_status) == (
+        "/hand/joint_states", "/hand/command_raw", "/object/state", "/hand/episode_status")
+    two = robot_topics("/r2/hand/")
+    assert (two.command, two.object_state) == ("/r2/hand/command", "/r2/object/state")
+    assert robot_topics("/r2/hand", "/valve2").object_state == "/valve2"
+    with pytest.raises(ValueError):
+        robot_topics("/")
+
+
+def test_events_round_trip_and_bad_ones_are_named() -> None:
+    text = encode_event("reset", 3, joint_positions_rad=np.zeros(2), goal=np.float32(0.5))
+    assert decode_event(text) == {"event": "reset", "episode": 3,
+                                  "joint_positions_rad": [0.0, 0.0], "goal": 0.5}
+    with pytest.raises(EventError, match="/hand/episode: not JSON"):
+        decode_event("{", "/hand/episode")
+    with pytest.raises(EventError, match="'episode' must be an integer"):
+        decode_event('{"event": "end", "episode": "3"}')
+    with pytest.raises(EventError):
+        encode_event("explode", 1)
