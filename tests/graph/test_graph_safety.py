@@ -6,6 +6,7 @@ checks what the safety node lets through on COMMAND and reports on DIAGNOSTICS.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from typing import Any
@@ -67,9 +68,10 @@ class Robot:
         return self.status[-1].data if self.status else ""
 
 
-def start_safety(spawn: Any) -> subprocess.Popen:
+def start_safety(spawn: Any, **extra: Any) -> subprocess.Popen:
     return spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand",
-                          *params(robot="dclaw", diagnostics_rate_hz=2.0)))
+                          *params(robot="dclaw", diagnostics_rate_hz=2.0, **extra.pop("p", {}))),
+                 **extra)
 
 
 def wait_passing(robot: Robot, timeout_s: float = 20.0) -> None:
@@ -112,7 +114,9 @@ def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
 
 
 def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn: Any) -> None:
-    safety = start_safety(spawn)
+    master, slave = os.openpty()  # a terminal for the keyboard e-stop
+    safety = start_safety(spawn, p={"keyboard_estop": True}, stdin=slave)
+    os.close(slave)
     probe = Probe()
     try:
         robot = Robot(probe)
@@ -139,6 +143,12 @@ def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn:
         wait_passing(robot, timeout_s=5.0)
         counters = {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
         assert int(counters["reset_refused"]) >= 1 and int(counters["reset"]) == 1
+
+        os.write(master, b" ")  # space in the safety node's terminal
+        probe.wait_until(lambda: bool(robot.messages_with("estop keyboard")), 5.0, robot.step,
+                         period_s=0.005, what="keyboard e-stop")
+        assert robot.last_status() == "estop"
     finally:
         probe.destroy()
+        os.close(master)
     assert stop(safety) == 0
