@@ -1,0 +1,219 @@
+"""The actor node: the policy next to a robot, with weights received on POLICY; no training.
+
+``ActingShell`` is the acting loop shared with the learner node: per robot namespace it keeps the
+latest JOINT_STATES and OBJECT_STATE, runs an ``EpisodeMachine`` on the control clock, publishes
+EPISODE events and COMMAND_RAW (never COMMAND: the safety node owns that). A COMMAND_RAW header
+carries the stamp of the joint state it answers, so measurement-to-command latency is visible on
+the wire.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode
+from robot_rl.agent.events import EventError, decode_event, encode_event
+from robot_rl.agent.observation import LatestState, RobotTopics, robot_topics
+from robot_rl.agent.tasks import make_task
+from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
+from robot_rl.learning.background import PolicySnapshot
+from robot_rl.nodes import topics
+from robot_rl.robot_config import load_robot
+from robot_rl.ros import messages as m
+from robot_rl.ros.api import Node
+from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
+from robot_rl.ros.runtime import make_node, run
+
+SnapshotSource = Callable[[], PolicySnapshot | None]
+EpisodeSink = Callable[[FinishedEpisode], None]
+
+
+def declare_acting_parameters(node: Node) -> dict[str, Any]:
+    """The parameters every acting node (learner, actor) has."""
+    p = node.declare_parameter
+    return {
+        "robot": p("robot", "dclaw", "calibration name or YAML path"),
+        "task": p("task", "valve", "task: valve | drawer"),
+        "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),
+        "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
+                                                  "station's, see agent.observation)"),
+        "control_rate_hz": p("control_rate_hz", 20.0, "acting rate (Hz)"),
+        "stale_periods": p("stale_periods", 3.0, "a state older than this many periods is stale"),
+        "reset_timeout_s": p("reset_timeout_s", 3.0, "re-send a reset after this (s)"),
+        "deterministic": p("deterministic", False, "act with the policy mean (no exploration)"),
+        "seed": p("seed", 0, "episode resets and exploration noise"),
+        "log_every_episodes": p("log_every_episodes", 10, "success rate every N episodes"),
+    }
+
+
+class _Robot:
+    """One robot's endpoints, latest state and episode machine."""
+
+    def __init__(self, topics_: RobotTopics, latest: LatestState, machine: EpisodeMachine) -> None:
+        self.topics, self.latest, self.machine = topics_, latest, machine
+        self.command: Any = None
+        self.episode: Any = None
+        self.successes: list[bool] = []
+
+
+class ActingShell:
+    """The acting loop of one node over one or several robots."""
+
+    def __init__(self, node: Node, params: dict[str, Any], snapshot: SnapshotSource,
+                 on_episode: EpisodeSink | None = None,
+                 first_episodes: dict[str, int] | None = None) -> None:
+        self.node, self.params = node, params
+        self.calibration = load_robot(params["robot"])
+        self.task = make_task(params["task"], self.calibration)
+        self._snapshot, self._on_episode = snapshot, on_episode
+        rate = params["control_rate_hz"]
+        if not rate > 0:
+            raise ValueError(f"node {node.fully_qualified_name}: control_rate_hz must be > 0, "
+                             f"got {rate}")
+        self.period_s = 1.0 / rate
+        self._rng = np.random.default_rng(params["seed"] + 17)
+        self._names = list(self.calibration.joint_names)
+        self.inference_s: deque[float] = deque(maxlen=2000)
+        self.finished = 0
+        self.robots = [self._make_robot(i, ns, (first_episodes or {}).get(ns, 0))
+                       for i, ns in enumerate(params["namespaces"])]
+        node.create_timer(self.period_s, self.tick)
+
+    def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
+        objects = self.params["object_topics"]
+        names = robot_topics(namespace, objects[index] if index < len(objects) else "")
+        latest = LatestState(self._names, self.params["stale_periods"] * self.period_s)
+        config = EpisodeConfig(reset_timeout_s=self.params["reset_timeout_s"],
+                               seed=(self.params["seed"] * 7919 + index) % 2**31)
+        robot = _Robot(names, latest,
+                       EpisodeMachine(self.task, config, first_episode=first_episode,
+                                      tag=names.namespace))
+        node = self.node
+        node.create_subscription(m.JointState, names.joint_states,
+                                 lambda msg: self._on_joints(robot, msg), QOS_SENSOR_DATA)
+        node.create_subscription(m.JointState, names.object_state,
+                                 lambda msg: self._on_object(robot, msg), QOS_SENSOR_DATA)
+        node.create_subscription(m.String, names.episode_status,
+                                 lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
+        robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
+        robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
+        node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
+                               f"{names.object_state} -> {robot.command.topic} at "
+                               f"{1.0 / self.period_s:g} Hz")
+        return robot
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def _on_joints(self, robot: _Robot, msg: m.JointState) -> None:
+        try:
+            robot.latest.on_joints(msg.name, msg.position, msg.velocity,
+                                   m.stamp_to_s(msg.header.stamp), time.monotonic())
+        except ValueError as err:
+            self.node.get_logger().warning(f"{robot.topics.joint_states}: {err}")
+
+    def _on_object(self, robot: _Robot, msg: m.JointState) -> None:
+        try:
+            robot.latest.on_object(msg.position, msg.velocity, time.monotonic())
+        except ValueError as err:
+            self.node.get_logger().warning(f"{robot.topics.object_state}: {err}")
+
+    def _on_status(self, robot: _Robot, msg: m.String) -> None:
+        try:
+            event = decode_event(msg.data, robot.topics.episode_status)
+        except EventError as err:
+            self.node.get_logger().warning(str(err))
+            return
+        warning = robot.machine.on_status(event, time.monotonic())
+        if warning:
+            self.node.get_logger().warning(warning)
+
+    # ---- the control tick ------------------------------------------------------------------
+    def tick(self) -> None:
+        snapshot = self._snapshot()
+        policy = None if snapshot is None else self._policy(snapshot)
+        for robot in self.robots:
+            now = time.monotonic()
+            state = robot.latest.task_state(now)
+            out = robot.machine.tick(now, state, robot.latest.received_s, policy,
+                                     robot.latest.staleness(now))
+            for text in out.warnings:
+                self.node.get_logger().warning(text)
+            for event, fields in out.events:
+                robot.episode.publish(m.String(data=encode_event(
+                    event, robot.machine.episode, **fields)))
+            if out.targets_rad is not None:
+                robot.command.publish(m.joint_state(self._names, out.targets_rad,
+                                                    stamp_s=robot.latest.joint_stamp_s))
+            if out.finished is not None:
+                self._finished(robot, out.finished, snapshot)
+
+    def _policy(self, snapshot: PolicySnapshot) -> Callable[[np.ndarray], np.ndarray]:
+        rng = None if self.params["deterministic"] else self._rng
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            started = time.perf_counter()
+            action = snapshot.act(obs, rng)
+            self.inference_s.append(time.perf_counter() - started)
+            return action
+        return act
+
+    def _finished(self, robot: _Robot, episode: FinishedEpisode,
+                  snapshot: PolicySnapshot | None) -> None:
+        episode.info["policy_version"] = -1 if snapshot is None else snapshot.version
+        robot.successes.append(episode.success)
+        self.finished += 1
+        if self._on_episode is not None:
+            self._on_episode(episode)
+        every = self.params["log_every_episodes"]
+        if every > 0 and self.finished % every == 0:
+            self.node.get_logger().info(self.summary(every))
+
+    def summary(self, last: int) -> str:
+        rates = []
+        for robot in self.robots:
+            recent = robot.successes[-last:]
+            rate = f"{np.mean(recent):.0%}" if recent else "-"
+            rates.append(f"{robot.topics.namespace} {rate} of {len(recent)}")
+        lat = np.array(self.inference_s) * 1e3
+        latency = (f"; inference p50 {np.percentile(lat, 50):.2f} ms p99 "
+                   f"{np.percentile(lat, 99):.2f} ms" if lat.size else "")
+        return f"{self.finished} episodes; success of the last {last}: {', '.join(rates)}{latency}"
+
+
+class ActorNode:
+    """Acts with the latest weights from POLICY; sends nothing before the first weights."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.node: Node = make_node("actor", argv=argv)
+        params = declare_acting_parameters(self.node)
+        self._snapshot: PolicySnapshot | None = None
+        self.shell = ActingShell(self.node, params, lambda: self._snapshot)
+        sub = self.node.create_subscription(m.UInt8MultiArray, topics.POLICY, self._on_policy,
+                                            QOS_LATCHED)
+        self.node.get_logger().info(f"waiting for weights on {sub.topic}")
+
+    def _on_policy(self, msg: m.UInt8MultiArray) -> None:
+        try:
+            snapshot, meta = snapshot_from_bytes(msg.data)
+        except WeightsError as err:
+            self.node.get_logger().error(f"{topics.POLICY}: {err}")
+            return
+        expected = self.shell.task.observation_size
+        if snapshot.obs_dim != expected or snapshot.act_dim != self.shell.task.n_joints:
+            self.node.get_logger().error(
+                f"{topics.POLICY}: weights v{snapshot.version} (task {meta.get('task', '?')}) "
+                f"take {snapshot.obs_dim} observations and give {snapshot.act_dim} actions; "
+                f"task {self.shell.task.name} needs {expected} and {self.shell.task.n_joints}")
+            return
+        if self._snapshot is None:
+            self.node.get_logger().info(f"first weights received: v{snapshot.version}")
+        self._snapshot = snapshot
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(ActorNode, sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,182 @@
+"""The learner and actor nodes as processes over real DDS: resume after SIGKILL, weights over
+POLICY, acting only with weights. (With the twin and the safety node: test_graph_learner_twin.)"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from graph_probe import Probe, node_cmd, params, stop
+
+from robot_rl.agent.events import decode_event, encode_event
+from robot_rl.agent.observation import robot_topics
+from robot_rl.agent.weights import snapshot_to_bytes
+from robot_rl.learning import AWAC, load_checkpoint
+from robot_rl.learning.background import PolicySnapshot
+from robot_rl.nodes import topics
+from robot_rl.pipeline.config import load_pipeline_config
+from robot_rl.robot_config import load_robot
+from robot_rl.ros import messages as m
+from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
+from robot_rl.tasks.base import TaskState
+from robot_rl.tasks.valve import ValveTask
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = list(load_robot("dclaw").joint_names)
+
+
+class Lines:
+    """A process's stderr, line by line, readable with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert proc.stderr is not None
+        threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in {timeout_s} s; "
+                                     f"last lines: {self.seen[-8:]}") from None
+            self.seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+
+@pytest.fixture(scope="session")
+def quick_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny demonstration dataset made by the CLI, as a user would."""
+    path = tmp_path_factory.mktemp("data") / "quick.zarr"
+    subprocess.run(["robot-rl", "record", "--profile", "quick", "--quiet", "--out", str(path),
+                    "--set", "dataset.noisy_trajectories=3"], check=True, cwd=REPO,
+                   env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:"
+                        f"{os.environ.get('PATH', '')}"})
+    return path
+
+
+def start_learner(spawn: Any, *ros_args: str, **values: Any) -> tuple[subprocess.Popen, Lines]:
+    proc = spawn(node_cmd("robot_rl.nodes.learner", *ros_args,
+                          *params(profile="quick", **values)),
+                 stderr=subprocess.PIPE, text=True)
+    return proc, Lines(proc)
+
+
+def test_learner_resumes_after_sigkill(ros_domain: int, spawn: Any, tmp_path: Path,
+                                       quick_dataset: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = {"pretrain_dataset": quick_dataset, "pretrain_updates": 400, "run_dir": run_dir,
+            "checkpoint_every_updates": 25}
+    learner, lines = start_learner(spawn, **args)
+    lines.wait_for(r"pretraining: 400 offline updates to go", 60)
+    checkpoint = run_dir / "learner.pt"
+    deadline = time.monotonic() + 60
+    while not (checkpoint.exists() and load_checkpoint(checkpoint)["counters"]
+               ["offline_updates"] >= 25):
+        assert learner.poll() is None and time.monotonic() < deadline, lines.seen[-5:]
+        time.sleep(0.05)
+    os.killpg(learner.pid, signal.SIGKILL)
+    learner.wait(timeout=5)
+    saved = load_checkpoint(checkpoint)["counters"]["offline_updates"]
+    assert saved < 400  # killed mid-pretraining
+
+    learner, lines = start_learner(spawn, **args)
+    resumed = int(lines.wait_for(r"resumed .*learner\.pt at update (\d+)", 60).group(1))
+    assert resumed == saved
+    lines.wait_for(rf"pretraining: {400 - saved} offline updates to go \(of 400\)", 10)
+    lines.wait_for(r"pretraining: 400/400 updates", 60)
+    assert stop(learner, 30) == 0
+    state = load_checkpoint(checkpoint)
+    assert state["counters"]["offline_updates"] == 400
+    assert state["agent"]["num_updates"] >= 400 and state["counters"]["online_started"]
+
+
+class FakeRobot(Probe):
+    """Publishes a constant joint and object state; answers resets like the twin node."""
+
+    def __init__(self, namespace: str = "/hand") -> None:
+        super().__init__(namespace)
+        names = robot_topics(namespace)
+        self.joints = self.node.create_publisher(m.JointState, names.joint_states,
+                                                 QOS_SENSOR_DATA)
+        self.object = self.node.create_publisher(m.JointState, names.object_state,
+                                                 QOS_SENSOR_DATA)
+        self.status = self.node.create_publisher(m.String, names.episode_status, QOS_DEFAULT)
+        self.commands = self.listen("command", m.JointState, names.command_raw, QOS_DEFAULT)
+        self.events: list[dict] = []
+        self.node.create_subscription(m.String, names.episode, self._on_event, QOS_DEFAULT)
+        self.position = np.tile([0.0, -0.27, -0.97], 3)
+        self.stamps: dict[float, np.ndarray] = {}
+        self.tick = 0
+
+    def _on_event(self, msg: m.String) -> None:
+        event = decode_event(msg.data)
+        self.events.append(event)
+        if event["event"] == "reset":
+            self.status.publish(m.String(data=encode_event("reset_done", event["episode"])))
+
+    def publish_state(self) -> None:
+        self.tick += 1
+        stamp = 1000.0 + 0.01 * self.tick
+        position = self.position + 1e-3 * np.sin(self.tick)
+        self.stamps[round(stamp, 6)] = position
+        self.joints.publish(m.joint_state(NAMES, position, np.zeros(9), stamp_s=stamp))
+        self.object.publish(m.joint_state(["valve"], [0.3], [0.0], stamp_s=stamp))
+
+
+def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any) -> None:
+    actor = spawn(node_cmd("robot_rl.nodes.actor",
+                           *params(deterministic=True, reset_timeout_s=1.0)),
+                  stderr=subprocess.PIPE, text=True)
+    lines = Lines(actor)
+    lines.wait_for(r"waiting for weights on /robot_rl/policy", 60)
+    robot = FakeRobot()
+    weights = robot.node.create_publisher(m.UInt8MultiArray, topics.POLICY, QOS_LATCHED)
+    try:
+        robot.wait_until(lambda: weights.matched_count() > 0, 20, robot.publish_state,
+                         what="actor subscribed to POLICY")
+        robot.spin_for(1.5, robot.publish_state)
+        assert robot.events == [] and robot.commands == []  # nothing without weights
+
+        task = ValveTask(load_robot("dclaw"))
+        config = load_pipeline_config("valve", profile="quick")
+        agent = AWAC(task.observation_size, task.n_joints, config.awac, seed=4)
+        with torch.no_grad():  # a policy whose actions are far from zero, to be recognisable
+            agent.actor.trunk.layers[-1].bias.fill_(0.5)
+        snapshot = PolicySnapshot.from_agent(agent, version=7)
+        weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(snapshot, task="valve")))
+        robot.wait_until(lambda: len(robot.commands) >= 3, 20, robot.publish_state,
+                         what="commands from the actor")
+        lines.wait_for(r"first weights received: v7", 5)
+        assert [e["event"] for e in robot.events[:2]] == ["reset", "start"]
+        reset = robot.events[0]
+        first = robot.commands[0]
+        assert list(first.name) == NAMES
+        # recompute the first command from the joint state it answers (its stamp names it)
+        position = robot.stamps[round(m.stamp_to_s(first.header.stamp), 6)]
+        state = TaskState(position, np.zeros(9), 0.3, 0.0)
+        targets0 = np.asarray(reset["joint_positions_rad"])
+        obs = task.observation(state, reset["goal"], task.targets_to_action(targets0, targets0))
+        expected = task.action_to_targets(snapshot.act(obs), targets0)
+        np.testing.assert_allclose(first.position, expected, atol=1e-6)
+    finally:
+        robot.destroy()
+    assert stop(actor) == 0
