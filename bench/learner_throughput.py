@@ -1,0 +1,124 @@
+"""Gradient updates per second: robot_rl's AWAC against d3rlpy 2.8's AWAC, same shapes, same run.
+
+Shapes: obs 39, act 9 (the valve task), twin critics, 2x256 and 3x256 networks, batch 256 and 1024.
+Batches are pre-sampled tensors for both learners, so this measures the update itself. The learners
+are measured in alternating rounds and the median round is reported, because other processes on a
+shared machine move the figures by more than the differences being measured.
+
+    PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from robot_rl.learning.awac import AWAC
+from robot_rl.learning.config import AWACConfig
+
+OBS_DIM, ACT_DIM = 39, 9
+N_BATCHES = 8
+
+
+def make_batches(batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "obs": torch.randn(batch_size, OBS_DIM, generator=gen),
+            "action": torch.rand(batch_size, ACT_DIM, generator=gen) * 2 - 1,
+            "reward": -torch.rand(batch_size, generator=gen),
+            "next_obs": torch.randn(batch_size, OBS_DIM, generator=gen),
+            "done": (torch.rand(batch_size, generator=gen) < 0.01).float(),
+        }
+        for _ in range(N_BATCHES)
+    ]
+
+
+def ours(hidden: tuple[int, ...], batch_size: int, precision: str) -> Callable[[int], None]:
+    config = AWACConfig(actor_hidden_sizes=hidden, critic_hidden_sizes=hidden,
+                        batch_size=batch_size, matmul_precision=precision)
+    agent = AWAC(OBS_DIM, ACT_DIM, config)
+    batches = make_batches(batch_size, seed=1)
+
+    def step(i: int) -> None:
+        agent.update(batches[i % N_BATCHES])  # metrics stay tensors unless read
+
+    return step
+
+
+def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], None]:
+    import d3rlpy
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.torch_utility import TorchMiniBatch
+
+    factory = VectorEncoderFactory(hidden_units=list(hidden))
+    algo = d3rlpy.algos.AWACConfig(
+        batch_size=batch_size, actor_encoder_factory=factory, critic_encoder_factory=factory
+    ).create(device="cpu:0")
+    algo.create_impl((OBS_DIM,), ACT_DIM)
+    batches = [
+        TorchMiniBatch(
+            observations=b["obs"], actions=b["action"], rewards=b["reward"].reshape(-1, 1),
+            next_observations=b["next_obs"], next_actions=b["action"],
+            returns_to_go=torch.zeros(batch_size, 1), terminals=b["done"].reshape(-1, 1),
+            intervals=torch.ones(batch_size, 1), device="cpu:0",
+        )
+        for b in make_batches(batch_size, seed=1)
+    ]
+
+    def step(i: int) -> None:
+        algo._impl.update(batches[i % N_BATCHES], i)  # d3rlpy's own update, minus its sampler
+
+    return step
+
+
+def rate(step: Callable[[int], None], updates: int) -> float:
+    start = time.perf_counter()
+    for i in range(updates):
+        step(i)
+    return updates / (time.perf_counter() - start)
+
+
+def measure(steps: dict[str, Callable[[int], None]], rounds: int, updates: int,
+            warmup: int) -> dict[str, float]:
+    for step in steps.values():
+        rate(step, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            samples[name].append(rate(step, updates))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--no-d3rlpy", action="store_true", help="measure robot_rl only")
+    parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast")
+    args = parser.parse_args()
+    rounds, updates, warmup = (3, 10, 3) if args.quick else (5, 50, 10)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{rounds} rounds x {updates} updates, median round")
+    header = f"{'net':>6} {'batch':>5} {'ours fp32':>10} {'ours bf16':>10} {'d3rlpy':>8} " \
+             f"{'fp32/d3':>8} {'bf16/d3':>8}"
+    print(header)
+    for hidden in ((256, 256), (256, 256, 256)):
+        for batch_size in (256, 1024):
+            steps = {"fp32": ours(hidden, batch_size, "fp32")}
+            if args.bf16:
+                steps["bf16"] = ours(hidden, batch_size, "bf16")
+            if not args.no_d3rlpy:
+                steps["d3rlpy"] = d3rlpy_awac(hidden, batch_size)
+            r = measure(steps, rounds, updates, warmup)
+            d3 = r.get("d3rlpy", float("nan"))
+            bf = r.get("bf16", float("nan"))
+            print(f"{len(hidden)}x256 {batch_size:>5} {r['fp32']:>10.1f} {bf:>10.1f} {d3:>8.1f} "
+                  f"{r['fp32'] / d3:>8.2f} {bf / d3:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""AWAC (Nair et al. 2020): TD-trained Q-ensemble, actor by advantage-weighted regression.
+
+One update, the same offline and online (notation of the paper; B = batch size, N = critics):
+  critic:  y = r + gamma * (1 - done) * agg_n Qbar_n(s', a'),  a' ~ pi(.|s')
+           L_Q = sum_n mean_b (Q_n(s, a) - y)^2                 (every member regresses to y)
+  actor:   A = agg Q(s, a) - agg Q(s, mu(s))                    (V(s) ~ Q at the policy mean)
+           w = clip(B * softmax_b(A / beta), max_weight)
+           L_pi = -mean_b w * log pi(a | s)
+  targets: Qbar <- (1 - tau) * Qbar + tau * Q
+Both losses use the critic before this update's step (as rlkit does), so one backward serves both.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.guard import CollapseGuard
+from robot_rl.learning.networks import GaussianPolicy, QEnsemble, aggregate_q, gaussian_log_prob
+from robot_rl.learning.normalizer import Normalizer
+
+METRIC_NAMES = (
+    "critic_loss", "actor_loss", "q_mean", "td_target_mean", "adv_weight_mean", "adv_weight_max",
+    "adv_weight_ess_frac", "log_std_mean", "alpha", "guard_weight",
+)
+
+
+class LazyMetrics(Mapping[str, float]):
+    """Metrics of one update kept as one tensor; converted to floats only when first read, so an
+    update loop that logs every Nth step pays no tensor-to-Python conversion on the others."""
+
+    def __init__(self, names: tuple[str, ...], values: torch.Tensor) -> None:
+        self._names, self._values = names, values
+        self._floats: dict[str, float] | None = None
+
+    def _resolved(self) -> dict[str, float]:
+        if self._floats is None:
+            self._floats = dict(zip(self._names, self._values.tolist()))
+        return self._floats
+
+    def __getitem__(self, key: str) -> float:
+        return self._resolved()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"LazyMetrics({self._resolved()!r})"
+
+
+def awr_weights(
+    advantage: torch.Tensor, beta: float, max_weight: float, normalize: bool = True
+) -> torch.Tensor:
+    """w = clip(B * softmax(A / beta), max_weight) (rlkit), or clip(exp(A / beta)) unnormalised."""
+    if normalize:
+        weights = F.softmax(advantage / beta, dim=0) * advantage.shape[0]
+    else:
+        weights = torch.exp(advantage / beta)
+    return weights.clamp(max=max_weight)
+
+
+class AWAC:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        config: AWACConfig,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
+        self.device = torch.device(device)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            self.actor = GaussianPolicy(
+                obs_dim, act_dim, config.actor_hidden_sizes, config.log_std_range
+            ).to(self.device)
+            self.critic = QEnsemble(
+                obs_dim, act_dim, config.critic_hidden_sizes, config.n_critics, config.q_clamp_max
+            ).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(
+            torch.tensor(math.log(max(config.sac_alpha, 1e-8)), device=self.device),
+            requires_grad=config.actor_objective == "sac" and config.sac_learn_alpha,
+        )
+        self.target_entropy = -float(act_dim)
+        self.optimizer = self._make_optimizer()
+        self._online_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+        self.normalizer: Normalizer | None = None
+        self.guard = CollapseGuard(config.collapse_guard)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
+        self.num_updates = 0
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        groups = [
+            {"params": list(self.actor.parameters()), "lr": c.actor_lr,
+             "weight_decay": c.policy_weight_decay},
+            {"params": list(self.critic.parameters()), "lr": c.critic_lr, "weight_decay": 0.0},
+        ]
+        if self.log_alpha.requires_grad:
+            groups.append({"params": [self.log_alpha], "lr": c.actor_lr, "weight_decay": 0.0})
+        # One fused Adam over all groups: per-parameter Adam, so this equals separate optimisers.
+        return torch.optim.Adam(groups, fused=self.device.type in ("cpu", "cuda"))
+
+    # ---- public API ----------------------------------------------------------------------
+    def set_normalizer(self, normalizer: Normalizer | None) -> None:
+        self.normalizer = None if normalizer is None else normalizer.to(self.device)
+
+    def start_online(self) -> None:
+        """Snapshot the offline policy for the collapse guard (no-op for its effect if disabled)."""
+        self.guard.arm(self.actor)
+
+    def update(self, batch: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
+        """One gradient step on critic and actor; metrics convert to floats lazily on read."""
+        return LazyMetrics(METRIC_NAMES, self._update(batch))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Action(s) in [-1, 1] for one observation (obs_dim,) or a batch (B, obs_dim)."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        single = x.dim() == 1
+        x = self._normalize(x.reshape(1, -1) if single else x)
+        mean, log_std = self.guard.acting_policy(self.actor)(x)
+        if deterministic:
+            action = mean
+        else:
+            noise = torch.randn(mean.shape, generator=self.act_generator, device=self.device)
+            action = (mean + torch.exp(log_std) * noise).clamp(-1.0, 1.0)
+        out = action.cpu().numpy()
+        return out[0] if single else out
+
+    # ---- the update ----------------------------------------------------------------------
+    def _update(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        obs = self._normalize(batch["obs"])
+        next_obs = self._normalize(batch["next_obs"])
+        action = batch["action"]
+        reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
+        alpha = self.log_alpha.exp()
+
+        with self._autocast():
+            td_target = self.td_target(reward, next_obs, done, alpha.detach())
+            q_pred = self.critic(obs, action)  # (N, B)
+            critic_loss = (q_pred - td_target).pow(2).mean(dim=1).sum()
+            mean, log_std = self.actor(obs)
+            actor_loss, alpha_loss, weights = self._actor_loss(
+                obs, action, mean, log_std, q_pred.detach(), alpha
+            )
+            guard_weight = self.guard.conservative_weight()
+            if guard_weight > 0.0:
+                actor_loss = actor_loss + guard_weight * self.guard.conservative_loss(
+                    obs, mean, log_std
+                )
+
+        self.optimizer.zero_grad(set_to_none=True)
+        (critic_loss + actor_loss + alpha_loss).backward()
+        self.optimizer.step()
+        torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
+        self.guard.step()
+        self.num_updates += 1
+
+        with torch.no_grad():
+            ess_frac = weights.sum().pow(2) / (weights.pow(2).sum() * weights.shape[0])
+            return torch.stack([
+                critic_loss.detach(), actor_loss.detach(), q_pred.detach().mean(),
+                td_target.mean(), weights.mean(), weights.max(), ess_frac,
+                log_std.detach().mean(), alpha.detach(),
+                torch.tensor(guard_weight, device=self.device),
+            ])
+
+    def td_target(
+        self, reward: torch.Tensor, next_obs: torch.Tensor, done: torch.Tensor,
+        alpha: torch.Tensor | float = 0.0,
+    ) -> torch.Tensor:
+        """y = r + gamma * (1 - done) * agg Qbar(s', a'), a' ~ pi(.|s').
+        SAC also subtracts alpha * log pi(a'|s')."""
+        with torch.no_grad():
+            next_mean, next_log_std = self.actor(next_obs)
+            next_action, next_log_prob = self._sample(next_mean, next_log_std)
+            q_next = self._aggregate(self.critic_target(next_obs, next_action))
+            if self.config.actor_objective == "sac":
+                q_next = q_next - alpha * next_log_prob
+            return reward + self.config.gamma * (1.0 - done) * q_next
+
+    def _actor_loss(
+        self, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
+        log_std: torch.Tensor, q_data: torch.Tensor, alpha: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(actor loss, alpha loss, per-sample weights) for the configured objective."""
+        objective = self.config.actor_objective
+        zero = torch.zeros((), device=self.device)
+        if objective == "sac":
+            sampled, log_prob = self._sample(mean, log_std)  # reparameterised
+            critic_params = [p.detach() for p in self.critic.parameters()]
+            q_pi = self._aggregate(self.critic(obs, sampled, params=critic_params))
+            actor_loss = (alpha.detach() * log_prob - q_pi).mean()
+            alpha_loss = zero
+            if self.log_alpha.requires_grad:
+                alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            return actor_loss, alpha_loss, torch.ones_like(log_prob)
+        log_prob = gaussian_log_prob(action, mean, log_std)
+        if objective == "bc":
+            return -log_prob.mean(), zero, torch.ones_like(log_prob)
+        with torch.no_grad():
+            v_pi = self._aggregate(self.critic(obs, mean.detach()))  # V(s) ~ Q(s, mu(s))
+            advantage = self._aggregate(q_data) - v_pi
+            weights = awr_weights(
+                advantage, self.config.beta, self.config.max_weight, self.config.normalize_weights
+            )
+        return -(weights * log_prob).mean(), zero, weights
+
+    def _sample(
+        self, mean: torch.Tensor, log_std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a = clip(mean + std * eps, -1, 1), log N(mean + std * eps)) with the agent's RNG."""
+        eps = torch.randn(mean.shape, generator=self.generator, device=mean.device)
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+        return (mean + torch.exp(log_std) * eps).clamp(-1.0, 1.0), log_prob
+
+    def _aggregate(self, q: torch.Tensor) -> torch.Tensor:
+        return aggregate_q(q, self.config.critic_aggregation, self.config.std_coef)
+
+    def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.normalizer is None or not self.config.normalize_obs:
+            return obs
+        return self.normalizer.normalize(obs)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16,
+            enabled=self.config.matmul_precision == "bf16",
+        )
+
+    # ---- persistence -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything an exact resume needs except the normaliser (saved by the checkpoint)."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "act_generator": self.act_generator.get_state(),
+            "num_updates": self.num_updates,
+            "guard": self.guard.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = {"actor", "critic", "critic_target", "log_alpha", "optimizer", "generator",
+                   "act_generator", "num_updates", "guard"} - set(state)
+        if missing:
+            raise KeyError(f"AWAC.load_state_dict: missing keys {sorted(missing)}")
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.act_generator.set_state(state["act_generator"])
+        self.num_updates = int(state["num_updates"])
+        self.guard.load_state_dict(state["guard"], self.actor)
