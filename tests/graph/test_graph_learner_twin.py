@@ -1,0 +1,86 @@
+"""The learner runs episodes on the twin through the safety node, all separate processes over real
+DDS: one robot, and two twins in two namespaces feeding one learner."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graph_probe import Probe, node_cmd, params, stop
+from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
+
+from robot_rl.agent.events import decode_event
+from robot_rl.agent.observation import robot_topics
+from robot_rl.data import EpisodeStore
+from robot_rl.ros import messages as m
+from robot_rl.ros.qos import QOS_DEFAULT
+
+
+def start_station(spawn: Any, namespace: str) -> list[subprocess.Popen]:
+    """A twin and its safety node in ``namespace``; OBJECT_STATE remapped to the station's."""
+    object_topic = robot_topics(namespace).object_state
+    remaps = ["-r", f"__ns:={namespace}", "-r", f"/object/state:={object_topic}"]
+    twin = spawn(node_cmd("sim_twin.node", *remaps, *params(publish_rate_hz=50.0)),
+                 stderr=subprocess.DEVNULL)
+    safety = spawn(node_cmd("robot_rl.nodes.safety", *remaps), stderr=subprocess.DEVNULL)
+    return [twin, safety]
+
+
+def run_graph(spawn: Any, tmp_path: Path, dataset: Path, namespaces: list[str],
+              episodes_each: int, timeout_s: float) -> tuple[dict[str, list[dict]], Path]:
+    processes = [p for ns in namespaces for p in start_station(spawn, ns)]
+    run_dir = tmp_path / "run"
+    learner = spawn(node_cmd("robot_rl.nodes.learner", *params(
+        profile="quick", pretrain_dataset=dataset, pretrain_updates=50, run_dir=run_dir,
+        namespaces="[" + ", ".join(namespaces) + "]", reset_timeout_s=2.0,
+        log_every_episodes=1)), stderr=subprocess.PIPE, text=True)
+    lines = Lines(learner)
+    probe = Probe("/")
+    ends: dict[str, list[dict]] = {}
+    gated: dict[str, list[Any]] = {}
+    for ns in namespaces:
+        names = robot_topics(ns)
+        ends[ns] = []
+        gated[ns] = probe.listen(ns, m.JointState, names.command, QOS_DEFAULT)
+        probe.node.create_subscription(
+            m.String, names.episode,
+            lambda msg, ns=ns: ends[ns].append(e) if (e := decode_event(msg.data))["event"]
+            == "end" else None, QOS_DEFAULT)
+    try:
+        probe.wait_until(lambda: all(len(e) >= episodes_each for e in ends.values()), timeout_s,
+                         what=f"{episodes_each} finished episodes per robot "
+                              f"(learner said: {lines.seen[-3:]})")
+        assert all(gated[ns] for ns in namespaces)  # the twins were driven through safety
+    finally:
+        probe.destroy()
+    assert stop(learner, 30) == 0
+    lines.wait_for(r"checkpoint at update \d+", 5)
+    for proc in processes:
+        assert stop(proc) == 0
+    return ends, run_dir
+
+
+@pytest.mark.graph
+def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any, tmp_path: Path,
+                                                    quick_dataset: Path) -> None:  # noqa: F811
+    ends, run_dir = run_graph(spawn, tmp_path, quick_dataset, ["/hand"], 2, 90)
+    labels = [e["success"] for e in ends["/hand"]]
+    assert all(isinstance(s, bool) for s in labels)
+    assert [e["episode"] for e in ends["/hand"][:2]] == [0, 1]
+    store = EpisodeStore.open(run_dir / "online.zarr")
+    assert store.n_episodes >= 2
+    stored = [store.episode_info(i) for i in range(2)]
+    assert [s["success"] for s in stored] == labels[:2]
+    assert all(s["robot_namespace"] == "/hand" for s in stored)
+
+
+@pytest.mark.graph
+@pytest.mark.slow
+def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
+                                    quick_dataset: Path) -> None:  # noqa: F811
+    ends, run_dir = run_graph(spawn, tmp_path, quick_dataset, ["/r1/hand", "/r2/hand"], 1, 120)
+    store = EpisodeStore.open(run_dir / "online.zarr")
+    namespaces = {store.episode_info(i)["robot_namespace"] for i in range(store.n_episodes)}
+    assert namespaces == {"/r1/hand", "/r2/hand"}
