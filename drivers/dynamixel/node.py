@@ -79,6 +79,8 @@ class DynamixelNode:
         retries = p("retries", 2, "re-sends of a failed packet")
         diagnostics_rate_hz = p("diagnostics_rate_hz", 1.0, "periodic diagnostics (Hz)")
         telemetry_period_s = p("telemetry_period_s", 0.5, "temperature read period (s)")
+        self._connect_timeout_s = p("connect_timeout_s", 10.0,
+                                    "keep trying to open the port this long at start (s)")
         if not (rate_hz > 0 and diagnostics_rate_hz > 0):
             raise ValueError(f"node {self.node.fully_qualified_name}: control_rate_hz and "
                              f"diagnostics_rate_hz must be > 0, got {rate_hz}, "
@@ -119,7 +121,16 @@ class DynamixelNode:
 
     def _start_chain(self) -> None:
         chain = self.chain
-        chain.connect()
+        deadline = time.monotonic() + self._connect_timeout_s
+        while True:  # the adapter (or the hil bus node's pty) may appear a moment after us
+            try:
+                chain.connect()
+                break
+            except DynamixelCommError as err:
+                if time.monotonic() >= deadline:
+                    raise
+                self._log_throttled(f"{err}; retrying")
+                time.sleep(0.2)
         chain.configure()
         if self._torque_on_start:
             chain.torque(True)

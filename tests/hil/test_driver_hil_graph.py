@@ -57,9 +57,11 @@ def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
     bus = spawn(node_cmd("sim_twin.emulators.bus_node", *ns,
                          *params(robot=str(calibration), link_path=str(link))),
                 stdout=subprocess.PIPE)
-    assert wait_ready(bus, START_TIMEOUT_S) == str(link)
+    # started together, as a launch file does: the driver retries until the pty link appears
     driver = spawn(node_cmd("drivers.dynamixel.node", *ns,
-                            *params(robot=str(calibration), port=str(link))))
+                            *params(robot=str(calibration), port=str(link),
+                                    connect_timeout_s=START_TIMEOUT_S)))
+    assert wait_ready(bus, START_TIMEOUT_S) == str(link)
     safety = spawn(node_cmd("robot_rl.nodes.safety", *ns, *params(robot=str(calibration))))
     probe = Probe("/hand")
     try:
