@@ -96,7 +96,10 @@ def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn:
             lambda: bool(states) and np.allclose(states[-1].position, pose, atol=0.08), 40.0,
             lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
             what="the twin to take the leader's pose")
-        assert status and status[-1].data in ("pass", "clipped")
+        # moving fast can trip the current limit (a hold, then motion resumes); at rest it passes
+        probe.wait_until(lambda: status[-1].data in ("pass", "clipped"), 5.0,
+                         lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
+                         what="safety passing the mirrored commands at rest")
     finally:
         probe.destroy()
     for proc in (teleop, safety, twin):

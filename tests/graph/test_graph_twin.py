@@ -102,11 +102,14 @@ def test_raw_commands_reach_the_twin_only_through_safety(ros_domain: int, spawn:
         diagnostics = probe.listen("diag", m.DiagnosticArray, topics.DIAGNOSTICS, QOS_DEFAULT)
         status = probe.listen("status", m.String, topics.SAFETY_STATUS, QOS_DEFAULT)
         raw = probe.node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
-        probe.wait_until(lambda: bool(states and diagnostics), 25.0, what="twin and safety")
-        start = latest_position(states)
 
         def reasons(text: str) -> list[str]:
             return [s.message for d in diagnostics for s in d.status if text in s.message]
+
+        # the safety node has the twin's state (its telemetry status says so)
+        probe.wait_until(lambda: bool(states and reasons("within limits")), 25.0,
+                         what="twin and safety")
+        start = latest_position(states)
 
         # a huge jump: every gated step is within max_step_rad and the twin follows slowly
         jump = start.copy()
@@ -119,7 +122,7 @@ def test_raw_commands_reach_the_twin_only_through_safety(ros_domain: int, spawn:
         assert abs(sent[0][MID] - start[MID]) <= max_step + 1e-9
         assert np.all(np.abs(np.diff(sent, axis=0)) <= max_step + 1e-9)
         assert sent[-1][MID] < jump[MID]
-        assert reasons("clipping")
+        assert reasons("clipping"), [s.message for d in diagnostics for s in d.status]
         moved = latest_position(states)[MID] - start[MID]
         assert moved < len(commands) * max_step + 0.05
 
