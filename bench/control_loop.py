@@ -1,0 +1,189 @@
+"""Control-loop latency with training running: measurement to gated command, and policy inference.
+
+    python bench/control_loop.py [--dataset quick.zarr] [--seconds 20] [--rates 20 100]
+                                 [--domain 57] [--skip-graph] [--skip-inference]
+
+1. Inference (in this process): ``PolicySnapshot.act`` p50/p99 while a ``BackgroundTrainer``
+   runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
+2. Graph (processes over loopback DDS): twin + safety + learner (training on). The learner stamps
+   each COMMAND_RAW with the stamp of the joint state it answers; this process receives
+   COMMAND_RAW and the safety node's COMMAND and reports (receipt - that stamp), p50/p99, for the
+   raw command and for the gated command that follows it. Includes up to one control period of
+   waiting for the learner's timer (the loop is clocked, not event-driven).
+Figures from a loaded machine are not figures: re-run on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def percentiles(values_s: list[float]) -> str:
+    if not values_s:
+        return "no samples"
+    ms = np.asarray(values_s) * 1e3
+    return (f"p50 {np.percentile(ms, 50):7.3f} ms  p99 {np.percentile(ms, 99):7.3f} ms  "
+            f"(n={ms.size})")
+
+
+# ---- 1. inference while training -------------------------------------------------------------
+def bench_inference(seconds: float, hidden: int) -> None:
+    import torch
+
+    from robot_rl.learning import AWAC, AWACConfig, Normalizer
+    from robot_rl.learning.background import BackgroundConfig, BackgroundTrainer, PolicySnapshot
+
+    obs_dim, act_dim, batch = 32, 9, 256
+    config = AWACConfig(actor_hidden_sizes=(hidden, hidden), critic_hidden_sizes=(hidden, hidden),
+                        batch_size=batch)
+    generator = torch.Generator().manual_seed(0)
+
+    def sample(b: int) -> dict[str, torch.Tensor]:
+        return {"obs": torch.randn(b, obs_dim, generator=generator),
+                "action": torch.rand(b, act_dim, generator=generator) * 2 - 1,
+                "reward": -torch.ones(b), "done": torch.zeros(b),
+                "next_obs": torch.randn(b, obs_dim, generator=generator)}
+
+    obs = np.zeros(obs_dim, np.float32)
+    rng = np.random.default_rng(0)
+    for threads in (None, 1, 0):
+        agent = AWAC(obs_dim, act_dim, config)
+        agent.set_normalizer(Normalizer.identity(obs_dim))
+        trainer = None
+        snapshot = PolicySnapshot.from_agent(agent)
+        if threads is not None:
+            trainer = BackgroundTrainer(agent, sample, lambda ep: 0,
+                                        BackgroundConfig(batch_size=batch, num_threads=threads),
+                                        buffer_transitions=10 * batch)
+            trainer.start()
+            while trainer.snapshot is None:
+                time.sleep(0.01)
+        latencies: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            current = trainer.snapshot if trainer is not None else snapshot
+            started = time.perf_counter()
+            current.act(obs, rng)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.01)  # a 100 Hz control loop
+        label = "idle (no training)" if threads is None else (
+            f"training, trainer threads {threads or 'default'}")
+        updates = ""
+        if trainer is not None:
+            trainer.stop()
+            updates = f", {agent.num_updates / seconds:.0f} updates/s"
+        print(f"  inference {hidden}x{hidden}, {label}: {percentiles(latencies)}{updates}")
+
+
+# ---- 2. the graph ----------------------------------------------------------------------------
+def node_cmd(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.main())",
+            "--ros-args", *args]
+
+
+def bench_graph(dataset: Path, rate_hz: float, seconds: float) -> None:
+    from robot_rl.ros import messages as m
+    from robot_rl.ros.qos import QOS_DEFAULT
+    from robot_rl.ros.runtime import make_node
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROBOT_RL_BACKEND": "dds"}
+    run_dir = Path(tempfile.mkdtemp(prefix="control_loop_"))
+    ns = ["-r", "__ns:=/hand"]
+    procs = [
+        subprocess.Popen(node_cmd("sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
+                         env=env, start_new_session=True, stderr=subprocess.DEVNULL),
+        subprocess.Popen(node_cmd("robot_rl.nodes.safety", *ns), env=env,
+                         start_new_session=True, stderr=subprocess.DEVNULL),
+        subprocess.Popen(node_cmd("robot_rl.nodes.learner", "-p", "profile:=quick",
+                                  "-p", f"pretrain_dataset:={dataset}",
+                                  "-p", "pretrain_updates:=50", "-p", f"run_dir:={run_dir}",
+                                  "-p", f"control_rate_hz:={rate_hz}",
+                                  "-p", "checkpoint_every_updates:=0"),
+                         env=env, start_new_session=True, stderr=subprocess.DEVNULL),
+    ]
+    node = make_node("bench", "/hand", argv=[])
+    raw_latency: list[float] = []
+    gated_latency: list[float] = []
+    last_raw_stamp: list[float | None] = [None]  # one slot: the newest unanswered raw command
+
+    def on_raw(msg: Any) -> None:
+        stamp = m.stamp_to_s(msg.header.stamp)
+        raw_latency.append(time.time() - stamp)
+        last_raw_stamp[0] = stamp
+
+    def on_gated(msg: Any) -> None:
+        stamp = last_raw_stamp[0]
+        if stamp is not None:  # the gated command answering the newest raw one
+            gated_latency.append(time.time() - stamp)
+            last_raw_stamp[0] = None
+
+    node.create_subscription(m.JointState, "command_raw", on_raw, QOS_DEFAULT)
+    node.create_subscription(m.JointState, "command", on_gated, QOS_DEFAULT)
+    try:
+        deadline = time.monotonic() + 120
+        while not raw_latency and time.monotonic() < deadline:  # start-up and pretraining
+            node.spin_once(0.05)
+        raw_latency.clear()
+        gated_latency.clear()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            node.spin_once(0.01)
+    finally:
+        node.destroy()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    print(f"  {rate_hz:5.0f} Hz joint state -> command_raw: {percentiles(raw_latency)}")
+    print(f"  {rate_hz:5.0f} Hz joint state -> gated command: {percentiles(gated_latency)}")
+
+
+def make_dataset() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="control_loop_data_")) / "quick.zarr"
+    subprocess.run([sys.executable, "-m", "robot_rl.cli", "record", "--profile", "quick",
+                    "--quiet", "--out", str(path), "--set", "dataset.noisy_trajectories=3"],
+                   check=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, help="pretraining dataset (default: record one)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--domain", type=int, default=57)
+    parser.add_argument("--skip-graph", action="store_true")
+    parser.add_argument("--skip-inference", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(args.domain))
+    os.environ.setdefault("ROBOT_RL_DDS_LOOPBACK", "1")
+    os.environ["ROBOT_RL_BACKEND"] = "dds"
+    print(f"control loop, {os.cpu_count()} cores")
+    if not args.skip_inference:
+        bench_inference(args.seconds, args.hidden)
+    if not args.skip_graph:
+        dataset = args.dataset or make_dataset()
+        for rate in args.rates:
+            bench_graph(dataset, rate, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
