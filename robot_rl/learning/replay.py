@@ -53,7 +53,8 @@ class ReplayBuffer:
             "next_obs": np.asarray(next_obs, np.float32).reshape(n, self.obs_dim),
             "done": np.asarray(done, np.float32).reshape(n),
         }
-        if n > self.capacity:  # only the newest `capacity` transitions can survive
+        if n > self.capacity:  # only the newest `capacity` survive, in the slots they'd reach
+            self.position = int((self.position + n - self.capacity) % self.capacity)
             columns = {k: v[-self.capacity:] for k, v in columns.items()}
             n = self.capacity
         slots = (self.position + np.arange(n)) % self.capacity
@@ -242,8 +243,10 @@ class BalancedReplay:
         self.optimizer.step()
         if self.last_indices is not None:
             self._refresh(self.last_indices, tf, w_off.detach())
-        return {"density_js_bound": float(js_bound), "density_w_offline": float(w_off.mean()),
-                "density_w_online": float(w_on.mean()), "online_share": self.online_share()}
+        return {"density_js_bound": float(js_bound.detach()),
+                "density_w_offline": float(w_off.detach().mean()),
+                "density_w_online": float(w_on.detach().mean()),
+                "online_share": self.online_share()}
 
     @torch.no_grad()
     def _refresh(self, idx: np.ndarray, tf: Callable[[torch.Tensor], torch.Tensor],

@@ -1,0 +1,118 @@
+"""Checkpoints (weights_only=True, atomic, exact resume), the normaliser and the metrics logger."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.learning.awac import AWAC
+from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_checkpoint
+from robot_rl.learning.config import AWACConfig, CollapseGuardConfig, config_to_dict
+from robot_rl.learning.logger import MetricsLogger
+from robot_rl.learning.normalizer import Normalizer
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(32, 5, generator=g) * 3 + 1,
+            "action": torch.rand(32, 2, generator=g) * 2 - 1,
+            "reward": -torch.rand(32, generator=g), "next_obs": torch.randn(32, 5, generator=g),
+            "done": torch.zeros(32)}
+
+
+def _all_tensors(agent: AWAC) -> dict[str, torch.Tensor]:
+    out = {f"actor.{k}": v for k, v in agent.actor.state_dict().items()}
+    out |= {f"critic.{k}": v for k, v in agent.critic.state_dict().items()}
+    out |= {f"target.{k}": v for k, v in agent.critic_target.state_dict().items()}
+    for i, state in agent.optimizer.state_dict()["state"].items():
+        out |= {f"adam.{i}.{k}": v for k, v in state.items()}
+    return out
+
+
+@pytest.mark.parametrize("objective", ["awr", "sac"])
+def test_resume_is_bit_exact(tmp_path: Path, objective: str) -> None:
+    config = AWACConfig(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16),
+                        actor_objective=objective,
+                        collapse_guard=CollapseGuardConfig(conservative=True))
+    agent = AWAC(5, 2, config, seed=1)
+    norm = Normalizer.from_data(np.random.default_rng(0).normal(1, 3, (50, 5)))
+    agent.set_normalizer(norm)
+    for i in range(3):
+        agent.update(_batch(i))
+    agent.start_online()  # the guard's snapshot travels too
+    agent.update(_batch(3))
+    path = save_checkpoint(tmp_path / "ckpt.pt", agent, agent.normalizer, config_to_dict(config),
+                           {"offline_updates": 3, "online_updates": 1, "online_started": True},
+                           extra={"note": "test", "returns": [1.0, 2.0]})
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+    torch.load(path, weights_only=True)  # only safe types inside
+
+    state = load_checkpoint(path)
+    assert (state["obs_dim"], state["act_dim"]) == (5, 2)
+    assert state["counters"] == {"offline_updates": 3, "online_updates": 1, "online_started": True}
+    assert state["extra"]["returns"] == [1.0, 2.0]
+    fresh = AWAC(5, 2, config, seed=99)  # different init: everything must come from the file
+    restore_agent(state, fresh)
+    assert fresh.num_updates == agent.num_updates == 4
+    torch.testing.assert_close(fresh.normalizer.mean, agent.normalizer.mean, rtol=0, atol=0)
+
+    agent.update(_batch(4))
+    fresh.update(_batch(4))
+    ours, theirs = _all_tensors(agent), _all_tensors(fresh)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+    obs = np.random.default_rng(1).normal(size=(3, 5))
+    np.testing.assert_array_equal(agent.act(obs, deterministic=False),
+                                  fresh.act(obs, deterministic=False))
+
+
+def test_load_rejects_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"format_version": 99}, path)
+    with pytest.raises(ValueError, match="format_version 99"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="other.pt"):
+        load_checkpoint(path)
+
+
+def test_normalizer_statistics_floor_and_state() -> None:
+    data = np.stack([np.linspace(0, 10, 101), np.full(101, 3.0)], axis=1)
+    norm = Normalizer.from_data(data, std_floor=1e-2)
+    assert float(norm.mean[0]) == pytest.approx(5.0)
+    assert float(norm.std[1]) == pytest.approx(1e-2)  # constant feature: floored, finite
+    x = norm.normalize(torch.tensor(data, dtype=torch.float32))
+    assert torch.all(torch.isfinite(x))
+    assert float(x[:, 0].std(unbiased=False)) == pytest.approx(1.0, rel=1e-4)
+    back = Normalizer.from_state_dict(norm.state_dict())
+    assert torch.equal(back.mean, norm.mean) and torch.equal(back.std, norm.std)
+    with pytest.raises(ValueError, match="shape"):
+        Normalizer.from_data(np.zeros(4))
+
+
+def test_metrics_logger_writes_csv_and_tensorboard(tmp_path: Path) -> None:
+    with MetricsLogger(tmp_path / "run") as logger:
+        logger.log(1, {"critic_loss": 0.5, "q_mean": -1.0})
+        logger.log(2, {"critic_loss": 0.25, "new_metric": 3.0})
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["name"], float(r["value"])) for r in rows] == [
+        ("1", "critic_loss", 0.5), ("1", "q_mean", -1.0),
+        ("2", "critic_loss", 0.25), ("2", "new_metric", 3.0)]
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    MetricsLogger(tmp_path / "plain", tensorboard=False).close()
+    assert not (tmp_path / "plain" / "tensorboard").exists()
