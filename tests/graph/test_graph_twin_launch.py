@@ -35,8 +35,8 @@ def _has_script(name: str) -> bool:
                                         for mo in ("twin", "hil", "real")])
 def test_every_task_and_mode_evaluates_with_safety_shutting_all_down(task: str,
                                                                       mode: str) -> None:
-    if mode == "hil" and not _has_script("dynamixel_emulator"):
-        pytest.skip("hil needs the driver engineer's 'dynamixel_emulator' console script")
+    if mode == "hil" and not _has_script("dynamixel_bus_node"):
+        pytest.skip("hil needs the console script dynamixel_bus_node (sim_twin.emulators.bus_node:main)")
     desc = LaunchDescription.load(LAUNCH_DIR / f"{task}.launch.yaml", {"mode": mode})
     labels = {p.label: p for p in desc.processes}
     assert labels["safety"].shutdown_on_exit
