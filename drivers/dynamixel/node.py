@@ -31,6 +31,7 @@ from drivers.dynamixel.chain import (
     DynamixelChain,
     DynamixelChainConfig,
     DynamixelCommError,
+    DynamixelConnectError,
 )
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
@@ -80,7 +81,8 @@ class DynamixelNode:
         diagnostics_rate_hz = p("diagnostics_rate_hz", 1.0, "periodic diagnostics (Hz)")
         telemetry_period_s = p("telemetry_period_s", 0.5, "temperature read period (s)")
         self._connect_timeout_s = p("connect_timeout_s", 10.0,
-                                    "keep trying to open the port this long at start (s)")
+                                    "keep trying to open the port and find every servo this "
+                                    "long at start (s)")
         if not (rate_hz > 0 and diagnostics_rate_hz > 0):
             raise ValueError(f"node {self.node.fully_qualified_name}: control_rate_hz and "
                              f"diagnostics_rate_hz must be > 0, got {rate_hz}, "
@@ -126,7 +128,7 @@ class DynamixelNode:
             try:
                 chain.connect()
                 break
-            except DynamixelCommError as err:
+            except (DynamixelCommError, DynamixelConnectError) as err:
                 if time.monotonic() >= deadline:
                     raise
                 self._log_throttled(f"{err}; retrying")

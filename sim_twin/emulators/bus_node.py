@@ -85,10 +85,6 @@ class PtyBus:
         self._slave = slave  # kept open: the pty lives as long as this object
         self.pty_path = os.ttyname(slave)
         self.link_path = link_path
-        if link_path:
-            tmp = f"{link_path}.{os.getpid()}"
-            os.symlink(self.pty_path, tmp)
-            os.replace(tmp, link_path)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="dynamixel-bus", daemon=True)
 
@@ -97,7 +93,12 @@ class PtyBus:
         return self.link_path or self.pty_path
 
     def start(self) -> None:
+        """Serves, then makes the link: a driver that finds the link finds a live bus."""
         self._thread.start()
+        if self.link_path:
+            tmp = f"{self.link_path}.{os.getpid()}"
+            os.symlink(self.pty_path, tmp)
+            os.replace(tmp, self.link_path)
 
     def _serve(self) -> None:
         parser = codec.PacketParser()
