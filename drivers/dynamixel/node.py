@@ -80,7 +80,7 @@ class DynamixelNode:
         retries = p("retries", 2, "re-sends of a failed packet")
         diagnostics_rate_hz = p("diagnostics_rate_hz", 1.0, "periodic diagnostics (Hz)")
         telemetry_period_s = p("telemetry_period_s", 0.5, "temperature read period (s)")
-        self._connect_timeout_s = p("connect_timeout_s", 10.0,
+        self._connect_timeout_s = p("connect_timeout_s", 30.0,
                                     "keep trying to open the port and find every servo this "
                                     "long at start (s)")
         if not (rate_hz > 0 and diagnostics_rate_hz > 0):
