@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 _ORIENTATIONS = ("quat", "axisangle", "euler", "xyaxes", "zaxis")
+_EYE = np.eye(3)
 
 
 class MjcfError(ValueError):
@@ -30,7 +31,8 @@ class _Joint:
     axis: np.ndarray
     pos: np.ndarray
     ref: float
-    skew: np.ndarray  # cross-product matrix of the axis, precomputed for Rodrigues
+    skew: np.ndarray  # cross-product matrix K of the axis and K @ K, precomputed for Rodrigues
+    skew2: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Kinematics:
     def _forward(self, q: np.ndarray, order: list[int]) -> tuple[dict, dict]:
         n = q.shape[0]
         pos = {0: np.zeros((n, 3))}
-        rot = {0: np.broadcast_to(np.eye(3), (n, 3, 3))}
+        rot = {0: np.broadcast_to(_EYE, (n, 3, 3))}
         for b in order:  # ascending index = parents before children
             body = self._bodies[b]
             p = pos[body.parent] + rot[body.parent] @ body.pos
@@ -118,16 +120,17 @@ class Kinematics:
                     p = p + (r @ joint.axis) * angle[:, None]
                     continue
                 anchor = p + r @ joint.pos
-                r = r @ _rodrigues(joint.skew, angle)
+                r = r @ _rodrigues(joint.skew, angle, joint.skew2)
                 p = anchor - r @ joint.pos
             pos[b], rot[b] = p, r
         return pos, rot
 
 
-def _rodrigues(skew: np.ndarray, angle: np.ndarray) -> np.ndarray:
+def _rodrigues(skew: np.ndarray, angle: np.ndarray, skew2: np.ndarray | None = None
+               ) -> np.ndarray:
     s = np.sin(angle)[:, None, None]
     c = (1.0 - np.cos(angle))[:, None, None]
-    return np.eye(3) + s * skew + c * (skew @ skew)
+    return _EYE + s * skew + c * (skew @ skew if skew2 is None else skew2)
 
 
 def _load_xml(path: Path) -> ET.Element:
@@ -251,7 +254,7 @@ class _Parser:
                 ref = np.deg2rad(ref)
             index = self.joint_names.index(name) if name in self.joint_names else -1
             joints.append(_Joint(kind, index, axis, self._vector(attrs, "pos", 3, (0, 0, 0), child),
-                                 ref, _skew(axis)))
+                                 ref, _skew(axis), _skew(axis) @ _skew(axis)))
         return tuple(joints)
 
     def _vector(self, attrs: dict, key: str, size: int, default, element: ET.Element) -> np.ndarray:
