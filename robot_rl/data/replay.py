@@ -12,6 +12,12 @@ from robot_rl.data.store import EpisodeStore
 TRANSITION_KEYS = ("observation", "action", "reward", "next_observation", "done")
 
 
+# Units of the keys `transitions` reads, for a store's ``units`` attribute.
+TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
+                    "action": "normalised [-1, 1]", "reward": "1",
+                    "next_observation": "task observation layout (SI units)",
+                    "terminated": "bool", "truncated": "bool"}
+
 def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """observation, action, reward, next_observation, done (float32 0/1 = terminated).
 

@@ -19,6 +19,7 @@ from robot_rl.agent.episode import FinishedEpisode
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
+from robot_rl.data.replay import TRANSITION_UNITS as UNITS
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -34,10 +35,10 @@ from robot_rl.learning.background import (
     PolicySnapshot,
     TrainerCounters,
 )
+from robot_rl.learning.factory import batch_from_steps as _as_transitions
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
-from robot_rl.pipeline.stages import UNITS, _as_transitions
 from robot_rl.robot_config import robot_digest
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node

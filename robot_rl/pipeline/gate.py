@@ -1,0 +1,45 @@
+"""The safety supervisor as the twin environment's command gate (the in-process pipeline's path to motors)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from robot_rl.robot_config import RobotCalibration
+from robot_rl.safety import Kinematics, RobotState, Supervisor
+
+
+class SupervisorGate:
+    """Feeds the measured state to the supervisor and lets only its verdict reach the actuators.
+
+    The environment calls it every control step with the targets the policy asked for; what it returns
+    is what the twin's servos receive. When the supervisor sends nothing, the servos keep their
+    measured position, as a real Dynamixel chain would if no goal was written.
+    """
+
+    def __init__(self, calibration: RobotCalibration) -> None:
+        self.calibration = calibration
+        # Parsed once: every episode starts a fresh supervisor on the same model.
+        self.kinematics = (Kinematics.from_mjcf(calibration.model_path(), calibration.joint_names)
+                           if calibration.safety.workspace is not None else None)
+        self.supervisor = Supervisor(calibration, self.kinematics)
+        self.statuses: Counter[str] = Counter()
+
+    def __call__(self, targets_rad: np.ndarray, state: dict[str, np.ndarray],
+                 time_s: float) -> np.ndarray:
+        self.supervisor.update_state(RobotState(
+            stamp_s=time_s,
+            position_rad=state["position_rad"],
+            velocity_rad_s=state["velocity_rad_s"],
+            effort_a=state["effort_a"],
+        ))
+        verdict = self.supervisor.filter(targets_rad, time_s)
+        self.statuses[verdict.status] += 1
+        if verdict.command_rad is None:
+            return np.asarray(state["position_rad"], dtype=np.float64)
+        return verdict.command_rad
+
+    def reset(self) -> None:
+        """A new episode restarts the twin's clock; the supervisor's history belongs to the last one."""
+        self.supervisor = Supervisor(self.calibration, self.kinematics)

@@ -1,0 +1,96 @@
+"""The demo's report: numbers as JSON and Markdown, and the learning curve as a PNG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report is a file, never a window
+import matplotlib.pyplot as plt
+
+
+@dataclass
+class CurvePoint:
+    env_steps: int
+    success_rate: float
+    mean_return: float
+
+
+@dataclass
+class Report:
+    task: str
+    seed: int
+    demo_success_rate: float
+    noisy_success_rate: float
+    offline_success_rate: float
+    finetuned_success_rate: float
+    eval_episodes: int
+    curve: list[CurvePoint] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    safety: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def improvement(self) -> float:
+        return self.finetuned_success_rate - self.offline_success_rate
+
+    def write(self, run_dir: Path) -> dict[str, Path]:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"json": run_dir / "report.json", "markdown": run_dir / "report.md",
+                 "plot": run_dir / "learning_curve.png"}
+        paths["json"].write_text(json.dumps({**asdict(self), "improvement": self.improvement},
+                                            indent=2))
+        paths["markdown"].write_text(self.markdown())
+        self.plot(paths["plot"])
+        return paths
+
+    def markdown(self) -> str:
+        verdict = ("better than" if self.improvement > _noise(self.eval_episodes)
+                   else "not measurably better than")
+        lines = [
+            f"# robot_rl demo: {self.task} (seed {self.seed})",
+            "",
+            f"Success rates over {self.eval_episodes} evaluation episodes each "
+            "(scripted data: over the recorded episodes):",
+            "",
+            "| policy | success rate |",
+            "|---|---|",
+            f"| scripted demonstrations | {self.demo_success_rate:.0%} |",
+            f"| scripted with noise (the rest of the dataset) | {self.noisy_success_rate:.0%} |",
+            f"| AWAC after offline pretraining | {self.offline_success_rate:.0%} |",
+            f"| AWAC after online fine-tuning | {self.finetuned_success_rate:.0%} |",
+            "",
+            f"The fine-tuned policy is {verdict} the offline one "
+            f"({self.improvement:+.0%}; one standard error of a rate here is about "
+            f"{_noise(self.eval_episodes):.0%}).",
+            "",
+            "Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings_s.items()),
+            "",
+            "Safety supervisor verdicts during the run: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.safety.items())) or "none"),
+            "",
+            "![learning curve](learning_curve.png)",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+        if self.curve:
+            ax.plot([p.env_steps for p in self.curve], [p.success_rate for p in self.curve],
+                    marker="o", label="AWAC fine-tuning (online)")
+        ax.axhline(self.demo_success_rate, color="tab:green", ls="--", label="demonstrations")
+        ax.axhline(self.offline_success_rate, color="tab:gray", ls=":", label="offline AWAC")
+        ax.set(xlabel="online environment steps", ylabel="success rate", ylim=(-0.02, 1.02),
+               title=f"{self.task}: offline pretraining, then online fine-tuning")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def _noise(episodes: int) -> float:
+    """One standard error of a success rate near 50% (the widest), for an honest verdict."""
+    return 0.5 / max(episodes, 1) ** 0.5

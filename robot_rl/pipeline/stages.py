@@ -1,0 +1,218 @@
+"""The pipeline's steps: record demonstrations, pretrain offline, fine-tune online, evaluate, report.
+
+Each step reads what the step before wrote to disk (a zarr dataset, a checkpoint), so each can be run on
+its own from the CLI, resumed, or swapped for the real robot's version of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from robot_rl.config import to_dict
+from robot_rl.data import EpisodeStore, transitions
+from robot_rl.data.replay import TRANSITION_UNITS
+from robot_rl.learning import AWAC, MetricsLogger, save_checkpoint
+from robot_rl.learning.factory import (
+    batch_from_steps,
+    make_replay,
+    new_agent,
+    train_step,
+)
+from robot_rl.learning.factory import (
+    load_agent as load_agent_from,
+)
+from robot_rl.pipeline.config import PipelineConfig
+from robot_rl.pipeline.report import CurvePoint, Report
+from robot_rl.pipeline.rollout import Episode, GatedEnv
+from robot_rl.robot_config import load_robot, robot_digest
+
+# Seeds of evaluation episodes never overlap the seeds used to record or to explore.
+EVAL_SEED_OFFSET = 1_000_000
+ONLINE_SEED_OFFSET = 2_000_000
+
+
+@dataclass
+class RecordSummary:
+    episodes: int
+    steps: int
+    demo_success_rate: float
+    noisy_success_rate: float
+
+
+@dataclass
+class EvalResult:
+    success_rate: float
+    mean_return: float
+    episodes: int
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path
+    curve: list[CurvePoint]
+    safety: dict[str, int]
+
+
+def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True) -> RecordSummary:
+    """Scripted expert episodes (clean, then noisy) into a new zarr dataset, one commit per episode."""
+    robot = load_robot(config.robot)
+    store = EpisodeStore.create(dataset_path, robot=robot.robot, task=config.env_id,
+                                calibration_digest=robot_digest(config.robot),
+                                units=TRANSITION_UNITS, overwrite=True)
+    env = GatedEnv(config)
+    successes = {"clean": [], "noisy": []}
+    plan = [("clean", 0.0)] * config.dataset.demonstrations
+    plan += [("noisy", config.dataset.noise_std)] * config.dataset.noisy_trajectories
+    rng = np.random.default_rng(config.seed)
+    for index, (kind, noise_std) in enumerate(tqdm(plan, desc="record", disable=not progress)):
+        expert = env.expert(noise_std, seed=int(rng.integers(2**31)))
+        episode = env.run_episode(expert, seed=config.seed * 100_003 + index)
+        store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
+                                          "kind": kind, "noise_std": noise_std,
+                                          "operator": "scripted expert"})
+        successes[kind].append(episode.success)
+    env.close()
+    return RecordSummary(episodes=store.n_episodes, steps=store.n_steps,
+                         demo_success_rate=_rate(successes["clean"]),
+                         noisy_success_rate=_rate(successes["noisy"]))
+
+
+def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
+             progress: bool = True) -> Path:
+    """Offline AWAC on every transition of the dataset; writes RUN/offline.pt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = transitions(dataset_path)
+    agent = new_agent(config.awac, data, config.seed)
+    replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
+    logger = MetricsLogger(run_dir / "pretrain")
+    generator = np.random.default_rng(config.seed)
+    for step in tqdm(range(1, config.pretrain.updates + 1), desc="pretrain",
+                     disable=not progress):
+        metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        if step % config.pretrain.log_every_updates == 0:
+            logger.log(step, dict(metrics))
+    logger.close()
+    path = run_dir / "offline.pt"
+    save_checkpoint(path, agent, agent.normalizer, to_dict(config),
+                    {"offline_updates": config.pretrain.updates, "online_env_steps": 0})
+    return path
+
+
+def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEnv | None = None,
+             progress: bool = False) -> EvalResult:
+    """Success rate of the deterministic policy on seeds never used for data."""
+    own_env = env is None
+    env = env or GatedEnv(config)
+    results: list[Episode] = []
+    for index in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
+        policy = lambda obs: agent.act(obs, deterministic=True)  # noqa: E731
+        results.append(env.run_episode(policy, seed=EVAL_SEED_OFFSET + config.seed * 10_007 + index))
+    if own_env:
+        env.close()
+    return EvalResult(success_rate=_rate([e.success for e in results]),
+                      mean_return=float(np.mean([e.episode_return for e in results])),
+                      episodes=episodes)
+
+
+def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int, *,
+                        progress: bool = True) -> EvalResult:
+    agent = load_agent(config, checkpoint)
+    return evaluate(config, agent, episodes, progress=progress)
+
+
+def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
+             progress: bool = True) -> FinetuneResult:
+    """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer."""
+    data = transitions(dataset_path)
+    agent = load_agent(config, run_dir / "offline.pt")
+    replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
+                         seed=config.seed)
+    online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
+                                       task=config.env_id,
+                                       calibration_digest=robot_digest(config.robot),
+                                       units=TRANSITION_UNITS, overwrite=True)
+    env = GatedEnv(config)
+    logger = MetricsLogger(run_dir / "finetune")
+    generator = np.random.default_rng(config.seed + 1)
+    agent.start_online()
+    offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
+    agent.guard.record_offline_success(offline_eval.success_rate)
+    curve = [_curve_point(0, offline_eval)]
+    env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
+    bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
+    while env_steps < config.finetune.env_steps:
+        episode = env.run_episode(lambda obs: agent.act(obs, deterministic=False),
+                                  seed=ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index)
+        online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
+                                                 "kind": "online"})
+        replay.add_episode(batch_from_steps(episode.steps))
+        for _ in range(episode.length * config.finetune.updates_per_env_step):
+            metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        env_steps += episode.length
+        episode_index += 1
+        bar.update(episode.length)
+        logger.log(env_steps, {**dict(metrics), "episode_return": episode.episode_return,
+                               "episode_success": float(episode.success)})
+        if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
+            point = _curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env))
+            agent.guard.record_online_success(point.success_rate)
+            curve.append(point)
+            logger.log(env_steps, {"eval_success_rate": point.success_rate})
+            bar.set_postfix(success=f"{point.success_rate:.0%}")
+            next_eval += config.finetune.eval_every_env_steps
+    bar.close()
+    logger.close()
+    path = run_dir / "finetuned.pt"
+    save_checkpoint(path, agent, agent.normalizer, to_dict(config),
+                    {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
+    safety = dict(env.gate.statuses)
+    env.close()
+    return FinetuneResult(checkpoint=path, curve=curve, safety=safety)
+
+
+def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) -> Report:
+    """The whole pipeline on the twin, ending in RUN/report.md, report.json, learning_curve.png."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    dataset = run_dir / "dataset.zarr"
+    summary = record(config, dataset, progress=progress)
+    timings["record"] = _lap(started, timings)
+    offline_checkpoint = pretrain(config, dataset, run_dir, progress=progress)
+    timings["pretrain"] = _lap(started, timings)
+    offline = evaluate(config, load_agent(config, offline_checkpoint), config.eval.episodes,
+                       progress=progress)
+    tuned = finetune(config, run_dir, dataset, progress=progress)
+    final = evaluate(config, load_agent(config, tuned.checkpoint), config.eval.episodes,
+                     progress=progress)
+    timings["finetune and evaluate"] = _lap(started, timings)
+    report = Report(task=config.env_id, seed=config.seed,
+                    demo_success_rate=summary.demo_success_rate,
+                    noisy_success_rate=summary.noisy_success_rate,
+                    offline_success_rate=offline.success_rate,
+                    finetuned_success_rate=final.success_rate,
+                    eval_episodes=config.eval.episodes, curve=tuned.curve,
+                    timings_s=timings, safety=tuned.safety)
+    report.write(run_dir)
+    return report
+
+
+def load_agent(config: PipelineConfig, checkpoint: Path) -> AWAC:
+    return load_agent_from(checkpoint, config.awac, seed=config.seed)
+
+
+def _curve_point(env_steps: int, result: EvalResult) -> CurvePoint:
+    return CurvePoint(env_steps=env_steps, success_rate=result.success_rate,
+                      mean_return=result.mean_return)
+
+
+def _rate(flags: list[bool]) -> float:
+    return float(np.mean(flags)) if flags else float("nan")
+
+
+def _lap(started: float, timings: dict[str, float]) -> float:
+    return time.perf_counter() - started - sum(timings.values())
