@@ -39,3 +39,4 @@ TELEOP_JOY = "/joy"                           # sensor_msgs/Joy from ROS 2's joy
 #   {"event": "end", "episode": k, "success": bool}      commit, with its label
 #   {"event": "discard", "episode": k}     drop the episode in progress
 # EPISODE_STATUS replies: {"event": "reset_done", "episode": k}
+#                         {"event": "reset_failed", "episode": k, "error": "..."}
