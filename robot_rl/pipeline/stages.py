@@ -126,10 +126,13 @@ def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int,
 
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
-             progress: bool = True) -> FinetuneResult:
-    """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer."""
+             progress: bool = True, agent: AWAC | None = None) -> FinetuneResult:
+    """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer.
+
+    ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
+    built from scratch, or one whose actor objective was switched after pretraining)."""
     data = transitions(dataset_path)
-    agent = load_agent(config, run_dir / "offline.pt")
+    agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
     replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
                          seed=config.seed)
     online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
