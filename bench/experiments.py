@@ -1,0 +1,297 @@
+"""Offline-to-online experiments: BC, SAC from scratch, naive fine-tuning, AWAC, AWAC + BR + ensemble.
+
+Per task and seed ONE dataset is recorded like the AWAC paper's (clean demonstrations + noisy
+trajectories of the scripted expert) and shared by every method of that seed. Each method is
+pretrained (or not), then fine-tuned online in the gated twin for a fixed budget, evaluated every K
+env steps with E deterministic episodes on seeds disjoint from the data (stages.evaluate). Results per
+(seed, method) are JSON files, so an interrupted run resumes where it stopped.
+
+    PYTHONPATH=. python bench/experiments.py --task valve --profile quick --seeds 3
+    PYTHONPATH=. python bench/experiments.py --task valve --profile full --seed-start 1 --seeds 1
+    PYTHONPATH=. python bench/experiments.py --task valve --profile quick --report-only
+
+Profiles are the ``bench_<profile>`` sections of robot_rl/configs/<task>.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_rl.data import transitions
+from robot_rl.learning import AWAC
+from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.factory import new_agent
+from robot_rl.pipeline import stages
+from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
+
+REPO = Path(__file__).resolve().parent.parent
+SUCCESS_TARGET = 0.9
+EARLY_EVALS = 3  # "early" = the first this many online evaluations
+
+
+@dataclass(frozen=True)
+class Method:
+    """How one method pretrains and fine-tunes; overrides apply to the profile's AWACConfig."""
+
+    name: str
+    summary: str
+    pretrain: dict[str, Any] | None = None  # None: no pretraining (a fresh agent)
+    pretrain_on: str = "all"  # "all" transitions, or "demonstrations" only
+    online: dict[str, Any] | None = field(default_factory=dict)  # None: no online phase
+
+
+ENSEMBLE = {"n_critics": 5, "critic_aggregation": "mean_minus_std", "replay": "balanced",
+            "collapse_guard": {"conservative": True}}
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("bc", "behaviour cloning on the clean demonstrations; no online phase",
+           pretrain={"actor_objective": "bc"}, pretrain_on="demonstrations", online=None),
+    Method("sac_scratch", "SAC online from a fresh agent; the dataset sits in its uniform buffer",
+           pretrain=None, online={"actor_objective": "sac"}),
+    Method("naive_finetune", "AWAC pretraining, then SAC updates online (same uniform buffer)",
+           pretrain={}, online={"actor_objective": "sac"}),
+    Method("awac", "AWAC offline and online: twin critics, min, uniform replay (rlkit)",
+           pretrain={}, online={}),
+    Method("awac_br_ens", "AWAC + balanced replay + 5 critics mean-std + conservative KL guard",
+           pretrain=ENSEMBLE, online=ENSEMBLE),
+)}
+
+
+# ---- configs ---------------------------------------------------------------------------------
+def task_config(task: str, profile: str, seed: int) -> PipelineConfig:
+    return load_pipeline_config(task, overrides=[f"seed={seed}"], profile=f"bench_{profile}")
+
+
+def with_awac(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    return dataclasses.replace(config, awac=_replace_nested(config.awac, overrides))
+
+
+def _replace_nested(obj: Any, overrides: dict[str, Any]) -> Any:
+    changes = {k: _replace_nested(getattr(obj, k), v) if isinstance(v, dict) else v
+               for k, v in overrides.items()}
+    return dataclasses.replace(obj, **changes)
+
+
+# ---- one seed --------------------------------------------------------------------------------
+def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Path,
+             log: Any = print) -> dict[str, dict[str, Any]]:
+    """Every requested method on this seed's dataset; returns {method: result}."""
+    config = task_config(task, profile, seed)
+    seed_dir = out_dir / f"seed{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    datasets = record_datasets(config, seed_dir, log)
+    results = {}
+    for name in methods:
+        path = seed_dir / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+            log(f"[{task} seed {seed}] {name}: cached")
+            continue
+        started = time.perf_counter()
+        result = run_method(config, METHODS[name], datasets, seed_dir)
+        result["wall_s"] = time.perf_counter() - started
+        path.write_text(json.dumps(result, indent=1))
+        results[name] = result
+        m = result["metrics"]
+        log(f"[{task} seed {seed}] {name}: offline {m['offline_success']:.2f} final "
+            f"{m['final_success']:.2f} drop {m['worst_early_drop']:+.2f} "
+            f"to90 {m['steps_to_90']} ({result['wall_s']:.0f} s)")
+    return results
+
+
+def record_datasets(config: PipelineConfig, seed_dir: Path, log: Any) -> dict[str, Path]:
+    """The shared dataset, and its clean demonstrations alone (same seeds, so the same episodes)."""
+    paths = {"all": seed_dir / "dataset.zarr", "demonstrations": seed_dir / "demos.zarr"}
+    summary_path = seed_dir / "dataset.json"
+    if not summary_path.exists():
+        started = time.perf_counter()
+        summary = stages.record(config, paths["all"], progress=False)
+        demos_only = dataclasses.replace(
+            config, dataset=dataclasses.replace(config.dataset, noisy_trajectories=0))
+        stages.record(demos_only, paths["demonstrations"], progress=False)
+        info = {**dataclasses.asdict(summary), "wall_s": time.perf_counter() - started}
+        summary_path.write_text(json.dumps(info, indent=1))
+        log(f"[{config.env_id} seed {config.seed}] dataset: {info}")
+    return paths
+
+
+def run_method(config: PipelineConfig, method: Method, datasets: dict[str, Path],
+               seed_dir: Path) -> dict[str, Any]:
+    agent = pretrained_agent(config, method, datasets, seed_dir)
+    if method.online is None:
+        offline = stages.evaluate(config, agent, config.eval.episodes)
+        steps = range(0, config.finetune.env_steps + 1, config.finetune.eval_every_env_steps)
+        curve = [{"env_steps": s, "success_rate": offline.success_rate,
+                  "mean_return": offline.mean_return} for s in steps]  # flat: no online phase
+    else:
+        online_config = with_awac(config, method.online)
+        agent = switch_config(agent, online_config.awac, config.seed)
+        tuned = stages.finetune(online_config, seed_dir / method.name, datasets["all"],
+                                progress=False, agent=agent)
+        curve = [dataclasses.asdict(p) for p in tuned.curve]
+    return {"method": method.name, "summary": method.summary, "seed": config.seed,
+            "task": config.env_id, "eval_episodes": config.eval.episodes, "curve": curve,
+            "metrics": curve_metrics(curve)}
+
+
+def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str, Path],
+                     seed_dir: Path) -> AWAC:
+    """Pretrains once per (overrides, data) and reuses it: naive_finetune shares awac's."""
+    if method.pretrain is None:
+        return new_agent(config.awac, transitions(datasets["all"]), config.seed)
+    pre_config = with_awac(config, method.pretrain)
+    key = json.dumps({"on": method.pretrain_on, **method.pretrain}, sort_keys=True)
+    run_dir = seed_dir / f"pretrain_{abs(hash_text(key)):x}"
+    checkpoint = run_dir / "offline.pt"
+    if not checkpoint.exists():
+        (run_dir / "key.json").parent.mkdir(parents=True, exist_ok=True)
+        stages.pretrain(pre_config, datasets[method.pretrain_on], run_dir, progress=False)
+        (run_dir / "key.json").write_text(key)
+    return stages.load_agent(pre_config, checkpoint)
+
+
+def switch_config(agent: AWAC, config: AWACConfig, seed: int) -> AWAC:
+    """The same networks and normaliser under another config (e.g. the SAC objective). The
+    optimiser starts fresh, as it would when handing a pretrained model to another algorithm."""
+    if agent.config == config:
+        return agent
+    switched = AWAC(agent.obs_dim, agent.act_dim, config, seed=seed)
+    switched.actor.load_state_dict(agent.actor.state_dict())
+    switched.critic.load_state_dict(agent.critic.state_dict())
+    switched.critic_target.load_state_dict(agent.critic_target.state_dict())
+    switched.set_normalizer(agent.normalizer)
+    return switched
+
+
+def hash_text(text: str) -> int:
+    """A stable (process-independent) hash: Python's hash() is salted per process."""
+    value = 0
+    for ch in text.encode():
+        value = (value * 131 + ch) % (2**61 - 1)
+    return value
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+def curve_metrics(curve: list[dict[str, float]]) -> dict[str, Any]:
+    """offline success (step 0), worst early drop (offline - min of the first online evals; > 0 is a
+    drop), final success, env steps to the first evaluation >= 90% (None: not reached)."""
+    offline = curve[0]["success_rate"]
+    early = [p["success_rate"] for p in curve[1:1 + EARLY_EVALS]] or [offline]
+    reached = [p["env_steps"] for p in curve if p["success_rate"] >= SUCCESS_TARGET]
+    return {"offline_success": offline, "worst_early_drop": offline - min(early),
+            "final_success": curve[-1]["success_rate"],
+            "steps_to_90": reached[0] if reached else None}
+
+
+# ---- report ----------------------------------------------------------------------------------
+def load_results(out_dir: Path, methods: list[str]) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for seed_dir in sorted(out_dir.glob("seed*")):
+        for name in methods:
+            path = seed_dir / f"{name}.json"
+            if path.exists():
+                runs[name].append(json.loads(path.read_text()))
+    return runs
+
+
+def table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Mean [min, max] over seeds; steps to 90% as per-seed values ('-' = not reached)."""
+    rows = ["| method | seeds | offline success | worst early drop | final success | "
+            "env steps to 90% (per seed) |", "|---|---|---|---|---|---|"]
+    for name, results in runs.items():
+        if not results:
+            continue
+        metrics = [r["metrics"] for r in results]
+        to90 = ", ".join("-" if m["steps_to_90"] is None else str(m["steps_to_90"])
+                         for m in metrics)
+        rows.append(f"| {name} | {len(results)} | {_spread(metrics, 'offline_success')} | "
+                    f"{_spread(metrics, 'worst_early_drop')} | "
+                    f"{_spread(metrics, 'final_success')} | {to90} |")
+    return "\n".join(rows)
+
+
+def _spread(metrics: list[dict[str, Any]], key: str) -> str:
+    values = np.array([m[key] for m in metrics], dtype=float)
+    return f"{values.mean():.2f} [{values.min():.2f}, {values.max():.2f}]"
+
+
+def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, results in runs.items():
+        if not results:
+            continue
+        n = min(len(r["curve"]) for r in results)
+        steps = np.array([p["env_steps"] for p in results[0]["curve"][:n]])
+        success = np.array([[p["success_rate"] for p in r["curve"][:n]] for r in results])
+        line, = ax.plot(steps, success.mean(axis=0), marker="o", ms=3,
+                        label=f"{name} (n={len(results)})")
+        ax.fill_between(steps, success.min(axis=0), success.max(axis=0), alpha=0.15,
+                        color=line.get_color())
+    ax.axhline(SUCCESS_TARGET, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="online env steps", ylabel="success rate (deterministic policy)",
+           ylim=(-0.03, 1.03), title=title)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: Path) -> str:
+    runs = load_results(out_dir, methods)
+    text = table(runs)
+    name = f"{task}_{profile}"
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))
+    plot(runs, f"{task}, profile {profile}: mean and range over seeds", figures / f"{name}.png")
+    return text
+
+
+# ---- command line ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("valve", "drawer"), required=True)
+    parser.add_argument("--profile", default="quick", help="bench_<profile> in the task's YAML")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--seed-start", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "experiments")
+    parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--report-only", action="store_true", help="table and plot of saved runs")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; known: {list(METHODS)}")
+    torch.set_num_threads(args.threads)
+    out_dir = args.out / f"{args.task}_{args.profile}"
+
+    def log(message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+    if not args.report_only:
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
+            run_seed(args.task, args.profile, seed, methods, out_dir, log)
+    print(report(args.task, args.profile, out_dir, methods, args.figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
