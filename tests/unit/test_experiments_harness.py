@@ -1,0 +1,85 @@
+"""bench/experiments.py on its tiny profile: real twin, real recording, real AWAC updates (< 30 s)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.data import EpisodeStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("bench_experiments",
+                                                  REPO / "bench" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+experiments = _load_harness()
+
+
+def test_curve_metrics_drop_and_steps_to_target() -> None:
+    curve = [{"env_steps": s, "success_rate": r, "mean_return": 0.0}
+             for s, r in [(0, 0.6), (100, 0.2), (200, 0.5), (300, 0.9), (400, 1.0)]]
+    metrics = experiments.curve_metrics(curve)
+    assert metrics["offline_success"] == 0.6
+    assert metrics["worst_early_drop"] == pytest.approx(0.4)  # 0.6 -> 0.2
+    assert metrics["final_success"] == 1.0
+    assert metrics["steps_to_90"] == 300
+    never = experiments.curve_metrics([{**p, "success_rate": 0.5} for p in curve])
+    assert never["steps_to_90"] is None and never["worst_early_drop"] == 0.0
+
+
+def test_naive_finetune_switches_objective_keeping_weights() -> None:
+    config = experiments.task_config("valve", "tiny", seed=0)
+    from robot_rl.learning import AWAC
+    agent = AWAC(7, 3, config.awac, seed=0)
+    sac = experiments.with_awac(config, {"actor_objective": "sac"}).awac
+    switched = experiments.switch_config(agent, sac, seed=0)
+    assert switched.config.actor_objective == "sac" and switched.log_alpha.requires_grad
+    obs = np.ones((4, 7), np.float32)
+    np.testing.assert_allclose(switched.act(obs, deterministic=True),
+                               agent.act(obs, deterministic=True))
+
+
+def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
+    out, figures = tmp_path / "runs", tmp_path / "figures"
+    messages: list[str] = []
+    results = experiments.run_seed("valve", "tiny", 0, ["bc", "awac"], out, messages.append)
+    config = experiments.task_config("valve", "tiny", seed=0)
+    n_points = 1 + config.finetune.env_steps // config.finetune.eval_every_env_steps
+
+    for name in ("bc", "awac"):
+        saved = json.loads((out / "seed0" / f"{name}.json").read_text())
+        assert saved["curve"] == results[name]["curve"]
+        rates = [p["success_rate"] for p in saved["curve"]]
+        assert len(rates) >= n_points and all(0.0 <= r <= 1.0 for r in rates)
+        assert saved["metrics"] == experiments.curve_metrics(saved["curve"])
+    assert len({p["success_rate"] for p in results["bc"]["curve"]}) == 1  # no online phase
+    assert (out / "seed0" / "awac" / "online.zarr").exists()  # awac really went online
+
+    # The demonstrations-only dataset (BC's) is the shared dataset's first episodes, exactly.
+    everything = EpisodeStore.open(out / "seed0" / "dataset.zarr")
+    demos = EpisodeStore.open(out / "seed0" / "demos.zarr")
+    assert demos.n_episodes == config.dataset.demonstrations
+    assert everything.n_episodes == demos.n_episodes + config.dataset.noisy_trajectories
+    for index in range(demos.n_episodes):
+        np.testing.assert_array_equal(demos.episode(index, ["action"])["action"],
+                                      everything.episode(index, ["action"])["action"])
+
+    # A second call reuses the saved results instead of training again.
+    again = experiments.run_seed("valve", "tiny", 0, ["bc", "awac"], out, messages.append)
+    assert again == results and sum("cached" in m for m in messages) == 2
+
+    text = experiments.report("valve", "tiny", out, ["bc", "awac"], figures)
+    assert "| bc | 1 |" in text and "| awac | 1 |" in text
+    assert (figures / "valve_tiny.png").stat().st_size > 1000
