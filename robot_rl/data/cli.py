@@ -3,7 +3,7 @@
 ``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each
 subcommand sets ``handler(args) -> int`` (and the same as ``func``) as its default.
 ``main(argv)`` runs the subcommands standalone (``python -m robot_rl.data.cli info data.zarr``).
-``replay`` (play a dataset into the twin) will be added here with the twin.
+``replay`` renders an episode in the twin (sim_twin.replay, imported only when it runs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,25 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--obs-key", action="append", dest="obs_keys",
                    help="observation key to export (default: all but action/reward/done)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = _command(sub, "replay", _replay,
+                 "replay a recorded episode in the MuJoCo twin and write a video (.mp4 or .gif)")
+    p.add_argument("path", help="dataset (zarr directory)")
+    p.add_argument("--episode", type=int, required=True, metavar="I",
+                   help="episode index (negative counts from the end)")
+    p.add_argument("--out", help="video file, .mp4 or .gif (default: "
+                                 "<dataset name>_episode<I>.mp4 in the current directory)")
+    p.add_argument("--fps", type=float, help="frames per second (default: the recording's rate)")
+    p.add_argument("--width", type=int, default=640, help="frame width, px (default 640)")
+    p.add_argument("--height", type=int, default=480, help="frame height, px (default 480)")
+    p.add_argument("--camera", default="realsense", help="MJCF camera (default realsense)")
+    p.add_argument("--source", choices=("auto", "state", "observation", "actions"),
+                   default="auto",
+                   help="state: recorded joint positions + object (kinematic); observation: "
+                        "the task observation (kinematic); actions: re-run the recorded "
+                        "actions from the recorded seed (dynamic); auto: the first usable, in "
+                        "that order")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -244,6 +264,25 @@ def _export(args: argparse.Namespace) -> int:
                                          overwrite=args.overwrite)
     print(f"wrote {result['output']}: {result['n_demos']} demos, {result['total']} samples, "
           f"obs {result['obs_keys']}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from sim_twin.replay import replay_to_video  # MuJoCo only for this subcommand
+
+    out = args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4"
+    result = replay_to_video(args.path, args.episode, out, fps=args.fps, width=args.width,
+                             height=args.height, camera=args.camera, source=args.source,
+                             progress=not args.quiet)
+    plan, video = result.plan, result.video
+    if video.fallback_reason:
+        print(f"note: wrote a GIF instead of MP4: {video.fallback_reason}")
+    print(f"episode {plan.episode} of {plan.dataset}: {plan.describe()} ({plan.source})")
+    if result.max_observation_error is not None:
+        print(f"  largest |replayed - recorded| observation value: "
+              f"{result.max_observation_error:.3g}")
+    print(f"wrote {video.path}: {video.frames} frames, {video.width}x{video.height} at "
+          f"{video.fps:g} fps ({video.format})")
     return 0
 
 
