@@ -26,6 +26,7 @@ from robot_rl.learning.guard import CollapseGuard
 from robot_rl.learning.networks import GaussianPolicy, QEnsemble, aggregate_q, gaussian_log_prob
 from robot_rl.learning.normalizer import Normalizer
 
+BATCH_KEYS = ("obs", "action", "reward", "next_obs", "done")
 METRIC_NAMES = (
     "critic_loss", "actor_loss", "q_mean", "td_target_mean", "adv_weight_mean", "adv_weight_max",
     "adv_weight_ess_frac", "log_std_mean", "alpha", "guard_weight",
@@ -124,7 +125,9 @@ class AWAC:
         self.guard.arm(self.actor)
 
     def update(self, batch: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
-        """One gradient step on critic and actor; metrics convert to floats lazily on read."""
+        """One gradient step on critic and actor. Batch keys: obs, action, reward, next_obs, done
+        (float32; done marks a terminal state, not a time-limit cut; other keys are ignored).
+        Returns a read-only mapping name -> float whose values convert lazily on first read."""
         return LazyMetrics(METRIC_NAMES, self._update(batch))
 
     @torch.no_grad()
@@ -144,6 +147,7 @@ class AWAC:
 
     # ---- the update ----------------------------------------------------------------------
     def _update(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        batch = {k: batch[k].to(self.device) for k in BATCH_KEYS}
         obs = self._normalize(batch["obs"])
         next_obs = self._normalize(batch["next_obs"])
         action = batch["action"]
