@@ -32,8 +32,11 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# d3rlpy (the peer the learner is measured against) would downgrade gymnasium if pip resolved its
+# pins, so it is installed without them, plus what it imports.
 bench: $(STAMP)
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q --no-deps "d3rlpy>=2.8,<2.9"
+	$(PY) -m pip install -q gym==0.26.2 gym-notices colorama dataclasses-json structlog scikit-learn
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean:

@@ -135,7 +135,7 @@ class AWAC:
         """Action(s) in [-1, 1] for one observation (obs_dim,) or a batch (B, obs_dim)."""
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         single = x.dim() == 1
-        x = self._normalize(x.reshape(1, -1) if single else x)
+        x = self.normalize_obs(x.reshape(1, -1) if single else x)
         mean, log_std = self.guard.acting_policy(self.actor)(x)
         if deterministic:
             action = mean
@@ -148,8 +148,8 @@ class AWAC:
     # ---- the update ----------------------------------------------------------------------
     def _update(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         batch = {k: batch[k].to(self.device) for k in BATCH_KEYS}
-        obs = self._normalize(batch["obs"])
-        next_obs = self._normalize(batch["next_obs"])
+        obs = self.normalize_obs(batch["obs"])
+        next_obs = self.normalize_obs(batch["next_obs"])
         action = batch["action"]
         reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
         alpha = self.log_alpha.exp()
@@ -236,7 +236,8 @@ class AWAC:
     def _aggregate(self, q: torch.Tensor) -> torch.Tensor:
         return aggregate_q(q, self.config.critic_aggregation, self.config.std_coef)
 
-    def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the networks see them (the dataset normaliser, if enabled)."""
         if self.normalizer is None or not self.config.normalize_obs:
             return obs
         return self.normalizer.normalize(obs)

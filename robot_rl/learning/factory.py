@@ -63,5 +63,5 @@ def train_step(agent: AWAC, replay: Replay, batch_size: int,
     """One AWAC update; balanced replay also takes its density-ratio step on the same batch."""
     metrics = agent.update(replay.sample(batch_size, generator))
     if isinstance(replay, BalancedReplay):
-        replay.update_density(generator, agent._normalize)
+        replay.update_density(generator, agent.normalize_obs)
     return metrics
