@@ -4,6 +4,7 @@ It publishes what the drivers publish (joint states, telemetry, the object's sta
 images) and obeys only the safety supervisor's gated COMMAND, never COMMAND_RAW, so the twin
 graph exercises the same safety path as the real robot. Physics advances by wall-clock time
 (``realtime``) or by one publish period per tick. An EPISODE ``reset`` event teleports the scene.
+``viewer:=true`` opens a live view (sim_twin.viewer: a window, or a refreshing PNG when headless).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node, run
 from sim_twin.twin import Twin
+from sim_twin.viewer import Viewer, open_viewers
 
 MAX_CATCH_UP_S = 0.25  # an overloaded machine slows the twin down rather than spiralling
 TELEMETRY_PERIOD_S = 0.1
@@ -107,8 +109,12 @@ class TwinNode:
         self._width = p("camera_width", 640, "image width (px)")
         self._height = p("camera_height", 480, "image height (px)")
         timestep_s = p("physics_timestep_s", 0.002, "MuJoCo time step (s)")
+        viewer = p("viewer", False, "live view: MuJoCo's window, or a PNG without a display")
+        viewer_png = p("viewer_png", "", "also write the latest frame to this PNG file")
+        viewer_rate_hz = p("viewer_rate_hz", 20.0, "live view refresh rate (Hz)")
         positive = {"publish_rate_hz": publish_rate_hz, "camera_width": self._width,
-                    "camera_height": self._height, "physics_timestep_s": timestep_s}
+                    "camera_height": self._height, "physics_timestep_s": timestep_s,
+                    "viewer_rate_hz": viewer_rate_hz}
         bad = {k: v for k, v in positive.items() if not v > 0}
         if bad or camera_rate_hz < 0:
             raise ValueError(f"node {self.node.fully_qualified_name}: parameters {bad} must be "
@@ -129,9 +135,29 @@ class TwinNode:
                                         self._publish_camera)
             self.node.create_timer(1.0 / camera_rate_hz,
                                    lambda: self._camera.offer(self.twin.data, self.node.now_s()))
+        self._viewers: list[Viewer] = []
+        if viewer or viewer_png:
+            self._open_viewers(viewer, viewer_png, viewer_rate_hz)
         self.node.get_logger().info(
             f"twin of {self.calibration.robot} ({self.twin.object_joint}) publishing "
             f"{self._joints.topic} at {publish_rate_hz:g} Hz, obeying {self._command_topic}")
+
+    def _open_viewers(self, window: bool, png_path: str, rate_hz: float) -> None:
+        self._viewers, notes = open_viewers(self.twin.model, self.twin.data, window=window,
+                                            png_path=png_path, width=self._width,
+                                            height=self._height, camera=CAMERA)
+        for note in notes:
+            self.node.get_logger().info(note)
+
+        def refresh() -> None:  # on the executor, like _tick: never during a physics step
+            for view in list(self._viewers):
+                if (error := getattr(view, "error", None)) is not None:
+                    self.node.get_logger().error(f"live view {view.description} stopped: {error}")
+                    self._viewers.remove(view)
+                else:
+                    view.update(self.twin.data)
+
+        self.node.create_timer(1.0 / rate_hz, refresh)
 
     def _make_endpoints(self) -> None:
         node = self.node
@@ -241,6 +267,8 @@ class TwinNode:
     def close(self) -> None:
         if self._camera is not None:
             self._camera.close()
+        for view in self._viewers:
+            view.close()
         self.twin.close()
 
 
