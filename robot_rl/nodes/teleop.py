@@ -2,10 +2,11 @@
 
 Devices (parameter ``device``): ``keyboard`` (this terminal), ``gamepad`` and ``spacemouse``
 (sensor_msgs/Joy on TELEOP_JOY; remap spacenav's ``/spacenav/joy`` onto it), ``leader`` (another
-robot's JointState on ``leader_topic``, mirrored). Targets are published at ``control_rate_hz``
-even when nothing moves, so the safety node's command watchdog stays quiet while a person
-thinks. Keys and buttons also publish EPISODE events for the recorder, and the e-stop. When
-stdin is a terminal its keys work with every device.
+robot's JointState on ``leader_topic``, mirrored), ``joystick`` (a gamepad read directly from
+``joystick_path``, /dev/input/js0, with the gamepad's mapping: no joy node needed). Targets are
+published at ``control_rate_hz`` even when nothing moves, so the safety node's command watchdog
+stays quiet while a person thinks. Keys and buttons also publish EPISODE events for the
+recorder, and the e-stop. When stdin is a terminal its keys work with every device.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from robot_rl.teleop import (
     TargetIntegrator,
     TeleopInput,
 )
-from robot_rl.teleop.joy import PRESETS
+from robot_rl.teleop.joy import GAMEPAD, PRESETS
+from robot_rl.teleop.joystick import JoystickTeleop
 from robot_rl.teleop.terminal import TerminalKeys
 
-DEVICES = ("keyboard", "gamepad", "spacemouse", "leader")
+DEVICES = ("keyboard", "gamepad", "spacemouse", "leader", "joystick")
 
 
 class TeleopNode:
@@ -55,6 +57,7 @@ class TeleopNode:
         leader_scale = p("leader_scale", [], "leader: scale per follower joint")
         leader_offset = p("leader_offset_rad", [], "leader: offset per follower joint (rad)")
         first_episode = p("first_episode", 0, "number of the first recorded episode")
+        joystick_path = p("joystick_path", "/dev/input/js0", "joystick: the device file")
         where = f"node {self.node.fully_qualified_name}"
         if self.device not in DEVICES:
             raise ValueError(f"{where}: parameter 'device' {self.device!r}: expected one of "
@@ -70,6 +73,9 @@ class TeleopNode:
                      if self.device in PRESETS else None)
         self._leader = (LeaderMirror(self._names, leader_joints, leader_scale, leader_offset)
                         if self.device == "leader" else None)
+        self._joystick = (JoystickTeleop(self._names, GAMEPAD, speed, self._timeout_s,
+                                         joystick_path) if self.device == "joystick" else None)
+        self._joystick_problem = ""
         self._leader_targets: tuple[float, np.ndarray] | None = None
         self._episodes = EpisodeControl(first_episode)
         self._measured: np.ndarray | None = None
@@ -138,6 +144,8 @@ class TeleopNode:
                     inputs.append(item)
         if self._joy is not None:
             inputs.append(TeleopInput(velocity_rad_s=self._joy.velocity_rad_s(now)))
+        if self._joystick is not None:
+            inputs += self._poll_joystick(now)
         if self._leader_targets is not None and now - self._leader_targets[0] <= self._timeout_s:
             inputs.append(TeleopInput(targets_rad=self._leader_targets[1]))
         for item in inputs:
@@ -146,6 +154,20 @@ class TeleopNode:
         targets = self._integrator.step(inputs, self._measured, self._period_s)
         if targets is not None:
             self._raw.publish(m.joint_state(self._names, targets, stamp_s=self.node.now_s()))
+
+    def _poll_joystick(self, now: float) -> list[TeleopInput]:
+        assert self._joystick is not None
+        item = self._joystick.poll(now)
+        device = self._joystick.device
+        assert device is not None
+        if device.problem != self._joystick_problem:  # log changes, not every retry
+            if device.problem:
+                self.node.get_logger().warning(f"joystick: {device.problem}")
+            else:
+                self.node.get_logger().info(f"joystick: reading {device.path}")
+            self._joystick_problem = device.problem
+        velocity = TeleopInput(velocity_rad_s=self._joystick.velocity_rad_s(now))
+        return [item, velocity] if item is not None else [velocity]
 
     def _act(self, action: str) -> None:
         log = self.node.get_logger()
@@ -167,6 +189,8 @@ class TeleopNode:
     def close(self) -> None:
         if self._keys is not None:
             self._keys.close()
+        if self._joystick is not None:
+            self._joystick.close()
 
 
 def main(argv: list[str] | None = None) -> int:
