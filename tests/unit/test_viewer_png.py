@@ -93,6 +93,7 @@ def test_display_detection_and_bad_camera(twin, tmp_path) -> None:
         PngViewer(twin.model, tmp_path / "x.png", camera="top")
 
 
+@pytest.mark.graph
 def test_twin_node_writes_the_live_png_without_display(ros_domain: int, spawn: Any,
                                                        tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)      # the node's environment: headless
