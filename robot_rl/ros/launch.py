@@ -511,12 +511,25 @@ def _install_stop_handlers(on_signal: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
-USAGE = "usage: robot-rl launch FILE | robot_rl FILE_NAME [name:=value ...] [--show-args]"
+USAGE = """\
+usage: robot-rl launch FILE [name:=value ...] [--show-args]
+       robot-rl launch robot_rl FILE_NAME [name:=value ...]   (as `ros2 launch robot_rl FILE_NAME`)
+
+Runs a ROS 2 YAML launch file without ROS 2: every node a separate process on Cyclone DDS, its
+output prefixed with [name]. Ctrl-C stops all nodes (SIGINT, then SIGTERM, then SIGKILL); a node
+that dies is reported and restarted if the file says `respawn: true`; a node marked
+`on_exit: shutdown` (the safety supervisor) takes the whole launch down with it.
+--show-args lists the file's arguments with their defaults, e.g.
+  robot-rl launch launch/valve.launch.yaml --show-args
+  robot-rl launch launch/valve.launch.yaml mode:=twin pretrain_dataset:=runs/valve-demo/dataset.zarr"""
 
 
 def main(argv: list[str] | None = None) -> int:
     """``robot-rl launch FILE [a:=b ...]`` (or ``robot_rl file.launch.yaml`` as ros2 launch)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
     show_args = "--show-args" in argv or "-s" in argv
     positional = [a for a in argv if ":=" not in a and a not in ("--show-args", "-s")]
     args = dict(a.split(":=", 1) for a in argv if ":=" in a)
