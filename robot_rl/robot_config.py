@@ -75,6 +75,12 @@ class SafetyConfig:
     state_timeout_s: float = field(metadata={"range": (0.005, 5.0)})
     command_timeout_s: float = field(metadata={"range": (0.005, 5.0)})
     workspace: WorkspaceBounds | None = None
+    temperature_resume_c: float | None = field(default=None, metadata={
+        "range": (0.0, 90.0),
+        "help": "an overtemperature hold ends at or below this; None: temperature_limit_c - 5"})
+    telemetry_timeout_s: float = field(default=2.0, metadata={
+        "range": (0.01, 60.0),
+        "help": "temperature / hardware error older than this holds, once the stream was seen"})
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ class SafetyNode:
         self._last_state: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._temperature_c: np.ndarray | None = None
         self._hardware_error: np.ndarray | None = None
+        # telemetry has no header: stamped on receipt, so a stream that stops goes stale
+        self._temperature_s: float | None = None
+        self._hardware_error_s: float | None = None
         self._node_counters = {"command_names_rejected": 0, "state_names_rejected": 0}
         self._last_kinds: frozenset[str] = frozenset()
         self._last_status = ""
@@ -120,10 +123,12 @@ class SafetyNode:
 
     def _on_temperature(self, msg: m.Float32MultiArray) -> None:
         self._temperature_c = np.asarray(msg.data, dtype=float)
+        self._temperature_s = self.node.now_s()
         self._update_state()  # an overheating joint holds now, not at the next joint state
 
     def _on_hw_error(self, msg: m.UInt8MultiArray) -> None:
         self._hardware_error = np.frombuffer(bytes(msg.data), dtype=np.uint8) != 0
+        self._hardware_error_s = self.node.now_s()
         self._update_state()
 
     def _update_state(self) -> None:
@@ -131,7 +136,8 @@ class SafetyNode:
             return
         stamp_s, position, velocity, effort = self._last_state
         self.supervisor.update_state(RobotState(stamp_s, position, velocity, effort,
-                                                self._temperature_c, self._hardware_error))
+                                                self._temperature_c, self._hardware_error,
+                                                self._temperature_s, self._hardware_error_s))
 
     # ---- commands ------------------------------------------------------------------------------
     def _on_command(self, msg: m.JointState) -> None:

@@ -1,10 +1,12 @@
 """Joint-space limits as pure functions of (command, measured state, last sent command, time step).
 
 Hard limits (position with margin, step from the measured position, step and velocity from the
-last sent command) form a box per joint; the acceleration limit is soft: it shapes the command
-inside that box but never pushes it out. When the box is empty (the measured position moved away
-from the last target by more than the limits allow) there is no safe new target: the caller sends
-nothing and the motors keep the last one, which was safe when it was sent.
+rate-limit reference, normally the last sent command) form a box per joint; the acceleration
+limit is soft: it shapes the command inside that box but never pushes it out. When the box is
+empty there is no safe new target: the caller sends nothing and the motors keep the last one.
+An empty box that could never fill again (the measured position more than 2 * max_step_rad from
+the reference) means the robot is no longer where the reference says: ``jumped`` finds those
+joints so the caller can re-base the reference on the measured position.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ class JointLimits:
     acceleration_limit_rad_s2: float
     current_limit_a: np.ndarray
     temperature_limit_c: float
+    temperature_resume_c: float  # an overtemperature hold ends at or below this
     state_timeout_s: float
     command_timeout_s: float
+    telemetry_timeout_s: float
 
     @classmethod
     def from_calibration(cls, calibration: RobotCalibration) -> JointLimits:
@@ -48,12 +52,19 @@ class JointLimits:
             "temperature_limit_c": (safety.temperature_limit_c, None),
             "state_timeout_s": (safety.state_timeout_s, None),
             "command_timeout_s": (safety.command_timeout_s, None),
+            "telemetry_timeout_s": (safety.telemetry_timeout_s, None),
         }
         for key, (value, allowed_zero) in scalars.items():
             ok = isinstance(value, (int, float)) and math.isfinite(value)
             if not ok or value < 0 or (value == 0 and allowed_zero is None):
                 raise ConfigError(f"{where}: safety.{key}: {value!r} must be a finite number > 0"
                                   + (" (>= 0 allowed)" if allowed_zero is not None else ""))
+        resume_c = safety.temperature_resume_c
+        if resume_c is None:
+            resume_c = safety.temperature_limit_c - 5.0
+        if not (math.isfinite(resume_c) and resume_c < safety.temperature_limit_c):
+            raise ConfigError(f"{where}: safety.temperature_resume_c: {resume_c!r} must be below "
+                              f"safety.temperature_limit_c {safety.temperature_limit_c}")
         margin = safety.position_margin_rad
         for joint in calibration.joints:
             lo, hi = joint.position_limits_rad
@@ -74,8 +85,10 @@ class JointLimits:
             acceleration_limit_rad_s2=float(safety.acceleration_limit_rad_s2),
             current_limit_a=calibration.current_limit_a,
             temperature_limit_c=float(safety.temperature_limit_c),
+            temperature_resume_c=float(resume_c),
             state_timeout_s=float(safety.state_timeout_s),
             command_timeout_s=float(safety.command_timeout_s),
+            telemetry_timeout_s=float(safety.telemetry_timeout_s),
         )
 
 
@@ -144,3 +157,19 @@ def constrain(desired_rad: np.ndarray, box: Box, rule_names: tuple[str, ...],
     moved = np.flatnonzero(command != hard_only)
     reasons += [f"acceleration_limit {joint_names[j]}" for j in moved]
     return command, tuple(reasons)
+
+
+def jumped(limits: JointLimits, reference_rad: np.ndarray, latest_rad: np.ndarray,
+           previous_rad: np.ndarray) -> np.ndarray:
+    """Joints (bool mask) that two consecutive measurements both place more than
+    2 * max_step_rad from the reference, agreeing with each other within max_step_rad.
+
+    Every target is sent within max_step_rad of a measurement and a tracking joint closes on its
+    target, so a gap over twice that is a jump (teleport, push, driver restart), never tracking;
+    it is also exactly when the step limits leave no target, now or later. Two readings, not one,
+    so that a single glitched reading cannot drag the targets after it.
+    """
+    limit = 2.0 * limits.max_step_rad
+    return ((np.abs(latest_rad - reference_rad) > limit)
+            & (np.abs(previous_rad - reference_rad) > limit)
+            & (np.abs(latest_rad - previous_rad) <= limits.max_step_rad))

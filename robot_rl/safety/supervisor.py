@@ -12,6 +12,11 @@ is leaves the position controllers nothing to drive, so motion stops and current
 blocked joint is not kept pushing. The hold ends when its causes are gone AND a state measured
 after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the next
 command then starts from the hold target under the usual rate limits.
+
+Re-base: the rate limits count from the last command sent, except for joints that two
+consecutive measurements put more than 2 * max_step_rad away from it (``limits.jumped``): there
+the reference becomes the measured position, at rest, and a hold target is re-frozen there.
+Without it such a joint could never get a target again.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 from robot_rl.config import ConfigError
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.safety.kinematics import Kinematics
-from robot_rl.safety.limits import JointLimits, acceleration_window, constrain, hard_box
+from robot_rl.safety.limits import JointLimits, acceleration_window, constrain, hard_box, jumped
 from robot_rl.safety.types import ERROR, OK, WARN, DiagnosticStatusData, RobotState, Verdict
 from robot_rl.safety.workspace import WorkspaceGuard
 
@@ -56,9 +61,14 @@ class Supervisor:
         self._n = n
         self._counters: Counter[str] = Counter()
         self._state: RobotState | None = None  # the latest valid state
+        self._previous_state: RobotState | None = None  # the latest valid one measured before it
         self._state_fault: str | None = None  # why the latest received state was rejected
+        # telemetry kind -> (values, stamp_s): the newest of each, kept until a newer one comes
+        self._telemetry: dict[str, tuple[np.ndarray, float]] = {}
+        self._hot = np.zeros(n, dtype=bool)  # overtemperature, with hysteresis
+        self._last_rebase: tuple[float, tuple[str, ...]] | None = None
         self._last_command_rx_s: float | None = None  # None: watchdog not armed yet
-        self._sent: np.ndarray | None = None
+        self._sent: np.ndarray | None = None  # the rate limits' reference: the last command sent
         self._sent_s = -math.inf
         self._sent_velocity = np.zeros(n)
         self._holding = False
@@ -82,8 +92,11 @@ class Supervisor:
             self._counters["state_rejected"] += 1  # every one; the hold counts its onset
             self._state_fault = f"state_invalid {problem}"
             return
+        if self._state is not None and state.stamp_s > self._state.stamp_s:
+            self._previous_state = self._state
         self._state, self._state_fault = state, None
         self._latest_s = max(self._latest_s, state.stamp_s)
+        self._take_telemetry(state)
 
     def filter(self, command_rad: np.ndarray, now_s: float) -> Verdict:
         """Decides what to send for one incoming command."""
@@ -171,23 +184,31 @@ class Supervisor:
     def diagnostics(self, now_s: float | None = None) -> list[DiagnosticStatusData]:
         now = self._latest_s if now_s is None else now_s
         verdict = self._last_verdict
+        status = "none" if verdict is None else verdict.status
         if self._estop_reasons:
             level, message = ERROR, "E-STOP latched: " + "; ".join(self._estop_reasons)
-        elif self._holding:
+        elif self._holding or status in ("hold", "estop"):
+            # an infeasible command holds (sends nothing) without entering the hold state
             reasons = verdict.reasons if verdict else ()
-            level, message = ERROR, "holding: " + ", ".join(reasons)
-        elif verdict is not None and verdict.status == "clipped":
+            nothing = verdict is not None and verdict.command_rad is None
+            level = ERROR
+            message = ("holding, sending nothing: " if nothing else "holding: ") + ", ".join(reasons)
+        elif status == "clipped":
             level, message = WARN, "clipping: " + ", ".join(verdict.reasons)
         else:
             level, message = OK, "passing commands" if verdict else "waiting for commands"
         ages = {"state_age_s": None if self._state is None else now - self._state.stamp_s,
                 "command_age_s": None if self._last_command_rx_s is None
                 else now - self._last_command_rx_s}
-        values = [(k, "none" if v is None else f"{v:.4f}") for k, v in ages.items()]
+        values = [("status", status)]
+        values += [(k, "none" if v is None else f"{v:.4f}") for k, v in ages.items()]
+        if self._last_rebase is not None:
+            when_s, joints = self._last_rebase
+            values += [("last_rebase_s", f"{when_s:.4f}"), ("last_rebase_joints", " ".join(joints))]
         values += [(k, str(v)) for k, v in sorted(self._counters.items())]
         summary = DiagnosticStatusData(level, f"safety: {self.robot}", message, self.robot,
                                        tuple(values))
-        return [summary, self._telemetry_status()]
+        return [summary, self._telemetry_status(now)]
 
     # ---- decisions ----------------------------------------------------------------------------
 
@@ -201,15 +222,21 @@ class Supervisor:
             causes.append(self._state_fault)
         if now_s - state.stamp_s > self.limits.state_timeout_s:
             causes.append("stale_state")
+        return (*causes, *self._telemetry_conditions(now_s))
+
+    def _telemetry_conditions(self, now_s: float) -> list[str]:
         names = self.limits.joint_names
-        causes += [f"overcurrent {names[j]}"
-                   for j in np.flatnonzero(np.abs(state.effort_a) > self.limits.current_limit_a)]
-        if state.temperature_c is not None:
-            hot = state.temperature_c > self.limits.temperature_limit_c
-            causes += [f"overtemperature {names[j]}" for j in np.flatnonzero(hot)]
-        if state.hardware_error is not None:
-            causes += [f"hardware_error {names[j]}" for j in np.flatnonzero(state.hardware_error)]
-        return tuple(causes)
+        causes = [f"overcurrent {names[j]}" for j in
+                  np.flatnonzero(np.abs(self._state.effort_a) > self.limits.current_limit_a)]
+        causes += [f"overtemperature {names[j]}" for j in np.flatnonzero(self._hot)]
+        if "hardware_error" in self._telemetry:
+            errors = self._telemetry["hardware_error"][0]
+            causes += [f"hardware_error {names[j]}" for j in np.flatnonzero(errors)]
+        # a stream never seen is not checked (not every driver reports temperature); one that
+        # stopped is: a dead telemetry stream hides a servo heating up
+        causes += [f"stale_telemetry {kind}" for kind, (_, stamp_s) in self._telemetry.items()
+                   if now_s - stamp_s > self.limits.telemetry_timeout_s]
+        return causes
 
     def _hold(self, now_s: float, causes: tuple[str, ...]) -> Verdict:
         self._enter_hold(now_s)
@@ -237,14 +264,18 @@ class Supervisor:
         if self._hold_target is None:  # the hold began before any state: freeze the first one
             self._hold_target = np.clip(self._state.position_rad, self.limits.lower_rad,
                                         self.limits.upper_rad)
+        rebased = self._rebase(now_s)
         # stopping is what a hold is for: no acceleration window, only the hard limits
-        return self._constrained(self._hold_target, now_s, soft=False)
+        command, reasons = self._constrained(self._hold_target, now_s, soft=False)
+        return command, (*rebased, *reasons)
 
     def _run(self, command: np.ndarray, now_s: float) -> Verdict:
         self._active = frozenset()
+        rebased = self._rebase(now_s)
         safe, reasons = self._constrained(command, now_s, soft=True)
         for reason in reasons:
             self._counters[reason.split()[0]] += 1
+        reasons = (*rebased, *reasons)
         if safe is None:
             return self._verdict(None, "hold", reasons)
         return self._verdict(safe, "clipped" if reasons else "pass", reasons)
@@ -274,6 +305,26 @@ class Supervisor:
         if command is not None:
             self._emit(command, now_s)
         return command, reasons
+
+    def _rebase(self, now_s: float) -> tuple[str, ...]:
+        """Moves the reference of jumped joints to their measured position, at rest; a hold
+        target follows, so a hold still commands where the robot is. ``rebase <joint>`` each."""
+        previous = self._previous_state
+        if self._sent is None or previous is None:
+            return ()
+        measured = self._state.position_rad
+        moved = jumped(self.limits, self._sent, measured, previous.position_rad)
+        if not moved.any():
+            return ()
+        self._sent[moved] = measured[moved]
+        self._sent_velocity[moved] = 0.0
+        if self._hold_target is not None:
+            self._hold_target[moved] = np.clip(measured[moved], self.limits.lower_rad[moved],
+                                               self.limits.upper_rad[moved])
+        joints = tuple(self.limits.joint_names[j] for j in np.flatnonzero(moved))
+        self._counters["rebase"] += len(joints)
+        self._last_rebase = (now_s, joints)
+        return tuple(f"rebase {joint}" for joint in joints)
 
     def _emit(self, command: np.ndarray, now_s: float) -> None:
         if self._sent is not None and now_s > self._sent_s:
@@ -313,20 +364,46 @@ class Supervisor:
                 return f"{name} not finite"
         if state.hardware_error is not None and np.shape(state.hardware_error) != (self._n,):
             return f"hardware_error shape {np.shape(state.hardware_error)}"
+        for name in ("temperature_stamp_s", "hardware_error_stamp_s"):
+            stamp = getattr(state, name)
+            if stamp is not None and not math.isfinite(stamp):
+                return f"{name} not finite"
         return None
 
-    def _telemetry_status(self) -> DiagnosticStatusData:
+    def _take_telemetry(self, state: RobotState) -> None:
+        """Keeps the newest temperature and hardware error, each with its own stamp."""
+        samples = {"temperature": (state.temperature_c, state.temperature_stamp_s),
+                   "hardware_error": (state.hardware_error, state.hardware_error_stamp_s)}
+        for kind, (values, stamp_s) in samples.items():
+            if values is None:
+                continue
+            stamp_s = state.stamp_s if stamp_s is None else stamp_s
+            if kind in self._telemetry and stamp_s < self._telemetry[kind][1]:
+                continue  # an older sample than the one kept
+            kept = np.array(values, dtype=float if kind == "temperature" else bool)
+            self._telemetry[kind] = (kept, stamp_s)
+            if kind == "temperature":
+                # hysteresis: hot above the limit, cool again only at or below the resume value
+                self._hot = ((kept > self.limits.temperature_limit_c)
+                             | (self._hot & (kept > self.limits.temperature_resume_c)))
+
+    def _telemetry_status(self, now_s: float) -> DiagnosticStatusData:
         state = self._state
         name = f"safety: {self.robot} telemetry"
         if state is None:
             return DiagnosticStatusData(WARN, name, "no state yet", self.robot)
-        causes = [c for c in self._conditions(state.stamp_s) if c.split()[0] in
-                  ("overcurrent", "overtemperature", "hardware_error", "state_invalid")]
+        causes = [c for c in self._conditions(now_s) if c.split()[0] in
+                  ("overcurrent", "overtemperature", "hardware_error", "state_invalid",
+                   "stale_telemetry")]
         values = [(f"current_a {j}", f"{abs(a):.3f}")
                   for j, a in zip(self.limits.joint_names, state.effort_a)]
-        if state.temperature_c is not None:
-            values += [(f"temperature_c {j}", f"{t:.1f}")
-                       for j, t in zip(self.limits.joint_names, state.temperature_c)]
+        for kind in ("temperature", "hardware_error"):
+            sample = self._telemetry.get(kind)
+            age = "never received" if sample is None else f"{now_s - sample[1]:.4f}"
+            values.append((f"{kind}_age_s", age))
+        if "temperature" in self._telemetry:
+            values += [(f"temperature_c {j}", f"{t:.1f}") for j, t in
+                       zip(self.limits.joint_names, self._telemetry["temperature"][0])]
         level = ERROR if causes else OK
         return DiagnosticStatusData(level, name, ", ".join(causes) or "within limits", self.robot,
                                     tuple(values))

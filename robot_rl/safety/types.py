@@ -17,7 +17,11 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 class RobotState:
     """One measurement from the driver telemetry or the twin, in the calibration's joint order.
 
-    ``stamp_s`` is when it was measured, on the same clock as the ``now_s`` given to the supervisor.
+    ``stamp_s`` is when position, velocity and effort were measured, on the same clock as the
+    ``now_s`` given to the supervisor. Temperature and hardware error often come on their own
+    topics at their own rate: their stamps say when they were measured or received (None: with
+    the joint state, at ``stamp_s``). None for a value means "nothing new": the supervisor keeps
+    the last one it got, which goes stale after ``telemetry_timeout_s``.
     """
 
     stamp_s: float
@@ -26,6 +30,8 @@ class RobotState:
     effort_a: np.ndarray
     temperature_c: np.ndarray | None = None
     hardware_error: np.ndarray | None = None  # bool per joint
+    temperature_stamp_s: float | None = None
+    hardware_error_stamp_s: float | None = None
 
 
 @dataclass(frozen=True)
