@@ -74,6 +74,9 @@ def test_twin_publishes_state_camera_obeys_command_and_resets(ros_domain: int,
                          lambda: gated.publish(m.joint_state(shuffled, target[::-1])), 0.05,
                          what="the twin to follow COMMAND")
 
+        # commands still in flight would move the joints after the teleport: let them land first
+        probe.spin_for(1.0)
+
         # reset: the scene is teleported and the twin replies
         joints = np.clip(np.full(len(NAMES), 0.3), CAL.lower_rad, CAL.upper_rad)
         request = {"event": "reset", "episode": 7, "seed": 3,
