@@ -225,30 +225,32 @@ def _spread(metrics: list[dict[str, Any]], key: str) -> str:
 
 
 def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
+    """One panel per method: each seed as a thin line, the mean bold, the range over seeds shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, results in runs.items():
-        if not results:
-            continue
+    shown = {name: results for name, results in runs.items() if results}
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, (name, results) in zip(axes[0], shown.items()):
         n = min(len(r["curve"]) for r in results)
-        steps = np.array([p["env_steps"] for p in results[0]["curve"][:n]])
+        steps = np.array([[p["env_steps"] for p in r["curve"][:n]] for r in results])
         success = np.array([[p["success_rate"] for p in r["curve"][:n]] for r in results])
-        line, = ax.plot(steps, success.mean(axis=0), marker="o", ms=3,
-                        label=f"{name} (n={len(results)})")
-        ax.fill_between(steps, success.min(axis=0), success.max(axis=0), alpha=0.15,
-                        color=line.get_color())
-    ax.axhline(SUCCESS_TARGET, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="online env steps", ylabel="success rate (deterministic policy)",
-           ylim=(-0.03, 1.03), title=title)
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3)
+        for seed_steps, seed_success in zip(steps, success):
+            ax.plot(seed_steps, seed_success, lw=0.8, alpha=0.6, color="grey")
+        mean_steps = steps.mean(axis=0)
+        ax.fill_between(mean_steps, success.min(axis=0), success.max(axis=0), alpha=0.2)
+        ax.plot(mean_steps, success.mean(axis=0), marker="o", ms=3, lw=2)
+        ax.axhline(SUCCESS_TARGET, color="black", lw=0.6, ls="--")
+        ax.set(title=f"{name} (n={len(results)})", xlabel="online env steps", ylim=(-0.03, 1.03))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("success rate (deterministic)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -258,7 +260,8 @@ def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: 
     name = f"{task}_{profile}"
     figures.mkdir(parents=True, exist_ok=True)
     (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))
-    plot(runs, f"{task}, profile {profile}: mean and range over seeds", figures / f"{name}.png")
+    title = f"{task}, profile {profile}: mean (bold), range (shaded), seeds (grey)"
+    plot(runs, title, figures / f"{name}.png")
     return text
 
 
