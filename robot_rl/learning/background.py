@@ -105,7 +105,8 @@ class BackgroundTrainer:
     ``sample(batch_size)`` draws a batch; ``ingest(episode)`` adds an episode's transitions and
     returns how many env steps it held (both run in the trainer thread). Callbacks also run in
     the trainer thread: ``on_snapshot(snapshot)`` after each swap, ``on_checkpoint(counters)``,
-    ``on_metrics(update, metrics)`` and ``on_log(text)``.
+    ``on_pretrained(counters)`` once pretraining is complete and before online training starts
+    (an offline snapshot), ``on_metrics(update, metrics)`` and ``on_log(text)``.
     """
 
     def __init__(self, agent: AWAC, sample: Callable[[int], Batch],
@@ -114,6 +115,7 @@ class BackgroundTrainer:
                  counters: TrainerCounters | None = None, buffer_transitions: int = 0,
                  on_snapshot: Callable[[PolicySnapshot], None] | None = None,
                  on_checkpoint: Callable[[TrainerCounters], None] | None = None,
+                 on_pretrained: Callable[[TrainerCounters], None] | None = None,
                  on_metrics: Callable[[int, Mapping[str, float]], None] | None = None,
                  on_log: Callable[[str], None] | None = None) -> None:
         self.agent, self.config = agent, config
@@ -122,6 +124,7 @@ class BackgroundTrainer:
         self.counters = counters or TrainerCounters()
         self.buffer_transitions = int(buffer_transitions)
         self._on_snapshot, self._on_checkpoint = on_snapshot, on_checkpoint
+        self._on_pretrained = on_pretrained
         self._on_metrics, self._on_log = on_metrics, on_log or (lambda _text: None)
         self._episodes: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
@@ -154,6 +157,8 @@ class BackgroundTrainer:
             if self.config.num_threads:
                 torch.set_num_threads(self.config.num_threads)
             self._pretrain()
+            if self._pretrained_now() and self._on_pretrained is not None:
+                self._on_pretrained(self.counters)
             self._publish()
             if self.train and not self.counters.online_started:
                 self.agent.start_online()
@@ -181,6 +186,11 @@ class BackgroundTrainer:
             done = self.counters.offline_updates
             if done % report_every == 0 or done == self.pretrain_updates:
                 self._on_log(f"pretraining: {done}/{self.pretrain_updates} updates")
+
+    def _pretrained_now(self) -> bool:
+        """Pretraining is complete and online training has not started (also after a resume)."""
+        return (self.train and not self.counters.online_started
+                and self.counters.offline_updates >= self.pretrain_updates > 0)
 
     def _may_update(self) -> bool:
         if not self.train or self.buffer_transitions < self.config.batch_size:

@@ -5,11 +5,21 @@ and reloads its online replay from ``run_dir/online.zarr``; otherwise it pretrai
 ``pretrain_dataset``. Then it runs the acting loop of ``nodes.actor.ActingShell`` with the
 trainer's latest policy snapshot, stores every finished episode (replay and online.zarr),
 publishes the weights on POLICY (latched) and checkpoints atomically.
+
+Files in ``run_dir`` for whoever follows the run (``robot-rl demo`` does): ``offline.pt`` right
+after pretraining, ``episodes.csv`` (one line per online episode), and ``status.json`` (counters
+and phase, rewritten atomically every STATUS_PERIOD_S). With ``max_online_env_steps`` the node
+stops acting once that many online env steps are stored, finishes the updates that
+``updates_per_env_step`` owes them, writes its final checkpoint and exits by itself.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +56,14 @@ from robot_rl.ros.qos import QOS_LATCHED
 from robot_rl.ros.runtime import make_node, run
 
 CHECKPOINT = "learner.pt"
+OFFLINE_CHECKPOINT = "offline.pt"
 ONLINE_STORE = "online.zarr"
+EPISODE_LOG = "episodes.csv"
+STATUS = "status.json"
 POLICY_CHECK_PERIOD_S = 0.25
+STATUS_PERIOD_S = 0.5
+EPISODE_LOG_COLUMNS = ("episode", "robot_namespace", "steps", "env_steps", "success",
+                       "episode_return", "policy_version", "wall_time_s")
 
 
 def declare_learner_parameters(node: Node) -> dict[str, Any]:
@@ -60,7 +76,10 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
         "train": p("train", True, "train; false: act with the loaded policy only"),
         "config": p("config", "valve", "pipeline config name or YAML path (AWAC settings)"),
         "profile": p("profile", "", "a profile of that config, e.g. quick"),
-        "updates_per_env_step": p("updates_per_env_step", 0.0, "0: train continuously"),
+        "updates_per_env_step": p("updates_per_env_step", 0.0, "0: train continuously; "
+                                  "-1: the config's finetune.updates_per_env_step"),
+        "max_online_env_steps": p("max_online_env_steps", 0, "stop after this many online env "
+                                  "steps; 0: never; -1: the config's finetune.env_steps"),
         "publish_every_updates": p("publish_every_updates", 50, "policy snapshot period"),
         "trainer_threads": p("trainer_threads", 1, "torch threads of the trainer; 0: default"),
         "replay_capacity": p("replay_capacity", 200_000, "online transitions kept in replay"),
@@ -96,27 +115,44 @@ class LearnerNode:
         self.generator = np.random.default_rng((self.config.seed, self.agent.num_updates))
         self.metrics = MetricsLogger(self.run_dir / "learner")
         pretrain = self.params["pretrain_updates"]
+        self.updates_per_env_step, self.max_env_steps = self._online_budget()
+        self._acted_steps = counters.env_steps  # env steps handed to the trainer (node thread)
+        self._acting_done = bool(self.max_env_steps) and self._acted_steps >= self.max_env_steps
+        self._episode_log = _open_episode_log(self.run_dir / EPISODE_LOG)
         self.trainer = BackgroundTrainer(
             self.agent, self._sample, self._ingest,
             BackgroundConfig(
                 batch_size=self.config.awac.batch_size,
                 publish_every_updates=self.params["publish_every_updates"],
-                updates_per_env_step=self.params["updates_per_env_step"],
+                updates_per_env_step=self.updates_per_env_step,
                 checkpoint_every_updates=self.params["checkpoint_every_updates"],
                 num_threads=self.params["trainer_threads"]),
             pretrain_updates=(self.config.pretrain.updates if pretrain < 0 else pretrain)
             if offline is not None else 0,
             train=self.params["train"], counters=counters, buffer_transitions=n_transitions,
             on_snapshot=self._on_snapshot, on_checkpoint=self._checkpoint,
-            on_metrics=self.metrics.log, on_log=log.info)
+            on_pretrained=self._on_pretrained, on_metrics=self.metrics.log, on_log=log.info)
         self._policy_pub = self.node.create_publisher(m.UInt8MultiArray, topics.POLICY,
                                                       QOS_LATCHED)
         self.node.create_timer(POLICY_CHECK_PERIOD_S, self._publish_policy)
+        self.node.create_timer(STATUS_PERIOD_S, self._on_status_timer)
         self.trainer.start()
         log.info(f"learner in {self.run_dir}: {self.agent.num_updates} updates so far, "
                  f"{counters.episodes} online episodes, {n_transitions} transitions in replay")
 
     # ---- start-up ----------------------------------------------------------------------------
+    def _online_budget(self) -> tuple[float, int]:
+        """(updates per env step, max online env steps); -1 picks the config's finetune value."""
+        ratio, steps = self.params["updates_per_env_step"], self.params["max_online_env_steps"]
+        finetune = self.config.finetune
+        ratio = float(finetune.updates_per_env_step) if ratio == -1 else ratio
+        steps = finetune.env_steps if steps == -1 else steps
+        if ratio < 0 or steps < 0:
+            raise ValueError(f"node {self.node.fully_qualified_name}: updates_per_env_step and "
+                             f"max_online_env_steps must be >= 0 or -1 (the config's), got "
+                             f"{ratio}, {steps}")
+        return ratio, steps
+
     def _open_store(self) -> EpisodeStore:
         path = self.run_dir / ONLINE_STORE
         if path.exists():
@@ -192,19 +228,70 @@ class LearnerNode:
         data = snapshot_to_bytes(snapshot, task=self.task.name, robot=self.shell.calibration.robot)
         self._policy_bytes = (snapshot.version, data)
 
-    def _checkpoint(self, counters: TrainerCounters) -> None:
+    def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:
         """save_checkpoint writes atomically: a kill never leaves a half checkpoint."""
-        save_checkpoint(self.run_dir / CHECKPOINT, self.agent, self.agent.normalizer,
+        save_checkpoint(self.run_dir / name, self.agent, self.agent.normalizer,
                         to_dict(self.config), counters.as_dict())
+
+    def _on_pretrained(self, counters: TrainerCounters) -> None:
+        self._checkpoint(counters, OFFLINE_CHECKPOINT)
+        self.node.get_logger().info(f"offline policy: {self.run_dir / OFFLINE_CHECKPOINT}")
 
     # ---- node-thread callbacks ---------------------------------------------------------------
     def _snapshot(self) -> PolicySnapshot | None:
         if self.trainer.error is not None:
             raise RuntimeError(f"trainer failed: {self.trainer.error!r}") from self.trainer.error
-        return self.trainer.snapshot
+        # no policy, no new episode: the acting shell stays idle once the budget is spent
+        return None if self._acting_done else self.trainer.snapshot
 
     def _submit(self, episode: FinishedEpisode) -> None:
         self.trainer.submit_episode(episode)
+        self._acted_steps += episode.length
+        info = episode.info
+        row = (info.get("episode", -1), info.get("robot_namespace", ""), episode.length,
+               self._acted_steps, int(bool(episode.success)),
+               f"{float(episode.steps['reward'].sum()):.6g}", info.get("policy_version", -1),
+               f"{time.time():.3f}")
+        self._episode_log[1].writerow(row)
+        self._episode_log[0].flush()
+        if self.max_env_steps and not self._acting_done and \
+                self._acted_steps >= self.max_env_steps:
+            self._acting_done = True
+            self.node.get_logger().info(
+                f"online budget reached: {self._acted_steps} env steps "
+                f"(max_online_env_steps {self.max_env_steps}); finishing the updates owed")
+
+    def _on_status_timer(self) -> None:
+        if self._acting_done and self._training_caught_up():
+            self.node.get_logger().info("online budget done; stopping")
+            self.node.request_shutdown()  # spin returns; close() writes the final checkpoint
+        self._write_status("finishing" if self._acting_done else
+                           "online" if self.trainer.snapshot is not None else "pretraining")
+
+    def _training_caught_up(self) -> bool:
+        """Every episode ingested and the updates ``updates_per_env_step`` owes them done."""
+        counters, trainer = self.trainer.counters, self.trainer
+        if counters.env_steps < self._acted_steps:
+            return False
+        if not (trainer.train and self.updates_per_env_step > 0):
+            return True
+        if trainer.buffer_transitions < trainer.config.batch_size:
+            return True  # nothing can be trained on; nothing is owed
+        return counters.online_updates >= self.updates_per_env_step * counters.env_steps
+
+    def _write_status(self, phase: str) -> None:
+        """Atomically (write, then rename): a reader never sees half a file."""
+        counters = self.trainer.counters
+        status = {**counters.as_dict(), "phase": phase, "num_updates": self.agent.num_updates,
+                  "pretrain_updates": self.trainer.pretrain_updates,
+                  "max_online_env_steps": self.max_env_steps,
+                  "updates_per_env_step": self.updates_per_env_step,
+                  "acted_env_steps": self._acted_steps, "pid": os.getpid(),
+                  "wall_time_s": time.time()}
+        path = self.run_dir / STATUS
+        tmp = path.with_name(f".{STATUS}.tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, path)
 
     def _publish_policy(self) -> None:
         latest = self._policy_bytes
@@ -222,6 +309,19 @@ class LearnerNode:
             self._checkpoint(self.trainer.counters)
             self.node.get_logger().info(f"checkpoint at update {self.agent.num_updates}")
         self.metrics.close()
+        self._episode_log[0].close()
+        failed = self.trainer.alive or self.trainer.error is not None
+        self._write_status("failed" if failed else "done")
+
+
+def _open_episode_log(path: Path) -> tuple[Any, Any]:
+    """(file, csv writer) appending to ``path``; the header only in a new file."""
+    is_new = not path.exists() or path.stat().st_size == 0
+    stream = open(path, "a", newline="")  # noqa: SIM115 - closed in LearnerNode.close
+    writer = csv.writer(stream)
+    if is_new:
+        writer.writerow(EPISODE_LOG_COLUMNS)
+    return stream, writer
 
 
 def main(argv: list[str] | None = None) -> int:
