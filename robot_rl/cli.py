@@ -16,6 +16,7 @@ The pipeline, step by step (each step reads what the one before wrote):
   robot-rl eval     --checkpoint runs/valve/finetuned.pt  success rate of a policy
 or all of it at once:
   robot-rl demo                                           the valve task on the MuJoCo twin, with a report
+                                                          (twin, safety, learner: nodes over DDS)
 
 Configs are YAML files in robot_rl/configs/ (valve, drawer) or a path; change a value with
 --set awac.beta=0.3 (repeatable). Errors name the file, the key and the allowed values.
@@ -50,10 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = _command(sub, "demo", "record, pretrain, fine-tune and evaluate; write a report",
-                    "Runs the whole pipeline on the twin and writes report.md, report.json and "
-                    "learning_curve.png to --out.")
+                    "Records demonstrations, then runs launch/<task>.launch.yaml mode:=twin: "
+                    "the learner node pretrains, fine-tunes on the twin in real time through the "
+                    "safety node, and stops after finetune.env_steps; both policies are then "
+                    "evaluated and report.md, report.json and learning_curve.png written to "
+                    "--out. --in-process runs it all in one process instead (faster).")
     demo.add_argument("--out", type=Path, default=Path("runs/valve-demo"),
                       help="run folder (default: %(default)s)")
+    demo.add_argument("--in-process", action="store_true",
+                      help="one process, the supervisor as an in-process gate (no graph)")
     demo.set_defaults(handler=_demo)
 
     record = _command(sub, "record", "record scripted demonstrations into a zarr dataset",
@@ -112,7 +118,10 @@ def _config(args: argparse.Namespace):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from robot_rl.pipeline.stages import run_demo
+    if args.in_process:
+        from robot_rl.pipeline.stages import run_demo
+    else:
+        from robot_rl.pipeline.graph_demo import run_graph_demo as run_demo
     report = run_demo(_config(args), args.out, progress=not args.quiet)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.md'}  plot: {args.out / 'learning_curve.png'}")

@@ -31,6 +31,11 @@ class Report:
     curve: list[CurvePoint] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     safety: dict[str, int] = field(default_factory=dict)
+    # how the run was made: "in-process" (one process, the supervisor as a gate) or "graph:
+    # processes over DDS" (twin, safety and learner nodes); the graph's curve of online episodes
+    mode: str = "in-process"
+    online_curve: list[CurvePoint] = field(default_factory=list)
+    online_window_episodes: int = 0
 
     @property
     def improvement(self) -> float:
@@ -51,6 +56,8 @@ class Report:
                    else "not measurably better than")
         lines = [
             f"# robot_rl demo: {self.task} (seed {self.seed})",
+            "",
+            f"Run: {self.mode}.",
             "",
             f"Success rates over {self.eval_episodes} evaluation episodes each "
             "(scripted data: over the recorded episodes):",
@@ -77,9 +84,13 @@ class Report:
 
     def plot(self, path: Path) -> None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+        if self.online_curve:
+            ax.plot([p.env_steps for p in self.online_curve],
+                    [p.success_rate for p in self.online_curve], color="tab:orange", alpha=0.8,
+                    label=f"online episodes (exploring), last {self.online_window_episodes}")
         if self.curve:
             ax.plot([p.env_steps for p in self.curve], [p.success_rate for p in self.curve],
-                    marker="o", label="AWAC fine-tuning (online)")
+                    marker="o", label="AWAC, deterministic evaluation")
         ax.axhline(self.demo_success_rate, color="tab:green", ls="--", label="demonstrations")
         ax.axhline(self.offline_success_rate, color="tab:gray", ls=":", label="offline AWAC")
         ax.set(xlabel="online environment steps", ylabel="success rate", ylim=(-0.02, 1.02),
