@@ -307,20 +307,23 @@ class Supervisor:
         return command, reasons
 
     def _rebase(self, now_s: float) -> tuple[str, ...]:
-        """Moves the reference of jumped joints to their measured position, at rest; a hold
-        target follows, so a hold still commands where the robot is. ``rebase <joint>`` each."""
+        """Moves the reference of jumped joints to their measured position (clipped into the
+        position limits, as every reference is: one outside could leave a joint that is back
+        inside with no target), at rest; a hold target follows, so a hold still commands where
+        the robot is. ``rebase <joint>`` for each joint moved."""
         previous = self._previous_state
         if self._sent is None or previous is None:
             return ()
         measured = self._state.position_rad
-        moved = jumped(self.limits, self._sent, measured, previous.position_rad)
+        target = np.clip(measured, self.limits.lower_rad, self.limits.upper_rad)
+        moved = (jumped(self.limits, self._sent, measured, previous.position_rad)
+                 & (target != self._sent))
         if not moved.any():
             return ()
-        self._sent[moved] = measured[moved]
+        self._sent[moved] = target[moved]
         self._sent_velocity[moved] = 0.0
         if self._hold_target is not None:
-            self._hold_target[moved] = np.clip(measured[moved], self.limits.lower_rad[moved],
-                                               self.limits.upper_rad[moved])
+            self._hold_target[moved] = target[moved]
         joints = tuple(self.limits.joint_names[j] for j in np.flatnonzero(moved))
         self._counters["rebase"] += len(joints)
         self._last_rebase = (now_s, joints)

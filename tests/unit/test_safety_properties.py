@@ -1,16 +1,27 @@
 """Properties of the supervisor under random, adversarial streams (hypothesis).
 
-Streams interleave states (tracking the last command, or anywhere, with telemetry faults now and
-then), commands (near, jumping, huge, NaN, inf), watchdog ticks, e-stops and resets, at random
-time steps. For the D'Claw calibration and for generated robots, every emitted command must be
-finite, inside the position limits with margin, within max_step of the measured position, within
-velocity limit * dt of the previous emitted command, and inside the workspace when one is set;
-e-stops latch until a reset; a stale state or a stale command stream holds at the next tick.
+Streams interleave states (a robot that tracks its last command, jumps elsewhere now and then, or
+a glitched reading anywhere; telemetry faults, telemetry missing or late), commands (near,
+jumping, huge, NaN, inf), watchdog ticks, e-stops and resets, at random time steps. For the
+calibrations and for generated robots:
+
+- safety: every emitted command is finite, inside the position limits with margin, within
+  max_step of the measured position, and within velocity limit * dt and max_step of the rate-limit
+  reference: the previous emitted command, except for joints that two consecutive readings put
+  more than 2 * max_step from it (re-based on the measured position; this test's own model of
+  the rule, checked against the supervisor's ``rebase`` counter); inside the workspace when one
+  is set; e-stops latch until a reset; a stale state, command stream or telemetry stream, an
+  overtemperature (with its hysteresis) and a hardware error hold at the next tick; diagnostics
+  are ERROR whenever a verdict holds;
+- liveness: after any such stream and a jump of the measured state, a robot that sends its
+  measured position at a steady rate gets commands passed again within a bounded number of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,49 +31,87 @@ from hypothesis import strategies as st
 
 from robot_rl.config import from_dict
 from robot_rl.robot_config import CALIBRATION_DIR, RobotCalibration, load_robot
-from robot_rl.safety import JointLimits, Kinematics, RobotState, Supervisor, Verdict
+from robot_rl.safety import ERROR, JointLimits, Kinematics, RobotState, Supervisor, Verdict
 
 EPS = 1e-9
 DCLAW = load_robot("dclaw")
+
+
 def profile(examples: int) -> settings:
     # the shared 2-core machine makes timings noisy: no per-example deadline
     checks = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
     return settings(max_examples=examples, deadline=None, suppress_health_check=checks)
 
-unit = st.floats(-1.0, 1.0)
+
 time_steps = st.one_of(st.just(0.0), st.floats(1e-4, 0.05), st.floats(1e-4, 0.05),
                        st.floats(1e-4, 0.05), st.floats(0.05, 0.8))
 
 
 KINDS = ["state"] * 6 + ["command"] * 8 + ["tick"] * 4 + ["estop"] + ["reset"] * 3
+TELEMETRY = ["ok"] * 6 + ["none"] * 2 + ["overcurrent", "overtemperature", "error"] + ["warm"] * 3
+
+
+def vector(kind: str, seed: int, n: int) -> list[float]:
+    """A configuration in [-1, 1]^n: uniform, a corner, or one joint at an end (the others 0).
+
+    Drawn from a seed, not float by float: drawing every float through hypothesis made the
+    streams' generation most of these tests' run time."""
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return list(rng.uniform(-1.0, 1.0, n))
+    if kind == "corner":
+        return list(rng.choice([-1.0, 1.0], n))
+    values = np.zeros(n)
+    values[rng.integers(n)] = rng.choice([-1.0, 1.0])
+    return list(values)
+
+
+@functools.cache
+def vectors(n: int) -> st.SearchStrategy[list[float]]:
+    kinds = st.sampled_from(["uniform"] * 3 + ["corner", "edge"])
+    return st.builds(vector, kinds, SEEDS, st.just(n))
+
+
+def specials(seed: int, n: int) -> list[float | None]:
+    """Per joint: NaN, +inf, -inf, or None (keep the finite value)."""
+    return list(np.random.default_rng(seed).choice(np.array([np.nan, np.inf, -np.inf, None]), n))
+
+
+SEEDS = st.integers(0, 2 ** 32 - 1)
+EVENT_KINDS = st.sampled_from(KINDS)
+STATE_KINDS = st.sampled_from(["track"] * 6 + ["random", "jump"])
+DELAYS = st.floats(0.0, 0.05)
+TELEMETRY_KINDS = st.sampled_from(TELEMETRY)
+TELEMETRY_DELAYS = st.sampled_from([0.0, 0.0, 0.3, 3.0])
+COMMAND_KINDS = st.sampled_from(["goal"] * 4 + ["near", "near", "jump", "huge", "nonfinite"])
+SCALES = st.sampled_from([0.01, 0.3, 1.0, 3.0])
 
 
 @st.composite
-def events(draw: st.DrawFn, n: int) -> tuple[list[float], list[tuple]]:
+def events(draw: st.DrawFn, n: int, max_events: int = 80) -> tuple[list[float], list[tuple]]:
     """(goal, events): the goal is a configuration (in [-1, 1] per joint, scaled to the limits)
     that "goal" commands head for, so streams also push steadily against limits and bounds."""
-    vector = st.lists(unit, min_size=n, max_size=n)
     stream = []
-    for _ in range(draw(st.integers(5, 80))):
-        kind, dt = draw(st.sampled_from(KINDS)), draw(time_steps)
+    for _ in range(draw(st.integers(5, max_events))):
+        kind, dt = draw(EVENT_KINDS), draw(time_steps)
         if kind == "state":
-            stream.append((kind, dt, draw(st.sampled_from(["track"] * 5 + ["random"])),
-                           draw(vector), draw(st.floats(0.0, 0.05)),
-                           draw(st.sampled_from(["ok"] * 12 + ["overcurrent", "overtemperature",
-                                                               "error"]))))
+            stream.append((kind, dt, draw(STATE_KINDS), draw(vectors(n)), draw(DELAYS),
+                           draw(TELEMETRY_KINDS), draw(TELEMETRY_DELAYS)))
         elif kind == "command":
-            kinds = ["goal"] * 4 + ["near", "near", "jump", "huge", "nonfinite"]
-            specials = st.sampled_from([np.nan, np.inf, -np.inf, None])
-            stream.append((kind, dt, draw(st.sampled_from(kinds)), draw(vector),
-                           draw(st.sampled_from([0.01, 0.3, 1.0, 3.0])),
-                           draw(st.lists(specials, min_size=n, max_size=n))))
+            command = draw(COMMAND_KINDS)
+            stream.append((kind, dt, command, draw(vectors(n)), draw(SCALES),
+                           specials(draw(SEEDS), n) if command == "nonfinite" else [None] * n))
         else:
             stream.append((kind, dt))
-    return draw(vector), stream
+    return draw(vectors(n)), stream
 
 
 class StreamChecker:
-    """Drives a supervisor with one stream and checks every verdict against the properties."""
+    """Drives a supervisor with one stream and checks every verdict against the properties.
+
+    It models the robot (at its last emitted command, or where it jumped), the rate-limit
+    reference with its re-base rule, and the telemetry the supervisor keeps.
+    """
 
     def __init__(self, calibration: RobotCalibration, kinematics: Kinematics | None,
                  home: np.ndarray) -> None:
@@ -71,9 +120,15 @@ class StreamChecker:
         self.kinematics = kinematics
         self.workspace = calibration.safety.workspace
         self.home = home
+        self.robot_q = home.copy()
         self.now = 0.0
         self.latest: RobotState | None = None
-        self.prev: tuple[np.ndarray, float] | None = None
+        self.previous: RobotState | None = None  # the latest state measured before ``latest``
+        self.reference: tuple[np.ndarray, float] | None = None  # rate-limit reference, when
+        self.rebases = 0
+        self.telemetry_s: float | None = None
+        self.hot = np.zeros(len(home), bool)
+        self.error = np.zeros(len(home), bool)
         self.last_command_s: float | None = None
         self.estop_s: float | None = None  # latched since, None when not latched
         self.statuses: list[str] = []
@@ -82,41 +137,65 @@ class StreamChecker:
         goal, stream = scenario
         lim = self.limits
         self.goal = lim.lower_rad + (np.array(goal) + 1) / 2 * (lim.upper_rad - lim.lower_rad)
-        self.state_event(("state", 0.0, "track", [0.0] * len(self.home), 0.0, "ok"))
+        self.state_event(("state", 0.0, "track", [0.0] * len(self.home), 0.0, "ok", 0.0))
         for event in stream:
             self.now += event[1]
             getattr(self, f"{event[0]}_event")(event)
 
     def state_event(self, event: tuple) -> None:
-        _, _, kind, noise, delay, telemetry = event
+        _, _, kind, noise, delay, telemetry, telemetry_delay = event
         noise = np.array(noise)
         lim = self.limits
-        if kind == "track":
-            base = self.home if self.prev is None else self.prev[0]
-            position = base + noise * 0.4 * lim.max_step_rad
-        else:
-            position = lim.lower_rad - 0.5 + (noise + 1) / 2 * (lim.upper_rad - lim.lower_rad + 1)
+        anywhere = lim.lower_rad - 0.5 + (noise + 1) / 2 * (lim.upper_rad - lim.lower_rad + 1)
+        if kind == "jump":  # teleported, pushed, a driver restart: the robot is elsewhere now
+            self.robot_q = anywhere
+        position = anywhere if kind == "random" else self.robot_q + noise * 0.4 * lim.max_step_rad
+        if kind == "jump":
+            position = self.robot_q.copy()
+        self.feed(position, delay, telemetry, telemetry_delay, noise)
+
+    def feed(self, position: np.ndarray, delay: float = 0.0, telemetry: str = "ok",
+             telemetry_delay: float = 0.0, noise: np.ndarray | None = None) -> None:
+        lim = self.limits
         n = len(position)
-        effort = noise * lim.current_limit_a * 0.95
-        temperature = np.full(n, 30.0)
+        effort = np.zeros(n) if noise is None else noise * lim.current_limit_a * 0.95
+        temperature = np.full(n, min(30.0, lim.temperature_resume_c - 1.0))
         error = np.zeros(n, bool)
         if telemetry == "overcurrent":
             effort[0] = 1.5 * lim.current_limit_a[0]
         elif telemetry == "overtemperature":
             temperature[-1] = lim.temperature_limit_c + 1.0
+        elif telemetry == "warm":  # between the resume value and the limit: hysteresis decides
+            temperature[-1] = (lim.temperature_limit_c + lim.temperature_resume_c) / 2
         elif telemetry == "error":
             error[n // 2] = True
         stamp = self.now - delay
         if self.latest is not None:
             stamp = max(stamp, self.latest.stamp_s)  # in order: the supervisor drops older ones
-        self.latest = RobotState(stamp, position, np.zeros(n), effort, temperature, error)
+            if stamp > self.latest.stamp_s:
+                self.previous = self.latest
+        telemetry_s = None if telemetry_delay == 0.0 else stamp - telemetry_delay
+        if telemetry == "none":
+            temperature = error = None
+        else:
+            self.take_telemetry(stamp if telemetry_s is None else telemetry_s, temperature, error)
+        self.latest = RobotState(stamp, position, np.zeros(n), effort, temperature, error,
+                                 telemetry_s, telemetry_s)
         self.sup.update_state(self.latest)
+
+    def take_telemetry(self, stamp_s: float, temperature: np.ndarray, error: np.ndarray) -> None:
+        if self.telemetry_s is not None and stamp_s < self.telemetry_s:
+            return  # older than the sample kept
+        lim = self.limits
+        self.telemetry_s, self.error = stamp_s, error
+        self.hot = (temperature > lim.temperature_limit_c) | (
+            self.hot & (temperature > lim.temperature_resume_c))
 
     def command_event(self, event: tuple) -> None:
         _, _, kind, noise, scale, specials = event
         noise = np.array(noise)
         lim = self.limits
-        base = self.home if self.prev is None else self.prev[0]
+        base = self.home if self.reference is None else self.reference[0]
         if kind == "goal":
             command = self.goal + noise * 0.01 * scale
         elif kind in ("near", "nonfinite"):
@@ -127,6 +206,9 @@ class StreamChecker:
             command = noise * scale * (np.abs(lim.lower_rad) + np.abs(lim.upper_rad) + 1)
         else:
             command = noise * 10.0 ** (12 * scale)
+        self.command(command)
+
+    def command(self, command: np.ndarray) -> Verdict:
         verdict = self.sup.filter(command, self.now)
         self.last_command_s = self.now
         self.check(verdict)
@@ -134,6 +216,7 @@ class StreamChecker:
             np.testing.assert_array_equal(verdict.command_rad, command)
         if not np.isfinite(command).all():
             assert verdict.status in ("hold", "estop")
+        return verdict
 
     def tick_event(self, event: tuple) -> None:
         verdict = self.sup.tick(self.now)
@@ -148,12 +231,22 @@ class StreamChecker:
             assert verdict is not None and verdict.status == "hold", (stale_state, verdict)
             expected = "stale_state" if stale_state else "stale_command"
             assert expected in verdict.reasons
+        # telemetry: exactly the faults of the samples kept hold, and a silent stream goes stale
+        reasons = () if verdict is None else verdict.reasons
+        names = self.limits.joint_names
+        assert {r for r in reasons if r.startswith("overtemperature")} == {
+            f"overtemperature {names[j]}" for j in np.flatnonzero(self.hot)}
+        assert {r for r in reasons if r.startswith("hardware_error")} == {
+            f"hardware_error {names[j]}" for j in np.flatnonzero(self.error)}
+        stale = (self.telemetry_s is not None
+                 and self.now - self.telemetry_s > self.limits.telemetry_timeout_s)
+        assert ("stale_telemetry temperature" in reasons) == stale, (reasons, stale)
 
     def estop_event(self, event: tuple) -> None:
         self.sup.estop("property test", self.now)
         self.estop_s = self.now if self.estop_s is None else max(self.estop_s, self.now)
 
-    def reset_event(self, event: tuple) -> None:
+    def reset_event(self, event: tuple) -> bool:
         latched = self.estop_s is not None
         done = self.sup.reset(self.now)
         if latched:
@@ -162,10 +255,29 @@ class StreamChecker:
             assert done == fresh
             if done:
                 self.estop_s = None
+        return done
+
+    def rebase(self) -> None:
+        """This test's model of the re-base rule, applied where the supervisor decides."""
+        if self.reference is None or self.previous is None:
+            return
+        reference, when_s = self.reference
+        step = self.limits.max_step_rad
+        q, p = self.latest.position_rad, self.previous.position_rad
+        inside = np.clip(q, self.limits.lower_rad, self.limits.upper_rad)
+        moved = ((np.abs(q - reference) > 2 * step) & (np.abs(p - reference) > 2 * step)
+                 & (np.abs(q - p) <= step) & (inside != reference))
+        self.reference = (np.where(moved, inside, reference), when_s)
+        self.rebases += int(moved.sum())
 
     def check(self, verdict: Verdict) -> None:
         self.statuses.append(verdict.status)
+        self.rebase()  # every verdict is a decision with a state (the first event is a state)
+        assert self.sup.counters["rebase"] == self.rebases
         assert (verdict.status == "estop") == (self.estop_s is not None), verdict
+        summary = self.sup.diagnostics(self.now)[0]
+        if verdict.status in ("hold", "estop"):
+            assert summary.level == ERROR and "passing" not in summary.message, summary
         c = verdict.command_rad
         if c is None:
             assert verdict.status in ("hold", "estop")
@@ -175,11 +287,11 @@ class StreamChecker:
         assert np.all(c >= lim.lower_rad - EPS) and np.all(c <= lim.upper_rad + EPS)
         measured = self.latest.position_rad
         assert np.all(np.abs(c - measured) <= lim.max_step_rad + EPS)
-        if self.prev is not None:
-            last, last_s = self.prev
-            dt = max(0.0, self.now - last_s)
-            assert np.all(np.abs(c - last) <= lim.velocity_limit_rad_s * dt + EPS)
-            assert np.all(np.abs(c - last) <= lim.max_step_rad + EPS)
+        if self.reference is not None:
+            reference, reference_s = self.reference
+            dt = max(0.0, self.now - reference_s)
+            assert np.all(np.abs(c - reference) <= lim.velocity_limit_rad_s * dt + EPS)
+            assert np.all(np.abs(c - reference) <= lim.max_step_rad + EPS)
         else:
             dt = max(0.0, self.now - self.latest.stamp_s)
             assert np.all(np.abs(c - measured) <= lim.velocity_limit_rad_s * dt + EPS)
@@ -187,7 +299,25 @@ class StreamChecker:
             p = self.kinematics.site_positions_m(c, self.workspace.sites)
             assert np.all(p >= np.array(self.workspace.lower_m) - EPS)
             assert np.all(p <= np.array(self.workspace.upper_m) + EPS)
-        self.prev = (c.copy(), self.now)
+        self.reference = (c.copy(), self.now)
+        self.robot_q = c.copy()  # the robot goes where it is sent
+
+    def recover_after_jump(self, jump: list[float], period_s: float, bound: int) -> int:
+        """Jumps the robot to ``jump`` (in [-1, 1], scaled into the limits), then sends its
+        measured position every ``period_s`` with a fresh, clean state before each command;
+        returns how many commands it took to see one pass (fails past ``bound``)."""
+        lim = self.limits
+        self.robot_q = lim.lower_rad + (np.array(jump) + 1) / 2 * (lim.upper_rad - lim.lower_rad)
+        for k in range(1, bound + 1):
+            self.now += period_s
+            self.feed(self.robot_q.copy())
+            if self.estop_s is not None:
+                assert self.reset_event(("reset", 0.0))
+            verdict = self.command(self.robot_q.copy())
+            if verdict.status == "pass":
+                return k
+        raise AssertionError(f"no command passed within {bound} after the jump; "
+                             f"statuses {self.statuses[-10:]}, last {verdict}")
 
 
 def without_workspace(calibration: RobotCalibration) -> RobotCalibration:
@@ -213,22 +343,35 @@ def test_calibration_streams(name: str) -> None:
 
 
 @st.composite
-def robots(draw: st.DrawFn, n: int | None = None) -> RobotCalibration:
+def robots(draw: st.DrawFn, n: int | None = None, period_s: float | None = None
+           ) -> RobotCalibration:
+    """A random robot. With ``period_s`` (a control period), limits that let the liveness bound
+    stay small: the velocity limit covers max_step in 20 periods at most, the acceleration limit
+    reaches the velocity limit in 20 periods at most, timeouts are two periods or more."""
     n = draw(st.integers(1, 8)) if n is None else n
+    step = draw(st.floats(0.001, 1.0))
+    slowest = 0.05 if period_s is None else min(20.0, max(0.05, step / (20 * period_s)))
     joints, widths = [], []
     for i in range(n):
         lo = draw(st.floats(-3.0, 2.0))
         width = draw(st.floats(0.2, 3.0))
         widths.append(width)
         joints.append({"name": f"j{i}", "position_limits_rad": [lo, lo + width],
-                       "velocity_limit_rad_s": draw(st.floats(0.05, 20.0)),
+                       "velocity_limit_rad_s": draw(st.floats(slowest, 20.0)),
                        "current_limit_a": draw(st.floats(0.1, 5.0))})
+    fastest = max(j["velocity_limit_rad_s"] for j in joints)
+    gentlest = 0.1 if period_s is None else max(0.1, fastest / (20 * period_s))
+    shortest = 0.005 if period_s is None else 2 * period_s
+    limit_c = draw(st.floats(20.0, 90.0))
     safety = {"position_margin_rad": draw(st.floats(0.0, min(0.5, 0.4 * min(widths)))),
-              "max_step_rad": draw(st.floats(0.001, 1.0)),
-              "acceleration_limit_rad_s2": draw(st.floats(0.1, 1000.0)),
-              "temperature_limit_c": draw(st.floats(20.0, 90.0)),
-              "state_timeout_s": draw(st.floats(0.005, 1.0)),
-              "command_timeout_s": draw(st.floats(0.005, 1.0))}
+              "max_step_rad": step,
+              "acceleration_limit_rad_s2": draw(st.floats(gentlest, 1000.0)),
+              "temperature_limit_c": limit_c,
+              "temperature_resume_c": draw(st.one_of(st.none(),
+                                                     st.floats(0.0, limit_c - 0.1))),
+              "state_timeout_s": draw(st.floats(shortest, 1.0)),
+              "command_timeout_s": draw(st.floats(shortest, 1.0)),
+              "telemetry_timeout_s": draw(st.floats(max(0.01, shortest), 3.0))}
     return from_dict(RobotCalibration, {"robot": "generated", "kind": "ros2_control_arm",
                                         "model_mjcf": "none.xml", "joints": joints,
                                         "safety": safety})
@@ -240,6 +383,33 @@ def test_generated_robot_streams(data: st.DataObject) -> None:
     calibration = data.draw(robots())
     home = (calibration.lower_rad + calibration.upper_rad) / 2
     StreamChecker(calibration, None, home).run(data.draw(events(calibration.n_joints)))
+
+
+@profile(60)
+@given(data=st.data())
+def test_commands_pass_again_after_the_state_jumps(data: st.DataObject) -> None:
+    """Liveness: whatever came before (faults, holds, e-stops, jumps), after the robot is moved
+    anywhere inside its limits, commanding the measured position at a steady rate passes again
+    within a bound: 2 readings to confirm a jump, 20 periods for the velocity limit to cover
+    max_step (a gap under 2 * max_step is waited out, not re-based), 20 for the acceleration
+    limit to bring the commanded velocity to rest, and a few for a hold or an e-stop to clear."""
+    period_s = data.draw(st.floats(0.005, 0.05))
+    if data.draw(st.booleans()):
+        calibration = data.draw(robots(period_s=period_s))
+        home = (calibration.lower_rad + calibration.upper_rad) / 2
+    else:  # the real calibrations, at their own control rate or faster
+        calibration = without_workspace(load_robot(data.draw(st.sampled_from(CALIBRATIONS))))
+        period_s = min(period_s, calibration.safety.state_timeout_s / 2)
+        home = np.clip(np.zeros(calibration.n_joints), calibration.lower_rad + 0.1,
+                       calibration.upper_rad - 0.1)
+    n = calibration.n_joints
+    checker = StreamChecker(calibration, None, home)
+    checker.run(data.draw(events(n, max_events=40)))
+    jump = data.draw(vectors(n))
+    lim = checker.limits
+    bound = 5 + math.ceil(lim.max_step_rad / (lim.velocity_limit_rad_s.min() * period_s))
+    bound += math.ceil(lim.velocity_limit_rad_s.max() / (lim.acceleration_limit_rad_s2 * period_s))
+    checker.recover_after_jump(jump, period_s, bound)
 
 
 # A stand-in for the D'Claw model (used until sim_twin/models/dclaw_valve.xml exists, and

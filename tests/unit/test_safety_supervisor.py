@@ -126,13 +126,89 @@ def test_acceleration_limit_on_the_commanded_velocity() -> None:
     assert sup.counters["acceleration_limit"] == 2
 
 
-def test_an_unreachable_box_sends_nothing() -> None:
+def test_a_single_jumped_reading_sends_nothing_and_drags_nothing() -> None:
     sup = running()
-    sup.update_state(state(10.02, bump(0.6)))  # measured jumped 0.6 rad from the 0 target
+    sup.update_state(state(10.02, bump(0.6)))  # one reading 0.6 rad from the 0 target: a glitch?
     verdict = sup.filter(bump(0.6), 10.03)
     assert verdict.command_rad is None and verdict.status == "hold"
     assert verdict.reasons == ("infeasible f0_mid",)
-    assert sup.counters["infeasible"] == 1
+    assert sup.counters["infeasible"] == 1 and sup.counters["rebase"] == 0
+    summary = sup.diagnostics(10.03)[0]  # not "passing commands" while nothing is sent
+    assert summary.level == ERROR
+    assert summary.message == "holding, sending nothing: infeasible f0_mid"
+    assert ("status", "hold") in summary.values
+    sup.update_state(state(10.04))  # it was a glitch: the next reading is back at the target
+    verdict = sup.filter(bump(0.01), 10.05)
+    assert verdict.status == "pass" and sup.counters["rebase"] == 0
+    assert sup.diagnostics(10.05)[0].level == OK
+
+
+def test_a_teleport_rebases_the_rate_limits_and_commands_flow_at_once() -> None:
+    sup = running()  # sent 0 at 10.01
+    teleported = bump(0.7)  # a twin reset, a push by hand, a driver restart: 0.7 > 2 * 0.25
+    sup.update_state(state(10.02, teleported))
+    sup.update_state(state(10.03, teleported))  # states come faster than commands
+    verdict = sup.filter(teleported, 10.04)  # the first command after the jump
+    assert verdict.status == "clipped" and verdict.reasons == ("rebase f0_mid",)
+    np.testing.assert_allclose(verdict.command_rad, teleported)
+    assert sup.counters["rebase"] == 1
+    summary = sup.diagnostics(10.04)[0]
+    assert summary.level == WARN and summary.message == "clipping: rebase f0_mid"
+    assert ("last_rebase_joints", "f0_mid") in summary.values and ("rebase", "1") in summary.values
+    # from the measured position on, every limit holds as usual: 3 rad/s * 0.05 s, not further
+    sup.update_state(state(10.08, teleported))
+    verdict = sup.filter(bump(1.2), 10.09)
+    assert verdict.reasons == ("velocity_limit f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(0.7 + 3.0 * 0.05)
+    assert sup.counters["rebase"] == 1
+
+
+def test_fed_one_state_per_command_the_second_command_flows() -> None:
+    sup = running()  # like the twin's gate: a state, then a command, every control period
+    teleported = np.array([0.6, 0.9, -1.0, -0.6, 1.2, 0.8, 0.0, 0.0, 0.0])
+    sup.update_state(state(10.05, teleported))
+    first = sup.filter(teleported, 10.05)
+    assert first.command_rad is None and first.status == "hold"  # one reading is no proof
+    sup.update_state(state(10.1, teleported))
+    second = sup.filter(teleported, 10.1)
+    assert second.status == "clipped"
+    assert second.reasons == tuple(f"rebase {DCLAW.joint_names[j]}" for j in range(6))
+    np.testing.assert_allclose(second.command_rad, teleported)
+    sup.update_state(state(10.15, teleported))
+    assert sup.filter(teleported, 10.15).status == "pass"
+    assert sup.counters["rebase"] == 6
+
+
+def test_a_jump_during_a_hold_holds_where_the_robot_now_is() -> None:
+    sup = running()
+    effort = np.zeros(N)
+    effort[MID] = 2.0
+    sup.update_state(state(10.02, effort=effort))
+    assert sup.tick(10.03).reasons == ("overcurrent f0_mid",)  # hold target: 0
+    sup.update_state(state(10.04, bump(0.7), effort=effort))  # pushed away while held
+    sup.update_state(state(10.05, bump(0.7), effort=effort))
+    held = sup.tick(10.06)
+    assert held.status == "hold" and held.reasons == ("overcurrent f0_mid", "rebase f0_mid")
+    np.testing.assert_allclose(held.command_rad, bump(0.7))  # not dragged back to 0
+    np.testing.assert_allclose(sup.tick(10.07).command_rad, bump(0.7))
+    sup.update_state(state(10.08, bump(0.7)))
+    assert sup.filter(bump(0.7), 10.09).status == "pass"
+
+
+def test_a_jump_beyond_the_limits_plus_a_step_still_sends_nothing() -> None:
+    sup = running()
+    sup.update_state(state(10.02, bump(1.7)))  # 0.32 rad past f0_mid's limit with margin
+    sup.update_state(state(10.03, bump(1.7)))
+    verdict = sup.filter(bump(1.7), 10.04)  # no target is within a step of it and in limits
+    assert verdict.command_rad is None
+    assert verdict.reasons == ("rebase f0_mid", "infeasible f0_mid")  # re-based to 1.38
+    assert sup.diagnostics(10.04)[0].level == ERROR
+    assert sup.filter(bump(1.7), 10.05).reasons == ("infeasible f0_mid",)  # once, not each time
+    sup.update_state(state(10.06, bump(0.9)))  # moved back inside, 0.48 rad from the reference
+    verdict = sup.filter(bump(0.9), 10.2)
+    assert verdict.status == "clipped" and verdict.reasons == ("step_from_command f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(1.38 - 0.25)
+    assert sup.counters["rebase"] == 1
 
 
 @pytest.mark.parametrize("field, value, reason", [
@@ -155,9 +231,88 @@ def test_telemetry_faults_hold_until_a_clear_state(field: str, value: float, rea
     assert again.status == "hold" and again.reasons == (reason,)
     np.testing.assert_allclose(again.command_rad, bump(0.03))
     assert sup.counters[reason.split()[0]] == 1  # counted once per episode, not per tick
-    sup.update_state(state(10.1, bump(0.03)))
+    sup.update_state(state(10.1, bump(0.03), temperature=np.full(N, 40.0),
+                           error=np.zeros(N, bool)))
     assert sup.filter(bump(0.05), 10.11).status == "pass"
     assert sup.tick(10.12) is None
+
+
+@pytest.mark.parametrize("feed", ["omitted", "resent_with_its_stamp"])
+def test_telemetry_that_stops_holds_after_its_timeout(feed: str) -> None:
+    sup = Supervisor(without_workspace())
+    timeout_s = DCLAW.safety.telemetry_timeout_s
+    warm = np.full(N, 40.0)
+    sup.update_state(dataclasses.replace(state(10.0, temperature=warm), temperature_stamp_s=10.0))
+    t = 10.0
+    while t < 10.0 + timeout_s:  # joint states and commands go on; the temperature stops
+        t = round(t + 0.05, 6)
+        if feed == "omitted":  # None: nothing new
+            sup.update_state(state(t))
+        else:  # what the node does: the last temperature again, with the stamp it came with
+            sup.update_state(dataclasses.replace(state(t, temperature=warm),
+                                                 temperature_stamp_s=10.0))
+        verdict = sup.filter(np.zeros(N), t)
+        if t - 10.0 <= timeout_s:
+            assert verdict.status == "pass", (t, verdict)
+    t = round(t + 0.05, 6)
+    held = sup.tick(t)
+    assert held.status == "hold" and held.reasons == ("stale_telemetry temperature",)
+    assert sup.counters["stale_telemetry"] == 1
+    telemetry = sup.diagnostics(t)[1]
+    assert telemetry.level == ERROR and telemetry.message == "stale_telemetry temperature"
+    assert ("temperature_age_s", f"{t - 10.0:.4f}") in telemetry.values
+    sup.update_state(dataclasses.replace(state(t + 0.01, temperature=warm),
+                                         temperature_stamp_s=t + 0.01))
+    assert sup.filter(np.zeros(N), t + 0.02).status == "pass"
+
+
+def test_a_driver_that_never_sends_telemetry_runs() -> None:
+    sup = Supervisor(without_workspace())  # e.g. the UR bridge: no temperature, no error flags
+    for k in range(100):  # 5 s, well past telemetry_timeout_s
+        t = 10.0 + 0.05 * k
+        sup.update_state(state(t))
+        assert sup.filter(np.zeros(N), t + 0.01).status == "pass"
+    telemetry = sup.diagnostics(15.0)[1]
+    assert telemetry.level == OK and ("temperature_age_s", "never received") in telemetry.values
+
+
+def test_an_older_telemetry_sample_does_not_replace_a_newer_one() -> None:
+    sup = running()
+    cool, hot = np.full(N, 40.0), np.full(N, 80.0)
+    sup.update_state(dataclasses.replace(state(10.05, temperature=cool), temperature_stamp_s=10.04))
+    sup.update_state(dataclasses.replace(state(10.06, temperature=hot), temperature_stamp_s=10.03))
+    assert sup.filter(np.zeros(N), 10.07).status == "pass"
+
+
+def test_overtemperature_has_hysteresis() -> None:
+    sup = running()
+    temperature = np.full(N, 40.0)
+
+    def feed(t: float, mid_c: float) -> None:
+        temperature[MID] = mid_c
+        sup.update_state(state(t, temperature=temperature.copy()))
+
+    feed(10.02, 70.5)  # above the 70 C limit
+    assert sup.filter(np.zeros(N), 10.03).reasons == ("overtemperature f0_mid",)
+    for k, mid_c in enumerate([69.0, 67.0, 65.1]):  # below the limit, above the 65 C resume
+        feed(10.04 + 0.02 * k, mid_c)
+        assert sup.filter(np.zeros(N), 10.05 + 0.02 * k).reasons == ("overtemperature f0_mid",)
+    feed(10.2, 65.0)  # at the resume value: cool again
+    assert sup.filter(np.zeros(N), 10.21).status == "pass"
+    feed(10.22, 69.9)  # below the limit: no new hold
+    assert sup.filter(np.zeros(N), 10.23).status == "pass"
+    assert sup.counters["overtemperature"] == 1
+
+
+def test_temperature_resume_defaults_below_the_limit_and_must_be_below_it() -> None:
+    safety = dataclasses.replace(DCLAW.safety, workspace=None, temperature_resume_c=None,
+                                 temperature_limit_c=60.0)
+    sup = Supervisor(dataclasses.replace(DCLAW, safety=safety))
+    assert sup.limits.temperature_resume_c == 55.0
+    safety = dataclasses.replace(safety, temperature_resume_c=60.0)
+    with pytest.raises(ConfigError, match=r"dclaw.*safety.temperature_resume_c: 60.0 must be "
+                                          r"below safety.temperature_limit_c 60.0"):
+        Supervisor(dataclasses.replace(DCLAW, safety=safety))
 
 
 def test_stale_state_holds_within_one_tick_and_resumes_on_a_fresh_state() -> None:
