@@ -4,6 +4,7 @@ after which the learner stops by itself, and nothing left running."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -48,6 +49,13 @@ def _node_pids(log: str) -> list[int]:
             if "started with pid [" in line]
 
 
+def _reap_nodes(log_path: Path) -> None:
+    """On a failure the runner is SIGKILLed by ``spawn``: its nodes (own sessions) go too."""
+    for pid in _node_pids(log_path.read_text()) if log_path.exists() else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_curve_and_counters_from_what_the_nodes_write() -> None:
     episodes = [{"env_steps": str(40 * (i + 1)), "success": str(i % 2),
                  "episode_return": str(-i)} for i in range(6)]
@@ -65,10 +73,18 @@ def test_curve_and_counters_from_what_the_nodes_write() -> None:
 @pytest.mark.graph
 def test_learner_from_the_launch_file_pretrains_fine_tunes_and_stops_by_itself(
         ros_domain: int, spawn: Any, tmp_path: Path, quick_dataset: Path) -> None:  # noqa: F811
+    try:
+        _fine_tune_from_the_launch_file(spawn, tmp_path, quick_dataset)
+    except BaseException:
+        _reap_nodes(tmp_path / "launch.log")
+        raise
+
+
+def _fine_tune_from_the_launch_file(spawn: Any, tmp_path: Path, dataset: Path) -> None:
     run_dir = tmp_path / "run"
     budget = 60  # about one episode (at most 60 steps each)
     runner = spawn([sys.executable, "-m", "robot_rl.ros.launch", "robot_rl", "valve.launch.yaml",
-                    "mode:=twin", "profile:=quick", f"pretrain_dataset:={quick_dataset}",
+                    "mode:=twin", "profile:=quick", f"pretrain_dataset:={dataset}",
                     f"run_dir:={run_dir}", f"max_online_env_steps:={budget}",
                     "updates_per_env_step:=-1"],
                    stdout=(tmp_path / "launch.log").open("w"), stderr=subprocess.STDOUT)
@@ -111,7 +127,14 @@ def test_learner_from_the_launch_file_pretrains_fine_tunes_and_stops_by_itself(
 @pytest.mark.graph
 @pytest.mark.slow
 def test_robot_rl_demo_runs_on_the_graph(ros_domain: int, spawn: Any, tmp_path: Path) -> None:
-    out = tmp_path / "demo"
+    try:
+        _demo_on_the_graph(spawn, tmp_path / "demo")
+    except BaseException:
+        _reap_nodes(tmp_path / "demo" / "graph.log")
+        raise
+
+
+def _demo_on_the_graph(spawn: Any, out: Path) -> None:
     started = time.monotonic()
     demo = spawn([sys.executable, "-m", "robot_rl.cli", "demo", "--profile", "quick", "--quiet",
                   "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
