@@ -15,8 +15,12 @@ command then starts from the hold target under the usual rate limits.
 
 Re-base: the rate limits count from the last command sent, except for joints that two
 consecutive measurements put more than 2 * max_step_rad away from it (``limits.jumped``): there
-the reference becomes the measured position, at rest, and a hold target is re-frozen there.
-Without it such a joint could never get a target again.
+the reference becomes the measured position (clipped into the position limits), at rest, and a
+hold target is re-frozen there. Without it such a joint could never get a target again.
+
+Telemetry: temperature and hardware error are kept with their own stamps until newer ones come;
+once seen, a stream older than ``telemetry_timeout_s`` holds. Overtemperature has hysteresis: a
+joint over ``temperature_limit_c`` holds until it is at or below ``temperature_resume_c``.
 """
 
 from __future__ import annotations
