@@ -195,8 +195,8 @@ class Supervisor:
             # an infeasible command holds (sends nothing) without entering the hold state
             reasons = verdict.reasons if verdict else ()
             nothing = verdict is not None and verdict.command_rad is None
-            level = ERROR
-            message = ("holding, sending nothing: " if nothing else "holding: ") + ", ".join(reasons)
+            prefix = "holding, sending nothing: " if nothing else "holding: "
+            level, message = ERROR, prefix + ", ".join(reasons)
         elif status == "clipped":
             level, message = WARN, "clipping: " + ", ".join(verdict.reasons)
         else:
