@@ -35,6 +35,11 @@ class Twin:
         self._bind_joints()
         self._kt_nm_a = np.array([torque_constant_nm_a(j.model) for j in calibration.joints])
         self._randomizer = ModelRandomizer(self.model, self._dof, self._actuators)
+        # A Dynamixel in position mode follows its goal along a trapezoid-free profile capped at
+        # Profile Velocity, which the driver sets from each joint's velocity limit; the twin's
+        # servo setpoint (ctrl) moves the same way, so currents stay like the real servo's.
+        self._profile_rad_s = calibration.velocity_limit_rad_s
+        self._goal = np.zeros(self.n_joints)
         self._latency_steps = 0
         self._pending: np.ndarray | None = None
         self._noise = np.zeros(2 * self.n_joints + 1)
@@ -97,30 +102,44 @@ class Twin:
         self.data.qpos[self._qpos] = joints
         self.data.qpos[self._obj_qpos] = object_position
         self.data.ctrl[self._actuators] = joints
+        self._goal = joints.copy()
         self._pending = None
         mujoco.mj_forward(self.model, self.data)
         self._draw_noise()
 
     def set_joint_targets(self, targets_rad: np.ndarray) -> None:
-        """Servo setpoints (calibration order); with latency they land part-way into advance()."""
+        """Servo goals (calibration order); with latency they land part-way into advance()."""
         targets = self._check(targets_rad, "targets_rad")
         if self._latency_steps:
             self._pending = targets
         else:
-            self.data.ctrl[self._actuators] = targets
+            self._goal = targets
 
     def advance(self, duration_s: float) -> None:
         """Steps the physics by a whole number of substeps (at least one)."""
         steps = max(1, round(duration_s / self.physics_timestep_s))
         if self._pending is not None:
             delay = min(self._latency_steps, steps)
-            mujoco.mj_step(self.model, self.data, nstep=delay) if delay else None
-            self.data.ctrl[self._actuators] = self._pending
-            self._pending = None
+            self._step_toward_goal(delay)
+            self._goal, self._pending = self._pending, None
             steps -= delay
-        if steps:
-            mujoco.mj_step(self.model, self.data, nstep=steps)
+        self._step_toward_goal(steps)
         self._draw_noise()
+
+    def _step_toward_goal(self, steps: int) -> None:
+        """Substeps with the servo setpoints moving to the goals at the profile velocity."""
+        dt = self.physics_timestep_s
+        setpoint = self.data.ctrl[self._actuators].copy()
+        gap = self._goal - setpoint
+        moving = int(np.ceil(np.max(np.abs(gap) / (self._profile_rad_s * dt), initial=0.0)))
+        for _ in range(min(moving, steps)):
+            setpoint += np.clip(self._goal - setpoint, -self._profile_rad_s * dt,
+                                self._profile_rad_s * dt)
+            self.data.ctrl[self._actuators] = setpoint
+            mujoco.mj_step(self.model, self.data)
+        if steps > moving:  # at the goal: the rest in one call
+            self.data.ctrl[self._actuators] = self._goal
+            mujoco.mj_step(self.model, self.data, nstep=steps - moving)
 
     def joint_positions_rad(self) -> np.ndarray:
         return self.data.qpos[self._qpos] + self._noise[: self.n_joints]
@@ -129,11 +148,18 @@ class Twin:
         return self.data.qvel[self._dof] + self._noise[self.n_joints: 2 * self.n_joints]
 
     def joint_efforts_a(self) -> np.ndarray:
-        """Servo current (A): actuator torque over the servo model's torque constant."""
-        return self.data.actuator_force[self._actuators] / self._kt_nm_a
+        """Servo current (A): the motor's torque over its torque constant.
+
+        The joint damping in the model is the motor's back-EMF (stall torque / no-load speed): it
+        lowers the torque a voltage-driven motor delivers at speed, not its current. So the motor
+        torque is the actuator's force less that damping force, and a servo moving freely draws
+        little current, as a real one does.
+        """
+        back_emf_nm = self.model.dof_damping[self._dof] * self.data.qvel[self._dof]
+        return (self.data.actuator_force[self._actuators] - back_emf_nm) / self._kt_nm_a
 
     def joint_targets_rad(self) -> np.ndarray:
-        """The setpoints the servos hold now."""
+        """The setpoints the servos hold now (on their way to the goals at the profile velocity)."""
         return self.data.ctrl[self._actuators].copy()
 
     def object_position(self) -> float:

@@ -36,11 +36,35 @@ def test_calibration_order_and_state(cal) -> None:
 
 def test_effort_is_servo_current(cal) -> None:
     twin = Twin(cal)
-    twin.reset(np.zeros(9), 0.0)
-    twin.set_joint_targets(np.full(9, 0.6))      # a big step saturates the servos at first
-    twin.advance(0.004)
     spec = SERVO_SPECS["XM430-W210"]
-    np.testing.assert_allclose(np.abs(twin.joint_efforts_a()), spec.stall_current_a, rtol=1e-6)
+    # moving freely (at the profile velocity) takes little current, as on a real servo
+    twin.reset(np.zeros(9), 0.0)
+    twin.set_joint_targets(np.full(9, 0.6))
+    peak_a = 0.0
+    for _ in range(8):
+        twin.advance(0.05)
+        peak_a = max(peak_a, float(np.abs(twin.joint_efforts_a()).max()))
+    np.testing.assert_allclose(twin.joint_positions_rad(), 0.6, atol=0.02)
+    assert peak_a < 0.25 * spec.stall_current_a
+    # a joint held by a stop while its goal is far away saturates at the stall current
+    twin.model.jnt_range[twin.model.joint("f0_mid").id] = (-0.01, 0.01)
+    twin.reset(np.zeros(9), 0.0)
+    twin.set_joint_targets(np.full(9, 0.6))
+    twin.advance(0.5)
+    assert abs(twin.joint_efforts_a()[1]) == pytest.approx(spec.stall_current_a, rel=1e-3)
+    assert abs(twin.joint_efforts_a()[0]) < 0.25 * spec.stall_current_a
+
+
+def test_servo_goals_are_followed_at_the_profile_velocity(cal) -> None:
+    twin = Twin(cal)
+    twin.reset(np.zeros(9), 0.0)
+    twin.set_joint_targets(np.full(9, 0.6))
+    twin.advance(0.05)
+    # the setpoint ramps at the joint's velocity limit (the Profile Velocity the driver writes)
+    np.testing.assert_allclose(twin.joint_targets_rad(), cal.velocity_limit_rad_s * 0.05,
+                               rtol=1e-6)
+    twin.advance(0.5)
+    np.testing.assert_allclose(twin.joint_targets_rad(), 0.6)
 
 
 def test_randomisation_is_seeded_and_in_range(cal) -> None:
@@ -73,11 +97,11 @@ def test_action_latency_delays_the_target(cal) -> None:
         twin = Twin(cal, randomization=config, seed=0)
         twin.reset(np.zeros(9), 0.0)
         twin.set_joint_targets(np.full(9, 0.3))
-        twin.advance(0.03)
+        twin.advance(0.06)
         return float(twin.joint_positions_rad()[0])
-    assert move_after(0.0) > 0.1
-    assert abs(move_after(0.03)) < 0.01       # contacts at this pose nudge it a little
-    assert 0.0 < move_after(0.01) < move_after(0.0)
+    assert move_after(0.0) > 0.05             # the setpoint ramps at 3 rad/s: 0.18 rad by now
+    assert abs(move_after(0.06)) < 0.01       # contacts at this pose nudge it a little
+    assert 0.0 < move_after(0.02) < move_after(0.0)
 
 
 def test_default_config_is_off() -> None:
