@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import tty
-from typing import Any
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import RobotCalibration, load_robot
@@ -44,34 +43,13 @@ from sim_twin.twin import Twin
 IDLE_STEP_S = 0.002
 
 
-class RealTimeTwin:
-    """A Twin whose ``advance`` carries the time owed between calls: Twin.advance rounds each call
-    to whole physics steps (at least one), which at the bus's ~1 kHz call rate would run the
-    world faster than real time."""
-
-    def __init__(self, twin: Twin) -> None:
-        self._twin = twin
-        self._owed_s = 0.0
-
-    def advance(self, duration_s: float) -> None:
-        step_s = self._twin.physics_timestep_s
-        self._owed_s = min(self._owed_s + duration_s, 0.25)  # a stall slows the world, no burst
-        steps = int(self._owed_s / step_s + 1e-9)
-        if steps:
-            self._owed_s -= steps * step_s
-            self._twin.advance(steps * step_s)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._twin, name)
-
-
 def build_twin_bus(calibration: RobotCalibration, twin: Twin,
                    firmware_version: int = 52) -> BusEmulator:
     """Servos for every calibrated id (joints, then sensors) moved by ``twin``."""
     members = [j for j in (*calibration.joints, *calibration.sensors) if j.id is not None]
     servos = [EmulatedServo(int(j.id), j.model or "XM430-W210", firmware_version=firmware_version)
               for j in members]
-    return BusEmulator(servos, TwinServos(RealTimeTwin(twin), calibration))
+    return BusEmulator(servos, TwinServos(twin, calibration))
 
 
 class PtyBus:

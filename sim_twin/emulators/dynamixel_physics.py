@@ -100,6 +100,7 @@ class TwinServos:
         self._offset = np.array([j.offset_rad for j in (*joints, *sensors)], dtype=np.float64)
         self._sensor_velocity = np.zeros(len(sensors))
         self._sensor_last = self._sensor_joint_rad()
+        self._owed_s = 0.0
 
     def _to_servo(self, joint_rad: np.ndarray, sl: slice) -> np.ndarray:
         return self._direction[sl] * (joint_rad - self._offset[sl])
@@ -118,6 +119,17 @@ class TwinServos:
         self.twin.set_joint_targets(np.where(torque_on[:n], goal_joint, held))
 
     def advance(self, duration_s: float) -> None:
+        """Advances the twin by whole physics steps, carrying the time owed between calls: the bus
+        calls this at about 1 kHz, and Twin.advance rounds each call up to one step, which would
+        run the world faster than real time. A stall slows the world rather than bursting it."""
+        step_s = float(getattr(self.twin, "physics_timestep_s", 0.0))
+        if step_s > 0.0:
+            self._owed_s = min(self._owed_s + duration_s, 0.25)
+            steps = int(self._owed_s / step_s + 1e-9)
+            if steps == 0:
+                return
+            self._owed_s -= steps * step_s
+            duration_s = steps * step_s
         before = self._sensor_joint_rad()
         self.twin.advance(duration_s)
         if hasattr(self.twin, "object_velocity"):
