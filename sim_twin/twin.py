@@ -128,13 +128,13 @@ class Twin:
 
     def _step_toward_goal(self, steps: int) -> None:
         """Substeps with the servo setpoints moving to the goals at the profile velocity."""
-        dt = self.physics_timestep_s
-        setpoint = self.data.ctrl[self._actuators].copy()
-        gap = self._goal - setpoint
-        moving = int(np.ceil(np.max(np.abs(gap) / (self._profile_rad_s * dt), initial=0.0)))
-        for _ in range(min(moving, steps)):
-            setpoint += np.clip(self._goal - setpoint, -self._profile_rad_s * dt,
-                                self._profile_rad_s * dt)
+        start = self.data.ctrl[self._actuators].copy()
+        gap = self._goal - start
+        max_step_rad = self._profile_rad_s * self.physics_timestep_s
+        moving = min(steps, int(np.ceil(np.max(np.abs(gap) / max_step_rad, initial=0.0))))
+        # the whole ramp at once: after k substeps each setpoint is k steps closer, or there
+        reach = np.arange(1, moving + 1)[:, None] * max_step_rad
+        for setpoint in start + np.clip(gap, -reach, reach):
             self.data.ctrl[self._actuators] = setpoint
             mujoco.mj_step(self.model, self.data)
         if steps > moving:  # at the goal: the rest in one call
