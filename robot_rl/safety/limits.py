@@ -136,11 +136,16 @@ def acceleration_window(limits: JointLimits, last_rad: np.ndarray, last_velocity
 
 def constrain(desired_rad: np.ndarray, box: Box, rule_names: tuple[str, ...],
               joint_names: tuple[str, ...],
-              soft: tuple[np.ndarray, np.ndarray] | None = None
+              soft: tuple[np.ndarray, np.ndarray] | None = None,
+              origin_rad: np.ndarray | None = None
               ) -> tuple[np.ndarray | None, tuple[str, ...]]:
     """The point of the box nearest to ``desired_rad`` (after the soft window); a reason per
     changed joint names the binding rule (``acceleration_limit`` when the window moved it further).
-    None and ``infeasible <joint>`` if the box is empty."""
+    None and ``infeasible <joint>`` if the box is empty.
+
+    The soft window may slow a joint on its way from ``origin_rad`` (the last command sent) but
+    never carries it past the target: a joint that cannot decelerate within the acceleration limit
+    stops at the target instead of overshooting it (stopping is always allowed)."""
     if box.empty.any():
         return None, tuple(f"infeasible {joint_names[j]}" for j in np.flatnonzero(box.empty))
     hard_only = np.clip(desired_rad, box.lower, box.upper)
@@ -149,6 +154,9 @@ def constrain(desired_rad: np.ndarray, box: Box, rule_names: tuple[str, ...],
         # clipping into the soft window first, then into the box, keeps the result in the box and,
         # where the two overlap, in the window too
         command = np.clip(np.clip(desired_rad, soft[0], soft[1]), box.lower, box.upper)
+        if origin_rad is not None:
+            between = (np.minimum(origin_rad, hard_only), np.maximum(origin_rad, hard_only))
+            command = np.clip(np.clip(command, *between), box.lower, box.upper)
     reasons: list[str] = []
     for j in np.flatnonzero(desired_rad > box.upper):
         reasons.append(f"{rule_names[box.upper_rule[j]]} {joint_names[j]}")

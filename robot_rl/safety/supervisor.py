@@ -296,7 +296,8 @@ class Supervisor:
         window = None
         if soft and self._sent is not None:
             window = acceleration_window(self.limits, self._sent, self._sent_velocity, dt_s)
-        command, reasons = constrain(desired, box, rules, self.limits.joint_names, window)
+        command, reasons = constrain(desired, box, rules, self.limits.joint_names, window,
+                                     self._sent)
         if command is not None and self.workspace is not None:
             bases = [np.clip(measured, box.lower, box.upper)]
             sent = self._sent

@@ -126,6 +126,23 @@ def test_acceleration_limit_on_the_commanded_velocity() -> None:
     assert sup.counters["acceleration_limit"] == 2
 
 
+def test_the_acceleration_limit_never_carries_a_joint_past_its_target() -> None:
+    # a slow-accelerating arm: decelerating within the limit would overshoot a step target
+    slow = dataclasses.replace(without_workspace(), safety=dataclasses.replace(
+        DCLAW.safety, acceleration_limit_rad_s2=2.0))
+    sup = Supervisor(slow)
+    sup.update_state(state(0.0))
+    sup.filter(np.zeros(N), 0.0)
+    target, sent = 0.3, []
+    for k in range(1, 120):
+        t = 0.05 * k
+        sup.update_state(state(t, sent[-1] if sent else 0.0))
+        verdict = sup.filter(bump(target), t)
+        sent.append(float(verdict.command_rad[MID]))
+    assert max(sent) <= target + 1e-12
+    assert sent[-1] == pytest.approx(target)
+
+
 def test_a_single_jumped_reading_sends_nothing_and_drags_nothing() -> None:
     sup = running()
     sup.update_state(state(10.02, bump(0.6)))  # one reading 0.6 rad from the 0 target: a glitch?
