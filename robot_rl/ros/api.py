@@ -312,7 +312,7 @@ class Node(ABC):
 
     def spin(self) -> None:
         """Run callbacks and timers until shutdown; SIGINT/SIGTERM request a clean shutdown."""
-        restore = _install_signal_handlers(self.request_shutdown)
+        restore = install_signal_handlers(self.request_shutdown)
         try:
             while self.ok():
                 self.spin_once(0.1)
@@ -341,7 +341,8 @@ class Node(ABC):
         """Interrupt a blocking ``spin_once`` (backends override)."""
 
 
-def _install_signal_handlers(on_signal: Callable[[], None]) -> Callable[[], None]:
+def install_signal_handlers(on_signal: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT and SIGTERM call ``on_signal`` (main thread only); returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from robot_rl.ros.api import normalize_namespace
+from robot_rl.ros.api import install_signal_handlers, normalize_namespace
 
 PACKAGE = "robot_rl"
 # exec name -> "module:function"; other modules may add theirs. Installed console_scripts win.
@@ -491,24 +491,11 @@ def run_launch(path: str | Path, args: dict[str, str] | None = None, out: TextIO
     """Run a launch file until its processes end or SIGINT/SIGTERM; 0 if none failed."""
     runner = LaunchRunner(LaunchDescription.load(path, args), out, sigint_timeout_s,
                           sigterm_timeout_s)
-    restore = _install_stop_handlers(runner.request_stop)
+    restore = install_signal_handlers(runner.request_stop)
     try:
         return runner.run()
     finally:
         restore()
-
-
-def _install_stop_handlers(on_signal: Callable[[], None]) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda _signum, _frame: on_signal())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return restore
 
 
 USAGE = """\

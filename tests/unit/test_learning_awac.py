@@ -13,16 +13,10 @@ from robot_rl.learning.config import AWACConfig, config_from_dict, config_to_dic
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.learning.replay import ReplayBuffer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 SMALL = dict(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32), batch_size=64)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_batch(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -15,14 +15,7 @@ from robot_rl.learning.config import AWACConfig, CollapseGuardConfig, config_to_
 from robot_rl.learning.logger import MetricsLogger
 from robot_rl.learning.normalizer import Normalizer
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(seed: int) -> dict[str, torch.Tensor]:

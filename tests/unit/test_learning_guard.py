@@ -11,14 +11,7 @@ from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.learning.networks import GaussianPolicy
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_fallback_rule_falls_back_and_recovers() -> None:

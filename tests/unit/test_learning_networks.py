@@ -18,14 +18,7 @@ from robot_rl.learning.networks import (
     gaussian_log_prob,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _member_as_mlp(ensemble: EnsembleMLP, index: int, in_dim: int, out_dim: int,

@@ -9,14 +9,7 @@ import torch
 from robot_rl.learning.config import BalancedReplayConfig
 from robot_rl.learning.replay import BalancedReplay, ReplayBuffer, SumTree
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _transitions(n: int, obs_dim: int, act_dim: int, start: float = 0.0) -> dict[str, np.ndarray]:
