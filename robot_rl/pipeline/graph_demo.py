@@ -299,12 +299,13 @@ def curve_window(n_episodes: int) -> int:
 
 
 def online_curve(episodes: list[dict[str, str]], window: int) -> list[CurvePoint]:
-    """Success and return of the online (exploring) episodes over a moving window, by env step."""
+    """Success and return of the online (exploring) episodes over a moving window, by env step;
+    points start once the window is full, so the first episode alone never reads as 0% or 100%."""
     success = np.array([float(e["success"]) for e in episodes])
     returns = np.array([float(e["episode_return"]) for e in episodes])
     points = []
-    for i, episode in enumerate(episodes):
-        lo = max(0, i + 1 - window)
+    for i, episode in enumerate(episodes[window - 1:], start=window - 1):
+        lo = i + 1 - window
         points.append(CurvePoint(env_steps=int(episode["env_steps"]),
                                  success_rate=float(success[lo:i + 1].mean()),
                                  mean_return=float(returns[lo:i + 1].mean())))
