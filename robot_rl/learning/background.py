@@ -25,8 +25,6 @@ from robot_rl.learning.awac import AWAC
 from robot_rl.learning.networks import GaussianPolicy
 from robot_rl.learning.normalizer import Normalizer
 
-Batch = Mapping[str, torch.Tensor]
-
 
 class PolicySnapshot:
     """A frozen copy of a Gaussian policy (and its input normaliser) for acting only."""
@@ -102,14 +100,16 @@ class TrainerCounters:
 class BackgroundTrainer:
     """Pretrain (optionally), then train online, in a daemon thread.
 
-    ``sample(batch_size)`` draws a batch; ``ingest(episode)`` adds an episode's transitions and
-    returns how many env steps it held (both run in the trainer thread). Callbacks also run in
+    ``train_step(batch_size)`` runs one update (sampling its batch, and whatever the replay learns
+    alongside, e.g. balanced replay's density ratio) and returns its metrics; ``ingest(episode)``
+    adds an episode's transitions and returns how many env steps it held (both run in the
+    trainer thread). Callbacks also run in
     the trainer thread: ``on_snapshot(snapshot)`` after each swap, ``on_checkpoint(counters)``,
     ``on_pretrained(counters)`` once pretraining is complete and before online training starts
     (an offline snapshot), ``on_metrics(update, metrics)`` and ``on_log(text)``.
     """
 
-    def __init__(self, agent: AWAC, sample: Callable[[int], Batch],
+    def __init__(self, agent: AWAC, train_step: Callable[[int], Mapping[str, float]],
                  ingest: Callable[[Any], int], config: BackgroundConfig, *,
                  pretrain_updates: int = 0, train: bool = True,
                  counters: TrainerCounters | None = None, buffer_transitions: int = 0,
@@ -119,7 +119,7 @@ class BackgroundTrainer:
                  on_metrics: Callable[[int, Mapping[str, float]], None] | None = None,
                  on_log: Callable[[str], None] | None = None) -> None:
         self.agent, self.config = agent, config
-        self._sample, self._ingest = sample, ingest
+        self._train_step, self._ingest = train_step, ingest
         self.pretrain_updates, self.train = int(pretrain_updates), train
         self.counters = counters or TrainerCounters()
         self.buffer_transitions = int(buffer_transitions)
@@ -200,7 +200,7 @@ class BackgroundTrainer:
 
     def _update(self, online: bool) -> None:
         started = time.perf_counter()
-        metrics = self.agent.update(self._sample(self.config.batch_size))
+        metrics = self._train_step(self.config.batch_size)
         self._record_duration(time.perf_counter() - started)
         if online:
             self.counters.online_updates += 1

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from robot_rl.learning import (
     AWAC,
     MetricsLogger,
     Normalizer,
-    ReplayBuffer,
     load_checkpoint,
     restore_agent,
     save_checkpoint,
@@ -45,6 +45,7 @@ from robot_rl.learning.background import (
     PolicySnapshot,
     TrainerCounters,
 )
+from robot_rl.learning.factory import Replay, make_replay, train_step
 from robot_rl.learning.factory import batch_from_steps as _as_transitions
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
@@ -111,7 +112,7 @@ class LearnerNode:
         online = transitions(self.store) if self.store.n_episodes else None
         if online is not None:
             counters.env_steps, counters.episodes = self.store.n_steps, self.store.n_episodes
-        self.buffer, n_transitions = self._buffer(offline, online)
+        self.replay, n_transitions = self._replay(offline, online)
         self.generator = np.random.default_rng((self.config.seed, self.agent.num_updates))
         self.metrics = MetricsLogger(self.run_dir / "learner")
         pretrain = self.params["pretrain_updates"]
@@ -120,7 +121,7 @@ class LearnerNode:
         self._acting_done = bool(self.max_env_steps) and self._acted_steps >= self.max_env_steps
         self._episode_log = _open_episode_log(self.run_dir / EPISODE_LOG)
         self.trainer = BackgroundTrainer(
-            self.agent, self._sample, self._ingest,
+            self.agent, self._train_step, self._ingest,
             BackgroundConfig(
                 batch_size=self.config.awac.batch_size,
                 publish_every_updates=self.params["publish_every_updates"],
@@ -205,23 +206,28 @@ class LearnerNode:
         agent.set_normalizer(normalizer)
         return agent, TrainerCounters()
 
-    def _buffer(self, offline: dict[str, np.ndarray] | None,
-                online: dict[str, np.ndarray] | None) -> tuple[ReplayBuffer, int]:
-        parts = [d for d in (offline, online) if d is not None and len(d["reward"])]
-        held = sum(len(d["reward"]) for d in parts)
-        buffer = ReplayBuffer(self.task.observation_size, self.task.n_joints,
-                              capacity=held + self.params["replay_capacity"])
-        for data in parts:
-            buffer.add_episode(_as_transitions(data))
-        return buffer, held
+    def _replay(self, offline: dict[str, np.ndarray] | None,
+                online: dict[str, np.ndarray] | None) -> tuple[Replay, int]:
+        """The config's replay (uniform or balanced): the dataset as offline data, the online
+        episodes stored before a restart as online data."""
+        empty = {key: np.zeros((0, self.task.observation_size), np.float32)
+                 for key in ("observation", "next_observation")}
+        empty.update(action=np.zeros((0, self.task.n_joints), np.float32),
+                     reward=np.zeros(0, np.float32), terminated=np.zeros(0, bool))
+        replay = make_replay(self.config.awac, offline if offline is not None else empty,
+                             online_capacity=self.params["replay_capacity"],
+                             seed=self.config.seed)
+        if online is not None and len(online["reward"]):
+            replay.add_episode(_as_transitions(online))
+        return replay, len(replay)
 
     # ---- trainer-thread callbacks ------------------------------------------------------------
-    def _sample(self, batch_size: int) -> Any:
-        return self.buffer.sample(batch_size, self.generator)
+    def _train_step(self, batch_size: int) -> Mapping[str, float]:
+        return train_step(self.agent, self.replay, batch_size, self.generator)
 
     def _ingest(self, episode: FinishedEpisode) -> int:
         self.store.add_episode(episode.steps, episode.info)
-        self.buffer.add_episode(_as_transitions(episode.steps))
+        self.replay.add_episode(_as_transitions(episode.steps))
         return episode.length
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:

@@ -93,7 +93,8 @@ def test_trainer_pretrains_publishes_and_keeps_the_ratio() -> None:
     checkpoints: list[dict] = []
     episodes: list[int] = []
     trainer = BackgroundTrainer(
-        agent, lambda b: random_batch(generator, b), lambda ep: episodes.append(ep) or ep,
+        agent, lambda b: agent.update(random_batch(generator, b)),
+        lambda ep: episodes.append(ep) or ep,
         BackgroundConfig(batch_size=32, publish_every_updates=5, updates_per_env_step=2.0,
                          checkpoint_every_updates=10),
         pretrain_updates=12, buffer_transitions=100,
@@ -119,7 +120,8 @@ def test_trainer_pretrains_publishes_and_keeps_the_ratio() -> None:
 def test_trainer_resumes_counters_and_reports_errors() -> None:
     agent = make_agent()
     trainer = BackgroundTrainer(
-        agent, lambda b: {"obs": torch.zeros(b, 2)}, lambda ep: 0, BackgroundConfig(),
+        agent, lambda b: agent.update({"obs": torch.zeros(b, 2)}), lambda ep: 0,
+        BackgroundConfig(),
         pretrain_updates=5, counters=TrainerCounters(offline_updates=2), buffer_transitions=999)
     trainer.start()
     wait_for(lambda: not trainer.alive)
