@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench experiments setup clean
 
 setup: $(STAMP)
 
@@ -32,12 +32,25 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# d3rlpy (the peer the learner is measured against) would downgrade gymnasium if pip resolved its
-# pins, so it is installed without them, plus what it imports.
+# Benchmarks print figures (they are not tests), each next to its peer where one exists.
+# d3rlpy (the learner's peer) would downgrade gymnasium if pip resolved its pins, so it is
+# installed without them, plus what it imports.
 bench: $(STAMP)
 	$(PY) -m pip install -q --no-deps "d3rlpy>=2.8,<2.9"
 	$(PY) -m pip install -q gym==0.26.2 gym-notices colorama dataclasses-json structlog scikit-learn
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+	$(PY) bench/env_throughput.py
+	$(PY) bench/learner_throughput.py
+	$(PY) bench/safety_latency.py
+	$(PY) bench/dynamixel_cycle.py
+	$(PY) bench/dds_roundtrip.py
+	$(PY) bench/safety_node_latency.py
+	$(PY) bench/control_loop.py
+	$(PY) bench/recorder_write.py
+
+# The offline-to-online experiments of docs/results.md (quick profile: minutes on 2 cores).
+experiments: $(STAMP)
+	$(PY) bench/experiments.py --task valve --profile quick --seeds 3
+	$(PY) bench/experiments.py --task drawer --profile quick --seeds 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
