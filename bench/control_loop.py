@@ -65,7 +65,8 @@ def bench_inference(seconds: float, hidden: int) -> None:
         trainer = None
         snapshot = PolicySnapshot.from_agent(agent)
         if threads is not None:
-            trainer = BackgroundTrainer(agent, sample, lambda ep: 0,
+            trainer = BackgroundTrainer(agent, lambda b, agent=agent: agent.update(sample(b)),
+                                        lambda ep: 0,
                                         BackgroundConfig(batch_size=batch, num_threads=threads),
                                         buffer_transitions=10 * batch)
             trainer.start()

@@ -1,4 +1,4 @@
-"""The launch files: every task and mode evaluates, and valve twin mode runs and stops on SIGINT."""
+"""The launch files: every task and mode evaluates; valve in twin and hil mode runs and stops on SIGINT."""
 
 from __future__ import annotations
 
@@ -57,10 +57,14 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.graph
-def test_valve_twin_mode_runs_the_loop_and_stops_on_sigint(ros_domain: int, spawn: Any) -> None:
+@pytest.mark.parametrize("mode, nodes", [("twin", 2), ("hil", 3)])
+def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, ros_domain: int,
+                                                       spawn: Any, tmp_path: Path) -> None:
+    """twin: twin + safety. hil: the emulated bus (moved by the twin) + the real Dynamixel driver on
+    the real SDK + safety. A raw command moves the joints only through the safety node."""
     # the ros2-launch form: package and file name, found through the package's share directory
     runner = spawn([sys.executable, "-m", "robot_rl.ros.launch", "robot_rl", "valve.launch.yaml",
-                    "mode:=twin", "learner:=false"],
+                    f"mode:={mode}", "learner:=false", f"bus_link:={tmp_path / 'bus'}"],
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(runner.stdout.readline, "")),
@@ -71,7 +75,7 @@ def test_valve_twin_mode_runs_the_loop_and_stops_on_sigint(ros_domain: int, spaw
         states = probe.listen("joints", m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
         status = probe.listen("status", m.String, topics.SAFETY_STATUS, QOS_DEFAULT)
         raw = probe.node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
-        probe.wait_until(lambda: bool(states), 30.0, what=f"twin joint states; output:\n{lines}")
+        probe.wait_until(lambda: bool(states), 40.0, what=f"joint states; output:\n{lines}")
         target = np.zeros(len(NAMES))
         target[NAMES.index("f0_tip")] = -0.3
         probe.wait_until(lambda: states[-1].position[2] < -0.25, 15.0,
@@ -81,7 +85,7 @@ def test_valve_twin_mode_runs_the_loop_and_stops_on_sigint(ros_domain: int, spaw
     finally:
         probe.destroy()
     pids = [int(p) for line in list(lines) for p in re.findall(r"started with pid \[(\d+)\]", line)]
-    assert len(pids) == 2  # twin and safety; learner:=false
+    assert len(pids) == nodes  # learner:=false
     start = time.monotonic()
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=15) == 0, "".join(lines[-30:])
