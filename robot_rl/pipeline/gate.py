@@ -1,4 +1,4 @@
-"""The safety supervisor as the twin environment's command gate (the in-process pipeline's path to motors)."""
+"""The safety supervisor as the twin environment's command gate: the in-process path to motors."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ class SupervisorGate:
     """Feeds the measured state to the supervisor and lets only its verdict reach the actuators.
 
     The environment calls it every control step with the targets the policy asked for; what it returns
-    is what the twin's servos receive. When the supervisor sends nothing, the servos keep their
-    measured position, as a real Dynamixel chain would if no goal was written.
+    is what the twin's servos receive. When the supervisor sends nothing, the servos keep the last
+    goal they were sent, as a real Dynamixel chain does when no new goal is written (before any
+    goal, where they are).
     """
 
     def __init__(self, calibration: RobotCalibration) -> None:
@@ -25,6 +26,7 @@ class SupervisorGate:
                            if calibration.safety.workspace is not None else None)
         self.supervisor = Supervisor(calibration, self.kinematics)
         self.statuses: Counter[str] = Counter()
+        self._last_goal_rad: np.ndarray | None = None
 
     def __call__(self, targets_rad: np.ndarray, state: dict[str, np.ndarray],
                  time_s: float) -> np.ndarray:
@@ -36,10 +38,13 @@ class SupervisorGate:
         ))
         verdict = self.supervisor.filter(targets_rad, time_s)
         self.statuses[verdict.status] += 1
-        if verdict.command_rad is None:
+        if verdict.command_rad is not None:
+            self._last_goal_rad = np.asarray(verdict.command_rad, dtype=np.float64)
+        elif self._last_goal_rad is None:
             return np.asarray(state["position_rad"], dtype=np.float64)
-        return verdict.command_rad
+        return self._last_goal_rad
 
     def reset(self) -> None:
         """A new episode restarts the twin's clock; the supervisor's history belongs to the last one."""
         self.supervisor = Supervisor(self.calibration, self.kinematics)
+        self._last_goal_rad = None

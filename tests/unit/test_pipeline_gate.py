@@ -1,0 +1,29 @@
+"""The in-process gate: only the supervisor's verdict reaches the twin's servos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.pipeline.gate import SupervisorGate
+from robot_rl.robot_config import load_robot
+
+
+def state(q: float) -> dict[str, np.ndarray]:
+    return {"position_rad": np.full(9, q), "velocity_rad_s": np.zeros(9), "effort_a": np.zeros(9)}
+
+
+def test_a_rejected_command_holds_and_a_jump_is_clipped() -> None:
+    gate = SupervisorGate(load_robot("dclaw"))
+    nan = np.full(9, np.nan)
+    # a rejected command holds the servos where they are
+    np.testing.assert_array_equal(gate(nan, state(0.0), 0.05), np.zeros(9))
+    gate.reset()
+    gate(np.zeros(9), state(0.0), 0.05)
+    first = gate(np.full(9, 0.05), state(0.0), 0.10)
+    np.testing.assert_allclose(first, 0.05)
+    # a NaN is never passed on: the supervisor holds at the measured position
+    np.testing.assert_allclose(gate(nan, state(0.02), 0.15), 0.02)
+    assert gate.statuses["hold"] >= 1
+    # a wild jump is cut to the step limit from the measured position
+    jumped = gate(np.full(9, 1.0), state(0.05), 0.20)
+    assert np.all(jumped - 0.05 <= load_robot("dclaw").safety.max_step_rad + 1e-9)
