@@ -353,6 +353,11 @@ class DynamixelChain:
         """Joints only. On: each goal is first set to where the servo is, so nothing jumps."""
         self._with_reconnect(self._torque, on)
 
+    def torque_off_once(self) -> None:
+        """Torque off without reconnecting: at shutdown the adapter may already be gone, and
+        stopping must not wait out a reconnect (packet retries still apply)."""
+        self._torque(False)
+
     def _torque(self, on: bool) -> None:
         if on:
             present = self._sync_read()[2][: self._n_joints]

@@ -235,7 +235,7 @@ class DynamixelNode:
         """Torque off, then close the port (runs on SIGINT/SIGTERM through runtime.run)."""
         try:
             if self.chain.torque_on:
-                self.chain.torque(False)
+                self.chain.torque_off_once()
                 self.node.get_logger().info("torque off")
         except Exception as err:  # the port may be gone: nothing more can be done from here
             self.node.get_logger().error(f"torque off failed: {err}")
