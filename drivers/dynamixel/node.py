@@ -34,6 +34,7 @@ from drivers.dynamixel.chain import (
     DynamixelConnectError,
 )
 from robot_rl.nodes import topics
+from robot_rl.nodes.robot_state import RobotStatePublishers
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
@@ -108,11 +109,9 @@ class DynamixelNode:
 
     def _make_endpoints(self) -> None:
         node = self.node
-        self._joints = node.create_publisher(m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
-        self._temperature = node.create_publisher(m.Float32MultiArray, topics.TEMPERATURE,
-                                                  QOS_SENSOR_DATA)
-        self._errors = node.create_publisher(m.UInt8MultiArray, topics.HARDWARE_ERROR,
-                                             QOS_SENSOR_DATA)
+        state = RobotStatePublishers.create(node)
+        self._joints, self._temperature = state.joints, state.temperature
+        self._errors = state.hardware_error
         self._object = (node.create_publisher(m.JointState, topics.OBJECT_STATE, QOS_SENSOR_DATA)
                         if self._sensor_names else None)
         self._diagnostics = node.create_publisher(m.DiagnosticArray, topics.DIAGNOSTICS,
