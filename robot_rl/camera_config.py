@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from robot_rl.config import ConfigError, from_dict, load_yaml, to_dict
+from robot_rl.config import ConfigError, from_dict, load_yaml, named_yaml, to_dict
 
 CAMERAS_DIR = Path(__file__).resolve().parent.parent / "calibration" / "cameras"
 # sensor_msgs/CameraInfo distortion models and their number of coefficients
@@ -113,15 +113,7 @@ def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
 
 
 def camera_path(name_or_path: str | Path) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
-        return candidate
-    path = CAMERAS_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in CAMERAS_DIR.glob("*.yaml"))
-        raise ConfigError(f"no camera calibration named '{name_or_path}' in {CAMERAS_DIR}; "
-                          f"known: {known}")
-    return path
+    return named_yaml(name_or_path, CAMERAS_DIR, "camera calibration")
 
 
 def load_camera(name_or_path: str | Path) -> CameraCalibration:

@@ -48,6 +48,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def named_yaml(name_or_path: str | Path, folder: Path, what: str) -> Path:
+    """``name`` -> folder/name.yaml (which must exist); a .yaml/.yml path is returned as is."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    path = folder / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"no {what} named '{name_or_path}' in {folder}; known: {known}")
+    return path
+
+
 def load_config(cls: type[T], path: str | Path, *, section: str | None = None) -> T:
     """Loads ``cls`` from a YAML file (optionally from one top-level section of it)."""
     data = load_yaml(path)

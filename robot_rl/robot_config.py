@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.config import ConfigError, from_dict, load_yaml
+from robot_rl.config import ConfigError, from_dict, load_yaml, named_yaml
 from robot_rl.data.calibration import calibration_digest
 
 CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
@@ -135,14 +135,7 @@ class RobotCalibration:
 
 def calibration_path(name_or_path: str | Path) -> Path:
     """``dclaw`` -> calibration/dclaw.yaml; a path is returned as is."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
-        return candidate
-    path = CALIBRATION_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in CALIBRATION_DIR.glob("*.yaml"))
-        raise ConfigError(f"no calibration named '{name_or_path}' in {CALIBRATION_DIR}; known: {known}")
-    return path
+    return named_yaml(name_or_path, CALIBRATION_DIR, "calibration")
 
 
 def load_robot(name_or_path: str | Path) -> RobotCalibration:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robot_rl.config import apply_overrides, from_dict, load_yaml
+from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, named_yaml
 from robot_rl.learning.config import AWACConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -56,10 +56,7 @@ class PipelineConfig:
 
 def config_path(name_or_path: str | Path) -> Path:
     """``valve`` -> robot_rl/configs/valve.yaml; a path is returned as is."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    return CONFIG_DIR / f"{name_or_path}.yaml"
+    return named_yaml(name_or_path, CONFIG_DIR, "pipeline config")
 
 
 def load_pipeline_config(name_or_path: str | Path, overrides: list[str] | None = None,
@@ -70,7 +67,6 @@ def load_pipeline_config(name_or_path: str | Path, overrides: list[str] | None =
     profiles = data.pop("profiles", {}) or {}
     if profile is not None:
         if profile not in profiles:
-            from robot_rl.config import ConfigError
             raise ConfigError(f"{path}: profiles: no profile '{profile}'; known: {sorted(profiles)}")
         data = _merge(data, profiles[profile])
     data = apply_overrides(data, overrides or [])
