@@ -14,3 +14,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def twin():
+    """The D'Claw valve twin at the valve task's reset pose."""
+    import numpy as np
+
+    from robot_rl.robot_config import load_robot
+    from robot_rl.tasks.valve import ValveTaskConfig
+    from sim_twin import Twin
+
+    twin = Twin(load_robot("dclaw"))
+    twin.reset(np.tile(ValveTaskConfig().finger_home_rad, 3), 0.0)
+    yield twin
+    twin.close()

@@ -16,14 +16,13 @@ from PIL import Image
 
 import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.nodes import topics
-from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT
 from robot_rl.ros.runtime import make_node
-from sim_twin import Twin
+from robot_rl.tasks.valve import ValveTaskConfig
 from sim_twin.viewer import PngViewer, display_available, open_viewers
 
-HOME = np.tile([0.0, -0.27, -0.97], 3)
+HOME = np.tile(ValveTaskConfig().finger_home_rad, 3)  # the valve task's reset pose
 
 
 def wait_for(condition: Any, timeout_s: float, what: str, every: Any = None) -> None:
@@ -39,14 +38,6 @@ def wait_for(condition: Any, timeout_s: float, what: str, every: Any = None) -> 
 def read_png(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype=np.int16)
-
-
-@pytest.fixture
-def twin():
-    twin = Twin(load_robot("dclaw"))
-    twin.reset(HOME, 0.0)
-    yield twin
-    twin.close()
 
 
 def test_png_shows_the_latest_state_and_is_replaced_whole(twin, tmp_path) -> None:

@@ -11,18 +11,11 @@ import pytest
 
 import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.robot_config import load_robot
+from robot_rl.tasks.valve import ValveTaskConfig
 from sim_twin import Twin
 from sim_twin.viewer import PassiveViewer, ViewerUnavailable, display_available
 
-HOME = np.tile([0.0, -0.27, -0.97], 3)
-
-
-@pytest.fixture
-def twin():
-    twin = Twin(load_robot("dclaw"))
-    twin.reset(HOME, 0.0)
-    yield twin
-    twin.close()
+HOME = np.tile(ValveTaskConfig().finger_home_rad, 3)  # the valve task's reset pose
 
 
 def test_no_window_without_a_display(twin, monkeypatch) -> None:
