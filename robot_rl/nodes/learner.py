@@ -30,7 +30,7 @@ from robot_rl.agent.episode import FinishedEpisode
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import TRANSITION_UNITS as UNITS
+from robot_rl.data.replay import TRANSITION_UNITS
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -45,8 +45,7 @@ from robot_rl.learning.background import (
     PolicySnapshot,
     TrainerCounters,
 )
-from robot_rl.learning.factory import Replay, make_replay, train_step
-from robot_rl.learning.factory import batch_from_steps as _as_transitions
+from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
@@ -164,7 +163,7 @@ class LearnerNode:
         return EpisodeStore.create(path, robot=self.shell.calibration.robot,
                                    task=self.config.env_id,
                                    calibration_digest=robot_digest(self.shell.params["robot"]),
-                                   units=UNITS)
+                                   units=TRANSITION_UNITS)
 
     def _next_episode(self, namespace: str) -> int:
         """Episode indices continue after a restart (per robot namespace)."""
@@ -218,7 +217,7 @@ class LearnerNode:
                              online_capacity=self.params["replay_capacity"],
                              seed=self.config.seed)
         if online is not None and len(online["reward"]):
-            replay.add_episode(_as_transitions(online))
+            replay.add_episode(batch_from_steps(online))
         return replay, len(replay)
 
     # ---- trainer-thread callbacks ------------------------------------------------------------
@@ -227,7 +226,7 @@ class LearnerNode:
 
     def _ingest(self, episode: FinishedEpisode) -> int:
         self.store.add_episode(episode.steps, episode.info)
-        self.replay.add_episode(_as_transitions(episode.steps))
+        self.replay.add_episode(batch_from_steps(episode.steps))
         return episode.length
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:

@@ -109,8 +109,10 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
     own_env = env is None
     env = env or GatedEnv(config)
     results: list[Episode] = []
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return agent.act(obs, deterministic=True)
+
     for index in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-        policy = lambda obs: agent.act(obs, deterministic=True)  # noqa: E731
         results.append(env.run_episode(policy, seed=EVAL_SEED_OFFSET + config.seed * 10_007 + index))
     if own_env:
         env.close()
