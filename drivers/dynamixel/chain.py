@@ -131,11 +131,13 @@ def _member(joint: JointCalibration, sensor: bool, robot: str) -> _Member:
 
 class DynamixelChain:
     def __init__(self, calibration: RobotCalibration, config: DynamixelChainConfig | None = None,
-                 *, port: str | None = None) -> None:
+                 *, port: str | None = None,
+                 keep_trying: Callable[[], bool] = lambda: True) -> None:
         if calibration.bus is None:
             raise DynamixelError(f"calibration {calibration.robot}: no 'bus' section")
         self.calibration = calibration
         self.config = config or DynamixelChainConfig()
+        self._keep_trying = keep_trying  # False: a reconnect gives up at once (shutting down)
         self.port_name = port or calibration.bus.port
         self.members = tuple([_member(j, False, calibration.robot) for j in calibration.joints]
                              + [_member(s, True, calibration.robot) for s in calibration.sensors])
@@ -511,6 +513,15 @@ class DynamixelChain:
             self._reconnect(err)
             return operation(*args)
 
+    def _wait_unless_stopped(self, delay_s: float, cause: BaseException) -> None:
+        """Sleeps between reconnect attempts, in slices, so a shutdown never waits them out."""
+        until = time.monotonic() + delay_s
+        while time.monotonic() < until:
+            if not self._keep_trying():
+                raise DynamixelPortError(f"{self.port_name}: reconnect abandoned (shutting down)"
+                                         ) from cause
+            time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+
     def _reconnect(self, cause: BaseException) -> None:
         self.last_error = f"port {self.port_name} lost: {cause}"
         self._event(self.last_error + "; reconnecting")
@@ -528,7 +539,7 @@ class DynamixelChain:
             if time.monotonic() + delay > deadline:
                 raise DynamixelPortError(f"{self.port_name}: not back after "
                                          f"{self.config.reconnect_timeout_s} s: {last}") from cause
-            time.sleep(delay)
+            self._wait_unless_stopped(delay, cause)
             delay = min(2 * delay, self.config.backoff_max_s)
         self._choose_sync_read()
         self._hardware_error.clear()

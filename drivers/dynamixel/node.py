@@ -32,6 +32,7 @@ from drivers.dynamixel.chain import (
     DynamixelChainConfig,
     DynamixelCommError,
     DynamixelConnectError,
+    DynamixelPortError,
 )
 from robot_rl.nodes import topics
 from robot_rl.nodes.robot_state import RobotStatePublishers
@@ -91,7 +92,8 @@ class DynamixelNode:
         self.calibration = load_robot(robot)
         config = DynamixelChainConfig(retries=retries, operating_mode=mode,
                                       telemetry_period_s=telemetry_period_s)
-        self.chain = DynamixelChain(self.calibration, config, port=port or None)
+        self.chain = DynamixelChain(self.calibration, config, port=port or None,
+                                    keep_trying=self.node.ok)
         self._names = list(self.calibration.joint_names)
         self._sensor_names = [s.name for s in self.calibration.sensors]
         self._counters = {"reads": 0, "comm_errors": 0, "commands": 0, "commands_rejected": 0,
@@ -149,6 +151,10 @@ class DynamixelNode:
             self._comm_error(str(err))
             self._publish_diagnostics()
             return
+        except DynamixelPortError:
+            if self.node.ok():
+                raise
+            return  # shutting down while the bus is gone: nothing left to read
         self._state = state
         self._counters["reads"] += 1
         self._publish_state(state)
