@@ -70,6 +70,14 @@ def awr_weights(
     return weights.clamp(max=max_weight)
 
 
+def _sample(
+    mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a = clip(mean + std * eps, -1, 1), log N(mean + std * eps)) for standard normal eps."""
+    log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+    return (mean + torch.exp(log_std) * eps).clamp(-1.0, 1.0), log_prob
+
+
 class AWAC:
     def __init__(
         self,
@@ -103,6 +111,7 @@ class AWAC:
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.num_updates = 0
+        self._sac = config.actor_objective == "sac"
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -150,20 +159,17 @@ class AWAC:
         batch = {k: batch[k].to(self.device) for k in BATCH_KEYS}
         obs = self.normalize_obs(batch["obs"])
         next_obs = self.normalize_obs(batch["next_obs"])
-        action = batch["action"]
-        reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
-        alpha = self.log_alpha.exp()
-
-        with self._autocast():
-            td_target = self.td_target(reward, next_obs, done, alpha.detach())
-            q_pred = self.critic(obs, action)  # (N, B)
-            critic_loss = (q_pred - td_target).pow(2).mean(dim=1).sum()
-            mean, log_std = self.actor(obs)
-            actor_loss, alpha_loss, weights = self._actor_loss(
-                obs, action, mean, log_std, q_pred.detach(), alpha
-            )
-            guard_weight = self.guard.conservative_weight()
-            if guard_weight > 0.0:
+        # Noise is drawn here, in the order the losses use it (next action, then the SAC actor's
+        # sample): a generator cannot enter a compiled graph, and eager and compiled then agree.
+        next_eps = self._noise(batch["action"].shape)
+        actor_eps = self._noise(batch["action"].shape) if self._sac else next_eps
+        critic_loss, actor_loss, alpha_loss, metrics, mean, log_std = self._losses(
+            obs, batch["action"], batch["reward"].reshape(-1), next_obs,
+            batch["done"].reshape(-1), next_eps, actor_eps,
+        )
+        guard_weight = self.guard.conservative_weight()
+        if guard_weight > 0.0:
+            with self._autocast():
                 actor_loss = actor_loss + guard_weight * self.guard.conservative_loss(
                     obs, mean, log_std
                 )
@@ -174,15 +180,34 @@ class AWAC:
         torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
         self.guard.step()
         self.num_updates += 1
+        guard = torch.full((1,), guard_weight, device=self.device)
+        return torch.cat([critic_loss.detach().reshape(1), actor_loss.detach().reshape(1),
+                          metrics, guard])
 
+    def _losses(
+        self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+        next_obs: torch.Tensor, done: torch.Tensor, next_eps: torch.Tensor,
+        actor_eps: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """Both losses from the critic before this step (as rlkit does), so one backward serves
+        both. Pure in its tensors: no RNG, no host sync, so it can be compiled.
+        Returns (critic loss, actor loss, alpha loss, metrics (q_mean ... alpha), mean, log_std)."""
+        alpha = self.log_alpha.exp()
+        with self._autocast():
+            td_target = self._td_target(reward, next_obs, done, next_eps, alpha.detach())
+            q_pred = self.critic(obs, action)  # (N, B)
+            critic_loss = (q_pred - td_target).pow(2).mean(dim=1).sum()
+            mean, log_std = self.actor(obs)
+            actor_loss, alpha_loss, weights = self._actor_loss(
+                obs, action, mean, log_std, q_pred.detach(), alpha, actor_eps
+            )
         with torch.no_grad():
             ess_frac = weights.sum().pow(2) / (weights.pow(2).sum() * weights.shape[0])
-            return torch.stack([
-                critic_loss.detach(), actor_loss.detach(), q_pred.detach().mean(),
-                td_target.mean(), weights.mean(), weights.max(), ess_frac,
-                log_std.detach().mean(), alpha.detach(),
-                torch.tensor(guard_weight, device=self.device),
+            metrics = torch.stack([
+                q_pred.mean(), td_target.mean(), weights.mean(), weights.max(), ess_frac,
+                log_std.mean(), alpha,
             ])
+        return critic_loss, actor_loss, alpha_loss, metrics, mean, log_std
 
     def td_target(
         self, reward: torch.Tensor, next_obs: torch.Tensor, done: torch.Tensor,
@@ -190,23 +215,30 @@ class AWAC:
     ) -> torch.Tensor:
         """y = r + gamma * (1 - done) * agg Qbar(s', a'), a' ~ pi(.|s').
         SAC also subtracts alpha * log pi(a'|s')."""
+        eps = self._noise((next_obs.shape[0], self.act_dim))
+        return self._td_target(reward, next_obs, done, eps, alpha)
+
+    def _td_target(
+        self, reward: torch.Tensor, next_obs: torch.Tensor, done: torch.Tensor,
+        eps: torch.Tensor, alpha: torch.Tensor | float,
+    ) -> torch.Tensor:
         with torch.no_grad():
             next_mean, next_log_std = self.actor(next_obs)
-            next_action, next_log_prob = self._sample(next_mean, next_log_std)
+            next_action, next_log_prob = _sample(next_mean, next_log_std, eps)
             q_next = self._aggregate(self.critic_target(next_obs, next_action))
-            if self.config.actor_objective == "sac":
+            if self._sac:
                 q_next = q_next - alpha * next_log_prob
             return reward + self.config.gamma * (1.0 - done) * q_next
 
     def _actor_loss(
         self, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
-        log_std: torch.Tensor, q_data: torch.Tensor, alpha: torch.Tensor,
+        log_std: torch.Tensor, q_data: torch.Tensor, alpha: torch.Tensor, eps: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(actor loss, alpha loss, per-sample weights) for the configured objective."""
         objective = self.config.actor_objective
         zero = torch.zeros((), device=self.device)
         if objective == "sac":
-            sampled, log_prob = self._sample(mean, log_std)  # reparameterised
+            sampled, log_prob = _sample(mean, log_std, eps)  # reparameterised
             critic_params = [p.detach() for p in self.critic.parameters()]
             q_pi = self._aggregate(self.critic(obs, sampled, params=critic_params))
             actor_loss = (alpha.detach() * log_prob - q_pi).mean()
@@ -225,13 +257,8 @@ class AWAC:
             )
         return -(weights * log_prob).mean(), zero, weights
 
-    def _sample(
-        self, mean: torch.Tensor, log_std: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a = clip(mean + std * eps, -1, 1), log N(mean + std * eps)) with the agent's RNG."""
-        eps = torch.randn(mean.shape, generator=self.generator, device=mean.device)
-        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
-        return (mean + torch.exp(log_std) * eps).clamp(-1.0, 1.0), log_prob
+    def _noise(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device)
 
     def _aggregate(self, q: torch.Tensor) -> torch.Tensor:
         return aggregate_q(q, self.config.critic_aggregation, self.config.std_coef)
