@@ -36,7 +36,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
-            x = F.relu(layer(x))
+            x = F.relu(layer(x), inplace=True)  # the linear's output is not saved for backward
         return self.layers[-1](x)
 
 
@@ -78,7 +78,7 @@ class EnsembleMLP(nn.Module):
         for i, (w, b) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(b, x, w)  # x_{k+1}[n] = b[n] + x_k[n] @ W[n]
             if i < n_layers - 1:
-                x = F.relu(x)
+                x = x.relu_()  # in place: baddbmm's backward does not need its output
         return x
 
     def member_state(self, index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
