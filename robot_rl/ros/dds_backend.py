@@ -3,7 +3,9 @@
 Topic ``rt/<resolved name without the leading slash>``, type ``<pkg>::msg::dds_::<Name>_``,
 plain CDR (XCDR1) little endian, rclpy's QoS. A ROS 2 machine on the same domain sees these
 topics. One participant per process and domain, shared by the nodes of the process; each node
-has one WaitSet that its spinning thread waits on, so its callbacks run one at a time.
+has one WaitSet that its spinning thread waits on, so its callbacks run one at a time. The
+participant publishes ``ros_discovery_info`` (robot_rl.ros.discovery), so ``ros2 node list`` on a
+ROS 2 machine lists our nodes too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from robot_rl.ros.api import Node, NodeOptions, Timer, TimerQueue
+from robot_rl.ros.discovery import QOS as DISCOVERY_QOS
+from robot_rl.ros.discovery import DiscoveryInfo
 from robot_rl.ros.qos import QosProfile, qos_from_depth
 
 # Works with Cyclone 0.10 (ROS 2 Humble/Jazzy) and 11; see PLATFORM.md.
@@ -37,6 +41,7 @@ LOOPBACK_CONFIG = (
 _TAKE_BATCH = 32
 
 _participants: dict[int, DomainParticipant] = {}
+_discovery: dict[int, DiscoveryInfo] = {}
 _participants_lock = threading.Lock()
 
 
@@ -61,6 +66,16 @@ def participant(domain_id: int | None = None) -> DomainParticipant:
                 os.environ["CYCLONEDDS_URI"] = LOOPBACK_CONFIG
             _participants[domain_id] = DomainParticipant(domain_id)
         return _participants[domain_id]
+
+
+def discovery_info(domain_id: int | None = None) -> DiscoveryInfo:
+    """The ``ros_discovery_info`` of the process's participant on ``domain_id``."""
+    domain_id = domain_id_from_env() if domain_id is None else domain_id
+    dp = participant(domain_id)
+    with _participants_lock:
+        if domain_id not in _discovery:
+            _discovery[domain_id] = DiscoveryInfo(dp, dds_qos(DISCOVERY_QOS))
+        return _discovery[domain_id]
 
 
 def dds_qos(profile: QosProfile) -> Qos:
@@ -127,6 +142,8 @@ class DdsNode(Node):
                  options: NodeOptions | None = None, domain_id: int | None = None) -> None:
         super().__init__(name, namespace, options)
         self._participant = participant(domain_id)
+        self._discovery = discovery_info(domain_id)
+        self._discovery.add_node(id(self), self.namespace, self.name)
         self._waitset = WaitSet(self._participant)
         self._topics: dict[str, Topic] = {}
         self._publishers: list[DdsPublisher] = []
@@ -147,6 +164,7 @@ class DdsNode(Node):
                             qos=dds_qos(qos_from_depth(qos)))
         publisher = DdsPublisher(writer, msg_type, resolved)
         self._publishers.append(publisher)
+        self._discovery.add_entity(id(self), writer.guid, is_reader=False)
         return publisher
 
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
@@ -158,6 +176,7 @@ class DdsNode(Node):
         self._waitset.attach(condition)
         subscription = DdsSubscription(reader, condition, callback, resolved)
         self._subscriptions.append(subscription)
+        self._discovery.add_entity(id(self), reader.guid, is_reader=True)
         return subscription
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
@@ -189,6 +208,7 @@ class DdsNode(Node):
             return
         self._shutdown.set()
         self._destroyed = True
+        self._discovery.remove_node(id(self))
         for subscription in self._subscriptions:
             self._waitset.detach(subscription.condition)
             subscription.destroy()
