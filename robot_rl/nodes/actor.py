@@ -1,10 +1,17 @@
 """The actor node: the policy next to a robot, with weights received on POLICY; no training.
 
 ``ActingShell`` is the acting loop shared with the learner node: per robot namespace it keeps the
-latest JOINT_STATES and OBJECT_STATE, runs an ``EpisodeMachine`` on the control clock, publishes
+latest JOINT_STATES and OBJECT_STATE, runs an ``EpisodeMachine`` at ``control_rate_hz``, publishes
 EPISODE events and COMMAND_RAW (never COMMAND: the safety node owns that). A COMMAND_RAW header
 carries the stamp of the joint state it answers, so measurement-to-command latency is visible on
 the wire.
+
+``act_on`` picks what clocks a robot's steps. ``joint_states`` (the default): the joint-state
+callback steps the robot on the first state at or after its next nominal control time
+(``agent.schedule.ControlSchedule``), so a command follows its measurement without waiting for a
+timer; a fallback timer steps any robot that has not stepped for 1.5 periods, so staleness, reset
+timeouts and episode events still happen when its states stop. ``timer``: one timer steps every
+robot each period, whenever the states arrived.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode
+from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
 from robot_rl.agent.observation import LatestState, RobotTopics, robot_topics
+from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
 from robot_rl.learning.background import PolicySnapshot
@@ -32,6 +40,8 @@ from robot_rl.ros.runtime import make_node, run
 
 SnapshotSource = Callable[[], PolicySnapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
+ACT_ON = ("joint_states", "timer")
+FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
 
 
 def declare_acting_parameters(node: Node) -> dict[str, Any]:
@@ -44,6 +54,9 @@ def declare_acting_parameters(node: Node) -> dict[str, Any]:
         "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
                                                   "station's, see agent.observation)"),
         "control_rate_hz": p("control_rate_hz", 20.0, "acting rate (Hz)"),
+        "act_on": p("act_on", "joint_states", "what clocks acting: joint_states (act on the "
+                    "first joint state at or after each control time; a fallback timer steps a "
+                    "robot whose states stop) | timer (a timer at control_rate_hz)"),
         "stale_periods": p("stale_periods", 3.0, "a state older than this many periods is stale"),
         "reset_timeout_s": p("reset_timeout_s", 3.0, "re-send a reset after this (s)"),
         "deterministic": p("deterministic", False, "act with the policy mean (no exploration)"),
@@ -55,8 +68,10 @@ def declare_acting_parameters(node: Node) -> dict[str, Any]:
 class _Robot:
     """One robot's endpoints, latest state and episode machine."""
 
-    def __init__(self, topics_: RobotTopics, latest: LatestState, machine: EpisodeMachine) -> None:
+    def __init__(self, topics_: RobotTopics, latest: LatestState, machine: EpisodeMachine,
+                 schedule: ControlSchedule) -> None:
         self.topics, self.latest, self.machine = topics_, latest, machine
+        self.schedule = schedule
         self.command: Any = None
         self.episode: Any = None
         self.successes: list[bool] = []
@@ -77,13 +92,20 @@ class ActingShell:
             raise ValueError(f"node {node.fully_qualified_name}: control_rate_hz must be > 0, "
                              f"got {rate}")
         self.period_s = 1.0 / rate
+        self.act_on = params["act_on"]
+        if self.act_on not in ACT_ON:
+            raise ValueError(f"node {node.fully_qualified_name}: parameter 'act_on' must be one "
+                             f"of {', '.join(ACT_ON)}; got {self.act_on!r}")
         self._rng = np.random.default_rng(params["seed"] + 17)
         self._names = list(self.calibration.joint_names)
         self.inference_s: deque[float] = deque(maxlen=2000)
         self.finished = 0
         self.robots = [self._make_robot(i, ns, (first_episodes or {}).get(ns, 0))
                        for i, ns in enumerate(params["namespaces"])]
-        node.create_timer(self.period_s, self.tick)
+        if self.act_on == "timer":
+            node.create_timer(self.period_s, self.tick)
+        else:
+            node.create_timer(self.period_s / FALLBACK_CHECKS_PER_PERIOD, self._fallback)
 
     def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
         objects = self.params["object_topics"]
@@ -93,28 +115,37 @@ class ActingShell:
                                seed=(self.params["seed"] * 7919 + index) % 2**31)
         robot = _Robot(names, latest,
                        EpisodeMachine(self.task, config, first_episode=first_episode,
-                                      tag=names.namespace))
+                                      tag=names.namespace),
+                       ControlSchedule(self.period_s))
         node = self.node
-        node.create_subscription(m.JointState, names.joint_states,
-                                 lambda msg: self._on_joints(robot, msg), QOS_SENSOR_DATA)
+        # object state first: when both are waiting in one spin, the joint state that triggers
+        # acting then sees the object state of the same instant
         node.create_subscription(m.JointState, names.object_state,
                                  lambda msg: self._on_object(robot, msg), QOS_SENSOR_DATA)
+        node.create_subscription(m.JointState, names.joint_states,
+                                 lambda msg: self._on_joints(robot, msg), QOS_SENSOR_DATA)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
                                f"{names.object_state} -> {robot.command.topic} at "
-                               f"{1.0 / self.period_s:g} Hz")
+                               f"{1.0 / self.period_s:g} Hz on {self.act_on}")
         return robot
 
     # ---- inputs ----------------------------------------------------------------------------
     def _on_joints(self, robot: _Robot, msg: m.JointState) -> None:
+        now = time.monotonic()
         try:
             robot.latest.on_joints(msg.name, msg.position, msg.velocity,
-                                   m.stamp_to_s(msg.header.stamp), time.monotonic())
+                                   m.stamp_to_s(msg.header.stamp), now)
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.joint_states}: {err}")
+            return
+        robot.schedule.observe(now)
+        if self.act_on == "joint_states" and robot.schedule.due(now):
+            snapshot = self._snapshot()
+            self._step(robot, snapshot, self._policy(snapshot))
 
     def _on_object(self, robot: _Robot, msg: m.JointState) -> None:
         try:
@@ -132,27 +163,46 @@ class ActingShell:
         if warning:
             self.node.get_logger().warning(warning)
 
-    # ---- the control tick ------------------------------------------------------------------
+    # ---- stepping ----------------------------------------------------------------------------
     def tick(self) -> None:
+        """The control timer (``act_on: timer``): every robot, once per period."""
         snapshot = self._snapshot()
-        policy = None if snapshot is None else self._policy(snapshot)
+        policy = self._policy(snapshot)
         for robot in self.robots:
-            now = time.monotonic()
-            state = robot.latest.task_state(now)
-            out = robot.machine.tick(now, state, robot.latest.received_s, policy,
-                                     robot.latest.staleness(now))
-            for text in out.warnings:
-                self.node.get_logger().warning(text)
-            for event, fields in out.events:
-                robot.episode.publish(m.String(data=encode_event(
-                    event, robot.machine.episode, **fields)))
-            if out.targets_rad is not None:
-                robot.command.publish(m.joint_state(self._names, out.targets_rad,
-                                                    stamp_s=robot.latest.joint_stamp_s))
-            if out.finished is not None:
-                self._finished(robot, out.finished, snapshot)
+            self._step(robot, snapshot, policy)
 
-    def _policy(self, snapshot: PolicySnapshot) -> Callable[[np.ndarray], np.ndarray]:
+    def _fallback(self) -> None:
+        """(``act_on: joint_states``) steps the robots whose joint states stopped."""
+        now = time.monotonic()
+        late = [robot for robot in self.robots if robot.schedule.overdue(now)]
+        if late:
+            snapshot = self._snapshot()
+            policy = self._policy(snapshot)
+            for robot in late:
+                self._step(robot, snapshot, policy)
+
+    def _step(self, robot: _Robot, snapshot: PolicySnapshot | None,
+              policy: Policy | None) -> None:
+        """One control step of one robot on its latest state; both clocks come here."""
+        now = time.monotonic()
+        robot.schedule.acted(now)
+        state = robot.latest.task_state(now)
+        out = robot.machine.tick(now, state, robot.latest.received_s, policy,
+                                 robot.latest.staleness(now))
+        for text in out.warnings:
+            self.node.get_logger().warning(text)
+        for event, fields in out.events:
+            robot.episode.publish(m.String(data=encode_event(
+                event, robot.machine.episode, **fields)))
+        if out.targets_rad is not None:
+            robot.command.publish(m.joint_state(self._names, out.targets_rad,
+                                                stamp_s=robot.latest.joint_stamp_s))
+        if out.finished is not None:
+            self._finished(robot, out.finished, snapshot)
+
+    def _policy(self, snapshot: PolicySnapshot | None) -> Policy | None:
+        if snapshot is None:
+            return None
         rng = None if self.params["deterministic"] else self._rng
 
         def act(obs: np.ndarray) -> np.ndarray:
