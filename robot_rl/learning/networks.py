@@ -75,15 +75,21 @@ class EnsembleMLP(nn.Module):
             weights, biases = list(params[:n_layers]), list(params[n_layers:])
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.n_members, -1, -1)
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            x = torch.baddbmm(b, x, w)  # x_{k+1}[n] = b[n] + x_k[n] @ W[n]
-            if i < n_layers - 1:
-                x = x.relu_()  # in place: baddbmm's backward does not need its output
-        return x
+        for w, b in zip(weights[:-1], biases[:-1]):
+            x = torch.baddbmm(b, x, w).relu_()  # x_{k+1}[n] = relu(b[n] + x_k[n] @ W[n])
+        return _ensemble_head(x, weights[-1], biases[-1])
 
     def member_state(self, index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight as nn.Linear stores it (out, in), bias (out,)) for each layer of one member."""
         return [(w[index].T.contiguous(), b[index, 0]) for w, b in zip(self.weights, self.biases)]
+
+
+def _ensemble_head(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """b[n] + x[n] @ W[n]. A one-output head (a Q-value) as multiply-and-sum: MKL's batched GEMM
+    takes several times longer on (B, H) @ (H, 1) and on its backward's outer product."""
+    if w.shape[-1] == 1:
+        return (x * w.transpose(1, 2)).sum(dim=-1, keepdim=True) + b
+    return torch.baddbmm(b, x, w)
 
 
 class QEnsemble(nn.Module):
