@@ -16,6 +16,7 @@ robot each period, whenever the states arrived.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import deque
@@ -42,6 +43,9 @@ SnapshotSource = Callable[[], PolicySnapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
 ACT_ON = ("joint_states", "timer")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
+# Acting uses only the newest state: with a queue of one, the states that piled up while the node
+# was busy arrive as the newest one alone, and the step answers it rather than the oldest.
+QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
 
 
 def declare_acting_parameters(node: Node) -> dict[str, Any]:
@@ -121,9 +125,9 @@ class ActingShell:
         # object state first: when both are waiting in one spin, the joint state that triggers
         # acting then sees the object state of the same instant
         node.create_subscription(m.JointState, names.object_state,
-                                 lambda msg: self._on_object(robot, msg), QOS_SENSOR_DATA)
+                                 lambda msg: self._on_object(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.JointState, names.joint_states,
-                                 lambda msg: self._on_joints(robot, msg), QOS_SENSOR_DATA)
+                                 lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
