@@ -1,15 +1,19 @@
 """Control-loop latency with training running: measurement to gated command, and policy inference.
 
     python bench/control_loop.py [--dataset quick.zarr] [--seconds 20] [--rates 20 100]
-                                 [--domain 57] [--skip-graph] [--skip-inference]
+                                 [--modes timer joint_states] [--domain 57]
+                                 [--skip-graph] [--skip-inference]
 
 1. Inference (in this process): ``PolicySnapshot.act`` p50/p99 while a ``BackgroundTrainer``
    runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
-2. Graph (processes over loopback DDS): twin + safety + learner (training on). The learner stamps
-   each COMMAND_RAW with the stamp of the joint state it answers; this process receives
-   COMMAND_RAW and the safety node's COMMAND and reports (receipt - that stamp), p50/p99, for the
-   raw command and for the gated command that follows it. Includes up to one control period of
-   waiting for the learner's timer (the loop is clocked, not event-driven).
+2. Graph (processes over loopback DDS): twin (joint states at 100 Hz) + safety + learner (training
+   on), for each control rate and each ``act_on`` mode, side by side. The learner stamps each
+   COMMAND_RAW with the stamp of the joint state it answers; this process receives COMMAND_RAW
+   and the safety node's COMMAND and reports (receipt - that stamp), p50/p99, for the raw command
+   and for the gated command that follows it, and the command rate. ``act_on:=timer`` includes up
+   to one control period of waiting for the learner's timer (not aligned with the states);
+   ``act_on:=joint_states`` acts in the joint-state callback, so it measures the loop itself
+   (DDS hops, policy inference, the safety filter) plus the GIL and scheduling delays.
 Figures from a loaded machine are not figures: re-run on a quiet one.
 """
 
@@ -95,7 +99,9 @@ def node_cmd(module: str, *args: str) -> list[str]:
             "--ros-args", *args]
 
 
-def bench_graph(dataset: Path, rate_hz: float, seconds: float) -> None:
+def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str
+                ) -> tuple[list[float], list[float]]:
+    """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received."""
     from robot_rl.ros import messages as m
     from robot_rl.ros.qos import QOS_DEFAULT
     from robot_rl.ros.runtime import make_node
@@ -112,6 +118,7 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float) -> None:
                                   "-p", f"pretrain_dataset:={dataset}",
                                   "-p", "pretrain_updates:=50", "-p", f"run_dir:={run_dir}",
                                   "-p", f"control_rate_hz:={rate_hz}",
+                                  "-p", f"act_on:={act_on}",
                                   "-p", "checkpoint_every_updates:=0"),
                          env=env, start_new_session=True, stderr=subprocess.DEVNULL),
     ]
@@ -152,8 +159,18 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float) -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-    print(f"  {rate_hz:5.0f} Hz joint state -> command_raw: {percentiles(raw_latency)}")
-    print(f"  {rate_hz:5.0f} Hz joint state -> gated command: {percentiles(gated_latency)}")
+    return raw_latency, gated_latency
+
+
+def print_side_by_side(rate_hz: float, seconds: float,
+                       results: dict[str, tuple[list[float], list[float]]]) -> None:
+    modes = list(results)
+    print(f"  {rate_hz:g} Hz control" + "".join(f" | act_on:={mode:<37}" for mode in modes))
+    for index, what in enumerate(("joint state -> command_raw", "joint state -> gated command")):
+        print(f"    {what:<28}" + "".join(f" | {percentiles(results[mode][index]):<45}"
+                                          for mode in modes))
+    print(f"    {'command rate':<28}" + "".join(
+        f" | {len(results[mode][0]) / seconds:6.1f} Hz{'':<36}" for mode in modes))
 
 
 def make_dataset() -> Path:
@@ -169,6 +186,8 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="pretraining dataset (default: record one)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0])
+    parser.add_argument("--modes", nargs="+", default=["timer", "joint_states"],
+                        choices=["timer", "joint_states"], help="the learner's act_on")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--domain", type=int, default=57)
     parser.add_argument("--skip-graph", action="store_true")
@@ -183,7 +202,9 @@ def main() -> None:
     if not args.skip_graph:
         dataset = args.dataset or make_dataset()
         for rate in args.rates:
-            bench_graph(dataset, rate, args.seconds)
+            results = {mode: bench_graph(dataset, rate, args.seconds, mode)
+                       for mode in args.modes}
+            print_side_by_side(rate, args.seconds, results)
 
 
 if __name__ == "__main__":
