@@ -112,6 +112,9 @@ class AWAC:
         self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.num_updates = 0
         self._sac = config.actor_objective == "sac"
+        # Only the loss computation is compiled: modules stay plain (checkpoint keys unchanged),
+        # noise and the optimiser step stay eager. Static shapes: one graph per batch size.
+        self._loss_fn = torch.compile(self._losses, dynamic=False) if config.compile else self._losses
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -163,7 +166,7 @@ class AWAC:
         # sample): a generator cannot enter a compiled graph, and eager and compiled then agree.
         next_eps = self._noise(batch["action"].shape)
         actor_eps = self._noise(batch["action"].shape) if self._sac else next_eps
-        critic_loss, actor_loss, alpha_loss, metrics, mean, log_std = self._losses(
+        critic_loss, actor_loss, alpha_loss, metrics, mean, log_std = self._loss_fn(
             obs, batch["action"], batch["reward"].reshape(-1), next_obs,
             batch["done"].reshape(-1), next_eps, actor_eps,
         )

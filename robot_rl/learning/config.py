@@ -102,6 +102,13 @@ class AWACConfig:
     matmul_precision: str = _choice(
         "fp32", ("fp32", "bf16"), "bf16 autocasts the network matmuls (CPU or GPU)"
     )
+    compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the loss computation: faster updates after 15-60 s of "
+                          "compilation at the first update of each process and batch size (CPU "
+                          "needs a C++ compiler); off by default so short runs and tests start at "
+                          "once"},
+    )
     replay: str = _choice("uniform", ("uniform", "balanced"), "replay sampling scheme")
     balanced_replay: BalancedReplayConfig = field(default_factory=BalancedReplayConfig)
     collapse_guard: CollapseGuardConfig = field(default_factory=CollapseGuardConfig)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from robot_rl.learning.awac import AWAC, LazyMetrics, awr_weights
+from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_checkpoint
 from robot_rl.learning.config import AWACConfig, config_from_dict, config_to_dict
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.learning.replay import ReplayBuffer
@@ -123,3 +127,38 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert config_from_dict(AWACConfig, plain) == config
     with pytest.raises(ValueError, match="log_std_range"):
         AWACConfig(log_std_range=(0.0, -6.0))
+
+
+def _assert_same_update(got: dict[str, float], want: dict[str, float]) -> None:
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.slow  # torch.compile: about 20-30 s of compilation on 2 cores
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_update_matches_eager_from_a_thread_and_checkpoints(tmp_path: Path) -> None:
+    """compile=True computes what eager computes (rounding aside), also when its first update
+    (the compilation) runs in a worker thread as in the background trainer; its checkpoint loads
+    with weights_only=True into an eager agent, which continues identically."""
+    config = AWACConfig(actor_hidden_sizes=(16,), critic_hidden_sizes=(16,), batch_size=32)
+    eager = AWAC(6, 3, config, seed=5)
+    compiled = AWAC(6, 3, dataclasses.replace(config, compile=True), seed=5)
+    batches = [random_batch(32, 6, 3, seed=i) for i in range(4)]
+
+    def train(agent: AWAC) -> list[dict[str, float]]:
+        return [dict(agent.update(b)) for b in batches[:3]]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        compiled_metrics = pool.submit(train, compiled).result()
+    for got, want in zip(compiled_metrics, train(eager)):
+        _assert_same_update(got, want)
+    for got, want in zip(compiled.state_dict()["actor"].values(),
+                         eager.state_dict()["actor"].values()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+    path = save_checkpoint(tmp_path / "compiled.pt", compiled, None,
+                           config_to_dict(compiled.config), {"updates": 3})
+    restored = AWAC(6, 3, config, seed=0)
+    restore_agent(load_checkpoint(path), restored)
+    _assert_same_update(dict(restored.update(batches[3])), dict(compiled.update(batches[3])))
