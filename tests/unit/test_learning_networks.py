@@ -32,9 +32,10 @@ def _member_as_mlp(ensemble: EnsembleMLP, index: int, in_dim: int, out_dim: int,
     return mlp
 
 
-def test_ensemble_equals_independent_mlps_with_the_same_weights() -> None:
+@pytest.mark.parametrize("out_dim", [3, 1])  # 1: the multiply-and-sum head of a Q-ensemble
+def test_ensemble_equals_independent_mlps_with_the_same_weights(out_dim: int) -> None:
     torch.manual_seed(0)
-    in_dim, out_dim, hidden, n = 7, 3, (16, 12), 4
+    in_dim, hidden, n = 7, (16, 12), 4
     ensemble = EnsembleMLP(in_dim, out_dim, hidden, n)
     mlps = [_member_as_mlp(ensemble, i, in_dim, out_dim, hidden) for i in range(n)]
     shared = torch.randn(10, in_dim)
@@ -47,6 +48,13 @@ def test_ensemble_equals_independent_mlps_with_the_same_weights() -> None:
         torch.testing.assert_close(out_own[i], mlp(per_member[i]), rtol=1e-5, atol=1e-6)
     # members are different networks, not copies
     assert not torch.allclose(out[0], out[1])
+    # and so are the gradients, layer by layer (nn.Linear stores weights transposed)
+    out.pow(2).sum().backward()
+    for i, mlp in enumerate(mlps):
+        mlp(shared).pow(2).sum().backward()
+        for layer, w, b in zip(mlp.layers, ensemble.weights, ensemble.biases):
+            torch.testing.assert_close(w.grad[i], layer.weight.grad.T, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(b.grad[i, 0], layer.bias.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_ensemble_gradients_stay_within_their_member() -> None:
