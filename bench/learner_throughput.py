@@ -5,12 +5,17 @@ Batches are pre-sampled tensors for both learners, so this measures the update i
 are measured in alternating rounds and the fastest round is reported: other processes on a shared
 machine only ever slow a round down, and they move the figures more than the differences measured.
 
-    PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--threads N]
+    PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--compile]
+                                                    [--threads N] [--cpu-time]
+
+--compile adds robot_rl with AWACConfig(compile=True); its compilation (15-60 s per shape) happens
+in the warm-up, outside the measured rounds, and is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -37,9 +42,10 @@ def make_batches(batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def ours(hidden: tuple[int, ...], batch_size: int, precision: str) -> Callable[[int], None]:
+def ours(hidden: tuple[int, ...], batch_size: int, precision: str,
+         compile: bool = False) -> Callable[[int], None]:
     config = AWACConfig(actor_hidden_sizes=hidden, critic_hidden_sizes=hidden,
-                        batch_size=batch_size, matmul_precision=precision)
+                        batch_size=batch_size, matmul_precision=precision, compile=compile)
     agent = AWAC(OBS_DIM, ACT_DIM, config)
     batches = make_batches(batch_size, seed=1)
 
@@ -75,22 +81,29 @@ def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], Non
     return step
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def rate(step: Callable[[int], None], updates: int) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     for i in range(updates):
         step(i)
-    return updates / (time.perf_counter() - start)
+    return updates / (CLOCK() - start)
 
 
 def measure(steps: dict[str, Callable[[int], None]], rounds: int, updates: int,
-            warmup: int) -> dict[str, float]:
-    for step in steps.values():
+            warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(fastest rate per learner, warm-up seconds per learner: compilation shows up there)."""
+    warmup_s = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
         rate(step, warmup)
+        warmup_s[name] = time.perf_counter() - start
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             samples[name].append(rate(step, updates))
-    return {name: max(values) for name, values in samples.items()}
+    return {name: max(values) for name, values in samples.items()}, warmup_s
 
 
 def main() -> None:
@@ -98,29 +111,45 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--no-d3rlpy", action="store_true", help="measure robot_rl only")
     parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure robot_rl with torch.compile (AWACConfig.compile)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads; 0 leaves torch's default")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="rates from this process's CPU time, not wall time: with --threads 1 "
+                             "on a loaded machine, time spent waiting for a core is left out")
     args = parser.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, updates, warmup = (6, 5, 3) if args.quick else (10, 25, 10)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{rounds} rounds x {updates} updates, fastest round")
-    header = f"{'net':>6} {'batch':>5} {'ours fp32':>10} {'ours bf16':>10} {'d3rlpy':>8} " \
-             f"{'fp32/d3':>8} {'bf16/d3':>8}"
-    print(header)
+          f"{rounds} rounds x {updates} updates, fastest round, updates/s "
+          f"({'CPU' if args.cpu_time else 'wall'} time); "
+          f"load average {os.getloadavg()[0]:.2f}")
+    ours_names = ["fp32"] + ["compiled"] * args.compile + ["bf16"] * args.bf16
+    print(f"{'net':>6} {'batch':>5} " + " ".join(f"{n:>9}" for n in ours_names)
+          + f" {'d3rlpy':>8} " + " ".join(f"{n[:5] + '/d3':>8}" for n in ours_names))
     for hidden in ((256, 256), (256, 256, 256)):
         for batch_size in (256, 1024):
             steps = {"fp32": ours(hidden, batch_size, "fp32")}
+            if args.compile:
+                steps["compiled"] = ours(hidden, batch_size, "fp32", compile=True)
             if args.bf16:
                 steps["bf16"] = ours(hidden, batch_size, "bf16")
             if not args.no_d3rlpy:
                 steps["d3rlpy"] = d3rlpy_awac(hidden, batch_size)
-            r = measure(steps, rounds, updates, warmup)
+            r, warmup_s = measure(steps, rounds, updates, warmup)
             d3 = r.get("d3rlpy", float("nan"))
-            bf = r.get("bf16", float("nan"))
-            print(f"{len(hidden)}x256 {batch_size:>5} {r['fp32']:>10.1f} {bf:>10.1f} {d3:>8.1f} "
-                  f"{r['fp32'] / d3:>8.2f} {bf / d3:>8.2f}", flush=True)
+            print(f"{len(hidden)}x256 {batch_size:>5} "
+                  + " ".join(f"{r[n]:>9.1f}" for n in ours_names) + f" {d3:>8.1f} "
+                  + " ".join(f"{r[n] / d3:>8.2f}" for n in ours_names), flush=True)
+            if args.compile:
+                print(f"{'':>12} compiled warm-up (compilation + {warmup} updates): "
+                      f"{warmup_s['compiled']:.1f} s", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
