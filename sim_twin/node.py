@@ -193,12 +193,13 @@ class TwinNode:
     def _publish_state(self) -> None:
         stamp_s = self.node.now_s()
         twin = self.twin
-        self._joints.publish(m.joint_state(
-            self._names, twin.joint_positions_rad(), twin.joint_velocities_rad_s(),
-            twin.joint_efforts_a(), stamp_s=stamp_s))
+        # the object first: a node acting on each joint state then sees the same instant's object
         self._object.publish(m.joint_state(
             [twin.object_joint], [twin.object_position()], [twin.object_velocity()],
             stamp_s=stamp_s))
+        self._joints.publish(m.joint_state(
+            self._names, twin.joint_positions_rad(), twin.joint_velocities_rad_s(),
+            twin.joint_efforts_a(), stamp_s=stamp_s))
         if stamp_s - self._last_telemetry_s >= TELEMETRY_PERIOD_S:
             self._last_telemetry_s = stamp_s
             n = len(self._names)
