@@ -35,6 +35,7 @@ from robot_rl.nodes import topics
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.report import CurvePoint, Report
+from robot_rl.ros.launch import pid_alive, started_pids
 
 MODE = "graph: processes over DDS (twin, safety and learner nodes, started from launch/)"
 LAUNCH_FILES = {"robot_rl/ValveTurn-v0": "valve.launch.yaml",
@@ -137,7 +138,7 @@ class _Graph:
 
     def node_pids(self) -> list[int]:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return [int(p) for p in re.findall(r"started with pid \[(\d+)\]", text)]
+        return started_pids(text)
 
     def stop(self) -> None:
         """SIGINT, as Ctrl-C would; then make sure that no node outlives the runner."""
@@ -151,22 +152,12 @@ class _Graph:
             except subprocess.TimeoutExpired:
                 _kill_group(proc.pid)
                 proc.wait(timeout=5)
-        left = [pid for pid in self.node_pids() if _alive(pid)]
+        left = [pid for pid in self.node_pids() if pid_alive(pid)]
         for pid in left:
             _kill_group(pid)
         if left:
             raise GraphError(f"nodes still running after the launch stopped: pids {left} "
                              f"(killed); see {self.log_path}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_group(pid: int) -> None:

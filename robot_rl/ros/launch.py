@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -30,6 +31,7 @@ import yaml
 from robot_rl.ros.api import install_signal_handlers, normalize_namespace
 
 PACKAGE = "robot_rl"
+STARTED_PID = re.compile(r"started with pid \[(\d+)\]")  # the runner's log line per process
 # exec name -> "module:function"; other modules may add theirs. Installed console_scripts win.
 EXECUTABLES: dict[str, str] = {
     "demo_talker": "robot_rl.ros.examples:talker_main",
@@ -474,6 +476,22 @@ class LaunchRunner:
             code = proc.proc.poll()
             if code is not None and code not in (0, -signal.SIGINT, -signal.SIGTERM):
                 self._log("INFO", f"process [{proc.spec.label}] exited with code {code}")
+
+
+def started_pids(log_text: str) -> list[int]:
+    """The pids of the processes a runner's log says it started (STARTED_PID lines)."""
+    return [int(pid) for pid in STARTED_PID.findall(log_text)]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _child_env() -> dict[str, str]:

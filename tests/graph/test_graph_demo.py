@@ -31,27 +31,15 @@ from robot_rl.pipeline.graph_demo import (
     safety_counters,
 )
 from robot_rl.ros import messages as m
+from robot_rl.ros.launch import pid_alive, started_pids
 from robot_rl.ros.qos import QOS_DEFAULT
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _node_pids(log: str) -> list[int]:
-    return [int(line.rsplit("[", 1)[1].rstrip("]\n")) for line in log.splitlines()
-            if "started with pid [" in line]
-
-
 def _reap_nodes(log_path: Path) -> None:
     """On a failure the runner is SIGKILLed by ``spawn``: its nodes (own sessions) go too."""
-    for pid in _node_pids(log_path.read_text()) if log_path.exists() else []:
+    for pid in started_pids(log_path.read_text()) if log_path.exists() else []:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 
@@ -120,8 +108,8 @@ def _fine_tune_from_the_launch_file(spawn: Any, tmp_path: Path, dataset: Path) -
 
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=15) == 0
-    pids = _node_pids((tmp_path / "launch.log").read_text())
-    assert len(pids) == 3 and not [p for p in pids if _alive(p)]
+    pids = started_pids((tmp_path / "launch.log").read_text())
+    assert len(pids) == 3 and not [p for p in pids if pid_alive(p)]
 
 
 @pytest.mark.graph
@@ -155,7 +143,7 @@ def _demo_on_the_graph(spawn: Any, out: Path) -> None:
     # the safety node's own counters, read from /diagnostics: every learner command went through
     assert report["safety"]["commands"] >= online.n_steps
     assert (out / "learning_curve.png").stat().st_size > 0
-    pids = _node_pids((out / "graph.log").read_text())
-    assert len(pids) == 3 and not [p for p in pids if _alive(p)]
+    pids = started_pids((out / "graph.log").read_text())
+    assert len(pids) == 3 and not [p for p in pids if pid_alive(p)]
     assert "SIGKILL" not in (out / "graph.log").read_text()
     assert time.monotonic() - started < 300

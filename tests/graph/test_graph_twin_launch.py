@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +18,7 @@ from graph_probe import Probe
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
-from robot_rl.ros.launch import LaunchDescription
+from robot_rl.ros.launch import LaunchDescription, pid_alive, started_pids
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
 LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
@@ -46,14 +44,6 @@ def test_every_task_and_mode_evaluates_with_safety_shutting_all_down(task: str,
     assert expected in labels
     namespace = "/arm" if task == "drawer" else "/hand"
     assert f"__ns:={namespace}" in labels["safety"].cmd
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.graph
@@ -84,13 +74,13 @@ def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, r
         assert status[-1].data in ("pass", "clipped")
     finally:
         probe.destroy()
-    pids = [int(p) for line in list(lines) for p in re.findall(r"started with pid \[(\d+)\]", line)]
+    pids = started_pids("".join(lines))
     assert len(pids) == nodes  # learner:=false
     start = time.monotonic()
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=15) == 0, "".join(lines[-30:])
     assert time.monotonic() - start < 5.0
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if pid_alive(pid)]
     reader.join(timeout=2)
     escalated = [line for line in lines if "SIGTERM" in line or "SIGKILL" in line]
     assert not escalated, "".join(lines[-40:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from robot_rl.ros.launch import LaunchDescription, LaunchError, share_directory
+from robot_rl.ros.launch import (
+    LaunchDescription,
+    LaunchError,
+    pid_alive,
+    share_directory,
+    started_pids,
+)
 
 INCLUDED = """
 launch:
@@ -151,14 +156,6 @@ class _Lines:
             time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_runner_starts_prefixes_respawns_and_stops_on_sigint(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     launch_file = tmp_path / "run.launch.yaml"
@@ -179,12 +176,11 @@ def test_runner_starts_prefixes_respawns_and_stops_on_sigint(
     out.wait_for(r"process \[broken\] died \[pid \d+, exit code 1\]")
     assert runner.poll() is None
 
-    pids = [int(p) for line in out.lines
-            for p in re.findall(r"started with pid \[(\d+)\]", line)]
+    pids = started_pids("\n".join(out.lines))
     start = time.monotonic()
     runner.send_signal(signal.SIGINT)
     code = runner.wait(timeout=10)
     assert time.monotonic() - start < 5.0
     assert code == 1  # 'broken' failed during the launch
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if pid_alive(pid)]
     assert not any("SIGTERM" in line or "SIGKILL" in line for line in out.lines)
