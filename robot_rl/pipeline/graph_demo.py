@@ -60,7 +60,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    clock = _Laps(timings)
+    clock = stages.Laps(timings)
     dataset = run_dir / "dataset.zarr"
     summary = stages.record(config, dataset, progress=progress)
     clock.lap("record")
@@ -90,7 +90,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
                     offline_success_rate=offline.success_rate,
                     finetuned_success_rate=final.success_rate,
                     eval_episodes=config.eval.episodes,
-                    curve=[_point(0, offline), _point(env_steps, final)],
+                    curve=[stages.curve_point(0, offline), stages.curve_point(env_steps, final)],
                     timings_s=timings, safety=safety, mode=MODE,
                     online_curve=online_curve(episodes, window), online_window_episodes=window)
     report.write(run_dir)
@@ -219,7 +219,7 @@ def read_status(path: Path) -> dict[str, Any] | None:
 
 
 def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: PipelineConfig,
-            clock: _Laps, progress: bool) -> dict[str, Any]:
+            clock: stages.Laps, progress: bool) -> dict[str, Any]:
     """Progress bars from status.json until the learner says done; the last status."""
     bars = {"pretrain": tqdm(total=config.pretrain.updates, desc="pretrain (learner node)",
                              disable=not progress),
@@ -254,7 +254,7 @@ def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: Pipeli
     return status
 
 
-def _phase_change(old: str, new: str, clock: _Laps) -> str:
+def _phase_change(old: str, new: str, clock: stages.Laps) -> str:
     names = {"starting": "graph: start and pretrain", "pretraining": "graph: start and pretrain",
              "online": "graph: online", "finishing": "graph: updates owed and checkpoint"}
     if new != old and names.get(old) != names.get(new, new):
@@ -301,20 +301,3 @@ def online_curve(episodes: list[dict[str, str]], window: int) -> list[CurvePoint
                                  success_rate=float(success[lo:i + 1].mean()),
                                  mean_return=float(returns[lo:i + 1].mean())))
     return points
-
-
-def _point(env_steps: int, result: stages.EvalResult) -> CurvePoint:
-    return CurvePoint(env_steps=env_steps, success_rate=result.success_rate,
-                      mean_return=result.mean_return)
-
-
-class _Laps:
-    """Wall time per stage, each measured from the end of the one before."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings, self._last = timings, time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[name] = self.timings.get(name, 0.0) + now - self._last
-        self._last = now

@@ -147,7 +147,7 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
     agent.start_online()
     offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
     agent.guard.record_offline_success(offline_eval.success_rate)
-    curve = [_curve_point(0, offline_eval)]
+    curve = [curve_point(0, offline_eval)]
     env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
     while env_steps < config.finetune.env_steps:
@@ -164,7 +164,7 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
         logger.log(env_steps, {**dict(metrics), "episode_return": episode.episode_return,
                                "episode_success": float(episode.success)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
-            point = _curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env))
+            point = curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env))
             agent.guard.record_online_success(point.success_rate)
             curve.append(point)
             logger.log(env_steps, {"eval_success_rate": point.success_rate})
@@ -183,18 +183,18 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
 def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) -> Report:
     """The whole pipeline on the twin, ending in RUN/report.md, report.json, learning_curve.png."""
     timings: dict[str, float] = {}
-    started = time.perf_counter()
+    clock = Laps(timings)
     dataset = run_dir / "dataset.zarr"
     summary = record(config, dataset, progress=progress)
-    timings["record"] = _lap(started, timings)
+    clock.lap("record")
     offline_checkpoint = pretrain(config, dataset, run_dir, progress=progress)
-    timings["pretrain"] = _lap(started, timings)
+    clock.lap("pretrain")
     offline = evaluate(config, load_agent(config, offline_checkpoint), config.eval.episodes,
                        progress=progress)
     tuned = finetune(config, run_dir, dataset, progress=progress)
     final = evaluate(config, load_agent(config, tuned.checkpoint), config.eval.episodes,
                      progress=progress)
-    timings["finetune and evaluate"] = _lap(started, timings)
+    clock.lap("finetune and evaluate")
     report = Report(task=config.env_id, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
@@ -210,7 +210,8 @@ def load_agent(config: PipelineConfig, checkpoint: Path) -> AWAC:
     return load_agent_from(checkpoint, config.awac, seed=config.seed)
 
 
-def _curve_point(env_steps: int, result: EvalResult) -> CurvePoint:
+def curve_point(env_steps: int, result: EvalResult) -> CurvePoint:
+    """An evaluation as a point of the learning curve."""
     return CurvePoint(env_steps=env_steps, success_rate=result.success_rate,
                       mean_return=result.mean_return)
 
@@ -219,5 +220,13 @@ def _rate(flags: list[bool]) -> float:
     return float(np.mean(flags)) if flags else float("nan")
 
 
-def _lap(started: float, timings: dict[str, float]) -> float:
-    return time.perf_counter() - started - sum(timings.values())
+class Laps:
+    """Wall time per stage into ``timings``, each measured from the end of the one before."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings, self._last = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self._last
+        self._last = now
