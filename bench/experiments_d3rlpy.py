@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from robot_rl.config import apply_overrides
 from robot_rl.data import EpisodeStore
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import PipelineConfig
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     harness = _harness()
-    overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.ours_set)}
+    overrides = apply_overrides({}, args.ours_set)  # nested keys, YAML values, named errors
     method = harness.METHODS["awac"]
     if overrides:
         method = harness.Method("awac_variant", "awac with overrides", pretrain=overrides)
