@@ -1,11 +1,16 @@
 """Latency through the safety node: COMMAND_RAW published -> COMMAND received, p50/p99.
 
     python bench/safety_node_latency.py [--seconds 10] [--rates 20 100] [--domain 57]
+    python bench/safety_node_latency.py --micro [--robots dclaw arm6] [--calls 3000]
 
 The safety node runs in its own process on a private loopback DDS domain; this process plays the
 robot (joint states at 100 Hz following the commands) and the learner (raw commands at each
 rate, a slow ramp that passes every limit unchanged, so each gated command is matched to its raw
 one by value). Two DDS hops and the supervisor's filter; figures vary with machine load.
+
+``--micro``: the node's Python cost per message, in this process with no DDS peer: CDR decode
+plus ``_on_joints``, and CDR decode plus ``_on_command`` (filter, message, CDR encode, DDS write),
+then the parts one by one. Commands hold a configuration inside the workspace, so they pass.
 """
 
 from __future__ import annotations
@@ -69,15 +74,98 @@ def _measure(node: Any, raw: Any, joints: Any, received: dict[float, float],
     return np.asarray(latencies) * 1e3, len(sent) - len(latencies)
 
 
+def _us(samples_ns: list[int]) -> str:
+    us = np.asarray(samples_ns) / 1e3
+    p50, p99 = np.percentile(us, [50, 99])
+    return f"p50 {p50:7.1f}  p99 {p99:7.1f}  mean {us.mean():7.1f} us"
+
+
+def _timed(fn: Any, calls: int) -> list[int]:
+    out = []
+    for k in range(calls):
+        start = time.perf_counter_ns()
+        fn(k)
+        out.append(time.perf_counter_ns() - start)
+    return out
+
+
+def _inside_configuration(supervisor: Any, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Mid-range, or the first seeded random configuration inside the workspace."""
+    q, rng = (lower + upper) / 2, np.random.default_rng(0)
+    while supervisor.workspace is not None and not supervisor.workspace.inside(q):
+        q = rng.uniform(lower, upper)
+    return q
+
+
+def micro(robot: str, calls: int) -> None:
+    """Per-message Python cost of the safety node's two callbacks and of their parts."""
+    from robot_rl.nodes.safety import SafetyNode, reorder
+    from robot_rl.ros import messages as m
+    from robot_rl.safety import RobotState
+
+    safety = SafetyNode(["--ros-args", "-p", f"robot:={robot}", "-r", "__ns:=/micro"])
+    sup, cal = safety.supervisor, safety.calibration
+    names, n = list(cal.joint_names), cal.n_joints
+    q = _inside_configuration(sup, sup.limits.lower_rad, sup.limits.upper_rad)
+    zeros = np.zeros(n)
+    command_bytes = m.joint_state(names, q).serialize()
+    joint_bytes: list[bytes] = []
+
+    def joint_message(k: int) -> None:  # the twin's part, not timed
+        joint_bytes.append(m.joint_state(names, q, zeros, zeros, safety.node.now_s()).serialize())
+
+    def on_joints(k: int) -> None:
+        safety._on_joints(m.JointState.deserialize(joint_bytes[-1]))
+
+    def on_command(k: int) -> None:
+        safety._on_command(m.JointState.deserialize(command_bytes))
+
+    joints_ns, command_ns = [], []
+    before = dict(sup.counters)
+    for k in range(calls):
+        joint_message(k)
+        joints_ns += _timed(on_joints, 1)
+        command_ns += _timed(on_command, 1)
+    verdicts = {k[8:]: v - before.get(k, 0) for k, v in sup.counters.items()
+                if k.startswith("verdict_") and v - before.get(k, 0)}
+    print(f"{robot}: {n} joints, workspace sites "
+          f"{', '.join(sup.workspace.sites) if sup.workspace else 'none'}; {calls} calls; "
+          f"verdicts {verdicts}")
+    print(f"  joint state: decode + _on_joints        {_us(joints_ns)}")
+    print(f"  command: decode + _on_command + publish  {_us(command_ns)}")
+    state_msg = m.JointState.deserialize(joint_bytes[-1])
+    state = RobotState(safety.node.now_s(), q, zeros, zeros)
+    parts = {
+        "decode JointState (pos, vel, eff)": lambda k: m.JointState.deserialize(joint_bytes[-1]),
+        "reorder (names in order)": lambda k: reorder(state_msg.name, state_msg.position, names),
+        "Supervisor.update_state": lambda k: sup.update_state(state),
+        "Supervisor.filter": lambda k: sup.filter(q, safety.node.now_s()),
+        "m.joint_state + encode (position)": lambda k: m.joint_state(names, q, stamp_s=1.0
+                                                                     ).serialize(),
+    }
+    if sup.workspace is not None:
+        parts["workspace FK, batch 1"] = lambda k: sup.workspace.inside(q)
+    for label, fn in parts.items():
+        print(f"    {label:38s} {_us(_timed(fn, calls))}")
+    safety.node.destroy()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0])
     parser.add_argument("--domain", type=int, default=random.Random().randrange(100, 200))
+    parser.add_argument("--micro", action="store_true", help="per-call costs, in this process")
+    parser.add_argument("--robots", nargs="+", default=["dclaw", "arm6"], help="with --micro")
+    parser.add_argument("--calls", type=int, default=3000, help="with --micro")
     args = parser.parse_args(argv)
     os.environ.update(ROS_DOMAIN_ID=str(args.domain), ROBOT_RL_DDS_LOOPBACK="1",
                       ROBOT_RL_BACKEND="dds")
     sys.path.insert(0, str(REPO_ROOT))
+    if args.micro:
+        for robot in args.robots:
+            micro(robot, args.calls)
+        return 0
     from robot_rl.nodes import topics
     from robot_rl.robot_config import load_robot
     from robot_rl.ros import messages as m
