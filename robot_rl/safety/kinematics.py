@@ -31,8 +31,6 @@ class _Joint:
     axis: np.ndarray
     pos: np.ndarray
     ref: float
-    skew: np.ndarray  # cross-product matrix K of the axis and K @ K, precomputed for Rodrigues
-    skew2: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,23 @@ class _Site:
     pos: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Chains:
+    """Each site's position as the translation of a product of per-joint 4x4 transforms.
+
+    Site s is at the translation of ``G[s, 0] @ ... @ G[s, L-1]``. The transform of a joint's slot
+    is linear in the terms (1, sin a, 1 - cos a, a) of its angle a = q[joint_index] - ref: the
+    fixed transform from the previous joint, times a hinge's rotation about its anchor (Rodrigues)
+    or a slide's translation. A last constant slot translates to the site. So a call costs a fixed
+    few numpy operations, not a few per body. L is a power of two (identity slots pad it) so the
+    product is a pairwise reduction.
+    """
+
+    joint_index: np.ndarray  # (S, L) int
+    ref: np.ndarray  # (S, L)
+    terms: np.ndarray  # (S, L, 4, 16): term k's coefficient matrix, flattened
+
+
 class Kinematics:
     """Site positions (world frame, m) as a function of the named joints' positions (rad or m)."""
 
@@ -59,7 +74,7 @@ class Kinematics:
         self._sites = sites
         self.joint_names = joint_names
         self.source = source
-        self._plans: dict[tuple[str, ...], tuple[list[int], list[_Site]]] = {}
+        self._plans: dict[tuple[str, ...], _Chains] = {}
 
     @classmethod
     def from_mjcf(cls, path: str | Path, joint_names: tuple[str, ...] | list[str]) -> Kinematics:
@@ -82,55 +97,94 @@ class Kinematics:
             raise ValueError(f"{self.source}: expected {len(self.joint_names)} joint positions "
                              f"({', '.join(self.joint_names)}), got shape {q.shape}")
         batch_shape = q.shape[:-1]
-        q = q.reshape(-1, q.shape[-1])
-        order, sites = self._plan(tuple(site_names))
-        pos, rot = self._forward(q, order)
-        out = np.stack([pos[s.body] + rot[s.body] @ s.pos for s in sites], axis=1)
-        return out.reshape(*batch_shape, len(sites), 3)
+        # no joints: one dummy column for the identity slots to index
+        q = q.reshape(-1, q.shape[-1]) if q.shape[-1] else np.zeros((int(np.prod(batch_shape)), 1))
+        chains = self._plan(tuple(site_names))
+        angle = q[:, chains.joint_index] - chains.ref  # (B, S, L)
+        coefficients = np.empty((*angle.shape, 1, 4))
+        coefficients[..., 0, 0] = 1.0
+        np.sin(angle, out=coefficients[..., 0, 1])
+        np.cos(angle, out=coefficients[..., 0, 2])
+        np.subtract(1.0, coefficients[..., 0, 2], out=coefficients[..., 0, 2])
+        coefficients[..., 0, 3] = angle
+        g = (coefficients @ chains.terms).reshape(*angle.shape, 4, 4)
+        while g.shape[2] > 1:
+            g = g[:, :, 0::2] @ g[:, :, 1::2]
+        return g[:, :, 0, :3, 3].reshape(*batch_shape, len(site_names), 3)
 
-    def _plan(self, names: tuple[str, ...]) -> tuple[list[int], list[_Site]]:
-        """The bodies needed for these sites, parents first (cached per site list)."""
+    def _plan(self, names: tuple[str, ...]) -> _Chains:
+        """The chains of these sites (cached per site list)."""
         if names not in self._plans:
             missing = [n for n in names if n not in self._sites]
             if missing:
                 raise MjcfError(f"{self.source}: no site named {', '.join(missing)}; "
                                 f"sites: {', '.join(self._sites) or 'none'}")
-            needed: set[int] = set()
-            for name in names:
-                b = self._sites[name].body
-                while b > 0 and b not in needed:
-                    needed.add(b)
-                    b = self._bodies[b].parent
-            self._plans[names] = (sorted(needed), [self._sites[n] for n in names])
+            self._plans[names] = _stack_chains([self._chain(self._sites[n]) for n in names])
         return self._plans[names]
 
-    def _forward(self, q: np.ndarray, order: list[int]) -> tuple[dict, dict]:
-        n = q.shape[0]
-        pos = {0: np.zeros((n, 3))}
-        rot = {0: np.broadcast_to(_EYE, (n, 3, 3))}
-        for b in order:  # ascending index = parents before children
-            body = self._bodies[b]
-            p = pos[body.parent] + rot[body.parent] @ body.pos
-            r = rot[body.parent] @ body.rot
+    def _chain(self, site: _Site) -> list[tuple[np.ndarray, _Joint | None]]:
+        """(fixed transform before the joint, joint) per controlled joint from the world to the
+        site, then (the transform from the last joint's frame to the site, None)."""
+        path, b = [], site.body
+        while b > 0:
+            path.append(self._bodies[b])
+            b = self._bodies[b].parent
+        slots, fixed = [], np.eye(4)
+        for body in reversed(path):
+            fixed = fixed @ _affine(body.rot, body.pos)
             for joint in body.joints:
-                if joint.index < 0:
-                    continue
-                angle = q[:, joint.index] - joint.ref
-                if joint.kind == "slide":
-                    p = p + (r @ joint.axis) * angle[:, None]
-                    continue
-                anchor = p + r @ joint.pos
-                r = r @ _rodrigues(joint.skew, angle, joint.skew2)
-                p = anchor - r @ joint.pos
-            pos[b], rot[b] = p, r
-        return pos, rot
+                if joint.index >= 0:  # the others stay at their reference: the identity
+                    slots.append((fixed, joint))
+                    fixed = np.eye(4)
+        return [*slots, (fixed @ _affine(np.eye(3), site.pos), None)]
 
 
-def _rodrigues(skew: np.ndarray, angle: np.ndarray, skew2: np.ndarray | None = None
-               ) -> np.ndarray:
+def _affine(rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = rot, pos
+    return out
+
+
+def _slot_terms(fixed: np.ndarray, joint: _Joint | None) -> np.ndarray:
+    """The 4x4 coefficients of (1, sin a, 1 - cos a, a) in ``fixed @ joint transform(a)``.
+
+    Hinge about axis k through anchor p: [[R, p - R p], [0, 1]] with R = I + sin a K + (1 - cos a)
+    K^2, K the cross-product matrix of k. Slide: a translation by a k. No joint: ``fixed``."""
+    terms = np.zeros((4, 4, 4))
+    terms[0] = fixed
+    rot = fixed[:3, :3]
+    if joint is None:
+        return terms
+    if joint.kind == "slide":
+        terms[3, :3, 3] = rot @ joint.axis
+        return terms
+    skew = _skew(joint.axis)
+    for k, power in ((1, skew), (2, skew @ skew)):
+        terms[k, :3, :3] = rot @ power
+        terms[k, :3, 3] = -(rot @ power @ joint.pos)
+    return terms
+
+
+def _stack_chains(chains: list[list[tuple[np.ndarray, _Joint | None]]]) -> _Chains:
+    longest = max([len(slots) for slots in chains] + [1])
+    length = 1 << (longest - 1).bit_length()
+    identity = np.zeros((4, 4, 4))
+    identity[0] = np.eye(4)
+    n = len(chains)
+    index, ref = np.zeros((n, length), dtype=int), np.zeros((n, length))
+    terms = np.broadcast_to(identity, (n, length, 4, 4, 4)).copy()
+    for s, slots in enumerate(chains):
+        for slot, (fixed, joint) in enumerate(slots):
+            if joint is not None:
+                index[s, slot], ref[s, slot] = joint.index, joint.ref
+            terms[s, slot] = _slot_terms(fixed, joint)
+    return _Chains(index, ref, terms.reshape(n, length, 4, 16))
+
+
+def _rodrigues(skew: np.ndarray, angle: np.ndarray) -> np.ndarray:
     s = np.sin(angle)[:, None, None]
     c = (1.0 - np.cos(angle))[:, None, None]
-    return _EYE + s * skew + c * (skew @ skew if skew2 is None else skew2)
+    return _EYE + s * skew + c * (skew @ skew)
 
 
 def _load_xml(path: Path) -> ET.Element:
@@ -254,7 +308,7 @@ class _Parser:
                 ref = np.deg2rad(ref)
             index = self.joint_names.index(name) if name in self.joint_names else -1
             joints.append(_Joint(kind, index, axis, self._vector(attrs, "pos", 3, (0, 0, 0), child),
-                                 ref, _skew(axis), _skew(axis) @ _skew(axis)))
+                                 ref))
         return tuple(joints)
 
     def _vector(self, attrs: dict, key: str, size: int, default, element: ET.Element) -> np.ndarray:

@@ -151,8 +151,9 @@ def test_include_is_spliced(tmp_path: Path) -> None:
                                _mujoco_sites(main, ("a",), ("s",), q), atol=1e-12)
 
 
-def test_real_hand_model_matches_mujoco() -> None:
-    calibration = load_robot("dclaw")
+@pytest.mark.parametrize("robot", ["dclaw", "arm6"])
+def test_real_models_match_mujoco(robot: str) -> None:
+    calibration = load_robot(robot)
     path = calibration.model_path()
     if not path.exists():
         pytest.skip(f"{path} is not written yet (the twin's MJCF, another engineer's part)")
@@ -164,3 +165,34 @@ def test_real_hand_model_matches_mujoco() -> None:
     q = rng.uniform(calibration.lower_rad, calibration.upper_rad, size=(40, len(joints)))
     expected = _mujoco_sites(path, joints, sites, q)
     np.testing.assert_allclose(kin.site_positions_m(q, sites), expected, atol=1e-9)
+    # the supervisor's call: one configuration, the workspace sites
+    workspace = calibration.safety.workspace.sites
+    positions = kin.site_positions_m(q[3], workspace)
+    np.testing.assert_allclose(positions, expected[3, [sites.index(s) for s in workspace]],
+                               atol=1e-9)
+
+
+def test_any_batch_shape_and_site_order(tmp_path: Path) -> None:
+    """Chains are padded to a common length: sites with 0 to 4 controlled joints in one call, in
+    any order, for batches of any shape, each row as if computed alone."""
+    path = _write(tmp_path, False)
+    kin = Kinematics.from_mjcf(path, JOINTS)
+    rng = np.random.default_rng(2)
+    q = rng.uniform(-2.0, 2.0, size=(2, 3, len(JOINTS)))
+    sites = ("ball_site", "tip", "world_site", "side_site", "tip_side", "loose_site")
+    expected = _mujoco_sites(path, JOINTS, sites, q.reshape(-1, len(JOINTS)))
+    got = kin.site_positions_m(q, sites)
+    assert got.shape == (2, 3, len(sites), 3)
+    np.testing.assert_allclose(got.reshape(6, len(sites), 3), expected, atol=1e-10)
+    for i, site in enumerate(sites):
+        np.testing.assert_allclose(kin.site_positions_m(q[1, 2], (site,))[0], expected[5, i],
+                                   atol=1e-10)
+
+
+def test_no_controlled_joints_is_the_reference_pose(tmp_path: Path) -> None:
+    path = _write(tmp_path, True)
+    kin = Kinematics.from_mjcf(path, ())
+    expected = _mujoco_sites(path, (), SITES, np.zeros((1, 0)))
+    np.testing.assert_allclose(kin.site_positions_m(np.zeros(0), SITES), expected[0], atol=1e-10)
+    np.testing.assert_allclose(kin.site_positions_m(np.zeros((4, 0)), SITES),
+                               np.repeat(expected, 4, axis=0), atol=1e-10)
