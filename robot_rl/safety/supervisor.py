@@ -35,7 +35,14 @@ import numpy as np
 from robot_rl.config import ConfigError
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.safety.kinematics import Kinematics
-from robot_rl.safety.limits import JointLimits, acceleration_window, constrain, hard_box, jumped
+from robot_rl.safety.limits import (
+    JointLimits,
+    acceleration_window,
+    clip,
+    constrain,
+    hard_box,
+    jumped,
+)
 from robot_rl.safety.types import ERROR, OK, WARN, DiagnosticStatusData, RobotState, Verdict
 from robot_rl.safety.workspace import WorkspaceGuard
 
@@ -230,12 +237,12 @@ class Supervisor:
 
     def _telemetry_conditions(self, now_s: float) -> list[str]:
         names = self.limits.joint_names
-        causes = [f"overcurrent {names[j]}" for j in
-                  np.flatnonzero(np.abs(self._state.effort_a) > self.limits.current_limit_a)]
-        causes += [f"overtemperature {names[j]}" for j in np.flatnonzero(self._hot)]
+        over = np.abs(self._state.effort_a) > self.limits.current_limit_a
+        causes = [f"overcurrent {names[j]}" for j in over.nonzero()[0]]
+        causes += [f"overtemperature {names[j]}" for j in self._hot.nonzero()[0]]
         if "hardware_error" in self._telemetry:
             errors = self._telemetry["hardware_error"][0]
-            causes += [f"hardware_error {names[j]}" for j in np.flatnonzero(errors)]
+            causes += [f"hardware_error {names[j]}" for j in errors.nonzero()[0]]
         # a stream never seen is not checked (not every driver reports temperature); one that
         # stopped is: a dead telemetry stream hides a servo heating up
         causes += [f"stale_telemetry {kind}" for kind, (_, stamp_s) in self._telemetry.items()
@@ -299,13 +306,13 @@ class Supervisor:
         command, reasons = constrain(desired, box, rules, self.limits.joint_names, window,
                                      self._sent)
         if command is not None and self.workspace is not None:
-            bases = [np.clip(measured, box.lower, box.upper)]
+            bases = [clip(measured, box.lower, box.upper)]
             sent = self._sent
-            if sent is not None and np.all((box.lower <= sent) & (sent <= box.upper)):
+            if sent is not None and ((box.lower <= sent) & (sent <= box.upper)).all():
                 bases.append(self._sent)
             command, outside = self.workspace.retreat(bases, command)
             if command is not None:
-                command = np.clip(command, box.lower, box.upper)  # undo interpolation round-off
+                command = clip(command, box.lower, box.upper)  # undo interpolation round-off
             reasons += outside if command is not None else (*outside, "infeasible workspace")
         if command is not None:
             self._emit(command, now_s)
@@ -320,16 +327,18 @@ class Supervisor:
         if self._sent is None or previous is None:
             return ()
         measured = self._state.position_rad
-        target = np.clip(measured, self.limits.lower_rad, self.limits.upper_rad)
-        moved = (jumped(self.limits, self._sent, measured, previous.position_rad)
-                 & (target != self._sent))
+        moved = jumped(self.limits, self._sent, measured, previous.position_rad)
+        if not moved.any():  # the usual case
+            return ()
+        target = clip(measured, self.limits.lower_rad, self.limits.upper_rad)
+        moved &= target != self._sent
         if not moved.any():
             return ()
         self._sent[moved] = target[moved]
         self._sent_velocity[moved] = 0.0
         if self._hold_target is not None:
             self._hold_target[moved] = target[moved]
-        joints = tuple(self.limits.joint_names[j] for j in np.flatnonzero(moved))
+        joints = tuple(self.limits.joint_names[j] for j in moved.nonzero()[0])
         self._counters["rebase"] += len(joints)
         self._last_rebase = (now_s, joints)
         return tuple(f"rebase {joint}" for joint in joints)

@@ -44,12 +44,10 @@ class WorkspaceGuard:
                 ) -> tuple[np.ndarray | None, tuple[str, ...]]:
         """``target_rad`` if inside; else the farthest point toward it from the first base that is
         inside; None if no base is. Reasons name the sites the target would have taken outside."""
-        candidates = np.stack([target_rad, *bases])
-        ok = self.inside(candidates)
-        if ok[0]:
+        if self.inside(target_rad):  # the usual case: the bases are not needed
             return target_rad, ()
         reasons = tuple(f"workspace {s}" for s in self.outside_sites(target_rad))
-        for base, base_ok in zip(bases, ok[1:]):
+        for base, base_ok in zip(bases, self.inside(np.stack(bases)) if bases else ()):
             if base_ok:
                 return self._search(base, target_rad), reasons
         return None, reasons
