@@ -30,7 +30,11 @@ MIN_DIAGNOSTICS_GAP_S = 0.02
 def reorder(names: Sequence[str], values: Sequence[float], order: Sequence[str]
             ) -> np.ndarray | None:
     """``values`` (one per name) in ``order``; None when the names are not exactly ``order``'s."""
-    if len(names) != len(values) or sorted(names) != sorted(order):
+    if len(names) != len(values):
+        return None
+    if list(names) == list(order):  # the usual case: already in order
+        return np.array(values, dtype=float)
+    if sorted(names) != sorted(order):
         return None
     by_name = dict(zip(names, values))
     return np.array([by_name[n] for n in order], dtype=float)

@@ -16,6 +16,7 @@ import pytest
 from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
+from robot_rl.nodes.safety import reorder
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
@@ -77,6 +78,24 @@ def start_safety(spawn: Any, **extra: Any) -> subprocess.Popen:
 def wait_passing(robot: Robot, timeout_s: float = 20.0) -> None:
     robot.probe.wait_until(lambda: robot.last_status() == "pass", timeout_s, robot.step,
                            period_s=0.005, what="safety status 'pass'")
+
+
+def test_reorder_takes_the_calibration_names_in_any_order_and_nothing_else() -> None:
+    """In process: the name check that guards both callbacks (in order is the fast path)."""
+    values = np.arange(N) * 0.1 - 0.3
+    rng = np.random.default_rng(3)
+    for names in (NAMES, tuple(NAMES), [NAMES[i] for i in rng.permutation(N)]):
+        by_name = dict(zip(names, values))
+        got = reorder(names, values.tolist(), NAMES)
+        np.testing.assert_array_equal(got, [by_name[n] for n in NAMES])
+        assert got.dtype == np.float64
+    assert reorder(NAMES, values[:-1], NAMES) is None  # one value short
+    assert reorder(NAMES[:-1], values[:-1], NAMES) is None  # one joint short
+    assert reorder([*NAMES[:-1], NAMES[0]], values, NAMES) is None  # a joint twice
+    assert reorder([*NAMES[:-1], "thumb"], values, NAMES) is None  # an unknown joint
+    original = values.tolist()
+    reorder(NAMES, original, NAMES)[0] = 99.0
+    assert original[0] == values[0]  # a copy, not a view of the message
 
 
 def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
