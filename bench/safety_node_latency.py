@@ -11,6 +11,8 @@ one by value). Two DDS hops and the supervisor's filter; figures vary with machi
 ``--micro``: the node's Python cost per message, in this process with no DDS peer: CDR decode
 plus ``_on_joints``, and CDR decode plus ``_on_command`` (filter, message, CDR encode, DDS write),
 then the parts one by one. Commands hold a configuration inside the workspace, so they pass.
+``--cpu-time`` times with the thread's CPU clock: on a loaded machine the wall clock also counts
+the time other processes hold the core.
 """
 
 from __future__ import annotations
@@ -80,12 +82,12 @@ def _us(samples_ns: list[int]) -> str:
     return f"p50 {p50:7.1f}  p99 {p99:7.1f}  mean {us.mean():7.1f} us"
 
 
-def _timed(fn: Any, calls: int) -> list[int]:
+def _timed(fn: Any, calls: int, clock: Any = time.perf_counter_ns) -> list[int]:
     out = []
     for k in range(calls):
-        start = time.perf_counter_ns()
+        start = clock()
         fn(k)
-        out.append(time.perf_counter_ns() - start)
+        out.append(clock() - start)
     return out
 
 
@@ -97,7 +99,7 @@ def _inside_configuration(supervisor: Any, lower: np.ndarray, upper: np.ndarray)
     return q
 
 
-def micro(robot: str, calls: int) -> None:
+def micro(robot: str, calls: int, clock: Any) -> None:
     """Per-message Python cost of the safety node's two callbacks and of their parts."""
     from robot_rl.nodes.safety import SafetyNode, reorder
     from robot_rl.ros import messages as m
@@ -124,8 +126,8 @@ def micro(robot: str, calls: int) -> None:
     before = dict(sup.counters)
     for k in range(calls):
         joint_message(k)
-        joints_ns += _timed(on_joints, 1)
-        command_ns += _timed(on_command, 1)
+        joints_ns += _timed(on_joints, 1, clock)
+        command_ns += _timed(on_command, 1, clock)
     verdicts = {k[8:]: v - before.get(k, 0) for k, v in sup.counters.items()
                 if k.startswith("verdict_") and v - before.get(k, 0)}
     print(f"{robot}: {n} joints, workspace sites "
@@ -146,7 +148,7 @@ def micro(robot: str, calls: int) -> None:
     if sup.workspace is not None:
         parts["workspace FK, batch 1"] = lambda k: sup.workspace.inside(q)
     for label, fn in parts.items():
-        print(f"    {label:38s} {_us(_timed(fn, calls))}")
+        print(f"    {label:38s} {_us(_timed(fn, calls, clock))}")
     safety.node.destroy()
 
 
@@ -158,13 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--micro", action="store_true", help="per-call costs, in this process")
     parser.add_argument("--robots", nargs="+", default=["dclaw", "arm6"], help="with --micro")
     parser.add_argument("--calls", type=int, default=3000, help="with --micro")
+    parser.add_argument("--cpu-time", action="store_true", help="with --micro: thread CPU time")
     args = parser.parse_args(argv)
     os.environ.update(ROS_DOMAIN_ID=str(args.domain), ROBOT_RL_DDS_LOOPBACK="1",
                       ROBOT_RL_BACKEND="dds")
     sys.path.insert(0, str(REPO_ROOT))
     if args.micro:
+        clock = time.thread_time_ns if args.cpu_time else time.perf_counter_ns
+        print(f"per call, {'thread CPU' if args.cpu_time else 'wall'} time")
         for robot in args.robots:
-            micro(robot, args.calls)
+            micro(robot, args.calls, clock)
         return 0
     from robot_rl.nodes import topics
     from robot_rl.robot_config import load_robot
