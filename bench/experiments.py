@@ -63,7 +63,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            pretrain={}, online={}),
     Method("awac_br_ens", "AWAC + balanced replay + 5 critics mean-std + conservative KL guard",
            pretrain=ENSEMBLE, online=ENSEMBLE),
+    # ablations of awac_br_ens: one component each on top of plain AWAC (--methods to run them)
+    Method("awac_guard", "plain AWAC (its pretraining) + the conservative KL guard online",
+           pretrain={}, online={"collapse_guard": {"conservative": True}}),
+    Method("awac_ens", "AWAC with 5 critics mean-std, offline and online; uniform replay",
+           pretrain={"n_critics": 5, "critic_aggregation": "mean_minus_std"},
+           online={"n_critics": 5, "critic_aggregation": "mean_minus_std"}),
+    Method("awac_br", "plain AWAC (its pretraining) + balanced replay online",
+           pretrain={}, online={"replay": "balanced"}),
 )}
+MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "awac_br_ens")
 
 
 # ---- configs ---------------------------------------------------------------------------------
@@ -160,8 +169,10 @@ def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str,
 
 
 def switch_config(agent: AWAC, config: AWACConfig, seed: int) -> AWAC:
-    """The same networks and normaliser under another config (e.g. the SAC objective). The
-    optimiser starts fresh, as it would when handing a pretrained model to another algorithm."""
+    """The same networks and normaliser under another config. A new actor objective (naive
+    fine-tuning's SAC) starts a fresh optimiser, as handing a pretrained model to another algorithm
+    does; an option that keeps the objective (a guard, a replay scheme) keeps Adam's moments, so an
+    ablation differs from plain AWAC in that option alone."""
     if agent.config == config:
         return agent
     switched = AWAC(agent.obs_dim, agent.act_dim, config, seed=seed)
@@ -169,6 +180,9 @@ def switch_config(agent: AWAC, config: AWACConfig, seed: int) -> AWAC:
     switched.critic.load_state_dict(agent.critic.state_dict())
     switched.critic_target.load_state_dict(agent.critic_target.state_dict())
     switched.set_normalizer(agent.normalizer)
+    if config.actor_objective == agent.config.actor_objective:
+        switched.optimizer.load_state_dict(agent.optimizer.state_dict())
+        switched.num_updates = agent.num_updates
     return switched
 
 
@@ -272,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", help="bench_<profile> in the task's YAML")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
     parser.add_argument("--seed-start", type=int, default=0)
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(MAIN_METHODS),
+                        help=f"comma-separated, from {', '.join(METHODS)} (default: the first "
+                             f"{len(MAIN_METHODS)}; the others are ablations of awac_br_ens)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "experiments")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

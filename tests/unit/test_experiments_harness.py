@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from robot_rl.data import EpisodeStore
 
@@ -49,6 +50,25 @@ def test_naive_finetune_switches_objective_keeping_weights() -> None:
     obs = np.ones((4, 7), np.float32)
     np.testing.assert_allclose(switched.act(obs, deterministic=True),
                                agent.act(obs, deterministic=True))
+
+
+def test_ablation_switch_keeps_the_optimiser_state() -> None:
+    config = experiments.task_config("valve", "tiny", seed=0)
+    from robot_rl.learning import AWAC
+    agent = AWAC(7, 3, config.awac, seed=0)
+    batch = {"obs": torch.randn(8, 7), "action": torch.rand(8, 3) * 2 - 1,
+             "reward": -torch.ones(8), "next_obs": torch.randn(8, 7), "done": torch.zeros(8)}
+    agent.update(batch)
+    guarded = experiments.with_awac(config, experiments.METHODS["awac_guard"].online).awac
+    switched = experiments.switch_config(agent, guarded, seed=0)
+    assert switched.config.collapse_guard.conservative and switched.num_updates == 1
+    before, after = agent.optimizer.state_dict()["state"], switched.optimizer.state_dict()["state"]
+    assert before.keys() == after.keys() and len(after) > 0
+    for key in before:
+        torch.testing.assert_close(after[key]["exp_avg_sq"], before[key]["exp_avg_sq"])
+    # a new objective starts Adam afresh (naive fine-tuning hands the networks to SAC)
+    sac = experiments.with_awac(config, {"actor_objective": "sac"}).awac
+    assert experiments.switch_config(agent, sac, seed=0).optimizer.state_dict()["state"] == {}
 
 
 def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
