@@ -19,11 +19,6 @@ import numpy as np
 from robot_rl.config import ConfigError
 from robot_rl.robot_config import RobotCalibration
 
-try:  # np.clip's own ufunc, same results: np.clip's Python layers cost 4x clipping nine joints
-    from numpy._core.umath import clip
-except ImportError:  # numpy < 2
-    from numpy.core.umath import clip
-
 _RULES = ("position_limit", "step_from_measured", "step_from_command", "velocity_limit")
 _RULES_FROM_MEASURED = ("position_limit", "step_from_measured", "velocity_limit")
 
@@ -112,6 +107,12 @@ class Box:
     @property
     def empty(self) -> np.ndarray:
         return self.lower > self.upper
+
+
+def clip(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """np.clip's definition (NaN stays NaN) without its Python layers, which cost several times
+    the clipping of nine joints; public ufuncs only."""
+    return np.minimum(np.maximum(values, lower), upper)
 
 
 def hard_box(limits: JointLimits, measured_rad: np.ndarray, reference_rad: np.ndarray,
