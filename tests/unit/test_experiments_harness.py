@@ -52,6 +52,15 @@ def test_naive_finetune_switches_objective_keeping_weights() -> None:
                                agent.act(obs, deterministic=True))
 
 
+def test_methods_start_from_the_papers_awac_not_the_task_files_guard() -> None:
+    from robot_rl.pipeline.config import load_pipeline_config
+    assert load_pipeline_config("drawer", profile="bench_scarce").awac.collapse_guard.conservative
+    config = experiments.task_config("drawer", "scarce", seed=0)
+    assert not config.awac.collapse_guard.conservative  # "awac" is plain AWAC
+    guarded = experiments.with_awac(config, experiments.METHODS["awac_guard"].online)
+    assert guarded.awac.collapse_guard.conservative
+
+
 def test_ablation_switch_keeps_the_optimiser_state() -> None:
     config = experiments.task_config("valve", "tiny", seed=0)
     from robot_rl.learning import AWAC
