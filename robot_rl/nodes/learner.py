@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.agent.episode import FinishedEpisode
+from robot_rl.agent.tasks import env_id_task
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
@@ -100,6 +101,13 @@ class LearnerNode:
         log = self.node.get_logger()
         profile = self.params["profile"] or None
         self.config: PipelineConfig = load_pipeline_config(self.params["config"], None, profile)
+        config_task = env_id_task(self.config.env_id)
+        if config_task and config_task != acting["task"]:
+            self.node.destroy()
+            raise ValueError(
+                f"node {self.node.fully_qualified_name}: parameter task is {acting['task']!r} but "
+                f"config {self.params['config']!r} is for {config_task!r} ({self.config.env_id}); "
+                f"pass task:={config_task} (and its robot)")
         self.run_dir = Path(self.params["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._policy_bytes: tuple[int, bytes] | None = None

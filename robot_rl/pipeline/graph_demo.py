@@ -35,7 +35,7 @@ from robot_rl.nodes import topics
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.report import CurvePoint, Report
-from robot_rl.ros.launch import pid_alive, started_pids
+from robot_rl.ros.launch import died_processes, pid_alive, started_pids
 
 MODE = "graph: processes over DDS (twin, safety and learner nodes, started from launch/)"
 LAUNCH_FILES = {"robot_rl/ValveTurn-v0": "valve.launch.yaml",
@@ -133,12 +133,16 @@ class _Graph:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 25) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self._log_text().splitlines()[-lines:])
 
     def node_pids(self) -> list[int]:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return started_pids(text)
+        return started_pids(self._log_text())
+
+    def died(self) -> list[str]:
+        return died_processes(self._log_text())
+
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         """SIGINT, as Ctrl-C would; then make sure that no node outlives the runner."""
@@ -243,6 +247,9 @@ def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: Pipeli
             if not graph.running():
                 raise GraphError(f"the launch ended before the learner finished; "
                                  f"{graph.log_path}:\n{graph.log_tail()}")
+            if "learner" in graph.died():  # the others keep running without it: stop now
+                raise GraphError(f"the learner node died; {graph.log_path}:\n"
+                                 f"{graph.log_tail()}")
             if time.monotonic() - last_change > STALL_TIMEOUT_S:
                 raise GraphError(f"no progress from the learner for {STALL_TIMEOUT_S:g} s "
                                  f"(phase {phase}); {graph.log_path}:\n{graph.log_tail()}")

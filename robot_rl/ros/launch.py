@@ -32,6 +32,7 @@ from robot_rl.ros.api import install_signal_handlers, normalize_namespace
 
 PACKAGE = "robot_rl"
 STARTED_PID = re.compile(r"started with pid \[(\d+)\]")  # the runner's log line per process
+DIED = re.compile(r"process \[([^\]]+)\] died \[pid")  # ... and per process that failed
 # exec name -> "module:function"; other modules may add theirs. Installed console_scripts win.
 EXECUTABLES: dict[str, str] = {
     "demo_talker": "robot_rl.ros.examples:talker_main",
@@ -481,6 +482,11 @@ class LaunchRunner:
 def started_pids(log_text: str) -> list[int]:
     """The pids of the processes a runner's log says it started (STARTED_PID lines)."""
     return [int(pid) for pid in STARTED_PID.findall(log_text)]
+
+
+def died_processes(log_text: str) -> list[str]:
+    """The labels of the processes a runner's log says died (non-zero exit, DIED lines)."""
+    return DIED.findall(log_text)
 
 
 def pid_alive(pid: int) -> bool:

@@ -44,6 +44,11 @@ def test_every_task_and_mode_evaluates_with_safety_shutting_all_down(task: str,
     assert expected in labels
     namespace = "/arm" if task == "drawer" else "/hand"
     assert f"__ns:={namespace}" in labels["safety"].cmd
+    if task != "teleop_record":  # the learner acts for this task's robot, not its defaults'
+        learner = labels["learner"].cmd
+        robot = "arm6" if task == "drawer" else "dclaw"
+        for param in (f"task:={task}", f"robot:={robot}", f"namespaces:=[{namespace[1:]}]"):
+            assert param in learner, (param, learner)
 
 
 @pytest.mark.graph

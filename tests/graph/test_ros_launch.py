@@ -16,6 +16,7 @@ import pytest
 from robot_rl.ros.launch import (
     LaunchDescription,
     LaunchError,
+    died_processes,
     pid_alive,
     share_directory,
     started_pids,
@@ -175,6 +176,7 @@ def test_runner_starts_prefixes_respawns_and_stops_on_sigint(
                  r"'max_count': expected int, got 'many'")
     out.wait_for(r"process \[broken\] died \[pid \d+, exit code 1\]")
     assert runner.poll() is None
+    assert died_processes("\n".join(out.lines)) == ["broken"]  # not the respawned 'counter'
 
     pids = started_pids("\n".join(out.lines))
     start = time.monotonic()
