@@ -6,7 +6,7 @@ clock offsets between machines do not make a live robot look stale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,12 +88,18 @@ class JointOrder:
 
 
 class LatestState:
-    """Latest joint and object samples of one robot; a TaskState while both are fresh."""
+    """Latest joint and object samples of one robot; a TaskState while both are fresh.
 
-    def __init__(self, joint_names: Sequence[str], max_age_s: float) -> None:
+    ``sites``: computes the task's named sites from joints and object position (the drawer's hook
+    tip and handle); None when the task needs none."""
+
+    def __init__(self, joint_names: Sequence[str], max_age_s: float,
+                 sites: Callable[[np.ndarray, float], dict[str, np.ndarray]] | None = None
+                 ) -> None:
         if not max_age_s > 0:
             raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
         self.order = JointOrder(joint_names)
+        self.sites = sites
         self.max_age_s = float(max_age_s)
         self.joint_positions_rad: np.ndarray | None = None
         self.joint_velocities_rad_s: np.ndarray | None = None
@@ -140,7 +146,9 @@ class LatestState:
             return None
         assert self.joint_positions_rad is not None and self.joint_velocities_rad_s is not None
         assert self.object_position is not None
+        sites = {} if self.sites is None else self.sites(self.joint_positions_rad,
+                                                         self.object_position)
         return TaskState(joint_positions_rad=self.joint_positions_rad.copy(),
                          joint_velocities_rad_s=self.joint_velocities_rad_s.copy(),
                          object_position=self.object_position,
-                         object_velocity=self.object_velocity)
+                         object_velocity=self.object_velocity, sites_m=sites)

@@ -29,6 +29,7 @@ from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisod
 from robot_rl.agent.events import EventError, decode_event, encode_event
 from robot_rl.agent.observation import LatestState, RobotTopics, robot_topics
 from robot_rl.agent.schedule import ControlSchedule
+from robot_rl.agent.sites import SiteKinematics
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
 from robot_rl.learning.background import PolicySnapshot
@@ -90,6 +91,8 @@ class ActingShell:
         self.node, self.params = node, params
         self.calibration = load_robot(params["robot"])
         self.task = make_task(params["task"], self.calibration)
+        self._sites = (SiteKinematics(self.calibration, self.task.required_sites)
+                       if self.task.required_sites else None)
         self._snapshot, self._on_episode = snapshot, on_episode
         rate = params["control_rate_hz"]
         if not rate > 0:
@@ -114,7 +117,8 @@ class ActingShell:
     def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
         objects = self.params["object_topics"]
         names = robot_topics(namespace, objects[index] if index < len(objects) else "")
-        latest = LatestState(self._names, self.params["stale_periods"] * self.period_s)
+        latest = LatestState(self._names, self.params["stale_periods"] * self.period_s,
+                             self._sites)
         config = EpisodeConfig(reset_timeout_s=self.params["reset_timeout_s"],
                                seed=(self.params["seed"] * 7919 + index) % 2**31)
         robot = _Robot(names, latest,

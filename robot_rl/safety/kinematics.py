@@ -69,10 +69,11 @@ class Kinematics:
     """Site positions (world frame, m) as a function of the named joints' positions (rad or m)."""
 
     def __init__(self, bodies: list[_Body], sites: dict[str, _Site], joint_names: tuple[str, ...],
-                 source: str) -> None:
+                 source: str, model_joint_names: tuple[str, ...] = ()) -> None:
         self._bodies = bodies
         self._sites = sites
         self.joint_names = joint_names
+        self.model_joint_names = model_joint_names  # every joint in the MJCF, in document order
         self.source = source
         self._plans: dict[tuple[str, ...], _Chains] = {}
 
@@ -239,7 +240,8 @@ class _Parser:
         if wrong:
             raise MjcfError(f"{self.source}: joints {', '.join(wrong)} are not hinge or slide "
                             "joints")
-        return Kinematics(self.bodies, self.sites, self.joint_names, self.source)
+        return Kinematics(self.bodies, self.sites, self.joint_names, self.source,
+                          tuple(self.found))
 
     def _read_default(self, element: ET.Element, inherited: dict, top: bool = False) -> None:
         name = element.get("class", "main" if top else None)

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from graph_probe import Probe, node_cmd, params, stop
 from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
@@ -14,28 +15,33 @@ from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture 
 from robot_rl.agent.events import decode_event
 from robot_rl.agent.observation import robot_topics
 from robot_rl.data import EpisodeStore
+from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT
+from robot_rl.tasks.drawer import DrawerTask
 
 
-def start_station(spawn: Any, namespace: str) -> list[subprocess.Popen]:
+def start_station(spawn: Any, namespace: str, robot: str = "dclaw") -> list[subprocess.Popen]:
     """A twin and its safety node in ``namespace``; OBJECT_STATE remapped to the station's."""
     object_topic = robot_topics(namespace).object_state
     remaps = ["-r", f"__ns:={namespace}", "-r", f"/object/state:={object_topic}"]
-    twin = spawn(node_cmd("sim_twin.node", *remaps, *params(publish_rate_hz=50.0)),
+    twin = spawn(node_cmd("sim_twin.node", *remaps, *params(publish_rate_hz=50.0, robot=robot)),
                  stderr=subprocess.DEVNULL)
-    safety = spawn(node_cmd("robot_rl.nodes.safety", *remaps), stderr=subprocess.DEVNULL)
+    safety = spawn(node_cmd("robot_rl.nodes.safety", *remaps, *params(robot=robot)),
+                   stderr=subprocess.DEVNULL)
     return [twin, safety]
 
 
-def run_graph(spawn: Any, tmp_path: Path, dataset: Path, namespaces: list[str],
-              episodes_each: int, timeout_s: float) -> tuple[dict[str, list[dict]], Path]:
-    processes = [p for ns in namespaces for p in start_station(spawn, ns)]
+def run_graph(spawn: Any, tmp_path: Path, dataset: Path | str, namespaces: list[str],
+              episodes_each: int, timeout_s: float, robot: str = "dclaw",
+              **learner_params: Any) -> tuple[dict[str, list[dict]], Path]:
+    processes = [p for ns in namespaces for p in start_station(spawn, ns, robot)]
     run_dir = tmp_path / "run"
-    learner = spawn(node_cmd("robot_rl.nodes.learner", *params(
-        profile="quick", pretrain_dataset=dataset, pretrain_updates=50, run_dir=run_dir,
-        namespaces="[" + ", ".join(namespaces) + "]", reset_timeout_s=2.0,
-        log_every_episodes=1)), stderr=subprocess.PIPE, text=True)
+    learner = spawn(node_cmd("robot_rl.nodes.learner", *params(**{
+        "profile": "quick", "pretrain_dataset": dataset, "pretrain_updates": 50,
+        "run_dir": run_dir, "namespaces": "[" + ", ".join(namespaces) + "]",
+        "reset_timeout_s": 2.0, "log_every_episodes": 1, "robot": robot, **learner_params})),
+        stderr=subprocess.PIPE, text=True)
     lines = Lines(learner)
     probe = Probe("/")
     ends: dict[str, list[dict]] = {}
@@ -84,3 +90,23 @@ def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
     store = EpisodeStore.open(run_dir / "online.zarr")
     namespaces = {store.episode_info(i)["robot_namespace"] for i in range(store.n_episodes)}
     assert namespaces == {"/r1/hand", "/r2/hand"}
+
+
+@pytest.mark.graph
+def test_learner_runs_drawer_episodes_on_the_arm_twin(ros_domain: int, spawn: Any,
+                                                      tmp_path: Path) -> None:
+    """The drawer's observation holds the hook tip and the handle, which no simulator reads for
+    the learner here: it computes them by forward kinematics (agent.sites). From scratch, no
+    dataset: this is about the graph carrying a whole drawer episode, not about learning."""
+    ends, run_dir = run_graph(spawn, tmp_path, "", ["/arm"], 1, 90, robot="arm6",
+                              task="drawer", config="drawer")
+    assert isinstance(ends["/arm"][0]["success"], bool)
+    store = EpisodeStore.open(run_dir / "online.zarr")
+    observations = store.episode(0, ["observation"])["observation"]
+    task = DrawerTask(load_robot("arm6"))
+    assert observations.shape[1] == task.observation_size and np.isfinite(observations).all()
+    ee = task.field(observations, "ee_position_m")  # in front of the arm's base, and moving
+    assert (ee[:, 0] > 0.0).all() and np.ptp(ee, axis=0).max() > 1e-3
+    handle = ee + task.field(observations, "handle_from_ee_m")  # the cabinet's handle stands
+    assert np.allclose(handle[:, 0], handle[0, 0] - task.field(observations, "opening_m")[:, 0]
+                       + task.field(observations, "opening_m")[0, 0], atol=1e-5)

@@ -59,3 +59,32 @@ def test_events_round_trip_and_bad_ones_are_named() -> None:
         decode_event('{"event": "end", "episode": "3"}')
     with pytest.raises(EventError):
         encode_event("explode", 1)
+
+
+def test_drawer_sites_on_the_graph_match_the_twins_mujoco_sites() -> None:
+    """The acting side computes the hook tip and handle by FK (no simulator on a real cell); they
+    must be where MuJoCo puts them, with the drawer open and the arm anywhere, so the learner's
+    observations over DDS equal the env's."""
+    import gymnasium as gym
+
+    import sim_twin  # noqa: F401 - registers the envs
+    from robot_rl.agent.sites import SiteKinematics
+
+    env = gym.make("robot_rl/DrawerOpen-v0").unwrapped
+    env.reset(seed=3)
+    task, twin = env.task, env.twin
+    sites = SiteKinematics(task.calibration, task.required_sites)
+    assert sites.object_joint == twin.object_joint == "drawer"
+    rng = np.random.default_rng(0)
+    latest = LatestState(task.calibration.joint_names, 1.0, sites)
+    for _ in range(5):
+        joints = rng.uniform(task.actions.lower_rad, task.actions.upper_rad)
+        opening = float(rng.uniform(0.0, 0.2))
+        twin.reset(joints, opening)  # MuJoCo's forward pass puts the sites
+        mujoco_sites = twin.site_positions_m(task.required_sites)
+        latest.on_joints(task.calibration.joint_names, joints, np.zeros(len(joints)), 0.0, 0.0)
+        latest.on_object([opening], [0.0], 0.0)
+        state = latest.task_state(0.0)
+        for name, expected in zip(task.required_sites, mujoco_sites):
+            np.testing.assert_allclose(state.sites_m[name], expected, atol=1e-9)
+    env.close()

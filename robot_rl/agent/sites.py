@@ -1,0 +1,40 @@
+"""A task's named sites (world frame, m) from the measured state, where no simulator reads them.
+
+The twin's env reads site positions from MuJoCo. On the graph the acting side computes them the
+way a real cell would: forward kinematics on the calibration's MJCF (the robot and the calibrated
+pose of the object it works on), with the object's joint (e.g. the drawer's slide) at the measured
+object position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from robot_rl.robot_config import RobotCalibration
+from robot_rl.safety.kinematics import Kinematics
+
+
+class SiteKinematics:
+    def __init__(self, calibration: RobotCalibration, site_names: Sequence[str]) -> None:
+        path = calibration.model_path()
+        robot = tuple(calibration.joint_names)
+        # the twin's rule: the model's one joint besides the robot's is the object's
+        others = [n for n in Kinematics.from_mjcf(path, robot).model_joint_names
+                  if n not in robot]
+        if len(others) != 1:
+            raise ValueError(f"{path}: expected exactly one object joint besides the robot's "
+                             f"{list(robot)}, found {others}")
+        self.object_joint = others[0]
+        self.site_names = tuple(site_names)
+        self._kinematics = Kinematics.from_mjcf(path, (*robot, self.object_joint))
+        missing = [n for n in self.site_names if n not in self._kinematics.site_names]
+        if missing:
+            raise ValueError(f"{path}: the task needs sites {missing}, which the model lacks")
+
+    def __call__(self, joint_positions_rad: np.ndarray, object_position: float
+                 ) -> dict[str, np.ndarray]:
+        q = np.append(np.asarray(joint_positions_rad, dtype=float), object_position)
+        positions = self._kinematics.site_positions_m(q, self.site_names)
+        return dict(zip(self.site_names, positions))
