@@ -103,9 +103,10 @@ class LearnerNode:
         self.config: PipelineConfig = load_pipeline_config(self.params["config"], None, profile)
         config_task = env_id_task(self.config.env_id)
         if config_task and config_task != acting["task"]:
+            name = self.node.fully_qualified_name
             self.node.destroy()
             raise ValueError(
-                f"node {self.node.fully_qualified_name}: parameter task is {acting['task']!r} but "
+                f"node {name}: parameter task is {acting['task']!r} but "
                 f"config {self.params['config']!r} is for {config_task!r} ({self.config.env_id}); "
                 f"pass task:={config_task} (and its robot)")
         self.run_dir = Path(self.params["run_dir"])
