@@ -49,12 +49,14 @@ FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods aft
 QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
 
 
-def declare_acting_parameters(node: Node) -> dict[str, Any]:
-    """The parameters every acting node (learner, actor) has."""
+def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "valve"
+                              ) -> dict[str, Any]:
+    """The parameters every acting node (learner, actor) has; ``robot`` and ``task`` are their
+    defaults (the learner takes them from its pipeline config)."""
     p = node.declare_parameter
     return {
-        "robot": p("robot", "dclaw", "calibration name or YAML path"),
-        "task": p("task", "valve", "task: valve | drawer"),
+        "robot": p("robot", robot, "calibration name or YAML path"),
+        "task": p("task", task, "task: valve | drawer"),
         "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),
         "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
                                                   "station's, see agent.observation)"),

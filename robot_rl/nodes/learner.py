@@ -96,12 +96,14 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
 class LearnerNode:
     def __init__(self, argv: list[str]) -> None:
         self.node: Node = make_node("learner", argv=argv)
-        acting = declare_acting_parameters(self.node)
         self.params = declare_learner_parameters(self.node)
         log = self.node.get_logger()
         profile = self.params["profile"] or None
         self.config: PipelineConfig = load_pipeline_config(self.params["config"], None, profile)
+        # the config names its task and robot: they are the defaults, so config:=drawer suffices
         config_task = env_id_task(self.config.env_id)
+        acting = declare_acting_parameters(self.node, robot=self.config.robot,
+                                           task=config_task or "valve")
         if config_task and config_task != acting["task"]:
             name = self.node.fully_qualified_name
             self.node.destroy()

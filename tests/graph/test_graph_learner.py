@@ -182,12 +182,22 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
     assert stop(actor) == 0
 
 
-def test_learner_refuses_a_config_made_for_another_task(ros_domain: int, tmp_path: Path) -> None:
+def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_task(
+        ros_domain: int, tmp_path: Path) -> None:
     """The launch file once left task and robot at the valve defaults under the drawer config: the
-    learner then died on the dataset's observation size. Now it names the mismatch at start."""
+    learner then died on the dataset's observation size. Now the config supplies the defaults, and
+    a task that contradicts the config is named at start."""
     from robot_rl.nodes.learner import LearnerNode
 
     with pytest.raises(ValueError, match=r"task is 'valve' but config 'drawer' is for 'drawer'"):
-        LearnerNode(["--ros-args", *params(config="drawer", run_dir=tmp_path / "run"),
-                     "-r", "__ns:=/arm"])
+        LearnerNode(["--ros-args", *params(config="drawer", task="valve",
+                                           run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
     assert not (tmp_path / "run").exists()  # refused before it wrote anything
+
+    learner = LearnerNode(["--ros-args", *params(config="drawer", train=False,
+                                                 run_dir=tmp_path / "ok", namespaces="[/arm]")])
+    try:
+        assert learner.task.name == "drawer" and learner.shell.calibration.robot == "arm6"
+    finally:
+        learner.close()
+        learner.node.destroy()
