@@ -6,6 +6,7 @@ limit the safety supervisor enforces. ``load_robot("dclaw")`` or ``load_robot("p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,15 @@ class RobotCalibration:
 
     def model_path(self) -> Path:
         return CALIBRATION_DIR.parent / self.model_mjcf
+
+    def object_joint(self, model_joint_names: Sequence[str], where: str) -> str:
+        """The model's object joint (the valve's hinge, the drawer's slide): its one joint besides
+        the robot's. ``where`` names the model in the error."""
+        others = [n for n in model_joint_names if n not in self.joint_names]
+        if len(others) != 1:
+            raise ValueError(f"{where}: expected exactly one object joint besides the robot's, "
+                             f"found {others}")
+        return others[0]
 
 
 def calibration_path(name_or_path: str | Path) -> Path:

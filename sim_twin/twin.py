@@ -63,12 +63,8 @@ class Twin:
         if unactuated:
             raise ValueError(f"{where}: joints without an actuator: {unactuated}")
         self._actuators = np.array([by_joint[i] for i in ids])
-        others = [n for n in names if n not in self.calibration.joint_names]
-        if len(others) != 1:
-            raise ValueError(f"{where}: expected exactly one object joint besides the robot's, "
-                             f"found {others}")
-        obj = m.joint(others[0])
-        self.object_joint = others[0]
+        self.object_joint = self.calibration.object_joint(names, where)
+        obj = m.joint(self.object_joint)
         self._obj_qpos, self._obj_dof = int(obj.qposadr[0]), int(obj.dofadr[0])
 
     # ---- public API --------------------------------------------------------------------------

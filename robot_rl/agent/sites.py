@@ -20,13 +20,8 @@ class SiteKinematics:
     def __init__(self, calibration: RobotCalibration, site_names: Sequence[str]) -> None:
         path = calibration.model_path()
         robot = tuple(calibration.joint_names)
-        # the twin's rule: the model's one joint besides the robot's is the object's
-        others = [n for n in Kinematics.from_mjcf(path, robot).model_joint_names
-                  if n not in robot]
-        if len(others) != 1:
-            raise ValueError(f"{path}: expected exactly one object joint besides the robot's "
-                             f"{list(robot)}, found {others}")
-        self.object_joint = others[0]
+        self.object_joint = calibration.object_joint(
+            Kinematics.from_mjcf(path, robot).model_joint_names, str(path))
         self.site_names = tuple(site_names)
         self._kinematics = Kinematics.from_mjcf(path, (*robot, self.object_joint))
         missing = [n for n in self.site_names if n not in self._kinematics.site_names]
