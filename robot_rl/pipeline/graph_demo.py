@@ -117,6 +117,8 @@ class _Graph:
     def __init__(self, command: list[str], log_path: Path) -> None:
         self.command, self.log_path = command, log_path
         self.proc: subprocess.Popen | None = None
+        self._log_read = 0  # bytes of the log that died() has scanned
+        self._died: list[str] = []
 
     def __enter__(self) -> _Graph:
         with open(self.log_path, "w") as log:  # the child keeps its own copy of the handle
@@ -139,7 +141,17 @@ class _Graph:
         return started_pids(self._log_text())
 
     def died(self) -> list[str]:
-        return died_processes(self._log_text())
+        """The nodes the runner reported dead so far. Polled several times a second, so it reads
+        only the whole lines the log gained since the last call, not the whole log again."""
+        if not self.log_path.exists():
+            return self._died
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_read)
+            gained = log.read()
+        lines = gained[:gained.rfind(b"\n") + 1]
+        self._log_read += len(lines)
+        self._died += died_processes(lines.decode(errors="replace"))
+        return self._died
 
     def _log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

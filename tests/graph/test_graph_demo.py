@@ -24,6 +24,7 @@ from robot_rl.learning import load_checkpoint
 from robot_rl.nodes import topics
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.graph_demo import (
+    _Graph,
     curve_window,
     online_curve,
     read_episode_log,
@@ -147,3 +148,16 @@ def _demo_on_the_graph(spawn: Any, out: Path) -> None:
     assert len(pids) == 3 and not [p for p in pids if pid_alive(p)]
     assert "SIGKILL" not in (out / "graph.log").read_text()
     assert time.monotonic() - started < 300
+
+
+def test_the_demo_notices_a_dead_node_from_the_lines_its_log_gained(tmp_path: Path) -> None:
+    log = tmp_path / "graph.log"
+    graph = _Graph(["true"], log)
+    assert graph.died() == []  # no log yet
+    log.write_text("[INFO] [launch]: process [twin] started with pid [1]\n"
+                   "[ERROR] [launch]: process [lea")  # a line still being written
+    assert graph.died() == []
+    with open(log, "a") as out:
+        out.write("rner] died [pid 2, exit code 1]\n[twin] still running\n")
+    assert graph.died() == ["learner"]
+    assert graph.died() == ["learner"]  # counted once, not again on the next poll
