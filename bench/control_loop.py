@@ -1,13 +1,15 @@
 """Control-loop latency with training running: measurement to gated command, and policy inference.
 
     python bench/control_loop.py [--dataset quick.zarr] [--seconds 20] [--rates 20 100]
-                                 [--modes timer joint_states] [--domain 57]
+                                 [--modes timer joint_states] [--trainers process thread off]
+                                 [--domain 57]
                                  [--skip-graph] [--skip-inference]
 
 1. Inference (in this process): ``PolicySnapshot.act`` p50/p99 while a ``BackgroundTrainer``
    runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
 2. Graph (processes over loopback DDS): twin (joint states at 100 Hz) + safety + learner (training
-   on), for each control rate and each ``act_on`` mode, side by side. The learner stamps each
+   on), for each control rate, each ``act_on`` mode and each ``trainer`` (the learner's own
+   process, or a thread of the node sharing its GIL), side by side. The learner stamps each
    COMMAND_RAW with the stamp of the joint state it answers; this process receives COMMAND_RAW
    and the safety node's COMMAND and reports (receipt - that stamp), p50/p99, for the raw command
    and for the gated command that follows it, and the command rate. ``act_on:=timer`` includes up
@@ -33,6 +35,23 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, steal) clock ticks of every core since boot, from /proc/stat; None where absent."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields[:8]), fields[7]
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    """CPU time the hypervisor gave to other guests during a run, in % (a virtual machine's
+    noisy neighbours: runs with a few % of it have tails that are the host's, not ours)."""
+    if before is None or after is None or after[0] == before[0]:
+        return float("nan")
+    return 100.0 * (after[1] - before[1]) / (after[0] - before[0])
 
 
 def percentiles(values_s: list[float]) -> str:
@@ -99,9 +118,10 @@ def node_cmd(module: str, *args: str) -> list[str]:
             "--ros-args", *args]
 
 
-def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str
-                ) -> tuple[list[float], list[float]]:
-    """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received."""
+def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trainer: str
+                ) -> tuple[list[float], list[float], float]:
+    """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received;
+    and the host's steal time during the measurement, in %."""
     from robot_rl.ros import messages as m
     from robot_rl.ros.qos import QOS_DEFAULT
     from robot_rl.ros.runtime import make_node
@@ -119,6 +139,8 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str
                                   "-p", "pretrain_updates:=50", "-p", f"run_dir:={run_dir}",
                                   "-p", f"control_rate_hz:={rate_hz}",
                                   "-p", f"act_on:={act_on}",
+                                  *(["-p", "train:=false"] if trainer == "off" else
+                                    ["-p", f"trainer:={trainer}"]),
                                   "-p", "checkpoint_every_updates:=0"),
                          env=env, start_new_session=True, stderr=subprocess.DEVNULL),
     ]
@@ -146,9 +168,11 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str
             node.spin_once(0.05)
         raw_latency.clear()
         gated_latency.clear()
+        ticks = cpu_ticks()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             node.spin_once(0.01)
+        steal = steal_percent(ticks, cpu_ticks())
     finally:
         node.destroy()
         for proc in procs:
@@ -159,18 +183,20 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-    return raw_latency, gated_latency
+    return raw_latency, gated_latency, steal
 
 
 def print_side_by_side(rate_hz: float, seconds: float,
-                       results: dict[str, tuple[list[float], list[float]]]) -> None:
-    modes = list(results)
-    print(f"  {rate_hz:g} Hz control" + "".join(f" | act_on:={mode:<37}" for mode in modes))
+                       results: dict[str, tuple[list[float], list[float], float]]) -> None:
+    labels = list(results)
+    print(f"  {rate_hz:g} Hz control" + "".join(f" | {label:<45}" for label in labels))
     for index, what in enumerate(("joint state -> command_raw", "joint state -> gated command")):
-        print(f"    {what:<28}" + "".join(f" | {percentiles(results[mode][index]):<45}"
-                                          for mode in modes))
+        print(f"    {what:<28}" + "".join(f" | {percentiles(results[label][index]):<45}"
+                                          for label in labels))
     print(f"    {'command rate':<28}" + "".join(
-        f" | {len(results[mode][0]) / seconds:6.1f} Hz{'':<36}" for mode in modes))
+        f" | {len(results[label][0]) / seconds:6.1f} Hz{'':<36}" for label in labels))
+    print(f"    {'host steal time':<28}" + "".join(
+        f" | {results[label][2]:6.1f} %{'':<37}" for label in labels))
 
 
 def make_dataset() -> Path:
@@ -188,6 +214,10 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0])
     parser.add_argument("--modes", nargs="+", default=["timer", "joint_states"],
                         choices=["timer", "joint_states"], help="the learner's act_on")
+    parser.add_argument("--trainers", nargs="+", default=["process", "thread", "off"],
+                        choices=["process", "thread", "off"],
+                        help="the learner's trainer: its own process, a thread of the node, or "
+                             "off (train:=false, the baseline without training)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--domain", type=int, default=57)
     parser.add_argument("--skip-graph", action="store_true")
@@ -202,8 +232,9 @@ def main() -> None:
     if not args.skip_graph:
         dataset = args.dataset or make_dataset()
         for rate in args.rates:
-            results = {mode: bench_graph(dataset, rate, args.seconds, mode)
-                       for mode in args.modes}
+            results = {f"act_on:={mode} trainer:={trainer}":
+                       bench_graph(dataset, rate, args.seconds, mode, trainer)
+                       for mode in args.modes for trainer in args.trainers}
             print_side_by_side(rate, args.seconds, results)
 
 

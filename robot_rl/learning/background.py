@@ -60,6 +60,18 @@ class PolicySnapshot:
         return cls(policy, normalizer, agent.num_updates if version is None else version,
                    agent.config.actor_hidden_sizes)
 
+    def numpy_only(self) -> PolicySnapshot:
+        """A copy that acts with the numpy forward pass alone and holds no torch object: it pickles
+        to the weights' arrays and unpickles in well under a millisecond (a torch policy costs
+        several, all of them holding the GIL). The learner's trainer process sends these. Raises
+        ValueError for a policy the numpy pass does not mirror."""
+        if self._numpy is None:
+            raise ValueError(f"PolicySnapshot v{self.version}: no numpy forward pass for this "
+                             f"policy ({type(self.policy).__name__}); it acts through torch only")
+        copy_ = object.__new__(PolicySnapshot)
+        copy_.__dict__.update(self.__dict__, policy=None, normalizer=None)
+        return copy_
+
     @property
     def uses_numpy(self) -> bool:
         """Whether ``act`` runs the numpy forward pass (False: torch's)."""
@@ -79,6 +91,8 @@ class PolicySnapshot:
 
     def torch_mean(self, obs: np.ndarray) -> np.ndarray:
         """The policy's mean action (float32) from the torch modules: the reference forward."""
+        if self.policy is None:
+            raise ValueError(f"PolicySnapshot v{self.version} is numpy-only: no torch forward")
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
         with torch.inference_mode():
             if self.normalizer is not None:
@@ -168,7 +182,8 @@ class BackgroundTrainer:
     trainer thread). Callbacks also run in
     the trainer thread: ``on_snapshot(snapshot)`` after each swap, ``on_checkpoint(counters)``,
     ``on_pretrained(counters)`` once pretraining is complete and before online training starts
-    (an offline snapshot), ``on_metrics(update, metrics)`` and ``on_log(text)``.
+    (an offline snapshot), ``on_metrics(update, metrics)``, ``on_log(text)``, ``on_progress()``
+    after every update and every idle wait, and ``on_error(error)`` if the thread dies.
     """
 
     def __init__(self, agent: AWAC, train_step: Callable[[int], Mapping[str, float]],
@@ -179,7 +194,9 @@ class BackgroundTrainer:
                  on_checkpoint: Callable[[TrainerCounters], None] | None = None,
                  on_pretrained: Callable[[TrainerCounters], None] | None = None,
                  on_metrics: Callable[[int, Mapping[str, float]], None] | None = None,
-                 on_log: Callable[[str], None] | None = None) -> None:
+                 on_log: Callable[[str], None] | None = None,
+                 on_progress: Callable[[], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self.agent, self.config = agent, config
         self._train_step, self._ingest = train_step, ingest
         self.pretrain_updates, self.train = int(pretrain_updates), train
@@ -188,6 +205,8 @@ class BackgroundTrainer:
         self._on_snapshot, self._on_checkpoint = on_snapshot, on_checkpoint
         self._on_pretrained = on_pretrained
         self._on_metrics, self._on_log = on_metrics, on_log or (lambda _text: None)
+        self._on_progress = on_progress or (lambda: None)
+        self._on_error = on_error or (lambda _error: None)
         self._episodes: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="awac-trainer", daemon=True)
@@ -231,10 +250,13 @@ class BackgroundTrainer:
                     self._update(online=True)
                 else:
                     self._wait_for_episode()
+                self._on_progress()
             self._drain_episodes()
+            self._on_progress()
         except BaseException as err:  # surfaced to the node, which logs and exits
             self.error = err
             self._on_log(f"trainer stopped: {type(err).__name__}: {err}")
+            self._on_error(err)
 
     def _pretrain(self) -> None:
         remaining = self.pretrain_updates - self.counters.offline_updates
@@ -245,6 +267,7 @@ class BackgroundTrainer:
         report_every = max(1, self.pretrain_updates // 10)
         while self.counters.offline_updates < self.pretrain_updates and not self._stop.is_set():
             self._update(online=False)
+            self._on_progress()
             done = self.counters.offline_updates
             if done % report_every == 0 or done == self.pretrain_updates:
                 self._on_log(f"pretraining: {done}/{self.pretrain_updates} updates")

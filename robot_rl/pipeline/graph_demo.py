@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from robot_rl.config import to_dict
 from robot_rl.nodes import learner as learner_node
-from robot_rl.nodes import topics
+from robot_rl.nodes import learner_training, topics
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.report import CurvePoint, Report
@@ -46,8 +46,8 @@ POLL_PERIOD_S = 0.25
 STALL_TIMEOUT_S = 180.0   # no learner progress for this long: the graph is stuck
 DIAGNOSTICS_WAIT_S = 1.2  # the safety node publishes its counters at least every 1 s
 STOP_TIMEOUT_S = 20.0     # the runner's own SIGINT -> SIGTERM -> SIGKILL ladder takes < 10 s
-LEARNER_OUTPUTS = (learner_node.CHECKPOINT, learner_node.OFFLINE_CHECKPOINT,
-                   learner_node.ONLINE_STORE, learner_node.EPISODE_LOG, learner_node.STATUS,
+LEARNER_OUTPUTS = (learner_training.CHECKPOINT, learner_training.OFFLINE_CHECKPOINT,
+                   learner_training.ONLINE_STORE, learner_node.EPISODE_LOG, learner_node.STATUS,
                    "learner", LOG)
 
 
@@ -76,9 +76,9 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
         finally:
             monitor.destroy()
     clock.lap("stop graph")
-    offline = stages.evaluate_checkpoint(config, run_dir / learner_node.OFFLINE_CHECKPOINT,
+    offline = stages.evaluate_checkpoint(config, run_dir / learner_training.OFFLINE_CHECKPOINT,
                                          config.eval.episodes, progress=progress)
-    final = stages.evaluate_checkpoint(config, run_dir / learner_node.CHECKPOINT,
+    final = stages.evaluate_checkpoint(config, run_dir / learner_training.CHECKPOINT,
                                        config.eval.episodes, progress=progress)
     clock.lap("evaluate")
     episodes = read_episode_log(run_dir / learner_node.EPISODE_LOG)

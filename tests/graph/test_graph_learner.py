@@ -3,6 +3,7 @@ POLICY, acting only with weights. (With the twin and the safety node: test_graph
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -109,6 +110,68 @@ def test_learner_resumes_after_sigkill(ros_domain: int, spawn: Any, tmp_path: Pa
     assert state["agent"]["num_updates"] >= 400 and state["counters"]["online_started"]
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after "(comm)"
+                found.append(int(entry.name))
+    return found
+
+
+def training_process(learner: subprocess.Popen, timeout_s: float = 30.0) -> int:
+    """The pid of the learner's training process (python -m robot_rl.nodes.learner_training)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in children_of(learner.pid):
+            with contextlib.suppress(OSError):
+                if b"robot_rl.nodes.learner_training" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        time.sleep(0.05)
+    raise AssertionError(f"learner {learner.pid} started no training process in {timeout_s} s")
+
+
+def gone(pid: int) -> bool:
+    """Not running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_training_process_dies_with_the_node_and_its_death_ends_the_node(
+        ros_domain: int, spawn: Any, tmp_path: Path, quick_dataset: Path) -> None:
+    """Training runs in a process of its own: it must not outlive a killed node (it would write
+    to the run a restarted node resumes), and a node whose trainer died must say so and exit."""
+    args = {"pretrain_dataset": quick_dataset, "pretrain_updates": 100_000,
+            "run_dir": tmp_path / "run"}
+    learner, lines = start_learner(spawn, **args)
+    trainer = training_process(learner)
+    lines.wait_for(r"pretraining: 100000 offline updates to go", 60)
+    # trainer_nice (default 10): training yields the CPU to the control loop's processes
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, trainer) == min(19, own + 10)
+    os.kill(learner.pid, signal.SIGKILL)  # the node alone, not its process group
+    learner.wait(timeout=5)
+    deadline = time.monotonic() + 10
+    while not gone(trainer):
+        assert time.monotonic() < deadline, "the training process outlived its node"
+        time.sleep(0.05)
+
+    learner, lines = start_learner(spawn, **args)
+    trainer = training_process(learner)
+    lines.wait_for(r"pretraining: \d+ offline updates to go", 60)
+    os.kill(trainer, signal.SIGKILL)
+    assert learner.wait(timeout=15) != 0
+    lines.wait_for(r"trainer \(process\) ended without being asked \(exit code -9\)", 5)
+
+
 class FakeRobot(Probe):
     """Publishes a constant joint and object state; answers resets like the twin node."""
 
@@ -194,10 +257,21 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
                                            run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
     assert not (tmp_path / "run").exists()  # refused before it wrote anything
 
-    learner = LearnerNode(["--ros-args", *params(config="drawer", train=False,
+    with pytest.raises(ValueError, match=r"'trainer' must be one of process, thread .*; got 'gpu', 10"):
+        LearnerNode(["--ros-args", *params(config="drawer", trainer="gpu",
+                                           run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
+
+    learner = LearnerNode(["--ros-args", *params(config="drawer", train=False, trainer="thread",
                                                  run_dir=tmp_path / "ok", namespaces="[/arm]")])
     try:
         assert learner.task.name == "drawer" and learner.shell.calibration.robot == "arm6"
+        # the training side (a thread here) built the agent and sent the policy to act with
+        deadline = time.monotonic() + 30
+        while learner.trainer.snapshot is None:
+            assert time.monotonic() < deadline and learner.trainer.error is None
+            time.sleep(0.02)
+        assert learner.trainer.snapshot.obs_dim == learner.task.observation_size
     finally:
         learner.close()
         learner.node.destroy()
+    assert learner.trainer.final is not None and not learner.trainer.final["failed"]

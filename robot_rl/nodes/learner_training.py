@@ -1,0 +1,310 @@
+"""The learner's training side: the AWAC agent, its replay, ``online.zarr`` and the checkpoints.
+
+It runs in a process of its own (``python -m robot_rl.nodes.learner_training FD``, started by
+``nodes.trainer_link``) so that no gradient step holds the GIL of the node that acts; or, with
+``trainer:=thread``, in a thread of the node. Either way it talks to the node over one
+``multiprocessing`` connection, in tuples whose first item names the message:
+
+node -> training:  ("spec", TrainingSpec) once, then ("episode", FinishedEpisode) ..., ("stop",)
+training -> node:  ("ready", dict), ("snapshot", numpy-only PolicySnapshot, POLICY bytes),
+                   ("progress", dict), ("log", level, text), ("failed", text), ("stopped", dict)
+
+A training process whose node dies exits at once (Linux: the kernel sends it SIGKILL; elsewhere it
+sees the connection close) and writes no final checkpoint: as after a SIGKILL of the node, the last
+periodic checkpoint and every stored episode are what a restart resumes from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.agent.episode import FinishedEpisode
+from robot_rl.agent.weights import snapshot_to_bytes
+from robot_rl.config import to_dict
+from robot_rl.data import EpisodeStore, transitions
+from robot_rl.data.replay import TRANSITION_UNITS
+from robot_rl.learning import (
+    AWAC,
+    MetricsLogger,
+    Normalizer,
+    load_checkpoint,
+    restore_agent,
+    save_checkpoint,
+)
+from robot_rl.learning.background import (
+    BackgroundConfig,
+    BackgroundTrainer,
+    PolicySnapshot,
+    TrainerCounters,
+)
+from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
+from robot_rl.pipeline.config import load_pipeline_config
+from robot_rl.robot_config import robot_digest
+
+CHECKPOINT = "learner.pt"
+OFFLINE_CHECKPOINT = "offline.pt"
+ONLINE_STORE = "online.zarr"
+PROGRESS_PERIOD_S = 0.05  # counters to the node at most this often (its status and budget)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What the training side needs from the node's parameters: plain values, so it pickles."""
+
+    config: str                 # pipeline config name or YAML path
+    profile: str | None
+    run_dir: str
+    pretrain_dataset: str       # '' for none
+    pretrain_updates: int       # -1: the config's
+    train: bool
+    checkpoint_every_updates: int
+    publish_every_updates: int
+    updates_per_env_step: float
+    trainer_threads: int
+    replay_capacity: int
+    obs_dim: int
+    act_dim: int
+    task: str                   # for messages and the POLICY payload's meta
+    robot: str                  # calibration robot name (the store's and POLICY's)
+    robot_param: str            # the node's robot parameter (name or path), for the digest
+    namespaces: tuple[str, ...]
+
+
+class LearnerTraining:
+    """Builds the agent (resumed from ``learner.pt`` or fresh), the replay (dataset + stored online
+    episodes) and the background trainer; every callback reports to the node through ``send``."""
+
+    def __init__(self, spec: TrainingSpec, send: Any) -> None:
+        self.spec, self._send = spec, send
+        self.run_dir = Path(spec.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config = load_pipeline_config(spec.config, None, spec.profile)
+        self.store = self._open_store()
+        offline = self._offline_data()
+        self.agent, counters = self._agent(offline)
+        online = transitions(self.store) if self.store.n_episodes else None
+        if online is not None:
+            counters.env_steps, counters.episodes = self.store.n_steps, self.store.n_episodes
+        self.replay, n_transitions = self._replay(offline, online)
+        self.generator = np.random.default_rng((self.config.seed, self.agent.num_updates))
+        self.metrics = MetricsLogger(self.run_dir / "learner")
+        pretrain = spec.pretrain_updates if spec.pretrain_updates >= 0 else \
+            self.config.pretrain.updates
+        self._last_progress_s = 0.0
+        self.trainer = BackgroundTrainer(
+            self.agent, self._train_step, self._ingest,
+            BackgroundConfig(batch_size=self.config.awac.batch_size,
+                             publish_every_updates=spec.publish_every_updates,
+                             updates_per_env_step=spec.updates_per_env_step,
+                             checkpoint_every_updates=spec.checkpoint_every_updates,
+                             num_threads=spec.trainer_threads),
+            pretrain_updates=pretrain if offline is not None else 0,
+            train=spec.train, counters=counters, buffer_transitions=n_transitions,
+            on_snapshot=self._on_snapshot, on_checkpoint=self._checkpoint,
+            on_pretrained=self._on_pretrained, on_metrics=self.metrics.log,
+            on_log=lambda text: self._send("log", "info", text),
+            on_progress=self._progress, on_error=self._on_error)
+
+    def ready(self) -> dict[str, Any]:
+        """What the node needs before it acts: episode numbering, counters, replay size."""
+        return {"next_episode": {ns: self._next_episode(ns) for ns in self.spec.namespaces},
+                **self._progress_info(), "pretrain_updates": self.trainer.pretrain_updates}
+
+    # ---- start-up ----------------------------------------------------------------------------
+    def _open_store(self) -> EpisodeStore:
+        path = self.run_dir / ONLINE_STORE
+        if path.exists():
+            store = EpisodeStore.open(path, "a")
+            if store.recovery is not None:
+                self._send("log", "warning", f"{path}: {store.recovery}")
+            return store
+        return EpisodeStore.create(path, robot=self.spec.robot, task=self.config.env_id,
+                                   calibration_digest=robot_digest(self.spec.robot_param),
+                                   units=TRANSITION_UNITS)
+
+    def _next_episode(self, namespace: str) -> int:
+        """Episode indices continue after a restart (per robot namespace)."""
+        last = -1
+        for index in range(self.store.n_episodes):
+            info = self.store.episode_info(index)
+            if info.get("robot_namespace") == namespace:
+                last = max(last, int(info.get("episode", -1)))
+        return last + 1
+
+    def _offline_data(self) -> dict[str, np.ndarray] | None:
+        path = self.spec.pretrain_dataset
+        if not path:
+            return None
+        data = transitions(path)
+        if data["observation"].shape[1] != self.spec.obs_dim:
+            raise ValueError(f"pretrain_dataset {path}: observations have "
+                             f"{data['observation'].shape[1]} values, task {self.spec.task} "
+                             f"makes {self.spec.obs_dim}")
+        return data
+
+    def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:
+        obs_dim, act_dim = self.spec.obs_dim, self.spec.act_dim
+        agent = AWAC(obs_dim, act_dim, self.config.awac, seed=self.config.seed)
+        path = self.run_dir / CHECKPOINT
+        if path.exists():
+            state = load_checkpoint(path)
+            if (state["obs_dim"], state["act_dim"]) != (obs_dim, act_dim):
+                raise ValueError(f"{path}: checkpoint is for obs_dim {state['obs_dim']}, "
+                                 f"act_dim {state['act_dim']}; task {self.spec.task} needs "
+                                 f"{obs_dim}, {act_dim}")
+            restore_agent(state, agent)
+            counters = TrainerCounters(**{k: v for k, v in state["counters"].items()
+                                          if k in TrainerCounters.__dataclass_fields__})
+            self._send("log", "info", f"resumed {path} at update {agent.num_updates}")
+            return agent, counters
+        normalizer = (Normalizer.from_data(offline["observation"]) if offline is not None
+                      else Normalizer.identity(obs_dim))
+        agent.set_normalizer(normalizer)
+        return agent, TrainerCounters()
+
+    def _replay(self, offline: dict[str, np.ndarray] | None,
+                online: dict[str, np.ndarray] | None) -> tuple[Replay, int]:
+        """The config's replay (uniform or balanced): the dataset as offline data, the online
+        episodes stored before a restart as online data."""
+        empty = {key: np.zeros((0, self.spec.obs_dim), np.float32)
+                 for key in ("observation", "next_observation")}
+        empty.update(action=np.zeros((0, self.spec.act_dim), np.float32),
+                     reward=np.zeros(0, np.float32), terminated=np.zeros(0, bool))
+        replay = make_replay(self.config.awac, offline if offline is not None else empty,
+                             online_capacity=self.spec.replay_capacity, seed=self.config.seed)
+        if online is not None and len(online["reward"]):
+            replay.add_episode(batch_from_steps(online))
+        return replay, len(replay)
+
+    # ---- trainer-thread callbacks ------------------------------------------------------------
+    def _train_step(self, batch_size: int) -> Mapping[str, float]:
+        return train_step(self.agent, self.replay, batch_size, self.generator)
+
+    def _ingest(self, episode: FinishedEpisode) -> int:
+        self.store.add_episode(episode.steps, episode.info)
+        self.replay.add_episode(batch_from_steps(episode.steps))
+        return episode.length
+
+    def _on_snapshot(self, snapshot: PolicySnapshot) -> None:
+        data = snapshot_to_bytes(snapshot, task=self.spec.task, robot=self.spec.robot)
+        acting = snapshot.numpy_only() if snapshot.uses_numpy else snapshot
+        self._send("snapshot", acting, data)
+        self._progress(force=True)
+
+    def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:
+        """save_checkpoint writes atomically: a kill never leaves a half checkpoint."""
+        save_checkpoint(self.run_dir / name, self.agent, self.agent.normalizer,
+                        to_dict(self.config), counters.as_dict())
+
+    def _on_pretrained(self, counters: TrainerCounters) -> None:
+        self._checkpoint(counters, OFFLINE_CHECKPOINT)
+        self._send("log", "info", f"offline policy: {self.run_dir / OFFLINE_CHECKPOINT}")
+
+    def _on_error(self, error: BaseException) -> None:
+        self._send("failed", f"{type(error).__name__}: {error}")
+
+    def _progress_info(self) -> dict[str, Any]:
+        return {"counters": self.trainer.counters.as_dict(), "num_updates": self.agent.num_updates,
+                "buffer_transitions": self.trainer.buffer_transitions}
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress_s >= PROGRESS_PERIOD_S:
+            self._last_progress_s = now
+            self._send("progress", self._progress_info())
+
+    # ---- end ---------------------------------------------------------------------------------
+    def close(self) -> dict[str, Any]:
+        """Stop the trainer (it finishes its update and ingests queued episodes), then write the
+        final checkpoint if it trained and stopped cleanly."""
+        self.trainer.stop()
+        checkpointed = False
+        if self.trainer.alive:
+            self._send("log", "error", "trainer did not stop; no final checkpoint")
+        elif self.spec.train and self.trainer.error is None:
+            self._checkpoint(self.trainer.counters)
+            checkpointed = True
+            self._send("log", "info", f"checkpoint at update {self.agent.num_updates}")
+        self.metrics.close()
+        return {**self._progress_info(), "checkpointed": checkpointed,
+                "failed": self.trainer.alive or self.trainer.error is not None}
+
+
+def serve(conn: Connection) -> int:
+    """The training side of the connection, until ("stop",) or the node's end; the exit code."""
+    lock = threading.Lock()
+
+    def send(*message: Any) -> None:
+        # the trainer thread and this one both send; if the node is gone, the loop below ends
+        with lock, contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+            conn.send(message)
+
+    try:
+        kind, spec = conn.recv()
+    except EOFError:
+        return 1
+    if kind != "spec":
+        send("failed", f"protocol: expected ('spec', TrainingSpec) first, got {kind!r}")
+        return 1
+    try:
+        training = LearnerTraining(spec, send)
+    except Exception as err:  # reported by name to the node, which refuses to start
+        send("failed", f"{type(err).__name__}: {err}")
+        return 1
+    send("ready", training.ready())
+    training.trainer.start()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return 1  # the node died: no final checkpoint (see the module docstring)
+        if message[0] == "episode":
+            training.trainer.submit_episode(message[1])
+        elif message[0] == "stop":
+            break
+    send("stopped", training.close())
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent (the node) dies."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the connection's end stops us instead
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or not argv[0].isdigit() or not argv[1].lstrip("-").isdigit():
+        print("usage: python -m robot_rl.nodes.learner_training FD NICE  (started by the learner "
+              "node, not by hand: FD is its end of the node's connection, NICE the niceness to "
+              "add)", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    os.nice(int(argv[1]))  # training yields the CPU to the control loop's processes
+    # Ctrl-C and launch's SIGINT/SIGTERM reach the whole process group: the node orders the stop
+    # (and the final checkpoint) over the connection, so this process ignores them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return serve(Connection(int(argv[0])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
