@@ -70,8 +70,8 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
         "publish_every_updates": p("publish_every_updates", 50, "policy snapshot period"),
         "trainer": p("trainer", "process", "where AWAC trains: process (its own, the default: "
                      "no gradient step holds this node's GIL) or thread (in this node)"),
-        "trainer_nice": p("trainer_nice", 10, "niceness added to the training process, so "
-                          "that the control loop's processes go first on a busy machine"),
+        "trainer_nice": p("trainer_nice", 10, "niceness added to the training process "
+                          "(trainer:=process), so the control loop goes first on a busy machine"),
         "trainer_threads": p("trainer_threads", 1, "torch threads of the trainer; 0: default"),
         "replay_capacity": p("replay_capacity", 200_000, "online transitions kept in replay"),
     }
