@@ -1,21 +1,25 @@
 """Policy weights as bytes, for the POLICY topic (std_msgs/UInt8MultiArray).
 
-The payload is a ``torch.save`` of plain tensors and numbers, read back with
-``weights_only=True``: a message from the network can carry weights, never code.
+The payload is a safetensors file (a JSON header, then raw little-endian arrays): the acting
+policy's arrays as ``PolicySnapshot.arrays()`` names them (``layers.{i}.weight`` in
+``torch.nn.Linear``'s (out, in) layout, ``obs_mean``, ``obs_std``, ``action_std``) and its
+description as string metadata. A message from the network can carry numbers, never code; the
+arrays are checked (names, shapes, finite values) before they act. Decoding takes well under a
+millisecond, where the torch.save payload of format 1 took about 9 ms of the actor's GIL.
 """
 
 from __future__ import annotations
 
-import io
+import json
 from typing import Any
 
-import torch
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
 
 from robot_rl.learning.background import PolicySnapshot
-from robot_rl.learning.networks import GaussianPolicy
-from robot_rl.learning.normalizer import Normalizer
 
-WEIGHTS_FORMAT = 1
+WEIGHTS_FORMAT = 2
 
 
 class WeightsError(ValueError):
@@ -23,40 +27,37 @@ class WeightsError(ValueError):
 
 
 def snapshot_to_bytes(snapshot: PolicySnapshot, **meta: Any) -> bytes:
-    """Serialise a snapshot; ``meta`` (e.g. task name) travels along as plain values."""
-    policy = snapshot.policy
-    payload = {
-        "format": WEIGHTS_FORMAT, "version": snapshot.version,
-        "obs_dim": snapshot.obs_dim, "act_dim": snapshot.act_dim,
-        "hidden_sizes": list(snapshot.hidden_sizes),
-        "log_std_range": [policy.log_std_lo, policy.log_std_hi],
-        "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-        "normalizer": None if snapshot.normalizer is None else snapshot.normalizer.state_dict(),
-        "meta": dict(meta),
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    """Serialise a snapshot; ``meta`` (e.g. task name) travels along as JSON values."""
+    arrays = {name: np.ascontiguousarray(value, dtype=np.float32)
+              for name, value in snapshot.arrays().items()}
+    header = {"format": str(WEIGHTS_FORMAT), "version": str(snapshot.version),
+              "hidden_sizes": json.dumps(list(snapshot.hidden_sizes)), "meta": json.dumps(meta)}
+    return save(arrays, metadata=header)
 
 
 def snapshot_from_bytes(data: bytes) -> tuple[PolicySnapshot, dict[str, Any]]:
-    """(snapshot, meta) from :func:`snapshot_to_bytes` output; WeightsError if unusable."""
+    """(numpy-only snapshot, meta) from :func:`snapshot_to_bytes` output; WeightsError if the
+    bytes are not weights of this format, or the weights are unusable."""
+    data = bytes(data)
     try:
-        payload = torch.load(io.BytesIO(bytes(data)), weights_only=True, map_location="cpu")
-    except Exception as err:  # torch raises many types for foreign or truncated data
+        arrays = load(data)
+        header = _header(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
         raise WeightsError(f"policy weights ({len(data)} bytes) do not load: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise WeightsError(f"policy weights: format {found!r}, expected {WEIGHTS_FORMAT}")
+    if header.get("format") != str(WEIGHTS_FORMAT):
+        raise WeightsError(f"policy weights: format {header.get('format')!r}, expected "
+                           f"{WEIGHTS_FORMAT}")
     try:
-        policy = GaussianPolicy(int(payload["obs_dim"]), int(payload["act_dim"]),
-                                tuple(payload["hidden_sizes"]),
-                                tuple(payload["log_std_range"]))
-        policy.load_state_dict(payload["policy"])
-        norm_state = payload["normalizer"]
-        normalizer = None if norm_state is None else Normalizer.from_state_dict(norm_state)
-    except (KeyError, RuntimeError, TypeError) as err:
-        raise WeightsError(f"policy weights v{payload.get('version')}: {err}") from err
-    snapshot = PolicySnapshot(policy, normalizer, int(payload["version"]),
-                              tuple(payload["hidden_sizes"]))
-    return snapshot, dict(payload.get("meta") or {})
+        version = int(header["version"])
+        snapshot = PolicySnapshot.from_arrays(version, tuple(json.loads(header["hidden_sizes"])),
+                                              arrays)
+        meta = json.loads(header.get("meta", "{}"))
+    except (KeyError, ValueError, TypeError) as err:
+        raise WeightsError(f"policy weights: {err}") from err
+    return snapshot, dict(meta)
+
+
+def _header(data: bytes) -> dict[str, str]:
+    """The safetensors file's ``__metadata__`` (the library loads arrays, not the metadata)."""
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + length]).get("__metadata__") or {}

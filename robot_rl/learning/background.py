@@ -65,12 +65,56 @@ class PolicySnapshot:
         to the weights' arrays and unpickles in well under a millisecond (a torch policy costs
         several, all of them holding the GIL). The learner's trainer process sends these. Raises
         ValueError for a policy the numpy pass does not mirror."""
+        return PolicySnapshot.from_arrays(self.version, self.hidden_sizes, self.arrays())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The acting policy as named arrays: ``layers.{i}.weight`` (out, in) and ``.bias`` as in
+        ``torch.nn.Linear``, ``obs_mean`` and ``obs_std`` (the normaliser's), ``action_std``."""
         if self._numpy is None:
             raise ValueError(f"PolicySnapshot v{self.version}: no numpy forward pass for this "
                              f"policy ({type(self.policy).__name__}); it acts through torch only")
-        copy_ = object.__new__(PolicySnapshot)
-        copy_.__dict__.update(self.__dict__, policy=None, normalizer=None)
-        return copy_
+        out = {"obs_mean": self._numpy.offset, "obs_std": self._numpy.scale,
+               "action_std": self._std}
+        for i, (weight, bias) in enumerate(self._numpy.layers):
+            out[f"layers.{i}.weight"], out[f"layers.{i}.bias"] = weight.T, bias
+        return out
+
+    @classmethod
+    def from_arrays(cls, version: int, hidden_sizes: tuple[int, ...],
+                    arrays: dict[str, np.ndarray]) -> PolicySnapshot:
+        """A numpy-only snapshot from ``arrays()``'s names; ValueError naming what is missing,
+        misshapen or not finite (weights from the network are checked before they act)."""
+        hidden = tuple(int(h) for h in hidden_sizes)
+        try:
+            layers = [(np.ascontiguousarray(np.asarray(arrays[f"layers.{i}.weight"],
+                                                       np.float32).T),
+                       np.asarray(arrays[f"layers.{i}.bias"], np.float32))
+                      for i in range(len(hidden) + 1)]
+            mean, std = (np.asarray(arrays[k], np.float32) for k in ("obs_mean", "obs_std"))
+            action_std = np.asarray(arrays["action_std"], np.float64)
+        except KeyError as err:
+            raise ValueError(f"policy v{version}: no array {err}") from None
+        if mean.ndim != 1 or action_std.ndim != 1:
+            raise ValueError(f"policy v{version}: obs_mean {mean.shape} and action_std "
+                             f"{action_std.shape} must be vectors")
+        sizes = [mean.shape[0], *hidden, action_std.shape[0]]
+        checked = {"obs_mean": mean, "obs_std": std, "action_std": action_std}
+        for i, (weight, bias) in enumerate(layers):
+            if weight.shape != (sizes[i], sizes[i + 1]) or bias.shape != (sizes[i + 1],):
+                raise ValueError(f"policy v{version}: layers.{i} is {weight.T.shape}, bias "
+                                 f"{bias.shape}; sizes {sizes} need ({sizes[i + 1]}, {sizes[i]})")
+            checked[f"layers.{i}.weight"], checked[f"layers.{i}.bias"] = weight, bias
+        bad = [name for name, value in checked.items() if not np.all(np.isfinite(value))]
+        if bad:
+            raise ValueError(f"policy v{version}: values that are not finite in {', '.join(bad)}")
+        if std.shape != mean.shape or np.any(std <= 0) or np.any(action_std < 0):
+            raise ValueError(f"policy v{version}: obs_std must be positive and shaped like "
+                             f"obs_mean {mean.shape}, action_std non-negative")
+        snapshot = object.__new__(cls)
+        snapshot.__dict__.update(policy=None, normalizer=None, version=int(version),
+                                 hidden_sizes=hidden, obs_dim=sizes[0], act_dim=sizes[-1],
+                                 _std=action_std, _numpy=_NumpyPolicy(mean, std, layers))
+        return snapshot
 
     @property
     def uses_numpy(self) -> bool:

@@ -27,7 +27,7 @@ ESTOP_RESET = "/safety/reset"                 # std_msgs/Bool: true asks to clea
 SAFETY_STATUS = "safety/status"               # std_msgs/String: pass | clipped | hold | estop
 
 # Learning and episodes
-POLICY = "/robot_rl/policy"                   # std_msgs/UInt8MultiArray: serialized policy weights
+POLICY = "/robot_rl/policy"                   # std_msgs/UInt8MultiArray: safetensors weights (agent.weights)
 EPISODE = "episode"                           # std_msgs/String JSON: episode events (see below)
 EPISODE_STATUS = "episode_status"             # std_msgs/String JSON: replies from the twin/reset
 TELEOP_JOY = "/joy"                           # sensor_msgs/Joy from ROS 2's joy node

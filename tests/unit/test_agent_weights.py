@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 import time
 
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save
 
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes, snapshot_to_bytes
 from robot_rl.learning.awac import AWAC
@@ -73,17 +73,25 @@ def test_numpy_only_snapshot_pickles_without_torch_and_acts_the_same() -> None:
         light.torch_mean(obs[0])
 
 
-def test_foreign_bytes_are_refused() -> None:
+def test_foreign_and_unusable_bytes_are_refused_by_name() -> None:
     with pytest.raises(WeightsError, match="do not load"):
         snapshot_from_bytes(b"not a policy")
-    buffer = io.BytesIO()
-    torch.save({"format": 99}, buffer)
-    with pytest.raises(WeightsError, match="format 99"):
-        snapshot_from_bytes(buffer.getvalue())
-    buffer = io.BytesIO()
-    torch.save({"format": 1, "code": Normalizer.identity(2)}, buffer)  # an object, not weights
-    with pytest.raises(WeightsError, match="do not load"):
-        snapshot_from_bytes(buffer.getvalue())
+    good = PolicySnapshot.from_agent(make_agent())
+    arrays = {k: np.asarray(v, np.float32) for k, v in good.arrays().items()}
+    header = {"format": "2", "version": "0", "hidden_sizes": "[16, 16]", "meta": "{}"}
+    with pytest.raises(WeightsError, match="format '99'"):
+        snapshot_from_bytes(save(arrays, metadata={**header, "format": "99"}))
+    with pytest.raises(WeightsError, match="no array 'layers.2.bias'"):
+        snapshot_from_bytes(save({k: v for k, v in arrays.items() if k != "layers.2.bias"},
+                                 metadata=header))
+    with pytest.raises(WeightsError, match="layers.1 is"):
+        snapshot_from_bytes(save(arrays, metadata={**header, "hidden_sizes": "[16, 8]"}))
+    poisoned = dict(arrays, **{"layers.1.weight": arrays["layers.1.weight"].copy()})
+    poisoned["layers.1.weight"][3, 4] = np.nan
+    with pytest.raises(WeightsError, match="not finite in layers.1.weight"):
+        snapshot_from_bytes(save(poisoned, metadata=header))
+    snapshot, meta = snapshot_from_bytes(save(arrays, metadata=header))
+    assert meta == {} and snapshot.obs_dim == OBS and snapshot.act_dim == ACT
 
 
 def test_snapshot_is_isolated_from_later_updates() -> None:
