@@ -1,7 +1,7 @@
 """Control-loop latency with training running: measurement to gated command, and policy inference.
 
     python bench/control_loop.py [--dataset quick.zarr] [--seconds 20] [--rates 20 100]
-                                 [--modes timer joint_states] [--trainers process thread off]
+                                 [--modes timer joint_states] [--trainers process thread off actor]
                                  [--domain 57]
                                  [--skip-graph] [--skip-inference]
 
@@ -9,7 +9,9 @@
    runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
 2. Graph (processes over loopback DDS): twin (joint states at 100 Hz) + safety + learner (training
    on), for each control rate, each ``act_on`` mode and each ``trainer`` (the learner's own
-   process, or a thread of the node sharing its GIL), side by side. The learner stamps each
+   process, a thread of the node sharing its GIL, no training; or ``actor``: the actor node acts
+   with the weights that a training learner streams to it, as next to a remote robot), side by
+   side. The learner stamps each
    COMMAND_RAW with the stamp of the joint state it answers; this process receives COMMAND_RAW
    and the safety node's COMMAND and reports (receipt - that stamp), p50/p99, for the raw command
    and for the gated command that follows it, and the command rate. ``act_on:=timer`` includes up
@@ -129,21 +131,23 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trai
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROBOT_RL_BACKEND": "dds"}
     run_dir = Path(tempfile.mkdtemp(prefix="control_loop_"))
     ns = ["-r", "__ns:=/hand"]
-    procs = [
-        subprocess.Popen(node_cmd("sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
-                         env=env, start_new_session=True, stderr=subprocess.DEVNULL),
-        subprocess.Popen(node_cmd("robot_rl.nodes.safety", *ns), env=env,
-                         start_new_session=True, stderr=subprocess.DEVNULL),
-        subprocess.Popen(node_cmd("robot_rl.nodes.learner", "-p", "profile:=quick",
-                                  "-p", f"pretrain_dataset:={dataset}",
-                                  "-p", "pretrain_updates:=50", "-p", f"run_dir:={run_dir}",
-                                  "-p", f"control_rate_hz:={rate_hz}",
-                                  "-p", f"act_on:={act_on}",
-                                  *(["-p", "train:=false"] if trainer == "off" else
-                                    ["-p", f"trainer:={trainer}"]),
-                                  "-p", "checkpoint_every_updates:=0"),
-                         env=env, start_new_session=True, stderr=subprocess.DEVNULL),
+    acting = ["-p", f"control_rate_hz:={rate_hz}", "-p", f"act_on:={act_on}"]
+    if trainer == "off":
+        learner_args = ["-p", "train:=false", *acting]
+    elif trainer == "actor":  # the learner trains (and streams weights) for a robot not here
+        learner_args = ["-p", "namespaces:=[/elsewhere]"]
+    else:
+        learner_args = ["-p", f"trainer:={trainer}", *acting]
+    commands = [
+        node_cmd("sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
+        node_cmd("robot_rl.nodes.safety", *ns),
+        node_cmd("robot_rl.nodes.learner", "-p", "profile:=quick",
+                 "-p", f"pretrain_dataset:={dataset}", "-p", "pretrain_updates:=50",
+                 "-p", f"run_dir:={run_dir}", "-p", "checkpoint_every_updates:=0", *learner_args),
+        *([node_cmd("robot_rl.nodes.actor", *ns, *acting)] if trainer == "actor" else []),
     ]
+    procs = [subprocess.Popen(command, env=env, start_new_session=True,
+                              stderr=subprocess.DEVNULL) for command in commands]
     node = make_node("bench", "/hand", argv=[])
     raw_latency: list[float] = []
     gated_latency: list[float] = []
@@ -214,10 +218,12 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0])
     parser.add_argument("--modes", nargs="+", default=["timer", "joint_states"],
                         choices=["timer", "joint_states"], help="the learner's act_on")
-    parser.add_argument("--trainers", nargs="+", default=["process", "thread", "off"],
-                        choices=["process", "thread", "off"],
-                        help="the learner's trainer: its own process, a thread of the node, or "
-                             "off (train:=false, the baseline without training)")
+    parser.add_argument("--trainers", nargs="+", default=["process", "thread", "off", "actor"],
+                        choices=["process", "thread", "off", "actor"],
+                        help="who acts, and where training runs: the learner with its trainer in "
+                             "a process of its own or in a thread; the learner without training "
+                             "(train:=false, the baseline); or the actor node acting with the "
+                             "weights a training learner streams on POLICY")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--domain", type=int, default=57)
     parser.add_argument("--skip-graph", action="store_true")
