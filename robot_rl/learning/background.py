@@ -60,13 +60,6 @@ class PolicySnapshot:
         return cls(policy, normalizer, agent.num_updates if version is None else version,
                    agent.config.actor_hidden_sizes)
 
-    def numpy_only(self) -> PolicySnapshot:
-        """A copy that acts with the numpy forward pass alone and holds no torch object: it pickles
-        to the weights' arrays and unpickles in well under a millisecond (a torch policy costs
-        several, all of them holding the GIL). The learner's trainer process sends these. Raises
-        ValueError for a policy the numpy pass does not mirror."""
-        return PolicySnapshot.from_arrays(self.version, self.hidden_sizes, self.arrays())
-
     def arrays(self) -> dict[str, np.ndarray]:
         """The acting policy as named arrays: ``layers.{i}.weight`` (out, in) and ``.bias`` as in
         ``torch.nn.Linear``, ``obs_mean`` and ``obs_std`` (the normaliser's), ``action_std``."""

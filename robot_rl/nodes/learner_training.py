@@ -6,7 +6,7 @@ It runs in a process of its own (``python -m robot_rl.nodes.learner_training FD`
 ``multiprocessing`` connection, in tuples whose first item names the message:
 
 node -> training:  ("spec", TrainingSpec) once, then ("episode", FinishedEpisode) ..., ("stop",)
-training -> node:  ("ready", dict), ("snapshot", numpy-only PolicySnapshot, POLICY bytes),
+training -> node:  ("ready", dict), ("snapshot", version, POLICY bytes),
                    ("progress", dict), ("log", level, text), ("failed", text), ("stopped", dict)
 
 A training process whose node dies exits at once (Linux: the kernel sends it SIGKILL; elsewhere it
@@ -199,9 +199,9 @@ class LearnerTraining:
         return episode.length
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:
-        data = snapshot_to_bytes(snapshot, task=self.spec.task, robot=self.spec.robot)
-        acting = snapshot.numpy_only() if snapshot.uses_numpy else snapshot
-        self._send("snapshot", acting, data)
+        """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""
+        self._send("snapshot", snapshot.version,
+                   snapshot_to_bytes(snapshot, task=self.spec.task, robot=self.spec.robot))
         self._progress(force=True)
 
     def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:

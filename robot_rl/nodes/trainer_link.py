@@ -1,10 +1,11 @@
 """The learner node's end of its training side (``nodes.learner_training``).
 
 ``TrainerLink`` starts the training side, in a process of its own (the default) or in a thread,
-hands it episodes and keeps what it reports: the newest acting snapshot and POLICY bytes, its
-counters, its failure. A receiver thread does the reading; it blocks in the socket read (without
-the GIL) between messages, and unpickling a numpy-only snapshot takes well under a millisecond, so
-the node's acting callbacks do not wait on training.
+hands it episodes and keeps what it reports: the newest POLICY bytes and the numpy-only snapshot
+they decode to (the node acts with exactly what a remote actor receives), its counters, its
+failure. A receiver thread does the reading; it blocks in the socket read (without the GIL)
+between messages, and decoding the weights takes about half a millisecond, so the node's acting
+callbacks do not wait on training.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode
+from robot_rl.agent.weights import snapshot_from_bytes
 from robot_rl.learning.background import PolicySnapshot, TrainerCounters
 from robot_rl.nodes import learner_training
 from robot_rl.nodes.learner_training import TrainingSpec
@@ -133,8 +135,8 @@ class TrainerLink:
 
     def _handle(self, kind: str, body: list[Any]) -> None:
         if kind == "snapshot":
-            self.snapshot = body[0]  # one reference swap: acting sees the old or the new one
-            self.policy_bytes = (body[0].version, body[1])
+            self.policy_bytes = (body[0], body[1])
+            self.snapshot = snapshot_from_bytes(body[1])[0]  # one swap: acting sees old or new
         elif kind == "progress":
             self._progress(body[0])
         elif kind == "log":

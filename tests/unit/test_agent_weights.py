@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 
 import numpy as np
@@ -51,26 +50,11 @@ def test_bytes_round_trip_acts_identically() -> None:
     for row in obs:
         np.testing.assert_array_equal(back.act(row), snapshot.act(row))
         np.testing.assert_allclose(back.act(row), agent.act(row, deterministic=True), atol=1e-6)
-
-
-def test_numpy_only_snapshot_pickles_without_torch_and_acts_the_same() -> None:
-    """The learner's trainer process sends these: no torch object may ride along (unpickling a
-    torch module costs milliseconds of the acting process's GIL)."""
-    agent = make_agent()
-    generator = torch.Generator().manual_seed(0)
-    agent.update(random_batch(generator, 32))
-    snapshot = PolicySnapshot.from_agent(agent)
-    data = pickle.dumps(snapshot.numpy_only())
-    assert b"torch" not in data
-    light = pickle.loads(data)
-    assert (light.version, light.obs_dim, light.act_dim) == (1, OBS, ACT)
-    obs = np.random.default_rng(2).normal(size=(4, OBS)).astype(np.float32)
-    for row in obs:
-        np.testing.assert_array_equal(light.act(row), snapshot.act(row))
-        np.testing.assert_array_equal(light.act(row, np.random.default_rng(3)),
-                                      snapshot.act(row, np.random.default_rng(3)))
+        np.testing.assert_allclose(back.act(row, np.random.default_rng(3)),  # the same std
+                                   snapshot.act(row, np.random.default_rng(3)), atol=1e-6)
+    assert back.policy is None  # decoded without building a torch module
     with pytest.raises(ValueError, match="numpy-only"):
-        light.torch_mean(obs[0])
+        back.torch_mean(obs[0])
 
 
 def test_foreign_and_unusable_bytes_are_refused_by_name() -> None:
