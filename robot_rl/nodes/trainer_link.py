@@ -128,7 +128,11 @@ class TrainerLink:
                 kind, *body = self._conn.recv()
             except (EOFError, OSError):
                 break
-            self._handle(kind, body)
+            try:
+                self._handle(kind, body)
+            except Exception as err:  # e.g. weights that do not decode: say so, keep reading
+                self.error = TrainerFailed(f"trainer ({self.mode}): message {kind!r}: "
+                                           f"{type(err).__name__}: {err}")
         if not self._stopped.is_set() and self.error is None and not self._stopping:
             self.error = TrainerFailed(f"trainer ({self.mode}) ended without being asked"
                                        f"{self._exit_code()}")
