@@ -275,3 +275,18 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
         learner.close()
         learner.node.destroy()
     assert learner.trainer.final is not None and not learner.trainer.final["failed"]
+
+
+@pytest.mark.parametrize("trainer", ["process", "thread"])
+def test_a_dataset_of_another_task_is_refused_by_name(ros_domain: int, tmp_path: Path,
+                                                      quick_dataset: Path, trainer: str) -> None:
+    """The training side loads the dataset; its refusal reaches the node with the file's name."""
+    from robot_rl.nodes.learner import LearnerNode
+    from robot_rl.nodes.trainer_link import TrainerFailed
+
+    with pytest.raises(TrainerFailed, match=rf"trainer \({trainer}\): ValueError: "
+                                            rf"pretrain_dataset .*quick\.zarr: observations have "
+                                            rf"\d+ values, task drawer makes \d+"):
+        LearnerNode(["--ros-args", *params(config="drawer", trainer=trainer,
+                                           pretrain_dataset=quick_dataset,
+                                           run_dir=tmp_path / "run", namespaces="[/arm]")])
