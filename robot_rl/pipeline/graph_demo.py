@@ -3,7 +3,7 @@
 Demonstrations are recorded in this process (``stages.record``: the scripted expert through the
 supervisor gate). Then ``<task>.launch.yaml mode:=twin`` runs under the launch runner: the learner
 node pretrains on the dataset, writes ``offline.pt``, acts on the twin in real time through the
-safety node, trains AWAC in its background thread, and exits by itself after the config's
+safety node while AWAC trains in its training process, and exits by itself after the config's
 ``finetune.env_steps`` (and the updates they are owed), leaving ``learner.pt``. This process
 follows the learner's ``status.json``, reads the safety node's counters from ``/diagnostics``,
 stops the launch with SIGINT, checks that no node is left, and evaluates both checkpoints here on
