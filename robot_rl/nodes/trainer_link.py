@@ -11,12 +11,10 @@ callbacks do not wait on training.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode
@@ -24,9 +22,9 @@ from robot_rl.agent.weights import snapshot_from_bytes
 from robot_rl.learning.background import PolicySnapshot, TrainerCounters
 from robot_rl.nodes import learner_training
 from robot_rl.nodes.learner_training import TrainingSpec
+from robot_rl.ros.launch import child_env
 
 TRAINER_MODES = ("process", "thread")
-PACKAGE_ROOT = str(Path(learner_training.__file__).resolve().parents[2])
 
 
 class TrainerFailed(RuntimeError):
@@ -37,7 +35,7 @@ class TrainerLink:
     def __init__(self, spec: TrainingSpec, mode: str, logger: Any, nice: int = 0) -> None:
         if mode not in TRAINER_MODES:
             raise ValueError(f"trainer must be one of {', '.join(TRAINER_MODES)}; got {mode!r}")
-        self.spec, self.mode, self._log = spec, mode, logger
+        self.mode, self._log = mode, logger
         self.snapshot: PolicySnapshot | None = None  # read by the acting callbacks
         self.policy_bytes: tuple[int, bytes] | None = None
         self.counters = TrainerCounters()
@@ -54,12 +52,10 @@ class TrainerLink:
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         if mode == "process":
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "robot_rl.nodes.learner_training",
                  str(child_conn.fileno()), str(int(nice))], pass_fds=(child_conn.fileno(),),
-                env=env)
+                env=child_env())
             child_conn.close()  # the child has its copy: EOF here once the child is gone
         else:
             self._thread = threading.Thread(target=learner_training.serve, args=(child_conn,),

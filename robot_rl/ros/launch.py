@@ -401,7 +401,7 @@ class LaunchRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._failed = False
-        self._env = _child_env()
+        self._env = child_env()
 
     def _log(self, level: str, msg: str) -> None:
         with self._lock:
@@ -500,7 +500,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """Children import robot_rl from wherever this process does, and print unbuffered."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
