@@ -155,8 +155,7 @@ class LearnerNode:
             publish_every_updates=p["publish_every_updates"],
             updates_per_env_step=self.updates_per_env_step,
             trainer_threads=p["trainer_threads"], replay_capacity=p["replay_capacity"],
-            obs_dim=self.task.observation_size, act_dim=self.task.n_joints, task=self.task.name,
-            robot=self.shell.calibration.robot, robot_param=acting["robot"],
+            task=acting["task"], robot=acting["robot"],
             namespaces=tuple(robot.topics.namespace for robot in self.shell.robots))
 
     # ---- node-thread callbacks ---------------------------------------------------------------

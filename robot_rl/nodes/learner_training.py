@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.agent.episode import FinishedEpisode
+from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
@@ -52,7 +53,7 @@ from robot_rl.learning.background import (
 )
 from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
 from robot_rl.pipeline.config import load_pipeline_config
-from robot_rl.robot_config import robot_digest
+from robot_rl.robot_config import load_robot, robot_digest
 
 CHECKPOINT = "learner.pt"
 OFFLINE_CHECKPOINT = "offline.pt"
@@ -75,11 +76,8 @@ class TrainingSpec:
     updates_per_env_step: float
     trainer_threads: int
     replay_capacity: int
-    obs_dim: int
-    act_dim: int
-    task: str                   # for messages and the POLICY payload's meta
-    robot: str                  # calibration robot name (the store's and POLICY's)
-    robot_param: str            # the node's robot parameter (name or path), for the digest
+    task: str                   # the node's task parameter
+    robot: str                  # the node's robot parameter (calibration name or path)
     namespaces: tuple[str, ...]
 
 
@@ -92,6 +90,8 @@ class LearnerTraining:
         self.run_dir = Path(spec.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = load_pipeline_config(spec.config, None, spec.profile)
+        self.calibration = load_robot(spec.robot)
+        self.task = make_task(spec.task, self.calibration)
         self.store = self._open_store()
         offline = self._offline_data()
         self.agent, counters = self._agent(offline)
@@ -131,8 +131,8 @@ class LearnerTraining:
             if store.recovery is not None:
                 self._send("log", "warning", f"{path}: {store.recovery}")
             return store
-        return EpisodeStore.create(path, robot=self.spec.robot, task=self.config.env_id,
-                                   calibration_digest=robot_digest(self.spec.robot_param),
+        return EpisodeStore.create(path, robot=self.calibration.robot, task=self.config.env_id,
+                                   calibration_digest=robot_digest(self.spec.robot),
                                    units=TRANSITION_UNITS)
 
     def _next_episode(self, namespace: str) -> int:
@@ -149,21 +149,21 @@ class LearnerTraining:
         if not path:
             return None
         data = transitions(path)
-        if data["observation"].shape[1] != self.spec.obs_dim:
+        if data["observation"].shape[1] != self.task.observation_size:
             raise ValueError(f"pretrain_dataset {path}: observations have "
-                             f"{data['observation'].shape[1]} values, task {self.spec.task} "
-                             f"makes {self.spec.obs_dim}")
+                             f"{data['observation'].shape[1]} values, task {self.task.name} "
+                             f"makes {self.task.observation_size}")
         return data
 
     def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:
-        obs_dim, act_dim = self.spec.obs_dim, self.spec.act_dim
+        obs_dim, act_dim = self.task.observation_size, self.task.n_joints
         agent = AWAC(obs_dim, act_dim, self.config.awac, seed=self.config.seed)
         path = self.run_dir / CHECKPOINT
         if path.exists():
             state = load_checkpoint(path)
             if (state["obs_dim"], state["act_dim"]) != (obs_dim, act_dim):
                 raise ValueError(f"{path}: checkpoint is for obs_dim {state['obs_dim']}, "
-                                 f"act_dim {state['act_dim']}; task {self.spec.task} needs "
+                                 f"act_dim {state['act_dim']}; task {self.task.name} needs "
                                  f"{obs_dim}, {act_dim}")
             restore_agent(state, agent)
             counters = TrainerCounters(**{k: v for k, v in state["counters"].items()
@@ -179,9 +179,9 @@ class LearnerTraining:
                 online: dict[str, np.ndarray] | None) -> tuple[Replay, int]:
         """The config's replay (uniform or balanced): the dataset as offline data, the online
         episodes stored before a restart as online data."""
-        empty = {key: np.zeros((0, self.spec.obs_dim), np.float32)
+        empty = {key: np.zeros((0, self.task.observation_size), np.float32)
                  for key in ("observation", "next_observation")}
-        empty.update(action=np.zeros((0, self.spec.act_dim), np.float32),
+        empty.update(action=np.zeros((0, self.task.n_joints), np.float32),
                      reward=np.zeros(0, np.float32), terminated=np.zeros(0, bool))
         replay = make_replay(self.config.awac, offline if offline is not None else empty,
                              online_capacity=self.spec.replay_capacity, seed=self.config.seed)
@@ -201,7 +201,8 @@ class LearnerTraining:
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""
         self._send("snapshot", snapshot.version,
-                   snapshot_to_bytes(snapshot, task=self.spec.task, robot=self.spec.robot))
+                   snapshot_to_bytes(snapshot, task=self.task.name,
+                                     robot=self.calibration.robot))
         self._progress(force=True)
 
     def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:
