@@ -50,8 +50,11 @@ class Method:
     online: dict[str, Any] | None = field(default_factory=dict)  # None: no online phase
 
 
-ENSEMBLE = {"n_critics": 5, "critic_aggregation": "mean_minus_std", "replay": "balanced",
-            "collapse_guard": {"conservative": True}}
+# awac_br_ens's three components; each ablation below adds exactly one of them to plain AWAC
+FIVE_CRITICS = {"n_critics": 5, "critic_aggregation": "mean_minus_std"}
+BALANCED_REPLAY = {"replay": "balanced"}
+GUARD = {"collapse_guard": {"conservative": True}}
+ENSEMBLE = {**FIVE_CRITICS, **BALANCED_REPLAY, **GUARD}
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("bc", "behaviour cloning on the clean demonstrations; no online phase",
            pretrain={"actor_objective": "bc"}, pretrain_on="demonstrations", online=None),
@@ -65,12 +68,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            pretrain=ENSEMBLE, online=ENSEMBLE),
     # ablations of awac_br_ens: one component each on top of plain AWAC (--methods to run them)
     Method("awac_guard", "plain AWAC (its pretraining) + the conservative KL guard online",
-           pretrain={}, online={"collapse_guard": {"conservative": True}}),
+           pretrain={}, online=GUARD),
     Method("awac_ens", "AWAC with 5 critics mean-std, offline and online; uniform replay",
-           pretrain={"n_critics": 5, "critic_aggregation": "mean_minus_std"},
-           online={"n_critics": 5, "critic_aggregation": "mean_minus_std"}),
+           pretrain=FIVE_CRITICS, online=FIVE_CRITICS),
     Method("awac_br", "plain AWAC (its pretraining) + balanced replay online",
-           pretrain={}, online={"replay": "balanced"}),
+           pretrain={}, online=BALANCED_REPLAY),
 )}
 MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "awac_br_ens")
 
