@@ -5,6 +5,8 @@
                                  [--domain 57]
                                  [--skip-graph] [--skip-inference]
 
+0. Weights (in this process): decoding a POLICY message into a snapshot, side by side with the
+   torch.save path it replaced.
 1. Inference (in this process): ``PolicySnapshot.act`` p50/p99 while a ``BackgroundTrainer``
    runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
 2. Graph (processes over loopback DDS): twin (joint states at 100 Hz) + safety + learner (training
@@ -62,6 +64,51 @@ def percentiles(values_s: list[float]) -> str:
     ms = np.asarray(values_s) * 1e3
     return (f"p50 {np.percentile(ms, 50):7.3f} ms  p99 {np.percentile(ms, 99):7.3f} ms  "
             f"(n={ms.size})")
+
+
+# ---- 0. policy weights as the actor receives them ---------------------------------------------
+def bench_weights(hidden: int, calls: int = 200) -> None:
+    """Decoding one POLICY message (agent.weights, safetensors into a numpy-only snapshot) next to
+    the torch path it replaced: torch.load with weights_only, a GaussianPolicy built and loaded,
+    the snapshot made from it. Both run on the acting node's thread, holding its GIL."""
+    import io
+
+    import torch
+
+    from robot_rl.agent.weights import snapshot_from_bytes, snapshot_to_bytes
+    from robot_rl.learning import AWAC, AWACConfig, Normalizer
+    from robot_rl.learning.background import PolicySnapshot
+    from robot_rl.learning.networks import GaussianPolicy
+
+    obs_dim, act_dim = 32, 9
+    config = AWACConfig(actor_hidden_sizes=(hidden, hidden), critic_hidden_sizes=(hidden, hidden))
+    agent = AWAC(obs_dim, act_dim, config)
+    agent.set_normalizer(Normalizer.identity(obs_dim))
+    snapshot = PolicySnapshot.from_agent(agent)
+    data = snapshot_to_bytes(snapshot, task="valve")
+    buffer = io.BytesIO()
+    torch.save({"policy": snapshot.policy.state_dict(),
+                "normalizer": snapshot.normalizer.state_dict()}, buffer)
+    torch_data = buffer.getvalue()
+
+    def torch_decode() -> PolicySnapshot:
+        payload = torch.load(io.BytesIO(torch_data), weights_only=True)
+        policy = GaussianPolicy(obs_dim, act_dim, config.actor_hidden_sizes, config.log_std_range)
+        policy.load_state_dict(payload["policy"])
+        return PolicySnapshot(policy, Normalizer.from_state_dict(payload["normalizer"]), 0,
+                              config.actor_hidden_sizes)
+
+    for label, decode, size in (("safetensors (agent.weights)", lambda: snapshot_from_bytes(data),
+                                 len(data)),
+                                ("torch.load + GaussianPolicy", torch_decode, len(torch_data))):
+        decode()
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            decode()
+            times.append(time.perf_counter() - started)
+        print(f"  weights decode {hidden}x{hidden}, {label}, {size / 1e3:.0f} kB: "
+              f"{percentiles(times)}")
 
 
 # ---- 1. inference while training -------------------------------------------------------------
@@ -234,6 +281,7 @@ def main() -> None:
     os.environ["ROBOT_RL_BACKEND"] = "dds"
     print(f"control loop, {os.cpu_count()} cores")
     if not args.skip_inference:
+        bench_weights(args.hidden)
         bench_inference(args.seconds, args.hidden)
     if not args.skip_graph:
         dataset = args.dataset or make_dataset()
