@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.core import (
+    GuardCondition,
+    InstanceState,
+    Policy,
+    Qos,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader, InvalidSample
@@ -145,6 +154,11 @@ class DdsNode(Node):
         self._discovery = discovery_info(domain_id)
         self._discovery.add_node(id(self), self.namespace, self.name)
         self._waitset = WaitSet(self._participant)
+        # _wake sets this to end a wait early (the waitset's own trigger does not). Attached, it
+        # also keeps a node without subscriptions waiting: Cyclone's wait returns at once on a
+        # waitset with nothing attached, and spin_once would be a busy loop.
+        self._wakeup = GuardCondition(self._participant)
+        self._waitset.attach(self._wakeup)
         self._topics: dict[str, Topic] = {}
         self._publishers: list[DdsPublisher] = []
         self._subscriptions: list[DdsSubscription] = []
@@ -192,7 +206,7 @@ class DdsNode(Node):
         wait_s = timeout_s if to_timer is None else min(timeout_s, to_timer)
         if wait_s > 0.0:
             self._waitset.wait(max(1, int(wait_s * 1e9)))
-        self._waitset.set_trigger(False)
+        self._wakeup.set(False)
         for subscription in list(self._subscriptions):
             for msg in subscription.take():
                 subscription.callback(msg)
@@ -201,7 +215,7 @@ class DdsNode(Node):
 
     def _wake(self) -> None:
         if not self._destroyed:
-            self._waitset.set_trigger(True)
+            self._wakeup.set(True)
 
     def destroy(self) -> None:
         if self._destroyed:
@@ -219,4 +233,6 @@ class DdsNode(Node):
         for topic in self._topics.values():
             topic.__del__()
         self._topics.clear()
+        self._waitset.detach(self._wakeup)
+        self._wakeup.__del__()
         self._waitset.__del__()

@@ -125,6 +125,31 @@ def test_timers_and_subscriptions_share_one_executor(ros_domain: int) -> None:
         node.destroy()
 
 
+def test_spin_once_waits_without_subscriptions_and_wakes_for_a_new_timer(ros_domain: int
+                                                                         ) -> None:
+    """A publisher-only node once spun in a busy loop (Cyclone's wait returns at once on an empty
+    waitset): a test robot meant to publish at 50 Hz published thousands of messages a second.
+    And a timer created from another thread must end a long wait, not wait it out."""
+    import threading
+
+    node = make_node("idle_test", argv=[])
+    try:
+        node.create_publisher(m.String, "out")
+        spins, deadline = 0, time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            node.spin_once(0.02)
+            spins += 1
+        assert spins <= 20  # 15 at 20 ms each; a busy loop makes thousands
+        fired: list[float] = []
+        threading.Timer(0.1, lambda: node.create_timer(0.01, lambda: fired.append(1.0))).start()
+        started = time.monotonic()
+        while not fired and time.monotonic() - started < 5.0:
+            node.spin_once(3.0)
+        assert fired and time.monotonic() - started < 1.0
+    finally:
+        node.destroy()
+
+
 def test_run_logs_errors_with_node_name_and_exits_nonzero(
         ros_domain: int, capsys: pytest.CaptureFixture[str]) -> None:
     def factory(argv: list[str]):
