@@ -4,7 +4,6 @@ a fake robot in this one publishing joint states at five times the control rate.
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any
 
 import pytest
@@ -24,6 +23,10 @@ from robot_rl.tasks.valve import ValveTask
 
 CONTROL_RATE_HZ = 20.0
 STATE_PERIOD_S = 0.01  # 100 Hz: five states per control period
+# the lowest command rate accepted, as a fraction of the control rate: a VM whose host takes the
+# CPU (steal time) slowed the timer's acting to 0.37 of it in one CI run; a node that acted
+# on every state instead would be far above the upper bound, one that stalled far below this
+MIN_RATE_FRACTION = 0.25
 
 
 def send_weights(robot: FakeRobot) -> None:
@@ -69,7 +72,7 @@ def test_acts_on_joint_states_at_the_control_rate_and_falls_back_when_they_stop(
         commands = len(robot.commands) - commands_before
         states = robot.tick - states_before
         assert states > 3 * commands, (states, commands)  # not one command per state
-        assert 0.5 * CONTROL_RATE_HZ <= commands / window_s <= 1.1 * CONTROL_RATE_HZ, \
+        assert MIN_RATE_FRACTION * CONTROL_RATE_HZ <= commands / window_s <= 1.1 * CONTROL_RATE_HZ, \
             f"{commands} commands in {window_s:.2f} s ({states} states)"
         stamps = [round(m.stamp_to_s(c.header.stamp), 6) for c in robot.commands]
         assert set(stamps) <= set(robot.stamps), sorted(set(stamps) - set(robot.stamps))[:5]
@@ -107,11 +110,14 @@ def test_timer_mode_still_acts(ros_domain: int, spawn: Any) -> None:
     """``act_on: timer`` (the former behaviour) acts at the control rate on the latest state."""
     actor, _, robot = start_acting(spawn, "timer")
     try:
-        before = time.monotonic()
-        count = len(robot.commands)
-        robot.spin_for(2.0, robot.publish_state, STATE_PERIOD_S)
-        rate_hz = (len(robot.commands) - count) / (time.monotonic() - before)
-        assert 0.5 * CONTROL_RATE_HZ <= rate_hz <= 1.1 * CONTROL_RATE_HZ
+        commands_before, states_before = len(robot.commands), robot.tick
+        window_s = robot.wait_until(lambda: False, 4.0, robot.publish_state, STATE_PERIOD_S,
+                                    fail=False)
+        commands = len(robot.commands) - commands_before
+        states = robot.tick - states_before
+        assert states > 3 * commands, (states, commands)  # the timer, not the states, sets the pace
+        assert MIN_RATE_FRACTION * CONTROL_RATE_HZ <= commands / window_s <= 1.1 * CONTROL_RATE_HZ, \
+            f"{commands} commands in {window_s:.2f} s ({states} states)"
         stamps = {round(m.stamp_to_s(c.header.stamp), 6) for c in robot.commands}
         assert stamps <= set(robot.stamps)
     finally:
