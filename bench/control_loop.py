@@ -67,6 +67,15 @@ def percentiles(values_s: list[float]) -> str:
 
 
 # ---- 0. policy weights as the actor receives them ---------------------------------------------
+def valve_shapes() -> tuple[int, int]:
+    """The valve task's observation and action sizes on the D'Claw: what the graph bench acts on."""
+    from robot_rl.robot_config import load_robot
+    from robot_rl.tasks.valve import ValveTask
+
+    task = ValveTask(load_robot("dclaw"))
+    return task.observation_size, task.n_joints
+
+
 def bench_weights(hidden: int, calls: int = 200) -> None:
     """Decoding one POLICY message (agent.weights, safetensors into a numpy-only snapshot) next to
     the torch path it replaced: torch.load with weights_only, a GaussianPolicy built and loaded,
@@ -80,7 +89,7 @@ def bench_weights(hidden: int, calls: int = 200) -> None:
     from robot_rl.learning.background import PolicySnapshot
     from robot_rl.learning.networks import GaussianPolicy
 
-    obs_dim, act_dim = 32, 9
+    obs_dim, act_dim = valve_shapes()
     config = AWACConfig(actor_hidden_sizes=(hidden, hidden), critic_hidden_sizes=(hidden, hidden))
     agent = AWAC(obs_dim, act_dim, config)
     agent.set_normalizer(Normalizer.identity(obs_dim))
@@ -118,7 +127,7 @@ def bench_inference(seconds: float, hidden: int) -> None:
     from robot_rl.learning import AWAC, AWACConfig, Normalizer
     from robot_rl.learning.background import BackgroundConfig, BackgroundTrainer, PolicySnapshot
 
-    obs_dim, act_dim, batch = 32, 9, 256
+    (obs_dim, act_dim), batch = valve_shapes(), 256
     config = AWACConfig(actor_hidden_sizes=(hidden, hidden), critic_hidden_sizes=(hidden, hidden),
                         batch_size=batch)
     generator = torch.Generator().manual_seed(0)

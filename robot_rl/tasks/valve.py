@@ -2,7 +2,18 @@
 
 Observation (float32, named slices in ``ValveTask.layout``):
 ``joint_position_rad`` (9), ``joint_velocity_rad_s`` (9), ``valve_cos_sin`` (2),
-``valve_velocity_rad_s`` (1), ``error_cos_sin`` (2: cos/sin of goal - angle), ``previous_action`` (9).
+``valve_velocity_rad_s`` (1), ``error_cos_sin`` (2: cos/sin of goal - angle), ``previous_action`` (9),
+``spoke_cos_sin`` (2: cos/sin of spoke_count * angle), ``fingertip_position_m`` (9: three tips,
+in the valve's frame), ``fingertip_spoke_cos_sin`` (6: per tip, cos/sin of spoke_count * (tip's
+angle about the valve axis - valve angle)).
+
+Why the spoke and fingertip features: the valve looks the same every 2*pi/spoke_count, and what
+the fingers must do depends on where their tips are relative to the nearest spoke. From the angle's
+cos/sin and the joint angles alone, a network must learn a function three times as fast in the
+angle and the fingers' forward kinematics; behaviour cloning of the scripted expert on 50
+demonstrations succeeded in 0.23 of episodes from those, and in 0.77 with these features
+(docs/results.md, "The valve's observation"). On the real hand the tips come from forward
+kinematics on the calibration's model, as the drawer's hook tip does.
 """
 
 from __future__ import annotations
@@ -45,6 +56,12 @@ class ValveTaskConfig:
                                       "beyond the spokes, at spoke height"})
     home_noise_rad: float = field(default=0.05, metadata={
         "range": (0.0, 0.5), "help": "uniform noise on the home pose at reset"})
+    spoke_count: int = field(default=3, metadata={
+        "range": (1, 12), "help": "the valve's evenly spaced spokes: the spoke features repeat "
+                                  "every 2*pi/spoke_count of valve angle"})
+    fingertip_sites: tuple[str, ...] = field(default=("f0_tip_site", "f1_tip_site", "f2_tip_site"),
+                                             metadata={
+        "help": "one model site per finger, in a frame centred on the valve's axis (z along it)"})
 
 
 class ValveTask(Task):
@@ -57,21 +74,29 @@ class ValveTask(Task):
             raise ValueError(f"robot {calibration.robot}: the valve task needs joints in groups of 3 "
                              f"(base, mid, tip per finger), got {self.n_joints}")
         self.home_rad = np.tile(self.config.finger_home_rad, self.n_joints // 3)
+        self.required_sites = tuple(self.config.fingertip_sites)
 
     def observation_layout(self) -> dict[str, slice]:
-        n = self.n_joints
+        n, tips = self.n_joints, len(self.config.fingertip_sites)
         return layout_from_sizes([
             ("joint_position_rad", n), ("joint_velocity_rad_s", n), ("valve_cos_sin", 2),
-            ("valve_velocity_rad_s", 1), ("error_cos_sin", 2), ("previous_action", n)])
+            ("valve_velocity_rad_s", 1), ("error_cos_sin", 2), ("previous_action", n),
+            ("spoke_cos_sin", 2), ("fingertip_position_m", 3 * tips),
+            ("fingertip_spoke_cos_sin", 2 * tips)])
 
     def observation(self, state: TaskState, goal: float,
                     previous_action: np.ndarray) -> np.ndarray:
         angle = state.object_position
         error = goal - angle
+        spokes = self.config.spoke_count
+        tips = np.stack([state.sites_m[name] for name in self.config.fingertip_sites])
+        tip_from_spoke = spokes * (np.arctan2(tips[:, 1], tips[:, 0]) - angle)
         return np.concatenate([
             state.joint_positions_rad, state.joint_velocities_rad_s,
             [math.cos(angle), math.sin(angle)], [state.object_velocity],
             [math.cos(error), math.sin(error)], previous_action,
+            [math.cos(spokes * angle), math.sin(spokes * angle)], tips.ravel(),
+            np.stack([np.cos(tip_from_spoke), np.sin(tip_from_spoke)], axis=1).ravel(),
         ]).astype(np.float32)
 
     def angle_error(self, state: TaskState, goal: float) -> float:

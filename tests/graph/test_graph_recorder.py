@@ -115,5 +115,5 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
         np.testing.assert_allclose(steps["command_rad"] - steps["joint_position_rad"], 0.05,
                                    atol=0.03)
         assert np.all(np.diff(steps["stamp_s"]) > 0)
-        assert steps["observation"].shape[1] == 32 and steps["action"].shape[1] == 9
+        assert steps["observation"].shape[1] == 49 and steps["action"].shape[1] == 9
         assert set(np.unique(steps["reward"])) <= {-1.0, 0.0}

@@ -61,30 +61,38 @@ def test_events_round_trip_and_bad_ones_are_named() -> None:
         encode_event("explode", 1)
 
 
-def test_drawer_sites_on_the_graph_match_the_twins_mujoco_sites() -> None:
-    """The acting side computes the hook tip and handle by FK (no simulator on a real cell); they
-    must be where MuJoCo puts them, with the drawer open and the arm anywhere, so the learner's
-    observations over DDS equal the env's."""
+@pytest.mark.parametrize(("env_id", "object_joint", "object_range"), [
+    ("robot_rl/DrawerOpen-v0", "drawer", (0.0, 0.2)),
+    ("robot_rl/ValveTurn-v0", "valve", (-3.0, 3.0))])
+def test_sites_on_the_graph_match_the_twins_mujoco_sites(
+        env_id: str, object_joint: str, object_range: tuple[float, float]) -> None:
+    """The acting side computes the hook tip and handle, or the fingertips, by FK (no simulator
+    on a real cell); they must be where MuJoCo puts them, with the object and the robot anywhere,
+    so that the learner's observations over DDS equal the env's."""
     import gymnasium as gym
 
     import sim_twin  # noqa: F401 - registers the envs
     from robot_rl.agent.sites import SiteKinematics
 
-    env = gym.make("robot_rl/DrawerOpen-v0").unwrapped
+    env = gym.make(env_id).unwrapped
     env.reset(seed=3)
     task, twin = env.task, env.twin
+    assert task.required_sites
     sites = SiteKinematics(task.calibration, task.required_sites)
-    assert sites.object_joint == twin.object_joint == "drawer"
+    assert sites.object_joint == twin.object_joint == object_joint
     rng = np.random.default_rng(0)
     latest = LatestState(task.calibration.joint_names, 1.0, sites)
     for _ in range(5):
         joints = rng.uniform(task.actions.lower_rad, task.actions.upper_rad)
-        opening = float(rng.uniform(0.0, 0.2))
-        twin.reset(joints, opening)  # MuJoCo's forward pass puts the sites
+        position = float(rng.uniform(*object_range))
+        twin.reset(joints, position)  # MuJoCo's forward pass puts the sites
         mujoco_sites = twin.site_positions_m(task.required_sites)
         latest.on_joints(task.calibration.joint_names, joints, np.zeros(len(joints)), 0.0, 0.0)
-        latest.on_object([opening], [0.0], 0.0)
+        latest.on_object([position], [0.0], 0.0)
         state = latest.task_state(0.0)
         for name, expected in zip(task.required_sites, mujoco_sites):
             np.testing.assert_allclose(state.sites_m[name], expected, atol=1e-9)
+        np.testing.assert_allclose(task.observation(state, 0.5, np.zeros(task.n_joints)),
+                                   env.task.observation(env.state(), 0.5, np.zeros(task.n_joints)),
+                                   atol=1e-6)
     env.close()

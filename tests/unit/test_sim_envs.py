@@ -102,7 +102,7 @@ def test_collect_format() -> None:
     assert len(episodes) == 2 and episodes[1]["info"]["seed"] == 6
     ep = episodes[0]
     n = len(ep["reward"])
-    assert ep["observation"].shape == ep["next_observation"].shape == (n, 32)
+    assert ep["observation"].shape == ep["next_observation"].shape == (n, 49)
     assert ep["action"].shape == (n, 9) and ep["action"].dtype == np.float32
     assert ep["terminated"].dtype == bool and ep["truncated"].dtype == bool
     assert np.all(np.abs(ep["action"]) <= 1.0)
