@@ -89,6 +89,10 @@ class ValveTask(Task):
         angle = state.object_position
         error = goal - angle
         spokes = self.config.spoke_count
+        missing = [name for name in self.config.fingertip_sites if name not in state.sites_m]
+        if missing:
+            raise KeyError(f"valve task: the state lacks fingertip sites {missing} "
+                           f"(ValveTaskConfig.fingertip_sites; the acting side computes them by FK)")
         tips = np.stack([state.sites_m[name] for name in self.config.fingertip_sites])
         tip_from_spoke = spokes * (np.arctan2(tips[:, 1], tips[:, 0]) - angle)
         return np.concatenate([

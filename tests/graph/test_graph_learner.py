@@ -21,6 +21,7 @@ from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.agent.events import decode_event, encode_event
 from robot_rl.agent.observation import robot_topics
+from robot_rl.agent.sites import SiteKinematics
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.learning import AWAC, load_checkpoint
 from robot_rl.learning.background import PolicySnapshot
@@ -235,7 +236,8 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         assert list(first.name) == NAMES
         # recompute the first command from the joint state it answers (its stamp names it)
         position = robot.stamps[round(m.stamp_to_s(first.header.stamp), 6)]
-        state = TaskState(position, np.zeros(9), 0.3, 0.0)
+        sites = SiteKinematics(task.calibration, task.required_sites)(position, 0.3)
+        state = TaskState(position, np.zeros(9), 0.3, 0.0, sites_m=sites)
         targets0 = np.asarray(reset["joint_positions_rad"])
         obs = task.observation(state, reset["goal"], task.targets_to_action(targets0, targets0))
         expected = task.action_to_targets(snapshot.act(obs), targets0)

@@ -12,9 +12,20 @@ from robot_rl.robot_config import load_robot
 from robot_rl.tasks import TaskState, ValveTask, ValveTaskConfig
 
 
-def _state(angle: float, joints: np.ndarray | None = None) -> TaskState:
+TIPS = ("f0_tip_site", "f1_tip_site", "f2_tip_site")
+
+
+def _tips_at(angles_rad: list[float], radius_m: float = 0.07) -> dict[str, np.ndarray]:
+    """Fingertips at these angles about the valve's axis."""
+    return {name: np.array([radius_m * math.cos(a), radius_m * math.sin(a), 0.05])
+            for name, a in zip(TIPS, angles_rad)}
+
+
+def _state(angle: float, joints: np.ndarray | None = None,
+           tip_angles_rad: list[float] | None = None) -> TaskState:
     joints = np.zeros(9) if joints is None else joints
-    return TaskState(joints, np.zeros(9), angle, 0.0)
+    tips = _tips_at(tip_angles_rad or [0.3, 2.4, -1.8])
+    return TaskState(joints, np.zeros(9), angle, 0.0, sites_m=tips)
 
 
 @pytest.fixture
@@ -25,13 +36,45 @@ def task() -> ValveTask:
 def test_layout_and_observation(task: ValveTask) -> None:
     joints = np.arange(9) * 0.1
     obs = task.observation(_state(0.5, joints), goal=1.0, previous_action=np.full(9, 0.25))
-    assert obs.dtype == np.float32 and obs.shape == (task.observation_size,) == (32,)
+    assert obs.dtype == np.float32 and obs.shape == (task.observation_size,) == (49,)
     np.testing.assert_allclose(task.field(obs, "joint_position_rad"), joints, rtol=1e-6)
     np.testing.assert_allclose(task.field(obs, "valve_cos_sin"), [math.cos(0.5), math.sin(0.5)],
                                rtol=1e-6)
     np.testing.assert_allclose(task.field(obs, "error_cos_sin"), [math.cos(0.5), math.sin(0.5)],
                                rtol=1e-6)
     np.testing.assert_allclose(task.field(obs, "previous_action"), 0.25)
+    np.testing.assert_allclose(task.field(obs, "spoke_cos_sin"), [math.cos(1.5), math.sin(1.5)],
+                               rtol=1e-6)
+    assert task.required_sites == TIPS
+    np.testing.assert_allclose(task.field(obs, "fingertip_position_m"),
+                               np.concatenate(list(_tips_at([0.3, 2.4, -1.8]).values())),
+                               rtol=1e-6)
+
+
+def test_spoke_features_see_the_valve_up_to_its_symmetry(task: ValveTask) -> None:
+    """A tip on a spoke reads (1, 0), a tip midway between two spokes (-1, 0); turning the valve
+    and the tips together by a third of a turn changes nothing but the valve's own angle."""
+    angle, third = 0.5, 2 * math.pi / 3
+    obs = task.observation(_state(angle, tip_angles_rad=[angle + third, angle + third / 2, 0.0]),
+                           goal=1.0, previous_action=np.zeros(9))
+    tip_from_spoke = task.field(obs, "fingertip_spoke_cos_sin").reshape(3, 2)
+    np.testing.assert_allclose(tip_from_spoke[0], [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(tip_from_spoke[1], [-1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(tip_from_spoke[2], [math.cos(-1.5), math.sin(-1.5)], atol=1e-6)
+
+    tips = [0.3, 2.4, -1.8]
+    before = task.observation(_state(angle, tip_angles_rad=tips), 1.0, np.zeros(9))
+    after = task.observation(_state(angle + third, tip_angles_rad=[a + third for a in tips]),
+                             1.0 + third, np.zeros(9))
+    for name in ("spoke_cos_sin", "fingertip_spoke_cos_sin", "error_cos_sin"):
+        np.testing.assert_allclose(task.field(after, name), task.field(before, name), atol=1e-6)
+    assert not np.allclose(task.field(after, "valve_cos_sin"), task.field(before, "valve_cos_sin"))
+
+
+def test_a_state_without_the_fingertips_is_refused_by_name(task: ValveTask) -> None:
+    state = TaskState(np.zeros(9), np.zeros(9), 0.0, 0.0, sites_m=_tips_at([0, 1]))
+    with pytest.raises(KeyError, match="f2_tip_site"):
+        task.observation(state, goal=1.0, previous_action=np.zeros(9))
 
 
 def test_success_and_rewards_wrap_around(task: ValveTask) -> None:
