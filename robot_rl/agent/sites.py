@@ -14,6 +14,7 @@ import numpy as np
 
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.safety.kinematics import Kinematics
+from robot_rl.tasks.base import Task
 
 
 class SiteKinematics:
@@ -33,3 +34,11 @@ class SiteKinematics:
         q = np.append(np.asarray(joint_positions_rad, dtype=float), object_position)
         positions = self._kinematics.site_positions_m(q, self.site_names)
         return dict(zip(self.site_names, positions))
+
+
+def task_sites(task: Task) -> SiteKinematics | None:
+    """What computes a task's named sites from the measured state; None for a task without any.
+
+    Every node that turns joint states into a task's observations (the acting side, the recorder)
+    takes its sites from here."""
+    return SiteKinematics(task.calibration, task.required_sites) if task.required_sites else None

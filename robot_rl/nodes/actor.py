@@ -29,7 +29,7 @@ from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisod
 from robot_rl.agent.events import EventError, decode_event, encode_event
 from robot_rl.agent.observation import LatestState, RobotTopics, robot_topics
 from robot_rl.agent.schedule import ControlSchedule
-from robot_rl.agent.sites import SiteKinematics
+from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
 from robot_rl.learning.background import PolicySnapshot
@@ -93,8 +93,7 @@ class ActingShell:
         self.node, self.params = node, params
         self.calibration = load_robot(params["robot"])
         self.task = make_task(params["task"], self.calibration)
-        self._sites = (SiteKinematics(self.calibration, self.task.required_sites)
-                       if self.task.required_sites else None)
+        self._sites = task_sites(self.task)
         self._snapshot, self._on_episode = snapshot, on_episode
         rate = params["control_rate_hz"]
         if not rate > 0:

@@ -17,6 +17,7 @@ import numpy as np
 
 from robot_rl.agent.events import EventError, decode_event
 from robot_rl.agent.observation import LatestState
+from robot_rl.agent.sites import task_sites
 from robot_rl.agent.recording import StepSampler
 from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore, EpisodeWriter
@@ -55,7 +56,8 @@ class RecorderNode:
         self.task = make_task(task, self.calibration) if task else None
         self._names = list(self.calibration.joint_names)
         n = len(self._names)
-        self.latest = LatestState(self._names, stale_periods / rate)
+        self.latest = LatestState(self._names, stale_periods / rate,
+                                  task_sites(self.task) if self.task else None)
         self.sampler = StepSampler(n, self.task)
         self._effort = np.zeros(n)
         self._temperature = np.full(n, np.nan)

@@ -7,6 +7,7 @@ import pytest
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, Phase
 from robot_rl.agent.observation import LatestState
+from robot_rl.agent.sites import task_sites
 from robot_rl.robot_config import load_robot
 from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
 from sim_twin.twin import Twin
@@ -23,7 +24,7 @@ class TwinRobot:
 
     def __init__(self, task: ValveTask) -> None:
         self.twin = Twin(task.calibration)
-        self.latest = LatestState(task.calibration.joint_names, 3 * PERIOD_S)
+        self.latest = LatestState(task.calibration.joint_names, 3 * PERIOD_S, task_sites(task))
         self.names = task.calibration.joint_names
 
     def reset(self, event: dict) -> None:

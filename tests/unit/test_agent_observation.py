@@ -72,13 +72,13 @@ def test_sites_on_the_graph_match_the_twins_mujoco_sites(
     import gymnasium as gym
 
     import sim_twin  # noqa: F401 - registers the envs
-    from robot_rl.agent.sites import SiteKinematics
+    from robot_rl.agent.sites import task_sites
 
     env = gym.make(env_id).unwrapped
     env.reset(seed=3)
     task, twin = env.task, env.twin
-    assert task.required_sites
-    sites = SiteKinematics(task.calibration, task.required_sites)
+    sites = task_sites(task)  # what the acting side and the recorder use
+    assert sites is not None
     assert sites.object_joint == twin.object_joint == object_joint
     rng = np.random.default_rng(0)
     latest = LatestState(task.calibration.joint_names, 1.0, sites)
