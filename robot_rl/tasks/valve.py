@@ -3,17 +3,17 @@
 Observation (float32, named slices in ``ValveTask.layout``):
 ``joint_position_rad`` (9), ``joint_velocity_rad_s`` (9), ``valve_cos_sin`` (2),
 ``valve_velocity_rad_s`` (1), ``error_cos_sin`` (2: cos/sin of goal - angle), ``previous_action`` (9),
-``spoke_cos_sin`` (2: cos/sin of spoke_count * angle), ``fingertip_position_m`` (9: three tips,
-in the valve's frame), ``fingertip_spoke_cos_sin`` (6: per tip, cos/sin of spoke_count * (tip's
+``spoke_cos_sin`` (2: cos/sin of spoke_count * angle), ``fingertip_position_m`` (9: the three
+tips, m, in the valve's frame), ``fingertip_spoke_cos_sin`` (6: per tip, cos/sin of spoke_count * (tip's
 angle about the valve axis - valve angle)).
 
 Why the spoke and fingertip features: the valve looks the same every 2*pi/spoke_count, and what
 the fingers must do depends on where their tips are relative to the nearest spoke. From the angle's
 cos/sin and the joint angles alone, a network must learn a function three times as fast in the
-angle and the fingers' forward kinematics; behaviour cloning of the scripted expert on 50
-demonstrations succeeded in 0.23 of episodes from those, and in 0.77 with these features
-(docs/results.md, "The valve's observation"). On the real hand the tips come from forward
-kinematics on the calibration's model, as the drawer's hook tip does.
+angle and the fingers' forward kinematics. Behaviour cloning of the scripted expert on 50
+demonstrations succeeded in 0.28 of episodes without these features and in 0.64 with them (3
+seeds, bench/observation_ablation.py; docs/results.md). On the graph the tips come from forward
+kinematics on the calibration's model (agent.sites.task_sites), as the drawer's hook tip does.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class ValveTask(Task):
         missing = [name for name in self.config.fingertip_sites if name not in state.sites_m]
         if missing:
             raise KeyError(f"valve task: the state lacks fingertip sites {missing} "
-                           f"(ValveTaskConfig.fingertip_sites; the acting side computes them by FK)")
+                           f"(ValveTaskConfig.fingertip_sites; on the graph agent.sites.task_sites computes them)")
         tips = np.stack([state.sites_m[name] for name in self.config.fingertip_sites])
         tip_from_spoke = spokes * (np.arctan2(tips[:, 1], tips[:, 0]) - angle)
         return np.concatenate([
