@@ -35,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from robot_rl.config import ConfigError
+    from robot_rl.data.errors import DatasetError
     try:
         return int(args.handler(args) or 0)
     except ConfigError as err:
         print(f"robot-rl: config error: {err}", file=sys.stderr)
         return 2
+    except DatasetError as err:
+        print(f"robot-rl: dataset error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("robot-rl: interrupted; what was committed is kept", file=sys.stderr)
         return 130

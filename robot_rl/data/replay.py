@@ -18,6 +18,19 @@ TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
                     "next_observation": "task observation layout (SI units)",
                     "terminated": "bool", "truncated": "bool"}
 
+def check_observation_size(data: dict[str, np.ndarray], where: str, size: int,
+                           consumer: str) -> None:
+    """Refuses transitions whose observations are not ``size`` wide, naming both sides.
+
+    A dataset of another task, or one recorded before a task's observation changed, would
+    otherwise train a network of the wrong shape for minutes before anything noticed."""
+    found = int(data["observation"].shape[1])
+    if found != size:
+        raise DatasetError(where, f"observations have {found} values, {consumer} makes {size}: "
+                                  "recorded for another task, or before the task's observation "
+                                  "changed (record it again)")
+
+
 def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """observation, action, reward, next_observation, done (float32 0/1 = terminated).
 

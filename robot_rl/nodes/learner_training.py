@@ -36,7 +36,7 @@ from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import TRANSITION_UNITS
+from robot_rl.data.replay import TRANSITION_UNITS, check_observation_size
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -149,10 +149,8 @@ class LearnerTraining:
         if not path:
             return None
         data = transitions(path)
-        if data["observation"].shape[1] != self.task.observation_size:
-            raise ValueError(f"pretrain_dataset {path}: observations have "
-                             f"{data['observation'].shape[1]} values, task {self.task.name} "
-                             f"makes {self.task.observation_size}")
+        check_observation_size(data, f"pretrain_dataset {path}", self.task.observation_size,
+                               f"task {self.task.name}")
         return data
 
     def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:

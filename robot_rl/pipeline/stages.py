@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import TRANSITION_UNITS
+from robot_rl.data.replay import TRANSITION_UNITS, check_observation_size
 from robot_rl.learning import AWAC, MetricsLogger, save_checkpoint
 from robot_rl.learning.factory import (
     batch_from_steps,
@@ -85,8 +85,8 @@ def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True)
 def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
              progress: bool = True) -> Path:
     """Offline AWAC on every transition of the dataset; writes RUN/offline.pt."""
+    data = task_transitions(config, dataset_path)
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = transitions(dataset_path)
     agent = new_agent(config.awac, data, config.seed)
     replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
     logger = MetricsLogger(run_dir / "pretrain")
@@ -133,7 +133,7 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
 
     ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
     built from scratch, or one whose actor objective was switched after pretraining)."""
-    data = transitions(dataset_path)
+    data = task_transitions(config, dataset_path)
     agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
     replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
                          seed=config.seed)
@@ -204,6 +204,16 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) ->
                     timings_s=timings, safety=tuned.safety)
     report.write(run_dir)
     return report
+
+
+def task_transitions(config: PipelineConfig, dataset_path: Path) -> dict[str, np.ndarray]:
+    """The dataset's transitions, refused by name unless they fit the config's task."""
+    data = transitions(dataset_path)
+    env = GatedEnv(config)
+    size = env.obs_dim
+    env.close()
+    check_observation_size(data, str(dataset_path), size, config.env_id)
+    return data
 
 
 def load_agent(config: PipelineConfig, checkpoint: Path) -> AWAC:

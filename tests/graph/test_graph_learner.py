@@ -286,7 +286,7 @@ def test_a_dataset_of_another_task_is_refused_by_name(ros_domain: int, tmp_path:
     from robot_rl.nodes.learner import LearnerNode
     from robot_rl.nodes.trainer_link import TrainerFailed
 
-    with pytest.raises(TrainerFailed, match=rf"trainer \({trainer}\): ValueError: "
+    with pytest.raises(TrainerFailed, match=rf"trainer \({trainer}\): DatasetError: "
                                             rf"pretrain_dataset .*quick\.zarr: observations have "
                                             rf"\d+ values, task drawer makes \d+"):
         LearnerNode(["--ros-args", *params(config="drawer", trainer=trainer,
