@@ -17,8 +17,8 @@ import numpy as np
 
 from robot_rl.agent.events import EventError, decode_event
 from robot_rl.agent.observation import LatestState
-from robot_rl.agent.sites import task_sites
 from robot_rl.agent.recording import StepSampler
+from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore, EpisodeWriter
 from robot_rl.data.store import software_version

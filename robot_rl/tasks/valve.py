@@ -92,7 +92,8 @@ class ValveTask(Task):
         missing = [name for name in self.config.fingertip_sites if name not in state.sites_m]
         if missing:
             raise KeyError(f"valve task: the state lacks fingertip sites {missing} "
-                           f"(ValveTaskConfig.fingertip_sites; on the graph agent.sites.task_sites computes them)")
+                           "(ValveTaskConfig.fingertip_sites; on the graph "
+                           "agent.sites.task_sites computes them)")
         tips = np.stack([state.sites_m[name] for name in self.config.fingertip_sites])
         tip_from_spoke = spokes * (np.arctan2(tips[:, 1], tips[:, 0]) - angle)
         return np.concatenate([

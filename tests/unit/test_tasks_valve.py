@@ -11,7 +11,6 @@ from robot_rl.config import ConfigError, from_dict
 from robot_rl.robot_config import load_robot
 from robot_rl.tasks import TaskState, ValveTask, ValveTaskConfig
 
-
 TIPS = ("f0_tip_site", "f1_tip_site", "f2_tip_site")
 
 
