@@ -18,6 +18,7 @@ TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
                     "next_observation": "task observation layout (SI units)",
                     "terminated": "bool", "truncated": "bool"}
 
+
 def check_observation_size(data: dict[str, np.ndarray], where: str, size: int,
                            consumer: str) -> None:
     """Refuses transitions whose observations are not ``size`` wide, naming both sides.
