@@ -243,6 +243,28 @@ def _spread(metrics: list[dict[str, Any]], key: str) -> str:
     return f"{values.mean():.2f} [{values.min():.2f}, {values.max():.2f}]"
 
 
+def success_matrix(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, success) as (seeds, evaluations) arrays, cut to the shortest curve."""
+    n = min(len(r["curve"]) for r in results)
+    steps = np.array([[p["env_steps"] for p in r["curve"][:n]] for r in results])
+    success = np.array([[p["success_rate"] for p in r["curve"][:n]] for r in results])
+    return steps, success
+
+
+def curves(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Success at every evaluation, step 0 first: the mean over seeds, then each seed."""
+    rows = []
+    for name, results in runs.items():
+        if not results:
+            continue
+        _, success = success_matrix(results)
+        rows.append(f"| {name} | mean | {' '.join(f'{v:.2f}' for v in success.mean(axis=0))} |")
+        for result, seed_success in zip(results, success):
+            rows.append(f"| {name} | seed {result['seed']} | "
+                        f"{' '.join(f'{v:.2f}' for v in seed_success)} |")
+    return "\n".join(["| method | seeds | success at each evaluation |", "|---|---|---|", *rows])
+
+
 def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
     """One panel per method: each seed as a thin line, the mean bold, the range over seeds shaded."""
     import matplotlib
@@ -254,9 +276,7 @@ def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.2), sharey=True,
                              squeeze=False)
     for ax, (name, results) in zip(axes[0], shown.items()):
-        n = min(len(r["curve"]) for r in results)
-        steps = np.array([[p["env_steps"] for p in r["curve"][:n]] for r in results])
-        success = np.array([[p["success_rate"] for p in r["curve"][:n]] for r in results])
+        steps, success = success_matrix(results)
         for seed_steps, seed_success in zip(steps, success):
             ax.plot(seed_steps, seed_success, lw=0.8, alpha=0.6, color="grey")
         mean_steps = steps.mean(axis=0)
@@ -275,7 +295,7 @@ def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
 
 def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: Path) -> str:
     runs = load_results(out_dir, methods)
-    text = table(runs)
+    text = f"{table(runs)}\n\n{curves(runs)}"
     name = f"{task}_{profile}"
     figures.mkdir(parents=True, exist_ok=True)
     (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))

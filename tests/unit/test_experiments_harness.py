@@ -95,6 +95,9 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
         assert saved["metrics"] == experiments.curve_metrics(saved["curve"])
     assert len({p["success_rate"] for p in results["bc"]["curve"]}) == 1  # no online phase
     assert (out / "seed0" / "awac" / "online.zarr").exists()  # awac really went online
+    printed = experiments.curves(experiments.load_results(out, ["bc", "awac"]))
+    awac_rates = " ".join(f"{p['success_rate']:.2f}" for p in results["awac"]["curve"])
+    assert f"| awac | seed 0 | {awac_rates} |" in printed.splitlines()
 
     # The demonstrations-only dataset (BC's) is the shared dataset's first episodes, exactly.
     everything = EpisodeStore.open(out / "seed0" / "dataset.zarr")
