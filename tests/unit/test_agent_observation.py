@@ -93,6 +93,6 @@ def test_sites_on_the_graph_match_the_twins_mujoco_sites(
         for name, expected in zip(task.required_sites, mujoco_sites):
             np.testing.assert_allclose(state.sites_m[name], expected, atol=1e-9)
         np.testing.assert_allclose(task.observation(state, 0.5, np.zeros(task.n_joints)),
-                                   env.task.observation(env.state(), 0.5, np.zeros(task.n_joints)),
+                                   task.observation(env.state(), 0.5, np.zeros(task.n_joints)),
                                    atol=1e-6)
     env.close()
