@@ -6,7 +6,12 @@ are measured in alternating rounds and the fastest round is reported: other proc
 machine only ever slow a round down, and they move the figures more than the differences measured.
 
     PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--compile]
-                                                    [--threads N] [--cpu-time]
+                                                    [--threads N] [--cpu-time] [--allocator A]
+
+Memory allocation matters as much as the update's code on CPU: by default the script measures
+twice, each time in a fresh process, with glibc's malloc defaults and with freed memory kept
+(robot_rl.learning.memory, applied whenever robot_rl trains). Within a table both learners run
+under the same setting; the last lines put robot_rl as it trains against d3rlpy as it ships.
 
 --compile adds robot_rl with AWACConfig(compile=True); its compilation (15-60 s per shape) happens
 in the warm-up, outside the measured rounds, and is printed.
@@ -15,15 +20,24 @@ in the warm-up, outside the measured rounds, and is printed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from robot_rl.learning import memory
 from robot_rl.learning.awac import AWAC
 from robot_rl.learning.config import AWACConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 39, 9
 N_BATCHES = 8
 
@@ -84,29 +98,38 @@ def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], Non
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
 
 
-def rate(step: Callable[[int], None], updates: int) -> float:
+def rate(step: Callable[[int], None], updates: int) -> tuple[float, float]:
+    """(updates per second, page faults per update) over `updates` calls."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = CLOCK()
     for i in range(updates):
         step(i)
-    return updates / (CLOCK() - start)
+    elapsed = CLOCK() - start
+    return updates / elapsed, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / updates
 
 
-def measure(steps: dict[str, Callable[[int], None]], rounds: int, updates: int,
-            warmup: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(fastest rate per learner, warm-up seconds per learner: compilation shows up there)."""
+def measure(steps: dict[str, Callable[[int], None]], rounds: int, updates: int, warmup: int
+            ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(fastest rate per learner, median page faults per update per learner, warm-up seconds
+    per learner: compilation shows up there)."""
     warmup_s = {}
     for name, step in steps.items():
         start = time.perf_counter()
         rate(step, warmup)
         warmup_s[name] = time.perf_counter() - start
-    samples: dict[str, list[float]] = {name: [] for name in steps}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             samples[name].append(rate(step, updates))
-    return {name: max(values) for name, values in samples.items()}, warmup_s
+    fastest = {name: max(r for r, _ in values) for name, values in samples.items()}
+    faults = {name: statistics.median(f for _, f in values) for name, values in samples.items()}
+    return fastest, faults, warmup_s
 
 
-def main() -> None:
+ALLOCATORS = {"glibc": "glibc's malloc defaults", "kept": "freed memory kept (robot_rl's default)"}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--no-d3rlpy", action="store_true", help="measure robot_rl only")
@@ -118,20 +141,30 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="rates from this process's CPU time, not wall time: with --threads 1 "
                              "on a loaded machine, time spent waiting for a core is left out")
-    args = parser.parse_args()
-    global CLOCK
-    if args.cpu_time:
-        CLOCK = time.process_time
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser.add_argument("--allocator", choices=("both", *ALLOCATORS), default="both",
+                        help="'kept': this process keeps freed memory (learning.memory, what "
+                             "robot_rl does when it trains); 'glibc': malloc's defaults, as d3rlpy "
+                             "runs on its own; 'both' (default): one child process each, then "
+                             "robot_rl kept against d3rlpy on glibc's defaults")
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a child's rates
+    return parser.parse_args()
+
+
+def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Print one table (both learners in alternating rounds) and return its rates by row."""
     rounds, updates, warmup = (6, 5, 3) if args.quick else (10, 25, 10)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{rounds} rounds x {updates} updates, fastest round, updates/s "
-          f"({'CPU' if args.cpu_time else 'wall'} time); "
+          f"({'CPU' if args.cpu_time else 'wall'} time); {ALLOCATORS[args.allocator]}; "
           f"load average {os.getloadavg()[0]:.2f}")
     ours_names = ["fp32"] + ["compiled"] * args.compile + ["bf16"] * args.bf16
     print(f"{'net':>6} {'batch':>5} " + " ".join(f"{n:>9}" for n in ours_names)
-          + f" {'d3rlpy':>8} " + " ".join(f"{n[:5] + '/d3':>8}" for n in ours_names))
+          + f" {'d3rlpy':>8} " + " ".join(f"{n[:5] + '/d3':>8}" for n in ours_names)
+          + f" {'faults':>8} {'faults':>8}")
+    print(f"{'':>12} " + " ".join(" " * 9 for _ in ours_names) + f" {'':>8} "
+          + " ".join(" " * 8 for _ in ours_names) + f" {'fp32':>8} {'d3rlpy':>8}"
+          + "  (page faults per update, median round)")
+    table = {}
     for hidden in ((256, 256), (256, 256, 256)):
         for batch_size in (256, 1024):
             steps = {"fp32": ours(hidden, batch_size, "fp32")}
@@ -141,15 +174,58 @@ def main() -> None:
                 steps["bf16"] = ours(hidden, batch_size, "bf16")
             if not args.no_d3rlpy:
                 steps["d3rlpy"] = d3rlpy_awac(hidden, batch_size)
-            r, warmup_s = measure(steps, rounds, updates, warmup)
-            d3 = r.get("d3rlpy", float("nan"))
-            print(f"{len(hidden)}x256 {batch_size:>5} "
-                  + " ".join(f"{r[n]:>9.1f}" for n in ours_names) + f" {d3:>8.1f} "
-                  + " ".join(f"{r[n] / d3:>8.2f}" for n in ours_names), flush=True)
+            r, faults, warmup_s = measure(steps, rounds, updates, warmup)
+            r.setdefault("d3rlpy", float("nan"))
+            faults.setdefault("d3rlpy", float("nan"))
+            row = f"{len(hidden)}x256 {batch_size:>5}"
+            table[row] = r
+            print(f"{row} " + " ".join(f"{r[n]:>9.1f}" for n in ours_names)
+                  + f" {r['d3rlpy']:>8.1f} "
+                  + " ".join(f"{r[n] / r['d3rlpy']:>8.2f}" for n in ours_names)
+                  + f" {faults['fp32']:>8.0f} {faults['d3rlpy']:>8.0f}", flush=True)
             if args.compile:
                 print(f"{'':>12} compiled warm-up (compilation + {warmup} updates): "
                       f"{warmup_s['compiled']:.1f} s", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    return table
+
+
+def run_child(allocator: str, json_path: Path) -> dict[str, dict[str, float]]:
+    """This script in a fresh process: malloc settings cannot be undone within one."""
+    argv = [a for a in sys.argv[1:] if not a.startswith("--allocator")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
+        "PYTHONPATH")])))
+    subprocess.run([sys.executable, __file__, *argv, "--allocator", allocator, "--json",
+                    str(json_path)], env=env, check=True)
+    return json.loads(json_path.read_text())
+
+
+def main() -> None:
+    args = parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.allocator != "both":
+        os.environ[memory.ENV_SWITCH] = "1" if args.allocator == "kept" else "0"
+        applied = memory.keep_freed_memory()
+        if applied != (args.allocator == "kept"):
+            sys.exit(f"learner_throughput: allocator {args.allocator!r} asked, "
+                     f"keep_freed_memory() says {applied}")
+        table = measure_table(args)
+        if args.json:
+            args.json.write_text(json.dumps(table))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = {a: run_child(a, Path(tmp) / f"{a}.json") for a in ALLOCATORS}
+    if args.no_d3rlpy:
+        return
+    print("robot_rl with freed memory kept against d3rlpy on glibc's defaults (two processes, "
+          "measured one after the other):")
+    for row, kept in tables["kept"].items():
+        d3 = tables["glibc"][row]["d3rlpy"]
+        print(f"{row} robot_rl {kept['fp32']:>6.1f}  d3rlpy {d3:>6.1f}  ratio {kept['fp32'] / d3:.2f}")
 
 
 if __name__ == "__main__":
