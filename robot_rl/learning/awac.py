@@ -148,12 +148,15 @@ class AWAC:
         return LazyMetrics(METRIC_NAMES, self._update(batch))
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Action(s) in [-1, 1] for one observation (obs_dim,) or a batch (B, obs_dim)."""
+    def act(self, obs: np.ndarray, deterministic: bool = False, fallback: bool = True) -> np.ndarray:
+        """Action(s) in [-1, 1] for one observation (obs_dim,) or a batch (B, obs_dim).
+        ``fallback=False``: the policy being fine-tuned even while the guard's fallback rule has
+        the offline snapshot act; evaluations that feed the rule must see that policy."""
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         single = x.dim() == 1
         x = self.normalize_obs(x.reshape(1, -1) if single else x)
-        mean, log_std = self.guard.acting_policy(self.actor)(x)
+        policy = self.guard.acting_policy(self.actor) if fallback else self.actor
+        mean, log_std = policy(x)
         if deterministic:
             action = mean
         else:

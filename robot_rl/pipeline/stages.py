@@ -104,13 +104,15 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
 
 
 def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEnv | None = None,
-             progress: bool = False) -> EvalResult:
-    """Success rate of the deterministic policy on seeds never used for data."""
+             progress: bool = False, fallback: bool = True) -> EvalResult:
+    """Success rate of the deterministic policy on seeds never used for data. ``fallback=False``
+    evaluates the policy being fine-tuned, not the guard's snapshot standing in for it."""
     own_env = env is None
     env = env or GatedEnv(config)
     results: list[Episode] = []
+
     def policy(obs: np.ndarray) -> np.ndarray:
-        return agent.act(obs, deterministic=True)
+        return agent.act(obs, deterministic=True, fallback=fallback)
 
     for index in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
         results.append(env.run_episode(policy, seed=EVAL_SEED_OFFSET + config.seed * 10_007 + index))
@@ -164,7 +166,10 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
         logger.log(env_steps, {**dict(metrics), "episode_return": episode.episode_return,
                                "episode_success": float(episode.success)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
-            point = curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env))
+            # The policy being fine-tuned: were the fallback's snapshot evaluated while it acts,
+            # the rule would read the snapshot's success as the online policy's and let go.
+            point = curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env,
+                                                    fallback=False))
             agent.guard.record_online_success(point.success_rate)
             curve.append(point)
             logger.log(env_steps, {"eval_success_rate": point.success_rate})

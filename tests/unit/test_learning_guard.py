@@ -56,6 +56,9 @@ def test_agent_acts_with_the_snapshot_while_fallen_back() -> None:
     agent.guard.record_offline_success(1.0)
     agent.guard.record_online_success(0.0)
     np.testing.assert_allclose(agent.act(obs, deterministic=True), offline_action, atol=1e-6)
+    # Evaluations that feed the rule see the policy being fine-tuned, not its stand-in.
+    np.testing.assert_allclose(agent.act(obs, deterministic=True, fallback=False), online_action,
+                               atol=1e-6)
 
 
 def test_conservative_weight_decays_linearly() -> None:
