@@ -7,6 +7,7 @@ its own from the CLI, resumed, or swapped for the real robot's version of it.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +136,12 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
 
     ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
     built from scratch, or one whose actor objective was switched after pretraining)."""
-    data = task_transitions(config, dataset_path)
+    env = GatedEnv(config)
+    try:
+        data = task_transitions(config, dataset_path, env)
+    except BaseException:
+        env.close()
+        raise
     agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
     replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
                          seed=config.seed)
@@ -143,7 +149,6 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
                                        task=config.env_id,
                                        calibration_digest=robot_digest(config.robot),
                                        units=TRANSITION_UNITS, overwrite=True)
-    env = GatedEnv(config)
     logger = MetricsLogger(run_dir / "finetune")
     generator = np.random.default_rng(config.seed + 1)
     agent.start_online()
@@ -211,12 +216,16 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) ->
     return report
 
 
-def task_transitions(config: PipelineConfig, dataset_path: Path) -> dict[str, np.ndarray]:
-    """The dataset's transitions, refused by name unless they fit the config's task."""
+def task_transitions(config: PipelineConfig, dataset_path: Path,
+                     env: GatedEnv | None = None) -> dict[str, np.ndarray]:
+    """The dataset's transitions, refused by name unless they fit the config's task (whose
+    observation size ``env`` gives when the caller has one open; else one is built for it)."""
     data = transitions(dataset_path)
-    env = GatedEnv(config)
-    size = env.obs_dim
-    env.close()
+    if env is None:
+        with closing(GatedEnv(config)) as sized:
+            size = sized.obs_dim
+    else:
+        size = env.obs_dim
     check_observation_size(data, str(dataset_path), size, config.env_id)
     return data
 
