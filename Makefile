@@ -24,7 +24,7 @@ $(STAMP): setup.cfg setup.py scripts/system_deps.sh
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/robot-rl demo
+	$(VENV)/bin/robot-rl demo --profile demo
 
 test: $(STAMP) lint
 	$(PY) -m pytest
