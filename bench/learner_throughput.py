@@ -8,6 +8,10 @@ machine only ever slow a round down, and they move the figures more than the dif
     PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--compile]
                                                     [--threads N] [--cpu-time] [--allocator A]
 
+Two more columns say how far the update could go: page faults per update, and the share of
+this machine's matrix-multiply rate (a GEMM of the update's own hidden-layer shape, measured in
+the same rounds) that the update's matrix products reach (`update_matmul_flops`).
+
 Memory allocation matters as much as the update's code on CPU: by default the script measures
 twice, each time in a fresh process, with glibc's malloc defaults and with freed memory kept
 (robot_rl.learning.memory, applied whenever robot_rl trains). Within a table both learners run
@@ -95,6 +99,34 @@ def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], Non
     return step
 
 
+def update_matmul_flops(hidden: tuple[int, ...], batch_size: int, n_critics: int = 2) -> float:
+    """Multiply-add FLOPs of robot_rl's update in its matrix products (awac.py, per sample):
+    forwards: actor on s' and s (2 F_a), critic target on s', critic on (s, a) and on (s, mu(s))
+    (3 N F_c); backwards: the critic's and the actor's weight gradients (N F_c + F_a) and input
+    gradients below their first layers (N (F_c - in_c h_1) + F_a - in_a h_1)."""
+    def macs(in_dim: int, out_dim: int) -> int:
+        sizes = (in_dim, *hidden, out_dim)
+        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    critic, actor = macs(OBS_DIM + ACT_DIM, 1), macs(OBS_DIM, ACT_DIM)
+    first_c, first_a = (OBS_DIM + ACT_DIM) * hidden[0], OBS_DIM * hidden[0]
+    per_sample = 4 * actor - first_a + n_critics * (5 * critic - first_c)
+    return 2.0 * per_sample * batch_size
+
+
+def gemm(hidden: tuple[int, ...], batch_size: int) -> tuple[Callable[[int], None], float]:
+    """The update's commonest product, the critics' hidden layer (2, B, h) @ (2, h, h), as a
+    step, and its FLOPs: the rate this machine's BLAS reaches on the update's own shapes."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, batch_size, hidden[0], generator=gen)
+    w = torch.randn(2, hidden[0], hidden[0], generator=gen)
+
+    def step(i: int) -> None:
+        torch.bmm(x, w)
+
+    return step, 2.0 * 2 * batch_size * hidden[0] * hidden[0]
+
+
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
 
 
@@ -160,10 +192,10 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     ours_names = ["fp32"] + ["compiled"] * args.compile + ["bf16"] * args.bf16
     print(f"{'net':>6} {'batch':>5} " + " ".join(f"{n:>9}" for n in ours_names)
           + f" {'d3rlpy':>8} " + " ".join(f"{n[:5] + '/d3':>8}" for n in ours_names)
-          + f" {'faults':>8} {'faults':>8}")
+          + f" {'faults':>8} {'faults':>8} {'GEMM':>7} {'fp32':>7}")
     print(f"{'':>12} " + " ".join(" " * 9 for _ in ours_names) + f" {'':>8} "
           + " ".join(" " * 8 for _ in ours_names) + f" {'fp32':>8} {'d3rlpy':>8}"
-          + "  (page faults per update, median round)")
+          + f" {'GFLOP/s':>7} {'of GEMM':>7}")
     table = {}
     for hidden in ((256, 256), (256, 256, 256)):
         for batch_size in (256, 1024):
@@ -174,7 +206,10 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 steps["bf16"] = ours(hidden, batch_size, "bf16")
             if not args.no_d3rlpy:
                 steps["d3rlpy"] = d3rlpy_awac(hidden, batch_size)
+            steps["gemm"], gemm_flops = gemm(hidden, batch_size)
             r, faults, warmup_s = measure(steps, rounds, updates, warmup)
+            gemm_rate = r.pop("gemm") * gemm_flops
+            of_gemm = r["fp32"] * update_matmul_flops(hidden, batch_size) / gemm_rate
             r.setdefault("d3rlpy", float("nan"))
             faults.setdefault("d3rlpy", float("nan"))
             row = f"{len(hidden)}x256 {batch_size:>5}"
@@ -182,7 +217,8 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             print(f"{row} " + " ".join(f"{r[n]:>9.1f}" for n in ours_names)
                   + f" {r['d3rlpy']:>8.1f} "
                   + " ".join(f"{r[n] / r['d3rlpy']:>8.2f}" for n in ours_names)
-                  + f" {faults['fp32']:>8.0f} {faults['d3rlpy']:>8.0f}", flush=True)
+                  + f" {faults['fp32']:>8.0f} {faults['d3rlpy']:>8.0f} {gemm_rate / 1e9:>7.1f}"
+                  + f" {of_gemm:>7.0%}", flush=True)
             if args.compile:
                 print(f"{'':>12} compiled warm-up (compilation + {warmup} updates): "
                       f"{warmup_s['compiled']:.1f} s", flush=True)
