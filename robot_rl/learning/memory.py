@@ -1,12 +1,12 @@
 """Keep freed tensor memory in the process instead of handing it back to the kernel.
 
 An update allocates and frees the same few-megabyte activations every step (a (2, 1024, 256)
-float32 tensor is 2 MiB). glibc serves blocks above its mmap threshold (128 KiB, raised only when
-a freed mmapped block is larger) with fresh mmap calls and unmaps them on free, so each update
-faults its activations back in page by page: about 2600 page faults and 11 ms of kernel time per
-update at batch 1024 on the development machine, a third of the update. Raising the threshold and
-the trim threshold once per process keeps those blocks on the heap, reused from one update to the
-next (bench/learner_throughput.py prints both settings).
+float32 tensor is 2 MiB). glibc serves large blocks with fresh mappings and hands heap tops above
+its trim threshold back to the kernel, so an update can fault its activations back in page by
+page: 1600-2600 page faults and 11 ms of kernel time per update at batch 1024 on the development
+machine, a third of the update. Raising the mmap and trim thresholds once per process keeps those
+blocks on the heap, reused from one update to the next (bench/learner_throughput.py measures
+both settings). The cost: up to TRIM_THRESHOLD_BYTES of freed memory stays with the process.
 
 Only glibc has `mallopt`; elsewhere this does nothing. ROBOT_RL_KEEP_FREED_MEMORY=0 turns it off.
 """
@@ -14,7 +14,6 @@ Only glibc has `mallopt`; elsewhere this does nothing. ROBOT_RL_KEEP_FREED_MEMOR
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
@@ -35,11 +34,8 @@ def keep_freed_memory() -> bool:
 
 
 def _mallopt_all() -> bool:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc is among them
     except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
