@@ -16,10 +16,13 @@ Profiles are the ``bench_<profile>`` sections of robot_rl/configs/<task>.yaml.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,20 +125,34 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
     return results
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """One process at a time past here. Runs of one seed in parallel (one method each, say) then
+    record its dataset and pretrain each shared agent once: the others wait, then reuse them."""
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+        yield
+
+
 def record_datasets(config: PipelineConfig, seed_dir: Path, log: Any) -> dict[str, Path]:
     """The shared dataset, and its clean demonstrations alone (same seeds, so the same episodes)."""
     paths = {"all": seed_dir / "dataset.zarr", "demonstrations": seed_dir / "demos.zarr"}
     summary_path = seed_dir / "dataset.json"
-    if not summary_path.exists():
-        started = time.perf_counter()
-        summary = stages.record(config, paths["all"], progress=False)
-        demos_only = dataclasses.replace(
-            config, dataset=dataclasses.replace(config.dataset, noisy_trajectories=0))
-        stages.record(demos_only, paths["demonstrations"], progress=False)
-        info = {**dataclasses.asdict(summary), "wall_s": time.perf_counter() - started}
-        summary_path.write_text(json.dumps(info, indent=1))
-        log(f"[{config.env_id} seed {config.seed}] dataset: {info}")
+    with exclusive(seed_dir / "dataset.lock"):
+        if not summary_path.exists():
+            _record(config, paths, summary_path, log)
     return paths
+
+
+def _record(config: PipelineConfig, paths: dict[str, Path], summary_path: Path, log: Any) -> None:
+    started = time.perf_counter()
+    summary = stages.record(config, paths["all"], progress=False)
+    demos_only = dataclasses.replace(
+        config, dataset=dataclasses.replace(config.dataset, noisy_trajectories=0))
+    stages.record(demos_only, paths["demonstrations"], progress=False)
+    info = {**dataclasses.asdict(summary), "wall_s": time.perf_counter() - started}
+    summary_path.write_text(json.dumps(info, indent=1))
+    log(f"[{config.env_id} seed {config.seed}] dataset: {info}")
 
 
 def run_method(config: PipelineConfig, method: Method, datasets: dict[str, Path],
@@ -166,10 +183,11 @@ def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str,
     key = json.dumps({"on": method.pretrain_on, **method.pretrain}, sort_keys=True)
     run_dir = seed_dir / f"pretrain_{abs(hash_text(key)):x}"
     checkpoint = run_dir / "offline.pt"
-    if not checkpoint.exists():
-        (run_dir / "key.json").parent.mkdir(parents=True, exist_ok=True)
-        stages.pretrain(pre_config, datasets[method.pretrain_on], run_dir, progress=False)
-        (run_dir / "key.json").write_text(key)
+    with exclusive(run_dir.with_suffix(".lock")):
+        if not checkpoint.exists():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stages.pretrain(pre_config, datasets[method.pretrain_on], run_dir, progress=False)
+            (run_dir / "key.json").write_text(key)
     return stages.load_agent(pre_config, checkpoint)
 
 

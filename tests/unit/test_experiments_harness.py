@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,3 +117,28 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
     text = experiments.report("valve", "tiny", out, ["bc", "awac"], figures)
     assert "| bc | 1 |" in text and "| awac | 1 |" in text
     assert (figures / "valve_tiny.png").stat().st_size > 1000
+
+
+PARALLEL_METHOD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("bench_experiments", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+module.run_seed("valve", "tiny", 0, [sys.argv[2]], module.Path(sys.argv[3]), print)
+"""
+
+
+def test_parallel_runs_of_one_seed_record_its_dataset_once(tmp_path: Path) -> None:
+    """Two processes, one method each, on the same seed: before the lock, the second to start
+    failed inside zarr while the first was still creating the dataset."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([sys.executable, "-c", PARALLEL_METHOD,
+                              str(REPO / "bench" / "experiments.py"), method, str(tmp_path)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for method in ("bc", "awac")]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert sum("dataset:" in out for out in outputs) == 1, outputs
+    for method in ("bc", "awac"):
+        assert json.loads((tmp_path / "seed0" / f"{method}.json").read_text())["method"] == method
