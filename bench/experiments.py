@@ -4,7 +4,9 @@ Per task and seed ONE dataset is recorded like the AWAC paper's (clean demonstra
 trajectories of the scripted expert) and shared by every method of that seed. Each method is
 pretrained (or not), then fine-tuned online in the gated twin for a fixed budget, evaluated every K
 env steps with E deterministic episodes on seeds disjoint from the data (stages.evaluate). Results per
-(seed, method) are JSON files, so an interrupted run resumes where it stopped.
+(seed, method) are JSON files, so an interrupted run resumes where it stopped. Runs may go side by
+side as separate processes (a seed or a method each, same --out): a seed's dataset is recorded,
+and each shared pretraining done, by the first to get there while the others wait.
 
     PYTHONPATH=. python bench/experiments.py --task valve --profile quick --seeds 3
     PYTHONPATH=. python bench/experiments.py --task valve --profile full --seed-start 1 --seeds 1
