@@ -78,6 +78,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            pretrain=FIVE_CRITICS, online=FIVE_CRITICS),
     Method("awac_br", "plain AWAC (its pretraining) + balanced replay online",
            pretrain={}, online=BALANCED_REPLAY),
+    # the guard's other mechanism, alone: the offline snapshot acts while evaluations trail it
+    Method("awac_fallback", "plain AWAC (its pretraining) + the guard's fallback rule online",
+           pretrain={}, online={"collapse_guard": {"fallback": True}}),
 )}
 MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "awac_br_ens")
 

@@ -171,13 +171,8 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
         logger.log(env_steps, {**dict(metrics), "episode_return": episode.episode_return,
                                "episode_success": float(episode.success)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
-            # The policy being fine-tuned: were the fallback's snapshot evaluated while it acts,
-            # the rule would read the snapshot's success as the online policy's and let go.
-            point = curve_point(env_steps, evaluate(config, agent, config.eval.episodes, env=env,
-                                                    fallback=False))
-            agent.guard.record_online_success(point.success_rate)
+            point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
-            logger.log(env_steps, {"eval_success_rate": point.success_rate})
             bar.set_postfix(success=f"{point.success_rate:.0%}")
             next_eval += config.finetune.eval_every_env_steps
     bar.close()
@@ -188,6 +183,21 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
     safety = dict(env.gate.statuses)
     env.close()
     return FinetuneResult(checkpoint=path, curve=curve, safety=safety)
+
+
+def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
+                     logger: MetricsLogger) -> CurvePoint:
+    """The curve's point: the policy the robot acts with. The collapse guard's fallback rule is
+    fed the policy being fine-tuned: were the snapshot evaluated while it acts, the rule would read
+    its success as the online policy's and let go. The two differ only while the rule holds."""
+    online = evaluate(config, agent, config.eval.episodes, env=env, fallback=False)
+    agent.guard.record_online_success(online.success_rate)
+    acting = online
+    if agent.guard.use_snapshot():
+        acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
+    logger.log(env_steps, {"eval_success_rate": acting.success_rate,
+                           "eval_online_policy_success_rate": online.success_rate})
+    return curve_point(env_steps, acting)
 
 
 def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) -> Report:

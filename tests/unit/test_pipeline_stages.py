@@ -1,4 +1,5 @@
-"""The pipeline's stages refuse a dataset that does not fit the task before they train on it."""
+"""The pipeline's stages: a dataset that does not fit the task is refused before training; online
+evaluations feed the collapse guard's fallback rule the policy being fine-tuned."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.data import DatasetError
+from robot_rl.learning.guard import CollapseGuard
+from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.stages import finetune, pretrain, record
 
@@ -47,3 +50,29 @@ def test_a_fitting_dataset_still_trains(drawer_dataset: Path, tmp_path: Path) ->
     drawer = dataclasses.replace(drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5))
     checkpoint = pretrain(drawer, drawer_dataset, tmp_path / "run", progress=False)
     assert checkpoint.exists()
+
+
+@pytest.mark.parametrize("falls_back", [False, True])
+def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
+        drawer_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        falls_back: bool) -> None:
+    drawer = load_pipeline_config("drawer", profile="bench_tiny",
+                                  overrides=["awac.collapse_guard.fallback=true"])
+    drawer = dataclasses.replace(drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5))
+    pretrain(drawer, drawer_dataset, tmp_path, progress=False)
+    # Hold the rule in one state; which policy each evaluation runs is what is under test.
+    monkeypatch.setattr(CollapseGuard, "use_snapshot", lambda self: falls_back and self.armed)
+    asked: list[bool] = []
+    real_evaluate = stages.evaluate
+
+    def evaluate(*args, fallback: bool = True, **kwargs) -> stages.EvalResult:
+        asked.append(fallback)
+        return real_evaluate(*args, fallback=fallback, **kwargs)
+
+    monkeypatch.setattr(stages, "evaluate", evaluate)
+    result = finetune(drawer, tmp_path, drawer_dataset, progress=False)
+    online_points = len(result.curve) - 1
+    # First the offline evaluation; then, per point, the online policy (fed to the rule) and,
+    # while the rule holds, the snapshot that acts.
+    assert online_points >= 1
+    assert asked == [True] + ([False, True] if falls_back else [False]) * online_points
