@@ -187,13 +187,15 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
                      logger: MetricsLogger) -> CurvePoint:
-    """The curve's point: the policy the robot acts with. The collapse guard's fallback rule is
-    fed the policy being fine-tuned: were the snapshot evaluated while it acts, the rule would read
-    its success as the online policy's and let go. The two differ only while the rule holds."""
+    """The curve's point: the policy that acted since the last evaluation. The collapse guard's
+    fallback rule decides at each evaluation, from the policy being fine-tuned: were the snapshot
+    evaluated while it acts, the rule would read its success as the online policy's and let go.
+    The two evaluations differ only while the rule holds."""
+    snapshot_acted = agent.guard.use_snapshot()
     online = evaluate(config, agent, config.eval.episodes, env=env, fallback=False)
     agent.guard.record_online_success(online.success_rate)
     acting = online
-    if agent.guard.use_snapshot():
+    if snapshot_acted:
         acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
     logger.log(env_steps, {"eval_success_rate": acting.success_rate,
                            "eval_online_policy_success_rate": online.success_rate})

@@ -58,10 +58,14 @@ def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
         falls_back: bool) -> None:
     drawer = load_pipeline_config("drawer", profile="bench_tiny",
                                   overrides=["awac.collapse_guard.fallback=true"])
-    drawer = dataclasses.replace(drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5))
+    drawer = dataclasses.replace(
+        drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5),
+        finetune=dataclasses.replace(drawer.finetune, env_steps=200, eval_every_env_steps=40))
     pretrain(drawer, drawer_dataset, tmp_path, progress=False)
-    # Hold the rule in one state; which policy each evaluation runs is what is under test.
-    monkeypatch.setattr(CollapseGuard, "use_snapshot", lambda self: falls_back and self.armed)
+    # The rule falls back (or not) as soon as it has an online evaluation; which policy each
+    # evaluation runs is what is under test.
+    monkeypatch.setattr(CollapseGuard, "use_snapshot",
+                        lambda self: falls_back and self.armed and bool(self.online_successes))
     asked: list[bool] = []
     real_evaluate = stages.evaluate
 
@@ -73,6 +77,8 @@ def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
     result = finetune(drawer, tmp_path, drawer_dataset, progress=False)
     online_points = len(result.curve) - 1
     # First the offline evaluation; then, per point, the online policy (fed to the rule) and,
-    # while the rule holds, the snapshot that acts.
-    assert online_points >= 1
-    assert asked == [True] + ([False, True] if falls_back else [False]) * online_points
+    # where the rule held since the last point, the snapshot that acted. At the first online
+    # point the rule had no evidence yet: the online policy acted, and that point shows it.
+    assert online_points >= 2
+    later = [False, True] if falls_back else [False]
+    assert asked == [True, False] + later * (online_points - 1)
