@@ -191,12 +191,12 @@ def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_ste
     fallback rule decides at each evaluation, from the policy being fine-tuned: were the snapshot
     evaluated while it acts, the rule would read its success as the online policy's and let go.
     The two evaluations differ only while the rule holds."""
-    snapshot_acted = agent.guard.use_snapshot()
+    acting = None
+    if agent.guard.use_snapshot():  # the snapshot acted: evaluate it before the rule moves on
+        acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
     online = evaluate(config, agent, config.eval.episodes, env=env, fallback=False)
     agent.guard.record_online_success(online.success_rate)
-    acting = online
-    if snapshot_acted:
-        acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
+    acting = acting if acting is not None else online
     logger.log(env_steps, {"eval_success_rate": acting.success_rate,
                            "eval_online_policy_success_rate": online.success_rate})
     return curve_point(env_steps, acting)

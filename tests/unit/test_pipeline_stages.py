@@ -62,23 +62,22 @@ def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
         drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5),
         finetune=dataclasses.replace(drawer.finetune, env_steps=200, eval_every_env_steps=40))
     pretrain(drawer, drawer_dataset, tmp_path, progress=False)
-    # The rule falls back (or not) as soon as it has an online evaluation; which policy each
-    # evaluation runs is what is under test.
+    # The rule holds after the first online evaluation and lets go after the second; which
+    # policy each evaluation runs is what is under test.
     monkeypatch.setattr(CollapseGuard, "use_snapshot",
-                        lambda self: falls_back and self.armed and bool(self.online_successes))
-    asked: list[bool] = []
+                        lambda self: falls_back and self.armed and len(self.online_successes) == 1)
+    ran: list[str] = []
     real_evaluate = stages.evaluate
 
-    def evaluate(*args, fallback: bool = True, **kwargs) -> stages.EvalResult:
-        asked.append(fallback)
-        return real_evaluate(*args, fallback=fallback, **kwargs)
+    def evaluate(config, agent, *args, fallback: bool = True, **kwargs) -> stages.EvalResult:
+        ran.append("snapshot" if fallback and agent.guard.use_snapshot() else "online")
+        return real_evaluate(config, agent, *args, fallback=fallback, **kwargs)
 
     monkeypatch.setattr(stages, "evaluate", evaluate)
     result = finetune(drawer, tmp_path, drawer_dataset, progress=False)
     online_points = len(result.curve) - 1
-    # First the offline evaluation; then, per point, the online policy (fed to the rule) and,
-    # where the rule held since the last point, the snapshot that acted. At the first online
-    # point the rule had no evidence yet: the online policy acted, and that point shows it.
-    assert online_points >= 2
-    later = [False, True] if falls_back else [False]
-    assert asked == [True, False] + later * (online_points - 1)
+    assert online_points >= 3
+    # The offline evaluation, then one per point; where the snapshot acted since the last point
+    # (the second point, here), the snapshot too, before the rule takes in the new evaluation.
+    second = ["snapshot", "online"] if falls_back else ["online"]
+    assert ran == ["online", "online", *second] + ["online"] * (online_points - 2)
