@@ -81,7 +81,7 @@ def _sample(
 
 class AWAC:
     """Constructing one also tunes this process's malloc for training (`memory.keep_freed_memory`):
-    a third of a batch-1024 update went to page faults without it."""
+    without it a batch-1024 update page-faults its activations back in every step."""
 
     def __init__(
         self,

@@ -3,10 +3,11 @@
 An update allocates and frees the same few-megabyte activations every step (a (2, 1024, 256)
 float32 tensor is 2 MiB). glibc serves large blocks with fresh mappings and hands heap tops above
 its trim threshold back to the kernel, so an update can fault its activations back in page by
-page: 1600-2600 page faults and 11 ms of kernel time per update at batch 1024 on the development
-machine, a third of the update. Raising the mmap and trim thresholds once per process keeps those
-blocks on the heap, reused from one update to the next (bench/learner_throughput.py measures
-both settings). The cost: up to TRIM_THRESHOLD_BYTES of freed memory stays with the process.
+page: hundreds to thousands of page faults per update at batch 1024 on the development machine
+(bench/learner_throughput.py prints them for both settings; tests/unit/test_learning_memory.py
+checks the difference). Raising the mmap and trim thresholds once per process keeps those blocks
+on the heap, reused from one update to the next. The cost: up to TRIM_THRESHOLD_BYTES of freed
+memory stays with the process.
 
 Only glibc has `mallopt`; elsewhere this does nothing. ROBOT_RL_KEEP_FREED_MEMORY=0 turns it off.
 """
