@@ -136,13 +136,14 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
 
     ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
     built from scratch, or one whose actor objective was switched after pretraining)."""
-    env = GatedEnv(config)
-    try:
+    with closing(GatedEnv(config)) as env:  # closed however the run ends
         data = task_transitions(config, dataset_path, env)
-    except BaseException:
-        env.close()
-        raise
-    agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
+        agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
+        return _run_online(config, run_dir, data, agent, env, progress)
+
+
+def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
+                env: GatedEnv, progress: bool) -> FinetuneResult:
     replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
                          seed=config.seed)
     online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
@@ -180,9 +181,7 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
     path = run_dir / "finetuned.pt"
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
-    safety = dict(env.gate.statuses)
-    env.close()
-    return FinetuneResult(checkpoint=path, curve=curve, safety=safety)
+    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses))
 
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
