@@ -9,13 +9,14 @@ asked for and the measured state, and what it returns is what the servos receive
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from robot_rl.config import from_dict
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task, TaskState
 from robot_rl.tasks.drawer import DrawerTask, DrawerTaskConfig
@@ -25,6 +26,7 @@ from sim_twin.twin import Twin
 
 CommandGate = Callable[[np.ndarray, dict[str, np.ndarray], float], np.ndarray]
 OBS_TYPES = ("state", "state+rgb")
+T = TypeVar("T")
 
 
 class TwinTaskEnv(gym.Env):
@@ -100,6 +102,11 @@ class TwinTaskEnv(gym.Env):
         truncated = self._steps >= self.task.episode_length_steps
         return self._observe(state), reward, terminated, truncated, self._info(state)
 
+    @property
+    def commanded_targets_rad(self) -> np.ndarray:
+        """The joint targets the servos were last sent (after the command gate, if any)."""
+        return self._targets.copy()
+
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -136,21 +143,28 @@ class TwinTaskEnv(gym.Env):
 class ValveTurnEnv(TwinTaskEnv):
     """Turn the D'Claw's valve to a goal angle (calibration ``dclaw`` unless given)."""
 
-    def __init__(self, config: ValveTaskConfig | None = None,
+    def __init__(self, config: ValveTaskConfig | Mapping[str, Any] | None = None,
                  calibration: RobotCalibration | str = "dclaw", **kwargs: Any) -> None:
         if isinstance(calibration, str):
             calibration = load_robot(calibration)
-        super().__init__(ValveTask(calibration, config), **kwargs)
+        super().__init__(ValveTask(calibration, _task_config(ValveTaskConfig, config)), **kwargs)
 
 
 class DrawerOpenEnv(TwinTaskEnv):
     """Hook the handle and pull the drawer open (calibration ``arm6`` unless given)."""
 
-    def __init__(self, config: DrawerTaskConfig | None = None,
+    def __init__(self, config: DrawerTaskConfig | Mapping[str, Any] | None = None,
                  calibration: RobotCalibration | str = "arm6", **kwargs: Any) -> None:
         if isinstance(calibration, str):
             calibration = load_robot(calibration)
-        super().__init__(DrawerTask(calibration, config), **kwargs)
+        super().__init__(DrawerTask(calibration, _task_config(DrawerTaskConfig, config)), **kwargs)
+
+
+def _task_config(cls: type[T], config: T | Mapping[str, Any] | None) -> T | None:
+    """A task config given as a mapping (a pipeline config's ``env_kwargs: {config: ...}``)."""
+    if config is None or isinstance(config, cls):
+        return config
+    return from_dict(cls, config, source="env_kwargs", prefix="config")
 
 
 ENVS = {

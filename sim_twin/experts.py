@@ -38,7 +38,11 @@ class Expert:
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = obs["state"] if isinstance(obs, dict) else obs
         joints = self.task.field(obs, "joint_position_rad").astype(np.float64)
-        if self._targets is None:
+        if self.task.actions.mode == "relative":
+            # the action is a change of the env's commanded targets (after the gate), so plan
+            # from those; absolute actions name the target itself and keep their own track
+            self._targets = self.env.commanded_targets_rad
+        elif self._targets is None:
             self._targets = joints.copy()
         wanted = self.plan(obs, joints, self._targets)
         change = np.clip(wanted - self._targets, -self.max_change_rad, self.max_change_rad)
