@@ -27,12 +27,13 @@ from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode
 from robot_rl.agent.tasks import env_id_task
+from robot_rl.config import ConfigError
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.nodes.learner_training import TrainingSpec
 from robot_rl.nodes.trainer_link import TRAINER_MODES, TrainerLink
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
+from robot_rl.pipeline.config import PipelineConfig, check_graph_config, load_pipeline_config
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_LATCHED
@@ -89,6 +90,12 @@ class LearnerNode:
         acting = declare_acting_parameters(self.node, robot=self.config.robot,
                                            task=config_task or "valve")
         name = self.node.fully_qualified_name
+        try:
+            check_graph_config(self.config, f"node {self.node.fully_qualified_name}: config "
+                                            f"{self.params['config']!r}")
+        except ConfigError:
+            self.node.destroy()
+            raise
         if config_task and config_task != acting["task"]:
             self.node.destroy()
             raise ValueError(

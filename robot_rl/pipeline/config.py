@@ -73,6 +73,17 @@ def load_pipeline_config(name_or_path: str | Path, overrides: list[str] | None =
     return from_dict(PipelineConfig, data, source=str(path))
 
 
+def check_graph_config(config: PipelineConfig, where: str) -> None:
+    """The graph's nodes build their task from its defaults (``agent.tasks.make_task``), so a
+    config whose ``env_kwargs`` change the environment would train on one task and act on another.
+    """
+    if config.env_kwargs:
+        raise ConfigError(
+            f"{where}: env_kwargs {config.env_kwargs} apply to in-process runs only (robot-rl demo "
+            f"--in-process, the stage commands, bench/experiments.py); the graph's nodes act on "
+            f"the task's defaults")
+
+
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = {**base}
     for key, value in top.items():

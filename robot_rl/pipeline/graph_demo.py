@@ -33,7 +33,7 @@ from robot_rl.config import to_dict
 from robot_rl.nodes import learner as learner_node
 from robot_rl.nodes import learner_training, topics
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig
+from robot_rl.pipeline.config import PipelineConfig, check_graph_config
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.ros.launch import died_processes, pid_alive, started_pids
 
@@ -57,6 +57,7 @@ class GraphError(RuntimeError):
 
 def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True) -> Report:
     """The pipeline with fine-tuning on the graph; RUN/report.md, report.json, learning_curve.png."""
+    check_graph_config(config, "robot-rl demo (the graph)")
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -23,6 +23,7 @@ from robot_rl.agent.events import decode_event, encode_event
 from robot_rl.agent.observation import robot_topics
 from robot_rl.agent.sites import SiteKinematics
 from robot_rl.agent.weights import snapshot_to_bytes
+from robot_rl.config import ConfigError
 from robot_rl.learning import AWAC, load_checkpoint
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
@@ -258,6 +259,12 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
         LearnerNode(["--ros-args", *params(config="drawer", task="valve",
                                            run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
     assert not (tmp_path / "run").exists()  # refused before it wrote anything
+
+    # a profile that changes the environment (relative actions) would act on another task
+    with pytest.raises(ConfigError, match=r"env_kwargs .*action_mode.* in-process runs only"):
+        LearnerNode(["--ros-args", *params(config="valve", profile="bench_60k_relative",
+                                           run_dir=tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
 
     with pytest.raises(ValueError, match=r"'trainer' must be one of process, thread .*; got 'gpu', 10"):
         LearnerNode(["--ros-args", *params(config="drawer", trainer="gpu",

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from robot_rl.cli import main
-from robot_rl.data import DatasetError
+from robot_rl.data import DatasetError, transitions
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import load_pipeline_config
@@ -81,3 +82,21 @@ def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
     # (the second point, here), the snapshot too, before the rule takes in the new evaluation.
     second = ["snapshot", "online"] if falls_back else ["online"]
     assert ran == ["online", "online", *second] + ["online"] * (online_points - 2)
+
+
+def test_the_graph_demo_refuses_a_config_that_changes_the_environment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The graph's nodes act on the task's defaults: relative actions (a profile's env_kwargs)
+    would record and pretrain on one action mode and act on another, so the graph refuses it
+    before recording; in process the same profile records with relative actions."""
+    code = main(["demo", "--config", "valve", "--profile", "bench_60k_relative",
+                 "--out", str(tmp_path / "graph")])
+    assert code == 2
+    assert "env_kwargs {'config': {'action_mode': 'relative'}}" in capsys.readouterr().err
+    assert not (tmp_path / "graph").exists()
+    config = load_pipeline_config("valve", profile="bench_60k_relative",
+                                  overrides=["dataset.demonstrations=1",
+                                             "dataset.noisy_trajectories=0"])
+    record(config, tmp_path / "relative.zarr", progress=False)
+    actions = transitions(tmp_path / "relative.zarr")["action"]
+    assert np.abs(actions).max() <= 0.6 + 1e-6  # one step of the rate limit, not a target
