@@ -77,6 +77,7 @@ class EpisodeMachine:
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_action = np.zeros(task.n_joints, np.float32)
         self._targets = np.zeros(task.n_joints)
+        self._command_rad: np.ndarray | None = None  # the supervisor's, since our last action
         self._success = False
         self._steps = 0
 
@@ -92,6 +93,13 @@ class EpisodeMachine:
             return (f"{self.tag}: reset of episode {self.episode} failed: "
                     f"{event.get('error', '?')}; retrying in {self.config.reset_timeout_s:g} s")
         return None
+
+    def on_command(self, command_rad: np.ndarray) -> None:
+        """The supervisor's latest command (COMMAND, in the calibration's joint order). With
+        relative actions the next action steps from it, as the twin's environment steps from
+        its gated targets: a step the supervisor cut short or held is not taken twice."""
+        if self.phase is Phase.RUNNING:
+            self._command_rad = np.asarray(command_rad, dtype=np.float64).copy()
 
     def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
              policy: Policy | None, stale_reason: str | None = None) -> TickOutput:
@@ -144,6 +152,7 @@ class EpisodeMachine:
         assert self.reset is not None
         self.phase = Phase.RUNNING
         self._targets = np.asarray(self.reset.joint_positions_rad, dtype=np.float64).copy()
+        self._command_rad = None  # the last episode's commands are not this one's targets
         if self.task.actions.mode == "relative":
             self._previous_action = np.zeros(self.task.n_joints, np.float32)
         else:
@@ -169,7 +178,10 @@ class EpisodeMachine:
         if action.shape != (self.task.n_joints,):
             raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
                              f"expected {self.task.n_joints} actions (task {self.task.name})")
+        if self.task.actions.mode == "relative" and self._command_rad is not None:
+            self._targets = self._command_rad
         self._targets = self.task.action_to_targets(action, self._targets)
+        self._command_rad = None
         self._pending, self._previous_action = (obs, action), action
         out.targets_rad = self._targets
 

@@ -2,9 +2,10 @@
 
 ``ActingShell`` is the acting loop shared with the learner node: per robot namespace it keeps the
 latest JOINT_STATES and OBJECT_STATE, runs an ``EpisodeMachine`` at ``control_rate_hz``, publishes
-EPISODE events and COMMAND_RAW (never COMMAND: the safety node owns that). A COMMAND_RAW header
-carries the stamp of the joint state it answers, so measurement-to-command latency is visible on
-the wire.
+EPISODE events and COMMAND_RAW (never COMMAND: the safety node owns that; with relative actions
+it listens to COMMAND, since each step starts from the supervisor's last command). A COMMAND_RAW
+header carries the stamp of the joint state it answers, so measurement-to-command latency is
+visible on the wire.
 
 ``act_on`` picks what clocks a robot's steps. ``joint_states`` (the default): the joint-state
 callback steps the robot on the first state at or after its next nominal control time
@@ -27,7 +28,7 @@ import numpy as np
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
-from robot_rl.agent.observation import LatestState, RobotTopics, robot_topics
+from robot_rl.agent.observation import JointOrder, LatestState, RobotTopics, robot_topics
 from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
@@ -106,6 +107,7 @@ class ActingShell:
                              f"of {', '.join(ACT_ON)}; got {self.act_on!r}")
         self._rng = np.random.default_rng(params["seed"] + 17)
         self._names = list(self.calibration.joint_names)
+        self._order = JointOrder(self._names)
         self.inference_s: deque[float] = deque(maxlen=2000)
         self.finished = 0
         self.robots = [self._make_robot(i, ns, (first_episodes or {}).get(ns, 0))
@@ -135,6 +137,9 @@ class ActingShell:
                                  lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
+        if self.task.actions.mode == "relative":  # steps start from what the supervisor sent
+            node.create_subscription(m.JointState, names.command,
+                                     lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
@@ -161,6 +166,17 @@ class ActingShell:
             robot.latest.on_object(msg.position, msg.velocity, time.monotonic())
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.object_state}: {err}")
+
+    def _on_command(self, robot: _Robot, msg: m.JointState) -> None:
+        try:
+            if len(msg.position) == 0:
+                raise ValueError("no positions")
+            command = self._order.reorder(msg.name, msg.position, "position")
+        except ValueError as err:
+            self.node.get_logger().warning(f"{robot.topics.command}: {err}; the next step "
+                                           "starts from the node's own last targets")
+            return
+        robot.machine.on_command(command)
 
     def _on_status(self, robot: _Robot, msg: m.String) -> None:
         try:

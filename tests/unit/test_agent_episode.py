@@ -145,3 +145,44 @@ def test_a_policy_of_the_wrong_size_is_named(task: ValveTask) -> None:
     robot.publish(0.05)
     with pytest.raises(ValueError, match="expected 9 actions"):
         machine.tick(0.05, robot.latest.task_state(0.05), 0.05, lambda obs: np.zeros(32))
+
+
+def test_relative_actions_step_from_the_supervisors_command() -> None:
+    """As the twin's environment steps from its gated targets: a step the supervisor cut short is
+    not remembered at full length (the node's own integration ran ahead of the robot)."""
+    task = ValveTask(load_robot("dclaw"), ValveTaskConfig(action_mode="relative",
+                                                          episode_length_steps=12))
+    machine = EpisodeMachine(task, EpisodeConfig())
+    robot = TwinRobot(task)
+    step = np.full(9, 0.8, np.float32)  # 0.2 rad: more than the velocity limit lets through
+    reset = machine.tick(0.0, None, 0.0, ZERO).events[0][1]
+    robot.reset(reset)
+    machine.on_command(np.full(9, 5.0))  # before the episode runs: the last one's, ignored
+    machine.on_status({"event": "reset_done", "episode": 0}, 0.0)
+    robot.publish(0.05)
+    first = machine.tick(0.05, robot.latest.task_state(0.05), 0.05, lambda obs: step).targets_rad
+    start = np.asarray(reset["joint_positions_rad"])
+    np.testing.assert_allclose(first, task.action_to_targets(step, start))
+    gated = start + 0.15  # the supervisor let 0.15 rad through
+    machine.on_command(gated)
+    robot.publish(0.10)
+    second = machine.tick(0.10, robot.latest.task_state(0.10), 0.10, lambda obs: step).targets_rad
+    np.testing.assert_allclose(second, task.action_to_targets(step, gated))
+    # no command since the last action (lost or late): the node's own targets
+    robot.publish(0.15)
+    third = machine.tick(0.15, robot.latest.task_state(0.15), 0.15, lambda obs: step).targets_rad
+    np.testing.assert_allclose(third, task.action_to_targets(step, second))
+
+
+def test_absolute_actions_ignore_the_command(task: ValveTask) -> None:
+    machine = EpisodeMachine(task, EpisodeConfig())
+    robot = TwinRobot(task)
+    robot.reset(machine.tick(0.0, None, 0.0, ZERO).events[0][1])
+    machine.on_status({"event": "reset_done", "episode": 0}, 0.0)
+    robot.publish(0.05)
+    half = np.full(9, 0.5, np.float32)
+    machine.tick(0.05, robot.latest.task_state(0.05), 0.05, lambda obs: half)
+    machine.on_command(np.zeros(9))
+    robot.publish(0.10)
+    out = machine.tick(0.10, robot.latest.task_state(0.10), 0.10, lambda obs: half)
+    np.testing.assert_allclose(out.targets_rad, task.action_to_targets(half, np.zeros(9)))
