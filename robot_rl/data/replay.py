@@ -19,6 +19,32 @@ TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
                     "terminated": "bool", "truncated": "bool"}
 
 
+# A store's actions are in its task's action mode, named in ``attrs["extra"]``. Stores written
+# before relative actions existed do not name it: theirs are absolute targets.
+ACTION_MODE_KEY = "action_mode"
+UNNAMED_ACTION_MODE = "absolute"
+
+
+def action_mode_extra(mode: str) -> dict[str, str]:
+    """The ``extra`` attributes that name a new store's action mode."""
+    return {ACTION_MODE_KEY: mode}
+
+
+def check_action_mode(store: EpisodeStore | str | os.PathLike[str], mode: str,
+                      consumer: str) -> None:
+    """Refuses a store whose actions are in another mode than ``mode``: an absolute target read
+    as a step (or the reverse) trains a policy that commands something else entirely."""
+    if not isinstance(store, EpisodeStore):
+        with EpisodeStore.open(store, "r") as opened:
+            return check_action_mode(opened, mode, consumer)
+    recorded = store.attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
+    if recorded != mode:
+        raise DatasetError(store.path, f"actions recorded in {recorded} mode, {consumer} acts in "
+                                       f"{mode} mode: record the data again in that mode, or set "
+                                       f"the task's action_mode to {recorded!r}")
+    return None
+
+
 def check_observation_size(data: dict[str, np.ndarray], where: str, size: int,
                            consumer: str) -> None:
     """Refuses transitions whose observations are not ``size`` wide, naming both sides.

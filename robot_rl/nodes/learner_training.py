@@ -36,7 +36,12 @@ from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import TRANSITION_UNITS, check_observation_size
+from robot_rl.data.replay import (
+    TRANSITION_UNITS,
+    action_mode_extra,
+    check_action_mode,
+    check_observation_size,
+)
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -126,14 +131,16 @@ class LearnerTraining:
     # ---- start-up ----------------------------------------------------------------------------
     def _open_store(self) -> EpisodeStore:
         path = self.run_dir / ONLINE_STORE
+        mode = self.task.actions.mode
         if path.exists():
             store = EpisodeStore.open(path, "a")
             if store.recovery is not None:
                 self._send("log", "warning", f"{path}: {store.recovery}")
+            check_action_mode(store, mode, f"task {self.task.name}")
             return store
         return EpisodeStore.create(path, robot=self.calibration.robot, task=self.config.env_id,
                                    calibration_digest=robot_digest(self.spec.robot),
-                                   units=TRANSITION_UNITS)
+                                   units=TRANSITION_UNITS, extra=action_mode_extra(mode))
 
     def _next_episode(self, namespace: str) -> int:
         """Episode indices continue after a restart (per robot namespace)."""
@@ -151,6 +158,7 @@ class LearnerTraining:
         data = transitions(path)
         check_observation_size(data, f"pretrain_dataset {path}", self.task.observation_size,
                                f"task {self.task.name}")
+        check_action_mode(path, self.task.actions.mode, f"task {self.task.name}")
         return data
 
     def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:

@@ -48,6 +48,11 @@ class GatedEnv:
     def act_dim(self) -> int:
         return int(np.prod(self.env.action_space.shape))
 
+    @property
+    def action_mode(self) -> str:
+        """How the task reads an action: an absolute target or a step (tasks.base.ActionMapping)."""
+        return self.env.unwrapped.task.actions.mode
+
     def run_episode(self, policy: Policy | Expert, seed: int) -> Episode:
         """One episode; ``policy`` is a scripted expert or a function of the observation."""
         actor = policy if isinstance(policy, Expert) else _FunctionPolicy(policy)

@@ -16,7 +16,12 @@ from tqdm.auto import tqdm
 
 from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import TRANSITION_UNITS, check_observation_size
+from robot_rl.data.replay import (
+    TRANSITION_UNITS,
+    action_mode_extra,
+    check_action_mode,
+    check_observation_size,
+)
 from robot_rl.learning import AWAC, MetricsLogger, save_checkpoint
 from robot_rl.learning.factory import (
     batch_from_steps,
@@ -62,10 +67,11 @@ class FinetuneResult:
 def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True) -> RecordSummary:
     """Scripted expert episodes (clean, then noisy) into a new zarr dataset, one commit per episode."""
     robot = load_robot(config.robot)
+    env = GatedEnv(config)
     store = EpisodeStore.create(dataset_path, robot=robot.robot, task=config.env_id,
                                 calibration_digest=robot_digest(config.robot),
-                                units=TRANSITION_UNITS, overwrite=True)
-    env = GatedEnv(config)
+                                units=TRANSITION_UNITS, extra=action_mode_extra(env.action_mode),
+                                overwrite=True)
     successes = {"clean": [], "noisy": []}
     plan = [("clean", 0.0)] * config.dataset.demonstrations
     plan += [("noisy", config.dataset.noise_std)] * config.dataset.noisy_trajectories
@@ -149,7 +155,8 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
                                        task=config.env_id,
                                        calibration_digest=robot_digest(config.robot),
-                                       units=TRANSITION_UNITS, overwrite=True)
+                                       units=TRANSITION_UNITS,
+                                       extra=action_mode_extra(env.action_mode), overwrite=True)
     logger = MetricsLogger(run_dir / "finetune")
     generator = np.random.default_rng(config.seed + 1)
     agent.start_online()
@@ -229,15 +236,17 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) ->
 
 def task_transitions(config: PipelineConfig, dataset_path: Path,
                      env: GatedEnv | None = None) -> dict[str, np.ndarray]:
-    """The dataset's transitions, refused by name unless they fit the config's task (whose
-    observation size ``env`` gives when the caller has one open; else one is built for it)."""
+    """The dataset's transitions, refused by name unless they fit the config's task: its
+    observation size and action mode (``env`` gives them when the caller has one open; else one
+    is built for it)."""
     data = transitions(dataset_path)
     if env is None:
         with closing(GatedEnv(config)) as sized:
-            size = sized.obs_dim
+            size, mode = sized.obs_dim, sized.action_mode
     else:
-        size = env.obs_dim
+        size, mode = env.obs_dim, env.action_mode
     check_observation_size(data, str(dataset_path), size, config.env_id)
+    check_action_mode(dataset_path, mode, config.env_id)
     return data
 
 

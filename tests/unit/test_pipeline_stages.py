@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from robot_rl.cli import main
-from robot_rl.data import DatasetError, transitions
+from robot_rl.data import DatasetError, EpisodeStore, transitions
+from robot_rl.data.replay import check_action_mode
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import load_pipeline_config
@@ -100,3 +101,22 @@ def test_the_graph_demo_refuses_a_config_that_changes_the_environment(
     record(config, tmp_path / "relative.zarr", progress=False)
     actions = transitions(tmp_path / "relative.zarr")["action"]
     assert np.abs(actions).max() <= 0.6 + 1e-6  # one step of the rate limit, not a target
+
+
+def test_a_dataset_in_another_action_mode_is_refused(tmp_path: Path) -> None:
+    """Steps read as targets (or the reverse) would train a policy that commands something else;
+    a store from before relative actions existed holds absolute targets."""
+    relative = load_pipeline_config("valve", profile="bench_60k_relative",
+                                    overrides=["dataset.demonstrations=1",
+                                               "dataset.noisy_trajectories=0"])
+    record(relative, tmp_path / "relative.zarr", progress=False)
+    absolute = load_pipeline_config("valve", profile="bench_tiny")
+    with pytest.raises(DatasetError, match=r"relative.zarr: actions recorded in relative mode, "
+                                           r"robot_rl/ValveTurn-v0 acts in absolute mode"):
+        pretrain(absolute, tmp_path / "relative.zarr", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    old = EpisodeStore.create(tmp_path / "old.zarr", robot="dclaw", task="valve",
+                              calibration_digest="x", units={})
+    check_action_mode(old, "absolute", "test")
+    with pytest.raises(DatasetError, match="actions recorded in absolute mode"):
+        check_action_mode(old, "relative", "test")
