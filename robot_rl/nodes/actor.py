@@ -33,6 +33,7 @@ from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
+from robot_rl.data.replay import UNNAMED_ACTION_MODE
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
@@ -284,6 +285,13 @@ class ActorNode:
                 f"{topics.POLICY}: weights v{snapshot.version} (task {meta.get('task', '?')}) "
                 f"take {snapshot.obs_dim} observations and give {snapshot.act_dim} actions; "
                 f"task {self.shell.task.name} needs {expected} and {self.shell.task.n_joints}")
+            return
+        mode = self.shell.task.actions.mode
+        if meta.get("action_mode", UNNAMED_ACTION_MODE) != mode:
+            self.node.get_logger().error(
+                f"{topics.POLICY}: weights v{snapshot.version} were trained with "
+                f"{meta.get('action_mode', UNNAMED_ACTION_MODE)} actions; task "
+                f"{self.shell.task.name} acts with {mode} actions: not acting with them")
             return
         if self._snapshot is None:
             self.node.get_logger().info(f"first weights received: v{snapshot.version}")

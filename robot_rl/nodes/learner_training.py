@@ -208,7 +208,8 @@ class LearnerTraining:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""
         self._send("snapshot", snapshot.version,
                    snapshot_to_bytes(snapshot, task=self.task.name,
-                                     robot=self.calibration.robot))
+                                     robot=self.calibration.robot,
+                                     action_mode=self.task.actions.mode))
         self._progress(force=True)
 
     def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:

@@ -48,7 +48,11 @@ class ValveTaskConfig:
         "help": "|goal - start|, uniform in this range, either direction"})
     success_tolerance_rad: float = field(default=0.15, metadata={"range": (0.001, 1.0)})
     reward: str = field(default="sparse", metadata={"choices": REWARDS})
-    action_mode: str = field(default="absolute", metadata={"choices": ACTION_MODES})
+    action_mode: str = field(default="relative", metadata={
+        "choices": ACTION_MODES,
+        "help": "relative: a step from the last gated target; absolute targets are rate-limited "
+                "by the supervisor into fixed-size steps, and learn more slowly "
+                "(docs/results.md, valve with relative actions)"})
     terminate_on_success: bool = field(default=True, metadata={
         "help": "end the episode at success (the critic bootstraps nothing past it)"})
     finger_home_rad: tuple[float, float, float] = field(default=(0.0, -0.27, -0.97), metadata={

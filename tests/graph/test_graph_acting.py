@@ -39,7 +39,7 @@ def send_weights(robot: FakeRobot) -> None:
     with torch.no_grad():
         agent.actor.trunk.layers[-1].bias.fill_(0.2)
     weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(
-        PolicySnapshot.from_agent(agent, version=1), task="valve")))
+        PolicySnapshot.from_agent(agent, version=1), task="valve", action_mode=task.actions.mode)))
 
 
 def start_acting(spawn: Any, act_on: str, **extra: Any) -> tuple[Any, Lines, FakeRobot]:

@@ -227,7 +227,14 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         with torch.no_grad():  # a policy whose actions are far from zero, to be recognisable
             agent.actor.trunk.layers[-1].bias.fill_(0.5)
         snapshot = PolicySnapshot.from_agent(agent, version=7)
-        weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(snapshot, task="valve")))
+        # weights trained on absolute targets are refused by a task that takes steps
+        weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(
+            PolicySnapshot.from_agent(agent, version=6), task="valve", action_mode="absolute")))
+        lines.wait_for(r"v6 were trained with absolute actions; task valve acts with relative", 20)
+        robot.spin_for(0.5, robot.publish_state)
+        assert robot.commands == []
+        weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(snapshot, task="valve",
+                                                                 action_mode="relative")))
         robot.wait_until(lambda: len(robot.commands) >= 3, 20, robot.publish_state,
                          what="commands from the actor")
         lines.wait_for(r"first weights received: v7", 5)
@@ -260,9 +267,9 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
                                            run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
     assert not (tmp_path / "run").exists()  # refused before it wrote anything
 
-    # a profile that changes the environment (relative actions) would act on another task
-    with pytest.raises(ConfigError, match=r"env_kwargs .*action_mode.* in-process runs only"):
-        LearnerNode(["--ros-args", *params(config="valve", profile="bench_60k_relative",
+    # a profile that changes the environment (absolute actions) would act on another task
+    with pytest.raises(ConfigError, match=r"env_kwargs .*'absolute'.* in-process runs only"):
+        LearnerNode(["--ros-args", *params(config="valve", profile="bench_60k",
                                            run_dir=tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 

@@ -87,30 +87,31 @@ def test_the_curve_shows_the_acting_policy_and_the_rule_sees_the_online_one(
 
 def test_the_graph_demo_refuses_a_config_that_changes_the_environment(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The graph's nodes act on the task's defaults: relative actions (a profile's env_kwargs)
-    would record and pretrain on one action mode and act on another, so the graph refuses it
-    before recording; in process the same profile records with relative actions."""
-    code = main(["demo", "--config", "valve", "--profile", "bench_60k_relative",
+    """The graph's nodes act on the task's defaults: the absolute-action study profiles (their
+    env_kwargs) would record and pretrain on one action mode and act on another, so the graph
+    refuses them before recording; in process the same profile records absolute targets."""
+    code = main(["demo", "--config", "valve", "--profile", "bench_60k",
                  "--out", str(tmp_path / "graph")])
     assert code == 2
-    assert "env_kwargs {'config': {'action_mode': 'relative'}}" in capsys.readouterr().err
+    assert "env_kwargs {'config': {'action_mode': 'absolute'}}" in capsys.readouterr().err
     assert not (tmp_path / "graph").exists()
-    config = load_pipeline_config("valve", profile="bench_60k_relative",
-                                  overrides=["dataset.demonstrations=1",
-                                             "dataset.noisy_trajectories=0"])
-    record(config, tmp_path / "relative.zarr", progress=False)
-    actions = transitions(tmp_path / "relative.zarr")["action"]
-    assert np.abs(actions).max() <= 0.6 + 1e-6  # one step of the rate limit, not a target
+    few = ["dataset.demonstrations=1", "dataset.noisy_trajectories=0"]
+    for profile in ("bench_60k", "bench_60k_relative"):
+        record(load_pipeline_config("valve", profile=profile, overrides=few),
+               tmp_path / f"{profile}.zarr", progress=False)
+    absolute = transitions(tmp_path / "bench_60k.zarr")["action"]
+    relative = transitions(tmp_path / "bench_60k_relative.zarr")["action"]
+    # a step is at most what the rate limit lets through (0.15 of 0.25 rad); a target is anywhere
+    assert np.abs(relative).max() <= 0.6 + 1e-6 < np.abs(absolute).max()
 
 
 def test_a_dataset_in_another_action_mode_is_refused(tmp_path: Path) -> None:
     """Steps read as targets (or the reverse) would train a policy that commands something else;
     a store from before relative actions existed holds absolute targets."""
-    relative = load_pipeline_config("valve", profile="bench_60k_relative",
-                                    overrides=["dataset.demonstrations=1",
-                                               "dataset.noisy_trajectories=0"])
-    record(relative, tmp_path / "relative.zarr", progress=False)
-    absolute = load_pipeline_config("valve", profile="bench_tiny")
+    few = ["dataset.demonstrations=1", "dataset.noisy_trajectories=0"]
+    record(load_pipeline_config("valve", profile="bench_tiny", overrides=few),
+           tmp_path / "relative.zarr", progress=False)
+    absolute = load_pipeline_config("valve", profile="bench_60k")
     with pytest.raises(DatasetError, match=r"relative.zarr: actions recorded in relative mode, "
                                            r"robot_rl/ValveTurn-v0 acts in absolute mode"):
         pretrain(absolute, tmp_path / "relative.zarr", tmp_path / "run", progress=False)

@@ -87,6 +87,7 @@ def test_success_and_rewards_wrap_around(task: ValveTask) -> None:
 
 
 def test_absolute_actions_span_the_calibration_limits(task: ValveTask) -> None:
+    task = ValveTask(task.calibration, ValveTaskConfig(action_mode="absolute"))
     cal, margin = task.calibration, task.calibration.safety.position_margin_rad
     current = np.zeros(9)
     np.testing.assert_allclose(task.action_to_targets(-np.ones(9), current), cal.lower_rad + margin)
