@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from robot_rl.agent.tasks import TASKS, env_id_task, make_task
 from robot_rl.data.errors import DatasetError
+from robot_rl.data.replay import ACTION_MODE_KEY, UNNAMED_ACTION_MODE
 from robot_rl.data.replay_video import VideoInfo, VideoWriter
 from robot_rl.data.store import EpisodeStore
 from robot_rl.robot_config import RobotCalibration, load_robot
@@ -62,6 +63,7 @@ class ReplayPlan:
     seed: int | None = None                         # dynamic
     env_id: str = ""                                # dynamic
     observations: np.ndarray | None = None          # recorded states, for the dynamic check
+    action_mode: str = UNNAMED_ACTION_MODE          # dynamic: how the dataset's actions read
 
     @property
     def n_frames(self) -> int:
@@ -102,8 +104,10 @@ def plan_replay(dataset: str | os.PathLike[str] | EpisodeStore, episode: int,
             why_not[name] = fields_or_reason
             continue
         period = _control_period_s(steps, task)
+        mode = attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
         return ReplayPlan(dataset=path, episode=episode, source=name, calibration=calibration,
-                          task=task_name, control_period_s=period, **fields_or_reason)
+                          task=task_name, control_period_s=period, action_mode=mode,
+                          **fields_or_reason)
     reasons = "; ".join(f"{name}: {why}" for name, why in why_not.items())
     raise DatasetError(path, f"episode {episode} cannot be replayed ({reasons}); the episode "
                              f"has keys {sorted(steps)} and info keys {sorted(info)}")
@@ -258,7 +262,8 @@ class Replay:
 
         plan = self.plan
         assert plan.actions is not None
-        env = gym.make(plan.env_id, command_gate=SupervisorGate(plan.calibration))
+        env = gym.make(plan.env_id, config={"action_mode": plan.action_mode},
+                       command_gate=SupervisorGate(plan.calibration))
         twin: Twin = env.unwrapped.twin
         try:
             _check_camera(twin, self.camera)

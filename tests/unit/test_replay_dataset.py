@@ -102,6 +102,19 @@ def test_dynamic_replay_reproduces_the_recorded_observations(pipeline_dataset,
     assert result.max_observation_error is not None and result.max_observation_error < 1e-5
 
 
+def test_dynamic_replay_reads_actions_in_the_datasets_action_mode(tmp_path) -> None:
+    """A dataset of absolute targets (every valve dataset before relative actions became the
+    default) replays as targets, not as steps."""
+    path = tmp_path / "absolute.zarr"
+    record(PipelineConfig(env_kwargs={"config": {"action_mode": "absolute"}},
+                          dataset=DatasetConfig(demonstrations=1, noisy_trajectories=0)),
+           path, progress=False)
+    result = replay_to_video(path, 0, tmp_path / "abs.gif", width=W, height=H,
+                             source="actions", progress=False)
+    assert result.plan.action_mode == "absolute"
+    assert result.max_observation_error is not None and result.max_observation_error < 1e-5
+
+
 def test_bad_episode_index_names_the_dataset_and_the_range(pipeline_dataset, capsys) -> None:
     code = dataset_cli(["replay", str(pipeline_dataset), "--episode", "7", "--quiet"])
     err = capsys.readouterr().err
