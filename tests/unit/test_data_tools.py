@@ -28,9 +28,9 @@ def episode(seed: int, length: int) -> dict[str, np.ndarray]:
     }
 
 
-def build(path, seeds=ALL_SEEDS, robot="dclaw", units=None):
+def build(path, seeds=ALL_SEEDS, robot="dclaw", units=None, extra=None):
     store = EpisodeStore.create(path, robot=robot, task="valve", calibration_digest="cal1",
-                                units=units or {"observation": "rad"})
+                                units=units or {"observation": "rad"}, extra=extra)
     for s in seeds:
         store.add_episode(episode(s, LENGTHS[s]), {"success": s % 2 == 0, "operator": f"op{s}"})
     return store
@@ -179,6 +179,13 @@ def test_robomimic_export_reads_back(tmp_path):
                                           ep["next_observation"])
     with pytest.raises(DatasetError, match="already exists"):
         tools.export_robomimic_hdf5(src.path, out)
+    # a store that names no action mode is from before relative actions: absolute targets
+    assert env_args["env_kwargs"] == {"config": {"action_mode": "absolute"}}
+    named = build(tmp_path / "relative.zarr", seeds=[0], extra={"action_mode": "relative"})
+    tools.export_robomimic_hdf5(named.path, tmp_path / "relative.hdf5")
+    with h5py.File(tmp_path / "relative.hdf5", "r") as f:
+        env_args = json.loads(f["data"].attrs["env_args"])
+    assert env_args["env_kwargs"] == {"config": {"action_mode": "relative"}}
 
 
 def test_cli_subcommands(tmp_path, capsys):
