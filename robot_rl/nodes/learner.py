@@ -91,8 +91,7 @@ class LearnerNode:
                                            task=config_task or "valve")
         name = self.node.fully_qualified_name
         try:
-            check_graph_config(self.config, f"node {self.node.fully_qualified_name}: config "
-                                            f"{self.params['config']!r}")
+            check_graph_config(self.config, f"node {name}: config {self.params['config']!r}")
         except ConfigError:
             self.node.destroy()
             raise
