@@ -250,6 +250,21 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         obs = task.observation(state, reset["goal"], task.targets_to_action(targets0, targets0))
         expected = task.action_to_targets(snapshot.act(obs), targets0)
         np.testing.assert_allclose(first.position, expected, atol=1e-6)
+
+        # a supervisor holding the reset pose: every relative step starts from its COMMAND, so
+        # no command strays more than one step from it (steps of ~0.12 rad would add up)
+        gated = robot.node.create_publisher(m.JointState, robot_topics("/hand").command,
+                                            QOS_DEFAULT)
+
+        def state_and_hold() -> None:
+            robot.publish_state()
+            gated.publish(m.joint_state(NAMES, targets0, np.zeros(9)))
+
+        seen = len(robot.commands)
+        robot.wait_until(lambda: len(robot.commands) >= seen + 8, 20, state_and_hold,
+                         what="commands while the supervisor holds")
+        offsets = [np.abs(np.asarray(c.position) - targets0).max() for c in robot.commands[seen:]]
+        assert max(offsets) <= task.calibration.safety.max_step_rad + 1e-6, offsets
     finally:
         robot.destroy()
     assert stop(actor) == 0
