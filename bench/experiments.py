@@ -6,7 +6,8 @@ pretrained (or not), then fine-tuned online in the gated twin for a fixed budget
 env steps with E deterministic episodes on seeds disjoint from the data (stages.evaluate). Results per
 (seed, method) are JSON files, so an interrupted run resumes where it stopped. Runs may go side by
 side as separate processes (a seed or a method each, same --out): a seed's dataset is recorded,
-and each shared pretraining done, by the first to get there while the others wait.
+and each shared pretraining done, by the first to get there while the others wait. A seed's
+directory keeps the settings it was recorded with (config.json) and refuses a run under others.
 
     PYTHONPATH=. python bench/experiments.py --task valve --profile quick --seeds 3
     PYTHONPATH=. python bench/experiments.py --task valve --profile full --seed-start 1 --seeds 1
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.config import to_dict
 from robot_rl.data import transitions
 from robot_rl.learning import AWAC
 from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
@@ -110,6 +112,7 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
     config = task_config(task, profile, seed)
     seed_dir = out_dir / f"seed{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(config, seed_dir)
     datasets = record_datasets(config, seed_dir, log)
     results = {}
     for name in methods:
@@ -128,6 +131,36 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
             f"{m['final_success']:.2f} drop {m['worst_early_drop']:+.2f} "
             f"to90 {m['steps_to_90']} ({result['wall_s']:.0f} s)")
     return results
+
+
+class SettingsChanged(ValueError):
+    """A seed directory recorded under other settings than the profile's now."""
+
+
+def check_settings(config: PipelineConfig, seed_dir: Path) -> None:
+    """Datasets, pretrainings and results are reused from ``seed_dir``: that is only right while
+    the profile resolves to the settings it had when the directory was first used (kept in
+    config.json; a directory from before this check adopts the settings of its next run)."""
+    path = seed_dir / "config.json"
+    settings = to_dict(config)
+    with exclusive(seed_dir / "config.lock"):
+        if not path.exists():
+            path.write_text(json.dumps(settings, indent=1, sort_keys=True))
+            return
+    recorded = json.loads(path.read_text())
+    changed = _differing(recorded, json.loads(json.dumps(settings)))
+    if changed:
+        raise SettingsChanged(f"{seed_dir}: recorded with other settings ({', '.join(changed)} "
+                              f"differ from the profile now); pass another --out, or delete the "
+                              f"directory to run it again")
+
+
+def _differing(a: Any, b: Any, key: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for name in sorted(set(a) | set(b))
+                for k in _differing(a.get(name), b.get(name), f"{key}{name}.")]
+    return [] if a == b else [key.rstrip(".")]
 
 
 @contextlib.contextmanager
@@ -354,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.report_only:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
-            run_seed(args.task, args.profile, seed, methods, out_dir, log)
+            try:
+                run_seed(args.task, args.profile, seed, methods, out_dir, log)
+            except SettingsChanged as err:
+                print(f"experiments: {err}", file=sys.stderr)
+                return 2
     print(report(args.task, args.profile, out_dir, methods, args.figures))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -142,3 +143,14 @@ def test_parallel_runs_of_one_seed_record_its_dataset_once(tmp_path: Path) -> No
     assert sum("dataset:" in out for out in outputs) == 1, outputs
     for method in ("bc", "awac"):
         assert json.loads((tmp_path / "seed0" / f"{method}.json").read_text())["method"] == method
+
+
+def test_a_seed_directory_refuses_other_settings(tmp_path: Path) -> None:
+    """Its datasets, pretrainings and results would otherwise be reused under a changed profile
+    (the relative-action profile once differed from the absolute one in env_kwargs alone)."""
+    config = experiments.task_config("valve", "tiny", 0)
+    experiments.check_settings(config, tmp_path)
+    experiments.check_settings(config, tmp_path)  # the same settings: reused
+    changed = dataclasses.replace(config, env_kwargs={"config": {"action_mode": "absolute"}})
+    with pytest.raises(experiments.SettingsChanged, match=r"env_kwargs\.config .*another --out"):
+        experiments.check_settings(changed, tmp_path)
