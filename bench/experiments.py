@@ -148,7 +148,7 @@ def check_settings(config: PipelineConfig, seed_dir: Path) -> None:
             path.write_text(json.dumps(settings, indent=1, sort_keys=True))
             return
     recorded = json.loads(path.read_text())
-    changed = _differing(recorded, json.loads(json.dumps(settings)))
+    changed = _differing(recorded, settings)
     if changed:
         raise SettingsChanged(f"{seed_dir}: recorded with other settings ({', '.join(changed)} "
                               f"differ from the profile now); pass another --out, or delete the "

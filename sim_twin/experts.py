@@ -40,7 +40,9 @@ class Expert:
         joints = self.task.field(obs, "joint_position_rad").astype(np.float64)
         if self.task.actions.mode == "relative":
             # the action is a change of the env's commanded targets (after the gate), so plan
-            # from those; absolute actions name the target itself and keep their own track
+            # from those. Absolute actions keep the expert's own track of its requests, as every
+            # absolute-action dataset in docs/results.md was recorded (changing it would change
+            # those datasets)
             self._targets = self.env.commanded_targets_rad
         elif self._targets is None:
             self._targets = joints.copy()

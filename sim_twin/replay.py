@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from robot_rl.agent.tasks import TASKS, env_id_task, make_task
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay import ACTION_MODE_KEY, UNNAMED_ACTION_MODE
+from robot_rl.data.replay import UNNAMED_ACTION_MODE, store_action_mode
 from robot_rl.data.replay_video import VideoInfo, VideoWriter
 from robot_rl.data.store import EpisodeStore
 from robot_rl.robot_config import RobotCalibration, load_robot
@@ -104,9 +104,9 @@ def plan_replay(dataset: str | os.PathLike[str] | EpisodeStore, episode: int,
             why_not[name] = fields_or_reason
             continue
         period = _control_period_s(steps, task)
-        mode = attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
         return ReplayPlan(dataset=path, episode=episode, source=name, calibration=calibration,
-                          task=task_name, control_period_s=period, action_mode=mode,
+                          task=task_name, control_period_s=period,
+                          action_mode=store_action_mode(store),
                           **fields_or_reason)
     reasons = "; ".join(f"{name}: {why}" for name, why in why_not.items())
     raise DatasetError(path, f"episode {episode} cannot be replayed ({reasons}); the episode "

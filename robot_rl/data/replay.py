@@ -30,19 +30,19 @@ def action_mode_extra(mode: str) -> dict[str, str]:
     return {ACTION_MODE_KEY: mode}
 
 
-def check_action_mode(store: EpisodeStore | str | os.PathLike[str], mode: str,
-                      consumer: str) -> None:
+def store_action_mode(store: EpisodeStore) -> str:
+    """The action mode a store's actions were recorded in."""
+    return store.attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
+
+
+def check_action_mode(store: EpisodeStore, mode: str, consumer: str) -> None:
     """Refuses a store whose actions are in another mode than ``mode``: an absolute target read
     as a step (or the reverse) trains a policy that commands something else entirely."""
-    if not isinstance(store, EpisodeStore):
-        with EpisodeStore.open(store, "r") as opened:
-            return check_action_mode(opened, mode, consumer)
-    recorded = store.attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
+    recorded = store_action_mode(store)
     if recorded != mode:
         raise DatasetError(store.path, f"actions recorded in {recorded} mode, {consumer} acts in "
                                        f"{mode} mode: record the data again in that mode, or set "
                                        f"the task's action_mode to {recorded!r}")
-    return None
 
 
 def check_observation_size(data: dict[str, np.ndarray], where: str, size: int,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay import ACTION_MODE_KEY, UNNAMED_ACTION_MODE
+from robot_rl.data.replay import store_action_mode
 from robot_rl.data.store import EpisodeStore
 
 ROBOMIMIC_GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
@@ -51,10 +51,9 @@ def export_robomimic_hdf5(input: str | os.PathLike[str], output: str | os.PathLi
     if missing:
         raise DatasetError(store.path, f"no observation key(s) {missing}")
     attrs = store.attrs
-    # a twin env reads the actions in the mode they were recorded in (unnamed: absolute targets)
-    mode = attrs.get("extra", {}).get(ACTION_MODE_KEY, UNNAMED_ACTION_MODE)
+    # a twin env reads the actions in the mode they were recorded in
     args = dict(env_args or {"env_name": attrs["task"], "type": ROBOMIMIC_GYM_ENV_TYPE,
-                             "env_kwargs": {"config": {"action_mode": mode}}})
+                             "env_kwargs": {"config": {"action_mode": store_action_mode(store)}}})
     args.setdefault("robot_rl", {"robot": attrs["robot"], "units": attrs["units"],
                                  "calibration_digest": attrs["calibration_digest"]})
     partial = output.with_name(output.name + ".partial")

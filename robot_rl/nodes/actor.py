@@ -170,14 +170,12 @@ class ActingShell:
 
     def _on_command(self, robot: _Robot, msg: m.JointState) -> None:
         try:
-            if len(msg.position) == 0:
-                raise ValueError("no positions")
-            command = self._order.reorder(msg.name, msg.position, "position")
+            if len(msg.position) == 0:  # reorder() would read it as zeros
+                raise ValueError("a command without positions")
+            robot.machine.on_command(self._order.reorder(msg.name, msg.position, "position"))
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.command}: {err}; the next step "
                                            "starts from the node's own last targets")
-            return
-        robot.machine.on_command(command)
 
     def _on_status(self, robot: _Robot, msg: m.String) -> None:
         try:
@@ -286,12 +284,12 @@ class ActorNode:
                 f"take {snapshot.obs_dim} observations and give {snapshot.act_dim} actions; "
                 f"task {self.shell.task.name} needs {expected} and {self.shell.task.n_joints}")
             return
-        mode = self.shell.task.actions.mode
-        if meta.get("action_mode", UNNAMED_ACTION_MODE) != mode:
+        trained, mode = meta.get("action_mode", UNNAMED_ACTION_MODE), self.shell.task.actions.mode
+        if trained != mode:
             self.node.get_logger().error(
-                f"{topics.POLICY}: weights v{snapshot.version} were trained with "
-                f"{meta.get('action_mode', UNNAMED_ACTION_MODE)} actions; task "
-                f"{self.shell.task.name} acts with {mode} actions: not acting with them")
+                f"{topics.POLICY}: weights v{snapshot.version} were trained with {trained} "
+                f"actions; task {self.shell.task.name} acts with {mode} actions: not acting "
+                f"with them")
             return
         if self._snapshot is None:
             self.node.get_logger().info(f"first weights received: v{snapshot.version}")

@@ -155,10 +155,11 @@ class LearnerTraining:
         path = self.spec.pretrain_dataset
         if not path:
             return None
-        data = transitions(path)
-        check_observation_size(data, f"pretrain_dataset {path}", self.task.observation_size,
-                               f"task {self.task.name}")
-        check_action_mode(path, self.task.actions.mode, f"task {self.task.name}")
+        with EpisodeStore.open(path, "r") as store:  # opened once for both checks
+            data = transitions(store)
+            check_observation_size(data, f"pretrain_dataset {path}", self.task.observation_size,
+                                   f"task {self.task.name}")
+            check_action_mode(store, self.task.actions.mode, f"task {self.task.name}")
         return data
 
     def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:

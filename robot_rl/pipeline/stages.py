@@ -239,14 +239,15 @@ def task_transitions(config: PipelineConfig, dataset_path: Path,
     """The dataset's transitions, refused by name unless they fit the config's task: its
     observation size and action mode (``env`` gives them when the caller has one open; else one
     is built for it)."""
-    data = transitions(dataset_path)
     if env is None:
         with closing(GatedEnv(config)) as sized:
             size, mode = sized.obs_dim, sized.action_mode
     else:
         size, mode = env.obs_dim, env.action_mode
-    check_observation_size(data, str(dataset_path), size, config.env_id)
-    check_action_mode(dataset_path, mode, config.env_id)
+    with EpisodeStore.open(dataset_path, "r") as store:  # opened once for both checks
+        data = transitions(store)
+        check_observation_size(data, str(dataset_path), size, config.env_id)
+        check_action_mode(store, mode, config.env_id)
     return data
 
 
