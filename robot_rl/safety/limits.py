@@ -95,6 +95,9 @@ class JointLimits:
         )
 
 
+ROUND_OFF_RAD = 1e-12  # far below any joint's resolution (a 4096-count encoder: 1.5e-3 rad)
+
+
 @dataclass(frozen=True)
 class Box:
     """Per-joint feasible interval and, for each side, which rule set it (for reasons)."""
@@ -106,7 +109,10 @@ class Box:
 
     @property
     def empty(self) -> np.ndarray:
-        return self.lower > self.upper
+        # Sides that meet up to round-off are not empty: a reference on a limit, reached by
+        # another sum, can sit a few ulps past it, and an "empty" box sends nothing, so the
+        # reference never moves and the hold never ends. clip() then returns the upper side.
+        return self.lower > self.upper + ROUND_OFF_RAD
 
 
 def clip(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

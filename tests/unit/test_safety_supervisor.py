@@ -11,6 +11,7 @@ import pytest
 from robot_rl.config import ConfigError, from_dict
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.safety import ERROR, OK, WARN, Kinematics, RobotState, Supervisor
+from robot_rl.safety.limits import JointLimits, constrain, hard_box
 
 DCLAW = load_robot("dclaw")
 N = DCLAW.n_joints
@@ -502,3 +503,18 @@ def test_workspace_configuration_errors(tmp_path: Path) -> None:
     model.unlink()
     with pytest.raises(ConfigError, match=r"safety.workspace needs the model .*arm.xml"):
         Supervisor(calibration)
+
+
+def test_a_reference_a_few_ulps_past_a_limit_still_leaves_a_command() -> None:
+    """hypothesis found it: arm6's shoulder sent to its limit by one sum (1.4800000000000002)
+    and bounded by the limit itself (1.48) made an "empty" box; nothing was sent, so the
+    reference never moved and every later command was held as infeasible."""
+    limits = JointLimits.from_calibration(load_robot("arm6"))
+    reference = np.nextafter(limits.upper_rad, np.inf)  # one ulp past every upper limit
+    box, rules = hard_box(limits, limits.upper_rad, reference, 0.0, True)
+    command, reasons = constrain(limits.upper_rad, box, rules, limits.joint_names)
+    assert command is not None and not any(r.startswith("infeasible") for r in reasons)
+    np.testing.assert_allclose(command, limits.upper_rad, atol=1e-12)
+    past = limits.upper_rad + 1e-6  # a real gap is still empty
+    box, rules = hard_box(limits, limits.upper_rad, past + limits.max_step_rad * 3, 0.0, True)
+    assert constrain(limits.upper_rad, box, rules, limits.joint_names)[0] is None
