@@ -75,6 +75,11 @@ def start_safety(spawn: Any, **extra: Any) -> subprocess.Popen:
                  **extra)
 
 
+def last_counters(robot: Robot) -> dict[str, str]:
+    """The counters of the newest diagnostics report, {} before the first."""
+    return {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
+
+
 def wait_passing(robot: Robot, timeout_s: float = 20.0) -> None:
     robot.probe.wait_until(lambda: robot.last_status() == "pass", timeout_s, robot.step,
                            period_s=0.005, what="safety status 'pass'")
@@ -125,7 +130,7 @@ def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
         assert robot.last_status() == "hold"
         held = robot.commands[-1].position
         np.testing.assert_allclose(held, robot.position, atol=1e-9)  # holds where it is
-        counters = {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
+        counters = last_counters(robot)
         assert int(counters["overtemperature"]) >= 1 and int(counters["stale_command"]) >= 1
     finally:
         probe.destroy()
@@ -160,7 +165,11 @@ def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn:
         probe.spin_for(0.2, robot.step, period_s=0.005)
         robot.reset.publish(m.Bool(data=True))
         wait_passing(robot, timeout_s=5.0)
-        counters = {v.key: v.value for d in robot.diagnostics[-1:] for v in d.status[0].values}
+        # STATUS and DIAGNOSTICS are separate topics: the report counting the reset may arrive
+        # after the status that says commands pass
+        probe.wait_until(lambda: int(last_counters(robot).get("reset", 0)) >= 1, 5.0, robot.step,
+                         period_s=0.005, what="diagnostics counting the reset")
+        counters = last_counters(robot)
         assert int(counters["reset_refused"]) >= 1 and int(counters["reset"]) == 1
 
         os.write(master, b" ")  # space in the safety node's terminal
