@@ -13,6 +13,7 @@ Both losses use the critic before this update's step (as rlkit does), so one bac
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Iterator, Mapping
 
@@ -26,6 +27,8 @@ from robot_rl.learning.guard import CollapseGuard
 from robot_rl.learning.memory import keep_freed_memory
 from robot_rl.learning.networks import GaussianPolicy, QEnsemble, aggregate_q, gaussian_log_prob
 from robot_rl.learning.normalizer import Normalizer
+
+log = logging.getLogger(__name__)
 
 BATCH_KEYS = ("obs", "action", "reward", "next_obs", "done")
 METRIC_NAMES = (
@@ -119,7 +122,8 @@ class AWAC:
         self._sac = config.actor_objective == "sac"
         # Only the loss computation is compiled: modules stay plain (checkpoint keys unchanged),
         # noise and the optimiser step stay eager. Static shapes: one graph per batch size.
-        self._loss_fn = torch.compile(self._losses, dynamic=False) if config.compile else self._losses
+        self._compiled_losses = torch.compile(self._losses, dynamic=False) if config.compile else None
+        self._loss_fn = self._compiled_or_eager if config.compile else self._losses
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -194,6 +198,18 @@ class AWAC:
         guard = torch.full((1,), guard_weight, device=self.device)
         return torch.cat([critic_loss.detach().reshape(1), actor_loss.detach().reshape(1),
                           metrics, guard])
+
+    def _compiled_or_eager(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The compiled losses; the eager ones from a failed compilation on (no C++ compiler, a
+        platform inductor does not support): the same numbers, slower, and training goes on."""
+        try:
+            return self._compiled_losses(*tensors)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("awac.compile: torch.compile failed, training goes on uncompiled (set "
+                        "awac.compile: false to skip the attempt): %s", cause)
+            self._loss_fn = self._losses
+            return self._losses(*tensors)
 
     def _losses(
         self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,

@@ -105,9 +105,9 @@ class AWACConfig:
     compile: bool = field(
         default=False,
         metadata={"help": "torch.compile the loss computation: faster updates after 15-60 s of "
-                          "compilation at the first update of each process and batch size (CPU "
-                          "needs a C++ compiler); off by default so short runs and tests start at "
-                          "once"},
+                          "compilation at the first update of each process and batch size (on CPU "
+                          "it needs a C++ compiler; where compilation fails it warns and trains "
+                          "uncompiled); off by default so short runs and tests start at once"},
     )
     replay: str = _choice("uniform", ("uniform", "balanced"), "replay sampling scheme")
     balanced_replay: BalancedReplayConfig = field(default_factory=BalancedReplayConfig)

@@ -162,3 +162,29 @@ def test_compiled_update_matches_eager_from_a_thread_and_checkpoints(tmp_path: P
     restored = AWAC(6, 3, config, seed=0)
     restore_agent(load_checkpoint(path), restored)
     _assert_same_update(dict(restored.update(batches[3])), dict(compiled.update(batches[3])))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_failed_compilation_warns_and_trains_on_uncompiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No working C++ compiler (here: inductor pointed at one that does not exist, with no cached
+    kernels to fall back on): the first update warns once, naming the cause, and every update
+    computes what an uncompiled agent computes."""
+    import torch._dynamo
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()  # no graph compiled by an earlier test of this process
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-c++")))
+    config = AWACConfig(actor_hidden_sizes=(8,), critic_hidden_sizes=(8,), batch_size=16)
+    eager = AWAC(5, 2, config, seed=1)
+    failing = AWAC(5, 2, dataclasses.replace(config, compile=True), seed=1)
+    batches = [random_batch(16, 5, 2, seed=i) for i in range(3)]
+    with caplog.at_level("WARNING", logger="robot_rl.learning.awac"):
+        for batch in batches:
+            _assert_same_update(dict(failing.update(batch)), dict(eager.update(batch)))
+    warnings = [r.getMessage() for r in caplog.records if "awac.compile" in r.getMessage()]
+    assert len(warnings) == 1 and "no-such-c++" in warnings[0], warnings
+    torch._dynamo.reset()
