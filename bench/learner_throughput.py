@@ -8,9 +8,11 @@ machine only ever slow a round down, and they move the figures more than the dif
     PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--compile]
                                                     [--threads N] [--cpu-time] [--allocator A]
 
-Two more columns say how far the update could go: page faults per update, and the share of
-this machine's matrix-multiply rate (a GEMM of the update's own hidden-layer shape, measured in
-the same rounds) that the update's matrix products reach (`update_matmul_flops`).
+More columns say how far the update could go: page faults per update, and for each learner the
+share of this machine's matrix-multiply rate (a GEMM of the update's own hidden-layer shape,
+measured in the same rounds) that its update's matrix products reach (`update_matmul_flops`
+counts them: d3rlpy's update does 1.22x robot_rl's, one more actor and critic forward pass). A
+last line gives each learner's fixed cost per update, measured at a shape too small to compute.
 
 Memory allocation matters as much as the update's code on CPU: by default the script measures
 twice, each time in a fresh process, with glibc's malloc defaults and with freed memory kept
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -99,10 +102,15 @@ def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], Non
     return step
 
 
-def update_matmul_flops(hidden: tuple[int, ...], batch_size: int, n_critics: int = 2) -> float:
-    """Multiply-add FLOPs of robot_rl's update in its matrix products (awac.py, per sample):
-    forwards: actor on s' and s (2 F_a), critic target on s', critic on (s, a) and on (s, mu(s))
-    (3 N F_c); backwards: the critic's and the actor's weight gradients (N F_c + F_a) and input
+def update_matmul_flops(hidden: tuple[int, ...], batch_size: int, n_critics: int = 2,
+                        learner: str = "robot_rl") -> float:
+    """Multiply-add FLOPs of one update in its matrix products (per sample, F_a and F_c one
+    forward pass of the actor and of one critic):
+    robot_rl (awac.py): forwards: the actor on s' and s (2 F_a), the target critics on s', the
+    critics on (s, a) and on (s, mu(s)) (3 N F_c);
+    d3rlpy (AWACImpl): one more of each: the actor again on s to sample V's action (3 F_a), the
+    critics again on (s, a) for the weights (4 N F_c);
+    both: backwards: the critics' and the actor's weight gradients (N F_c + F_a) and input
     gradients below their first layers (N (F_c - in_c h_1) + F_a - in_a h_1)."""
     def macs(in_dim: int, out_dim: int) -> int:
         sizes = (in_dim, *hidden, out_dim)
@@ -110,7 +118,9 @@ def update_matmul_flops(hidden: tuple[int, ...], batch_size: int, n_critics: int
 
     critic, actor = macs(OBS_DIM + ACT_DIM, 1), macs(OBS_DIM, ACT_DIM)
     first_c, first_a = (OBS_DIM + ACT_DIM) * hidden[0], OBS_DIM * hidden[0]
-    per_sample = 4 * actor - first_a + n_critics * (5 * critic - first_c)
+    actor_forwards, critic_forwards = {"robot_rl": (2, 3), "d3rlpy": (3, 4)}[learner]
+    per_sample = ((actor_forwards + 2) * actor - first_a
+                  + n_critics * ((critic_forwards + 2) * critic - first_c))
     return 2.0 * per_sample * batch_size
 
 
@@ -192,10 +202,10 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     ours_names = ["fp32"] + ["compiled"] * args.compile + ["bf16"] * args.bf16
     print(f"{'net':>6} {'batch':>5} " + " ".join(f"{n:>9}" for n in ours_names)
           + f" {'d3rlpy':>8} " + " ".join(f"{n[:5] + '/d3':>8}" for n in ours_names)
-          + f" {'faults':>8} {'faults':>8} {'GEMM':>7} {'fp32':>7}")
+          + f" {'faults':>8} {'faults':>8} {'GEMM':>7} {'fp32':>7} {'d3rlpy':>7}")
     print(f"{'':>12} " + " ".join(" " * 9 for _ in ours_names) + f" {'':>8} "
           + " ".join(" " * 8 for _ in ours_names) + f" {'fp32':>8} {'d3rlpy':>8}"
-          + f" {'GFLOP/s':>7} {'of GEMM':>7}")
+          + f" {'GFLOP/s':>7} {'of GEMM':>7} {'of GEMM':>7}")
     table = {}
     for hidden in ((256, 256), (256, 256, 256)):
         for batch_size in (256, 1024):
@@ -209,7 +219,9 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             steps["gemm"], gemm_flops = gemm(hidden, batch_size)
             r, faults, warmup_s = measure(steps, rounds, updates, warmup)
             gemm_rate = r.pop("gemm") * gemm_flops
-            of_gemm = r["fp32"] * update_matmul_flops(hidden, batch_size) / gemm_rate
+            of_gemm = {learner: rate * update_matmul_flops(hidden, batch_size, learner=learner)
+                       / gemm_rate for learner, rate in (("robot_rl", r["fp32"]),
+                                                         ("d3rlpy", r.get("d3rlpy", math.nan)))}
             r.setdefault("d3rlpy", float("nan"))
             faults.setdefault("d3rlpy", float("nan"))
             row = f"{len(hidden)}x256 {batch_size:>5}"
@@ -218,12 +230,31 @@ def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                   + f" {r['d3rlpy']:>8.1f} "
                   + " ".join(f"{r[n] / r['d3rlpy']:>8.2f}" for n in ours_names)
                   + f" {faults['fp32']:>8.0f} {faults['d3rlpy']:>8.0f} {gemm_rate / 1e9:>7.1f}"
-                  + f" {of_gemm:>7.0%}", flush=True)
+                  + f" {of_gemm['robot_rl']:>7.0%} {of_gemm['d3rlpy']:>7.0%}", flush=True)
             if args.compile:
                 print(f"{'':>12} compiled warm-up (compilation + {warmup} updates): "
                       f"{warmup_s['compiled']:.1f} s", flush=True)
+    fixed_ms = fixed_cost_ms(args, rounds, updates, warmup)
+    print(f"fixed cost per update (Python, dispatch, optimiser bookkeeping: {FIXED_COST_SHAPE[0]}"
+          f"-wide nets, batch {FIXED_COST_SHAPE[1]}): "
+          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in fixed_ms.items()))
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return table
+
+
+FIXED_COST_SHAPE = (16, 8)  # (hidden width, batch): the matrix products take next to nothing
+
+
+def fixed_cost_ms(args: argparse.Namespace, rounds: int, updates: int, warmup: int
+                  ) -> dict[str, float]:
+    """Milliseconds per update at a shape where the arithmetic is negligible: what every update
+    pays whatever its size (at batch 1024 the rest is the arithmetic)."""
+    width, batch_size = FIXED_COST_SHAPE
+    steps = {"robot_rl": ours((width, width), batch_size, "fp32")}
+    if not args.no_d3rlpy:
+        steps["d3rlpy"] = d3rlpy_awac((width, width), batch_size)
+    fastest, _, _ = measure(steps, rounds, updates * 4, warmup)
+    return {name: 1e3 / r for name, r in fastest.items()}
 
 
 def run_child(allocator: str, json_path: Path) -> dict[str, dict[str, float]]:
