@@ -40,7 +40,8 @@ def test_robot_rl_count_is_its_matrix_products_plus_the_q_heads(
         hidden: tuple[int, ...], batch_size: int) -> None:
     """The critics' one-output heads run as multiply-and-sum (networks._ensemble_head), which
     torch does not count as matrix products; the bench counts them as the products they compute:
-    2 critics x (3 forwards + their weight and input gradients) x h_last MACs per sample."""
+    2 FLOPs per MAC x 2 critics x (3 forwards + the weight and the input gradient) x h_last MACs
+    per sample."""
     heads = 2 * 2 * (3 + 2) * hidden[-1] * batch_size
     step = bench.ours(hidden, batch_size, "fp32")
     assert counted_flops(step) + heads == bench.update_matmul_flops(hidden, batch_size)
