@@ -7,6 +7,7 @@ machine only ever slow a round down, and they move the figures more than the dif
 
     PYTHONPATH=. python bench/learner_throughput.py [--quick] [--no-d3rlpy] [--bf16] [--compile]
                                                     [--threads N] [--cpu-time] [--allocator A]
+                                                    [--device D]
 
 More columns say how far the update could go: page faults per update, and for each learner the
 share of this machine's matrix-multiply rate (a GEMM of the update's own hidden-layer shape,
@@ -47,11 +48,12 @@ from robot_rl.learning.config import AWACConfig
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 39, 9
 N_BATCHES = 8
+DEVICE = torch.device("cpu")  # --device: where both learners, their batches and the GEMM run
 
 
 def make_batches(batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
-    return [
+    batches = [
         {
             "obs": torch.randn(batch_size, OBS_DIM, generator=gen),
             "action": torch.rand(batch_size, ACT_DIM, generator=gen) * 2 - 1,
@@ -61,19 +63,30 @@ def make_batches(batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
         }
         for _ in range(N_BATCHES)
     ]
+    return [{k: v.to(DEVICE) for k, v in b.items()} for b in batches]
 
 
 def ours(hidden: tuple[int, ...], batch_size: int, precision: str,
          compile: bool = False) -> Callable[[int], None]:
     config = AWACConfig(actor_hidden_sizes=hidden, critic_hidden_sizes=hidden,
                         batch_size=batch_size, matmul_precision=precision, compile=compile)
-    agent = AWAC(OBS_DIM, ACT_DIM, config)
+    agent = AWAC(OBS_DIM, ACT_DIM, config, device=DEVICE)
     batches = make_batches(batch_size, seed=1)
 
     def step(i: int) -> None:
         agent.update(batches[i % N_BATCHES])  # metrics stay tensors unless read
 
     return step
+
+
+def d3rlpy_device() -> str:
+    """d3rlpy names devices with an index ("cpu:0", "cuda:0")."""
+    return f"{DEVICE.type}:{0 if DEVICE.index is None else DEVICE.index}"
+
+
+def synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], None]:
@@ -84,14 +97,15 @@ def d3rlpy_awac(hidden: tuple[int, ...], batch_size: int) -> Callable[[int], Non
     factory = VectorEncoderFactory(hidden_units=list(hidden))
     algo = d3rlpy.algos.AWACConfig(
         batch_size=batch_size, actor_encoder_factory=factory, critic_encoder_factory=factory
-    ).create(device="cpu:0")
+    ).create(device=d3rlpy_device())
     algo.create_impl((OBS_DIM,), ACT_DIM)
     batches = [
         TorchMiniBatch(
             observations=b["obs"], actions=b["action"], rewards=b["reward"].reshape(-1, 1),
             next_observations=b["next_obs"], next_actions=b["action"],
-            returns_to_go=torch.zeros(batch_size, 1), terminals=b["done"].reshape(-1, 1),
-            intervals=torch.ones(batch_size, 1), device="cpu:0",
+            returns_to_go=torch.zeros(batch_size, 1, device=DEVICE),
+            terminals=b["done"].reshape(-1, 1),
+            intervals=torch.ones(batch_size, 1, device=DEVICE), device=d3rlpy_device(),
         )
         for b in make_batches(batch_size, seed=1)
     ]
@@ -128,8 +142,8 @@ def gemm(hidden: tuple[int, ...], batch_size: int) -> tuple[Callable[[int], None
     """The update's commonest product, the critics' hidden layer (2, B, h) @ (2, h, h), as a
     step, and its FLOPs: the rate this machine's BLAS reaches on the update's own shapes."""
     gen = torch.Generator().manual_seed(2)
-    x = torch.randn(2, batch_size, hidden[0], generator=gen)
-    w = torch.randn(2, hidden[0], hidden[0], generator=gen)
+    x = torch.randn(2, batch_size, hidden[0], generator=gen).to(DEVICE)
+    w = torch.randn(2, hidden[0], hidden[0], generator=gen).to(DEVICE)
 
     def step(i: int) -> None:
         torch.bmm(x, w)
@@ -143,9 +157,11 @@ CLOCK = time.perf_counter  # --cpu-time: time.process_time
 def rate(step: Callable[[int], None], updates: int) -> tuple[float, float]:
     """(updates per second, page faults per update) over `updates` calls."""
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    synchronize()
     start = CLOCK()
     for i in range(updates):
         step(i)
+    synchronize()  # a GPU runs behind the host: count the work, not its queueing
     elapsed = CLOCK() - start
     return updates / elapsed, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / updates
 
@@ -188,14 +204,30 @@ def parse_args() -> argparse.Namespace:
                              "robot_rl does when it trains); 'glibc': malloc's defaults, as d3rlpy "
                              "runs on its own; 'both' (default): one child process each, then "
                              "robot_rl kept against d3rlpy on glibc's defaults")
+    parser.add_argument("--device", default="cpu",
+                        help="where both learners, their batches and the GEMM run: cpu (default), "
+                             "cuda or cuda:N; on a GPU each round waits for the device's queue "
+                             "to empty before the clock is read")
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a child's rates
-    return parser.parse_args()
+    args = parser.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        parser.error(f"--device {args.device!r}: {err}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r}: this torch ({torch.__version__}) sees no CUDA "
+                     "device")
+    if device.type == "cuda" and args.cpu_time:
+        parser.error("--cpu-time measures host CPU time: it cannot time work on a GPU")
+    return args
 
 
 def measure_table(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Print one table (both learners in alternating rounds) and return its rates by row."""
     rounds, updates, warmup = (6, 5, 3) if args.quick else (10, 25, 10)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__} on {DEVICE}, {torch.get_num_threads()} threads, "
           f"{rounds} rounds x {updates} updates, fastest round, updates/s "
           f"({'CPU' if args.cpu_time else 'wall'} time); {ALLOCATORS[args.allocator]}; "
           f"load average {os.getloadavg()[0]:.2f}")
@@ -269,7 +301,8 @@ def run_child(allocator: str, json_path: Path) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     args = parse_args()
-    global CLOCK
+    global CLOCK, DEVICE
+    DEVICE = torch.device(args.device)
     if args.cpu_time:
         CLOCK = time.process_time
     if args.threads:

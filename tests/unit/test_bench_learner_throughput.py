@@ -6,10 +6,12 @@ its update runs; a miscount would misstate the comparison, so it is checked here
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,3 +54,13 @@ def test_d3rlpy_count_is_its_matrix_products(hidden: tuple[int, ...], batch_size
     pytest.importorskip("d3rlpy", reason="d3rlpy is installed by `make bench`, not `make test`")
     step = bench.d3rlpy_awac(hidden, batch_size)
     assert counted_flops(step) == bench.update_matmul_flops(hidden, batch_size, learner="d3rlpy")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_gpu_asked_for_where_there_is_none_is_refused_by_name() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "learner_throughput.py"),
+                           "--device", "cuda", "--quick"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "--device 'cuda'" in done.stderr and "sees no CUDA device" in done.stderr
+    assert "torch" not in done.stdout  # refused before measuring anything
