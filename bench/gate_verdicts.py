@@ -17,6 +17,7 @@ from pathlib import Path
 
 from robot_rl.config import from_dict
 from robot_rl.learning import load_checkpoint
+from robot_rl.learning.factory import agent_from_checkpoint
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.rollout import GatedEnv
@@ -27,11 +28,11 @@ VERDICTS = ("pass", "clipped", "hold")  # the supervisor's verdict statuses; "ot
 def verdict_shares(checkpoint: Path, episodes: int) -> tuple[float, int, dict[str, float]]:
     """(success rate, commands, share of each verdict) of one checkpoint's evaluation, in the
     environment and with the agent config the checkpoint was trained with (saved in it)."""
-    config = from_dict(PipelineConfig, load_checkpoint(checkpoint)["config"],
-                       source=str(checkpoint))
+    state = load_checkpoint(checkpoint)
+    config = from_dict(PipelineConfig, state["config"], source=str(checkpoint))
     env = GatedEnv(config)
     try:
-        agent = stages.load_agent(config, checkpoint)
+        agent = agent_from_checkpoint(state, config.awac, seed=config.seed)
         result = stages.evaluate(config, agent, episodes, env=env)
         counts = env.gate.statuses
     finally:

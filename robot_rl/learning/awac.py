@@ -205,7 +205,7 @@ class AWAC:
         try:
             return self._compiled_losses(*tensors)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
-            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log.warning("awac.compile: torch.compile failed, training goes on uncompiled (set "
                         "awac.compile: false to skip the attempt): %s", cause)
             self._loss_fn = self._losses

@@ -36,7 +36,11 @@ def new_agent(config: AWACConfig, data: Mapping[str, np.ndarray], seed: int) -> 
 
 def load_agent(path: str | Path, config: AWACConfig, seed: int = 0) -> AWAC:
     """An agent restored from a checkpoint: weights, optimisers, targets and normaliser."""
-    state = load_checkpoint(path)
+    return agent_from_checkpoint(load_checkpoint(path), config, seed)
+
+
+def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> AWAC:
+    """``load_agent`` for a checkpoint already loaded (``load_checkpoint``'s dict)."""
     agent = AWAC(int(state["obs_dim"]), int(state["act_dim"]), config, seed=seed)
     restore_agent(state, agent)
     return agent
