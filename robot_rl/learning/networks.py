@@ -35,9 +35,12 @@ class MLP(nn.Module):
         _uniform_(self.layers[-1].bias, LAST_LAYER_INIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = F.relu(layer(x), inplace=True)  # the linear's output is not saved for backward
-        return self.layers[-1](x)
+        # F.linear, not layer(x): at small batches nn.Module's call machinery and ModuleList
+        # slicing cost as much as the products. relu_ in place: addmm keeps no output for backward.
+        *hidden, head = self.layers
+        for layer in hidden:
+            x = F.linear(x, layer.weight, layer.bias).relu_()
+        return F.linear(x, head.weight, head.bias)
 
 
 class EnsembleMLP(nn.Module):
@@ -69,10 +72,9 @@ class EnsembleMLP(nn.Module):
         """`params` (weights then biases, as `parameters()` orders them) lets a caller evaluate
         the ensemble with detached weights: a loss flows into x without touching the critic."""
         n_layers = len(self.weights)
-        if params is None:
-            weights, biases = list(self.weights), list(self.biases)
-        else:
-            weights, biases = list(params[:n_layers]), list(params[n_layers:])
+        if params is None:  # parameters(), not the ParameterLists' own (slower) iteration
+            params = list(self.parameters())
+        weights, biases = params[:n_layers], params[n_layers:]
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.n_members, -1, -1)
         for w, b in zip(weights[:-1], biases[:-1]):
