@@ -233,7 +233,8 @@ def switch_config(agent: AWAC, config: AWACConfig, seed: int) -> AWAC:
     """The same networks and normaliser under another config. A new actor objective (naive
     fine-tuning's SAC) starts a fresh optimiser, as handing a pretrained model to another algorithm
     does; an option that keeps the objective (a guard, a replay scheme) keeps Adam's moments, so an
-    ablation differs from plain AWAC in that option alone."""
+    ablation differs from plain AWAC in that option and in its noise alone: the switched agent draws
+    from generators seeded anew with ``seed`` (kept so, to reproduce the published tables)."""
     if agent.config == config:
         return agent
     switched = AWAC(agent.obs_dim, agent.act_dim, config, seed=seed)
