@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from robot_rl.learning.awac import AWAC
+from robot_rl.learning.logger import UPDATES_PER_S, UpdateRate
 from robot_rl.learning.networks import MLP, GaussianPolicy
 from robot_rl.learning.normalizer import Normalizer
 
@@ -216,11 +217,12 @@ class BackgroundTrainer:
     ``train_step(batch_size)`` runs one update (sampling its batch, and whatever the replay learns
     alongside, e.g. balanced replay's density ratio) and returns its metrics; ``ingest(episode)``
     adds an episode's transitions and returns how many env steps it held (both run in the
-    trainer thread). Callbacks also run in
-    the trainer thread: ``on_snapshot(snapshot)`` after each swap, ``on_checkpoint(counters)``,
-    ``on_pretrained(counters)`` once pretraining is complete and before online training starts
-    (an offline snapshot), ``on_metrics(update, metrics)``, ``on_log(text)``, ``on_progress()``
-    after every update and every idle wait, and ``on_error(error)`` if the thread dies.
+    trainer thread). Callbacks also run in the trainer thread: ``on_snapshot(snapshot)`` after
+    each swap, ``on_checkpoint(counters)``, ``on_pretrained(counters)`` once pretraining is
+    complete and before online training starts (an offline snapshot), ``on_metrics(update,
+    metrics)`` (the update's metrics and updates_per_s since the last call), ``on_log(text)``,
+    ``on_progress()`` after every update and every idle wait, and ``on_error(error)`` if the
+    thread dies.
     """
 
     def __init__(self, agent: AWAC, train_step: Callable[[int], Mapping[str, float]],
@@ -250,6 +252,7 @@ class BackgroundTrainer:
         self.snapshot: PolicySnapshot | None = None  # read by the acting thread
         self.error: BaseException | None = None
         self.update_seconds: list[float] = []  # recent update durations (bench)
+        self._rate = UpdateRate()  # for the logs' updates/s
 
     # ---- acting side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -330,7 +333,7 @@ class BackgroundTrainer:
             self.counters.offline_updates += 1
         n = self.agent.num_updates
         if self._on_metrics is not None and n % self.config.log_every_updates == 0:
-            self._on_metrics(n, metrics)
+            self._on_metrics(n, {**metrics, UPDATES_PER_S: self._rate.read()})
         if online and n % self.config.publish_every_updates == 0:
             self._publish()
         every = self.config.checkpoint_every_updates
@@ -338,6 +341,7 @@ class BackgroundTrainer:
             self._on_checkpoint(self.counters)
 
     def _record_duration(self, seconds: float) -> None:
+        self._rate.add(1, seconds)
         self.update_seconds.append(seconds)
         if len(self.update_seconds) > 2000:
             del self.update_seconds[:1000]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+UPDATES_PER_S = "updates_per_s"  # the metric's name in every learner's log
 
 
 class MetricsLogger:
@@ -59,3 +63,28 @@ class MetricsLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class UpdateRate:
+    """Gradient updates per second spent updating, over the updates since the last read: acting,
+    evaluations and idle waits are left out, so the figure compares with the learner bench's."""
+
+    def __init__(self) -> None:
+        self._updates, self._seconds = 0, 0.0
+
+    def add(self, updates: int, seconds: float) -> None:
+        self._updates += updates
+        self._seconds += seconds
+
+    @contextmanager
+    def timing(self, updates: int = 1) -> Iterator[None]:
+        """Counts ``updates`` updates and the time the block takes."""
+        started = time.perf_counter()
+        yield
+        self.add(updates, time.perf_counter() - started)
+
+    def read(self) -> float:
+        """The rate since the last read (nan when no time was counted), and a fresh count."""
+        rate = self._updates / self._seconds if self._seconds > 0 else math.nan
+        self._updates, self._seconds = 0, 0.0
+        return rate

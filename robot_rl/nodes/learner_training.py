@@ -115,6 +115,7 @@ class LearnerTraining:
                              publish_every_updates=spec.publish_every_updates,
                              updates_per_env_step=spec.updates_per_env_step,
                              checkpoint_every_updates=spec.checkpoint_every_updates,
+                             log_every_updates=self.config.pretrain.log_every_updates,
                              num_threads=spec.trainer_threads),
             pretrain_updates=pretrain if offline is not None else 0,
             train=spec.train, counters=counters, buffer_transitions=n_transitions,
@@ -203,6 +204,10 @@ class LearnerTraining:
     def _ingest(self, episode: FinishedEpisode) -> int:
         self.store.add_episode(episode.steps, episode.info)
         self.replay.add_episode(batch_from_steps(episode.steps))
+        # beside the losses, at the update count the episode arrived at (their step axis)
+        self.metrics.log(self.agent.num_updates, {
+            "episode_return": float(np.sum(episode.steps["reward"])),
+            "episode_success": float(episode.success)})
         return episode.length
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:

@@ -22,7 +22,7 @@ from robot_rl.data.replay import (
     check_action_mode,
     check_observation_size,
 )
-from robot_rl.learning import AWAC, MetricsLogger, save_checkpoint
+from robot_rl.learning import AWAC, UPDATES_PER_S, MetricsLogger, UpdateRate, save_checkpoint
 from robot_rl.learning.factory import (
     batch_from_steps,
     make_replay,
@@ -97,12 +97,14 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
     agent = new_agent(config.awac, data, config.seed)
     replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
     logger = MetricsLogger(run_dir / "pretrain")
+    rate = UpdateRate()
     generator = np.random.default_rng(config.seed)
     for step in tqdm(range(1, config.pretrain.updates + 1), desc="pretrain",
                      disable=not progress):
-        metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        with rate.timing():
+            metrics = train_step(agent, replay, config.awac.batch_size, generator)
         if step % config.pretrain.log_every_updates == 0:
-            logger.log(step, dict(metrics))
+            logger.log(step, {**metrics, UPDATES_PER_S: rate.read()})
     logger.close()
     path = run_dir / "offline.pt"
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
@@ -158,6 +160,7 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
                                        units=TRANSITION_UNITS,
                                        extra=action_mode_extra(env.action_mode), overwrite=True)
     logger = MetricsLogger(run_dir / "finetune")
+    rate = UpdateRate()
     generator = np.random.default_rng(config.seed + 1)
     agent.start_online()
     offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
@@ -171,12 +174,15 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
                                                  "kind": "online"})
         replay.add_episode(batch_from_steps(episode.steps))
-        for _ in range(episode.length * config.finetune.updates_per_env_step):
-            metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        updates = episode.length * config.finetune.updates_per_env_step
+        with rate.timing(updates):
+            for _ in range(updates):
+                metrics = train_step(agent, replay, config.awac.batch_size, generator)
         env_steps += episode.length
         episode_index += 1
         bar.update(episode.length)
-        logger.log(env_steps, {**dict(metrics), "episode_return": episode.episode_return,
+        logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
+                               "episode_return": episode.episode_return,
                                "episode_success": float(episode.success)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
             point = _evaluate_online(config, agent, env, env_steps, logger)

@@ -3,6 +3,7 @@ DDS: one robot, and two twins in two namespaces feeding one learner."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any,
     stored = [store.episode_info(i) for i in range(2)]
     assert [s["success"] for s in stored] == labels[:2]
     assert all(s["robot_namespace"] == "/hand" for s in stored)
+    with open(run_dir / "learner" / "metrics.csv", newline="") as f:  # TensorBoard's twin
+        logged = [float(r["value"]) for r in csv.DictReader(f) if r["name"] == "episode_success"]
+    assert logged == [float(store.episode_info(i)["success"]) for i in range(store.n_episodes)]
 
 
 @pytest.mark.graph

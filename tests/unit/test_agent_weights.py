@@ -105,14 +105,16 @@ def test_trainer_pretrains_publishes_and_keeps_the_ratio() -> None:
     snapshots: list[int] = []
     checkpoints: list[dict] = []
     episodes: list[int] = []
+    logged: list[tuple[int, dict[str, float]]] = []
     trainer = BackgroundTrainer(
         agent, lambda b: agent.update(random_batch(generator, b)),
         lambda ep: episodes.append(ep) or ep,
         BackgroundConfig(batch_size=32, publish_every_updates=5, updates_per_env_step=2.0,
-                         checkpoint_every_updates=10),
+                         checkpoint_every_updates=10, log_every_updates=6),
         pretrain_updates=12, buffer_transitions=100,
         on_snapshot=lambda s: snapshots.append(s.version),
-        on_checkpoint=lambda c: checkpoints.append(c.as_dict()))
+        on_checkpoint=lambda c: checkpoints.append(c.as_dict()),
+        on_metrics=lambda n, metrics: logged.append((n, dict(metrics))))
     trainer.start()
     wait_for(lambda: trainer.snapshot is not None)
     assert snapshots[0] == 12 and trainer.counters.offline_updates == 12
@@ -128,6 +130,9 @@ def test_trainer_pretrains_publishes_and_keeps_the_ratio() -> None:
     assert snapshots == [12, 15, 20] and trainer.snapshot.version == 20
     assert [c["offline_updates"] + c["online_updates"] for c in checkpoints] == [10, 20]
     assert checkpoints[-1]["online_started"] is True
+    assert [n for n, _ in logged] == [6, 12, 18]
+    for _, metrics in logged:  # the losses, and the speed of the 6 updates since the last log
+        assert np.isfinite(metrics["critic_loss"]) and 0 < metrics["updates_per_s"] < 1e6
 
 
 def test_trainer_resumes_counters_and_reports_errors() -> None:

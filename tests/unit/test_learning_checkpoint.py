@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from robot_rl.learning.awac import AWAC
 from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_checkpoint
 from robot_rl.learning.config import AWACConfig, CollapseGuardConfig, config_to_dict
-from robot_rl.learning.logger import MetricsLogger
+from robot_rl.learning.logger import MetricsLogger, UpdateRate
 from robot_rl.learning.normalizer import Normalizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -109,3 +111,15 @@ def test_metrics_logger_writes_csv_and_tensorboard(tmp_path: Path) -> None:
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     MetricsLogger(tmp_path / "plain", tensorboard=False).close()
     assert not (tmp_path / "plain" / "tensorboard").exists()
+
+
+def test_update_rate_counts_updates_over_their_own_time_since_the_last_read() -> None:
+    rate = UpdateRate()
+    assert math.isnan(rate.read())  # nothing counted: no rate rather than 0 or inf
+    rate.add(10, 0.5)
+    rate.add(30, 1.5)
+    assert rate.read() == pytest.approx(20.0)
+    assert math.isnan(rate.read())  # a read starts a fresh count
+    with rate.timing(updates=4):
+        time.sleep(0.05)
+    assert 4 / 0.5 < rate.read() <= 4 / 0.05  # only the block's time: 80/s at most

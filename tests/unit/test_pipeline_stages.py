@@ -3,6 +3,7 @@ evaluations feed the collapse guard's fallback rule the policy being fine-tuned.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def test_a_fitting_dataset_still_trains(drawer_dataset: Path, tmp_path: Path) ->
     drawer = dataclasses.replace(drawer, pretrain=dataclasses.replace(drawer.pretrain, updates=5))
     checkpoint = pretrain(drawer, drawer_dataset, tmp_path / "run", progress=False)
     assert checkpoint.exists()
+
+
+def test_pretrain_and_finetune_log_their_updates_per_second(drawer_dataset: Path,
+                                                          tmp_path: Path) -> None:
+    drawer = load_pipeline_config("drawer", profile="bench_tiny")  # logs every 10 updates
+    pretrain(drawer, drawer_dataset, tmp_path, progress=False)
+    finetune(drawer, tmp_path, drawer_dataset, progress=False)
+    for stage, steps in (("pretrain", ["10", "20"]), ("finetune", None)):
+        with open(tmp_path / stage / "metrics.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["name"] == "updates_per_s"]
+        if steps is not None:
+            assert [r["step"] for r in rows] == steps
+        assert rows and all(0 < float(r["value"]) < 1e6 for r in rows), (stage, rows)
 
 
 @pytest.mark.parametrize("falls_back", [False, True])
