@@ -7,10 +7,13 @@ import torch
 
 
 class Normalizer:
-    """Fixed per-feature affine normaliser (observations, optionally actions).
+    """Fixed per-feature affine normaliser of observations.
 
     Statistics come from the offline dataset and stay frozen, so a policy trained offline sees the
     same inputs online. The std floor keeps constant features (a joint that never moved) finite.
+    Actions get no data statistics: the task's ``ActionMapping`` already maps them to [-1, 1] from
+    the calibration's limits, the policy's support. Statistics of the demonstrations would either
+    leave out the safe range they never visited (min-max) or unbound it (z-scores).
     """
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, std_floor: float = 1e-3) -> None:
