@@ -15,13 +15,13 @@ from robot_rl.learning.config import (
     config_to_dict,
 )
 from robot_rl.learning.guard import CollapseGuard
-from robot_rl.learning.logger import UPDATES_PER_S, MetricsLogger, UpdateRate
+from robot_rl.learning.logger import UPDATES_PER_S, MetricsLogger, UpdateRate, episode_metrics
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.learning.replay import BalancedReplay, ReplayBuffer
 
 __all__ = [
     "AWAC", "AWACConfig", "BalancedReplay", "BalancedReplayConfig", "CollapseGuard",
     "CollapseGuardConfig", "MetricsLogger", "Normalizer", "ReplayBuffer", "UPDATES_PER_S",
-    "UpdateRate", "awr_weights",
+    "UpdateRate", "awr_weights", "episode_metrics",
     "config_from_dict", "config_to_dict", "load_checkpoint", "restore_agent", "save_checkpoint",
 ]

@@ -13,6 +13,11 @@ from typing import Any
 UPDATES_PER_S = "updates_per_s"  # the metric's name in every learner's log
 
 
+def episode_metrics(episode_return: float, success: bool) -> dict[str, float]:
+    """An online episode's scalars, named alike in every learner's log."""
+    return {"episode_return": float(episode_return), "episode_success": float(success)}
+
+
 class MetricsLogger:
     """Long-format CSV keeps working when a run starts logging a new metric halfway through."""
 

@@ -46,6 +46,7 @@ from robot_rl.learning import (
     AWAC,
     MetricsLogger,
     Normalizer,
+    episode_metrics,
     load_checkpoint,
     restore_agent,
     save_checkpoint,
@@ -205,9 +206,8 @@ class LearnerTraining:
         self.store.add_episode(episode.steps, episode.info)
         self.replay.add_episode(batch_from_steps(episode.steps))
         # beside the losses, at the update count the episode arrived at (their step axis)
-        self.metrics.log(self.agent.num_updates, {
-            "episode_return": float(np.sum(episode.steps["reward"])),
-            "episode_success": float(episode.success)})
+        self.metrics.log(self.agent.num_updates,
+                         episode_metrics(np.sum(episode.steps["reward"]), episode.success))
         return episode.length
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:

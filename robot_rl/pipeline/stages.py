@@ -22,7 +22,14 @@ from robot_rl.data.replay import (
     check_action_mode,
     check_observation_size,
 )
-from robot_rl.learning import AWAC, UPDATES_PER_S, MetricsLogger, UpdateRate, save_checkpoint
+from robot_rl.learning import (
+    AWAC,
+    UPDATES_PER_S,
+    MetricsLogger,
+    UpdateRate,
+    episode_metrics,
+    save_checkpoint,
+)
 from robot_rl.learning.factory import (
     batch_from_steps,
     make_replay,
@@ -182,8 +189,7 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         episode_index += 1
         bar.update(episode.length)
         logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
-                               "episode_return": episode.episode_return,
-                               "episode_success": float(episode.success)})
+                               **episode_metrics(episode.episode_return, episode.success)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
             point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
