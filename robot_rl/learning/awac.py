@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.device import resolve_device
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.learning.memory import keep_freed_memory
 from robot_rl.learning.networks import GaussianPolicy, QEnsemble, aggregate_q, gaussian_log_prob
@@ -91,11 +92,13 @@ class AWAC:
         obs_dim: int,
         act_dim: int,
         config: AWACConfig,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
+        """``device`` overrides ``config.device`` (the benchmark's --device)."""
         self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
-        self.device = torch.device(device)
+        self.device = resolve_device(config.device if device is None else device)
+        self.seed = seed
         keep_freed_memory()
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
@@ -328,7 +331,20 @@ class AWAC:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.act_generator.set_state(state["act_generator"])
         self.num_updates = int(state["num_updates"])
+        self._restore_generator(self.generator, state["generator"], offset=0)
+        self._restore_generator(self.act_generator, state["act_generator"], offset=1)
         self.guard.load_state_dict(state["guard"], self.actor)
+
+    def _restore_generator(self, generator: torch.Generator, saved: torch.Tensor,
+                           offset: int) -> None:
+        """The saved noise stream; a checkpoint written on another device type (a CUDA generator's
+        state is 16 bytes, a CPU one's about 5 kB) cannot continue it, so the stream starts anew
+        from the seed and the update count: the weights resume exactly, the noise does not."""
+        if saved.numel() == generator.get_state().numel():
+            generator.set_state(saved)
+            return
+        log.warning("AWAC: the checkpoint's random state is from another device type than %s; "
+                    "the noise restarts from seed %d at update %d (the weights, optimiser and "
+                    "replay resume exactly)", self.device, self.seed, self.num_updates)
+        generator.manual_seed(self.seed + offset + 1_000_003 * self.num_updates)

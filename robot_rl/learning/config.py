@@ -7,8 +7,12 @@ says otherwise. Validation lives in field metadata so the project's YAML loader 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+DEVICE_NAMES = "cpu, cuda, cuda:N or auto"
+_DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 def _num(default: Any, lo: float, hi: float, help_text: str) -> Any:
@@ -109,6 +113,12 @@ class AWACConfig:
                           "it needs a C++ compiler; where compilation fails it warns and trains "
                           "uncompiled); off by default so short runs and tests start at once"},
     )
+    device: str = field(
+        default="cpu",
+        metadata={"help": f"where the learner trains: {DEVICE_NAMES} (the first GPU torch sees, "
+                          "else the CPU). The CPU by default: every published figure was made "
+                          "there, and a robot's computer may have no GPU"},
+    )
     replay: str = _choice("uniform", ("uniform", "balanced"), "replay sampling scheme")
     balanced_replay: BalancedReplayConfig = field(default_factory=BalancedReplayConfig)
     collapse_guard: CollapseGuardConfig = field(default_factory=CollapseGuardConfig)
@@ -119,6 +129,13 @@ class AWACConfig:
             raise ValueError(
                 f"AWACConfig.log_std_range: expected lo < hi, got {self.log_std_range}"
             )
+        check_device_name(self.device, "AWACConfig.device")
+
+
+def check_device_name(name: str, where: str = "device") -> None:
+    """ValueError unless ``name`` is one of DEVICE_NAMES (``learning.device`` resolves it)."""
+    if not isinstance(name, str) or _DEVICE_PATTERN.fullmatch(name) is None:
+        raise ValueError(f"{where}: {name!r} is not one of {DEVICE_NAMES}")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

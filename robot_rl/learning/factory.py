@@ -14,6 +14,7 @@ import numpy as np
 from robot_rl.learning.awac import AWAC
 from robot_rl.learning.checkpoint import load_checkpoint, restore_agent
 from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.device import resolve_device
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.learning.replay import BalancedReplay, Generator, ReplayBuffer
 
@@ -53,8 +54,10 @@ def make_replay(config: AWACConfig, offline: Mapping[str, np.ndarray], online_ca
     obs_dim, act_dim = batch["obs"].shape[1], batch["action"].shape[1]
     n_offline = len(batch["reward"])
     if config.replay == "balanced":
+        # its density-ratio network reads the agent's normalised observations: the agent's device
         replay = BalancedReplay(obs_dim, act_dim, max(n_offline, 1), max(online_capacity, 1),
-                                config.balanced_replay, seed=seed)
+                                config.balanced_replay, device=resolve_device(config.device),
+                                seed=seed)
         replay.add_offline_episode(batch)
         return replay
     uniform = ReplayBuffer(obs_dim, act_dim, max(n_offline + online_capacity, 1))

@@ -29,6 +29,7 @@ from robot_rl.agent.episode import FinishedEpisode
 from robot_rl.agent.tasks import env_id_task
 from robot_rl.config import ConfigError
 from robot_rl.learning.background import PolicySnapshot
+from robot_rl.learning.config import DEVICE_NAMES, check_device_name
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.nodes.learner_training import TrainingSpec
@@ -74,6 +75,8 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
         "trainer_nice": p("trainer_nice", 10, "niceness added to the training process "
                           "(trainer:=process), so the control loop goes first on a busy machine"),
         "trainer_threads": p("trainer_threads", 1, "torch threads of the trainer; 0: default"),
+        "trainer_device": p("trainer_device", "", f"where AWAC trains: {DEVICE_NAMES}; '': the "
+                            "config's awac.device (cpu unless the config says otherwise)"),
         "replay_capacity": p("replay_capacity", 200_000, "online transitions kept in replay"),
     }
 
@@ -101,6 +104,13 @@ class LearnerNode:
                 f"node {name}: parameter task is {acting['task']!r} but "
                 f"config {self.params['config']!r} is for {config_task!r} ({self.config.env_id}); "
                 f"pass task:={config_task} (and its robot)")
+        if self.params["trainer_device"]:
+            try:
+                check_device_name(self.params["trainer_device"], f"node {name}: parameter "
+                                  "trainer_device")
+            except ValueError:
+                self.node.destroy()
+                raise
         if self.params["trainer"] not in TRAINER_MODES or not 0 <= self.params["trainer_nice"] <= 19:
             self.node.destroy()
             raise ValueError(f"node {name}: parameter 'trainer' must be one of "
@@ -160,7 +170,8 @@ class LearnerNode:
             train=p["train"], checkpoint_every_updates=p["checkpoint_every_updates"],
             publish_every_updates=p["publish_every_updates"],
             updates_per_env_step=self.updates_per_env_step,
-            trainer_threads=p["trainer_threads"], replay_capacity=p["replay_capacity"],
+            trainer_threads=p["trainer_threads"], trainer_device=p["trainer_device"],
+            replay_capacity=p["replay_capacity"],
             task=acting["task"], robot=acting["robot"],
             namespaces=tuple(robot.topics.namespace for robot in self.shell.robots))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import signal
 import sys
@@ -81,6 +82,7 @@ class TrainingSpec:
     publish_every_updates: int
     updates_per_env_step: float
     trainer_threads: int
+    trainer_device: str         # '' for the config's awac.device
     replay_capacity: int
     task: str                   # the node's task parameter
     robot: str                  # the node's robot parameter (calibration name or path)
@@ -96,6 +98,9 @@ class LearnerTraining:
         self.run_dir = Path(spec.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = load_pipeline_config(spec.config, None, spec.profile)
+        if spec.trainer_device:
+            self.config = dataclasses.replace(self.config, awac=dataclasses.replace(
+                self.config.awac, device=spec.trainer_device))
         self.calibration = load_robot(spec.robot)
         self.task = make_task(spec.task, self.calibration)
         self.store = self._open_store()

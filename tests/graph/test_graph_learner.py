@@ -27,6 +27,7 @@ from robot_rl.config import ConfigError
 from robot_rl.learning import AWAC, load_checkpoint
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
+from robot_rl.nodes.trainer_link import TrainerFailed
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
@@ -292,8 +293,20 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
         LearnerNode(["--ros-args", *params(config="drawer", trainer="gpu",
                                            run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
 
+    with pytest.raises(ValueError, match=r"parameter trainer_device: 'gpu' is not one of cpu, "
+                                         r"cuda, cuda:N or auto"):
+        LearnerNode(["--ros-args", *params(config="drawer", trainer_device="gpu",
+                                           run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
+    assert not (tmp_path / "run").exists()
+    if not torch.cuda.is_available():  # the training side names the setting, not a CUDA trace
+        with pytest.raises(TrainerFailed, match=r"awac.device: 'cuda', but torch .* sees no CUDA"):
+            LearnerNode(["--ros-args", *params(config="drawer", trainer="thread", train=False,
+                                               trainer_device="cuda", run_dir=tmp_path / "gpu",
+                                               namespaces="[/arm]")])
+
     learner = LearnerNode(["--ros-args", *params(config="drawer", train=False, trainer="thread",
-                                                 run_dir=tmp_path / "ok", namespaces="[/arm]")])
+                                                 trainer_device="auto", run_dir=tmp_path / "ok",
+                                                 namespaces="[/arm]")])
     try:
         assert learner.task.name == "drawer" and learner.shell.calibration.robot == "arm6"
         # the training side (a thread here) built the agent and sent the policy to act with

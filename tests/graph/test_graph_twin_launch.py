@@ -51,6 +51,18 @@ def test_every_task_and_mode_evaluates_with_safety_shutting_all_down(task: str,
             assert param in learner, (param, learner)
 
 
+@pytest.mark.parametrize("task", ["valve", "drawer"])
+def test_each_task_launch_hands_the_learner_arguments_to_the_learner(task: str) -> None:
+    """The drawer's launch file once declared neither online budget (they reached the learner, but
+    `--show-args` did not list them): both tasks declare the same."""
+    given = {"learner_device": "cuda:1", "max_online_env_steps": "7", "updates_per_env_step": "0.5"}
+    desc = LaunchDescription.load(LAUNCH_DIR / f"{task}.launch.yaml", {"mode": "twin", **given})
+    assert set(given) <= {arg.name for arg in desc.declared_args}
+    learner = {p.label: p for p in desc.processes}["learner"].cmd
+    for param in ("trainer_device:=cuda:1", "max_online_env_steps:=7", "updates_per_env_step:=0.5"):
+        assert param in learner, (param, learner)
+
+
 @pytest.mark.graph
 @pytest.mark.parametrize("mode, nodes", [("twin", 2), ("hil", 3)])
 def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, ros_domain: int,
