@@ -20,6 +20,7 @@ or all of it at once:
 
 Configs are YAML files in robot_rl/configs/ (valve, drawer) or a path; change a value with
 --set awac.beta=0.3 (repeatable). Errors name the file, the key and the allowed values.
+`robot-rl config` prints every setting of one, with its meaning, range and default.
 """
 
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="default: the config's eval.episodes")
     evaluate.set_defaults(handler=_eval)
 
+    show = _command(sub, "config", "print a config in full: every setting, what it means, its range",
+                    "Prints the config (after --profile and --set) as YAML with every setting "
+                    "written out, each commented with what it does, what it allows and its default "
+                    "where the config changes it. The output is a config: save it, edit it, and "
+                    "pass it back with --config FILE.", progress=False)
+    show.set_defaults(handler=_show_config)
+
     try:
         from robot_rl.data.cli import add_parser as add_dataset_parser
     except ImportError:
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str,
-             details: str) -> argparse.ArgumentParser:
+             details: str, progress: bool = True) -> argparse.ArgumentParser:
     command = sub.add_parser(name, help=summary, description=f"{summary}.\n\n{details}",
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     command.add_argument("--config", default="valve",
@@ -112,13 +120,23 @@ def _command(sub: argparse._SubParsersAction, name: str, summary: str,
     command.add_argument("--profile", help="a profile of the config, e.g. quick")
     command.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a config value, e.g. awac.beta=0.3")
-    command.add_argument("--quiet", action="store_true", help="no progress bars")
+    if progress:
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
     return command
 
 
 def _config(args: argparse.Namespace):
     from robot_rl.pipeline.config import load_pipeline_config
     return load_pipeline_config(args.config, args.overrides, args.profile)
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    from robot_rl.config import annotated_yaml
+    config = _config(args)  # first: a bad config prints its error, not a half-written header
+    given = " ".join([f"--config {args.config}", *([f"--profile {args.profile}"] if args.profile
+                                                   else []), *(f"--set {o}" for o in args.overrides)])
+    print(f"# robot-rl config {given}\n{annotated_yaml(config)}", end="")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -82,6 +82,48 @@ def replace(config: T, **changes: Any) -> T:
     return from_dict(type(config), merged, source="<override>")
 
 
+def annotated_yaml(config: Any, comment_column: int = 44) -> str:
+    """The config as YAML with every field written out, so it loads back to an equal config; each
+    line commented with the field's help, what it allows, and its default where it differs."""
+    lines: list[str] = []
+    _annotate(config, type(config)(), 0, comment_column, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _annotate(config: Any, default: Any, depth: int, column: int, lines: list[str]) -> None:
+    for f in dataclasses.fields(config):
+        value, base = getattr(config, f.name), getattr(default, f.name)
+        key = "  " * depth + f"{f.name}:"
+        if dataclasses.is_dataclass(value):
+            lines.append(_commented(key, f.metadata.get("help") or _first_line(value), column))
+            _annotate(value, base, depth + 1, column, lines)
+            continue
+        notes = [f.metadata["help"]] if "help" in f.metadata else []
+        if "range" in f.metadata:
+            notes.append("[{}, {}]".format(*f.metadata["range"]))
+        if "choices" in f.metadata:
+            notes.append("one of " + ", ".join(map(str, f.metadata["choices"])))
+        if value != base:
+            notes.append(f"default {_flow(base)}")
+        lines.append(_commented(f"{key} {_flow(value)}", "; ".join(notes), column))
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(to_dict(value), default_flow_style=True, width=1 << 30)
+    return text.removesuffix("\n...\n").strip()  # a plain scalar ends its document with '...'
+
+
+def _commented(text: str, comment: str, column: int) -> str:
+    return f"{text.ljust(column - 1)} # {comment}" if comment else text
+
+
+def _first_line(config: Any) -> str:
+    """The class docstring's first line; '' for a dataclass without one (its generated signature)."""
+    cls = type(config)
+    doc = (cls.__doc__ or "").strip()
+    return "" if not doc or doc.startswith(f"{cls.__name__}(") else doc.splitlines()[0]
+
+
 def to_dict(config: Any) -> Any:
     """Plain dicts, lists and scalars (YAML- and checkpoint-safe) from a config dataclass."""
     if dataclasses.is_dataclass(config):

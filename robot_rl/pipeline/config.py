@@ -16,37 +16,53 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class DatasetConfig:
     """Demonstrations like the AWAC paper's: clean expert runs plus noisy ones (paper: 25 + 500)."""
 
-    demonstrations: int = field(default=25, metadata={"range": (0, 100_000)})
-    noisy_trajectories: int = field(default=500, metadata={"range": (0, 1_000_000)})
+    demonstrations: int = field(default=25, metadata={"range": (0, 100_000),
+                                                      "help": "clean runs of the scripted expert"})
+    noisy_trajectories: int = field(default=500, metadata={
+        "range": (0, 1_000_000), "help": "runs of the expert with noise added to its actions"})
     noise_std: float = field(default=0.5, metadata={"range": (0.0, 5.0),
                                                     "help": "expert action noise of the noisy runs"})
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    updates: int = field(default=25_000, metadata={"range": (0, 10_000_000)})
-    log_every_updates: int = field(default=500, metadata={"range": (1, 1_000_000)})
+    """Offline AWAC on the dataset."""
+
+    updates: int = field(default=25_000, metadata={"range": (0, 10_000_000),
+                                                   "help": "offline gradient updates"})
+    log_every_updates: int = field(default=500, metadata={
+        "range": (1, 1_000_000), "help": "a row of metrics every this many updates"})
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    env_steps: int = field(default=20_000, metadata={"range": (0, 100_000_000)})
+    """Online fine-tuning in the twin, every command gated by the safety supervisor."""
+
+    env_steps: int = field(default=20_000, metadata={"range": (0, 100_000_000),
+                                                     "help": "online control steps in all"})
     updates_per_env_step: int = field(default=1, metadata={"range": (1, 100)})
-    eval_every_env_steps: int = field(default=1_000, metadata={"range": (1, 10_000_000)})
+    eval_every_env_steps: int = field(default=1_000, metadata={
+        "range": (1, 10_000_000), "help": "evaluate the policy every this many online steps"})
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    episodes: int = field(default=50, metadata={"range": (1, 100_000)})
+    """Success rate of the deterministic policy on seeds never used for data."""
+
+    episodes: int = field(default=50, metadata={"range": (1, 100_000),
+                                                "help": "episodes per evaluation"})
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     env_id: str = field(default="robot_rl/ValveTurn-v0",
                         metadata={"choices": ("robot_rl/ValveTurn-v0", "robot_rl/DrawerOpen-v0")})
-    robot: str = "dclaw"
-    seed: int = field(default=0, metadata={"range": (0, 2**31 - 1)})
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    robot: str = field(default="dclaw", metadata={
+        "help": "calibration: a name in calibration/ or a YAML path"})
+    seed: int = field(default=0, metadata={"range": (0, 2**31 - 1),
+                                           "help": "seeds the data, the networks and the evaluation"})
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "keyword arguments of the environment, e.g. {config: {action_mode: absolute}}"})
     dataset: DatasetConfig = DatasetConfig()
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()

@@ -98,3 +98,41 @@ def test_calibration_errors_name_the_problem(tmp_path: Path) -> None:
         load_robot(write(tmp_path, missing))
     with pytest.raises(ConfigError, match="no calibration named 'nope'"):
         load_robot("nope")
+
+
+def _profiles(name: str) -> list[str | None]:
+    from robot_rl.config import load_yaml
+    from robot_rl.pipeline.config import config_path
+    return [None, *load_yaml(config_path(name)).get("profiles", {})]
+
+
+@pytest.mark.parametrize("name", ["valve", "drawer"])
+def test_robot_rl_config_prints_every_setting_and_its_output_loads_back_equal(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every shipped config and profile: the printout is itself a config, with nothing left to the
+    defaults (a file that still loads after the defaults change), each setting explained."""
+    import yaml
+
+    from robot_rl.cli import main
+    for profile in _profiles(name):
+        args = ["config", "--config", name, "--set", "awac.beta=0.3", "--set", "awac.device=auto"]
+        assert main(args + (["--profile", profile] if profile else [])) == 0
+        text = capsys.readouterr().out
+        expected = load_pipeline_config(name, ["awac.beta=0.3", "awac.device=auto"], profile)
+        saved = write(tmp_path, text)
+        assert load_config(PipelineConfig, saved) == expected, profile
+        written = yaml.safe_load(text)
+        assert written["awac"]["balanced_replay"]["temperature"] == 5.0  # defaults written out
+        assert written["awac"]["collapse_guard"].keys() >= {"fallback", "fallback_margin"}
+    lines = dict(line.split(":", 1) for line in text.splitlines() if line.startswith("  beta:"))
+    assert "AWAC temperature lambda" in lines["  beta"] and "[0.01, 10.0]; default 0.5" in \
+        lines["  beta"]
+    assert "one of awr, bc, sac" in text and "cuda:N or auto" in text
+
+
+def test_robot_rl_config_refuses_a_bad_value_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl.cli import main
+    assert main(["config", "--set", "awac.critic_aggregation=max"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "awac.critic_aggregation: 'max' is not one of 'min', 'mean_minus_std'" in captured.err
