@@ -58,6 +58,7 @@ from robot_rl.learning.background import (
     PolicySnapshot,
     TrainerCounters,
 )
+from robot_rl.learning.device import resolve_device
 from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
@@ -98,7 +99,8 @@ class LearnerTraining:
         self.run_dir = Path(spec.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = load_pipeline_config(spec.config, None, spec.profile)
-        if spec.trainer_device:
+        if spec.trainer_device:  # checked here so that its error names the parameter
+            resolve_device(spec.trainer_device, "learner parameter trainer_device")
             self.config = dataclasses.replace(self.config, awac=dataclasses.replace(
                 self.config.awac, device=spec.trainer_device))
         self.calibration = load_robot(spec.robot)

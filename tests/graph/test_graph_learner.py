@@ -299,7 +299,8 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
                                            run_dir=tmp_path / "run"), "-r", "__ns:=/arm"])
     assert not (tmp_path / "run").exists()
     if not torch.cuda.is_available():  # the training side names the setting, not a CUDA trace
-        with pytest.raises(TrainerFailed, match=r"awac.device: 'cuda', but torch .* sees no CUDA"):
+        with pytest.raises(TrainerFailed, match=r"parameter trainer_device: 'cuda', but torch .* sees "
+                                                r"no CUDA"):
             LearnerNode(["--ros-args", *params(config="drawer", trainer="thread", train=False,
                                                trainer_device="cuda", run_dir=tmp_path / "gpu",
                                                namespaces="[/arm]")])
