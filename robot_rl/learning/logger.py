@@ -49,6 +49,15 @@ class MetricsLogger:
             if self._tb is not None:
                 self._tb.add_scalar(key, float(value), int(step), walltime=wall)
 
+    def log_config(self, yaml_text: str, name: str = "config.yaml") -> Path:
+        """The run's config beside its scalars: written to ``name`` (replacing the last start's:
+        a resumed run records the config it resumed with) and to TensorBoard's text tab."""
+        path = self.run_dir / name
+        path.write_text(yaml_text)
+        if self._tb is not None:
+            self._tb.add_text("config", f"```yaml\n{yaml_text}```")  # markdown: kept verbatim
+        return path
+
     def flush(self) -> None:
         if self._csv_file is not None:
             self._csv_file.flush()

@@ -35,7 +35,7 @@ import numpy as np
 from robot_rl.agent.episode import FinishedEpisode
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import snapshot_to_bytes
-from robot_rl.config import to_dict
+from robot_rl.config import annotated_yaml, to_dict
 from robot_rl.data import EpisodeStore, transitions
 from robot_rl.data.replay import (
     TRANSITION_UNITS,
@@ -114,6 +114,7 @@ class LearnerTraining:
         self.replay, n_transitions = self._replay(offline, online)
         self.generator = np.random.default_rng((self.config.seed, self.agent.num_updates))
         self.metrics = MetricsLogger(self.run_dir / "learner")
+        self.metrics.log_config(annotated_yaml(self.config))
         pretrain = spec.pretrain_updates if spec.pretrain_updates >= 0 else \
             self.config.pretrain.updates
         self._last_progress_s = 0.0

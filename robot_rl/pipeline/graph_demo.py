@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm.auto import tqdm
 
-from robot_rl.config import to_dict
+from robot_rl.config import annotated_yaml
 from robot_rl.nodes import learner as learner_node
 from robot_rl.nodes import learner_training, topics
 from robot_rl.pipeline import stages
@@ -67,7 +66,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
     clock.lap("record")
     _clear_learner_outputs(run_dir)
     config_file = run_dir / CONFIG_COPY  # the learner trains with exactly this config
-    config_file.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    config_file.write_text(annotated_yaml(config))
     with _Graph(launch_command(config, config_file, dataset, run_dir), run_dir / LOG) as graph:
         monitor = SafetyMonitor()
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from robot_rl.config import to_dict
+from robot_rl.config import annotated_yaml, to_dict
 from robot_rl.data import EpisodeStore, transitions
 from robot_rl.data.replay import (
     TRANSITION_UNITS,
@@ -104,6 +104,7 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
     agent = new_agent(config.awac, data, config.seed)
     replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
     logger = MetricsLogger(run_dir / "pretrain")
+    logger.log_config(annotated_yaml(config))
     rate = UpdateRate()
     generator = np.random.default_rng(config.seed)
     for step in tqdm(range(1, config.pretrain.updates + 1), desc="pretrain",
@@ -167,6 +168,7 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
                                        units=TRANSITION_UNITS,
                                        extra=action_mode_extra(env.action_mode), overwrite=True)
     logger = MetricsLogger(run_dir / "finetune")
+    logger.log_config(annotated_yaml(config))
     rate = UpdateRate()
     generator = np.random.default_rng(config.seed + 1)
     agent.start_online()

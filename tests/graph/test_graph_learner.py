@@ -4,6 +4,7 @@ POLICY, acting only with weights. (With the twin and the safety node: test_graph
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import re
@@ -23,12 +24,12 @@ from robot_rl.agent.events import decode_event, encode_event
 from robot_rl.agent.observation import robot_topics
 from robot_rl.agent.sites import SiteKinematics
 from robot_rl.agent.weights import snapshot_to_bytes
-from robot_rl.config import ConfigError
+from robot_rl.config import ConfigError, load_config
 from robot_rl.learning import AWAC, load_checkpoint
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
 from robot_rl.nodes.trainer_link import TrainerFailed
-from robot_rl.pipeline.config import load_pipeline_config
+from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
@@ -320,6 +321,10 @@ def test_learner_takes_task_and_robot_from_its_config_and_refuses_a_contrary_tas
         learner.close()
         learner.node.destroy()
     assert learner.trainer.final is not None and not learner.trainer.final["failed"]
+    # the config it trained with, beside its metrics: the drawer's, with the device it was given
+    saved = load_config(PipelineConfig, tmp_path / "ok" / "learner" / "config.yaml")
+    assert saved == dataclasses.replace(load_pipeline_config("drawer"), awac=dataclasses.replace(
+        load_pipeline_config("drawer").awac, device="auto"))
 
 
 @pytest.mark.parametrize("trainer", ["process", "thread"])

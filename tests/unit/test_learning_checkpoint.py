@@ -113,6 +113,23 @@ def test_metrics_logger_writes_csv_and_tensorboard(tmp_path: Path) -> None:
     assert not (tmp_path / "plain" / "tensorboard").exists()
 
 
+def test_metrics_logger_keeps_the_config_in_a_file_and_in_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with MetricsLogger(tmp_path / "run") as logger:
+        logger.log_config("awac:\n  beta: 0.3\n")
+    with MetricsLogger(tmp_path / "run") as logger:  # a resumed run records its own
+        path = logger.log_config("awac:\n  beta: 0.4\n")
+    assert path.read_text() == "awac:\n  beta: 0.4\n"
+    texts = []
+    for events in sorted((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        texts += [e.tensor_proto.string_val[0].decode()
+                  for e in accumulator.Tensors("config/text_summary")]
+    assert sorted(texts) == ["```yaml\nawac:\n  beta: 0.3\n```", "```yaml\nawac:\n  beta: 0.4\n```"]
+
+
 def test_update_rate_counts_updates_over_their_own_time_since_the_last_read() -> None:
     rate = UpdateRate()
     assert math.isnan(rate.read())  # nothing counted: no rate rather than 0 or inf

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from robot_rl.cli import main
+from robot_rl.config import load_config
 from robot_rl.data import DatasetError, EpisodeStore, transitions
 from robot_rl.data.replay import check_action_mode
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import load_pipeline_config
+from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.pipeline.stages import finetune, pretrain, record
 
 
@@ -55,11 +56,14 @@ def test_a_fitting_dataset_still_trains(drawer_dataset: Path, tmp_path: Path) ->
     assert checkpoint.exists()
 
 
-def test_pretrain_and_finetune_log_their_updates_per_second(drawer_dataset: Path,
-                                                          tmp_path: Path) -> None:
+def test_pretrain_and_finetune_log_their_config_and_updates_per_second(drawer_dataset: Path,
+                                                                     tmp_path: Path) -> None:
     drawer = load_pipeline_config("drawer", profile="bench_tiny")  # logs every 10 updates
     pretrain(drawer, drawer_dataset, tmp_path, progress=False)
-    finetune(drawer, tmp_path, drawer_dataset, progress=False)
+    tuned = load_pipeline_config("drawer", ["awac.beta=0.3"], profile="bench_tiny")
+    finetune(tuned, tmp_path, drawer_dataset, progress=False)
+    for stage, config in (("pretrain", drawer), ("finetune", tuned)):  # each stage its own
+        assert load_config(PipelineConfig, tmp_path / stage / "config.yaml") == config, stage
     for stage, steps in (("pretrain", ["10", "20"]), ("finetune", None)):
         with open(tmp_path / stage / "metrics.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if r["name"] == "updates_per_s"]
