@@ -40,7 +40,8 @@ class FinetuneConfig:
 
     env_steps: int = field(default=20_000, metadata={"range": (0, 100_000_000),
                                                      "help": "online control steps in all"})
-    updates_per_env_step: int = field(default=1, metadata={"range": (1, 100)})
+    updates_per_env_step: int = field(default=1, metadata={
+        "range": (1, 100), "help": "gradient updates per online step, made after each episode"})
     eval_every_env_steps: int = field(default=1_000, metadata={
         "range": (1, 10_000_000), "help": "evaluate the policy every this many online steps"})
 
@@ -56,7 +57,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     env_id: str = field(default="robot_rl/ValveTurn-v0",
-                        metadata={"choices": ("robot_rl/ValveTurn-v0", "robot_rl/DrawerOpen-v0")})
+                        metadata={"choices": ("robot_rl/ValveTurn-v0", "robot_rl/DrawerOpen-v0"),
+                                  "help": "the task, as a gymnasium id"})
     robot: str = field(default="dclaw", metadata={
         "help": "calibration: a name in calibration/ or a YAML path"})
     seed: int = field(default=0, metadata={"range": (0, 2**31 - 1),
