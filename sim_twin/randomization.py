@@ -42,8 +42,7 @@ class RandomizationConfig:
 class ModelRandomizer:
     """Keeps the nominal parameters of a model and redraws them in place."""
 
-    def __init__(self, model: mujoco.MjModel, robot_dofs: np.ndarray,
-                 robot_actuators: np.ndarray) -> None:
+    def __init__(self, model: mujoco.MjModel, robot_actuators: np.ndarray) -> None:
         self.model = model
         self.robot_actuators = robot_actuators
         self.nominal = {

@@ -9,9 +9,6 @@ import numpy as np
 from robot_rl.data.errors import DatasetError
 from robot_rl.data.store import EpisodeStore
 
-TRANSITION_KEYS = ("observation", "action", "reward", "next_observation", "done")
-
-
 # Units of the keys `transitions` reads, for a store's ``units`` attribute.
 TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
                     "action": "normalised [-1, 1]", "reward": "1",

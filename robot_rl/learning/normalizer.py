@@ -51,9 +51,6 @@ class Normalizer:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
     def state_dict(self) -> dict[str, torch.Tensor | float]:
         return {"mean": self.mean.cpu().clone(), "std": self.std.cpu().clone(),
                 "std_floor": self.std_floor}

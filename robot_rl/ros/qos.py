@@ -39,10 +39,6 @@ QOS_SENSOR_DATA = QosProfile(reliability="best_effort", depth=5)
 # calibration); the same shape as rclpy's parameter-events/"transient local" profiles.
 QOS_LATCHED = QosProfile(durability="transient_local", depth=1)
 
-PROFILES: dict[str, QosProfile] = {
-    "default": QOS_DEFAULT, "sensor_data": QOS_SENSOR_DATA, "latched": QOS_LATCHED,
-}
-
 
 def qos_from_depth(qos: QosProfile | int | None) -> QosProfile:
     """rclpy accepts an int depth where a profile is expected; so do we."""
