@@ -76,7 +76,7 @@ class TwinTaskEnv(gym.Env):
                         seed=physics_seed)
         self._targets = self.twin.joint_targets_rad()
         self._previous_action = self.task.targets_to_action(self._targets, self._targets)
-        if self.task.actions.mode == "relative":
+        if self.task.actions.steps_from_command:
             self._previous_action = np.zeros_like(self._previous_action)
         self._steps = 0
         state = self.state()

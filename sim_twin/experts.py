@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.tasks.base import wrap_angle
+from robot_rl.tasks.base import velocity_step_rad, wrap_angle
 from sim_twin.kinematics import SiteIK
 
 
@@ -27,8 +27,7 @@ class Expert:
         self.noise_std = noise_std
         self.rng = np.random.default_rng(seed)
         cal = self.task.calibration
-        self.max_change_rad = np.minimum(cal.safety.max_step_rad,
-                                         cal.velocity_limit_rad_s * self.task.control_period_s)
+        self.max_change_rad = velocity_step_rad(cal, self.task.control_period_s)
         self.ik = SiteIK(self.env.twin.model, cal.joint_names)
         self._targets: np.ndarray | None = None
 
@@ -38,7 +37,7 @@ class Expert:
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = obs["state"] if isinstance(obs, dict) else obs
         joints = self.task.field(obs, "joint_position_rad").astype(np.float64)
-        if self.task.actions.mode == "relative":
+        if self.task.actions.steps_from_command:
             # the action is a change of the env's commanded targets (after the gate), so plan
             # from those. Absolute actions keep the expert's own track of its requests, as every
             # absolute-action dataset in docs/results.md was recorded (changing it would change

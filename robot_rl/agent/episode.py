@@ -153,7 +153,7 @@ class EpisodeMachine:
         self.phase = Phase.RUNNING
         self._targets = np.asarray(self.reset.joint_positions_rad, dtype=np.float64).copy()
         self._command_rad = None  # the last episode's commands are not this one's targets
-        if self.task.actions.mode == "relative":
+        if self.task.actions.steps_from_command:
             self._previous_action = np.zeros(self.task.n_joints, np.float32)
         else:
             self._previous_action = self.task.targets_to_action(self._targets, self._targets)
@@ -178,7 +178,7 @@ class EpisodeMachine:
         if action.shape != (self.task.n_joints,):
             raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
                              f"expected {self.task.n_joints} actions (task {self.task.name})")
-        if self.task.actions.mode == "relative" and self._command_rad is not None:
+        if self.task.actions.steps_from_command and self._command_rad is not None:
             self._targets = self._command_rad
         self._targets = self.task.action_to_targets(action, self._targets)
         self._command_rad = None

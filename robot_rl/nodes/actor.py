@@ -138,7 +138,7 @@ class ActingShell:
                                  lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
-        if self.task.actions.mode == "relative":  # steps start from what the supervisor sent
+        if self.task.actions.steps_from_command:  # steps start from what the supervisor sent
             node.create_subscription(m.JointState, names.command,
                                      lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)

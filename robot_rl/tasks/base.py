@@ -15,7 +15,7 @@ import numpy as np
 
 from robot_rl.robot_config import RobotCalibration
 
-ACTION_MODES = ("absolute", "relative")
+ACTION_MODES = ("absolute", "relative", "velocity")
 REWARDS = ("sparse", "dense")
 
 
@@ -62,23 +62,33 @@ class ActionMapping:
 
     The usable range is the calibration's limits shrunk by the safety margin, so that a saturated
     action never asks the supervisor for a target it would clip. ``absolute``: -1..1 spans the range.
-    ``relative``: the action is a delta of at most ``safety.max_step_rad`` per step.
+    ``relative``: the action is a step of at most ``safety.max_step_rad`` from the last command.
+    ``velocity``: the action is a joint velocity, a fraction of the joint's velocity limit, held
+    for one control period: a step of at most ``velocity_step_rad``, so that a saturated action is
+    what the supervisor's velocity limit lets through (``relative`` asks for more on a joint whose
+    limit allows less than ``max_step_rad`` per period, and the supervisor clips it).
     """
 
-    def __init__(self, calibration: RobotCalibration, mode: str) -> None:
+    def __init__(self, calibration: RobotCalibration, mode: str, control_period_s: float) -> None:
         if mode not in ACTION_MODES:
             raise ValueError(f"action_mode {mode!r}: expected one of {ACTION_MODES}")
         margin = calibration.safety.position_margin_rad
         self.mode = mode
         self.lower_rad = calibration.lower_rad + margin
         self.upper_rad = calibration.upper_rad - margin
-        self.max_step_rad = calibration.safety.max_step_rad
+        self.step_rad = (velocity_step_rad(calibration, control_period_s) if mode == "velocity"
+                         else np.full(calibration.n_joints, calibration.safety.max_step_rad))
+
+    @property
+    def steps_from_command(self) -> bool:
+        """Whether an action is a step from the last command (relative, velocity), not a target."""
+        return self.mode != "absolute"
 
     def to_targets(self, action: np.ndarray, current_targets_rad: np.ndarray) -> np.ndarray:
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         if self.mode == "absolute":
             return self.lower_rad + 0.5 * (action + 1.0) * (self.upper_rad - self.lower_rad)
-        targets = np.asarray(current_targets_rad, dtype=np.float64) + action * self.max_step_rad
+        targets = np.asarray(current_targets_rad, dtype=np.float64) + action * self.step_rad
         return np.clip(targets, self.lower_rad, self.upper_rad)
 
     def to_action(self, targets_rad: np.ndarray, current_targets_rad: np.ndarray) -> np.ndarray:
@@ -87,8 +97,15 @@ class ActionMapping:
         if self.mode == "absolute":
             action = 2.0 * (targets - self.lower_rad) / (self.upper_rad - self.lower_rad) - 1.0
         else:
-            action = (targets - np.asarray(current_targets_rad)) / self.max_step_rad
+            action = (targets - np.asarray(current_targets_rad)) / self.step_rad
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def velocity_step_rad(calibration: RobotCalibration, control_period_s: float) -> np.ndarray:
+    """Per joint, the most a target may move in one control period that neither the supervisor's
+    velocity limit nor its step limit clips: min(velocity limit * period, max_step_rad)."""
+    return np.minimum(calibration.velocity_limit_rad_s * control_period_s,
+                      calibration.safety.max_step_rad)
 
 
 class Task(abc.ABC):
@@ -101,7 +118,7 @@ class Task(abc.ABC):
     def __init__(self, calibration: RobotCalibration, config: Any) -> None:
         self.calibration = calibration
         self.config = config
-        self.actions = ActionMapping(calibration, config.action_mode)
+        self.actions = ActionMapping(calibration, config.action_mode, config.control_period_s)
         self.layout = self.observation_layout()
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from robot_rl.config import ConfigError, from_dict
 from robot_rl.robot_config import load_robot
+from robot_rl.safety import RobotState, Supervisor
 from robot_rl.tasks import TaskState, ValveTask, ValveTaskConfig
 
 TIPS = ("f0_tip_site", "f1_tip_site", "f2_tip_site")
@@ -132,3 +134,32 @@ def test_config_validation_from_yaml_data() -> None:
         from_dict(ValveTaskConfig, {"reward": "shaped"})
     with pytest.raises(ConfigError, match="control_period_s"):
         from_dict(ValveTaskConfig, {"control_period_s": 5.0})
+
+
+def test_velocity_actions_step_what_the_supervisors_velocity_limit_lets_through(
+        task: ValveTask) -> None:
+    """A saturated relative action asks 0.25 rad per step of joints the velocity limit holds to
+    0.15 (3 rad/s at 20 Hz), so the supervisor clips it; a saturated velocity action passes."""
+    cal = task.calibration
+    tasks = {mode: ValveTask(cal, ValveTaskConfig(action_mode=mode))
+             for mode in ("relative", "velocity")}
+    period = tasks["velocity"].control_period_s
+    expected = np.minimum(cal.velocity_limit_rad_s * period, cal.safety.max_step_rad)
+    assert np.all(expected < cal.safety.max_step_rad)  # the case this mode exists for
+    zeros = np.zeros(cal.n_joints)
+    np.testing.assert_allclose(tasks["velocity"].action_to_targets(np.full(9, 5.0), zeros), expected)
+    np.testing.assert_allclose(tasks["velocity"].targets_to_action(expected / 2, zeros), 0.5)
+    assert all(t.actions.steps_from_command for t in tasks.values())
+    assert not ValveTask(cal, ValveTaskConfig(action_mode="absolute")).actions.steps_from_command
+
+    unbounded = dataclasses.replace(cal, safety=dataclasses.replace(cal.safety, workspace=None))
+    for mode, clipped in (("velocity", False), ("relative", True)):
+        supervisor = Supervisor(unbounded)
+        supervisor.update_state(RobotState(10.0, zeros, zeros, zeros))
+        assert supervisor.filter(zeros, 10.0).status == "pass"
+        supervisor.update_state(RobotState(10.0 + period, zeros, zeros, zeros))
+        step = tasks[mode].action_to_targets(np.ones(9), zeros)
+        verdict = supervisor.filter(step, 10.0 + period)
+        limited = [r for r in verdict.reasons if r.startswith("velocity_limit")]
+        assert (len(limited) == cal.n_joints) == clipped, (mode, verdict)
+        assert (verdict.status == "pass") == (not clipped), (mode, verdict)
