@@ -138,13 +138,14 @@ def test_image_observations(env_id: str) -> None:
 
 
 @pytest.mark.parametrize("env_id", [VALVE, DRAWER])
-def test_expert_in_relative_action_mode(env_id: str) -> None:
+@pytest.mark.parametrize("mode", ["relative", "velocity"])
+def test_expert_in_the_action_modes_that_step_from_the_command(env_id: str, mode: str) -> None:
     """Relative actions move the env's commanded targets; an expert that planned from its own
     idea of them (the measured pose at reset) failed most valve episodes through the gate."""
     robot = "dclaw" if env_id == VALVE else "arm6"
     gate = SupervisorGate(load_robot(robot))
-    env = gym.make(env_id, config={"action_mode": "relative"}, command_gate=gate)
-    assert env.unwrapped.task.actions.mode == "relative"
+    env = gym.make(env_id, config={"action_mode": mode}, command_gate=gate)
+    assert env.unwrapped.task.actions.mode == mode
     expert = make_expert(env, 0.0, seed=0)
     successes = []
     for seed in range(8):
