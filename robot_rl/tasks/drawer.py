@@ -35,7 +35,10 @@ class DrawerTaskConfig:
     goal_opening_m: float = field(default=0.15, metadata={
         "range": (0.01, 0.25), "help": "success once the drawer is open this far"})
     reward: str = field(default="sparse", metadata={"choices": REWARDS})
-    action_mode: str = field(default="absolute", metadata={"choices": ACTION_MODES})
+    action_mode: str = field(default="absolute", metadata={
+        "choices": ACTION_MODES, "help": "absolute: a target in each joint's range; relative, "
+                                         "velocity: a step from the last gated target (see the "
+                                         "valve task)"})
     terminate_on_success: bool = True
     home_rad: tuple[float, ...] = field(default=(0.0, -0.16, 0.19, 0.0, -0.03, 0.0), metadata={
         "range": (-3.0, 3.0), "help": "arm pose at reset (calibration order): hook above the "

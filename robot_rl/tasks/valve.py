@@ -50,9 +50,11 @@ class ValveTaskConfig:
     reward: str = field(default="sparse", metadata={"choices": REWARDS})
     action_mode: str = field(default="relative", metadata={
         "choices": ACTION_MODES,
-        "help": "relative: a step from the last gated target; absolute: a target, which the "
-                "supervisor rate-limits into a fixed-size step toward it (AWAC reached 90% in "
-                "5 of 5 seeds with relative actions, 1 of 3 with absolute: docs/results.md)"})
+        "help": "relative: a step of up to safety.max_step_rad from the last gated target; "
+                "velocity: a step of up to the velocity limit times the control period (what the "
+                "supervisor passes); absolute: a target, which the supervisor rate-limits into a "
+                "fixed-size step toward it (AWAC reached 90% in 5 of 5 seeds with relative "
+                "actions, 1 of 3 with absolute: docs/results.md)"})
     terminate_on_success: bool = field(default=True, metadata={
         "help": "end the episode at success (the critic bootstraps nothing past it)"})
     finger_home_rad: tuple[float, float, float] = field(default=(0.0, -0.27, -0.97), metadata={
