@@ -1,5 +1,6 @@
 """What the safety supervisor makes of a trained policy's commands: per checkpoint, the share of
-commands it passes unchanged, clips (rate, position or workspace limits) and holds.
+commands it passes unchanged, clips (rate, position or workspace limits) and holds, and which of
+its rules acted on how many of them.
 
 Evaluates each checkpoint's deterministic policy in the gated twin (the evaluation seeds of
 `stages.evaluate`; the environment and agent config saved in the checkpoint) and counts the
@@ -25,22 +26,24 @@ from robot_rl.pipeline.rollout import GatedEnv
 VERDICTS = ("pass", "clipped", "hold")  # the supervisor's verdict statuses; "other": e-stop
 
 
-def verdict_shares(checkpoint: Path, episodes: int) -> tuple[float, int, dict[str, float]]:
-    """(success rate, commands, share of each verdict) of one checkpoint's evaluation, in the
-    environment and with the agent config the checkpoint was trained with (saved in it)."""
+def verdict_shares(checkpoint: Path, episodes: int
+                   ) -> tuple[float, int, dict[str, float], dict[str, float]]:
+    """(success rate, commands, share of each verdict, share of the commands each supervisor rule
+    acted on) of one checkpoint's evaluation, in the environment and with the agent config the
+    checkpoint was trained with (saved in it)."""
     state = load_checkpoint(checkpoint)
     config = from_dict(PipelineConfig, state["config"], source=str(checkpoint))
     env = GatedEnv(config)
     try:
         agent = agent_from_checkpoint(state, config.awac, seed=config.seed)
         result = stages.evaluate(config, agent, episodes, env=env)
-        counts = env.gate.statuses
+        counts, rules = env.gate.statuses, env.gate.rules
     finally:
         env.close()
     total = sum(counts.values())
     shares = {v: counts.get(v, 0) / total for v in VERDICTS}
     shares["other"] = 1.0 - sum(shares.values())
-    return result.success_rate, total, shares
+    return result.success_rate, total, shares, {rule: n / total for rule, n in rules.most_common()}
 
 
 def main() -> None:
@@ -53,9 +56,11 @@ def main() -> None:
     print(f"{'checkpoint':<70} {'success':>7} {'commands':>8} "
           + " ".join(f"{v:>8}" for v in (*VERDICTS, "other")))
     for path in args.checkpoints:
-        success, total, shares = verdict_shares(path, args.episodes)
+        success, total, shares, rules = verdict_shares(path, args.episodes)
         print(f"{str(path)[-70:]:<70} {success:>7.2f} {total:>8d} "
               + " ".join(f"{shares[v]:>8.1%}" for v in (*VERDICTS, "other")))
+        print(" " * 8 + "rules, share of commands: "
+              + (", ".join(f"{rule} {share:.1%}" for rule, share in rules.items()) or "none"))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class SupervisorGate:
                            if calibration.safety.workspace is not None else None)
         self.supervisor = Supervisor(calibration, self.kinematics)
         self.statuses: Counter[str] = Counter()
+        self.rules: Counter[str] = Counter()  # commands each supervisor rule acted on
         self._last_goal_rad: np.ndarray | None = None
 
     def __call__(self, targets_rad: np.ndarray, state: dict[str, np.ndarray],
@@ -38,6 +39,7 @@ class SupervisorGate:
         ))
         verdict = self.supervisor.filter(targets_rad, time_s)
         self.statuses[verdict.status] += 1
+        self.rules.update({reason.split()[0] for reason in verdict.reasons})  # once per command
         if verdict.command_rad is not None:
             self._last_goal_rad = np.asarray(verdict.command_rad, dtype=np.float64)
         elif self._last_goal_rad is None:

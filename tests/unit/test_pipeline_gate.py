@@ -27,3 +27,17 @@ def test_a_rejected_command_holds_and_a_jump_is_clipped() -> None:
     # a wild jump is cut to the step limit from the measured position
     jumped = gate(np.full(9, 1.0), state(0.05), 0.20)
     assert np.all(jumped - 0.05 <= load_robot("dclaw").safety.max_step_rad + 1e-9)
+
+
+def test_the_gate_counts_the_commands_each_rule_acted_on_across_episodes() -> None:
+    """Once per command, however many joints a rule clipped; episodes add up (a reset keeps them)."""
+    gate = SupervisorGate(load_robot("dclaw"))
+    gate(np.zeros(9), state(0.0), 0.05)
+    gate(np.full(9, 0.05), state(0.0), 0.10)  # within every limit
+    assert sum(gate.rules.values()) == 0 and gate.statuses["pass"] == 2
+    gate(np.full(9, 0.40), state(0.05), 0.15)  # every joint past the velocity limit
+    assert gate.rules["velocity_limit"] == 1 and gate.statuses["clipped"] == 1
+    gate.reset()
+    gate(np.zeros(9), state(0.0), 0.05)
+    gate(np.full(9, np.nan), state(0.0), 0.10)
+    assert gate.rules["velocity_limit"] == 1 and gate.rules["nan_in_command"] == 1
