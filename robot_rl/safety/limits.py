@@ -20,6 +20,10 @@ from robot_rl.config import ConfigError
 from robot_rl.robot_config import RobotCalibration
 
 _RULES = ("position_limit", "step_from_measured", "step_from_command", "velocity_limit")
+# A limit met to within this is not reported as a clip (the command is still clipped exactly):
+# limits computed from float time stamps (v * dt) round either way, and a policy that asks for
+# exactly the velocity limit would otherwise count as clipped by 1e-17 rad on some steps.
+REPORT_TOLERANCE_RAD = 1e-9
 _RULES_FROM_MEASURED = ("position_limit", "step_from_measured", "velocity_limit")
 
 
@@ -173,11 +177,11 @@ def constrain(desired_rad: np.ndarray, box: Box, rule_names: tuple[str, ...],
             between = (np.minimum(origin_rad, hard_only), np.maximum(origin_rad, hard_only))
             command = clip(clip(command, *between), box.lower, box.upper)
     reasons: list[str] = []
-    for j in (desired_rad > box.upper).nonzero()[0]:
+    for j in (desired_rad > box.upper + REPORT_TOLERANCE_RAD).nonzero()[0]:
         reasons.append(f"{rule_names[box.upper_rule[j]]} {joint_names[j]}")
-    for j in (desired_rad < box.lower).nonzero()[0]:
+    for j in (desired_rad < box.lower - REPORT_TOLERANCE_RAD).nonzero()[0]:
         reasons.append(f"{rule_names[box.lower_rule[j]]} {joint_names[j]}")
-    moved = (command != hard_only).nonzero()[0]
+    moved = (np.abs(command - hard_only) > REPORT_TOLERANCE_RAD).nonzero()[0]
     reasons += [f"acceleration_limit {joint_names[j]}" for j in moved]
     return command, tuple(reasons)
 

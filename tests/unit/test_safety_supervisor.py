@@ -518,3 +518,20 @@ def test_a_reference_a_few_ulps_past_a_limit_still_leaves_a_command() -> None:
     past = limits.upper_rad + 1e-6  # a real gap is still empty
     box, rules = hard_box(limits, limits.upper_rad, past + limits.max_step_rad * 3, 0.0, True)
     assert constrain(limits.upper_rad, box, rules, limits.joint_names)[0] is None
+
+
+def test_a_step_of_exactly_the_velocity_limit_passes_whatever_the_time_stamps_round_to() -> None:
+    """dt = 0.15 - 0.1 rounds to 0.04999999999999999 s, so v * dt falls 5e-17 rad short of a step
+    of v * 0.05: the command is still held to the box, but that is no clip to report; 1e-6 rad
+    more is."""
+    velocity_step = DCLAW.velocity_limit_rad_s * 0.05  # 3 rad/s at 20 Hz
+    for extra_rad, clipped in ((0.0, False), (1e-6, True)):
+        sup = Supervisor(without_workspace())
+        sup.update_state(state(0.1))
+        assert sup.filter(np.zeros(N), 0.1).status == "pass"
+        sup.update_state(state(0.15))
+        verdict = sup.filter(velocity_step + extra_rad, 0.15)
+        assert (verdict.status == "clipped") == clipped, verdict
+        assert np.all(verdict.command_rad <= DCLAW.velocity_limit_rad_s * (0.15 - 0.1) + 1e-15)
+        if clipped:
+            assert all(r.startswith("velocity_limit") for r in verdict.reasons)
