@@ -63,10 +63,10 @@ class ActionMapping:
     The usable range is the calibration's limits shrunk by the safety margin, so that a saturated
     action never asks the supervisor for a target it would clip. ``absolute``: -1..1 spans the range.
     ``relative``: the action is a step of at most ``safety.max_step_rad`` from the last command.
-    ``velocity``: the action is a joint velocity, a fraction of the joint's velocity limit, held
-    for one control period: a step of at most ``velocity_step_rad``, so that a saturated action is
-    what the supervisor's velocity limit lets through (``relative`` asks for more on a joint whose
-    limit allows less than ``max_step_rad`` per period, and the supervisor clips it).
+    ``velocity``: the action is a step of at most ``velocity_step_rad`` (the velocity limit times
+    the control period, or ``max_step_rad`` where that is less), so that a saturated action is
+    what the supervisor lets through (``relative`` asks for more on a joint whose velocity limit
+    allows less than ``max_step_rad`` per period, and the supervisor clips it).
     """
 
     def __init__(self, calibration: RobotCalibration, mode: str, control_period_s: float) -> None:
