@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import both_backends
 from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
@@ -23,6 +24,7 @@ NAMES = list(CAL.joint_names)
 N = len(NAMES)
 
 
+@both_backends
 def test_keys_and_gamepad_move_targets_and_publish_events(ros_domain: int, spawn: Any) -> None:
     master, slave = os.openpty()  # the node's stdin is a terminal, as for a person at a keyboard
     teleop = spawn(node_cmd("robot_rl.nodes.teleop", "-r", "__ns:=/hand",
@@ -75,6 +77,7 @@ def test_keys_and_gamepad_move_targets_and_publish_events(ros_domain: int, spawn
     assert stop(teleop) == 0
 
 
+@both_backends
 def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn: Any) -> None:
     ns = ("-r", "__ns:=/hand")
     twin = spawn(node_cmd("sim_twin.node", *ns, *params(publish_rate_hz=50.0)))

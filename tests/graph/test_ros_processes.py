@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from conftest import python_cmd
+from conftest import both_backends, python_cmd
+from graph_probe import read_line_containing
 
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
@@ -45,12 +46,12 @@ def _spin_until(node: Any, condition: Callable[[], bool], timeout_s: float,
         node.spin_once(0.05)
 
 
+@both_backends
 def test_joint_state_and_image_cross_processes(ros_domain: int, spawn: Any) -> None:
     echo = spawn(python_cmd(ECHO_NODE, "--ros-args", "-r", "__ns:=/peer"),
                  stderr=subprocess.PIPE, text=True)
     assert echo.stderr is not None
-    ready = echo.stderr.readline()
-    assert "[peer.echo]: ready on /peer/pong/joint_states" in ready, ready
+    read_line_containing(echo.stderr, "[peer.echo]: ready on /peer/pong/joint_states")
 
     node = make_node("tester", "/peer", argv=[])
     try:
