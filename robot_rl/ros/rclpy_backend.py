@@ -323,32 +323,35 @@ class RclpyNode(Node):
                 self._spin_public(timeout_s)
                 return
             # rclpy's spin_once runs one handler of one wait, and a subscription's handler takes
-            # one message. Here: every handler of a wait, then waits without blocking until none
-            # is ready, at most _MAX_ROUNDS times (the dds backend's take batch: a publisher
-            # faster than the node cannot keep spin_once from returning).
+            # one message. Here: every handler of a wait, then, while subscriptions had messages
+            # (a queue may hold more), waits that do not block, at most _MAX_ROUNDS in all (the
+            # dds backend's take batch: a publisher faster than the node cannot keep spin_once
+            # from returning). A round of timers alone needs no second look.
             timeout = timeout_s
             for _ in range(_MAX_ROUNDS):
-                if self._run_ready(ready, timeout) == 0:
+                if not self._run_ready(ready, timeout):
                     break
                 timeout = 0.0
         except (ShutdownException, ExternalShutdownException):
             self._shutdown.set()
 
     @staticmethod
-    def _run_ready(ready: Callable[..., Any], timeout_s: float) -> int:
-        """One wait of rclpy's executor, then every handler it found; how many ran. Each handler
-        must run once it is made: rclpy keeps its entity out of later waits until it has."""
+    def _run_ready(ready: Callable[..., Any], timeout_s: float) -> bool:
+        """One wait of rclpy's executor, then every handler it found; whether a subscription's
+        was among them. Each handler must run once it is made: rclpy keeps its entity out of
+        later waits until it has."""
         from rclpy.executors import TimeoutException
-        ran = 0
+        from rclpy.subscription import Subscription
+        took_messages = False
         try:
-            for handler, _entity, _node in ready(timeout_sec=timeout_s):
+            for handler, entity, _node in ready(timeout_sec=timeout_s):
                 handler()
-                ran += 1
+                took_messages = took_messages or isinstance(entity, Subscription)
                 if handler.exception() is not None:
                     raise handler.exception()
         except TimeoutException:
             pass
-        return ran
+        return took_messages
 
     def _spin_public(self, timeout_s: float) -> None:
         """The same with rclpy's public API: spin_once runs one handler, and the call after a
