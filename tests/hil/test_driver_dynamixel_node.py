@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import both_backends
 from graph.graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
@@ -71,6 +72,7 @@ class Listener:
         return np.array(self.joints[-1].position)
 
 
+@both_backends
 def test_node_publishes_state_obeys_command_only_and_turns_torque_off(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     calibration = slow_bus_calibration(tmp_path)

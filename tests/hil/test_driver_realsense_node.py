@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import both_backends
 from graph.graph_probe import Probe, node_cmd, params, stop
 
 pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0-0 to import")
@@ -62,6 +63,7 @@ def twin_recording(tmp_path_factory: pytest.TempPathFactory
     return path, colors, depths, intrinsics
 
 
+@both_backends
 def test_node_plays_the_twin_recording_over_dds(ros_domain: int, spawn: Any,
                                                 twin_recording: Any) -> None:
     path, colors, depths, intrinsics = twin_recording

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import python_cmd
+from conftest import both_backends, python_cmd
 from graph.graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
@@ -75,6 +75,7 @@ sys.exit(run(Fake, []))
 
 
 @pytest.mark.parametrize("mode", ["joint_trajectory", "forward_command"])
+@both_backends
 def test_bridge_reorders_states_and_commands_the_controller(ros_domain: int, spawn: Any,
                                                             mode: str) -> None:
     controller = "fake_arm_controller"
