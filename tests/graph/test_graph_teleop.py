@@ -100,7 +100,9 @@ def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn:
             lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
             what="the twin to take the leader's pose")
         # moving fast can trip the current limit (a hold, then motion resumes); at rest it passes
-        probe.wait_until(lambda: status[-1].data in ("pass", "clipped"), 5.0,
+        # (the status is latched and repeated each second: a volatile reader that matched after
+        # the last change, as Fast DDS's slower discovery allows, has none until then)
+        probe.wait_until(lambda: bool(status) and status[-1].data in ("pass", "clipped"), 5.0,
                          lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
                          what="safety passing the mirrored commands at rest")
     finally:

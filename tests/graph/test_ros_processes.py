@@ -57,11 +57,15 @@ def test_joint_state_and_image_cross_processes(ros_domain: int, spawn: Any) -> N
     try:
         joints_back: list[m.JointState] = []
         images_back: list[m.Image] = []
-        node.create_subscription(m.JointState, "pong/joint_states", joints_back.append,
-                                 QOS_DEFAULT)
-        node.create_subscription(m.Image, "pong/image", images_back.append, QOS_SENSOR_DATA)
+        endpoints = [
+            node.create_subscription(m.JointState, "pong/joint_states", joints_back.append,
+                                     QOS_DEFAULT),
+            node.create_subscription(m.Image, "pong/image", images_back.append, QOS_SENSOR_DATA)]
         joints_out = node.create_publisher(m.JointState, "ping/joint_states", QOS_DEFAULT)
         image_out = node.create_publisher(m.Image, "ping/image", QOS_SENSOR_DATA)
+        endpoints += [joints_out, image_out]
+        # discovery first (Cyclone: milliseconds; Fast DDS: seconds), then the exchange
+        _spin_until(node, lambda: all(e.matched_count() for e in endpoints), 30.0)
 
         sent = m.joint_state([f"joint_{i}" for i in range(9)], np.linspace(-1, 1, 9),
                              np.arange(9.0), np.full(9, 0.25), stamp_s=100.125)
