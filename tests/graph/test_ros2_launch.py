@@ -109,9 +109,16 @@ class Launched:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def alive(self) -> bool:
-        assert self.proc.poll() is None, f"launch ended early:\n{self.output()[-4000:]}"
-        return True
+    def wait(self, peer: RosPeer, condition: Any, timeout_s: float, what: str,
+             every: Any = None) -> None:
+        """``peer.wait_until(condition)`` while launch runs; a failure shows launch's output."""
+        def ready() -> bool:
+            assert self.proc.poll() is None, f"launch ended early:\n{self.output()[-4000:]}"
+            return bool(condition())
+        try:
+            peer.wait_until(ready, timeout_s, every, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlaunch output:\n{self.output()[-4000:]}") from None
 
     def node_commands(self) -> list[str]:
         return _children_cmdlines(self.proc.pid)
@@ -158,23 +165,23 @@ def test_launch_file_runs_under_jazzys_launch_on_rclpy(
         images = peer.subscribe("sensor_msgs/msg/Image", "/camera/color/image_raw", "sensor")
         raw = peer.publisher("sensor_msgs/msg/JointState", f"{namespace}/command_raw")
         expected = {f"{namespace}/{n}" for n in nodes}
-        peer.wait_until(lambda: launched.alive() and expected <= peer.nodes() and bool(states),
-                        90, what=f"{sorted(expected)} and joint states")
+        launched.wait(peer, lambda: expected <= peer.nodes() and bool(states), 90,
+                      f"{sorted(expected)} and joint states")
         # every node runs from the install space's lib/robot_rl, on rclpy
         installed = f"{launched.workspace}/install/robot_rl/lib/robot_rl/"
         commands_run = launched.node_commands()
         assert len(commands_run) == len(nodes), commands_run
         assert all(installed in cmd for cmd in commands_run), commands_run
         if "camera:=true" in arguments:  # camera_fps 30, an integer, for a float parameter
-            peer.wait_until(lambda: bool(images), 30, what="camera images")
+            launched.wait(peer, lambda: bool(images), 30, "camera images")
 
         def hold_still() -> None:
             msg = ros_message_class("sensor_msgs/msg/JointState")(
                 name=names, position=list(states[-1].position))
             raw.publish(msg)
 
-        peer.wait_until(lambda: bool(commands), 30, hold_still,
-                        what="a raw command gated by the safety node")
+        launched.wait(peer, lambda: bool(commands), 30, "a raw command gated by the safety node",
+                      hold_still)
     finally:
         peer.close()
     out = launched.stop()
@@ -195,11 +202,10 @@ def test_real_mode_starts_its_drivers_under_jazzys_launch(
     peer = RosPeer()
     try:
         expected = {f"{namespace}/{driver}", f"{namespace}/safety"}
-        peer.wait_until(lambda: launched.alive() and expected <= peer.nodes(), 90,
-                        what=f"{sorted(expected)}")
+        launched.wait(peer, lambda: expected <= peer.nodes(), 90, f"{sorted(expected)}")
         if driver == "dynamixel":
-            peer.wait_until(lambda: f"cannot open {port}" in launched.output(), 30,
-                            what="the driver naming the absent port")
+            launched.wait(peer, lambda: f"cannot open {port}" in launched.output(), 30,
+                          "the driver naming the absent port")
     finally:
         peer.close()
     launched.stop()

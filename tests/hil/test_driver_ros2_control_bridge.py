@@ -96,9 +96,12 @@ def test_bridge_reorders_states_and_commands_the_controller(ros_domain: int, spa
         np.testing.assert_allclose(last.effort, [0.1 * fake_order.index(n) for n in NAMES])
 
         goal = np.array([0.3, -0.4, 0.5, -0.2, 0.1, 0.25])
-        probe.wait_until(lambda: np.allclose(joints[-1].position, goal, atol=1e-6), 20.0,
+        # (and the fake's echo of it: this reader may match after the first commands, as Fast
+        # DDS's slower discovery allows)
+        probe.wait_until(lambda: np.allclose(joints[-1].position, goal, atol=1e-6)
+                         and bool(echo), 20.0,
                          every=lambda: command.publish(m.joint_state(NAMES, goal)),
-                         period_s=0.05, what="the arm at the commanded goal")
+                         period_s=0.05, what="the arm at the commanded goal, and its echo")
         got = json.loads(echo[-1].data)
         if mode == "joint_trajectory":
             assert got == {"joint_names": NAMES, "points": 1,
