@@ -227,9 +227,10 @@ class RclpyNode(Node):
             _Context.release()
             raise
         # rcl applied __node/__ns remaps: take name and namespace from it. The overrides rcl
-        # parsed (-p, --params-file) feed api.Node's typing rules in declare_parameter.
-        overrides = {key: _plain(p.value)
-                     for key, p in getattr(self._node, "_parameter_overrides", {}).items()}
+        # parsed (-p, --params-file) feed api.Node's typing rules in declare_parameter (rclpy
+        # keeps them in Node._parameter_overrides, from Foxy to Rolling; its own declare reads
+        # them there too).
+        overrides = {key: _plain(p.value) for key, p in self._node._parameter_overrides.items()}
         super().__init__(self._node.get_name(), self._node.get_namespace(),
                          NodeOptions(parameter_overrides=overrides))
         self._logger = self._node.get_logger()  # type: ignore[assignment]
