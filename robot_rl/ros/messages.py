@@ -35,7 +35,7 @@ __all__ = [
     "Time", "Duration", "Header", "String", "Bool", "MultiArrayDimension", "MultiArrayLayout",
     "Float32MultiArray", "Float64MultiArray", "UInt8MultiArray", "JointState", "Image",
     "RegionOfInterest", "CameraInfo", "Joy", "KeyValue", "DiagnosticStatus", "DiagnosticArray",
-    "JointTrajectoryPoint", "JointTrajectory", "Log", "MESSAGE_TYPES", "ros_type_name",
+    "JointTrajectoryPoint", "JointTrajectory", "Log", "Clock", "MESSAGE_TYPES", "ros_type_name",
     "type_description", "type_hash",
     "stamp_to_s", "s_to_stamp", "now_stamp", "header", "joint_state", "image_from_numpy",
     "image_to_numpy", "IMAGE_ENCODINGS",
@@ -240,11 +240,19 @@ class Log(IdlStruct, typename=_dds("rcl_interfaces", "Log")):
     line: uint32 = 0
 
 
+# --- rosgraph_msgs -------------------------------------------------------------------------
+@dataclass
+class Clock(IdlStruct, typename=_dds("rosgraph_msgs", "Clock")):
+    """Simulated time on /clock: what nodes with use_sim_time run on."""
+
+    clock: Time = field(default_factory=Time)
+
+
 MESSAGE_TYPES: tuple[type, ...] = (
     Time, Duration, Header, String, Bool, MultiArrayDimension, MultiArrayLayout,
     Float32MultiArray, Float64MultiArray, UInt8MultiArray, JointState, Image, RegionOfInterest,
     CameraInfo, Joy, KeyValue, DiagnosticStatus, DiagnosticArray, JointTrajectoryPoint,
-    JointTrajectory, Log,
+    JointTrajectory, Log, Clock,
 )
 # Fields declared ``byte`` here (see the module docstring) that the .msg files declare uint8: the
 # type hash needs the ROS type.

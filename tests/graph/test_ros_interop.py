@@ -31,7 +31,8 @@ NAMES = list(CAL.joint_names)
 MID = NAMES.index("f0_mid")
 # every message type robot_rl's nodes publish, and the rest of messages.MESSAGE_TYPES
 ALL_SAMPLES = {**SAMPLES, m.Log: m.Log(stamp=m.Time(5, 6), level=m.Log.WARN, name="hand.twin",
-                                       msg="hot ✓", file="twin.py", function="tick", line=42)}
+                                       msg="hot ✓", file="twin.py", function="tick", line=42),
+               m.Clock: m.Clock(clock=m.Time(1234, 500_000_000))}
 
 
 @pytest.fixture
