@@ -6,9 +6,10 @@ ROS type (``sensor_msgs/msg/JointState`` -> ``sensor_msgs.msg.JointState``), gui
 ``get_fields_and_field_types()``.
 
 What this backend does that plain rclpy would not, and why:
-- Every robot_rl node of a process shares one rclpy context of its own (``_Context``), initialised
-  by the first node and shut down with the last one, so test processes can make and drop nodes
-  (and change ``ROS_DOMAIN_ID`` between them), and a user's own ``rclpy.init()`` is left alone.
+- The robot_rl nodes of a process on one ``ROS_DOMAIN_ID`` share an rclpy context of robot_rl's
+  own (``_Context``), made with the first and shut down with the last, so test processes can make
+  and drop nodes and change ``ROS_DOMAIN_ID`` between them, and a user's own ``rclpy.init()`` is
+  left alone.
   rclpy installs no signal handlers for it: ``Node.spin`` handles SIGINT/SIGTERM as on dds.
 - Each node's ``--ros-args`` apply to that node only (``cli_args``), not to the whole process.
 - ``spin_once`` runs every callback that is ready after one wait, as the Node API promises (rclpy's
@@ -148,33 +149,50 @@ def loopback_discovery_env() -> None:
 
 
 class _Context:
-    """The rclpy context shared by the robot_rl nodes of this process (reference-counted)."""
+    """The rclpy contexts of this process's robot_rl nodes: one per ROS_DOMAIN_ID (rcl fixes a
+    context's domain when it is made), each shut down with its last node. A node made after
+    ROS_DOMAIN_ID changed joins the new domain even while a node of the old one lives on, as on
+    the dds backend (a participant per domain)."""
 
     _lock = threading.Lock()
-    _context: Any = None
-    _users = 0
+    _contexts: dict[int, tuple[Any, int]] = {}  # domain id -> (context, nodes using it)
 
     @classmethod
-    def acquire(cls, argv: list[str]) -> Any:
+    def acquire(cls, argv: list[str]) -> tuple[int, Any]:
         import rclpy
         from rclpy.signals import SignalHandlerOptions
+        domain_id = domain_id_from_env()
         with cls._lock:
-            if cls._context is None:
+            context, users = cls._contexts.get(domain_id, (None, 0))
+            if context is None:
                 loopback_discovery_env()
                 context = rclpy.Context()
-                rclpy.init(args=global_ros_args(argv), context=context,
+                rclpy.init(args=global_ros_args(argv), context=context, domain_id=domain_id,
                            signal_handler_options=SignalHandlerOptions.NO)
-                cls._context = context
-            cls._users += 1
-            return cls._context
+            cls._contexts[domain_id] = (context, users + 1)
+            return domain_id, context
 
     @classmethod
-    def release(cls) -> None:
+    def release(cls, domain_id: int) -> None:
         with cls._lock:
-            cls._users -= 1
-            if cls._users == 0 and cls._context is not None:
-                cls._context.try_shutdown()
-                cls._context = None
+            context, users = cls._contexts[domain_id]
+            if users > 1:
+                cls._contexts[domain_id] = (context, users - 1)
+            else:
+                del cls._contexts[domain_id]
+                context.try_shutdown()
+
+
+def domain_id_from_env() -> int:
+    """``ROS_DOMAIN_ID`` (0 when unset), checked as the dds backend checks it."""
+    raw = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+    try:
+        domain_id = int(raw)
+    except ValueError:
+        raise ValueError(f"ROS_DOMAIN_ID: expected an integer 0-232, got {raw!r}") from None
+    if not 0 <= domain_id <= 232:
+        raise ValueError(f"ROS_DOMAIN_ID: expected an integer 0-232, got {domain_id}")
+    return domain_id
 
 
 class RclpyPublisher:
@@ -219,12 +237,12 @@ class RclpyNode(Node):
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node as _RclpyNode
 
-        self._context = _Context.acquire(argv)
+        self._domain_id, self._context = _Context.acquire(argv)
         try:
             self._node = _RclpyNode(name, namespace=namespace or "", context=self._context,
                                     cli_args=list(argv), use_global_arguments=False)
         except Exception:
-            _Context.release()
+            _Context.release(self._domain_id)
             raise
         # rcl applied __node/__ns remaps: take name and namespace from it. The overrides rcl
         # parsed (-p, --params-file) feed api.Node's typing rules in declare_parameter (rclpy
@@ -385,7 +403,7 @@ class RclpyNode(Node):
         self._destroyed = True
         self._executor.shutdown(timeout_sec=1.0)
         self._node.destroy_node()
-        _Context.release()
+        _Context.release(self._domain_id)
 
 
 def _plain(value: Any) -> Any:

@@ -152,6 +152,23 @@ def test_rclpy_nodes_of_one_process_keep_their_own_arguments(ros_domain: int) ->
         second.destroy()
 
 
+@needs_rclpy
+def test_a_node_made_after_ros_domain_id_changed_is_on_the_new_domain(
+        ros_domain: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rcl fixes a context's domain when it is made: while a node of the old domain lived on
+    (a test that forgot to destroy one), new nodes joined its stale context and domain."""
+    old = make_node("old", argv=[], backend="rclpy")
+    other = 1 + ros_domain % 232
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(other))
+    new = make_node("new", argv=[], backend="rclpy")
+    try:
+        assert f"ROS_DOMAIN_ID {ros_domain}," in old.backend_description()  # type: ignore
+        assert f"ROS_DOMAIN_ID {other}," in new.backend_description()  # type: ignore
+    finally:
+        new.destroy()
+        old.destroy()
+
+
 @both_backends
 def test_clocks(ros_domain: int) -> None:
     node = make_node("clocks", argv=[])
