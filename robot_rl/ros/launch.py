@@ -682,8 +682,8 @@ class LaunchRunner:
                 self._log("INFO", f"process [{spec.label}] finished cleanly [pid {proc.proc.pid}]")
             else:
                 self._failed = True
-                self._log("ERROR", _death(spec.label, proc.proc.pid, code, len(proc.tail)),
-                          *proc.tail)
+                tail = list(proc.tail)  # one copy: a grandchild may still hold the pipe open
+                self._log("ERROR", _death(spec.label, proc.proc.pid, code, len(tail)), *tail)
             if spec.shutdown_on_exit:  # an essential node ended: the graph cannot go on
                 self._failed = True
                 self._log("ERROR", f"process [{spec.label}] has on_exit: shutdown: stopping "

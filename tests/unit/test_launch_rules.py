@@ -250,6 +250,17 @@ def test_the_missing_node_error_lists_every_node_executable(tmp_path: Path) -> N
     assert execs <= set(known), execs - set(known)
 
 
+def test_without_robot_rl_installed_the_error_says_so(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> None:
+        raise launch_module.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(launch_module.importlib.metadata, "distribution", not_installed)
+    assert re.search(r"main.launch.yaml:2: node: robot_rl is not installed \(pip install -e \.\): "
+                     r"its node executables are its console scripts$",
+                     _error(tmp_path, f"launch:\n- node: {{{NODE}}}\n"))
+
+
 def test_errors_in_an_included_file_name_it_and_the_include(tmp_path: Path) -> None:
     message = _error(tmp_path, "launch:\n- arg: {name: mode, default: twin}\n"
                                "- include: {file: '$(dirname)/$(var mode).launch.yaml'}\n",
