@@ -194,3 +194,16 @@ def test_torque_waits_for_the_first_command_when_asked(ros_domain: int, spawn: A
         finally:
             probe.destroy()
         assert stop(driver) == 0
+
+
+def test_a_control_rate_too_slow_for_the_state_timeout_is_refused_by_name(
+        ros_domain: int) -> None:
+    """The chain refuses goals against a reading older than safety.state_timeout_s (0.2 s):
+    reading at 5 Hz, every other command would be refused. Caught before any port is opened."""
+    from drivers.dynamixel.node import DynamixelNode
+
+    with pytest.raises(ValueError) as err:
+        DynamixelNode(["--ros-args", "-p", "control_rate_hz:=5.0", "-p", "port:=/nonexistent"])
+    message = str(err.value)
+    assert "control_rate_hz 5.0" in message and "safety.state_timeout_s (0.2 s" in message
+    assert "calibration dclaw" in message
