@@ -13,8 +13,9 @@ robot_rl: learn manipulation skills on real robots.
 The pipeline, step by step (each step reads what the one before wrote):
   robot-rl record   --out runs/valve/dataset.zarr        scripted demonstrations into a zarr dataset
   robot-rl pretrain --dataset runs/valve/dataset.zarr --out runs/valve   offline AWAC
-  robot-rl finetune --run runs/valve                      online fine-tuning in the twin, gated by safety
+  robot-rl finetune --run runs/valve [--resume]           online fine-tuning in the twin, gated by safety
   robot-rl eval     --checkpoint runs/valve/finetuned.pt  success rate of a policy
+  robot-rl report   --run runs/valve                      the demo's report and plot for the run
 or all of it at once:
   robot-rl demo                                           the valve task on the MuJoCo twin, with a report
                                                           (twin, safety, learner: nodes over DDS)
@@ -76,6 +77,7 @@ def _user_error(err: Exception) -> tuple[str, int] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-rl", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"robot-rl {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = _command(sub, "demo", "record, pretrain, fine-tune and evaluate; write a report",
@@ -122,11 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "Starts from RUN/offline.pt with the dataset in the replay buffer; online "
                         "episodes are stored in RUN/online.zarr and the policy in "
                         "RUN/finetuned.pt. Either one from an earlier run is refused unless "
-                        "--overwrite.")
+                        "--resume (continue that run: from RUN/finetuned.pt, its online episodes "
+                        "kept in the replay and new ones appended, for another "
+                        "finetune.env_steps steps; session after session on a robot) or "
+                        "--overwrite (start over from RUN/offline.pt).")
     finetune.add_argument("--run", type=Path, required=True, help="run folder from pretrain")
     finetune.add_argument("--dataset", type=Path, help="dataset (default: RUN/dataset.zarr)")
-    finetune.add_argument("--overwrite", action="store_true",
-                          help="replace RUN/online.zarr, RUN/finetuned.pt and the finetune log")
+    again = finetune.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in RUN: from RUN/finetuned.pt, RUN/online.zarr "
+                            "kept and appended to")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace RUN/online.zarr, RUN/finetuned.pt and the finetune log")
     finetune.set_defaults(handler=_finetune)
 
     evaluate = _command(sub, "eval", "evaluate a checkpoint's success rate",
@@ -139,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive_int,
                           help="default: the config's eval.episodes")
     evaluate.set_defaults(handler=_eval)
+
+    report = _command(sub, "report", "evaluate a run's policies and write the demo's report",
+                      "For a run made step by step (record, pretrain, finetune): evaluates "
+                      "RUN/offline.pt and RUN/finetuned.pt as demo does and writes "
+                      "RUN/report.md, report.json and learning_curve.png with the dataset's "
+                      "success rates, the fine-tuning curve and the safety supervisor's verdicts "
+                      "of every finetune session. The config is the one stored in "
+                      "RUN/finetuned.pt unless --config is given.", config_default=None)
+    report.add_argument("--run", type=Path, required=True,
+                        help="run folder (pretrain's --out, finetune's --run)")
+    report.add_argument("--dataset", type=Path, help="dataset (default: RUN/dataset.zarr)")
+    report.add_argument("--overwrite", action="store_true", help="replace an earlier report")
+    report.set_defaults(handler=_report)
 
     show = _command(sub, "config", "print a config in full: every setting, what it means, its range",
                     "Prints the config (after --profile and --set) as YAML with every setting "
@@ -156,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("launch", help="run a ROS 2 YAML launch file without ROS 2 (FILE [name:=value])")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("robot_rl")
+    except PackageNotFoundError:  # run from a source tree that pip never installed
+        return "0+unknown"
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str,
@@ -254,9 +284,21 @@ def _finetune(args: argparse.Namespace) -> int:
     from robot_rl.pipeline.stages import DATASET, finetune
     dataset = args.dataset or args.run / DATASET
     result = finetune(_config(args), args.run, dataset, progress=not args.quiet,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, resume=args.resume)
     print(f"fine-tuned policy: {result.checkpoint} "
-          f"(success {result.curve[-1].success_rate:.0%} at the last evaluation)")
+          f"(success {result.curve[-1].success_rate:.0%} at the last evaluation, "
+          f"{result.curve[-1].env_steps} online steps in all)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from robot_rl.pipeline.stages import FINETUNED_CHECKPOINT, eval_config, report_run
+    config = eval_config(args.run / FINETUNED_CHECKPOINT, args.config, args.overrides,
+                         args.profile)
+    report_run(config, args.run, dataset_path=args.dataset, progress=not args.quiet,
+               overwrite=args.overwrite)
+    print((args.run / "report.md").read_text())
+    print(f"report: {args.run / 'report.md'}  plot: {args.run / 'learning_curve.png'}")
     return 0
 
 

@@ -66,6 +66,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                    help="merge even if robot, task or units differ (--overwrite is what "
                         "replaces an existing output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "split", _split, "deal shuffled episodes into several datasets by fraction")
     p.add_argument("input", help="dataset to split")
@@ -74,6 +75,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                         "--out val.zarr=0.1 (fractions sum to 1)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "filter", _filter, "copy the episodes whose episode info matches")
     p.add_argument("input", help="dataset to read")
@@ -82,6 +84,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                    help="required episode-info value; VALUE is JSON (true, 3, \"ann\") or a "
                         "plain string; repeat to require several")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "stats", _stats, "per-dimension mean, std, min, max of keys (streamed)")
     p.add_argument("path", help="dataset (zarr directory)")
@@ -89,6 +92,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                    help="keys, comma-separated or repeated (default: all non-image numeric "
                         "keys)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "import-rosbag", _import_rosbag,
                  "resample rosbag2 recordings (sqlite3 or mcap) onto a control clock")
@@ -252,7 +256,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    result = tools.merge(args.inputs, args.output, force=args.force, overwrite=args.overwrite)
+    result = tools.merge(args.inputs, args.output, force=args.force, overwrite=args.overwrite,
+                         progress=not args.quiet)
     print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} steps "
           f"from {len(result['sources'])} datasets")
     return 0
@@ -260,7 +265,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     outputs = {path: float(fraction) for path, fraction in _pairs(args.out, "PATH=FRACTION")}
-    assignment = tools.split(args.input, outputs, seed=args.seed, overwrite=args.overwrite)
+    assignment = tools.split(args.input, outputs, seed=args.seed, overwrite=args.overwrite,
+                             progress=not args.quiet)
     for path, indices in assignment.items():
         print(f"wrote {path}: {len(indices)} episodes")
     return 0
@@ -273,13 +279,14 @@ def _filter(args: argparse.Namespace) -> int:
             wanted[field] = json.loads(text)
         except ValueError:
             wanted[field] = text
-    kept = tools.filter(args.input, args.output, wanted, overwrite=args.overwrite)
+    kept = tools.filter(args.input, args.output, wanted, overwrite=args.overwrite,
+                        progress=not args.quiet)
     print(f"wrote {args.output}: {len(kept)} episodes matching {wanted}")
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    result = tools.stats(args.path, args.keys)
+    result = tools.stats(args.path, args.keys, progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2, default=_jsonable))
         return 0

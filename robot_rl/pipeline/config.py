@@ -31,7 +31,7 @@ class PretrainConfig:
     updates: int = field(default=25_000, metadata={"range": (0, 10_000_000),
                                                    "help": "offline gradient updates"})
     log_every_updates: int = field(default=500, metadata={
-        "range": (1, 1_000_000), "help": "a row of metrics every this many updates"})
+        "range": (1, 1_000_000), "help": "a row of metrics every this many updates, and at the last"})
 
 
 @dataclass(frozen=True)
