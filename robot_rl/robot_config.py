@@ -82,6 +82,9 @@ class SafetyConfig:
     telemetry_timeout_s: float = field(default=2.0, metadata={
         "range": (0.01, 60.0),
         "help": "temperature / hardware error older than this holds, once the stream was seen"})
+    stamp_tolerance_s: float = field(default=0.1, metadata={
+        "range": (0.0, 1.0),
+        "help": "a state stamped further ahead of the receiver's clock is invalid (holds)"})
 
 
 @dataclass(frozen=True)
