@@ -163,6 +163,33 @@ def test_a_single_jumped_reading_sends_nothing_and_drags_nothing() -> None:
     assert sup.diagnostics(10.05)[0].level == OK
 
 
+@pytest.mark.parametrize("previous, latest", [
+    (0.3, 0.52),  # the reading before was not yet 2 * max_step away (only max_step)
+    (0.6, 1.2),  # both far, but 0.6 rad apart: they do not agree within max_step
+])
+def test_a_jump_is_confirmed_only_by_two_far_readings_that_agree(previous: float,
+                                                                 latest: float) -> None:
+    sup = running()  # sent 0 at 10.01
+    sup.update_state(state(10.02, bump(previous)), 10.02)
+    sup.update_state(state(10.03, bump(latest)), 10.03)
+    verdict = sup.filter(bump(latest), 10.04)
+    assert verdict.command_rad is None and verdict.reasons == ("infeasible f0_mid",)
+    assert sup.counters["rebase"] == 0
+
+
+def test_a_rebased_joint_starts_again_from_rest() -> None:
+    sup = running()  # sent 0 at 10.01, at rest
+    sup.update_state(state(10.02), 10.02)
+    assert sup.filter(bump(0.024), 10.03).status == "pass"  # now moving up at 1.2 rad/s
+    sup.update_state(state(10.04, bump(-0.7)), 10.04)  # pushed down by hand
+    sup.update_state(state(10.045, bump(-0.7)), 10.045)
+    # from rest the acceleration limit allows 60 * 0.02^2 = 0.024 rad either way; still
+    # moving up at 1.2 rad/s, moving down would be an acceleration limit clip
+    verdict = sup.filter(bump(-0.72), 10.05)
+    assert verdict.reasons == ("rebase f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(-0.72)
+
+
 def test_a_teleport_rebases_the_rate_limits_and_commands_flow_at_once() -> None:
     sup = running()  # sent 0 at 10.01
     teleported = bump(0.7)  # a twin reset, a push by hand, a driver restart: 0.7 > 2 * 0.25
@@ -215,17 +242,19 @@ def test_a_jump_during_a_hold_holds_where_the_robot_now_is() -> None:
     assert sup.filter(bump(0.7), 10.09).status == "pass"
 
 
-@pytest.mark.parametrize("outside, inside, limit", [(1.7, 0.9, 1.38), (-1.3, -0.5, -0.98)])
+@pytest.mark.parametrize("outside, inside, limit", [(1.9, 0.9, 1.38), (-1.5, -0.5, -0.98)])
 def test_a_jump_beyond_the_limits_plus_a_step_still_sends_nothing(outside: float, inside: float,
                                                                   limit: float) -> None:
     sup = running()
-    sup.update_state(state(10.02, bump(outside)), 10.02)  # 0.32 rad past the limit with margin
+    sup.update_state(state(10.02, bump(outside)), 10.02)  # 0.52 rad past the limit with margin
     sup.update_state(state(10.03, bump(outside)), 10.03)
     verdict = sup.filter(bump(outside), 10.04)  # no target is within a step of it and in limits
     assert verdict.command_rad is None
     assert verdict.reasons == ("rebase f0_mid", "infeasible f0_mid")  # re-based to the limit
     assert sup.diagnostics(10.04)[0].level == ERROR
-    assert sup.filter(bump(outside), 10.05).reasons == ("infeasible f0_mid",)  # once only
+    # still more than 2 * max_step from the re-based reference, but it cannot move further
+    # (the limit): re-based once, not at every command
+    assert sup.filter(bump(outside), 10.05).reasons == ("infeasible f0_mid",)
     sup.update_state(state(10.06, bump(inside)), 10.06)  # back inside, 0.48 rad from the limit
     verdict = sup.filter(bump(inside), 10.2)
     assert verdict.status == "clipped" and verdict.reasons == ("step_from_command f0_mid",)
@@ -397,6 +426,8 @@ def test_a_stamp_within_the_tolerance_passes_and_so_do_the_states_after_it() -> 
     sup.update_state(state(10.04), 10.04)  # earlier than the one before: still taken
     assert sup.filter(np.zeros(N), 10.05).status == "pass" and sup.state_stamp_s == 10.04
     assert sup.counters["state_stamp_back"] == 1 and sup.counters["state_rejected"] == 0
+    sup.update_state(state(10.06 + 1.1 * tolerance_s), 10.06)  # just beyond it
+    assert sup.filter(np.zeros(N), 10.07).reasons == ("state_invalid stamp_in_future",)
 
 
 def test_telemetry_stamped_in_the_future_is_invalid() -> None:
@@ -422,6 +453,11 @@ def test_freshness_counts_from_receipt_on_the_supervisors_clock_not_from_the_sta
     assert sup.tick(10.25).reasons == ("awaiting_command",)
     assert sup.filter(np.zeros(N), 10.26).status == "pass"
     assert sup.diagnostics(10.26)[0].values[1] == ("state_age_s", f"{10.26 - 10.24:.4f}")
+    # telemetry that came with a state is as old as its receipt, not as its stamp
+    hot = np.full(N, 40.0)
+    sup.update_state(state(1.27, temperature=hot), 10.27, stamp_now_s=1.27)
+    assert sup.diagnostics()[1].values[N] == ("temperature_age_s", "0.0000")  # at 10.27
+    assert sup.filter(np.zeros(N), 10.28).status == "pass"
 
 
 def test_a_publisher_clock_stepping_back_does_not_stop_the_commands() -> None:
@@ -465,6 +501,20 @@ def test_the_supervisors_clock_going_back_holds_until_it_is_past_the_latest_time
     assert sup.counters["clock_back"] == 1
 
 
+def test_an_estop_before_any_command_holds_and_the_watchdog_keeps_sending_it() -> None:
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0, 0.1), 10.0)
+    sup.estop("before the first command", 10.01)
+    assert sup.tick(10.02).status == "estop"
+    sup.update_state(state(10.03, 0.1), 10.03)
+    assert sup.reset(10.04)
+    held = sup.tick(10.05)  # still holding, no command yet: the hold is re-sent
+    assert held is not None and held.status == "hold" and held.reasons == ("awaiting_command",)
+    np.testing.assert_allclose(held.command_rad, np.full(N, 0.1))
+    assert sup.reset(10.06) and sup.counters["reset"] == 1  # nothing latched: nothing counted
+    assert sup.filter(np.full(N, 0.1), 10.07).status == "pass"
+
+
 def test_the_watchdog_arms_with_the_first_command() -> None:
     sup = Supervisor(without_workspace())
     assert sup.tick(100.0) is None
@@ -487,6 +537,35 @@ def test_an_invalid_state_holds_at_the_last_valid_position() -> None:
     assert sup.counters["state_rejected"] == 2
     sup.update_state(state(10.05, 0.01), 10.05)
     assert sup.filter(np.full(N, 0.01), 10.06).status == "pass"
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("stamp_s", np.nan, "stamp not finite"),
+    ("hardware_error", np.zeros(N - 1, bool), f"hardware_error shape ({N - 1},)"),
+    ("temperature_c", np.full(N - 1, 40.0), f"temperature_c shape ({N - 1},)"),
+    ("temperature_stamp_s", np.nan, "temperature_stamp_s not finite"),
+    ("hardware_error_stamp_s", np.inf, "hardware_error_stamp_s not finite"),
+])
+def test_malformed_stamps_and_telemetry_make_a_state_invalid(field: str, value: object,
+                                                             problem: str) -> None:
+    sup = running()
+    sup.update_state(dataclasses.replace(state(10.02, 0.01, temperature=np.full(N, 40.0),
+                                               error=np.zeros(N, bool)), **{field: value}),
+                     10.02)
+    verdict = sup.filter(np.zeros(N), 10.03)
+    assert verdict.status == "hold" and verdict.reasons == (f"state_invalid {problem}",)
+    np.testing.assert_allclose(verdict.command_rad, np.zeros(N))  # the last valid state's
+    assert sup.state_stamp_s == 10.0 and sup.counters["state_rejected"] == 1
+
+
+def test_a_hold_measured_beyond_a_limit_holds_at_the_limit_without_a_clip() -> None:
+    sup = Supervisor(without_workspace())
+    effort = np.zeros(N)
+    effort[MID] = 2.0
+    sup.update_state(state(10.0, bump(1.45), effort=effort), 10.0)  # 0.07 rad past 1.38
+    verdict = sup.filter(bump(1.45), 10.1)
+    assert verdict.status == "hold" and verdict.reasons == ("overcurrent f0_mid",)
+    assert verdict.command_rad[MID] == pytest.approx(1.38)
 
 
 def test_hold_approaches_its_target_at_the_velocity_limit() -> None:
@@ -572,6 +651,13 @@ def test_limits_that_make_no_sense_are_errors() -> None:
     safety = dataclasses.replace(DCLAW.safety, workspace=None, state_timeout_s=float("nan"))
     with pytest.raises(ConfigError, match=r"safety.state_timeout_s"):
         Supervisor(dataclasses.replace(DCLAW, safety=safety))
+    safety = dataclasses.replace(DCLAW.safety, workspace=None, max_step_rad=0.0)
+    with pytest.raises(ConfigError, match=r"safety.max_step_rad: 0.0 must be a finite number > 0"):
+        Supervisor(dataclasses.replace(DCLAW, safety=safety))
+    joints = (dataclasses.replace(DCLAW.joints[0], velocity_limit_rad_s=float("inf")),
+              *DCLAW.joints[1:])
+    with pytest.raises(ConfigError, match=r"joints.f0_base.velocity_limit_rad_s: inf must be > 0"):
+        Supervisor(dataclasses.replace(without_workspace(), joints=joints))
 
 
 ARM_MJCF = """
@@ -645,6 +731,10 @@ def test_a_reference_a_few_ulps_past_a_limit_still_leaves_a_command() -> None:
     np.testing.assert_allclose(command, limits.upper_rad, atol=1e-12)
     past = limits.upper_rad + 1e-6  # a real gap is still empty
     box, rules = hard_box(limits, limits.upper_rad, past + limits.max_step_rad * 3, 0.0, True)
+    assert constrain(limits.upper_rad, box, rules, limits.joint_names)[0] is None
+    # ... even one of 1e-9 rad: the step from the reference ends 1e-9 above the limit
+    box, rules = hard_box(limits, limits.upper_rad, limits.upper_rad + limits.max_step_rad
+                          + 1e-9, 10.0, True)
     assert constrain(limits.upper_rad, box, rules, limits.joint_names)[0] is None
 
 
