@@ -474,6 +474,21 @@ def test_a_publisher_clock_stepping_back_does_not_stop_the_commands() -> None:
     assert sup.tick(10.3) is None
 
 
+def test_a_wall_clock_step_back_on_the_robots_machine_holds_one_state_at_most() -> None:
+    """Driver and safety node on one machine: NTP steps its wall clock back 10 s. Only the state
+    measured before the step and received after it looks stamped in the future."""
+    sup = Supervisor(without_workspace())
+    for stamp, monotonic, wall in [(1000.0, 10.0, 1000.001),
+                                   (1000.05, 10.05, 1000.051)]:
+        sup.update_state(state(stamp), monotonic, stamp_now_s=wall)
+        assert sup.filter(np.zeros(N), monotonic + 0.01).status == "pass"
+    sup.update_state(state(1000.08), 10.10, stamp_now_s=990.10)  # the step came in between
+    assert sup.filter(np.zeros(N), 10.11).reasons == ("state_invalid stamp_in_future",)
+    sup.update_state(state(990.15), 10.15, stamp_now_s=990.151)
+    assert sup.filter(np.zeros(N), 10.16).status == "pass"
+    assert sup.counters["state_stamp_back"] == 1 and sup.counters["stamp_in_future"] == 1
+
+
 def test_a_publisher_repeating_its_last_state_goes_stale() -> None:
     """A stalled driver that keeps re-sending its cached reading: the same stamp is the same
     measurement, it refreshes nothing, and it does not end a hold either."""
