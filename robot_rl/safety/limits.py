@@ -47,7 +47,7 @@ class JointLimits:
 
     @classmethod
     def from_calibration(cls, calibration: RobotCalibration) -> JointLimits:
-        where = f"calibration '{calibration.robot}'"
+        where = calibration.where
         safety = calibration.safety
         if safety is None:
             raise ConfigError(f"{where}: safety: required section is missing")

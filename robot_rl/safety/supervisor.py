@@ -46,8 +46,8 @@ from types import MappingProxyType
 import numpy as np
 
 from robot_rl.config import ConfigError
-from robot_rl.robot_config import RobotCalibration
-from robot_rl.safety.kinematics import Kinematics
+from robot_rl.robot_config import RobotCalibration, WorkspaceBounds
+from robot_rl.safety.kinematics import Kinematics, MjcfError
 from robot_rl.safety.limits import (
     JointLimits,
     acceleration_window,
@@ -70,17 +70,7 @@ class Supervisor:
         self.workspace: WorkspaceGuard | None = None
         bounds = calibration.safety.workspace
         if bounds is not None:
-            if kinematics is None:  # the limit is in the calibration, so it is enforced
-                path = calibration.model_path()
-                if not path.exists():
-                    raise ConfigError(f"calibration '{calibration.robot}': safety.workspace needs "
-                                      f"the model {path} (model_mjcf), which does not exist")
-                kinematics = Kinematics.from_mjcf(path, calibration.joint_names)
-            if kinematics.joint_names != calibration.joint_names:
-                raise ConfigError(f"kinematics joints {kinematics.joint_names} differ from the "
-                                  f"calibration '{calibration.robot}' joints "
-                                  f"{calibration.joint_names}")
-            self.workspace = WorkspaceGuard(kinematics, bounds)
+            self.workspace = self._workspace(calibration, bounds, kinematics)
         n = len(self.limits.joint_names)
         self._n = n
         self._counters: Counter[str] = Counter()
@@ -106,6 +96,28 @@ class Supervisor:
         self._estop_since_s = -math.inf
         self._latest_s = -math.inf
         self._last_verdict: Verdict | None = None
+
+    @staticmethod
+    def _workspace(calibration: RobotCalibration, bounds: WorkspaceBounds,
+                   kinematics: Kinematics | None) -> WorkspaceGuard:
+        """The workspace check; every error names the calibration file (or robot)."""
+        where = calibration.where
+        if kinematics is None:  # the limit is in the calibration, so it is enforced
+            if not calibration.model_file.exists():
+                raise ConfigError(f"{where}: safety.workspace needs the model "
+                                  f"{calibration.model_mjcf} (model_mjcf), which does not exist")
+            try:
+                kinematics = Kinematics.from_mjcf(calibration.model_path(),
+                                                  calibration.joint_names)
+            except MjcfError as err:
+                raise ConfigError(f"{where}: safety.workspace: {err}") from None
+        if kinematics.joint_names != calibration.joint_names:
+            raise ConfigError(f"{where}: kinematics joints {kinematics.joint_names} differ from "
+                              f"the calibration's {calibration.joint_names}")
+        try:
+            return WorkspaceGuard(kinematics, bounds)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
     # ---- inputs -------------------------------------------------------------------------------
 

@@ -690,8 +690,8 @@ def arm(tmp_path: Path, sites: tuple[str, ...] = ("tip",)) -> tuple[RobotCalibra
     model = tmp_path / "arm.xml"
     model.write_text(ARM_MJCF)
     data = {"robot": "arm2", "kind": "ros2_control_arm", "model_mjcf": str(model),
-            "joints": [{"name": "shoulder", "position_limits_rad": [-3.0, 3.0]},
-                       {"name": "elbow", "position_limits_rad": [-3.0, 3.0]}],
+            "joints": [{"name": n, "position_limits_rad": [-3.0, 3.0], "velocity_limit_rad_s": 1.0,
+                        "current_limit_a": 1.0} for n in ("shoulder", "elbow")],
             "safety": {"position_margin_rad": 0.0, "max_step_rad": 0.5,
                        "acceleration_limit_rad_s2": 1000.0, "temperature_limit_c": 60.0,
                        "state_timeout_s": 1.0, "command_timeout_s": 1.0,
@@ -726,11 +726,14 @@ def test_workspace_scales_the_step_back(tmp_path: Path) -> None:
 
 def test_workspace_configuration_errors(tmp_path: Path) -> None:
     calibration, model = arm(tmp_path, sites=("tip", "elbow_site"))
-    with pytest.raises(ConfigError, match=r"workspace.sites: elbow_site not in the model"):
+    with pytest.raises(ConfigError, match=r"^calibration 'arm2': safety.workspace.sites: "
+                                          r"elbow_site not in the model"):
         Supervisor(calibration)  # loads the model named by the calibration itself
     calibration, model = arm(tmp_path)
+    calibration = dataclasses.replace(calibration, source="lab/arm2.yaml")  # as load_robot does
     model.unlink()
-    with pytest.raises(ConfigError, match=r"safety.workspace needs the model .*arm.xml"):
+    with pytest.raises(ConfigError, match=r"^lab/arm2.yaml: safety.workspace needs the model "
+                                          r".*arm.xml"):
         Supervisor(calibration)
 
 
