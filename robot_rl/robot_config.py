@@ -211,7 +211,8 @@ def check_model_joints(calibration: RobotCalibration) -> None:
     """The calibration's joints must be the joints its model drives: each one a joint of the
     model, and, if the model has actuators, exactly the joints they drive (the model's other
     joints are its objects: the valve's hinge, the drawer's slide); the workspace's sites must be
-    the model's. A model that does not exist is not checked (see ``RobotCalibration.model_path``)."""
+    the model's. A model that does not exist is not checked (``RobotCalibration.model_path``
+    says so where the model is needed)."""
     path = calibration.model_file
     if not path.exists():
         return

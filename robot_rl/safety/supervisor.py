@@ -23,8 +23,8 @@ velocity limit from the last command sent (usually reached in one step, as targe
 measured position by more than ``max_step_rad``). Never a stale target: commanding where the robot
 is leaves the position controllers nothing to drive, so motion stops and current falls; a
 blocked joint is not kept pushing. The hold ends when its causes are gone AND a new measurement
-received after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the next
-command then starts from the hold target under the usual rate limits.
+received after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the
+next command then starts from the hold target under the usual rate limits.
 
 Re-base: the rate limits count from the last command sent, except for joints that two
 consecutive measurements put more than 2 * max_step_rad away from it (``limits.jumped``): there

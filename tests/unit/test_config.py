@@ -161,7 +161,8 @@ F2_TIP = ("  - {name: f2_tip,  id: 32, model: XM430-W210, position_limits_rad: [
 def test_a_joint_without_a_velocity_or_current_limit_is_a_load_error(tmp_path: Path,
                                                                      key: str) -> None:
     """docs/safety.md promised it; the joint got a silent 1.0 instead."""
-    value = " velocity_limit_rad_s: 3.0," if key.startswith("velocity") else ", current_limit_a: 1.0"
+    value = {"velocity_limit_rad_s": " velocity_limit_rad_s: 3.0,",
+             "current_limit_a": ", current_limit_a: 1.0"}[key]
     path = dclaw_variant(tmp_path, F0_MID, F0_MID.replace(value, ""))
     with pytest.raises(ConfigError) as err:
         load_robot(path)
@@ -255,8 +256,9 @@ def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
         load_robot(path)
     path = dclaw_variant(tmp_path, "sites: [f0_tip_site, f1_tip_site, f2_tip_site]",
                          "sites: [f0_tip_site, f1_tip_site, f3_tip_site]")
-    with pytest.raises(ConfigError, match=rf"^{path}: safety.workspace.sites: f3_tip_site not in "
-                                          r"the model sim_twin/models/dclaw_valve.xml; its sites: "):
+    with pytest.raises(ConfigError, match=rf"^{path}: safety.workspace.sites: f3_tip_site not "
+                                          r"in the model sim_twin/models/dclaw_valve.xml; its "
+                                          r"sites: "):
         load_robot(path)
     path = dclaw_variant(tmp_path, "{name: f1_mid,  id: 21, model: XM430-W210,", "{name: f1_mid,")
     with pytest.raises(ConfigError) as err:  # the Dynamixel driver found this, naming the robot

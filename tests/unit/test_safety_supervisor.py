@@ -148,7 +148,7 @@ def test_the_acceleration_limit_never_carries_a_joint_past_its_target() -> None:
 
 def test_a_single_jumped_reading_sends_nothing_and_drags_nothing() -> None:
     sup = running()
-    sup.update_state(state(10.02, bump(0.6)), 10.02)  # one reading 0.6 rad from the 0 target: a glitch?
+    sup.update_state(state(10.02, bump(0.6)), 10.02)  # 0.6 rad from the 0 target: a glitch?
     verdict = sup.filter(bump(0.6), 10.03)
     assert verdict.command_rad is None and verdict.status == "hold"
     assert verdict.reasons == ("infeasible f0_mid",)
@@ -294,7 +294,8 @@ def test_telemetry_that_stops_holds_after_its_timeout(feed: str) -> None:
     sup = Supervisor(without_workspace())
     timeout_s = DCLAW.safety.telemetry_timeout_s
     warm = np.full(N, 40.0)
-    sup.update_state(dataclasses.replace(state(10.0, temperature=warm), temperature_stamp_s=10.0), 10.0)
+    sup.update_state(dataclasses.replace(state(10.0, temperature=warm), temperature_stamp_s=10.0),
+                     10.0)
     t = 10.0
     while t < 10.0 + timeout_s:  # joint states and commands go on; the temperature stops
         t = round(t + 0.05, 6)
@@ -331,8 +332,10 @@ def test_a_driver_that_never_sends_telemetry_runs() -> None:
 def test_an_older_telemetry_sample_does_not_replace_a_newer_one() -> None:
     sup = running()
     cool, hot = np.full(N, 40.0), np.full(N, 80.0)
-    sup.update_state(dataclasses.replace(state(10.05, temperature=cool), temperature_stamp_s=10.04), 10.05)
-    sup.update_state(dataclasses.replace(state(10.06, temperature=hot), temperature_stamp_s=10.03), 10.06)
+    sup.update_state(dataclasses.replace(state(10.05, temperature=cool),
+                                         temperature_stamp_s=10.04), 10.05)
+    sup.update_state(dataclasses.replace(state(10.06, temperature=hot),
+                                         temperature_stamp_s=10.03), 10.06)
     assert sup.filter(np.zeros(N), 10.07).status == "pass"
 
 
