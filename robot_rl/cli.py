@@ -222,10 +222,15 @@ def _config(args: argparse.Namespace):
 
 def _show_config(args: argparse.Namespace) -> int:
     from robot_rl.config import annotated_yaml
+    from robot_rl.pipeline.config import EXTENDS, extends_value
     config = _config(args)  # first: a bad config prints its error, not a half-written header
     given = " ".join([f"--config {args.config}", *([f"--profile {args.profile}"] if args.profile
                                                    else []), *(f"--set {o}" for o in args.overrides)])
-    print(f"# robot-rl config {given}\n{annotated_yaml(config)}", end="")
+    # extends: the printout keeps the config's profiles (--profile quick works on it); every
+    # setting is written out below, so it does not change when the library's defaults do
+    base = f"{EXTENDS}: {extends_value(args.config)}"
+    print(f"# robot-rl config {given}\n{base.ljust(43)} # profiles come from here; the settings "
+          f"below replace its own\n{annotated_yaml(config)}", end="")
     return 0
 
 
