@@ -16,6 +16,7 @@ The pipeline, step by step (each step reads what the one before wrote):
   robot-rl finetune --run runs/valve [--resume]           online fine-tuning in the twin, gated by safety
   robot-rl eval     --checkpoint runs/valve/finetuned.pt  success rate of a policy
   robot-rl report   --run runs/valve                      the demo's report and plot for the run
+  robot-rl deploy   runs/valve/finetuned.pt [mode:=real]  the policy on the robot, no training
 or all of it at once:
   robot-rl demo                                           the valve task on the MuJoCo twin, with a report
                                                           (twin, safety, learner: nodes over DDS)
@@ -36,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         from robot_rl.ros.launch import main as launch_main
         return launch_main(argv[1:])
     parser = build_parser()
+    launch_args = []
+    if argv[:1] == ["deploy"]:  # NAME:=VALUE launch arguments may come anywhere after it
+        launch_args = [a for a in argv[1:] if ":=" in a]
+        argv = [a for a in argv if ":=" not in a]
     args = parser.parse_args(argv)
+    if launch_args:
+        args.launch_args = launch_args
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -71,6 +78,9 @@ def _user_error(err: Exception) -> tuple[str, int] | None:
     checkpoint = sys.modules.get("robot_rl.learning.checkpoint")
     if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
         return "checkpoint error: ", 1
+    deploy = sys.modules.get("robot_rl.pipeline.deploy")  # imported by deploy only
+    if deploy is not None and isinstance(err, deploy.DeployError):
+        return "deploy failed: ", 1
     return None
 
 
@@ -148,6 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive_int,
                           help="default: the config's eval.episodes")
     evaluate.set_defaults(handler=_eval)
+
+    deploy = sub.add_parser(
+        "deploy", help="run a finished policy on the robot through the safety supervisor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            Run a finished policy on the robot, without training, and report how it did.
+
+            Starts launch/deploy.launch.yaml: the mode's hardware (mode:=twin, the default:
+            the MuJoCo twin; hil: the real drivers against emulated hardware; real: the
+            robot), the safety node and the actor node acting with CHECKPOINT's policy (its
+            mean) through the supervisor. After --episodes episodes it stops the launch and
+            writes OUT/deploy.md and deploy.json (success rate, each episode, the
+            supervisor's verdicts), OUT/episodes.csv and OUT/graph.log. The task and robot
+            come from the checkpoint; launch arguments (NAME:=VALUE) go to the launch file:
+              robot-rl deploy runs/valve/finetuned.pt
+              robot-rl deploy runs/valve/finetuned.pt mode:=real port:=/dev/ttyUSB0
+            On a real robot, go through docs/hardware-checklist.md first."""))
+    deploy.add_argument("checkpoint", type=Path, help="the policy (.pt)")
+    deploy.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
+                        help="launch arguments, e.g. mode:=hil (see robot-rl launch "
+                             "launch/deploy.launch.yaml --show-args)")
+    deploy.add_argument("--episodes", type=_positive_int, default=10,
+                        help="episodes to run (default: %(default)s)")
+    deploy.add_argument("--out", type=Path, help="report folder (default: CHECKPOINT's folder "
+                                                 "/deploy)")
+    deploy.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier deploy in --out")
+    deploy.add_argument("--quiet", action="store_true", help="no progress bar")
+    deploy.set_defaults(handler=_deploy)
 
     report = _command(sub, "report", "evaluate a run's policies and write the demo's report",
                       "For a run made step by step (record, pretrain, finetune): evaluates "
@@ -294,6 +333,23 @@ def _finetune(args: argparse.Namespace) -> int:
           f"(success {result.curve[-1].success_rate:.0%} at the last evaluation, "
           f"{result.curve[-1].env_steps} online steps in all)")
     return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from robot_rl.pipeline.deploy import deploy
+    launch_args = {}
+    for item in args.launch_args:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            from robot_rl.config import ConfigError
+            raise ConfigError(f"launch argument {item!r}: expected NAME:=VALUE, e.g. mode:=hil")
+        launch_args[name] = value
+    out = args.out or args.checkpoint.parent / "deploy"
+    report = deploy(args.checkpoint, out, episodes=args.episodes, launch_args=launch_args,
+                    progress=not args.quiet, overwrite=args.overwrite)
+    print((out / "deploy.md").read_text())
+    print(f"report: {out / 'deploy.md'}")
+    return 0 if report.episodes else 1
 
 
 def _report(args: argparse.Namespace) -> int:
