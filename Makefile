@@ -53,6 +53,14 @@ bench: $(STAMP) $(PEERS)
 	$(PY) bench/control_loop.py
 	$(PY) bench/recorder_write.py
 
+# Mutation testing (not in CI: minutes to hours): mutmut over the supervisor, AWAC's update, the
+# store's commit and the chain's reconnect, each against its own tests, in copies of the tree under
+# out/mutants/; prints the survivors (docs/testing.md). Some targets: make mutants MUTANTS="awac".
+MUTMUT_SPEC ?= mutmut==3.8.1
+mutants: $(STAMP) $(PEERS)
+	$(PY) -m pip install -q "$(MUTMUT_SPEC)"
+	$(PY) scripts/mutants.py $(MUTANTS)
+
 # The offline-to-online experiments of docs/results.md (quick profile: minutes on 2 cores).
 experiments: $(STAMP)
 	$(PY) bench/experiments.py --task valve --profile quick --seeds 3
