@@ -210,6 +210,33 @@ def test_td_target_uses_the_target_critics_the_discount_and_done() -> None:
     assert np.abs(td_target(online, eps) - want).max() > 0.05
 
 
+def test_public_td_target_adds_the_entropy_term_only_when_given_alpha() -> None:
+    """`AWAC.td_target(reward, next_obs, done, alpha=0.0)`: a SAC agent's target without the
+    entropy term unless alpha is given."""
+    f = make_fixture(actor_objective="sac", sac_alpha=0.3)
+    b = f.batch
+    args = (_t(b["reward"]), _t(b["next_obs"]), _t(b["done"]))
+    for seed, alpha in ((3, None), (4, 0.3)):
+        f.agent.generator.manual_seed(seed)
+        eps = torch.randn((BATCH, ACT), generator=torch.Generator().manual_seed(seed))
+        got = f.agent.td_target(*args) if alpha is None else f.agent.td_target(*args, alpha)
+        np.testing.assert_allclose(got.double().numpy(), td_target(f, eps.double().numpy(),
+                                                                    alpha or 0.0),
+                                   rtol=1e-5, atol=1e-6, err_msg=f"alpha {alpha}")
+
+
+@pytest.mark.parametrize("objective, draws", [("awr", 1), ("sac", 2)])
+def test_an_update_draws_only_the_noise_it_uses(objective: str, draws: int) -> None:
+    """AWR draws one noise tensor per update (the next action's), SAC two (then the actor's): the
+    stream after an update is where that order puts it, which exact resumes rely on."""
+    f = make_fixture(actor_objective=objective)
+    f.update(seed=7)
+    g = torch.Generator().manual_seed(7)
+    for _ in range(draws):
+        torch.randn((BATCH, ACT), generator=g)
+    assert torch.equal(f.agent.generator.get_state(), g.get_state())
+
+
 @pytest.mark.parametrize("normalize, max_weight", [(True, 100.0), (True, 1.3), (False, 1.1)])
 def test_awac_update_losses_match_the_reference(normalize: bool, max_weight: float) -> None:
     """Critic loss (TD against the target critics, discounted), the advantage against
