@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from robot_rl.learning.awac import AWAC
-from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -313,3 +313,28 @@ def test_bc_objective_is_the_plain_log_likelihood() -> None:
     want = -log_normal(f.batch["action"], mean, log_std).mean()
     assert metrics["actor_loss"] == pytest.approx(want, rel=1e-5)
     assert metrics["adv_weight_mean"] == 1.0
+
+
+@pytest.mark.parametrize("term", ["kl", "logp"])
+def test_the_collapse_guards_term_is_added_to_the_actor_loss(term: str) -> None:
+    """Online, the actor loss gains c_0 * D(snapshot, pi) (guard.py; c_0 at the first online update):
+    D = KL(snapshot || pi) = sum log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, or
+    -log pi(snapshot's mean | s); averaged over the batch."""
+    guard = CollapseGuardConfig(conservative=True, conservative_term=term,
+                                conservative_weight=0.7, conservative_decay_updates=4)
+    f = make_fixture(actor_objective="bc", collapse_guard=guard)
+    f.agent.start_online()  # the snapshot: the fixed actor
+    snapshot, f.actor = f.actor, actor_weights(np.random.default_rng(5))
+    load_actor(f.agent, f.actor)  # the policy has moved away from it
+    metrics, _, _ = f.update()
+    s, a = f.batch["obs"], f.batch["action"]
+    m_p, ls_p, m_q, ls_q = snapshot.mean(s), snapshot.log_std(), f.actor.mean(s), f.actor.log_std()
+    if term == "kl":
+        var_p, var_q = np.exp(2 * ls_p), np.exp(2 * ls_q)
+        d = (ls_q - ls_p + (var_p + (m_p - m_q) ** 2) / (2 * var_q) - 0.5).sum(axis=1).mean()
+    else:
+        d = -log_normal(m_p, m_q, ls_q).mean()
+    assert d > 0.05  # the term is there to see
+    assert metrics["guard_weight"] == pytest.approx(0.7)
+    bc = -log_normal(a, m_q, ls_q).mean()
+    assert metrics["actor_loss"] == pytest.approx(bc + 0.7 * d, rel=1e-5)
