@@ -70,6 +70,7 @@ def q_values(agent: AWAC, action: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("weighting", list(WEIGHTING))
 def test_awac_learns_the_optimal_values_and_policy_of_the_chain(weighting: str) -> None:
     agent = train_on_chain(weighting)
+    assert agent.num_updates == 300  # the trainer's publish, log and checkpoint steps count these
     np.testing.assert_allclose(q_values(agent, RIGHT), Q_RIGHT, atol=0.04)
     np.testing.assert_allclose(q_values(agent, LEFT), Q_LEFT, atol=0.04)
     policy = agent.act(np.eye(N_STATES), deterministic=True)[:, 0]
