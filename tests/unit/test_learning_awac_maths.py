@@ -10,6 +10,7 @@ generator in the order awac.py documents (the next action's noise, then the SAC 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -180,6 +181,19 @@ def awr(f: Fixture) -> tuple[np.ndarray, np.ndarray]:
     return advantage, np.minimum(weights, c.max_weight)
 
 
+def assert_critic_gradient_is_the_td_losss(f: Fixture, y: np.ndarray) -> None:
+    """After an update the critics' .grad hold what that update's backward left: the gradient of
+    the TD loss alone (the actor's loss must not reach them). Reference: the same loss on a copy of
+    the critics with the fixed weights, the target y from the numpy reference."""
+    net = copy.deepcopy(f.agent.critic)
+    load_critic(net, f.critic)
+    net.zero_grad(set_to_none=True)
+    loss = (net(_t(f.batch["obs"]), _t(f.batch["action"])) - _t(y)).pow(2).mean(dim=1).sum()
+    loss.backward()
+    for got, want in zip(f.agent.critic.parameters(), net.parameters()):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-6)
+
+
 # ---- the tests -----------------------------------------------------------------------------
 def test_forward_passes_match_the_reference() -> None:
     """The fixed weights are where the reference puts them (the rest depends on it)."""
@@ -252,7 +266,10 @@ def test_awac_update_losses_match_the_reference(normalize: bool, max_weight: flo
     assert metrics["critic_loss"] == pytest.approx(critic_loss(f, y), rel=1e-5)
     assert metrics["td_target_mean"] == pytest.approx(y.mean(), rel=1e-5, abs=1e-6)
     assert metrics["actor_loss"] == pytest.approx(actor_loss, rel=1e-5)
+    assert_critic_gradient_is_the_td_losss(f, y)
     assert metrics["adv_weight_mean"] == pytest.approx(weights.mean(), rel=1e-5)
+    ess = weights.sum() ** 2 / (BATCH * (weights ** 2).sum())  # effective sample size / B
+    assert metrics["adv_weight_ess_frac"] == pytest.approx(ess, rel=1e-5)
     assert metrics["adv_weight_max"] == pytest.approx(weights.max(), rel=1e-5)
     q = f.critic.q(f.batch["obs"], f.batch["action"])
     assert metrics["q_mean"] == pytest.approx(q.mean(), rel=1e-5)
@@ -295,6 +312,7 @@ def test_sac_losses_and_entropy_term_match_the_reference(learn_alpha: bool) -> N
     assert metrics["critic_loss"] == pytest.approx(critic_loss(f, y), rel=1e-5)
     assert metrics["td_target_mean"] == pytest.approx(y.mean(), rel=1e-5, abs=1e-6)
     assert metrics["actor_loss"] == pytest.approx(actor_loss, rel=1e-5)
+    assert_critic_gradient_is_the_td_losss(f, y)  # the actor's max-Q loss does not train Q
     assert metrics["alpha"] == pytest.approx(alpha, rel=1e-6)
     # the entropy term is large enough here that its sign shows in the loss
     assert abs(critic_loss(f, y) - critic_loss(f, td_target(f, next_eps, -alpha))) > 0.1
