@@ -2,6 +2,8 @@
 
     make mutants                      # every target below
     make mutants MUTANTS="awac store" # some of them
+    .venv/bin/python scripts/mutants.py awac --only 'robot_rl.learning.awac.x_awr_weights__mutmut_5'
+                                      # some mutants again (e.g. survivors, after adding tests)
 
 Each target runs in its own copy of this tree (tracked and untracked-but-not-ignored files) under
 out/mutants/<target>/, so the working tree is never modified, with a [mutmut] section appended to
@@ -25,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +108,10 @@ def mutmut(copy: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": ""}, **kwargs)
 
 
-def run_target(name: str, target: Target, max_children: int) -> dict[str, list[str]]:
+def run_target(name: str, target: Target, max_children: int,
+               only: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    if only:  # some mutants by name (globs), e.g. the survivors of an earlier run
+        target = replace(target, functions=only)
     copy = WORK / name
     copy_tree(copy)
     with open(copy / "setup.cfg", "a") as cfg:
@@ -145,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"some of {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2,
                         help="mutants tested at once (default: the CPU count)")
+    parser.add_argument("--only", nargs="+", default=(), metavar="MUTANT",
+                        help="only these mutants (names or globs as printed, e.g. the survivors "
+                             "of an earlier run, after adding tests)")
     args = parser.parse_args(argv)
     names = args.targets or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{', '.join(TARGETS)}")
     survivors = 0
     for name in names:
-        by_status = run_target(name, TARGETS[name], args.max_children)
+        by_status = run_target(name, TARGETS[name], args.max_children, tuple(args.only))
         survivors += len(by_status.get("survived", []))
     print(f"\n{survivors} surviving mutants in {', '.join(names)} (docs/testing.md says why each "
           "is equivalent or acceptable)")
