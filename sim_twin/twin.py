@@ -1,8 +1,10 @@
 """One scene's physics: the robot of a calibration file, its object, its camera.
 
-Used by the gymnasium environments, by the twin ROS node and by the hardware emulators. Joints are
-always in the calibration's order; the object is the one model joint that is not a robot joint
-(the valve's hinge, the drawer's slide). Units: rad, rad/s, m, s, A.
+Used by the gymnasium environments, by the twin ROS node and by the hardware emulators. The scene
+is a task's (``RobotCalibration.scene_path(task)``: the robot with the task's objects), or the
+robot's model when that already holds them. Joints are always in the calibration's order; the
+object is the scene's one joint that is not a robot joint (the valve's hinge, the drawer's slide).
+Units: rad, rad/s, m, s, A.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from sim_twin.servos import torque_constant_nm_a
 
 
 class Twin:
-    def __init__(self, calibration: RobotCalibration, *, physics_timestep_s: float = 0.002,
+    def __init__(self, calibration: RobotCalibration, *, task: str | None = None,
+                 physics_timestep_s: float = 0.002,
                  randomization: RandomizationConfig | None = None,
                  seed: int | None = None) -> None:
+        """``task`` picks the scene (the calibration's ``tasks.<task>.scene``); None: the
+        robot's model, which must then hold the object."""
         self.calibration = calibration
-        self.model_path = calibration.model_path()
-        if not self.model_path.exists():
-            raise FileNotFoundError(f"robot {calibration.robot}: model_mjcf {self.model_path} "
-                                    "does not exist")
+        self.task = task
+        self.model_path = calibration.scene_path(task)
         self.model = mujoco.MjModel.from_xml_path(str(self.model_path))
         self.model.opt.timestep = physics_timestep_s
         self.data = mujoco.MjData(self.model)
