@@ -50,6 +50,10 @@ class JointCalibration:
     model: str | None = field(default=None, metadata={"choices": (None, *SERVO_MODELS)})
     direction: int = field(default=1, metadata={"choices": (1, -1)})
     offset_rad: float = field(default=0.0, metadata={"range": (-6.3, 6.3)})
+    torque_constant_nm_a: float | None = field(default=None, metadata={
+        "range": (0.001, 1000.0),
+        "help": "joint torque per A of reported current, for the twin to report current where "
+                "no servo model gives it; None: the servo model's (sim_twin/servos.py), else 1"})
 
     def __post_init__(self) -> None:
         lo, hi = self.position_limits_rad

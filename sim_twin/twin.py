@@ -36,7 +36,8 @@ class Twin:
         self.randomization = randomization or RandomizationConfig()
         self._rng = np.random.default_rng(seed)
         self._bind_joints()
-        self._kt_nm_a = np.array([torque_constant_nm_a(j.model) for j in calibration.joints])
+        self._kt_nm_a = np.array([j.torque_constant_nm_a or torque_constant_nm_a(j.model)
+                                  for j in calibration.joints])
         self._randomizer = ModelRandomizer(self.model, self._actuators)
         # A Dynamixel in position mode follows its goal along a trapezoid-free profile capped at
         # Profile Velocity, which the driver sets from each joint's velocity limit; the twin's

@@ -83,7 +83,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
     episodes = read_episode_log(run_dir / learner_node.EPISODE_LOG)
     window = curve_window(len(episodes))
     env_steps = int(episodes[-1]["env_steps"]) if episodes else 0
-    report = Report(task=config.env_id, seed=config.seed,
+    report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
                     offline_success_rate=offline.success_rate,
