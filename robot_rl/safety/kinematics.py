@@ -81,7 +81,7 @@ class Kinematics:
             raise ValueError(f"{self.source}: expected {n} joint positions "
                              f"({', '.join(self.joint_names)}), got shape {q.shape}")
         sites = self._ids(tuple(site_names))
-        rows = q.reshape(-1, n)
+        rows = q.reshape(int(np.prod(q.shape[:-1])), n)  # not -1: a robot may have no joints
         out = np.empty((len(rows), len(sites), 3))
         model, data, qpos_view, qpos = self._model, self._data, self._qpos_view, self._qpos
         for k, row in enumerate(rows):

@@ -174,7 +174,7 @@ def test_real_models_match_the_twin(robot: str) -> None:
 
     calibration = load_robot(robot)
     kin = Kinematics.from_mjcf(calibration.model_path(), calibration.joint_names)
-    twin = Twin(calibration)
+    twin = Twin(calibration, task=next(iter(calibration.tasks), None))  # ur5e: its drawer scene
     sites = calibration.safety.workspace.sites
     rng = np.random.default_rng(1)
     for q in rng.uniform(calibration.lower_rad, calibration.upper_rad,
