@@ -9,6 +9,8 @@ Adding a robot or a task needs no change to robot_rl. A package declares entry p
   (separated by ``os.pathsep``), and any ``.yaml`` path is taken as it is.
 - group ``robot_rl.tasks``: ``my_task = my_pkg.tasks:MY_TASK``; the object is a ``TaskSpec``, a
   list of them, or a function returning either.
+- group ``robot_rl.drivers``: ``my_bus = my_pkg.driver:MyRobot``, a ``robot_rl.robot.Robot``
+  subclass driving the robots whose calibration says ``kind: my_bus``.
 
 Lookup order for a robot name: a ``register_robot`` call or an entry point, then each folder of
 ROBOT_RL_CALIBRATION_PATH, then the bundled ``calibration/``. A registered name may not be one of
@@ -41,6 +43,7 @@ from typing import Any
 
 ROBOT_ENTRY_POINTS = "robot_rl.robots"
 TASK_ENTRY_POINTS = "robot_rl.tasks"
+DRIVER_ENTRY_POINTS = "robot_rl.drivers"
 CALIBRATION_PATH_ENV = "ROBOT_RL_CALIBRATION_PATH"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where calibration/ and sim_twin/ live
 BUNDLED_CALIBRATIONS = PACKAGE_ROOT / "calibration"
@@ -232,6 +235,48 @@ def load_object(reference: str, what: str) -> Any:
     return obj
 
 
+# ---- drivers ---------------------------------------------------------------------------------
+
+BUILTIN_DRIVERS = {
+    "dynamixel_hand": "drivers.dynamixel.robot:DynamixelRobot",
+    "dynamixel_arm": "drivers.dynamixel.robot:DynamixelRobot",
+    "twin": "sim_twin.robot:TwinRobot",
+}
+_drivers: dict[str, tuple[str, str]] = {k: (v, "robot_rl (built in)")
+                                        for k, v in BUILTIN_DRIVERS.items()}
+
+
+def register_driver(kind: str, reference: str, *, origin: str = "") -> None:
+    """Makes ``kind`` (a calibration's ``kind``) name the driver ``reference``
+    ("module:Class", a robot_rl.robot.Robot subclass), imported when it is first used."""
+    with _lock:
+        _load_entry_points(DRIVER_ENTRY_POINTS)
+        _add_driver(kind, reference, origin or "register_driver()")
+
+
+def _add_driver(kind: str, reference: str, origin: str) -> None:
+    if ":" not in reference:
+        raise RegistryError(f"{origin}: driver {kind!r}: {reference!r}: expected "
+                            "'module:Class'")
+    known = _drivers.get(kind)
+    if known is not None and known[0] != reference:
+        raise RegistryError(f"{origin}: driver kind {kind!r} is already {known[0]} "
+                            f"(from {known[1]})")
+    _drivers[kind] = (reference, origin)
+
+
+def driver_class(kind: str) -> type:
+    """The ``Robot`` subclass that drives robots of ``kind``."""
+    with _lock:
+        _load_entry_points(DRIVER_ENTRY_POINTS)
+        found = _drivers.get(kind)
+        known = ", ".join(sorted(_drivers))
+    if found is None:
+        raise RegistryError(f"no driver for kind {kind!r}; known: {known} (a package adds one "
+                            f"through the '{DRIVER_ENTRY_POINTS}' entry points)")
+    return load_object(found[0], f"driver {kind!r}")
+
+
 # ---- entry points ----------------------------------------------------------------------------
 
 def _load_entry_points(group: str) -> None:
@@ -242,6 +287,9 @@ def _load_entry_points(group: str) -> None:
     for entry in importlib.metadata.entry_points(group=group):
         origin = f"entry point '{entry.name} = {entry.value}' (group {group}" + (
             f", package {entry.dist.name})" if entry.dist is not None else ")")
+        if group == DRIVER_ENTRY_POINTS:  # a class, imported when a robot of its kind starts
+            _add_driver(entry.name, entry.value, origin)
+            continue
         try:
             value = entry.load()
             if callable(value) and not isinstance(value, (str, os.PathLike, TaskSpec)):

@@ -125,6 +125,7 @@ class TwinNode:
         self.calibration = load_robot(robot)
         self.twin = Twin(self.calibration, task=task or None, physics_timestep_s=timestep_s,
                          seed=seed)
+        self.twin.reset_to_task_start(seed)  # until the first episode's reset event
         self._period_s = 1.0 / publish_rate_hz
         self._names = list(self.calibration.joint_names)
         self._debt_s = 0.0

@@ -107,6 +107,21 @@ class Twin:
         mujoco.mj_forward(self.model, self.data)
         self._draw_noise()
 
+    def reset_to_task_start(self, seed: int | None = None) -> None:
+        """At rest where the task's episodes start (its reset distribution, drawn with ``seed``),
+        the object as the task resets it; the clipped zero pose when the twin plays no task. A
+        node or a driver starts here: a robot's zero pose may be inside its scene's furniture
+        (the UR5e's, stretched out, is in the drawer's cabinet)."""
+        if self.task is None:
+            zero = np.zeros(self.n_joints)
+            self.reset(np.clip(zero, self.calibration.lower_rad, self.calibration.upper_rad),
+                       0.0, seed)
+            return
+        from robot_rl.registry import make_task
+
+        sample = make_task(self.task, self.calibration).sample_reset(np.random.default_rng(seed))
+        self.reset(sample.joint_positions_rad, sample.object_position, seed)
+
     def set_joint_targets(self, targets_rad: np.ndarray) -> None:
         """Servo goals (calibration order); with latency they land part-way into advance()."""
         targets = self._check(targets_rad, "targets_rad")

@@ -31,6 +31,11 @@ import numpy as np
 
 from robot_rl.registry import TaskSpec
 from robot_rl.tasks.base import ResetSample, ResetStep, Task, TaskState, layout_from_sizes
+from sim_twin.robot import TwinRobot
+
+
+class MyBus(TwinRobot):
+    """The cell's driver (here its hardware is the twin): kind my_bus, an entry point."""
 
 
 def calibration_file() -> Path:
@@ -90,6 +95,9 @@ my_ur5e = my_cell:calibration_file
 
 [robot_rl.tasks]
 reach = my_cell:REACH
+
+[robot_rl.drivers]
+my_bus = my_cell:MyBus
 """
 
 # What the child process checks, printed as JSON: nothing of robot_rl's own was changed.
@@ -123,6 +131,9 @@ for _ in range(10):
 out["reach_obs"] = int(obs.shape[0])
 out["reach_robot"] = env.unwrapped.task.calibration.robot
 out["reach_verdicts"] = sum(gate.statuses.values())
+from robot_rl.registry import driver_class
+with driver_class("my_bus")(arm, task="drawer") as robot:
+    out["driver"] = [type(robot).__name__, int(robot.read().position_rad.shape[0])]
 print(json.dumps(out))
 '''
 
@@ -168,6 +179,7 @@ def test_a_robot_and_a_task_from_outside_the_package_run_in_the_twin_through_the
     assert out["workspace_sites"] == ["ee_site", "flange_site"]
     assert out["reach_robot"] == "my_ur5e" and out["reach_obs"] == 6 + 6 + 3 + 6
     assert out["reach_verdicts"] == 10  # every step's command went through the supervisor
+    assert out["driver"] == ["MyBus", 6]  # a driver kind of the package's own
 
 
 def test_gym_ids_exist_after_import_robot_rl_without_importing_gymnasium_or_the_twin() -> None:
