@@ -344,3 +344,18 @@ def test_the_ur5e_twin_matches_its_published_dh_kinematics() -> None:
     for joint in load_robot("ur5e").joints:  # software limits inside the model's range
         lo, hi = model.joint(joint.name).range
         assert lo < joint.position_limits_rad[0] and joint.position_limits_rad[1] < hi
+
+
+def test_a_procedure_writing_elsewhere_keeps_the_model_paths(tmp_path: Path) -> None:
+    """Homing and limit discovery write an updated calibration (--out): paths relative to the
+    source's folder would name nothing from another folder."""
+    from calibration.robot_yaml import write_updated
+
+    cell = cell_package(tmp_path)
+    out = tmp_path / "elsewhere" / "my_ur5e.homed.yaml"
+    written = write_updated(cell / "my_ur5e.yaml", {"elbow_joint": {"offset_rad": 0.01}}, out)
+    assert written.joints[2].offset_rad == 0.01
+    assert written.model_file.resolve() == (cell / "ur5e.xml").resolve()
+    assert written.scene_path("drawer").resolve() == (cell / "ur5e_drawer.xml").resolve()
+    bundled = write_updated("ur5e", {"elbow_joint": {"offset_rad": 0.01}}, tmp_path / "u.yaml")
+    assert bundled.model_file == REPO / "sim_twin" / "models" / "ur5e.xml"  # the bundled form
