@@ -369,3 +369,45 @@ def install_gym_registration() -> None:
         return
     if not any(isinstance(f, _AfterImport) and f.name == "gymnasium" for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterImport("gymnasium", lambda _: register_gym_envs()))
+
+
+# ---- what is registered, for people -----------------------------------------------------------
+
+def describe_task(name_or_env_id: str, robot: str | None = None) -> str:
+    """A task on a robot as text: observation keys (sizes), action mode, reward and success,
+    episode length, the twin's scene, the real robot's reset procedure."""
+    from robot_rl.robot_config import load_robot
+
+    spec = task_spec(name_or_env_id)
+    calibration = load_robot(robot or spec.default_robot)
+    task = make_task(spec.name, calibration)
+    config = task.config
+    lines = [f"task {spec.name} ({spec.env_id}) on robot {calibration.robot}: "
+             f"{spec.description or type(task).__name__}",
+             f"  class: {spec.task}; expert: {spec.expert or 'none'}; pipeline config: "
+             f"{spec.pipeline_config or 'none'}; launch: {spec.launch_file or 'none'}",
+             f"  observation ({task.observation_size} floats): " + ", ".join(
+                 f"{key} ({s.stop - s.start})" for key, s in task.layout.items()),
+             f"  action: {task.n_joints} values in [-1, 1], mode {config.action_mode}",
+             f"  reward: {config.reward}; success: {type(task).__name__}.is_success; "
+             f"terminate on success: {config.terminate_on_success}",
+             f"  episode: {config.episode_length_steps} steps of {config.control_period_s} s",
+             f"  sites: {', '.join(task.required_sites) or 'none'}; twin scene: "
+             f"{calibration.scene_file(spec.name)}",
+             "  real-robot reset:"]
+    lines += [f"    {i}. {step.name} ({step.kind}): {step.description}"
+              for i, step in enumerate(task.real_reset_procedure(), 1)]
+    return "\n".join(lines)
+
+
+def task_origin(name: str) -> str:
+    """Who registered a task (robot_rl, an entry point, a register_task call)."""
+    registered_tasks()
+    return _task_origins[name]
+
+
+def registered_drivers() -> dict[str, tuple[str, str]]:
+    """Driver kind -> ("module:Class", who registered it)."""
+    with _lock:
+        _load_entry_points(DRIVER_ENTRY_POINTS)
+        return dict(_drivers)

@@ -359,3 +359,18 @@ def test_a_procedure_writing_elsewhere_keeps_the_model_paths(tmp_path: Path) -> 
     assert written.scene_path("drawer").resolve() == (cell / "ur5e_drawer.xml").resolve()
     bundled = write_updated("ur5e", {"elbow_joint": {"offset_rad": 0.01}}, tmp_path / "u.yaml")
     assert bundled.model_file == REPO / "sim_twin" / "models" / "ur5e.xml"  # the bundled form
+
+
+def test_the_catalog_lists_what_is_found_and_describes_a_task_on_a_robot(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl import catalog
+
+    assert catalog.main([]) == 0
+    listing = capsys.readouterr().out
+    for line in ("ur5e ", "drawer ", "robot_rl/DrawerOpen-v0", "twin ", "sim_twin.robot:TwinRobot"):
+        assert line in listing
+    assert catalog.main(["--task", "robot_rl/DrawerOpen-v0", "--robot", "ur5e"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("task drawer (robot_rl/DrawerOpen-v0) on robot ur5e")
+    assert "action: 6 values in [-1, 1], mode relative" in text  # the UR5e's drawer setting
+    assert "ur5e_drawer.xml" in text and "5. home (move_joints)" in text
