@@ -65,6 +65,21 @@ def test_each_task_launch_hands_the_learner_arguments_to_the_learner(task: str) 
         assert param in learner, (param, learner)
 
 
+def test_the_drawer_launch_plays_any_robot_and_takes_its_driver() -> None:
+    """robot:=ur5e reaches the twin with the task whose scene it plays, and mode:=real takes
+    the generic driver node for a robot whose driver a package provides."""
+    desc = LaunchDescription.load(LAUNCH_DIR / "drawer.launch.yaml", {"robot": "ur5e"})
+    twin = {p.label: p for p in desc.processes}["twin"].cmd
+    assert "robot:=ur5e" in twin and "task:=drawer" in twin
+    if not _has_script("robot_driver_node"):
+        pytest.skip("needs the console script robot_driver_node (pip install -e . again)")
+    desc = LaunchDescription.load(LAUNCH_DIR / "drawer.launch.yaml",
+                                  {"mode": "real", "robot": "ur5e", "driver": "robot_driver_node"})
+    driver = {p.label: p for p in desc.processes}["driver"]
+    assert "robot_rl.nodes.robot_driver" in " ".join(driver.cmd) and driver.shutdown_on_exit
+    assert "robot:=ur5e" in driver.cmd
+
+
 @pytest.mark.graph
 @pytest.mark.parametrize("mode, nodes", [("twin", 2), ("hil", 3)])
 def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, ros_domain: int,
