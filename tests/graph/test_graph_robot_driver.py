@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from graph_probe import Probe, node_cmd, params, stop
 from test_graph_learner import Lines
 
@@ -21,7 +20,6 @@ ARM = load_robot("ur5e")
 NAMES = list(ARM.joint_names)
 
 
-@pytest.mark.graph
 def test_a_robot_driver_follows_the_supervisor_and_only_commands_based_on_its_states(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     ns = ["-r", "__ns:=/arm"]

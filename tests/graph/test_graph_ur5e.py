@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from graph_probe import Probe
 
 from robot_rl.agent.events import decode_event
@@ -25,7 +24,6 @@ from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.tasks.drawer import DrawerTask
 
 
-@pytest.mark.graph
 def test_the_drawer_launch_runs_the_ur5e(ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     runner = spawn([sys.executable, "-m", "robot_rl.ros.launch", "robot_rl", "drawer.launch.yaml",
