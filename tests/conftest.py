@@ -1,4 +1,5 @@
-"""Shared fixtures: a DDS domain of its own per test, and a reaper for spawned processes."""
+"""Shared fixtures: a DDS domain of its own per test, and a reaper for spawned processes; every
+test marked by its folder (unit, graph, hil), so that markers and folders cannot disagree."""
 
 from __future__ import annotations
 
@@ -9,17 +10,29 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.processes import child_env
 
-from robot_rl.ros.runtime import rclpy_available
+TESTS_DIR = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("unit", "graph", "hil")  # declared in setup.cfg
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the folder it lives in: `-m graph` selects exactly tests/graph."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:  # a test outside tests/ (pytest given another path)
+            continue
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
+
+
 # Domain ids 1-232 are valid for ROS 2. Each test holds a lock file for its domain, so parallel
 # pytest runs on one machine (other checkouts, CI shards) never share one: nodes of two runs on one
 # domain and loopback discovery would talk to each other. A pid-seeded order makes waiting rare.
@@ -47,18 +60,10 @@ def _claimed_domain() -> Iterator[int]:
     raise RuntimeError(f"every ROS domain id is held by other test runs ({_DOMAIN_LOCKS})")
 
 
-RCLPY = rclpy_available()
-NO_RCLPY = ("rclpy cannot be imported: robot_rl[ros] (ROS 2 Jazzy wheels) installs only on x86_64 "
-            "Linux with CPython 3.10-3.13, or source a ROS 2 installation")
-needs_rclpy = pytest.mark.skipif(not RCLPY, reason=NO_RCLPY)
-# Parametrises a test that takes ``ros_domain`` (or ``backend``) over both backends.
-both_backends = pytest.mark.parametrize(
-    "backend", ["dds", pytest.param("rclpy", marks=needs_rclpy)], indirect=True)
-
-
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """The backend of the nodes a test starts: dds, or each in turn under ``@both_backends``."""
+    """The backend of the nodes a test starts: dds, or each in turn under ``@both_backends``
+    (helpers.backends)."""
     return str(getattr(request, "param", "dds"))
 
 
@@ -74,16 +79,6 @@ def ros_domain(monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[int]:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("ROBOT_RL_BACKEND", backend)
         yield domain_id
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child Python: this repository importable, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 @pytest.fixture
@@ -106,7 +101,3 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
-
-def python_cmd(code: str, *args: str) -> list[str]:
-    """A command running ``code`` with this interpreter."""
-    return [sys.executable, "-c", code, *args]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import both_backends
 from graph_probe import node_cmd, params, stop
+from helpers.backends import both_backends
 from test_graph_learner import FakeRobot, Lines
 
 from robot_rl.agent.weights import snapshot_to_bytes

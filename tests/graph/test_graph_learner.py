@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import both_backends
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.agent.events import decode_event, encode_event
 from robot_rl.agent.observation import robot_topics

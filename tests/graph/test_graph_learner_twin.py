@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import both_backends
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
 
 from robot_rl.agent.events import decode_event
@@ -70,7 +70,6 @@ def run_graph(spawn: Any, tmp_path: Path, dataset: Path | str, namespaces: list[
     return ends, run_dir
 
 
-@pytest.mark.graph
 @both_backends
 def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any, tmp_path: Path,
                                                     quick_dataset: Path) -> None:  # noqa: F811
@@ -88,7 +87,6 @@ def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any,
     assert logged == [float(store.episode_info(i)["success"]) for i in range(store.n_episodes)]
 
 
-@pytest.mark.graph
 @pytest.mark.slow
 def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
                                     quick_dataset: Path) -> None:  # noqa: F811
@@ -98,7 +96,6 @@ def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
     assert namespaces == {"/r1/hand", "/r2/hand"}
 
 
-@pytest.mark.graph
 def test_learner_runs_drawer_episodes_on_the_arm_twin(ros_domain: int, spawn: Any,
                                                       tmp_path: Path) -> None:
     """The drawer's observation holds the hook tip and the handle, which no simulator reads for

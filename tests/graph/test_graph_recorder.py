@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import both_backends, python_cmd
 from graph_probe import read_line_containing
+from helpers.backends import both_backends
+from helpers.processes import python_cmd
 
 from robot_rl.agent.events import encode_event
 from robot_rl.data import EpisodeStore

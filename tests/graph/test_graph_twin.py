@@ -8,16 +8,14 @@ import time
 from typing import Any
 
 import numpy as np
-import pytest
-from conftest import both_backends
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = pytest.mark.graph
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 MID = NAMES.index("f0_mid")

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RCLPY, REPO_ROOT, child_env
+from helpers.backends import RCLPY
+from helpers.processes import REPO_ROOT, child_env
 from rclpy_peer import RosPeer, ros_message_class
 
 from robot_rl.robot_config import load_robot
@@ -32,7 +33,6 @@ COLCON = shutil.which("colcon", path=os.pathsep.join([str(Path(sys.executable).p
 JAZZY_LAUNCH = all(importlib.util.find_spec(m) is not None for m in ("launch", "launch_ros",
                                                                       "launch_yaml"))
 pytestmark = [
-    pytest.mark.graph,
     pytest.mark.skipif(not RCLPY, reason="rclpy cannot be imported (robot_rl[ros]: x86_64 Linux, "
                                          "CPython 3.10-3.13)"),
     pytest.mark.skipif(not JAZZY_LAUNCH, reason="ROS 2 Jazzy's launch packages are not installed "

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, both_backends, child_env, needs_rclpy
+from helpers.backends import both_backends, needs_rclpy
+from helpers.processes import REPO_ROOT, child_env
 
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import ParameterError

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from helpers.processes import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ros_wheels_bootstrapper") is None,
                                 reason="ros-wheels-bootstrapper is not installed "

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import both_backends, child_env, needs_rclpy, python_cmd
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends, needs_rclpy
+from helpers.processes import child_env, python_cmd
 from rclpy_peer import RosPeer, plain, ros_message_class
 from test_ros_wire import SAMPLES
 
@@ -25,7 +26,7 @@ from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node
 
-pytestmark = [pytest.mark.graph, needs_rclpy]
+pytestmark = needs_rclpy
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 MID = NAMES.index("f0_mid")

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from conftest import both_backends, python_cmd
 from graph_probe import read_line_containing
+from helpers.backends import both_backends
+from helpers.processes import python_cmd
 
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
