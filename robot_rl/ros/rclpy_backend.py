@@ -14,6 +14,10 @@ What this backend does that plain rclpy would not, and why:
 - Each node's ``--ros-args`` apply to that node only (``cli_args``), not to the whole process.
 - ``spin_once`` runs every callback that is ready after one wait, as the Node API promises (rclpy's
   own ``spin_once`` runs one), on an executor of the node's own.
+- A ``-p`` value the Node API reads as its text (an empty value, a YAML mapping such as
+  robot_driver_node's JSON ``driver_options``, text that is not YAML: ``runtime.parse_param_value``)
+  is handed to rcl quoted, as the string it is on dds: rcl refuses the rule outright, and the node
+  died before it declared anything.
 - Parameters are typed by their default exactly as on dds (``api.Node.declare_parameter``): an
   integer given for a float parameter is widened, an empty-list default takes its element type
   from the value given. rclpy would refuse the first and type the second as a byte array. They are
@@ -31,9 +35,12 @@ from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import yaml
+
 from robot_rl.ros import messages
 from robot_rl.ros.api import Node, NodeOptions, ParameterError, ParameterValue
 from robot_rl.ros.qos import QosProfile, qos_from_depth
+from robot_rl.ros.runtime import parse_param_value
 
 _OURS_BY_ROS_NAME = {messages.ros_type_name(cls): cls for cls in messages.MESSAGE_TYPES}
 _BYTE_TYPES = ("byte", "octet")
@@ -138,6 +145,36 @@ def global_ros_args(argv: list[str]) -> list[str]:
     return ["--ros-args", *out] if out else []
 
 
+def rcl_cli_args(argv: list[str]) -> list[str]:
+    """``argv`` with each ``-p name:=value`` inside ``--ros-args`` whose value the Node API takes
+    as its text, but rcl cannot parse (empty, a YAML mapping, not YAML), given as a single-quoted
+    YAML string: rcl then reads the same string the dds backend does."""
+    out = list(argv)
+    in_ros = False
+    for i, arg in enumerate(out):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg in ("-p", "--param") and i + 1 < len(out):
+            name, sep, text = out[i + 1].partition(":=")
+            if sep and _rcl_refuses(text):
+                out[i + 1] = f"{name}:='{text.replace(chr(39), chr(39) * 2)}'"
+    return out
+
+
+def _rcl_refuses(text: str) -> bool:
+    """Whether ``text`` is a value the Node API reads as a string that plain YAML does not give
+    (rcl parses ``-p`` values as YAML scalars or lists: anything else fails the whole node)."""
+    value = parse_param_value(text)
+    if not isinstance(value, str):
+        return False
+    try:
+        return yaml.safe_load(text) != value
+    except yaml.YAMLError:
+        return True
+
+
 def loopback_discovery_env() -> None:
     """``ROBOT_RL_DDS_LOOPBACK=1`` (robot_rl's loopback switch) means to rcl what it means to the
     dds backend: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, unless a ROS variable says otherwise.
@@ -240,7 +277,8 @@ class RclpyNode(Node):
         self._domain_id, self._context = _Context.acquire(argv)
         try:
             self._node = _RclpyNode(name, namespace=namespace or "", context=self._context,
-                                    cli_args=list(argv), use_global_arguments=False)
+                                    cli_args=rcl_cli_args(argv),
+                                    use_global_arguments=False)
         except Exception:
             _Context.release(self._domain_id)
             raise

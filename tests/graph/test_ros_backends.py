@@ -108,6 +108,23 @@ def test_parameters_are_typed_by_their_default_on_both(ros_domain: int) -> None:
         node.destroy()
 
 
+@both_backends
+def test_parameter_values_rcl_cannot_parse_are_their_text_on_both(ros_domain: int) -> None:
+    """`-p driver_options:={"task": "drawer"}` (robot_driver_node's JSON object) and `-p name:=`
+    (an empty string, as `params(name="")` writes it) are the Node API's text on dds; rcl
+    refuses both ("Couldn't parse parameter override rule"), which killed robot_driver_node on
+    rclpy before it declared anything."""
+    node = make_node("texts", argv=["--ros-args", "-p", 'driver_options:={"task": "drawer"}',
+                                    "-p", "viewer_png:=", "-p", "note:=a: b", "-p", "n:=3"])
+    try:
+        assert node.declare_parameter("driver_options", "{}") == '{"task": "drawer"}'
+        assert node.declare_parameter("viewer_png", "x.png") == ""
+        assert node.declare_parameter("note", "") == "a: b"
+        assert node.declare_parameter("n", 0) == 3  # YAML rcl reads stays as it was
+    finally:
+        node.destroy()
+
+
 @needs_rclpy
 def test_rclpy_parameters_carry_ros_types_and_are_read_only(ros_domain: int) -> None:
     from rclpy.parameter import Parameter
