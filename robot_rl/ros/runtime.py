@@ -7,6 +7,8 @@ exactly that, so the same mains run under ROS 2 and under ``robot-rl launch``.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import re
 import sys
@@ -186,6 +188,7 @@ def node_options(node_name: str, namespace: str, ros_args: RosArgs) -> NodeOptio
     return NodeOptions(ros_args.remaps, overrides, ros_args.log_level)
 
 
+_EXIT_HOOKS: list[Callable[[], None]] = []  # registered with atexit by run(), once each
 BACKEND_ENV = "ROBOT_RL_BACKEND"
 DEFAULT_BACKEND = "dds"
 
@@ -258,6 +261,9 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
     if wants_help(argv):
         print(node_help(node_factory, argv))
         return 0
+    if _freeze_gc_at_exit not in _EXIT_HOOKS:
+        _EXIT_HOOKS.append(_freeze_gc_at_exit)
+        atexit.register(_freeze_gc_at_exit)
     made: Any = None
     node: Node | None = None
     code = 0
@@ -277,6 +283,19 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
     finally:
         _close(made, node)
     return code
+
+
+def _freeze_gc_at_exit() -> None:
+    """At interpreter exit, before its own collections: move every object still alive out of
+    the cycle collector's reach (``gc.freeze``), so exit does not walk them.
+
+    A node that imported torch and MuJoCo (the actor) spent 2-3 s of its exit in the garbage
+    collector on a loaded 2-core machine (0.5 s with this), and ``ros2 launch`` sends SIGTERM
+    to a node still running 5 s after Ctrl-C and reports it as died. By then ``run`` has
+    closed the node and its owner (stores committed, files closed): nothing relies on the
+    cycle collector any more. Registered with atexit, so a process that calls ``run`` and
+    carries on (a test) keeps its collector until it exits too."""
+    gc.freeze()
 
 
 # --- --help -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 What ``ros2 node list``, ``ros2 topic list / echo / info --verbose`` and ``ros2 param`` would show,
 through rclpy's graph, subscription and parameter-client APIs (the ``ros2`` CLI is not on PyPI).
 It uses none of robot_rl's ROS layer. Tests that use it are skipped where rclpy cannot be imported
-(``conftest.needs_rclpy``).
+(``helpers.backends.needs_rclpy``).
 """
 
 from __future__ import annotations

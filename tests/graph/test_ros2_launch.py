@@ -11,6 +11,7 @@ reason, where rclpy, Jazzy's launch packages (../shared/ros2-launch-jazzy, insta
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 from helpers.backends import RCLPY
+from helpers.checkpoints import tiny_drawer_checkpoint
 from helpers.processes import REPO_ROOT, child_env
 from rclpy_peer import RosPeer, ros_message_class
 
@@ -66,8 +68,7 @@ def install_space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     executables = workspace / "install" / "robot_rl" / "lib" / "robot_rl"
-    for node in ("twin_node", "safety_node", "learner_node", "dynamixel_node",
-                 "dynamixel_bus_node", "teleop_node", "recorder_node", "ros2_control_bridge"):
+    for node in console_scripts():
         assert (executables / node).is_file(), f"colcon installed no {node}"
     dump = subprocess.run(["bash", "-c", "source install/setup.bash && env -0"], cwd=workspace,
                           capture_output=True, check=True, timeout=60)
@@ -76,6 +77,14 @@ def install_space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     changed["AMENT_PREFIX_PATH"] = os.pathsep.join([changed["AMENT_PREFIX_PATH"], sys.prefix])
     changed["ROBOT_RL_COLCON_WS"] = str(workspace)
     yield changed
+
+
+def console_scripts() -> list[str]:
+    """Every executable setup.cfg declares (the nodes, robot-rl, the demo talker/listener)."""
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return [line.split("=")[0].strip() for line in lines]
 
 
 def _children_cmdlines(pid: int) -> list[str]:
@@ -209,3 +218,31 @@ def test_real_mode_starts_its_drivers_under_jazzys_launch(
     finally:
         peer.close()
     launched.stop()
+
+
+def test_deploy_acts_with_a_checkpoint_under_jazzys_launch(
+        install_space: dict[str, str], ros_domain: int, spawn: Any, tmp_path: Path) -> None:
+    """deploy.launch.yaml from the install space, nodes on rclpy: the twin, the safety node and
+    the actor acting with a real (tiny) checkpoint, its commands reaching the twin through the
+    supervisor, nothing else publishing any."""
+    checkpoint = tiny_drawer_checkpoint(tmp_path / "run")
+    launched = Launched(spawn, install_space, tmp_path, "deploy.launch.yaml", "task:=drawer",
+                        "mode:=twin", "robot:=arm6", "namespace:=arm",
+                        f"checkpoint:={checkpoint}", "backend:=rclpy")
+    peer = RosPeer()
+    try:
+        raw = peer.subscribe("sensor_msgs/msg/JointState", "/arm/command_raw")
+        gated = peer.subscribe("sensor_msgs/msg/JointState", "/arm/command")
+        expected = {"/arm/twin", "/arm/safety", "/arm/actor"}
+        launched.wait(peer, lambda: expected <= peer.nodes() and len(raw) >= 10
+                      and len(gated) >= 10, 120,
+                      f"{sorted(expected)}, the actor's commands and the supervisor's")
+        installed = f"{launched.workspace}/install/robot_rl/lib/robot_rl/"
+        commands_run = launched.node_commands()
+        assert len(commands_run) == len(expected), commands_run
+        assert all(installed in cmd for cmd in commands_run), commands_run
+        assert f"acting with {checkpoint.resolve()}" in launched.output()
+    finally:
+        peer.close()
+    out = launched.stop()
+    assert out.count("backend: rclpy (") == len(expected), out[-4000:]
