@@ -235,7 +235,8 @@ def test_rclpy_backend_without_rclpy_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("task, mode", [("valve", "twin"), ("valve", "hil"), ("drawer", "real"),
-                                        ("teleop_record", "twin")])
+                                        ("teleop_record", "twin"), ("deploy", "twin"),
+                                        ("deploy", "hil")])
 def test_launch_files_hand_the_backend_to_every_node(task: str, mode: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """backend:=rclpy on a launch file, else $ROBOT_RL_BACKEND, else dds: for every node."""
