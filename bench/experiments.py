@@ -39,7 +39,7 @@ from robot_rl.learning import AWAC
 from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
 from robot_rl.learning.factory import new_agent
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 REPO = Path(__file__).resolve().parent.parent
 SUCCESS_TARGET = 0.9

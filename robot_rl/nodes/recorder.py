@@ -21,8 +21,8 @@ from robot_rl.agent.recording import StepSampler
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore, EpisodeWriter
-from robot_rl.data.replay import action_mode_extra
 from robot_rl.data.store import software_version
+from robot_rl.data.transition_arrays import action_mode_extra
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m

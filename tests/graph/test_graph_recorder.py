@@ -16,7 +16,7 @@ from helpers.processes import python_cmd
 from robot_rl.agent.events import encode_event
 from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore
-from robot_rl.data.replay import action_mode_extra
+from robot_rl.data.transition_arrays import action_mode_extra
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m

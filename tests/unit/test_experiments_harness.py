@@ -56,7 +56,7 @@ def test_naive_finetune_switches_objective_keeping_weights() -> None:
 
 
 def test_methods_start_from_the_papers_awac_not_the_task_files_guard() -> None:
-    from robot_rl.pipeline.config import load_pipeline_config
+    from robot_rl.run_config import load_pipeline_config
     assert load_pipeline_config("drawer", profile="bench_scarce").awac.collapse_guard.conservative
     config = experiments.task_config("drawer", "scarce", seed=0)
     assert not config.awac.collapse_guard.conservative  # "awac" is plain AWAC
