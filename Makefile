@@ -19,6 +19,8 @@ LAUNCH_PKGS := launch launch_yaml launch_xml launch_ros composition_interfaces_s
 # without them, plus what it imports. Pinned exactly: the comparison reads its update's parts.
 D3RLPY_SPEC ?= d3rlpy==2.8.1
 PEERS := $(VENV)/.peers-installed
+# Arguments for `make demo`'s robot-rl demo, e.g. DEMO_ARGS=--overwrite to replace an earlier run.
+DEMO_ARGS ?=
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
@@ -72,7 +74,7 @@ $(ROS_STAMP): $(STAMP)
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/robot-rl demo --profile demo
+	$(VENV)/bin/robot-rl demo --profile demo $(DEMO_ARGS)
 
 test: $(STAMP) $(PEERS) $(LEROBOT_STAMP) $(ROS_STAMP) lint
 	$(PY) -m pytest
