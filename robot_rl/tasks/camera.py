@@ -111,10 +111,17 @@ def network_image(color: np.ndarray, depth_mm: np.ndarray | None,
                   config: ImageObservationConfig) -> np.ndarray:
     """The policy's view as the network reads it: (channels, height, width) uint8, colour then
     depth scaled to 0..255 over ``depth_range_m`` (uint8 keeps the replay at one byte a value)."""
-    channels = [np.moveaxis(np.asarray(color, np.uint8), -1, 0)]
+    return network_images(np.asarray(color)[None],
+                          None if depth_mm is None else np.asarray(depth_mm)[None], config)[0]
+
+
+def network_images(colors: np.ndarray, depths_mm: np.ndarray | None,
+                   config: ImageObservationConfig) -> np.ndarray:
+    """:func:`network_image` of (T, height, width, 3) colours and (T, height, width) depths."""
+    channels = [np.moveaxis(np.asarray(colors, np.uint8), -1, 1)]
     if config.depth:
-        if depth_mm is None:
+        if depths_mm is None:
             raise ValueError("image.depth is declared but no depth frame came with the colour")
-        scaled = np.asarray(depth_mm, np.float32) / (1000.0 * config.depth_range_m)
-        channels.append((np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[None])
-    return np.concatenate(channels, axis=0)
+        scaled = np.asarray(depths_mm, np.float32) / (1000.0 * config.depth_range_m)
+        channels.append((np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, None])
+    return np.ascontiguousarray(np.concatenate(channels, axis=1))
