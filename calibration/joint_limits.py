@@ -81,12 +81,16 @@ def _search(chain: DynamixelChain, index: int, sign: int, hold: np.ndarray,
 
 
 def _return_to(chain: DynamixelChain, target: np.ndarray, config: LimitSearchConfig) -> None:
-    chain.write_positions(target)
+    """Steps back to ``target``, each goal at most half of ``safety.max_step_rad`` from the
+    reading just taken: the chain refuses a goal further than the step limit from where a joint
+    is measured (docs/safety.md, the driver's own rules)."""
+    step = 0.5 * chain.calibration.safety.max_step_rad
     deadline = time.monotonic() + config.settle_timeout_s
     while time.monotonic() < deadline:
         position = chain.read().position_rad[: len(target)]
         if np.allclose(position, target, atol=0.05):
             return
+        chain.write_positions(position + np.clip(target - position, -step, step))
         time.sleep(config.period_s)
 
 
