@@ -11,8 +11,9 @@ rows hold each step's own frame), and is kept as a frame only.
 enters, and transitions are plain vectors (proprioception, features) in a ``ReplayBuffer``.
 
 Episodes come as mappings of time-major arrays: ``obs`` and ``next_obs`` (the task's vector),
-``action``, ``reward``, ``done``, and ``image`` (T, C, H, W) uint8 (``learning.pixel_agent``'s
-``pixel_episode`` builds one from recorded steps).
+``action``, ``reward``, ``done``, and ``image`` (T, C, H, W) uint8 in the network's layout, or,
+for a replay given the task's ``view``, the recorded ``camera_color`` (T, H, W, 3) (and
+``camera_depth``) from which it makes ``image`` (``tasks.camera.network_images``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ import numpy as np
 import torch
 
 from robot_rl.learning.replay import Generator, ReplayBuffer
+from robot_rl.tasks.camera import ImageObservationConfig, network_images
 
 PIXEL_KEYS = ("obs", "action", "reward", "next_obs", "done", "image")
+
+
+def with_network_images(episode: Mapping[str, np.ndarray], view: ImageObservationConfig | None
+                        ) -> Mapping[str, np.ndarray]:
+    """``episode`` with its ``image`` made from recorded camera keys, if it has none."""
+    if "image" in episode or view is None or "camera_color" not in episode:
+        return episode
+    depth = episode.get("camera_depth") if view.depth else None
+    return {**episode, "image": network_images(np.asarray(episode["camera_color"]), depth, view)}
 
 
 def _check_episode(episode: Mapping[str, np.ndarray], where: str) -> int:
@@ -54,10 +65,11 @@ class ImageReplay:
     episode keeps its later steps, whose next frames are later still (never overwritten)."""
 
     def __init__(self, state_dim: int, act_dim: int, image_shape: tuple[int, int, int],
-                 capacity: int) -> None:
+                 capacity: int, view: ImageObservationConfig | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"ImageReplay: capacity must be >= 1, got {capacity}")
         self.state_dim, self.act_dim, self.capacity = state_dim, act_dim, capacity
+        self.view = view
         self.image_shape = tuple(int(v) for v in image_shape)
         # np.zeros maps untouched pages lazily: a large capacity costs memory only as it fills
         self.frames = np.zeros((capacity, *self.image_shape), np.uint8)
@@ -83,6 +95,7 @@ class ImageReplay:
 
     def add_episode(self, episode: Mapping[str, np.ndarray]) -> np.ndarray:
         """Write one episode's steps; returns their slots."""
+        episode = with_network_images(episode, self.view)
         n = _check_episode(episode, "ImageReplay.add_episode")
         if n > self.capacity:
             raise ValueError(f"ImageReplay: an episode of {n} steps does not fit a capacity of "
@@ -139,8 +152,9 @@ class FeatureReplay:
     enters; no frame is kept."""
 
     def __init__(self, state_dim: int, feature_dim: int, act_dim: int, capacity: int,
-                 encode: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.encode = encode
+                 encode: Callable[[np.ndarray], np.ndarray],
+                 view: ImageObservationConfig | None = None) -> None:
+        self.encode, self.view = encode, view
         self.state_dim, self.feature_dim = state_dim, feature_dim
         self.buffer = ReplayBuffer(state_dim + feature_dim, act_dim, capacity)
 
@@ -152,6 +166,7 @@ class FeatureReplay:
         return sum(a.nbytes for a in self.buffer.data.values())
 
     def add_episode(self, episode: Mapping[str, np.ndarray]) -> None:
+        episode = with_network_images(episode, self.view)
         n = _check_episode(episode, "FeatureReplay.add_episode")
         features = np.asarray(self.encode(np.asarray(episode["image"])), np.float32)
         if features.shape != (n, self.feature_dim):

@@ -25,6 +25,7 @@ import torch
 
 from robot_rl.config import from_dict, to_dict
 from robot_rl.learning.awac import AWAC
+from robot_rl.learning.checkpoint import restore_agent
 from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.encoders import (
     ConvEncoder,
@@ -36,22 +37,25 @@ from robot_rl.learning.encoders import (
 )
 from robot_rl.learning.image_replay import FeatureReplay, ImageReplay
 from robot_rl.learning.normalizer import Normalizer
+from robot_rl.tasks.camera import ImageObservationConfig, network_image, network_images
 
 PIXELS_EXTRA = "pixels"
 ENCODE_CHUNK = 256  # frames per forward pass when filling a feature replay
 
 
 class PixelAgent:
-    """AWAC with an image encoder; acts on {"state": vector, "image": (C, H, W) uint8}."""
+    """AWAC with an image encoder for one camera view (``tasks.camera``); acts on an env's
+    observation {"state", "rgb"[, "depth"]} or on {"state", "image": (C, H, W) uint8}."""
 
-    def __init__(self, state_dim: int, act_dim: int, image_shape: tuple[int, int, int],
+    def __init__(self, state_dim: int, act_dim: int, view: ImageObservationConfig,
                  config: AWACConfig, encoder: EncoderConfig, seed: int = 0,
                  frozen: ConvEncoder | None = None) -> None:
         if config.replay == "balanced":
             raise ValueError("awac.replay: balanced replay's density ratio reads whole "
                              "observations; pixel tasks use uniform replay")
         self.state_dim, self.act_dim = int(state_dim), int(act_dim)
-        self.image_shape = tuple(int(v) for v in image_shape)
+        self.view = view
+        self.image_shape = (view.channels, view.height, view.width)
         self.encoder_config = encoder
         if encoder.kind == "frozen":
             loaded = frozen if frozen is not None else load_frozen_encoder(encoder.frozen_path)[0]
@@ -79,7 +83,9 @@ class PixelAgent:
 
     @property
     def obs_dim(self) -> int:
-        return self.awac.obs_dim
+        """The task's observation vector (what ``Task.observation_size`` counts); the AWAC
+        networks read ``awac.obs_dim`` = this + the encoder's features."""
+        return self.state_dim
 
     @property
     def num_updates(self) -> int:
@@ -136,16 +142,19 @@ class PixelAgent:
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
 
     def make_replay(self, capacity: int) -> ImageReplay | FeatureReplay:
-        """The replay this agent trains from: frames for a conv encoder, features for a frozen."""
+        """The replay this agent trains from: frames for a conv encoder, features for a frozen.
+        It takes episodes with ``image`` or with recorded ``camera_color`` (``batch_from_steps``
+        of a pixel task's steps), converted for this agent's view."""
         if self.trains_encoder:
-            return ImageReplay(self.state_dim, self.act_dim, self.image_shape, capacity)
+            return ImageReplay(self.state_dim, self.act_dim, self.image_shape, capacity,
+                               view=self.view)
         return FeatureReplay(self.state_dim, self.feature_dim, self.act_dim, capacity,
-                             self.encode_frames)
+                             self.encode_frames, view=self.view)
 
     # ---- acting and updating -----------------------------------------------------------------
     def _vector(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, bool]:
         state = np.asarray(obs["state"], np.float32)
-        image = np.asarray(obs["image"])
+        image = np.asarray(obs["image"]) if "image" in obs else self._network_image(obs)
         single = state.ndim == 1
         state2, image2 = (state[None], image[None]) if single else (state, image)
         if image2.shape[1:] != self.image_shape:
@@ -154,6 +163,13 @@ class PixelAgent:
         feats = self.features(image2).cpu().numpy()
         vector = np.concatenate([state2, feats], axis=1)
         return (vector[0] if single else vector), single
+
+    def _network_image(self, obs: Mapping[str, Any]) -> np.ndarray:
+        rgb = np.asarray(obs["rgb"])
+        depth = obs.get("depth")
+        if rgb.ndim == 3:
+            return network_image(rgb, depth, self.view)
+        return network_images(rgb, depth, self.view)
 
     def act(self, obs: Mapping[str, Any], deterministic: bool = False,
             fallback: bool = True) -> np.ndarray:
@@ -193,6 +209,10 @@ class PixelAgent:
 
     def load_state_dict(self, state: dict) -> None:
         self.awac.load_state_dict(state)
+        self.load_encoder_state(state)
+
+    def load_encoder_state(self, state: dict) -> None:
+        """The encoder's weights, optimiser and augmentation stream from ``state_dict()``'s."""
         encoder, _ = encoder_from_state(state["encoder"], "checkpoint encoder")
         self.encoder.load_state_dict(encoder.state_dict())
         if self.encoder_optimizer is not None and "encoder_optimizer" in state:
@@ -204,7 +224,7 @@ class PixelAgent:
     def checkpoint_extra(self) -> dict[str, Any]:
         """What ``load_pixel_agent`` needs to rebuild this agent (save_checkpoint's extra)."""
         return {PIXELS_EXTRA: {"state_dim": self.state_dim, "act_dim": self.act_dim,
-                               "image_shape": list(self.image_shape),
+                               "view": to_dict(self.view),
                                "encoder": to_dict(self.encoder_config)}}
 
     def acting_copy(self) -> tuple[ConvEncoder, torch.nn.Module]:
@@ -222,31 +242,25 @@ def load_pixel_agent(checkpoint: Mapping[str, Any], config: AWACConfig, seed: in
                      ) -> PixelAgent:
     """A PixelAgent from ``load_checkpoint``'s dict: weights, optimisers, encoder, normaliser."""
     spec = checkpoint["extra"][PIXELS_EXTRA]
-    encoder_config = from_dict(EncoderConfig, spec["encoder"], source="checkpoint",
-                               prefix="extra.pixels.encoder")
+    encoder_config = checkpoint_encoder(checkpoint)
     frozen = None
     if encoder_config.kind == "frozen":  # the checkpoint carries its weights: no file needed
         frozen, _ = encoder_from_state(checkpoint["agent"]["encoder"], "checkpoint encoder")
-    agent = PixelAgent(int(spec["state_dim"]), int(spec["act_dim"]), tuple(spec["image_shape"]),
+    agent = PixelAgent(int(spec["state_dim"]), int(spec["act_dim"]), checkpoint_view(checkpoint),
                        config, encoder_config, seed=seed, frozen=frozen)
-    agent.load_state_dict(checkpoint["agent"])
-    norm = checkpoint["normalizer"]
-    agent.set_normalizer(None if norm is None else Normalizer.from_state_dict(norm))
+    # the AWAC part through restore_agent: networks of another config are refused by name
+    restore_agent({**checkpoint, "obs_dim": agent.awac.obs_dim}, agent.awac)
+    agent.load_encoder_state(checkpoint["agent"])
     return agent
 
 
-def pixel_episode(steps: Mapping[str, np.ndarray], image: Any,
-                  observation_key: str = "observation") -> dict[str, np.ndarray]:
-    """Recorded steps (an episode store's keys) as a pixel replay's episode: obs, next_obs,
-    action, reward, done (termination), image (T, C, H, W) uint8 from camera_color (and
-    camera_depth when ``image`` declares depth)."""
-    from robot_rl.tasks.camera import network_images
+def checkpoint_view(checkpoint: Mapping[str, Any]) -> ImageObservationConfig:
+    """The camera view a pixel checkpoint's policy was trained on."""
+    return from_dict(ImageObservationConfig, checkpoint["extra"][PIXELS_EXTRA]["view"],
+                     source=str(checkpoint.get("path", "checkpoint")), prefix="extra.pixels.view")
 
-    done = steps["done"] if "done" in steps else steps["terminated"]
-    depths = np.asarray(steps["camera_depth"]) if image.depth else None
-    frames = network_images(np.asarray(steps["camera_color"]), depths, image)
-    return {"obs": np.asarray(steps[observation_key], np.float32),
-            "next_obs": np.asarray(steps[f"next_{observation_key}"], np.float32),
-            "action": np.asarray(steps["action"], np.float32),
-            "reward": np.asarray(steps["reward"], np.float32),
-            "done": np.asarray(done, np.float32), "image": frames}
+
+def checkpoint_encoder(checkpoint: Mapping[str, Any]) -> EncoderConfig:
+    return from_dict(EncoderConfig, checkpoint["extra"][PIXELS_EXTRA]["encoder"],
+                     source=str(checkpoint.get("path", "checkpoint")),
+                     prefix="extra.pixels.encoder")

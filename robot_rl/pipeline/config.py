@@ -8,6 +8,7 @@ from typing import Any
 
 from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, named_yaml
 from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.encoders import EncoderConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -70,6 +71,9 @@ class PipelineConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     eval: EvalConfig = EvalConfig()
     awac: AWACConfig = AWACConfig()
+    encoder: EncoderConfig = field(default_factory=EncoderConfig, metadata={
+        "help": "the image encoder of a pixel task (env_kwargs {config: {observation: pixels}}); "
+                "state tasks ignore it"})
 
 
 def config_path(name_or_path: str | Path) -> Path:

@@ -12,6 +12,7 @@ import sim_twin  # noqa: F401  (registers the robot_rl/* environments)
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.gate import SupervisorGate
 from robot_rl.robot_config import load_robot
+from robot_rl.tasks.base import Task
 from sim_twin.experts import Expert, make_expert, run_episode
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -41,8 +42,13 @@ class GatedEnv:
         self.env = gym.make(config.env_id, command_gate=self.gate, **config.env_kwargs)
 
     @property
+    def task(self) -> Task:
+        return self.env.unwrapped.task
+
+    @property
     def obs_dim(self) -> int:
-        return int(np.prod(self.env.observation_space.shape))
+        """The task's observation vector (a pixel task's camera view comes beside it)."""
+        return self.task.observation_size
 
     @property
     def act_dim(self) -> int:

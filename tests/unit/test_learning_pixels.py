@@ -18,10 +18,12 @@ from robot_rl.learning.encoders import (
 )
 from robot_rl.learning.image_replay import FeatureReplay, ImageReplay
 from robot_rl.learning.pixel_agent import PixelAgent, is_pixel_checkpoint, load_pixel_agent
+from robot_rl.tasks.camera import ImageObservationConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks on a shared host
 
 SHAPE = (3, 16, 16)
+VIEW = ImageObservationConfig(width=16, height=16)
 SMALL = EncoderConfig(channels=(4, 8), strides=(2, 2), feature_dim=6, shift_px=2)
 AWAC_SMALL = AWACConfig(batch_size=8, actor_hidden_sizes=(16,), critic_hidden_sizes=(16,))
 
@@ -109,7 +111,7 @@ def test_feature_replay_encodes_each_frame_once() -> None:
 
 def _agent(kind: str = "conv", frozen: ConvEncoder | None = None, seed: int = 0) -> PixelAgent:
     encoder = SMALL if kind == "conv" else EncoderConfig(**{**SMALL.__dict__, "kind": "frozen"})
-    agent = PixelAgent(5, 3, SHAPE, AWAC_SMALL, encoder, seed=seed, frozen=frozen)
+    agent = PixelAgent(5, 3, VIEW, AWAC_SMALL, encoder, seed=seed, frozen=frozen)
     agent.set_state_normalizer(Normalizer(np.full(5, 2.0), np.full(5, 4.0)))
     return agent
 
@@ -160,6 +162,10 @@ def test_act_single_and_batched() -> None:
     single = agent.act({"state": state[0], "image": image[0]}, deterministic=True)
     assert batch.shape == (2, 3) and single.shape == (3,)
     np.testing.assert_allclose(single, batch[0], atol=1e-6)
+    # an env's observation (colour as (H, W, 3)) acts the same
+    as_env = agent.act({"state": state[0], "rgb": np.moveaxis(image[0], 0, -1)},
+                       deterministic=True)
+    np.testing.assert_array_equal(as_env, single)
     with pytest.raises(ValueError, match=r"the encoder reads \(3, 16, 16\)"):
         agent.act({"state": state[0], "image": image[0, :, :8]})
 
@@ -195,7 +201,7 @@ def test_frozen_encoder_is_trained_here_saved_and_never_moves(tmp_path) -> None:
         save_frozen_encoder(path, encoder, SMALL)
     loaded, config = load_frozen_encoder(path)
     assert config == SMALL
-    agent = PixelAgent(5, 3, SHAPE, AWAC_SMALL,
+    agent = PixelAgent(5, 3, VIEW, AWAC_SMALL,
                        EncoderConfig(**{**SMALL.__dict__, "kind": "frozen",
                                         "frozen_path": str(path)}))
     torch.testing.assert_close(agent.features(frames[:4]), loaded(torch.from_numpy(frames[:4])))
@@ -222,7 +228,7 @@ def test_a_frozen_encoder_for_another_view_is_refused(tmp_path) -> None:
     path = save_frozen_encoder(tmp_path / "small.pt", encoder, SMALL)
     frozen = EncoderConfig(**{**SMALL.__dict__, "kind": "frozen", "frozen_path": str(path)})
     with pytest.raises(ValueError, match=r"reads \(3, 8, 8\) images, the task's view is"):
-        PixelAgent(5, 3, SHAPE, AWAC_SMALL, frozen)
+        PixelAgent(5, 3, VIEW, AWAC_SMALL, frozen)
     with pytest.raises(FileNotFoundError, match="encoder.frozen_path"):
-        PixelAgent(5, 3, SHAPE, AWAC_SMALL,
+        PixelAgent(5, 3, VIEW, AWAC_SMALL,
                    EncoderConfig(kind="frozen", frozen_path=str(tmp_path / "none.pt")))
