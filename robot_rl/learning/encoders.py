@@ -12,9 +12,11 @@ the frames of a dataset: reconstruct each frame from its features), saved to a f
 from it; its features are computed once per frame when a frame enters the replay, so updates cost
 what they cost without images. Its weights travel inside every checkpoint made with it.
 
-Why strided 3x3 convs and 64x64 views: on the project's 2-core CPU (docs/PLATFORM's figures and
-bench/pixel_throughput.py) DrQ's own encoder (stride 2 then 1, 32 channels, 84x84) makes about one
-update a second; four stride-2 layers on 64x64 make an order of magnitude more.
+Why a 4x4 stride-4 first layer (patches that tile the image, as a ViT's do), two stride-2 3x3
+layers and 64x64 views: on the project's 2-core CPU DrQ's own encoder (3x3, stride 2 then 1, 32
+channels, 84x84) makes about one update a second (shared/PLATFORM.md); four stride-2 3x3 layers on
+64x64 about three, this one five to seven (bench/pixel_throughput.py, one thread, batch 256, a
+busy machine).
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ class EncoderConfig:
         "choices": ENCODER_KINDS,
         "help": "conv: trained with the critic (DrQ random shifts); frozen: a file made by "
                 "robot_rl.learning.encoders.train_frozen_encoder, features computed once per frame"})
-    channels: tuple[int, ...] = field(default=(16, 32, 32, 32), metadata={
-        "range": (1, 512), "help": "output channels of each 3x3 conv layer"})
-    strides: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={
-        "range": (1, 4), "help": "stride of each conv layer (as many as channels)"})
+    channels: tuple[int, ...] = field(default=(16, 32, 32), metadata={
+        "range": (1, 512), "help": "output channels of each conv layer"})
+    strides: tuple[int, ...] = field(default=(4, 2, 2), metadata={
+        "range": (1, 8), "help": "stride of each conv layer (as many as channels); kernels are "
+                                 "3x3, or stride x stride above 3 (patches that tile the image)"})
     feature_dim: int = field(default=50, metadata={
         "range": (1, 4096), "help": "features after the conv stack (linear, LayerNorm, tanh)"})
     shift_px: int = field(default=4, metadata={
@@ -63,21 +66,24 @@ class EncoderConfig:
 
 
 class ConvEncoder(nn.Module):
-    """uint8 images (B, C, H, W) -> features (B, feature_dim) in [-1, 1].
+    """uint8 images (B, H, W, C), channels last as cameras give them -> features
+    (B, feature_dim) in [-1, 1].
 
     Pixels are scaled to [-0.5, 0.5] inside, so the replay keeps one byte per value and the
-    network sees centred inputs. Conv layers: 3x3, padding 1, ReLU; then flatten, linear,
-    LayerNorm and tanh (DrQ's head: the LayerNorm keeps the features' scale fixed while the critic
-    reshapes them)."""
+    network sees centred inputs. Conv layers: 3x3 (or stride x stride), ReLU; then flatten,
+    linear, LayerNorm and tanh (DrQ's head: the LayerNorm keeps the features' scale fixed while
+    the critic reshapes them)."""
 
     def __init__(self, image_shape: Sequence[int], config: EncoderConfig) -> None:
         super().__init__()
-        channels, height, width = (int(v) for v in image_shape)
-        self.image_shape = (channels, height, width)
+        height, width, channels = (int(v) for v in image_shape)
+        self.image_shape = (height, width, channels)
         self.feature_dim = config.feature_dim
         layers: list[nn.Module] = []
         for out, stride in zip(config.channels, config.strides):
-            layers += [nn.Conv2d(channels, out, 3, stride=stride, padding=1), nn.ReLU()]
+            kernel = _kernel(stride)
+            layers += [nn.Conv2d(channels, out, kernel, stride=stride,
+                                 padding=_padding(stride)), nn.ReLU()]
             channels = out
             height, width = _conv_out(height, stride), _conv_out(width, stride)
         self.convs = nn.Sequential(*layers)
@@ -86,29 +92,58 @@ class ConvEncoder(nn.Module):
                                   nn.LayerNorm(config.feature_dim), nn.Tanh())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() * (1.0 / 255.0) - 0.5
+        # channels first and contiguous: oneDNN's convolutions ran several times slower here on
+        # a channels-last (permuted) float input
+        x = images.permute(0, 3, 1, 2).contiguous().float() * (1.0 / 255.0) - 0.5
         return self.head(self.convs(x).flatten(1))
 
 
+def _kernel(stride: int) -> int:
+    """3x3, or stride x stride for a stride over 3 (patches that tile: no pixel skipped)."""
+    return max(3, stride)
+
+
+def _padding(stride: int) -> int:
+    return (_kernel(stride) - stride + 1) // 2
+
+
 def _conv_out(size: int, stride: int) -> int:
-    return (size + 2 - 3) // stride + 1
+    return (size + 2 * _padding(stride) - _kernel(stride)) // stride + 1
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """DrQ's augmentation: each image padded by ``pad`` (edge pixels repeated) and cut back to its
-    size at an offset drawn uniformly in [0, 2 * pad] each way, per image. One gather with
-    clamped indices (no padded copy), in the images' own dtype (uint8 stays uint8)."""
+    """DrQ's augmentation: each image (B, H, W, C) padded by ``pad`` (edge pixels repeated) and
+    cut back to its size at an offset drawn uniformly in [0, 2 * pad] each way, per image.
+
+    On the CPU each image is padded by OpenCV and cut by a slice, whole pixel rows at a time:
+    bench/pixel_throughput.py measured a batch of 256 64x64 views at about a tenth of the time of
+    one gather with per-pixel indices (the form used on a GPU)."""
     if pad <= 0:
         return images
-    batch, _, height, width = images.shape
+    batch, height, width, _ = images.shape
+    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator,
+                            device=generator.device)
+    if images.device.type != "cpu" or images.dtype != torch.uint8:
+        return _gather_shift(images, pad, offsets.to(images.device))
+    import cv2
+
+    source = images.numpy()
+    out = np.empty_like(source)
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        padded = cv2.copyMakeBorder(source[i], pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        out[i] = padded[dy:dy + height, dx:dx + width].reshape(out[i].shape)
+    return torch.from_numpy(out)
+
+
+def _gather_shift(images: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tensor:
+    """The same shift as one gather with clamped indices (any device and dtype)."""
+    batch, height, width, _ = images.shape
     device = images.device
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, batch, 1), generator=generator,
-                           device=generator.device).to(device) - pad
+    dy, dx = (offsets[:, :1] - pad), (offsets[:, 1:] - pad)
     rows = (dy + torch.arange(height, device=device)).clamp_(0, height - 1)[:, :, None]
     cols = (dx + torch.arange(width, device=device)).clamp_(0, width - 1)[:, None, :]
     index = torch.arange(batch, device=device)[:, None, None]
-    # advanced indices around a slice: the result is (B, H, W, C)
-    return images[index, :, rows, cols].permute(0, 3, 1, 2)
+    return images[index, rows, cols]
 
 
 # ---- the frozen encoder: an autoencoder trained on recorded frames ---------------------------
@@ -119,7 +154,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, encoder: ConvEncoder, config: EncoderConfig) -> None:
         super().__init__()
-        channels, height, width = encoder.image_shape
+        height, width, channels = encoder.image_shape
         sizes = [(height, width)]
         for stride in config.strides:
             sizes.append((_conv_out(sizes[-1][0], stride), _conv_out(sizes[-1][1], stride)))
@@ -129,8 +164,9 @@ class ConvDecoder(nn.Module):
         ins = list(config.channels[::-1])
         outs = [*config.channels[::-1][1:], channels]
         self.convs = nn.ModuleList(
-            nn.ConvTranspose2d(a, b, 2 * stride, stride=stride, padding=stride // 2)
-            if stride > 1 else nn.ConvTranspose2d(a, b, 3, padding=1)
+            nn.ConvTranspose2d(a, b, stride, stride=stride) if stride > 2
+            else nn.ConvTranspose2d(a, b, 4, stride=2, padding=1) if stride == 2
+            else nn.ConvTranspose2d(a, b, 3, padding=1)
             for a, b, stride in zip(ins, outs, config.strides[::-1]))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -154,12 +190,12 @@ class FrozenTraining:
 def train_frozen_encoder(frames: np.ndarray, config: EncoderConfig, *, steps: int = 2000,
                          batch_size: int = 64, seed: int = 0,
                          log: Any = None) -> tuple[ConvEncoder, FrozenTraining]:
-    """An encoder trained to reconstruct ``frames`` (N, C, H, W) uint8 from its features
+    """An encoder trained to reconstruct ``frames`` (N, H, W, C) uint8 from its features
     (squared error, DrQ's random shift on the input, an L2 pull on the features as in SAC-AE);
     nothing but the frames is used, so any recording (a real cell's too) can train one."""
     frames_t = torch.from_numpy(np.ascontiguousarray(frames))
     if frames_t.dim() != 4 or frames_t.dtype != torch.uint8 or not len(frames_t):
-        raise ValueError(f"train_frozen_encoder: expected (N, C, H, W) uint8 frames, got "
+        raise ValueError(f"train_frozen_encoder: expected (N, H, W, C) uint8 frames, got "
                          f"{tuple(frames_t.shape)} {frames_t.dtype}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -172,7 +208,7 @@ def train_frozen_encoder(frames: np.ndarray, config: EncoderConfig, *, steps: in
     for step in range(steps):
         idx = torch.randint(0, len(frames_t), (batch_size,), generator=generator)
         batch = frames_t[idx]
-        target = batch.float() * (1.0 / 255.0) - 0.5
+        target = batch.permute(0, 3, 1, 2).float() * (1.0 / 255.0) - 0.5
         features = encoder(random_shift(batch, config.shift_px, generator))
         loss = (decoder(features) - target).pow(2).mean() + 1e-6 * features.pow(2).sum(1).mean()
         optimizer.zero_grad(set_to_none=True)

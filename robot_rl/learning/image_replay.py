@@ -1,7 +1,7 @@
 """Replay for pixel tasks: every camera frame held once, in the network's layout.
 
 A transition's next observation is the next step of its episode, so its next frame is the frame
-stored in the next slot: ``ImageReplay`` keeps one frame per step (C, H, W uint8) and an index to
+stored in the next slot: ``ImageReplay`` keeps one frame per step (H, W, C uint8) and an index to
 the next one, not a second copy; the proprioceptive vectors (small) are kept as obs and next_obs.
 An episode's last step is a transition only if it terminated (its next observation is then never
 read: done = 1); a step cut by the time limit has no next frame, as in an episode store (whose
@@ -11,7 +11,7 @@ rows hold each step's own frame), and is kept as a frame only.
 enters, and transitions are plain vectors (proprioception, features) in a ``ReplayBuffer``.
 
 Episodes come as mappings of time-major arrays: ``obs`` and ``next_obs`` (the task's vector),
-``action``, ``reward``, ``done``, and ``image`` (T, C, H, W) uint8 in the network's layout, or,
+``action``, ``reward``, ``done``, and ``image`` (T, H, W, C) uint8 in the network's layout, or,
 for a replay given the task's ``view``, the recorded ``camera_color`` (T, H, W, 3) (and
 ``camera_depth``) from which it makes ``image`` (``tasks.camera.network_images``).
 """
@@ -103,7 +103,7 @@ class ImageReplay:
         images = np.asarray(episode["image"])
         if images.shape[1:] != self.image_shape or images.dtype != np.uint8:
             raise ValueError(f"ImageReplay: frames {images.shape[1:]} {images.dtype}, expected "
-                             f"{self.image_shape} uint8 (C, H, W)")
+                             f"{self.image_shape} uint8 (H, W, C)")
         slots = (self.position + np.arange(n)) % self.capacity
         self.frames[slots] = images
         self.obs[slots] = np.asarray(episode["obs"], np.float32).reshape(n, self.state_dim)
@@ -148,7 +148,7 @@ class ImageReplay:
 class FeatureReplay:
     """Transitions of (proprioception, frozen-encoder features) vectors in a ReplayBuffer.
 
-    ``encode(frames (T, C, H, W) uint8) -> (T, F) float32`` runs once per frame as its episode
+    ``encode(frames (T, H, W, C) uint8) -> (T, F) float32`` runs once per frame as its episode
     enters; no frame is kept."""
 
     def __init__(self, state_dim: int, feature_dim: int, act_dim: int, capacity: int,

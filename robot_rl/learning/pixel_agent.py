@@ -45,7 +45,7 @@ ENCODE_CHUNK = 256  # frames per forward pass when filling a feature replay
 
 class PixelAgent:
     """AWAC with an image encoder for one camera view (``tasks.camera``); acts on an env's
-    observation {"state", "rgb"[, "depth"]} or on {"state", "image": (C, H, W) uint8}."""
+    observation {"state", "rgb"[, "depth"]} or on {"state", "image": (H, W, C) uint8}."""
 
     def __init__(self, state_dim: int, act_dim: int, view: ImageObservationConfig,
                  config: AWACConfig, encoder: EncoderConfig, seed: int = 0,
@@ -55,14 +55,14 @@ class PixelAgent:
                              "observations; pixel tasks use uniform replay")
         self.state_dim, self.act_dim = int(state_dim), int(act_dim)
         self.view = view
-        self.image_shape = (view.channels, view.height, view.width)
+        self.image_shape = view.shape
         self.encoder_config = encoder
         if encoder.kind == "frozen":
             loaded = frozen if frozen is not None else load_frozen_encoder(encoder.frozen_path)[0]
             if loaded.image_shape != self.image_shape:
                 raise ValueError(f"encoder.frozen_path {encoder.frozen_path}: the encoder reads "
                                  f"{loaded.image_shape} images, the task's view is "
-                                 f"{self.image_shape} (C, H, W)")
+                                 f"{self.image_shape} (H, W, C)")
             self.encoder = loaded
         else:
             with torch.random.fork_rng(devices=[]):
@@ -126,7 +126,7 @@ class PixelAgent:
     # ---- features ----------------------------------------------------------------------------
     @torch.no_grad()
     def features(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Features of unshifted images (B, C, H, W) uint8, without gradients, on the device."""
+        """Features of unshifted images (B, H, W, C) uint8, without gradients, on the device."""
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
         was_training = self.encoder.training
         self.encoder.eval()
@@ -136,7 +136,7 @@ class PixelAgent:
             self.encoder.train(was_training)
 
     def encode_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(T, C, H, W) uint8 -> (T, F) float32 on the CPU, in chunks (a feature replay's fill)."""
+        """(T, H, W, C) uint8 -> (T, F) float32 on the CPU, in chunks (a feature replay's fill)."""
         out = [self.features(frames[i:i + ENCODE_CHUNK]).cpu().numpy()
                for i in range(0, len(frames), ENCODE_CHUNK)]
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
@@ -159,7 +159,7 @@ class PixelAgent:
         state2, image2 = (state[None], image[None]) if single else (state, image)
         if image2.shape[1:] != self.image_shape:
             raise ValueError(f"PixelAgent: image {image2.shape[1:]}, the encoder reads "
-                             f"{self.image_shape} (C, H, W) uint8")
+                             f"{self.image_shape} (H, W, C) uint8")
         feats = self.features(image2).cpu().numpy()
         vector = np.concatenate([state2, feats], axis=1)
         return (vector[0] if single else vector), single
@@ -173,7 +173,7 @@ class PixelAgent:
 
     def act(self, obs: Mapping[str, Any], deterministic: bool = False,
             fallback: bool = True) -> np.ndarray:
-        """Action(s) for {"state": (D,) or (B, D), "image": (C, H, W) or (B, C, H, W) uint8}."""
+        """Action(s) for {"state": (D,) or (B, D), "image": (H, W, C) or (B, H, W, C) uint8}."""
         vector, _ = self._vector(obs)
         return self.awac.act(vector, deterministic=deterministic, fallback=fallback)
 

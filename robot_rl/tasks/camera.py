@@ -61,8 +61,8 @@ class ImageObservationConfig:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """(height, width, 3): the colour view as stored and published."""
-        return (self.height, self.width, 3)
+        """(height, width, channels): the view as the network reads it (``network_image``)."""
+        return (self.height, self.width, self.channels)
 
 
 def crop_box(width: int, height: int, crop: tuple[float, float, float, float] | None
@@ -109,8 +109,9 @@ def _crop_resize(frame: np.ndarray, config: ImageObservationConfig, interpolatio
 
 def network_image(color: np.ndarray, depth_mm: np.ndarray | None,
                   config: ImageObservationConfig) -> np.ndarray:
-    """The policy's view as the network reads it: (channels, height, width) uint8, colour then
-    depth scaled to 0..255 over ``depth_range_m`` (uint8 keeps the replay at one byte a value)."""
+    """The policy's view as the network reads it: (height, width, channels) uint8, colour then
+    depth scaled to 0..255 over ``depth_range_m`` (uint8 keeps the replay at one byte a value;
+    channels last, as a camera delivers them and as DrQ's shift copies whole pixel rows)."""
     return network_images(np.asarray(color)[None],
                           None if depth_mm is None else np.asarray(depth_mm)[None], config)[0]
 
@@ -118,10 +119,11 @@ def network_image(color: np.ndarray, depth_mm: np.ndarray | None,
 def network_images(colors: np.ndarray, depths_mm: np.ndarray | None,
                    config: ImageObservationConfig) -> np.ndarray:
     """:func:`network_image` of (T, height, width, 3) colours and (T, height, width) depths."""
-    channels = [np.moveaxis(np.asarray(colors, np.uint8), -1, 1)]
-    if config.depth:
-        if depths_mm is None:
-            raise ValueError("image.depth is declared but no depth frame came with the colour")
-        scaled = np.asarray(depths_mm, np.float32) / (1000.0 * config.depth_range_m)
-        channels.append((np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, None])
-    return np.ascontiguousarray(np.concatenate(channels, axis=1))
+    colors = np.asarray(colors, np.uint8)
+    if not config.depth:
+        return np.ascontiguousarray(colors)
+    if depths_mm is None:
+        raise ValueError("image.depth is declared but no depth frame came with the colour")
+    scaled = np.asarray(depths_mm, np.float32) / (1000.0 * config.depth_range_m)
+    depth = (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.concatenate([colors, depth[..., None]], axis=-1)

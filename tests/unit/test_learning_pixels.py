@@ -22,7 +22,7 @@ from robot_rl.tasks.camera import ImageObservationConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks on a shared host
 
-SHAPE = (3, 16, 16)
+SHAPE = (16, 16, 3)
 VIEW = ImageObservationConfig(width=16, height=16)
 SMALL = EncoderConfig(channels=(4, 8), strides=(2, 2), feature_dim=6, shift_px=2)
 AWAC_SMALL = AWACConfig(batch_size=8, actor_hidden_sizes=(16,), critic_hidden_sizes=(16,))
@@ -39,24 +39,32 @@ def _episode(n: int, terminated: bool, offset: int = 0, state_dim: int = 5) -> d
             "reward": -np.ones(n, np.float32), "done": done, "image": frames}
 
 
-def test_random_shift_moves_each_image_by_at_most_pad_with_edges_repeated() -> None:
-    ramp = torch.arange(16 * 16, dtype=torch.int64).reshape(1, 1, 16, 16).repeat(64, 3, 1, 1)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])  # uint8: OpenCV; else a gather
+def test_random_shift_moves_each_image_by_at_most_pad_with_edges_repeated(dtype) -> None:
+    values = torch.arange(16 * 16, dtype=torch.int64).reshape(16, 16)
+    ramp = torch.stack([values // 16, values % 16], dim=-1)  # each pixel holds (row, col)
+    ramp = ramp[None].repeat(64, 1, 1, 1).to(dtype)          # (B, H, W, 2)
     shifted = random_shift(ramp, 3, torch.Generator().manual_seed(0))
-    assert shifted.shape == ramp.shape and shifted.dtype == ramp.dtype
+    assert shifted.shape == ramp.shape and shifted.dtype == dtype
     offsets = set()
-    for image in shifted:
-        centre = image[0, 8, 8].item()  # the ramp value says where the centre pixel came from
-        dy, dx = centre // 16 - 8, centre % 16 - 8
+    for image in shifted.to(torch.int64):
+        dy, dx = image[8, 8, 0].item() - 8, image[8, 8, 1].item() - 8  # where the centre came from
         assert abs(dy) <= 3 and abs(dx) <= 3
         # an interior window is the input's, moved by (dy, dx)
-        torch.testing.assert_close(image[:, 4:12, 4:12], ramp[0, :, 4 + dy:12 + dy, 4 + dx:12 + dx])
+        torch.testing.assert_close(image[4:12, 4:12],
+                                   ramp[0, 4 + dy:12 + dy, 4 + dx:12 + dx].to(torch.int64))
         offsets.add((dy, dx))
-        assert image[0, 0, 0].item() == max(0, dy) * 16 + max(0, dx)  # the edge, repeated
+        assert image[0, 0].tolist() == [max(0, dy), max(0, dx)]  # the edge, repeated
     assert len(offsets) > 10  # drawn per image
     same = random_shift(ramp, 0, torch.Generator())
     assert same is ramp
-    uint8 = random_shift(ramp.to(torch.uint8), 2, torch.Generator().manual_seed(0))
-    assert uint8.dtype == torch.uint8
+
+
+def test_both_shifts_agree() -> None:
+    images = torch.randint(0, 255, (8, 12, 10, 4), dtype=torch.uint8)
+    by_cv = random_shift(images, 2, torch.Generator().manual_seed(5))
+    by_gather = random_shift(images.to(torch.int16), 2, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(by_cv.to(torch.int16), by_gather)
 
 
 def test_image_replay_holds_each_frame_once_and_pairs_it_with_the_next() -> None:
@@ -74,7 +82,7 @@ def test_image_replay_holds_each_frame_once_and_pairs_it_with_the_next() -> None
     terminal = step == 55
     assert terminal.any() and batch["done"].numpy()[terminal].min() == 1.0
     assert batch["done"].numpy()[~terminal].max() == 0.0
-    # no second copy of the frames: one (C, H, W) per slot
+    # no second copy of the frames: one (H, W, C) per slot
     assert replay.frames.shape == (100, *SHAPE)
 
 
@@ -97,7 +105,7 @@ def test_feature_replay_encodes_each_frame_once() -> None:
 
     def encode(frames: np.ndarray) -> np.ndarray:
         calls.append(len(frames))
-        return np.repeat(frames[:, :1, 0, 0].astype(np.float32), 2, axis=1)
+        return np.repeat(frames[:, 0, 0, :1].astype(np.float32), 2, axis=1)
 
     replay = FeatureReplay(5, 2, 3, capacity=50, encode=encode)
     replay.add_episode(_episode(8, terminated=True))
@@ -163,11 +171,11 @@ def test_act_single_and_batched() -> None:
     assert batch.shape == (2, 3) and single.shape == (3,)
     np.testing.assert_allclose(single, batch[0], atol=1e-6)
     # an env's observation (colour as (H, W, 3)) acts the same
-    as_env = agent.act({"state": state[0], "rgb": np.moveaxis(image[0], 0, -1)},
+    as_env = agent.act({"state": state[0], "rgb": image[0]},
                        deterministic=True)
     np.testing.assert_array_equal(as_env, single)
-    with pytest.raises(ValueError, match=r"the encoder reads \(3, 16, 16\)"):
-        agent.act({"state": state[0], "image": image[0, :, :8]})
+    with pytest.raises(ValueError, match=r"the encoder reads \(16, 16, 3\)"):
+        agent.act({"state": state[0], "image": image[0, :8]})
 
 
 def test_checkpoint_resumes_the_encoder_exactly(tmp_path) -> None:
@@ -193,7 +201,7 @@ def test_frozen_encoder_is_trained_here_saved_and_never_moves(tmp_path) -> None:
     rng = np.random.default_rng(0)
     frames = np.zeros((64, *SHAPE), np.uint8)
     for i, (y, x) in enumerate(rng.integers(2, 12, (64, 2))):
-        frames[i, :, y:y + 3, x:x + 3] = 255  # a bright square at a random place
+        frames[i, y:y + 3, x:x + 3] = 255  # a bright square at a random place
     encoder, info = train_frozen_encoder(frames, SMALL, steps=150, batch_size=16, seed=0)
     assert info.last_loss < 0.8 * info.first_loss  # it learned to reconstruct
     path = save_frozen_encoder(tmp_path / "enc.pt", encoder, SMALL)
@@ -224,10 +232,10 @@ def test_frozen_encoder_is_trained_here_saved_and_never_moves(tmp_path) -> None:
 
 
 def test_a_frozen_encoder_for_another_view_is_refused(tmp_path) -> None:
-    encoder = ConvEncoder((3, 8, 8), SMALL)
+    encoder = ConvEncoder((8, 8, 3), SMALL)
     path = save_frozen_encoder(tmp_path / "small.pt", encoder, SMALL)
     frozen = EncoderConfig(**{**SMALL.__dict__, "kind": "frozen", "frozen_path": str(path)})
-    with pytest.raises(ValueError, match=r"reads \(3, 8, 8\) images, the task's view is"):
+    with pytest.raises(ValueError, match=r"reads \(8, 8, 3\) images, the task's view is"):
         PixelAgent(5, 3, VIEW, AWAC_SMALL, frozen)
     with pytest.raises(FileNotFoundError, match="encoder.frozen_path"):
         PixelAgent(5, 3, VIEW, AWAC_SMALL,

@@ -134,8 +134,9 @@ def test_network_image_stacks_colour_and_scaled_depth() -> None:
     color = np.full((2, 2, 3), 7, np.uint8)
     depth = np.array([[0, 1000], [2000, 9000]], np.uint16)
     out = network_image(color, depth, view)
-    assert out.shape == (4, 2, 2) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[3], [[0, 128], [255, 255]])
+    assert out.shape == (2, 2, 4) == view.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 3], [[0, 128], [255, 255]])
+    np.testing.assert_array_equal(out[..., :3], color)
     with pytest.raises(ValueError, match="no depth frame"):
         network_image(color, None, view)
-    assert network_image(color, None, ImageObservationConfig(width=2, height=2)).shape == (3, 2, 2)
+    assert network_image(color, None, ImageObservationConfig(width=2, height=2)).shape == (2, 2, 3)
