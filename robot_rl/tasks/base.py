@@ -149,18 +149,27 @@ class Task(abc.ABC):
     def image(self) -> ImageObservationConfig | None:
         """The camera view a pixel task's policy sees (its crop resolved: the config's, else
         ``default_crop``); None for a state task."""
-        if not self.uses_pixels:
-            return None
+        return self.pixel_view() if self.uses_pixels else None
+
+    def pixel_view(self) -> ImageObservationConfig:
+        """The config's camera view with its crop resolved, whatever the observation mode (a
+        camera node publishes it for the pixel variant of a task)."""
         view = self.config.image
         return view if view.crop is not None else dataclasses.replace(view,
                                                                       crop=self.default_crop)
 
+    def with_observation(self, mode: str) -> Task:
+        """This task with ``observation: mode`` (``state`` or ``pixels``)."""
+        if mode not in OBSERVATIONS:
+            raise ValueError(f"observation {mode!r}: expected one of {OBSERVATIONS}")
+        if mode == self.observation_mode:
+            return self
+        return type(self)(self.calibration, dataclasses.replace(self.config, observation=mode))
+
     def state_variant(self) -> Task:
         """This task with the state observation: what a scripted expert reads, and what a
         state-based baseline trains on (the same robot, reward, success and resets)."""
-        if not self.uses_pixels:
-            return self
-        return type(self)(self.calibration, dataclasses.replace(self.config, observation="state"))
+        return self.with_observation("state")
 
     @property
     def n_joints(self) -> int:
