@@ -264,3 +264,92 @@ def checkpoint_encoder(checkpoint: Mapping[str, Any]) -> EncoderConfig:
     return from_dict(EncoderConfig, checkpoint["extra"][PIXELS_EXTRA]["encoder"],
                      source=str(checkpoint.get("path", "checkpoint")),
                      prefix="extra.pixels.encoder")
+
+
+class PixelPolicySnapshot:
+    """A frozen copy of a pixel agent's acting policy, for acting only (the control loop, the
+    POLICY topic): its encoder (torch, CPU: a conv net is torch's job) and a ``PolicySnapshot`` of
+    the policy on [vector, features] (numpy forward, as for a state task). ``act`` takes an env's
+    observation {"state", "rgb"[, "depth"]} or {"state", "image"}."""
+
+    def __init__(self, encoder: ConvEncoder, head: Any, view: ImageObservationConfig,
+                 encoder_config: EncoderConfig) -> None:
+        self.encoder = encoder.to("cpu").eval().requires_grad_(False)
+        self.head, self.view, self.encoder_config = head, view, encoder_config
+        self.version, self.hidden_sizes = head.version, head.hidden_sizes
+        self.obs_dim = head.obs_dim - encoder.feature_dim  # the task's vector
+        self.act_dim = head.act_dim
+        if tuple(encoder.image_shape) != view.shape:
+            raise ValueError(f"policy v{self.version}: the encoder reads {encoder.image_shape} "
+                             f"images, the view is {view.shape}")
+
+    @property
+    def uses_numpy(self) -> bool:
+        return self.head.uses_numpy
+
+    @classmethod
+    def from_agent(cls, agent: PixelAgent, version: int | None = None) -> PixelPolicySnapshot:
+        from robot_rl.learning.background import PolicySnapshot
+
+        encoder = copy.deepcopy(agent.encoder)
+        return cls(encoder, PolicySnapshot.from_agent(agent, version), agent.view,
+                   agent.encoder_config)
+
+    def act(self, obs: Mapping[str, Any], rng: np.random.Generator | None = None) -> np.ndarray:
+        state = np.asarray(obs["state"], np.float32).reshape(-1)
+        if state.shape[0] != self.obs_dim:
+            raise ValueError(f"PixelPolicySnapshot v{self.version}: observation has "
+                             f"{state.shape[0]} values, the policy expects {self.obs_dim}")
+        image = np.asarray(obs["image"]) if "image" in obs else \
+            network_image(np.asarray(obs["rgb"]), obs.get("depth"), self.view)
+        if image.shape != self.view.shape or image.dtype != np.uint8:
+            raise ValueError(f"PixelPolicySnapshot v{self.version}: image {image.shape} "
+                             f"{image.dtype}, expected the view's {self.view.shape} uint8")
+        with torch.inference_mode():
+            features = self.encoder(torch.from_numpy(image[None]))[0].numpy()
+        return self.head.act(np.concatenate([state, features]), rng)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The head's arrays (``PolicySnapshot.arrays``) and ``encoder.<name>`` for the encoder."""
+        out = dict(self.head.arrays())
+        for name, tensor in self.encoder.state_dict().items():
+            out[f"encoder.{name}"] = tensor.detach().cpu().numpy()
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        """What rebuilds the encoder from the arrays (travels as the weights' metadata)."""
+        return {"view": to_dict(self.view), "encoder": to_dict(self.encoder_config)}
+
+    @classmethod
+    def from_arrays(cls, version: int, hidden_sizes: tuple[int, ...],
+                    arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+                    ) -> PixelPolicySnapshot:
+        """The snapshot ``arrays()`` and ``meta()`` describe; ValueError naming what is
+        missing, misshapen or not finite."""
+        from robot_rl.learning.background import PolicySnapshot
+
+        head = PolicySnapshot.from_arrays(version, hidden_sizes, dict(arrays))
+        try:
+            view = from_dict(ImageObservationConfig, meta["view"], source=f"policy v{version}",
+                             prefix="pixels.view")
+            encoder_config = from_dict(EncoderConfig, meta["encoder"],
+                                       source=f"policy v{version}", prefix="pixels.encoder")
+        except KeyError as err:
+            raise ValueError(f"policy v{version}: pixel weights without {err}") from None
+        encoder = ConvEncoder(view.shape, encoder_config)
+        state = encoder.state_dict()
+        loaded = {}
+        for name, template in state.items():
+            key = f"encoder.{name}"
+            if key not in arrays:
+                raise ValueError(f"policy v{version}: no array {key!r}")
+            value = np.asarray(arrays[key], np.float32)
+            if value.shape != tuple(template.shape):
+                raise ValueError(f"policy v{version}: {key} is {value.shape}, the encoder of "
+                                 f"{encoder_config.channels} channels needs "
+                                 f"{tuple(template.shape)}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"policy v{version}: values that are not finite in {key}")
+            loaded[name] = torch.from_numpy(value.copy()).to(template.dtype)
+        encoder.load_state_dict(loaded)
+        return cls(encoder, head, view, encoder_config)

@@ -3,6 +3,8 @@ the encoder trained by the critic only, frozen encoders, checkpoints that resume
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -240,3 +242,33 @@ def test_a_frozen_encoder_for_another_view_is_refused(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="encoder.frozen_path"):
         PixelAgent(5, 3, VIEW, AWAC_SMALL,
                    EncoderConfig(kind="frozen", frozen_path=str(tmp_path / "none.pt")))
+
+
+def test_a_pixel_policy_travels_as_weights_and_acts_as_the_agent() -> None:
+    """The POLICY topic's bytes carry the encoder too: decoded, the snapshot acts as the agent's
+    deterministic policy on the same frame; a damaged encoder array is refused by name."""
+    from safetensors.numpy import load, save
+
+    from robot_rl.agent.weights import WeightsError, snapshot_from_bytes, snapshot_to_bytes
+    from robot_rl.learning.pixel_agent import PixelPolicySnapshot
+
+    agent = _agent(seed=1)
+    for k in range(2):
+        agent.update(_batch(k))
+    snapshot = PixelPolicySnapshot.from_agent(agent)
+    data = snapshot_to_bytes(snapshot, task="valve")
+    back, meta = snapshot_from_bytes(data)
+    assert isinstance(back, PixelPolicySnapshot) and meta["task"] == "valve"
+    assert back.obs_dim == 5 and back.version == agent.num_updates == 2 and back.uses_numpy
+    frame = np.random.default_rng(4).integers(0, 255, SHAPE, dtype=np.uint8)
+    obs = {"state": np.linspace(-1, 1, 5).astype(np.float32), "rgb": frame}
+    np.testing.assert_allclose(back.act(obs), agent.act(obs, deterministic=True), atol=1e-5)
+    with pytest.raises(ValueError, match="observation has 4 values, the policy expects 5"):
+        back.act({"state": np.zeros(4), "rgb": frame})
+    arrays = load(data)
+    name = next(k for k in arrays if k.startswith("encoder.convs"))
+    arrays[name] = arrays[name][..., :1]
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])["__metadata__"]
+    with pytest.raises(WeightsError, match=rf"{name} is .* needs"):
+        snapshot_from_bytes(save(arrays, metadata=header))
