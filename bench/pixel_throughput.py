@@ -45,15 +45,18 @@ def _batch(batch: int, size: int, device: str, rng: np.random.Generator) -> dict
             "next_image": torch.from_numpy(images[1])}
 
 
-def _timed(step, n: int) -> float:
+def _timed(step, n: int) -> tuple[float, float]:
+    """(median wall s, mean process CPU s) per call: on a shared machine the CPU time says what
+    a call costs, the wall time what this machine gave it."""
     for _ in range(3):
         step()
     times = []
+    cpu = time.process_time()
     for _ in range(n):
         started = time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return float(np.median(times)), (time.process_time() - cpu) / n
 
 
 def pixel_updates(device: str, n: int) -> None:
@@ -66,9 +69,9 @@ def pixel_updates(device: str, n: int) -> None:
             agent = PixelAgent(STATE_DIM, ACT_DIM, view, config, encoder, seed=0)
             agent.set_state_normalizer(Normalizer.identity(STATE_DIM))
             data = _batch(batch, size, device, rng)
-            seconds = _timed(lambda agent=agent, data=data: agent.update(data), n)
+            seconds, cpu = _timed(lambda agent=agent, data=data: agent.update(data), n)
             print(f"  DrQ {name:24s} {size}x{size} batch {batch:3d}: {1 / seconds:6.1f} "
-                  f"updates/s ({seconds * 1e3:6.1f} ms)")
+                  f"updates/s ({seconds * 1e3:6.1f} ms wall, {cpu * 1e3:6.1f} ms CPU)")
     for label, dim in (("frozen features (vector + 50)", STATE_DIM + 50),
                        ("state task (49 values)", FULL_STATE_DIM)):
         agent_awac = AWAC(dim, ACT_DIM, AWACConfig(batch_size=256, device=device, **NETS))
@@ -76,9 +79,9 @@ def pixel_updates(device: str, n: int) -> None:
         data = {"obs": torch.randn(256, dim), "next_obs": torch.randn(256, dim),
                 "action": torch.rand(256, ACT_DIM) * 2 - 1, "reward": -torch.ones(256),
                 "done": torch.zeros(256)}
-        seconds = _timed(lambda a=agent_awac, d=data: a.update(d), n)
+        seconds, cpu = _timed(lambda a=agent_awac, d=data: a.update(d), n)
         print(f"  {label:53s} batch 256: {1 / seconds:6.1f} updates/s ({seconds * 1e3:6.1f} "
-              f"ms)")
+              f"ms wall, {cpu * 1e3:6.1f} ms CPU)")
 
 
 def acting(n: int) -> None:
@@ -102,10 +105,10 @@ def shifts(n: int) -> None:
                                                                 dtype=np.uint8))
     generator = torch.Generator().manual_seed(0)
     offsets = torch.randint(0, 9, (256, 2), generator=generator)
-    by_rows = _timed(lambda: random_shift(images, 4, generator), n)
-    by_gather = _timed(lambda: gather_shift(images, 4, offsets), n)
-    print(f"DrQ shift of 256 64x64 views (pad 4): OpenCV rows {by_rows * 1e3:.1f} ms, one "
-          f"gather {by_gather * 1e3:.1f} ms")
+    by_rows = _timed(lambda: random_shift(images, 4, generator), n)[1]
+    by_gather = _timed(lambda: gather_shift(images, 4, offsets), n)[1]
+    print(f"DrQ shift of 256 64x64 views (pad 4), CPU time: OpenCV rows {by_rows * 1e3:.1f} ms, "
+          f"one gather {by_gather * 1e3:.1f} ms")
 
 
 def memory() -> None:
@@ -123,7 +126,9 @@ def memory() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few repetitions: proves it runs")
-    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="*", default=[1],
+                        help="torch threads (2 on a busy 2-core machine: OpenMP's spinning "
+                             "threads collapse, see shared/PLATFORM.md)")
     parser.add_argument("--device", nargs="*", default=["cpu", "cuda"])
     args = parser.parse_args()
     n = 3 if args.quick else 15
