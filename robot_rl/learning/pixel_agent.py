@@ -177,11 +177,24 @@ class PixelAgent:
         vector, _ = self._vector(obs)
         return self.awac.act(vector, deterministic=deterministic, fallback=fallback)
 
-    def update(self, batch: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
-        """One update. A conv encoder's batch carries image and next_image (uint8); a frozen
-        encoder's carries vectors already (FeatureReplay's)."""
-        if not self.trains_encoder:
-            return self.awac.update(batch)
+    def update(self, batch: Mapping[str, torch.Tensor], n_updates: int = 1
+               ) -> Mapping[str, float]:
+        """``n_updates`` updates on consecutive equal slices of the batch (the update-to-data
+        ratio's block, as AWAC.update takes it), each encoding its own images. A conv encoder's
+        batch carries image and next_image (uint8); a frozen encoder's carries vectors already
+        (FeatureReplay's). Returns the last update's metrics."""
+        rows = int(batch["reward"].shape[0])
+        if n_updates < 1 or rows % n_updates:
+            raise ValueError(f"PixelAgent.update: {rows} rows do not split into "
+                             f"n_updates={n_updates} equal batches")
+        size = rows // n_updates
+        metrics: Mapping[str, float] = {}
+        for i in range(n_updates):
+            part = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+            metrics = self._update(part) if self.trains_encoder else self.awac.update(part)
+        return metrics
+
+    def _update(self, batch: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
         device = self.device
         shift = self.encoder_config.shift_px
         image = random_shift(batch["image"].to(device), shift, self.aug_generator)

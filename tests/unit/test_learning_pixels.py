@@ -272,3 +272,19 @@ def test_a_pixel_policy_travels_as_weights_and_acts_as_the_agent() -> None:
     header = json.loads(data[8:8 + length])["__metadata__"]
     with pytest.raises(WeightsError, match=rf"{name} is .* needs"):
         snapshot_from_bytes(save(arrays, metadata=header))
+
+
+def test_a_block_of_updates_is_the_same_as_one_update_per_slice() -> None:
+    """update(batch of G x B rows, n_updates=G) makes G updates, each on its own slice, as G
+    calls would (the update-to-data ratio's block)."""
+    first, second = _agent(seed=5), _agent(seed=5)
+    a, b = _batch(1), _batch(2)
+    block = {k: torch.cat([a[k], b[k]]) for k in a}
+    first.update(block, n_updates=2)
+    second.update(a)
+    second.update(b)
+    assert first.num_updates == second.num_updates == 2
+    for x, y in zip(first.encoder.parameters(), second.encoder.parameters()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not split into n_updates=3"):
+        first.update(block, n_updates=3)
