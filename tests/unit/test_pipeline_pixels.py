@@ -161,3 +161,20 @@ def test_pretrain_with_a_short_budget_still_moves_the_encoder(valve_pixels: Path
     checkpoint = stages.pretrain(config, valve_pixels, tmp_path, progress=False)
     state = load_checkpoint(checkpoint)
     assert "encoder_optimizer" in state["agent"]  # a trained (conv) encoder's optimiser is saved
+
+
+def test_a_pixel_dataset_goes_to_lerobot_and_back_frame_for_frame(valve_pixels: Path,
+                                                                 tmp_path: Path) -> None:
+    """The view becomes LeRobot's observation.images.camera_color video (lossless) and comes
+    back pixel for pixel, with the store's view attribute, so training accepts it again."""
+    pytest.importorskip("pyarrow", reason="LeRobot datasets need pyarrow (robot_rl[lerobot])")
+    from robot_rl.data.lerobot import export_lerobot, import_lerobot
+
+    export_lerobot(valve_pixels, tmp_path / "lerobot", fps=20)
+    assert (tmp_path / "lerobot" / "videos" / "observation.images.camera_color").is_dir()
+    import_lerobot(tmp_path / "lerobot", tmp_path / "back.zarr")
+    source, back = EpisodeStore.open(valve_pixels), EpisodeStore.open(tmp_path / "back.zarr")
+    np.testing.assert_array_equal(back.read("camera_color"), source.read("camera_color"))
+    assert back.attrs["extra"] == source.attrs["extra"]
+    with closing(GatedEnv(_config())) as env:
+        stages.task_transitions(_config(), tmp_path / "back.zarr", env)  # the view is accepted
