@@ -7,8 +7,9 @@ always in the calibration's order; the object is the one model joint that is not
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -205,15 +206,8 @@ class Twin:
         """A task's camera view: (colour (height, width, 3) uint8, depth (height, width) uint16
         mm or None), as ``tasks.camera`` makes it from a camera's ``frame``-sized image, from a
         render just large enough for that crop at VIEW_SUPERSAMPLE x the view's size."""
-        width, height = view_render_size(view, frame)
-        color = self._renderer(width, height, False, fast=True)
-        color.update_scene(self.data, camera=view.twin_camera)
-        image = preprocess_color(color.render(), view)
-        if not view.depth:
-            return image, None
-        depth = self._renderer(width, height, True, fast=True)
-        depth.update_scene(self.data, camera=view.twin_camera)
-        return image, preprocess_depth(depth_to_mm(depth.render()), view)
+        return render_view_with(lambda w, h, d: self._renderer(w, h, d, fast=True), self.data,
+                                view, frame)
 
     def close(self) -> None:
         for renderer in self._renderers.values():
@@ -263,6 +257,32 @@ class Twin:
         self._noise = self._rng.normal(0.0, 1.0, scale.shape) * scale
 
 
+
+
+def render_view_with(renderer: Callable[[int, int, bool], mujoco.Renderer], data: mujoco.MjData,
+                     view: ImageObservationConfig, frame: tuple[int, int] = CAMERA_FRAME
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``Twin.render_view`` of the scene in ``data``, with renderers from ``renderer(width,
+    height, depth)`` (made with VIEW_QUALITY): the env and the twin node's view stream render one
+    picture the same way, so a policy trained in process sees on the graph what it learned on."""
+    width, height = view_render_size(view, frame)
+    color = renderer(width, height, False)
+    color.update_scene(data, camera=view.twin_camera)
+    image = preprocess_color(color.render(), view)
+    if not view.depth:
+        return image, None
+    depth = renderer(width, height, True)
+    depth.update_scene(data, camera=view.twin_camera)
+    return image, preprocess_depth(depth_to_mm(depth.render()), view)
+
+
+def view_quality_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of ``model`` whose renderers are made with VIEW_QUALITY (for a renderer on another
+    thread: the settings are read when a renderer is made, and the original stays as it is)."""
+    fast = copy.copy(model)
+    for name, value in VIEW_QUALITY.items():
+        setattr(fast.vis.quality, name, value)
+    return fast
 
 
 def view_render_size(view: ImageObservationConfig,

@@ -69,16 +69,25 @@ class LatestFrames:
         self._depth.append((float(stamp_s), depth_mm))
 
     # ---- pairing ---------------------------------------------------------------------------
-    def pair(self, joint_stamp_s: float) -> tuple[ViewFrame | None, str | None]:
-        """(the view to act on with this joint state, None) or (None, why there is none)."""
-        frame, reason = self._pair(float(joint_stamp_s))
+    def pair(self, joint_stamp_s: float, not_before_s: float | None = None
+             ) -> tuple[ViewFrame | None, str | None]:
+        """(the view to act on with this joint state, None) or (None, why there is none).
+        ``not_before_s``: only frames stamped at or after it (an episode's first step: frames
+        from before its reset show the last episode's scene)."""
+        frame, reason = self._pair(float(joint_stamp_s), not_before_s)
         self.counts["paired" if frame is not None else reason.split(":")[0]] += 1
         return frame, (reason or None)
 
-    def _pair(self, joint_stamp_s: float) -> tuple[ViewFrame | None, str]:
+    def _pair(self, joint_stamp_s: float, not_before_s: float | None
+              ) -> tuple[ViewFrame | None, str]:
         if not self._color:
             return None, f"{NO_FRAME}: no camera frame received yet"
-        stamp, image = min(self._color, key=lambda item: abs(item[0] - joint_stamp_s))
+        candidates = [item for item in self._color
+                      if not_before_s is None or item[0] >= not_before_s]
+        if not candidates:
+            return None, (f"{NO_FRAME}: no camera frame stamped since {not_before_s:.3f} s "
+                          "(the episode's reset) yet")
+        stamp, image = min(candidates, key=lambda item: abs(item[0] - joint_stamp_s))
         gap = abs(stamp - joint_stamp_s)
         limit = self.view.max_frame_age_s
         if gap > limit:

@@ -10,7 +10,10 @@ cutting one costs about a millisecond there. Learners and actors also take full 
 
 The RealSense node and the twin node publish the view when given ``view_task`` (the task whose
 view, from its config: crop, size, depth) and ``view_robot`` (the calibration that task is built
-for), so the view has one home: the task's config.
+for), so the view has one home: the task's config. The RealSense node cuts its full frames
+(``publish``); the twin renders the view itself as its gymnasium env does (``Twin.render_view``:
+a small render, then the same cut), so a policy trained in process sees the same picture on the
+graph, at a few ms per frame instead of a 640x480 render's tens (``publish_view``).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from robot_rl.tasks.camera import (
 )
 
 
-def declare_view_parameters(node: Node) -> ImageObservationConfig | None:
-    """The ``view_task`` / ``view_robot`` parameters; the task's view, or None for none."""
+def declare_view_parameters(node: Node, robot: str = "dclaw") -> ImageObservationConfig | None:
+    """The ``view_task`` / ``view_robot`` parameters (``robot``: view_robot's default); the
+    task's view, or None for none."""
     task = node.declare_parameter("view_task", "", "publish this task's camera view beside the "
                                   "full frames (valve | drawer; '': none)")
-    robot = node.declare_parameter("view_robot", "dclaw", "the calibration view_task is built "
+    robot = node.declare_parameter("view_robot", robot, "the calibration view_task is built "
                                    "for")
     if not task:
         return None
@@ -63,11 +67,18 @@ class ViewPublisher:
 
     def publish(self, color: np.ndarray, depth_mm: np.ndarray | None, stamp_s: float,
                 frame_id: str, info: m.CameraInfo | None = None) -> None:
-        self._color.publish(m.image_from_numpy(preprocess_color(color, self.view), "rgb8",
-                                               stamp_s, frame_id))
+        """Full frames (and the full frame's intrinsics), cut to the view here."""
+        self.publish_view(preprocess_color(color, self.view),
+                          None if depth_mm is None else preprocess_depth(depth_mm, self.view),
+                          stamp_s, frame_id, info)
+
+    def publish_view(self, color: np.ndarray, depth_mm: np.ndarray | None, stamp_s: float,
+                     frame_id: str, info: m.CameraInfo | None = None) -> None:
+        """Frames already cut to the view (the twin renders the view itself); ``info`` is the
+        full frame's intrinsics."""
+        self._color.publish(m.image_from_numpy(color, "rgb8", stamp_s, frame_id))
         if self._depth is not None and depth_mm is not None:
-            self._depth.publish(m.image_from_numpy(preprocess_depth(depth_mm, self.view), "16UC1",
-                                                   stamp_s, frame_id))
+            self._depth.publish(m.image_from_numpy(depth_mm, "16UC1", stamp_s, frame_id))
         if info is not None:
             self._info.publish(view_camera_info(info, self.view))
 
