@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.registry import load_object, task_spec
 from robot_rl.tasks.base import velocity_step_rad, wrap_angle
 from sim_twin.kinematics import SiteIK
 
@@ -309,8 +310,10 @@ def _dtype(key: str, first: Any) -> type | np.dtype:
 
 
 def make_expert(env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> Expert:
+    """The scripted expert the task's registration names (robot_rl.registry.TaskSpec.expert)."""
     task = env.unwrapped.task.name
-    experts = {"valve": ValveExpert, "drawer": DrawerExpert}
-    if task not in experts:
-        raise KeyError(f"no scripted expert for task {task!r}; known: {sorted(experts)}")
-    return experts[task](env, noise_std, seed)
+    spec = task_spec(task)
+    if not spec.expert:
+        raise KeyError(f"no scripted expert for task {task!r}: its registration names none "
+                       "(TaskSpec.expert); record demonstrations by teleoperation instead")
+    return load_object(spec.expert, f"task {task!r}: scripted expert")(env, noise_std, seed)

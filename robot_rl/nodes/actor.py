@@ -73,7 +73,8 @@ def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "val
     p = node.declare_parameter
     return {
         "robot": p("robot", robot, "calibration name or YAML path"),
-        "task": p("task", task, "task: valve | drawer"),
+        "task": p("task", task, "a registered task (python -m robot_rl.catalog): valve, "
+                  "drawer, ..."),
         "observation": p("observation", observation, "what the policy observes: state (the "
                          "object's state) | pixels (proprioception and the task's camera view)"),
         "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from robot_rl.config import from_dict
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.tasks.camera import FULL_FRAME, ImageObservationConfig
 
@@ -122,19 +124,47 @@ def velocity_step_rad(calibration: RobotCalibration, control_period_s: float) ->
 
 
 class Task(abc.ABC):
-    """A task: observation layout, reward, success, action mapping and reset distribution."""
+    """A task: observation layout, reward, success, action mapping and reset distribution.
 
-    name: str
+    A subclass names itself (``name``, as registered in robot_rl.registry) and its config
+    dataclass (``config_class``: at least ``action_mode``, ``control_period_s``,
+    ``episode_length_steps``, ``reward``, ``terminate_on_success``)."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
     config: Any
     required_sites: tuple[str, ...] = ()
     # where a pixel task's object is in its camera's frame (fractions x0, y0, x1, y1)
     default_crop: tuple[float, float, float, float] = FULL_FRAME
 
-    def __init__(self, calibration: RobotCalibration, config: Any) -> None:
+    def __init__(self, calibration: RobotCalibration, config: Any = None) -> None:
         self.calibration = calibration
-        self.config = config
-        self.actions = ActionMapping(calibration, config.action_mode, config.control_period_s)
+        self.config = self.make_config(calibration, config)
+        self.actions = ActionMapping(calibration, self.config.action_mode,
+                                     self.config.control_period_s)
         self.layout = self.observation_layout()
+
+    @classmethod
+    def make_config(cls, calibration: RobotCalibration,
+                    overrides: Any | Mapping[str, Any] | None = None) -> Any:
+        """The task's config on this robot: the config class's defaults, then the robot's
+        settings for the task (its calibration's ``tasks.<name>.config``: a pose or a site name
+        only the robot knows), then ``overrides`` (a mapping, e.g. a pipeline config's
+        ``env_kwargs: {config: ...}``, named so in errors). A config instance is taken as it is."""
+        if isinstance(overrides, cls.config_class):
+            return overrides
+        robot = calibration.task_settings(cls.name).config
+        config = from_dict(cls.config_class, robot, source=calibration.where,
+                           prefix=f"tasks.{cls.name}.config")
+        if overrides:
+            config = from_dict(cls.config_class, {**robot, **overrides},
+                               source="env_kwargs", prefix="config")
+        return config
+
+    def scene_path(self) -> Any:
+        """The twin's world for this task on this robot (the calibration's
+        ``tasks.<name>.scene``, else its model)."""
+        return self.calibration.scene_path(self.name)
 
     @property
     def observation_mode(self) -> str:
@@ -229,19 +259,25 @@ class Task(abc.ABC):
                                np.asarray(previous_action, np.float64),
                                self.goal_features(goal)]).astype(np.float32)
 
-    @abc.abstractmethod
-    def state_layout(self) -> dict[str, slice]: ...
+    # Not abstract: a task (a plugin's too) may instead override observation_layout() and
+    # observation() themselves, as before pixel observations; it then observes state only.
+    def state_layout(self) -> dict[str, slice]:
+        raise NotImplementedError(f"task {self.name}: define state_layout() and "
+                                  "state_observation(), or observation_layout() and observation()")
 
-    @abc.abstractmethod
     def state_observation(self, state: TaskState, goal: float,
-                          previous_action: np.ndarray) -> np.ndarray: ...
+                          previous_action: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"task {self.name}: define state_layout() and "
+                                  "state_observation(), or observation_layout() and observation()")
 
-    @abc.abstractmethod
     def goal_layout(self) -> list[tuple[str, int]]:
         """The goal's features in a pixel task's observation: (name, size) in order."""
+        raise NotImplementedError(f"task {self.name}: define goal_layout() and goal_features() "
+                                  "to observe pixels (observation: pixels)")
 
-    @abc.abstractmethod
-    def goal_features(self, goal: float) -> np.ndarray: ...
+    def goal_features(self, goal: float) -> np.ndarray:
+        raise NotImplementedError(f"task {self.name}: define goal_layout() and goal_features() "
+                                  "to observe pixels (observation: pixels)")
 
     @abc.abstractmethod
     def is_success(self, state: TaskState, goal: float) -> bool: ...

@@ -14,12 +14,11 @@ from robot_rl.agent.frames import NO_FRAME, LatestFrames, ViewFrame
 from robot_rl.robot_config import load_robot
 from robot_rl.tasks.base import TaskState
 from robot_rl.tasks.camera import network_image
-from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
+from robot_rl.tasks.valve import ValveTask
 
 
 def pixel_task() -> ValveTask:
-    return ValveTask(load_robot("dclaw"), ValveTaskConfig(observation="pixels",
-                                                          episode_length_steps=20))
+    return ValveTask(load_robot("dclaw"), {"observation": "pixels", "episode_length_steps": 20})
 
 
 def without_object(state: TaskState) -> TaskState:

@@ -85,9 +85,9 @@ def test_every_finger_link_is_visible() -> None:
 
 
 def _view(twin: Twin) -> np.ndarray:
-    from robot_rl.tasks import ValveTask, ValveTaskConfig
+    from robot_rl.tasks import ValveTask
 
-    task = ValveTask(twin.calibration, ValveTaskConfig(observation="pixels"))
+    task = ValveTask(twin.calibration, {"observation": "pixels"})
     return twin.render_view(task.image)[0]
 
 

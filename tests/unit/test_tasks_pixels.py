@@ -20,11 +20,11 @@ from robot_rl.tasks.camera import (
 
 
 def _valve(observation: str = "pixels") -> ValveTask:
-    return ValveTask(load_robot("dclaw"), ValveTaskConfig(observation=observation))
+    return ValveTask(load_robot("dclaw"), {"observation": observation})  # over the robot's
 
 
 def _drawer(observation: str = "pixels") -> DrawerTask:
-    return DrawerTask(load_robot("arm6"), DrawerTaskConfig(observation=observation))
+    return DrawerTask(load_robot("arm6"), {"observation": observation})  # over the robot's
 
 
 def _state(n: int, object_position: float, object_velocity: float, sites: dict) -> TaskState:
