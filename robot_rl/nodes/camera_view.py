@@ -4,9 +4,10 @@ full frames (``topics.VIEW_COLOR``, ``VIEW_DEPTH``, ``VIEW_INFO`` under the came
 Why on the camera side: a 640x480 rgb8 frame is 900 kB, 27.6 MB/s at 30 Hz per subscriber; the
 task's 64x64 view is 12 kB (0.37 MB/s), so a learner or actor on another machine gets its frames
 over any network, and the process that acts on joint states neither receives nor cuts 900 kB
-frames (bench/control_loop.py measures both ways). The camera node already holds every full frame;
-cutting one costs about a millisecond there. Learners and actors also take full frames
-(``camera_view:=learner``) from a camera that publishes no view, e.g. realsense-ros itself.
+frames (the arithmetic; bench/control_loop.py does not measure the pixel path yet). The
+camera node already holds every full frame; cutting one costs about a millisecond there.
+Learners and actors also take full frames (``camera_frames:=full``) from a camera that publishes
+no view, e.g. realsense-ros itself.
 
 The RealSense node and the twin node publish the view when given ``view_task`` (the task whose
 view, from its config: crop, size, depth) and ``view_robot`` (the calibration that task is built
