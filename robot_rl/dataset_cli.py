@@ -89,8 +89,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p = _command(sub, "stats", _stats, "per-dimension mean, std, min, max of keys (streamed)")
     p.add_argument("path", help="dataset (zarr directory)")
     p.add_argument("--keys", action="extend", type=_key_list, metavar="KEY[,KEY...]",
-                   help="keys, comma-separated or repeated (default: all non-image numeric "
-                        "keys)")
+                   help="keys, comma-separated or repeated (default: all numeric keys; "
+                        "camera frames per channel)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -164,12 +164,13 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640, help="frame width, px (default 640)")
     p.add_argument("--height", type=int, default=480, help="frame height, px (default 480)")
     p.add_argument("--camera", default="realsense", help="MJCF camera (default realsense)")
-    p.add_argument("--source", choices=("auto", "state", "observation", "actions"),
+    p.add_argument("--source", choices=("auto", "state", "observation", "actions", "frames"),
                    default="auto",
                    help="state: recorded joint positions + object (kinematic); observation: "
                         "the task observation (kinematic); actions: re-run the recorded "
                         "actions from the recorded seed (dynamic); auto: the first usable, in "
-                        "that order")
+                        "that order; frames: a pixel task's recorded camera view, enlarged "
+                        "(what its policy saw)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing video")
 
@@ -292,7 +293,8 @@ def _stats(args: argparse.Namespace) -> int:
         return 0
     with np.printoptions(precision=4, suppress=True, linewidth=100):
         for key, s in result.items():
-            print(f"{key} ({s['count']} steps)")
+            per_channel = f", per channel over {s['pixels']} pixels" if "pixels" in s else ""
+            print(f"{key} ({s['count']} steps{per_channel})")
             for name in ("mean", "std", "min", "max"):
                 print(f"  {name:<5} {s[name]}")
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, named_yaml
 from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.encoders import EncoderConfig
 from robot_rl.registry import task_spec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -72,6 +73,9 @@ class PipelineConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     eval: EvalConfig = EvalConfig()
     awac: AWACConfig = AWACConfig()
+    encoder: EncoderConfig = field(default_factory=EncoderConfig, metadata={
+        "help": "the image encoder of a pixel task (env_kwargs {config: {observation: pixels}}); "
+                "state tasks ignore it"})
 
 
 def config_path(name_or_path: str | Path) -> Path:
@@ -198,10 +202,16 @@ def _is_config_class(cls: Any, name: str) -> bool:
     return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
 
-def check_graph_config(config: PipelineConfig, where: str) -> None:
+def check_graph_config(config: PipelineConfig, where: str, *,
+                       observation_allowed: bool = False) -> None:
     """The graph's nodes build their task from its defaults (``agent.tasks.make_task``), so a
     config whose ``env_kwargs`` change the environment would train on one task and act on another.
+    ``observation_allowed``: the caller (the learner) passes ``env_kwargs: {config: {observation:
+    ...}}`` on as its ``observation`` parameter, the one task setting the nodes take.
     """
+    if observation_allowed and set(config.env_kwargs) == {"config"} and \
+            set(config.env_kwargs["config"] or {}) == {"observation"}:
+        return
     if config.env_kwargs:
         raise ConfigError(
             f"{where}: env_kwargs {config.env_kwargs} apply to in-process runs only (robot-rl demo "

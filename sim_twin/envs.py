@@ -10,6 +10,15 @@ the default): with AWAC's sparse reward (0 on success, -1 otherwise) the critic 
 -(steps to success) and bootstraps nothing past it, and episodes stay short. ``truncated=True`` at
 the task's episode length. Every step the optional ``command_gate`` sees the targets the policy
 asked for and the measured state, and what it returns is what the servos receive.
+
+Observations: a state task's vector (a Box); a pixel task's (``observation: pixels`` in its
+config) a Dict of ``state`` (proprioception and goal, ``Task.proprio_layout``: no object state) and
+``rgb`` (its camera view, uint8 (height, width, 3)), plus ``depth`` (uint16 mm) when the view has
+depth. The view is rendered once per control step, at the step's end. ``info`` carries what the
+policy does not see: ``object_position`` and ``state_observation`` (the task's state layout), for
+scripted experts, evaluation and a state-based baseline recorded on the same episodes.
+``obs_type="state+rgb"`` (a state task's vector plus a full-frame render) is the older way to
+get images beside the state.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from gymnasium import spaces
 from robot_rl.registry import make_task, register_gym_envs, task_spec
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task, TaskState
+from robot_rl.tasks.camera import ImageObservationConfig
 from robot_rl.tasks.drawer import DrawerTaskConfig
 from robot_rl.tasks.valve import ValveTaskConfig
 from sim_twin.randomization import RandomizationConfig
@@ -45,7 +55,12 @@ class TwinTaskEnv(gym.Env):
                  physics_timestep_s: float = 0.002) -> None:
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type {obs_type!r}: expected one of {OBS_TYPES}")
+        if obs_type != "state" and task.uses_pixels:
+            raise ValueError(f"obs_type {obs_type!r}: task {task.name} declares observation: "
+                             "pixels, whose view comes from its config's image; use obs_type "
+                             "'state'")
         self.task = task
+        self.state_task = task.state_variant()
         self.obs_type, self.image_size, self.camera = obs_type, tuple(image_size), camera
         self.command_gate, self.render_mode = command_gate, render_mode
         self.twin = Twin(task.calibration, task=task.name, physics_timestep_s=physics_timestep_s,
@@ -54,7 +69,9 @@ class TwinTaskEnv(gym.Env):
         n = task.n_joints
         self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
         state_space = spaces.Box(-np.inf, np.inf, (task.observation_size,), np.float32)
-        if obs_type == "state":
+        if task.image is not None:
+            self.observation_space = spaces.Dict(pixel_spaces(state_space, task.image))
+        elif obs_type == "state":
             self.observation_space = state_space
         else:
             width, height = self.image_size
@@ -130,8 +147,16 @@ class TwinTaskEnv(gym.Env):
             object_position=twin.object_position(), object_velocity=twin.object_velocity(),
             sites_m=dict(zip(sites, positions)))
 
+    def state_observation(self, state: TaskState | None = None) -> np.ndarray:
+        """The task's state layout now (what ``info['state_observation']`` holds)."""
+        state = self.state() if state is None else state
+        return self.state_task.observation(state, self.goal, self._previous_action)
+
     def _observe(self, state: TaskState) -> Any:
         obs = self.task.observation(state, self.goal, self._previous_action)
+        if self.task.image is not None:
+            rgb, depth = self.twin.render_view(self.task.image)
+            return {"state": obs, "rgb": rgb} | ({} if depth is None else {"depth": depth})
         if self.obs_type == "state":
             return obs
         width, height = self.image_size
@@ -141,7 +166,17 @@ class TwinTaskEnv(gym.Env):
         success = self.task.is_success(state, self.goal)
         return {"success": success, "is_success": success, "goal": self.goal,
                 "object_position": state.object_position,
+                "state_observation": self.state_observation(state),
                 "joint_targets_rad": self._targets.copy(), "time_s": self.twin.time_s}
+
+
+def pixel_spaces(state_space: spaces.Box, view: ImageObservationConfig) -> dict[str, spaces.Box]:
+    """A pixel task's observation spaces: its vector, its colour view and (declared) depth."""
+    out = {"state": state_space,
+           "rgb": spaces.Box(0, 255, (view.height, view.width, 3), np.uint8)}
+    if view.depth:
+        out["depth"] = spaces.Box(0, 65535, (view.height, view.width), np.uint16)
+    return out
 
 
 class TaskEnv(TwinTaskEnv):

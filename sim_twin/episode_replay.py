@@ -7,10 +7,14 @@ Sources (``source``; ``auto`` takes the first that the episode can feed, in this
 - ``observation``: kinematic replay from the task observation of the pipeline's datasets: joint
   positions and the object (valve angle from its cos/sin, drawer opening) read through the task's
   layout. One frame per observation, plus the episode's last ``next_observation`` when stored.
+  A pixel task's episodes are read by their ``state_observation`` (its vector has no object).
 - ``actions``: dynamic replay. The task's environment is reset with the episode's recorded seed
   and the recorded actions go through the safety gate, as the pipeline recorded them. Physics,
   so it reproduces the episode only where the environment is the one that recorded it (same env
   kwargs, same MuJoCo); ``Replay.max_observation_error`` says how close it came.
+- ``frames``: the recorded camera view itself (a pixel task's ``camera_color``, what its policy
+  saw), each frame enlarged by the largest whole factor that fits the requested size (nearest
+  pixel, so the video shows the pixels the network read); no twin. Never picked by ``auto``.
 
 The plan (which source, which arrays) is made from the dataset alone; rendering needs the twin.
 """
@@ -37,13 +41,15 @@ from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task
 from sim_twin.twin import Twin
 
-SOURCES = ("auto", "state", "observation", "actions")
+SOURCES = ("auto", "state", "observation", "actions", "frames")
 KINEMATIC = ("state", "observation")
+AUTO = ("state", "observation", "actions")
 DEFAULT_CONTROL_PERIOD_S = 0.05
 DESCRIPTIONS = {
     "state": "kinematic replay of the recorded joint_position_rad and object_position",
     "observation": "kinematic replay of the joint positions and object in the task observation",
     "actions": "dynamic replay: the recorded actions stepped from the recorded seed",
+    "frames": "the recorded camera view (camera_color), enlarged",
 }
 
 
@@ -64,12 +70,16 @@ class ReplayPlan:
     env_id: str = ""                                # dynamic
     observations: np.ndarray | None = None          # recorded states, for the dynamic check
     action_mode: str = UNNAMED_ACTION_MODE          # dynamic: how the dataset's actions read
+    camera_frames: np.ndarray | None = None         # frames: (steps, H, W, 3) uint8
 
     @property
     def n_frames(self) -> int:
         if self.source in KINEMATIC:
             assert self.joint_positions_rad is not None
             return len(self.joint_positions_rad)
+        if self.source == "frames":
+            assert self.camera_frames is not None
+            return len(self.camera_frames)
         assert self.actions is not None
         return len(self.actions) + 1
 
@@ -96,9 +106,9 @@ def plan_replay(dataset: str | os.PathLike[str] | EpisodeStore, episode: int,
     steps = store.episode(episode)
     info = store.episode_info(episode)
     builders = {"state": _plan_state, "observation": _plan_observation,
-                "actions": _plan_actions}
+                "actions": _plan_actions, "frames": _plan_frames}
     why_not: dict[str, str] = {}
-    for name in builders if source == "auto" else (source,):
+    for name in AUTO if source == "auto" else (source,):
         fields_or_reason = builders[name](steps, info, calibration, task, str(attrs.get("task")))
         if isinstance(fields_or_reason, str):
             why_not[name] = fields_or_reason
@@ -157,6 +167,8 @@ def _plan_observation(steps: dict[str, np.ndarray], info: dict, calibration: Rob
     if "observation" not in steps:
         return f"needs key 'observation' (the {task.name} task's layout)"
     obs = _observations(steps)
+    if obs.shape[1:] != (task.observation_size,) and "state_observation" in steps:
+        obs = _observations(steps, "state_observation")  # a pixel task's episode
     if obs.ndim != 2 or obs.shape[1] != task.observation_size:
         return (f"observation has {obs.shape[1:]} values per step, the {task.name} task's "
                 f"layout has ({task.observation_size},)")
@@ -184,9 +196,20 @@ def _plan_actions(steps: dict[str, np.ndarray], info: dict, calibration: RobotCa
     if actions.ndim != 2 or actions.shape[1] != calibration.n_joints:
         return (f"action is {actions.shape[1:]} per step, expected ({calibration.n_joints},) "
                 f"for robot {calibration.robot}")
-    observations = _observations(steps) if "observation" in steps else None
+    key = "state_observation" if "state_observation" in steps else "observation"
+    observations = _observations(steps, key) if key in steps else None
     return {"actions": actions, "seed": int(info["seed"]), "env_id": env_id,
             "observations": observations}
+
+
+def _plan_frames(steps: dict[str, np.ndarray], info: dict, calibration: RobotCalibration,
+                 task: Task | None, task_attr: str) -> dict[str, Any] | str:
+    frames = np.asarray(steps.get("camera_color", np.zeros((0,))))
+    if "camera_color" not in steps:
+        return "needs key 'camera_color' (a pixel task's camera view)"
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        return f"camera_color is {frames.dtype}{list(frames.shape[1:])}, expected uint8[H, W, 3]"
+    return {"camera_frames": frames}
 
 
 def _kinematic(joints: np.ndarray, objects: np.ndarray) -> dict[str, Any] | str:
@@ -196,11 +219,11 @@ def _kinematic(joints: np.ndarray, objects: np.ndarray) -> dict[str, Any] | str:
     return {"joint_positions_rad": joints, "object_positions": objects.astype(np.float64)}
 
 
-def _observations(steps: dict[str, np.ndarray]) -> np.ndarray:
-    """The episode's states: every observation, then the last next_observation if stored."""
-    obs = np.asarray(steps["observation"])
-    if "next_observation" in steps and len(obs):
-        obs = np.concatenate([obs, np.asarray(steps["next_observation"])[-1:]])
+def _observations(steps: dict[str, np.ndarray], key: str = "observation") -> np.ndarray:
+    """The episode's states: every observation, then the last next one if stored."""
+    obs = np.asarray(steps[key])
+    if f"next_{key}" in steps and len(obs):
+        obs = np.concatenate([obs, np.asarray(steps[f"next_{key}"])[-1:]])
     return obs
 
 
@@ -240,8 +263,18 @@ class Replay:
     def frames(self) -> Iterator[np.ndarray]:
         if self.plan.source in KINEMATIC:
             yield from self._kinematic_frames()
+        elif self.plan.source == "frames":
+            yield from self._recorded_frames()
         else:
             yield from self._dynamic_frames()
+
+    def _recorded_frames(self) -> Iterator[np.ndarray]:
+        frames = self.plan.camera_frames
+        assert frames is not None
+        height, width = frames.shape[1:3]
+        scale = max(1, min(self.width // width, self.height // height))
+        for frame in frames:
+            yield np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
 
     def _kinematic_frames(self) -> Iterator[np.ndarray]:
         plan = self.plan

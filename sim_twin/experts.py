@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +25,8 @@ class Expert:
 
     def __init__(self, env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> None:
         self.env = env.unwrapped
-        self.task = self.env.task
+        # the expert reads the state layout (valve angle, fingertips) whatever the policy sees
+        self.task = self.env.task.state_variant()
         self.noise_std = noise_std
         self.rng = np.random.default_rng(seed)
         cal = self.task.calibration
@@ -35,8 +37,11 @@ class Expert:
     def reset(self) -> None:
         self._targets = None
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = obs["state"] if isinstance(obs, dict) else obs
+    def act(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        if self.env.task.uses_pixels:  # the policy's vector lacks the object: read the twin's
+            obs = self.env.state_observation()
+        elif isinstance(obs, dict):  # obs_type state+rgb: the state layout beside an image
+            obs = obs["state"]
         joints = self.task.field(obs, "joint_position_rad").astype(np.float64)
         if self.task.actions.steps_from_command:
             # the action is a change of the env's commanded targets (after the gate), so plan
@@ -253,22 +258,55 @@ def collect(env_id: str, n_episodes: int, noise_std: float, seed: int,
 
 
 def run_episode(env: gym.Env, expert: Expert, seed: int) -> dict:
-    obs, _ = env.reset(seed=seed)
+    """One episode as time-major arrays: observation, action, reward, next_observation,
+    terminated, truncated; ``info`` = {success, seed, noise_std}.
+
+    A pixel task's episode also holds ``camera_color`` (each step's view, the frame of its
+    observation; ``camera_depth`` with depth) and ``state_observation`` /
+    ``next_state_observation`` (the task's state layout, from the env's info): a step's next frame
+    is the next step's, so no frame is stored twice (the last step's next frame is not kept)."""
+    obs, info = env.reset(seed=seed)
     expert.reset()
     rows: dict[str, list] = {k: [] for k in ("observation", "action", "reward",
                                               "next_observation", "terminated", "truncated")}
     success, done = False, False
     while not done:
         action = expert.act(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated)):
+        next_obs, reward, terminated, truncated, next_info = env.step(action)
+        for key, value in zip(rows, (_vector(obs), action, reward, _vector(next_obs), terminated,
+                                     truncated)):
             rows[key].append(value)
-        success = success or bool(info["success"])
-        obs, done = next_obs, terminated or truncated
-    episode = {k: np.asarray(v, dtype=bool if k in ("terminated", "truncated") else np.float32)
-               for k, v in rows.items()}
+        if isinstance(obs, dict):
+            for key, value in _views(obs, info, next_info).items():
+                rows.setdefault(key, []).append(value)
+        success = success or bool(next_info["success"])
+        obs, info, done = next_obs, next_info, terminated or truncated
+    episode = {k: np.asarray(v, dtype=_dtype(k, v[0])) for k, v in rows.items()}
     episode["info"] = {"success": success, "seed": seed, "noise_std": expert.noise_std}
     return episode
+
+
+def _vector(obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    return obs["state"] if isinstance(obs, dict) else obs
+
+
+def _views(obs: dict[str, np.ndarray], info: dict, next_info: dict) -> dict[str, np.ndarray]:
+    """A Dict observation's images and the privileged state layout beside them."""
+    out = {"camera_color": obs["rgb"]}
+    if "depth" in obs:
+        out["camera_depth"] = obs["depth"]
+    if "state_observation" in info:
+        out["state_observation"] = info["state_observation"]
+        out["next_state_observation"] = next_info["state_observation"]
+    return out
+
+
+def _dtype(key: str, first: Any) -> type | np.dtype:
+    if key in ("terminated", "truncated"):
+        return bool
+    if key.startswith("camera_"):
+        return np.asarray(first).dtype  # frames keep their uint8 / uint16
+    return np.float32
 
 
 def make_expert(env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> Expert:

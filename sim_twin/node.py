@@ -4,6 +4,8 @@ It publishes what the drivers publish (joint states, telemetry, the object's sta
 images) and obeys only the safety supervisor's gated COMMAND, never COMMAND_RAW, so the twin
 graph exercises the same safety path as the real robot. Physics advances by wall-clock time
 (``realtime``) or by one publish period per tick. An EPISODE ``reset`` event teleports the scene.
+With ``view_task`` it also publishes that pixel task's camera view (``nodes.camera_view``),
+rendered as its gymnasium env renders it, at ``view_rate_hz``.
 ``viewer:=true`` opens a live view (sim_twin.viewer: a window, or a refreshing PNG when headless).
 """
 
@@ -24,13 +26,15 @@ import mujoco
 import numpy as np
 
 from robot_rl.nodes import topics
+from robot_rl.nodes.camera_view import ViewPublisher, declare_view_parameters
 from robot_rl.nodes.robot_state import RobotStatePublishers
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node, run
-from sim_twin.twin import Twin
+from robot_rl.tasks.camera import ImageObservationConfig
+from sim_twin.twin import CAMERA_FRAME, Twin, render_view_with, view_quality_model
 from sim_twin.viewer import Viewer, open_viewers
 
 MAX_CATCH_UP_S = 0.25  # an overloaded machine slows the twin down rather than spiralling
@@ -97,6 +101,36 @@ class CameraWorker:
         self._thread.join(timeout=2.0)
 
 
+class ViewWorker(CameraWorker):
+    """Renders a pixel task's view as the twin's env does (``sim_twin.twin.render_view_with``:
+    a small render with VIEW_QUALITY, then the task's cut) on a thread of its own; a frame is
+    dropped while one renders."""
+
+    def __init__(self, model: mujoco.MjModel, view: ImageObservationConfig,
+                 publish: Callable[[np.ndarray, np.ndarray | None, float], None]) -> None:
+        self._view = view
+        super().__init__(view_quality_model(model), 0, 0, publish)  # type: ignore[arg-type]
+
+    def _run(self) -> None:
+        renderers: dict[tuple[int, int, bool], mujoco.Renderer] = {}
+
+        def renderer(width: int, height: int, depth: bool) -> mujoco.Renderer:
+            if (width, height, depth) not in renderers:  # on this thread: GL contexts are
+                made = mujoco.Renderer(self._model, height=height, width=width)
+                if depth:
+                    made.enable_depth_rendering()
+                renderers[(width, height, depth)] = made
+            return renderers[(width, height, depth)]
+        try:
+            while (job := self._jobs.get()) is not None:
+                data, stamp_s = job
+                color, depth_mm = render_view_with(renderer, data, self._view)
+                self._publish(color, depth_mm, stamp_s)  # type: ignore[arg-type]
+        finally:
+            for made in renderers.values():
+                made.close()
+
+
 class TwinNode:
     def __init__(self, argv: list[str]) -> None:
         self.node: Node = make_node("twin", argv=argv)
@@ -140,6 +174,19 @@ class TwinNode:
                                         self._publish_camera)
             self.node.create_timer(1.0 / camera_rate_hz,
                                    lambda: self._camera.offer(self.twin.data, self.node.now_s()))
+        self._view_worker: ViewWorker | None = None
+        view = declare_view_parameters(self.node, robot)
+        view_rate_hz = p("view_rate_hz", 30.0, "rate of view_task's view stream (Hz)")
+        if view is not None:
+            if not view_rate_hz > 0:
+                raise ValueError(f"node {self.node.fully_qualified_name}: view_rate_hz must be "
+                                 f"> 0 with view_task, got {view_rate_hz}")
+            self._view_pub = ViewPublisher(self.node, view, view.camera)
+            self._view_worker = ViewWorker(self.twin.model, view, self._publish_view)
+            self.node.create_timer(1.0 / view_rate_hz, lambda: self._view_worker.offer(
+                self.twin.data, self.node.now_s()))
+            self.node.get_logger().info(f"publishing the {view.width}x{view.height} view on "
+                                        f"{self._view_pub.topic} at {view_rate_hz:g} Hz")
         self._viewers: list[Viewer] = []
         if viewer or viewer_png:
             self._open_viewers(viewer, viewer_png, viewer_rate_hz)
@@ -218,6 +265,14 @@ class TwinNode:
         self._info.publish(camera_info(self.twin.model, CAMERA, self._width, self._height,
                                        stamp_s, frame))
 
+    def _publish_view(self, color: np.ndarray, depth_mm: np.ndarray | None,
+                      stamp_s: float) -> None:
+        """Runs on the view thread; the view's intrinsics are the camera's, cut and scaled."""
+        frame = "camera_color_optical_frame"
+        info = camera_info(self.twin.model, self._view_pub.view.twin_camera, CAMERA_FRAME[0],
+                           CAMERA_FRAME[1], stamp_s, frame)
+        self._view_pub.publish_view(color, depth_mm, stamp_s, frame, info)
+
     # ---- inputs --------------------------------------------------------------------------------
     def _on_command(self, msg: m.JointState) -> None:
         names = list(msg.name)
@@ -271,6 +326,8 @@ class TwinNode:
     def close(self) -> None:
         if self._camera is not None:
             self._camera.close()
+        if self._view_worker is not None:
+            self._view_worker.close()
         for view in self._viewers:
             view.close()
         self.twin.close()

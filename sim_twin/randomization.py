@@ -33,6 +33,11 @@ class RandomizationConfig:
         "range": (0.0, 0.5), "help": "delay before a new target reaches the servos, per episode"})
     camera_position_m: float = field(default=0.0, metadata={
         "range": (0.0, 0.2), "help": "std of the camera's position offset (it keeps aiming)"})
+    camera_target_m: float = field(default=0.0, metadata={
+        "range": (0.0, 0.2), "help": "std of the offset of the point an aiming camera looks at "
+                                     "(its target body, when that body is an empty marker)"})
+    camera_fovy_deg: float = field(default=0.0, metadata={
+        "range": (0.0, 20.0), "help": "std of the cameras' vertical field of view (a zoom)"})
 
     @property
     def enabled(self) -> bool:
@@ -45,6 +50,14 @@ class ModelRandomizer:
     def __init__(self, model: mujoco.MjModel, robot_actuators: np.ndarray) -> None:
         self.model = model
         self.robot_actuators = robot_actuators
+        # an aiming camera's target body moves only if it is an empty marker: moving a body with
+        # geoms, joints or children would move the scene, not just the camera's aim
+        targets = {int(model.cam_targetbodyid[c]) for c in range(model.ncam)
+                   if int(model.cam_mode[c]) in (int(mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY),
+                                                 int(mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODYCOM))}
+        self.camera_targets = np.array(sorted(
+            b for b in targets if b > 0 and model.body_geomnum[b] == 0
+            and model.body_jntnum[b] == 0 and not np.any(model.body_parentid[1:] == b)), int)
         self.nominal = {
             "geom_friction": model.geom_friction.copy(),
             "dof_damping": model.dof_damping.copy(),
@@ -54,6 +67,8 @@ class ModelRandomizer:
             "actuator_gainprm": model.actuator_gainprm.copy(),
             "actuator_biasprm": model.actuator_biasprm.copy(),
             "cam_pos": model.cam_pos.copy(),
+            "cam_fovy": model.cam_fovy.copy(),
+            "body_pos": model.body_pos.copy(),
         }
 
     def restore(self) -> None:
@@ -79,3 +94,11 @@ class ModelRandomizer:
         m.actuator_biasprm[ids, 1] = nom["actuator_biasprm"][ids, 1] * gain
         m.cam_pos[:] = nom["cam_pos"] + rng.normal(0.0, 1.0, m.cam_pos.shape) * \
             config.camera_position_m
+        # drawn only when asked for: runs without them keep the random stream they always had
+        if config.camera_target_m:
+            ids = self.camera_targets
+            m.body_pos[ids] = nom["body_pos"][ids] + rng.normal(0.0, 1.0, (len(ids), 3)) * \
+                config.camera_target_m
+        if config.camera_fovy_deg:
+            m.cam_fovy[:] = np.clip(nom["cam_fovy"] + rng.normal(0.0, 1.0, m.ncam)
+                                    * config.camera_fovy_deg, 10.0, 120.0)

@@ -9,15 +9,33 @@ Units: rad, rad/s, m, s, A.
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
 
 from robot_rl.robot_config import RobotCalibration
+from robot_rl.tasks.camera import (
+    ImageObservationConfig,
+    crop_box,
+    preprocess_color,
+    preprocess_depth,
+)
 from sim_twin.randomization import ModelRandomizer, RandomizationConfig
 from sim_twin.servos import torque_constant_nm_a
+
+# The twin's D435-like camera streams 640x480 frames (calibration/cameras/d435_twin_dclaw.yaml):
+# a task's crop is a part of this frame.
+CAMERA_FRAME = (640, 480)
+# Small renders for a policy: llvmpipe (MuJoCo's headless GL here) spends its time on geometry and
+# multisampling, not on pixels. bench/render_cost.py: a 64x64 valve view costs several ms with
+# the model's defaults (4x multisampling, spheres and capsules of 28 slices x 16 stacks) and under
+# 1 ms with none and 12 x 6. Anti-aliasing comes from rendering at VIEW_SUPERSAMPLE x the view's
+# size instead, then averaging pixel areas down, as the camera's own frames are.
+VIEW_QUALITY = {"offsamples": 0, "numslices": 12, "numstacks": 6}
+VIEW_SUPERSAMPLE = 2.0
 
 
 class Twin:
@@ -47,7 +65,7 @@ class Twin:
         self._latency_steps = 0
         self._pending: np.ndarray | None = None
         self._noise = np.zeros(2 * self.n_joints + 1)
-        self._renderers: dict[tuple[int, int, bool], mujoco.Renderer] = {}
+        self._renderers: dict[tuple[int, int, bool, bool], mujoco.Renderer] = {}
         self.reset(np.clip(np.zeros(self.n_joints), calibration.lower_rad, calibration.upper_rad),
                    0.0)
 
@@ -202,17 +220,37 @@ class Twin:
         dep.update_scene(self.data, camera=camera)
         return image, dep.render().astype(np.float32)
 
+    def render_view(self, view: ImageObservationConfig,
+                    frame: tuple[int, int] = CAMERA_FRAME) -> tuple[np.ndarray, np.ndarray | None]:
+        """A task's camera view: (colour (height, width, 3) uint8, depth (height, width) uint16
+        mm or None), as ``tasks.camera`` makes it from a camera's ``frame``-sized image, from a
+        render just large enough for that crop at VIEW_SUPERSAMPLE x the view's size."""
+        return render_view_with(lambda w, h, d: self._renderer(w, h, d, fast=True), self.data,
+                                view, frame)
+
     def close(self) -> None:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _renderer(self, width: int, height: int, depth: bool) -> mujoco.Renderer:
-        key = (width, height, depth)
+    def _renderer(self, width: int, height: int, depth: bool, fast: bool = False
+                  ) -> mujoco.Renderer:
+        """One renderer per size and kind, made once (a GL context and buffers each); ``fast``
+        ones with VIEW_QUALITY, which the renderer reads when it is made."""
+        key = (width, height, depth, fast)
         if key not in self._renderers:
             _headless_gl_fallback()
-            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            quality = self.model.vis.quality
+            saved = {name: getattr(quality, name) for name in VIEW_QUALITY}
+            try:
+                if fast:
+                    for name, value in VIEW_QUALITY.items():
+                        setattr(quality, name, value)
+                renderer = mujoco.Renderer(self.model, height=height, width=width)
+            finally:
+                for name, value in saved.items():
+                    setattr(quality, name, value)
             if depth:
                 renderer.enable_depth_rendering()
             self._renderers[key] = renderer
@@ -238,6 +276,52 @@ class Twin:
         self._noise = self._rng.normal(0.0, 1.0, scale.shape) * scale
 
 
+
+
+def render_view_with(renderer: Callable[[int, int, bool], mujoco.Renderer], data: mujoco.MjData,
+                     view: ImageObservationConfig, frame: tuple[int, int] = CAMERA_FRAME
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``Twin.render_view`` of the scene in ``data``, with renderers from ``renderer(width,
+    height, depth)`` (made with VIEW_QUALITY): the env and the twin node's view stream render one
+    picture the same way, so a policy trained in process sees on the graph what it learned on."""
+    width, height = view_render_size(view, frame)
+    color = renderer(width, height, False)
+    color.update_scene(data, camera=view.twin_camera)
+    image = preprocess_color(color.render(), view)
+    if not view.depth:
+        return image, None
+    depth = renderer(width, height, True)
+    depth.update_scene(data, camera=view.twin_camera)
+    return image, preprocess_depth(depth_to_mm(depth.render()), view)
+
+
+def view_quality_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of ``model`` whose renderers are made with VIEW_QUALITY (for a renderer on another
+    thread: the settings are read when a renderer is made, and the original stays as it is)."""
+    fast = copy.copy(model)
+    for name, value in VIEW_QUALITY.items():
+        setattr(fast.vis.quality, name, value)
+    return fast
+
+
+def view_render_size(view: ImageObservationConfig,
+                     frame: tuple[int, int] = CAMERA_FRAME) -> tuple[int, int]:
+    """The full-frame render size whose crop holds about VIEW_SUPERSAMPLE x the view's pixels
+    each way (never more than the camera's own frame)."""
+    full_w, full_h = frame
+    left, top, right, bottom = crop_box(full_w, full_h, view.crop)
+    scale = min(1.0, max(VIEW_SUPERSAMPLE * view.width / (right - left),
+                         VIEW_SUPERSAMPLE * view.height / (bottom - top)))
+    return max(1, round(full_w * scale)), max(1, round(full_h * scale))
+
+
+DEPTH_MAX_MM = 65535
+
+
+def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
+    """RealSense's z16: uint16 millimetres, 0 where there is no valid depth."""
+    mm = np.where(np.isfinite(depth_m), np.round(np.asarray(depth_m, np.float64) * 1000.0), 0.0)
+    return np.clip(mm, 0, DEPTH_MAX_MM).astype(np.uint16)
 
 
 def _headless_gl_fallback() -> None:

@@ -11,7 +11,8 @@ framesets skipped, timeouts and reconnects.
 Parameters: ``serial`` (empty: the only camera), ``recording_path`` (play a .db3/.bag instead),
 ``fps``, ``width``, ``height``, ``enable_depth``, ``loop`` (recordings: start again at the end),
 ``playback_real_time`` (recordings: pace at the recorded rate). Frames are read and published on a
-thread of their own: ``read()`` blocks, and the publishers are thread-safe.
+thread of their own: ``read()`` blocks, and the publishers are thread-safe. With ``view_task`` (and
+``view_robot``) it also publishes that task's camera view of every frame (``nodes.camera_view``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from drivers.realsense.config import CameraConfig
 from drivers.realsense.errors import CameraError, RecordingEnded
 from drivers.realsense.frame import CameraFrame, CameraIntrinsics
 from robot_rl.nodes import topics
+from robot_rl.nodes.camera_view import ViewPublisher, declare_view_parameters
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
@@ -87,6 +89,7 @@ class RealSenseNode:
         if not diagnostics_rate_hz > 0:
             raise ValueError(f"node {self.node.fully_qualified_name}: diagnostics_rate_hz must be "
                              f"> 0, got {diagnostics_rate_hz}")
+        view = declare_view_parameters(self.node)
         self.camera = RealSenseCamera(self.config)  # a missing camera fails here, at start
         self._intrinsics = self.camera.intrinsics()
         self._stamps = StampMapper()
@@ -95,6 +98,7 @@ class RealSenseNode:
         self.failed = False
         self._stop = threading.Event()
         self._make_endpoints()
+        self._view = None if view is None else ViewPublisher(self.node, view)
         self.node.create_timer(1.0 / diagnostics_rate_hz, self._publish_diagnostics)
         self._thread = threading.Thread(target=self._read_loop, name="realsense", daemon=True)
         self._thread.start()
@@ -141,10 +145,14 @@ class RealSenseNode:
     def _publish(self, frame: CameraFrame) -> None:
         stamp_s = self._stamps.stamp_s(frame, self.node.now_s())
         self._color.publish(m.image_from_numpy(frame.color, "rgb8", stamp_s, FRAME_ID))
+        depth = None
         if frame.depth is not None:
             depth = depth_to_mm(frame.depth, frame.depth_scale_m)
             self._depth.publish(m.image_from_numpy(depth, "16UC1", stamp_s, FRAME_ID))
-        self._info.publish(camera_info(self._intrinsics, stamp_s))
+        info = camera_info(self._intrinsics, stamp_s)
+        self._info.publish(info)
+        if self._view is not None:
+            self._view.publish(frame.color, depth, stamp_s, FRAME_ID, info)
 
     # ---- diagnostics ---------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

@@ -4,6 +4,11 @@ It runs on the control clock: ``tick(now_s, state, state_received_s)`` once per 
 semantics match the twin's gymnasium environment (sim_twin.envs): at a tick the new state closes
 the previous step (reward, success, terminated at success, truncated at the episode length) and,
 unless the episode ended, the policy acts on the observation built from it.
+
+A pixel task's step also needs its camera view (``agent.frames.ViewFrame``, paired with the joint
+state by the node): the policy then acts on {"state": the task's vector, "image": the view as the
+network reads it}, and the episode keeps each step's view (``camera_color``, ``camera_depth``),
+the keys of the twin's pixel episodes. A step without a view is skipped like a stale state.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.agent.frames import ViewFrame
 from robot_rl.tasks.base import ResetSample, Task, TaskState
+from robot_rl.tasks.camera import network_image
 
-Policy = Callable[[np.ndarray], np.ndarray]
+Policy = Callable[[Any], np.ndarray]  # a vector, or a pixel task's {"state", "image"}
+NO_VIEW = "no camera view for this step"
+
+
+_ROW_DTYPES = {"terminated": bool, "truncated": bool, "camera_color": np.uint8,
+               "camera_depth": np.uint16}
 
 
 class Phase(enum.Enum):
@@ -74,12 +86,13 @@ class EpisodeMachine:
         self._reset_done_s: float | None = None
         self._stale_since_s: float | None = None
         self._rows: dict[str, list[Any]] = {}
-        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending: tuple[np.ndarray, np.ndarray, ViewFrame | None] | None = None
         self._previous_action = np.zeros(task.n_joints, np.float32)
         self._targets = np.zeros(task.n_joints)
         self._command_rad: np.ndarray | None = None  # the supervisor's, since our last action
         self._success = False
         self._steps = 0
+        self._start_wait_logged = False
 
     # ---- inputs ----------------------------------------------------------------------------
     def on_status(self, event: dict[str, Any], now_s: float) -> str | None:
@@ -101,16 +114,26 @@ class EpisodeMachine:
         if self.phase is Phase.RUNNING:
             self._command_rad = np.asarray(command_rad, dtype=np.float64).copy()
 
+    @property
+    def reset_done_s(self) -> float | None:
+        """When this episode's reset_done arrived (None before)."""
+        return self._reset_done_s
+
     def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
-             policy: Policy | None, stale_reason: str | None = None) -> TickOutput:
+             policy: Policy | None, stale_reason: str | None = None,
+             frame: ViewFrame | None = None) -> TickOutput:
+        """``frame``: a pixel task's view paired with ``state`` (None: no step for a pixel
+        task, ``stale_reason`` says why)."""
         out = TickOutput()
+        if self.task.uses_pixels and frame is None:
+            state = None
         if self.phase is Phase.IDLE:
             if policy is not None:
                 self._begin_reset(now_s, out)
         elif self.phase is Phase.RESETTING:
-            self._resetting(now_s, state, state_received_s, policy, out)
+            self._resetting(now_s, state, state_received_s, policy, out, frame, stale_reason)
         else:
-            self._running(now_s, state, policy, stale_reason, out)
+            self._running(now_s, state, policy, stale_reason, out, frame)
         return out
 
     # ---- phases ----------------------------------------------------------------------------
@@ -119,6 +142,7 @@ class EpisodeMachine:
         self.reset = self.task.sample_reset(np.random.default_rng((self.config.seed,
                                                                    self.episode)))
         self.phase, self._reset_done_s, self.resets_sent = Phase.RESETTING, None, 0
+        self._start_wait_logged = False
         self._send_reset(now_s, out)
 
     def _send_reset(self, now_s: float, out: TickOutput) -> None:
@@ -134,7 +158,8 @@ class EpisodeMachine:
         return (self.config.seed * 1_000_003 + self.episode) % 2**31
 
     def _resetting(self, now_s: float, state: TaskState | None, received_s: float,
-                   policy: Policy | None, out: TickOutput) -> None:
+                   policy: Policy | None, out: TickOutput, frame: ViewFrame | None,
+                   stale_reason: str | None = None) -> None:
         if self._reset_done_s is None:
             if now_s - self._reset_sent_s >= self.config.reset_timeout_s:
                 out.warnings.append(f"{self.tag}: no reset_done for episode {self.episode} "
@@ -144,9 +169,13 @@ class EpisodeMachine:
             return
         # act only on a state measured after the reset (the old one may still be in flight)
         if state is None or received_s < self._reset_done_s:
+            if state is None and stale_reason and not self._start_wait_logged:
+                self._start_wait_logged = True  # once per episode: the camera may be down
+                out.warnings.append(f"{self.tag}: episode {self.episode} waits to start: "
+                                    f"{stale_reason}")
             return
         self._start(state, out)
-        self._running(now_s, state, policy, None, out)
+        self._running(now_s, state, policy, None, out, frame)
 
     def _start(self, state: TaskState, out: TickOutput) -> None:
         assert self.reset is not None
@@ -159,13 +188,19 @@ class EpisodeMachine:
             self._previous_action = self.task.targets_to_action(self._targets, self._targets)
         self._rows = {k: [] for k in ("observation", "action", "reward", "next_observation",
                                       "terminated", "truncated")}
+        image = self.task.image
+        if image is not None:  # each step's view, as the twin's pixel episodes hold it
+            self._rows["camera_color"] = []
+            if image.depth:
+                self._rows["camera_depth"] = []
         self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
         out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed}))
 
     def _running(self, now_s: float, state: TaskState | None, policy: Policy | None,
-                 stale_reason: str | None, out: TickOutput) -> None:
+                 stale_reason: str | None, out: TickOutput, frame: ViewFrame | None) -> None:
         if state is None or policy is None:
-            self._stale(now_s, stale_reason or "no policy", out)
+            self._stale(now_s, stale_reason or ("no policy" if state is not None else NO_VIEW),
+                        out)
             return
         self._stale_since_s = None
         assert self.reset is not None
@@ -174,7 +209,7 @@ class EpisodeMachine:
         if self._pending is not None and self._close_step(state, obs, goal):
             self._finish(out)
             return
-        action = np.asarray(policy(obs), dtype=np.float32)
+        action = np.asarray(policy(self._policy_input(obs, frame)), dtype=np.float32)
         if action.shape != (self.task.n_joints,):
             raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
                              f"expected {self.task.n_joints} actions (task {self.task.name})")
@@ -182,12 +217,24 @@ class EpisodeMachine:
             self._targets = self._command_rad
         self._targets = self.task.action_to_targets(action, self._targets)
         self._command_rad = None
-        self._pending, self._previous_action = (obs, action), action
+        self._pending, self._previous_action = (obs, action, frame), action
         out.targets_rad = self._targets
+
+    def _policy_input(self, obs: np.ndarray, frame: ViewFrame | None) -> Any:
+        """The vector, or a pixel task's {"state": vector, "image": the network's view}."""
+        view = self.task.image
+        if view is None:
+            return obs
+        assert frame is not None
+        return {"state": obs, "image": network_image(frame.color, frame.depth, view)}
 
     def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float) -> bool:
         assert self._pending is not None
-        obs, action = self._pending
+        obs, action, frame = self._pending
+        if frame is not None:  # the view the policy acted on
+            self._rows["camera_color"].append(frame.color)
+            if "camera_depth" in self._rows:
+                self._rows["camera_depth"].append(frame.depth)
         success = self.task.is_success(state, goal)
         self._steps += 1
         terminated = bool(success and self.task.config.terminate_on_success)
@@ -201,7 +248,7 @@ class EpisodeMachine:
 
     def _finish(self, out: TickOutput) -> None:
         assert self.reset is not None
-        steps = {k: np.asarray(v, dtype=bool if k in ("terminated", "truncated") else np.float32)
+        steps = {k: np.asarray(v, dtype=_ROW_DTYPES.get(k, np.float32))
                  for k, v in self._rows.items()}
         info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
                 "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag}

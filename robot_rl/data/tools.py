@@ -495,19 +495,26 @@ def stats(path: PathLike, keys: Sequence[str] | None = None, *,
           progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per-dimension mean, std (population), min, max and count of each key, streamed.
 
-    Episodes are combined with Chan et al.'s parallel update in float64; default keys are the
-    non-image numeric keys.
+    Episodes are combined with Chan et al.'s parallel update in float64; default keys are all
+    numeric keys. An image key (camera frames) is summarised per channel over every pixel of
+    every frame (an rgb key gives three values, a depth key one); its ``count`` is frames and
+    ``pixels`` the values per channel.
     """
     store = EpisodeStore.open(path, "r")
+    specs = store.specs
     if keys is None:
-        keys = [k for k, s in store.specs.items()
-                if not s.is_image and s.dtype.kind in "fiub"]
+        keys = [k for k, s in specs.items() if s.dtype.kind in "fiub"]
     if not store.n_episodes:
         raise DatasetError(store.path, "no committed episodes to compute statistics on")
     acc: dict[str, list[Any]] = {}
+    frames: dict[str, int] = {}
     for _, steps in tqdm(store.iter_episodes(keys), total=store.n_episodes, desc="stats",
                          unit="episode", disable=not progress, delay=0.5):
         for key, rows in steps.items():
+            if specs[key].is_image:  # per channel: (frames, H, W[, C]) -> (pixels, C)
+                frames[key] = frames.get(key, 0) + len(rows)
+                channels = rows.shape[-1] if rows.ndim == 4 else 1
+                rows = rows.reshape(-1, channels)
             x = rows.astype(np.float64)
             n_b, mean_b = len(x), x.mean(axis=0)
             m2_b = ((x - mean_b) ** 2).sum(axis=0)
@@ -520,8 +527,11 @@ def stats(path: PathLike, keys: Sequence[str] | None = None, *,
             delta = mean_b - mean_a
             acc[key] = [n, mean_a + delta * (n_b / n), m2_a + m2_b + delta ** 2 * (n_a * n_b / n),
                         np.minimum(lo_a, lo), np.maximum(hi_a, hi)]
-    return {key: {"mean": mean, "std": np.sqrt(m2 / n), "min": lo, "max": hi, "count": n}
-            for key, (n, mean, m2, lo, hi) in acc.items()}
+    out = {key: {"mean": mean, "std": np.sqrt(m2 / n), "min": lo, "max": hi, "count": n}
+           for key, (n, mean, m2, lo, hi) in acc.items()}
+    for key, count in frames.items():
+        out[key]["pixels"], out[key]["count"] = out[key]["count"], count
+    return out
 
 
 __all__ = ["Problem", "STANDARD_KEYS", "export_robomimic_hdf5", "filter", "import_rosbag", "info",

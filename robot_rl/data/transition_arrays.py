@@ -16,15 +16,51 @@ TRANSITION_UNITS = {"observation": "task observation layout (SI units)",
                     "terminated": "bool", "truncated": "bool"}
 
 
+# A pixel task's episodes also hold its camera view and, where the object is known (the twin,
+# a cell with an object sensor), the state layout for a state-based baseline and for evaluation.
+PIXEL_UNITS = {"camera_color": "rgb8 view", "camera_depth": "mm (0: none)",
+               "state_observation": "task state layout (SI units)",
+               "next_state_observation": "task state layout (SI units)"}
+
 # A store's actions are in its task's action mode, named in ``attrs["extra"]``. Stores written
 # before relative actions existed do not name it: theirs are absolute targets.
 ACTION_MODE_KEY = "action_mode"
 UNNAMED_ACTION_MODE = "absolute"
+# A pixel task's store names its observation kind and its view (tasks.camera, as to_dict writes
+# it); a store that names neither holds state observations.
+OBSERVATION_KEY, VIEW_KEY = "observation", "view"
 
 
 def action_mode_extra(mode: str) -> dict[str, str]:
     """The ``extra`` attributes that name a new store's action mode."""
     return {ACTION_MODE_KEY: mode}
+
+
+def observation_extra(mode: str, view: dict | None) -> dict:
+    """The ``extra`` attributes that name a new store's observation kind (and pixel view)."""
+    return {OBSERVATION_KEY: mode} | ({VIEW_KEY: view} if view is not None else {})
+
+
+def store_observation(store: EpisodeStore) -> tuple[str, dict | None]:
+    """(observation kind, view as stored or None) of a store."""
+    extra = store.attrs.get("extra", {})
+    return extra.get(OBSERVATION_KEY, "state"), extra.get(VIEW_KEY)
+
+
+def check_view(store: EpisodeStore, view: dict, consumer: str) -> None:
+    """Refuses a store whose frames are not the view ``consumer``'s policy reads (another crop,
+    size or camera): the frames would train the encoder on another picture than it acts on."""
+    mode, stored = store_observation(store)
+    if mode != "pixels" or "camera_color" not in store.keys:
+        raise DatasetError(store.path, f"holds no camera views ({mode} observations): "
+                                       f"{consumer} learns from pixels; record it with the "
+                                       f"task's observation: pixels")
+    differ = sorted(k for k in set(view) | set(stored or {})
+                    if k != "max_frame_age_s" and (stored or {}).get(k) != view.get(k))
+    if differ:
+        pairs = ", ".join(f"{k} {(stored or {}).get(k)!r} (here {view.get(k)!r})" for k in differ)
+        raise DatasetError(store.path, f"its frames are another view than {consumer}'s: "
+                                       f"{pairs}; record it again with this view")
 
 
 def store_action_mode(store: EpisodeStore) -> str:
@@ -73,8 +109,12 @@ def read_finite(store: EpisodeStore, key: str) -> np.ndarray:
     return rows
 
 
-def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def transitions(store: EpisodeStore | str | os.PathLike[str],
+                observation_key: str = "observation") -> dict[str, np.ndarray]:
     """observation, action, reward, next_observation, done (float32 0/1 = terminated).
+
+    ``observation_key``: the store key read as the observation (and ``next_`` + it as the next
+    one): ``state_observation`` trains a state-based policy on a pixel task's episodes.
 
     Refuses what ``dataset validate`` refuses among the keys it reads: a missing or unreadable
     chunk (``EpisodeStore.read`` checks every chunk it reads) and a NaN or inf float.
@@ -85,19 +125,20 @@ def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.nd
     """
     if not isinstance(store, EpisodeStore):
         store = EpisodeStore.open(store, "r")
-    required = ("observation", "action", "reward", "terminated")
+    next_key = f"next_{observation_key}"
+    required = (observation_key, "action", "reward", "terminated")
     missing = [k for k in required if k not in store.keys]
     if missing:
         raise DatasetError(store.path,
                            f"transitions need key(s) {missing}; have {list(store.keys)}")
     store.episode_infos()  # the episode table must read too: validate refuses it otherwise
-    obs = read_finite(store, "observation")
+    obs = read_finite(store, observation_key)
     terminated = store.read("terminated").astype(bool)  # every chunk present: read() checks
     out = {"observation": obs, "action": read_finite(store, "action"),
            "reward": read_finite(store, "reward").astype(np.float32),
            "done": terminated.astype(np.float32)}
-    if "next_observation" in store.keys:
-        out["next_observation"] = read_finite(store, "next_observation")
+    if next_key in store.keys:
+        out["next_observation"] = read_finite(store, next_key)
         return out
     nxt = np.empty_like(obs)
     nxt[:-1] = obs[1:]

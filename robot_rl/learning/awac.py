@@ -189,7 +189,7 @@ class AWAC:
         if guard_weight > 0.0:
             with self._autocast():
                 actor_loss = actor_loss + guard_weight * self.guard.conservative_loss(
-                    obs, mean, log_std
+                    obs.detach(), mean, log_std
                 )
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -227,9 +227,13 @@ class AWAC:
             td_target = self._td_target(reward, next_obs, done, next_eps, alpha.detach())
             q_pred = self.critic(obs, action)  # (N, B)
             critic_loss = (q_pred - td_target).pow(2).mean(dim=1).sum()
-            mean, log_std = self.actor(obs)
+            # The actor reads the observation detached: where an image encoder makes part of it
+            # (learning.pixel_agent), only the critic's loss trains the encoder (DrQ, SERL); for
+            # a plain observation, detach changes nothing.
+            actor_obs = obs.detach()
+            mean, log_std = self.actor(actor_obs)
             actor_loss, alpha_loss, weights = self._actor_loss(
-                obs, action, mean, log_std, q_pred.detach(), alpha, actor_eps
+                actor_obs, action, mean, log_std, q_pred.detach(), alpha, actor_eps
             )
         with torch.no_grad():
             ess_frac = weights.sum().pow(2) / (weights.pow(2).sum() * weights.shape[0])

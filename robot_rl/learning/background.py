@@ -347,7 +347,10 @@ class BackgroundTrainer:
             del self.update_seconds[:1000]
 
     def _publish(self) -> None:
-        snapshot = PolicySnapshot.from_agent(self.agent)
+        from robot_rl.learning.pixel_agent import PixelAgent, PixelPolicySnapshot
+
+        snapshot = (PixelPolicySnapshot.from_agent(self.agent)  # the encoder acts too
+                    if isinstance(self.agent, PixelAgent) else PolicySnapshot.from_agent(self.agent))
         self.snapshot = snapshot  # one reference swap: the acting thread sees old or new
         if self._on_snapshot is not None:
             self._on_snapshot(snapshot)

@@ -43,8 +43,11 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None,
                     config_dict: dict[str, Any], counters: Mapping[str, int | bool],
                     extra: dict[str, Any] | None = None) -> Path:
-    """`extra` must hold only tensors, dicts, lists, tuples, numbers, strings, bools or None."""
+    """`extra` must hold only tensors, dicts, lists, tuples, numbers, strings, bools or None.
+    A pixel agent adds what rebuilds it (its view and encoder) to it."""
     path = Path(path)
+    extra = {**(extra or {}), **(agent.checkpoint_extra() if hasattr(agent, "checkpoint_extra")
+                                 else {})}
     payload = {
         "format_version": FORMAT_VERSION,
         "obs_dim": agent.obs_dim,
@@ -53,7 +56,7 @@ def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None
         "normalizer": None if normalizer is None else normalizer.state_dict(),
         "config": config_dict,
         "counters": {str(k): _counter(k, v) for k, v in counters.items()},
-        "extra": extra or {},
+        "extra": extra,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -16,16 +16,21 @@ from robot_rl.learning.checkpoint import load_checkpoint, restore_agent
 from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.normalizer import Normalizer
+from robot_rl.learning.pixel_agent import is_pixel_checkpoint, load_pixel_agent
 from robot_rl.learning.replay import BalancedReplay, Generator, ReplayBuffer
+
+CAMERA_KEYS = ("camera_color", "camera_depth")  # a pixel task's frames in an episode store
 
 Replay = ReplayBuffer | BalancedReplay
 
 
 def batch_from_steps(steps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Recorded steps as replay transitions; ``done`` is termination, never time-limit truncation."""
+    """Recorded steps as replay transitions; ``done`` is termination, never time-limit truncation.
+    A pixel task's camera frames come along (a pixel replay turns them into its images)."""
     done = steps["done"] if "done" in steps else steps["terminated"]
-    return {"obs": steps["observation"], "action": steps["action"], "reward": steps["reward"],
-            "next_obs": steps["next_observation"], "done": np.asarray(done, dtype=np.float32)}
+    batch = {"obs": steps["observation"], "action": steps["action"], "reward": steps["reward"],
+             "next_obs": steps["next_observation"], "done": np.asarray(done, dtype=np.float32)}
+    return batch | {k: steps[k] for k in CAMERA_KEYS if k in steps}
 
 
 def new_agent(config: AWACConfig, data: Mapping[str, np.ndarray], seed: int) -> AWAC:
@@ -41,7 +46,10 @@ def load_agent(path: str | Path, config: AWACConfig, seed: int = 0) -> AWAC:
 
 
 def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> AWAC:
-    """``load_agent`` for a checkpoint already loaded (``load_checkpoint``'s dict)."""
+    """``load_agent`` for a checkpoint already loaded (``load_checkpoint``'s dict); a pixel
+    task's checkpoint gives its ``PixelAgent``."""
+    if is_pixel_checkpoint(state):
+        return load_pixel_agent(state, config, seed)  # type: ignore[return-value]
     agent = AWAC(int(state["obs_dim"]), int(state["act_dim"]), config, seed=seed)
     restore_agent(state, agent)
     return agent

@@ -7,6 +7,15 @@ it listens to COMMAND, since each step starts from the supervisor's last command
 header carries the stamp of the joint state it answers, so measurement-to-command latency is
 visible on the wire.
 
+A pixel task's node also subscribes to its camera (the task config's ``image.camera``, or the
+``cameras`` parameter per namespace): by default to the camera node's view stream
+(``view/color/image_raw``: the camera side cuts the view, see ``nodes.camera_view``), with
+``camera_frames:=full`` to the full frames, cut here. Each step pairs the joint state with the
+closest frame in time (``agent.frames.LatestFrames``); a step without one within
+``image.max_frame_age_s`` is skipped and named (``stale frame``, ``no frame``), and an episode's
+first step uses a frame stamped after its reset. The policy then acts on the task's vector (no
+object state) and the view; the object's state still gives the reward and the episode's end.
+
 ``act_on`` picks what clocks a robot's steps. ``joint_states`` (the default): the joint-state
 callback steps the robot on the first state at or after its next nominal control time
 (``agent.schedule.ControlSchedule``), so a command follows its measurement without waiting for a
@@ -28,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Policy
+from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Phase, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
+from robot_rl.agent.frames import LatestFrames, ViewFrame
 from robot_rl.agent.observation import JointOrder, LatestState
 from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.sites import task_sites
@@ -37,6 +47,7 @@ from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
 from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE
 from robot_rl.learning.background import PolicySnapshot
+from robot_rl.learning.pixel_agent import PixelAgent, PixelPolicySnapshot
 from robot_rl.nodes import topics
 from robot_rl.nodes.topics import RobotTopics, robot_topics
 from robot_rl.robot_config import load_robot
@@ -45,24 +56,28 @@ from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node, run
 
-SnapshotSource = Callable[[], PolicySnapshot | None]
+Snapshot = PolicySnapshot | PixelPolicySnapshot  # a state task's policy, or a pixel task's
+SnapshotSource = Callable[[], Snapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
 ACT_ON = ("joint_states", "timer")
+CAMERA_FRAMES = ("view", "full")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
 # was busy arrive as the newest one alone, and the step answers it rather than the oldest.
 QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
 
 
-def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "valve"
-                              ) -> dict[str, Any]:
-    """The parameters every acting node (learner, actor) has; ``robot`` and ``task`` are their
-    defaults (the learner takes them from its pipeline config)."""
+def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "valve",
+                              observation: str = "state") -> dict[str, Any]:
+    """The parameters every acting node (learner, actor) has; ``robot``, ``task`` and
+    ``observation`` are their defaults (the learner takes them from its pipeline config)."""
     p = node.declare_parameter
     return {
         "robot": p("robot", robot, "calibration name or YAML path"),
         "task": p("task", task, "a registered task (python -m robot_rl.catalog): valve, "
                   "drawer, ..."),
+        "observation": p("observation", observation, "what the policy observes: state (the "
+                         "object's state) | pixels (proprioception and the task's camera view)"),
         "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),
         "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
                                                   "station's, see agent.observation)"),
@@ -75,6 +90,11 @@ def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "val
         "deterministic": p("deterministic", False, "act with the policy mean (no exploration)"),
         "seed": p("seed", 0, "episode resets and exploration noise"),
         "log_every_episodes": p("log_every_episodes", 10, "success rate every N episodes"),
+        "cameras": p("cameras", [""], "a pixel task's camera namespace per robot namespace "
+                                      "('': the task config's image.camera)"),
+        "camera_frames": p("camera_frames", "view", "a pixel task's frames: view (the camera "
+                           "node's view stream, cut on the camera side) | full (full frames, "
+                           "cut here)"),
     }
 
 
@@ -87,6 +107,8 @@ class _Robot:
         self.schedule = schedule
         self.command: Any = None
         self.episode: Any = None
+        self.frames: LatestFrames | None = None  # a pixel task's camera
+        self.start_stamp_s: float | None = None  # first joint state after this reset's done
         self.successes: list[bool] = []
 
 
@@ -98,7 +120,12 @@ class ActingShell:
                  first_episodes: dict[str, int] | None = None) -> None:
         self.node, self.params = node, params
         self.calibration = load_robot(params["robot"])
-        self.task = make_task(params["task"], self.calibration)
+        try:
+            self.task = make_task(params["task"], self.calibration).with_observation(
+                params["observation"])
+        except ValueError as err:
+            raise ValueError(f"node {node.fully_qualified_name}: parameter observation: "
+                             f"{err}") from None
         self._sites = task_sites(self.task)
         self._snapshot, self._on_episode = snapshot, on_episode
         rate = params["control_rate_hz"]
@@ -110,6 +137,10 @@ class ActingShell:
         if self.act_on not in ACT_ON:
             raise ValueError(f"node {node.fully_qualified_name}: parameter 'act_on' must be one "
                              f"of {', '.join(ACT_ON)}; got {self.act_on!r}")
+        if params["camera_frames"] not in CAMERA_FRAMES:
+            raise ValueError(f"node {node.fully_qualified_name}: parameter 'camera_frames' must "
+                             f"be one of {', '.join(CAMERA_FRAMES)}; got "
+                             f"{params['camera_frames']!r}")
         self._rng = np.random.default_rng(params["seed"] + 17)
         self._names = list(self.calibration.joint_names)
         self._order = JointOrder(self._names)
@@ -145,6 +176,9 @@ class ActingShell:
         if self.task.actions.steps_from_command:  # steps start from what the supervisor sent
             node.create_subscription(m.JointState, names.command,
                                      lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
+        if self.task.image is not None:
+            cameras = self.params["cameras"]
+            self._subscribe_camera(robot, cameras[index] if index < len(cameras) else "")
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
@@ -152,7 +186,40 @@ class ActingShell:
                                f"{1.0 / self.period_s:g} Hz on {self.act_on}")
         return robot
 
+    def _subscribe_camera(self, robot: _Robot, camera: str) -> None:
+        """The pixel task's camera: its view stream, or its full frames (``camera_frames``)."""
+        view = self.task.image
+        assert view is not None
+        camera = camera or view.camera
+        full = self.params["camera_frames"] == "full"
+        robot.frames = LatestFrames(view, full_frames=full)
+        color = topics.camera_topic(camera, topics.COLOR if full else topics.VIEW_COLOR)
+        self.node.create_subscription(m.Image, color,
+                                      lambda msg: self._on_frame(robot, msg, color, False),
+                                      QOS_SENSOR_DATA)
+        if view.depth:
+            depth = topics.camera_topic(camera, topics.ALIGNED_DEPTH if full else
+                                        topics.VIEW_DEPTH)
+            self.node.create_subscription(m.Image, depth,
+                                          lambda msg: self._on_frame(robot, msg, depth, True),
+                                          QOS_SENSOR_DATA)
+        self.node.get_logger().info(f"{robot.topics.namespace}: camera {color} "
+                                    f"({view.width}x{view.height} view"
+                                    f"{', cut here' if full else ''})")
+
     # ---- inputs ----------------------------------------------------------------------------
+    def _on_frame(self, robot: _Robot, msg: m.Image, topic: str, depth: bool) -> None:
+        assert robot.frames is not None
+        try:
+            image = m.image_to_numpy(msg)
+            stamp_s = m.stamp_to_s(msg.header.stamp)
+            if depth:
+                robot.frames.on_depth(image, stamp_s)
+            else:
+                robot.frames.on_color(image, stamp_s)
+        except ValueError as err:
+            self.node.get_logger().warning(f"{topic}: {err}")
+
     def _on_joints(self, robot: _Robot, msg: m.JointState) -> None:
         now = time.monotonic()
         try:
@@ -209,14 +276,15 @@ class ActingShell:
             for robot in late:
                 self._step(robot, snapshot, policy)
 
-    def _step(self, robot: _Robot, snapshot: PolicySnapshot | None,
+    def _step(self, robot: _Robot, snapshot: Snapshot | None,
               policy: Policy | None) -> None:
         """One control step of one robot on its latest state; both clocks come here."""
         now = time.monotonic()
         robot.schedule.acted(now)
         state = robot.latest.task_state(now)
+        frame, stale = self._frame(robot, state is not None)
         out = robot.machine.tick(now, state, robot.latest.received_s, policy,
-                                 robot.latest.staleness(now))
+                                 robot.latest.staleness(now) or stale, frame)
         for text in out.warnings:
             self.node.get_logger().warning(text)
         for event, fields in out.events:
@@ -228,12 +296,32 @@ class ActingShell:
         if out.finished is not None:
             self._finished(robot, out.finished, snapshot)
 
-    def _policy(self, snapshot: PolicySnapshot | None) -> Policy | None:
+    def _frame(self, robot: _Robot, have_state: bool) -> tuple[ViewFrame | None, str | None]:
+        """A pixel task's view for the latest joint state (None and why when there is none).
+        An episode's first step takes a frame stamped at or after the first joint state received
+        after its reset_done: an earlier one may still show the last episode's scene."""
+        if robot.frames is None or not have_state:
+            return None, None
+        machine, latest = robot.machine, robot.latest
+        not_before = None
+        if machine.phase is not Phase.RESETTING:
+            robot.start_stamp_s = None  # the next reset sets it anew
+        else:
+            done = machine.reset_done_s
+            if done is None or latest.joint_received_s < done:
+                robot.start_stamp_s = None
+                return None, None  # not yet: the machine waits for the reset
+            if robot.start_stamp_s is None:
+                robot.start_stamp_s = latest.joint_stamp_s
+            not_before = robot.start_stamp_s
+        return robot.frames.pair(latest.joint_stamp_s, not_before_s=not_before)
+
+    def _policy(self, snapshot: Snapshot | None) -> Policy | None:
         if snapshot is None:
             return None
         rng = None if self.params["deterministic"] else self._rng
 
-        def act(obs: np.ndarray) -> np.ndarray:
+        def act(obs: Any) -> np.ndarray:
             started = time.perf_counter()
             action = snapshot.act(obs, rng)
             self.inference_s.append(time.perf_counter() - started)
@@ -241,7 +329,7 @@ class ActingShell:
         return act
 
     def _finished(self, robot: _Robot, episode: FinishedEpisode,
-                  snapshot: PolicySnapshot | None) -> None:
+                  snapshot: Snapshot | None) -> None:
         episode.info["policy_version"] = -1 if snapshot is None else snapshot.version
         robot.successes.append(episode.success)
         self.finished += 1
@@ -283,7 +371,7 @@ class ActorNode:
             "max_episodes": p("max_episodes", 0, "stop acting and exit after this many "
                               "episodes; 0: never"),
         }
-        self._snapshot: PolicySnapshot | None = None
+        self._snapshot: Snapshot | None = None
         self._done = False
         self._log = _EpisodeLog(self.deploy["episode_log"]) if self.deploy["episode_log"] \
             else None
@@ -295,7 +383,7 @@ class ActorNode:
                                             QOS_LATCHED)
         self.node.get_logger().info(f"waiting for weights on {sub.topic}")
 
-    def _current(self) -> PolicySnapshot | None:
+    def _current(self) -> Snapshot | None:
         return None if self._done else self._snapshot
 
     def _load_checkpoint(self, path: str) -> None:
@@ -324,8 +412,18 @@ class ActorNode:
             self.node.get_logger().info(f"first weights received: v{snapshot.version}")
         self._snapshot = snapshot
 
-    def _refusal(self, snapshot: PolicySnapshot, meta: dict[str, Any], what: str) -> str:
+    def _refusal(self, snapshot: Snapshot, meta: dict[str, Any], what: str) -> str:
         """Why the policy cannot act for this node's task ('' when it can)."""
+        view = self.shell.task.image
+        if isinstance(snapshot, PixelPolicySnapshot) != (view is not None):
+            kinds = ("camera view" if view is None else "object state",
+                     "pixels" if view is not None else "state")
+            return (f"{what}: a policy that acts on the {kinds[0]}; task "
+                    f"{self.shell.task.name} observes {kinds[1]}: not acting with them")
+        if view is not None and dataclasses.replace(
+                snapshot.view, max_frame_age_s=view.max_frame_age_s) != view:
+            return (f"{what} were trained on the view {snapshot.view}; task "
+                    f"{self.shell.task.name}'s is {view}: not acting with them")
         expected = self.shell.task.observation_size
         if snapshot.obs_dim != expected or snapshot.act_dim != self.shell.task.n_joints:
             return (f"{what} (task {meta.get('task', '?')}) take {snapshot.obs_dim} "
@@ -380,7 +478,8 @@ class _EpisodeLog:
         self._file.close()
 
 
-def snapshot_from_checkpoint(path: str) -> tuple[PolicySnapshot, dict[str, Any]]:
+def snapshot_from_checkpoint(path: str
+                             ) -> tuple[Snapshot, dict[str, Any]]:
     """The acting policy of a checkpoint (what ``robot-rl eval`` runs), and its task and action
     mode as POLICY's metadata names them. Its networks are rebuilt from the settings it stores,
     on the CPU; a bad file is one line naming it (CheckpointError)."""
@@ -404,6 +503,8 @@ def snapshot_from_checkpoint(path: str) -> tuple[PolicySnapshot, dict[str, Any]]
             "action_mode": mode}
     if mode is None:  # trained on its task's default action mode: named by the caller's task
         meta.pop("action_mode")
+    if isinstance(agent, PixelAgent):  # the encoder acts too
+        return PixelPolicySnapshot.from_agent(agent), meta
     return PolicySnapshot.from_agent(agent), meta
 
 

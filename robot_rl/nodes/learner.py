@@ -90,14 +90,21 @@ class LearnerNode:
         self.config: PipelineConfig = load_pipeline_config(self.params["config"], None, profile)
         # the config names its task and robot: they are the defaults, so config:=drawer suffices
         config_task = env_id_task(self.config.env_id)
-        acting = declare_acting_parameters(self.node, robot=self.config.robot,
-                                           task=config_task or "valve")
         name = self.node.fully_qualified_name
         try:
-            check_graph_config(self.config, f"node {name}: config {self.params['config']!r}")
+            check_graph_config(self.config, f"node {name}: config {self.params['config']!r}",
+                               observation_allowed=True)
         except ConfigError:
             self.node.destroy()
             raise
+        observation = (self.config.env_kwargs.get("config") or {}).get("observation", "state")
+        acting = declare_acting_parameters(self.node, robot=self.config.robot,
+                                           task=config_task or "valve", observation=observation)
+        if acting["observation"] != observation:
+            self.node.destroy()
+            raise ValueError(f"node {name}: parameter observation is {acting['observation']!r} "
+                             f"but config {self.params['config']!r} trains on {observation!r} "
+                             f"(env_kwargs.config.observation)")
         if config_task and config_task != acting["task"]:
             self.node.destroy()
             raise ValueError(
@@ -172,7 +179,7 @@ class LearnerNode:
             updates_per_env_step=self.updates_per_env_step,
             trainer_threads=p["trainer_threads"], trainer_device=p["trainer_device"],
             replay_capacity=p["replay_capacity"],
-            task=acting["task"], robot=acting["robot"],
+            task=acting["task"], robot=acting["robot"], observation=acting["observation"],
             namespaces=tuple(robot.topics.namespace for robot in self.shell.robots))
 
     # ---- node-thread callbacks ---------------------------------------------------------------

@@ -9,6 +9,10 @@ node -> training:  ("spec", TrainingSpec) once, then ("episode", FinishedEpisode
 training -> node:  ("ready", dict), ("snapshot", version, POLICY bytes),
                    ("progress", dict), ("log", level, text), ("failed", text), ("stopped", dict)
 
+A pixel task (``observation: pixels``) trains a ``PixelAgent`` on its replay of frames (or frozen
+features): the dataset and ``online.zarr`` must hold the task's view, and the episodes the node
+hands over carry each step's view (``camera_color``).
+
 A training process whose node dies exits at once (Linux: the kernel sends it SIGKILL; elsewhere it
 sees the connection close) and writes no final checkpoint: as after a SIGKILL of the node, the last
 periodic checkpoint and every stored episode are what a restart resumes from.
@@ -38,10 +42,12 @@ from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import annotated_yaml, to_dict
 from robot_rl.data import EpisodeStore, transitions
 from robot_rl.data.transition_arrays import (
+    PIXEL_UNITS,
     TRANSITION_UNITS,
     action_mode_extra,
     check_action_mode,
     check_observation_size,
+    observation_extra,
 )
 from robot_rl.learning import (
     AWAC,
@@ -60,6 +66,14 @@ from robot_rl.learning.background import (
 )
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
+from robot_rl.learning.pixel_agent import (
+    PixelAgent,
+    PixelPolicySnapshot,
+    checkpoint_view,
+    is_pixel_checkpoint,
+    load_pixel_agent,
+)
+from robot_rl.learning.pixel_data import PixelReplay, check_pixel_store, pixel_replay
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.run_config import load_pipeline_config
 
@@ -87,6 +101,7 @@ class TrainingSpec:
     replay_capacity: int
     task: str                   # the node's task parameter
     robot: str                  # the node's robot parameter (calibration name or path)
+    observation: str            # the node's observation parameter: state | pixels
     namespaces: tuple[str, ...]
 
 
@@ -104,7 +119,7 @@ class LearnerTraining:
             self.config = dataclasses.replace(self.config, awac=dataclasses.replace(
                 self.config.awac, device=spec.trainer_device))
         self.calibration = load_robot(spec.robot)
-        self.task = make_task(spec.task, self.calibration)
+        self.task = make_task(spec.task, self.calibration).with_observation(spec.observation)
         self.store = self._open_store()
         offline = self._offline_data()
         self.agent, counters = self._agent(offline)
@@ -147,10 +162,17 @@ class LearnerTraining:
             if store.recovery is not None:
                 self._send("log", "warning", f"{path}: {store.recovery}")
             check_action_mode(store, mode, f"task {self.task.name}")
+            if self.task.image is not None and store.n_episodes:
+                check_pixel_store(store, self.task, f"the learner (task {self.task.name})")
             return store
+        view = self.task.image
+        extra = action_mode_extra(mode)
+        if view is not None:  # the store names its view: a learner of another is refused
+            extra |= observation_extra("pixels", to_dict(view))
         return EpisodeStore.create(path, robot=self.calibration.robot, task=self.config.env_id,
                                    calibration_digest=robot_digest(self.spec.robot),
-                                   units=TRANSITION_UNITS, extra=action_mode_extra(mode))
+                                   units=TRANSITION_UNITS | (PIXEL_UNITS if view else {}),
+                                   extra=extra)
 
     def _next_episode(self, namespace: str) -> int:
         """Episode indices continue after a restart (per robot namespace)."""
@@ -165,19 +187,27 @@ class LearnerTraining:
         path = self.spec.pretrain_dataset
         if not path:
             return None
-        with EpisodeStore.open(path, "r") as store:  # opened once for both checks
+        with EpisodeStore.open(path, "r") as store:  # opened once for every check
+            if self.task.image is not None:  # first: a store without frames is named as such
+                check_pixel_store(store, self.task, f"the learner (task {self.task.name})")
             data = transitions(store)
             check_observation_size(data, f"pretrain_dataset {path}", self.task.observation_size,
                                    f"task {self.task.name}")
             check_action_mode(store, self.task.actions.mode, f"task {self.task.name}")
         return data
 
-    def _agent(self, offline: dict[str, np.ndarray] | None) -> tuple[AWAC, TrainerCounters]:
+    def _agent(self, offline: dict[str, np.ndarray] | None
+               ) -> tuple[AWAC | PixelAgent, TrainerCounters]:
+        if self.task.image is not None:
+            return self._pixel_agent(offline)
         obs_dim, act_dim = self.task.observation_size, self.task.n_joints
         agent = AWAC(obs_dim, act_dim, self.config.awac, seed=self.config.seed)
         path = self.run_dir / CHECKPOINT
         if path.exists():
             state = load_checkpoint(path)
+            if is_pixel_checkpoint(state):
+                raise ValueError(f"{path}: a pixel task's checkpoint; task {self.task.name} "
+                                 f"observes the state")
             if (state["obs_dim"], state["act_dim"]) != (obs_dim, act_dim):
                 raise ValueError(f"{path}: checkpoint is for obs_dim {state['obs_dim']}, "
                                  f"act_dim {state['act_dim']}; task {self.task.name} needs "
@@ -192,10 +222,36 @@ class LearnerTraining:
         agent.set_normalizer(normalizer)
         return agent, TrainerCounters()
 
+    def _pixel_agent(self, offline: dict[str, np.ndarray] | None
+                     ) -> tuple[PixelAgent, TrainerCounters]:
+        """A pixel task's agent: resumed from ``learner.pt`` (refused by name if it is a state
+        task's or of another view), or new with the dataset's vector statistics."""
+        path = self.run_dir / CHECKPOINT
+        view = self.task.image
+        assert view is not None
+        if path.exists():
+            state = load_checkpoint(path)
+            if not is_pixel_checkpoint(state) or checkpoint_view(state) != view:
+                raise ValueError(f"{path}: checkpoint is not for task {self.task.name}'s view "
+                                 f"{view} (a state task's, or another view's)")
+            agent = load_pixel_agent(state, self.config.awac, seed=self.config.seed)
+            counters = TrainerCounters(**{k: v for k, v in state["counters"].items()
+                                          if k in TrainerCounters.__dataclass_fields__})
+            self._send("log", "info", f"resumed {path} at update {agent.num_updates}")
+            return agent, counters
+        agent = PixelAgent(self.task.observation_size, self.task.n_joints, view,
+                           self.config.awac, self.config.encoder, seed=self.config.seed)
+        agent.set_state_normalizer(Normalizer.from_data(offline["observation"])
+                                   if offline is not None
+                                   else Normalizer.identity(self.task.observation_size))
+        return agent, TrainerCounters()
+
     def _replay(self, offline: dict[str, np.ndarray] | None,
-                online: dict[str, np.ndarray] | None) -> tuple[Replay, int]:
+                online: dict[str, np.ndarray] | None) -> tuple[Replay | PixelReplay, int]:
         """The config's replay (uniform or balanced): the dataset as offline data, the online
         episodes stored before a restart as online data."""
+        if isinstance(self.agent, PixelAgent):
+            return self._pixel_replay(offline)
         empty = {key: np.zeros((0, self.task.observation_size), np.float32)
                  for key in ("observation", "next_observation")}
         empty.update(action=np.zeros((0, self.task.n_joints), np.float32),
@@ -204,6 +260,19 @@ class LearnerTraining:
                              online_capacity=self.spec.replay_capacity, seed=self.config.seed)
         if online is not None and len(online["reward"]):
             replay.add_episode(batch_from_steps(online))
+        return replay, len(replay)
+
+    def _pixel_replay(self, offline: dict[str, np.ndarray] | None) -> tuple[PixelReplay, int]:
+        """Frames (or frozen features) of the dataset, streamed from its store, then the online
+        episodes stored before a restart, one at a time."""
+        assert isinstance(self.agent, PixelAgent)
+        capacity = self.spec.replay_capacity + self.store.n_steps
+        if offline is not None:
+            replay = pixel_replay(self.agent, Path(self.spec.pretrain_dataset), offline, capacity)
+        else:
+            replay = self.agent.make_replay(capacity)
+        for _, steps in self.store.iter_episodes():
+            replay.add_episode(batch_from_steps(steps))
         return replay, len(replay)
 
     # ---- trainer-thread callbacks ------------------------------------------------------------
@@ -218,7 +287,7 @@ class LearnerTraining:
                          episode_metrics(np.sum(episode.steps["reward"]), episode.success))
         return episode.length
 
-    def _on_snapshot(self, snapshot: PolicySnapshot) -> None:
+    def _on_snapshot(self, snapshot: PolicySnapshot | PixelPolicySnapshot) -> None:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""
         self._send("snapshot", snapshot.version,
                    snapshot_to_bytes(snapshot, task=self.task.name,

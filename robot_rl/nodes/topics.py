@@ -14,9 +14,26 @@ JOINT_STATES = "joint_states"                 # sensor_msgs/JointState: rad, rad
 TEMPERATURE = "temperature_c"                 # std_msgs/Float32MultiArray, deg C per joint
 HARDWARE_ERROR = "hardware_error"             # std_msgs/UInt8MultiArray, Dynamixel error bits per joint
 OBJECT_STATE = "/object/state"                # sensor_msgs/JointState: valve angle rad or drawer m
-CAMERA_COLOR = "/camera/color/image_raw"      # sensor_msgs/Image rgb8
-CAMERA_DEPTH = "/camera/aligned_depth_to_color/image_raw"  # sensor_msgs/Image 16UC1, mm (RealSense)
-CAMERA_INFO = "/camera/color/camera_info"     # sensor_msgs/CameraInfo
+# A camera's topics are under its namespace (realsense-ros's names; CAMERA = the default camera).
+CAMERA = "/camera"
+COLOR = "color/image_raw"                     # sensor_msgs/Image rgb8
+ALIGNED_DEPTH = "aligned_depth_to_color/image_raw"  # sensor_msgs/Image 16UC1, mm (RealSense)
+COLOR_INFO = "color/camera_info"              # sensor_msgs/CameraInfo
+# A pixel task's view (tasks.camera: crop, then resize), published by the camera node beside its
+# full frames with the same stamps, so a learner elsewhere receives 12 kB frames, not 900 kB ones.
+VIEW_COLOR = "view/color/image_raw"           # sensor_msgs/Image rgb8, the view's size
+VIEW_DEPTH = "view/depth/image_raw"           # sensor_msgs/Image 16UC1 mm, the view's size
+VIEW_INFO = "view/color/camera_info"          # sensor_msgs/CameraInfo of the view
+
+
+def camera_topic(camera: str, name: str) -> str:
+    """``camera_topic("/camera", COLOR)`` -> ``/camera/color/image_raw``."""
+    return f"/{camera.strip('/')}/{name}"
+
+
+CAMERA_COLOR = camera_topic(CAMERA, COLOR)
+CAMERA_DEPTH = camera_topic(CAMERA, ALIGNED_DEPTH)
+CAMERA_INFO = camera_topic(CAMERA, COLOR_INFO)
 
 # Commands: only the safety supervisor publishes COMMAND; everything else publishes COMMAND_RAW
 COMMAND_RAW = "command_raw"                   # sensor_msgs/JointState, position = targets rad

@@ -12,6 +12,7 @@ import sim_twin  # noqa: F401  (headless rendering settings; env ids: robot_rl.r
 from robot_rl.robot_config import load_robot
 from robot_rl.run_config import PipelineConfig
 from robot_rl.safety.gate import SupervisorGate
+from robot_rl.tasks.base import Task
 from sim_twin.experts import Expert, make_expert, run_episode
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -44,8 +45,13 @@ class GatedEnv:
                             **{"calibration": calibration, **config.env_kwargs})
 
     @property
+    def task(self) -> Task:
+        return self.env.unwrapped.task
+
+    @property
     def obs_dim(self) -> int:
-        return int(np.prod(self.env.observation_space.shape))
+        """The task's observation vector (a pixel task's camera view comes beside it)."""
+        return self.task.observation_size
 
     @property
     def act_dim(self) -> int:

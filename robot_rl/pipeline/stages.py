@@ -21,10 +21,13 @@ from tqdm.auto import tqdm
 from robot_rl.config import ConfigError, annotated_yaml, apply_overrides, from_dict, to_dict
 from robot_rl.data import EpisodeStore, transitions
 from robot_rl.data.transition_arrays import (
+    PIXEL_UNITS,
     TRANSITION_UNITS,
     action_mode_extra,
     check_action_mode,
     check_observation_size,
+    observation_extra,
+    store_observation,
 )
 from robot_rl.learning import (
     AWAC,
@@ -42,12 +45,15 @@ from robot_rl.learning.checkpoint import (
 )
 from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.factory import (
+    Replay,
     agent_from_checkpoint,
     batch_from_steps,
     make_replay,
     new_agent,
     train_step,
 )
+from robot_rl.learning.pixel_agent import PixelAgent, checkpoint_view, is_pixel_checkpoint
+from robot_rl.learning.pixel_data import PixelReplay, check_pixel_store, new_pixel_agent, pixel_replay
 from robot_rl.pipeline.outputs import clear_log, refuse_existing
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.pipeline.rollout import Episode, GatedEnv
@@ -108,8 +114,7 @@ def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True,
     robot = load_robot(config.robot)
     with closing(GatedEnv(config)) as env:
         source = {"robot": robot.robot, "task": config.env_id,
-                  "calibration_digest": robot_digest(config.robot), "units": TRANSITION_UNITS,
-                  "extra": action_mode_extra(env.action_mode)}
+                  "calibration_digest": robot_digest(config.robot), **store_source(env)}
         open_store = EpisodeStore.create_or_append if append else EpisodeStore.create
         with open_store(dataset_path, **source, overwrite=overwrite) as store:
             first = store.n_episodes
@@ -153,10 +158,15 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
     path = run_dir / OFFLINE_CHECKPOINT
     refuse_existing([(path, "the offline policy of an earlier pretrain")], overwrite,
                     "pass --overwrite to replace it, or --out another run folder")
-    data = task_transitions(config, dataset_path)
+    with closing(GatedEnv(config)) as env:
+        data = task_transitions(config, dataset_path, env)
+        task = env.task
     run_dir.mkdir(parents=True, exist_ok=True)
-    agent = new_agent(config.awac, data, config.seed)
-    replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
+    if task.uses_pixels:
+        agent = new_pixel_agent(config, task, data)
+    else:
+        agent = new_agent(config.awac, data, config.seed)
+    replay = agent_replay(config, agent, data, dataset_path, online_capacity=0)
     if overwrite:
         clear_log(run_dir / "pretrain")
     logger = MetricsLogger(run_dir / "pretrain")
@@ -251,6 +261,12 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
     if stored.get("env_id", config.env_id) != config.env_id:
         raise CheckpointError(path, f"trained for {stored['env_id']} ({sizes}), not for "
                                     f"{config.env_id} ({here})")
+    view = env.task.image
+    if is_pixel_checkpoint(state) != (view is not None):
+        kinds = ("pixels" if is_pixel_checkpoint(state) else "state",
+                 "pixels" if view is not None else "state")
+        raise CheckpointError(path, f"a policy from {kinds[0]}; {config.env_id} here gives "
+                                    f"{kinds[1]} observations")
     if stored.get("env_kwargs", config.env_kwargs) != config.env_kwargs:
         raise CheckpointError(path, f"trained with env_kwargs {stored['env_kwargs']}, this run "
                                     f"has {config.env_kwargs}: its actions mean something else "
@@ -258,6 +274,9 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
     if (int(state["obs_dim"]), int(state["act_dim"])) != (env.obs_dim, env.act_dim):
         raise CheckpointError(path, f"its networks take {sizes}; {config.env_id} has {here} "
                                     f"(trained before the task's observation changed?)")
+    if view is not None and checkpoint_view(state) != view:
+        raise CheckpointError(path, f"trained on the view {checkpoint_view(state)}, the task's "
+                                    f"is {view}")
 
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
@@ -295,30 +314,30 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
             agent = load_agent(config, run_dir / FINETUNED_CHECKPOINT, env)
         elif agent is None:
             agent = load_agent(config, run_dir / OFFLINE_CHECKPOINT, env)
-        return _run_online(config, run_dir, data, agent, env, progress, overwrite, resume)
+        return _run_online(config, run_dir, data, dataset_path, agent, env, progress, overwrite,
+                           resume)
 
 
 def _open_online_store(config: PipelineConfig, run_dir: Path, env: GatedEnv, overwrite: bool,
                        resume: bool) -> EpisodeStore:
     """RUN/online.zarr: new (or replaced with ``overwrite``); with ``resume`` the earlier one,
-    opened for append, refused (one line) if another robot, task or action mode wrote it."""
+    opened for append, refused (one line) if another robot, task, action mode or view wrote
+    it."""
     source = {"robot": config.robot, "task": config.env_id,
-              "calibration_digest": robot_digest(config.robot), "units": TRANSITION_UNITS,
-              "extra": action_mode_extra(env.action_mode)}
+              "calibration_digest": robot_digest(config.robot), **store_source(env)}
     path = run_dir / ONLINE_STORE
     if resume:
         return EpisodeStore.create_or_append(path, **source)
     return EpisodeStore.create(path, **source, overwrite=overwrite)
 
 
-def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
-                env: GatedEnv, progress: bool, overwrite: bool,
+def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray],
+                dataset_path: Path, agent: AWAC, env: GatedEnv, progress: bool, overwrite: bool,
                 resume: bool = False) -> FinetuneResult:
     online_store = _open_online_store(config, run_dir, env, overwrite, resume)
     start_steps, first_episode = online_store.n_steps, online_store.n_episodes
-    replay = make_replay(config.awac, data,
-                         online_capacity=start_steps + config.finetune.env_steps,
-                         seed=config.seed)
+    replay = agent_replay(config, agent, data, dataset_path,
+                          online_capacity=start_steps + config.finetune.env_steps)
     for _, steps in online_store.iter_episodes():  # the earlier sessions' episodes, in order
         replay.add_episode(batch_from_steps(steps))
     if overwrite:
@@ -507,14 +526,39 @@ def task_transitions(config: PipelineConfig, dataset_path: Path,
     is built for it)."""
     if env is None:
         with closing(GatedEnv(config)) as sized:
-            size, mode = sized.obs_dim, sized.action_mode
-    else:
-        size, mode = env.obs_dim, env.action_mode
-    with EpisodeStore.open(dataset_path, "r") as store:  # opened once for both checks
-        data = transitions(store)
+            return task_transitions(config, dataset_path, sized)
+    size, mode, task = env.obs_dim, env.action_mode, env.task
+    with EpisodeStore.open(dataset_path, "r") as store:  # opened once for every check
+        if task.uses_pixels:  # first: a store without frames is named as such
+            check_pixel_store(store, task, config.env_id)
+        # a state task reads a pixel task's episodes by their state layout (same episodes)
+        key = ("state_observation" if not task.uses_pixels
+               and store_observation(store)[0] == "pixels" else "observation")
+        data = transitions(store, observation_key=key)
         check_observation_size(data, str(dataset_path), size, config.env_id)
         check_action_mode(store, mode, config.env_id)
     return data
+
+
+def store_source(env: GatedEnv) -> dict:
+    """A new store's units and extra attributes for ``env``'s task (a pixel task's name its
+    view, so that a dataset recorded with another is refused)."""
+    task = env.task
+    view = to_dict(task.image) if task.image is not None else None
+    units = TRANSITION_UNITS | (PIXEL_UNITS if view is not None else {})
+    extra = action_mode_extra(env.action_mode)
+    if view is not None:
+        extra |= observation_extra("pixels", view)
+    return {"units": units, "extra": extra}
+
+
+def agent_replay(config: PipelineConfig, agent: AWAC, data: dict[str, np.ndarray],
+                 dataset_path: Path, online_capacity: int) -> Replay | PixelReplay:
+    """The replay ``agent`` trains from, holding the dataset: the config's (uniform or
+    balanced), or a pixel agent's (frames, or frozen features), streamed from the store."""
+    if isinstance(agent, PixelAgent):
+        return pixel_replay(agent, dataset_path, data, online_capacity)
+    return make_replay(config.awac, data, online_capacity=online_capacity, seed=config.seed)
 
 
 def load_agent(config: PipelineConfig, checkpoint: Path, env: GatedEnv | None = None) -> AWAC:

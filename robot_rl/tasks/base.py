@@ -3,11 +3,22 @@
 A task is pure numpy: it turns measured state into observations, rewards and success, and
 normalised actions in [-1, 1] into joint position targets inside the calibration's software limits.
 The twin (sim_twin) and the ROS nodes feed it the same :class:`TaskState`.
+
+Two kinds of observation (the task config's ``observation``):
+``state`` (the default): the task's own layout (``state_layout``), which may read the object's
+state (valve angle, drawer opening) and features derived from it;
+``pixels``: proprioception and the goal only (``proprio_layout``: joint positions, joint velocities,
+the previous action, the task's goal features), beside one camera view (``config.image``, see
+``tasks.camera``). A real cell has joint encoders and a camera, but often no sensor on the object,
+so nothing in a pixel task's vector reads the object: ``proprio_observation`` is a function of the
+joints, the previous action and the goal alone. Reward and success still read the object's state
+(a valve encoder, a drawer's end stop, a success classifier): they train the policy, never feed it.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,9 +27,11 @@ import numpy as np
 
 from robot_rl.config import from_dict
 from robot_rl.robot_config import RobotCalibration
+from robot_rl.tasks.camera import FULL_FRAME, ImageObservationConfig
 
 ACTION_MODES = ("absolute", "relative", "velocity")
 REWARDS = ("sparse", "dense")
+OBSERVATIONS = ("state", "pixels")
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,8 @@ class Task(abc.ABC):
     config_class: ClassVar[type]
     config: Any
     required_sites: tuple[str, ...] = ()
+    # where a pixel task's object is in its camera's frame (fractions x0, y0, x1, y1)
+    default_crop: tuple[float, float, float, float] = FULL_FRAME
 
     def __init__(self, calibration: RobotCalibration, config: Any = None) -> None:
         self.calibration = calibration
@@ -150,6 +165,41 @@ class Task(abc.ABC):
         """The twin's world for this task on this robot (the calibration's
         ``tasks.<name>.scene``, else its model)."""
         return self.calibration.scene_path(self.name)
+
+    @property
+    def observation_mode(self) -> str:
+        """``state`` or ``pixels`` (the config's ``observation``)."""
+        return getattr(self.config, "observation", "state")
+
+    @property
+    def uses_pixels(self) -> bool:
+        return self.observation_mode == "pixels"
+
+    @property
+    def image(self) -> ImageObservationConfig | None:
+        """The camera view a pixel task's policy sees (its crop resolved: the config's, else
+        ``default_crop``); None for a state task."""
+        return self.pixel_view() if self.uses_pixels else None
+
+    def pixel_view(self) -> ImageObservationConfig:
+        """The config's camera view with its crop resolved, whatever the observation mode (a
+        camera node publishes it for the pixel variant of a task)."""
+        view = self.config.image
+        return view if view.crop is not None else dataclasses.replace(view,
+                                                                      crop=self.default_crop)
+
+    def with_observation(self, mode: str) -> Task:
+        """This task with ``observation: mode`` (``state`` or ``pixels``)."""
+        if mode not in OBSERVATIONS:
+            raise ValueError(f"observation {mode!r}: expected one of {OBSERVATIONS}")
+        if mode == self.observation_mode:
+            return self
+        return type(self)(self.calibration, dataclasses.replace(self.config, observation=mode))
+
+    def state_variant(self) -> Task:
+        """This task with the state observation: what a scripted expert reads, and what a
+        state-based baseline trains on (the same robot, reward, success and resets)."""
+        return self.with_observation("state")
 
     @property
     def n_joints(self) -> int:
@@ -184,12 +234,50 @@ class Task(abc.ABC):
         """One named slice of an observation (or of a batch of them, last axis)."""
         return np.asarray(observation)[..., self.layout[name]]
 
-    @abc.abstractmethod
-    def observation_layout(self) -> dict[str, slice]: ...
+    def observation_layout(self) -> dict[str, slice]:
+        """The named slices of the policy's observation vector."""
+        return self.proprio_layout() if self.uses_pixels else self.state_layout()
 
-    @abc.abstractmethod
     def observation(self, state: TaskState, goal: float,
-                    previous_action: np.ndarray) -> np.ndarray: ...
+                    previous_action: np.ndarray) -> np.ndarray:
+        """The policy's observation vector (float32, ``layout``): a pixel task's reads no object
+        state (its camera view comes separately), a state task's is its own layout."""
+        if self.uses_pixels:
+            return self.proprio_observation(state, goal, previous_action)
+        return self.state_observation(state, goal, previous_action)
+
+    def proprio_layout(self) -> dict[str, slice]:
+        n = self.n_joints
+        return layout_from_sizes([("joint_position_rad", n), ("joint_velocity_rad_s", n),
+                                  ("previous_action", n), *self.goal_layout()])
+
+    def proprio_observation(self, state: TaskState, goal: float,
+                            previous_action: np.ndarray) -> np.ndarray:
+        """Joints, previous action and goal: what the robot measures of itself and what it was
+        asked to do. Reads neither the object's state nor any site (sites derive from it)."""
+        return np.concatenate([state.joint_positions_rad, state.joint_velocities_rad_s,
+                               np.asarray(previous_action, np.float64),
+                               self.goal_features(goal)]).astype(np.float32)
+
+    # Not abstract: a task (a plugin's too) may instead override observation_layout() and
+    # observation() themselves, as before pixel observations; it then observes state only.
+    def state_layout(self) -> dict[str, slice]:
+        raise NotImplementedError(f"task {self.name}: define state_layout() and "
+                                  "state_observation(), or observation_layout() and observation()")
+
+    def state_observation(self, state: TaskState, goal: float,
+                          previous_action: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"task {self.name}: define state_layout() and "
+                                  "state_observation(), or observation_layout() and observation()")
+
+    def goal_layout(self) -> list[tuple[str, int]]:
+        """The goal's features in a pixel task's observation: (name, size) in order."""
+        raise NotImplementedError(f"task {self.name}: define goal_layout() and goal_features() "
+                                  "to observe pixels (observation: pixels)")
+
+    def goal_features(self, goal: float) -> np.ndarray:
+        raise NotImplementedError(f"task {self.name}: define goal_layout() and goal_features() "
+                                  "to observe pixels (observation: pixels)")
 
     @abc.abstractmethod
     def is_success(self, state: TaskState, goal: float) -> bool: ...

@@ -6,6 +6,10 @@ Observation (float32, named slices in ``DrawerTask.layout``):
 ``handle_from_ee_m`` (3: handle - hook tip), ``previous_action`` (6).
 On the real robot the hook tip comes from forward kinematics and the handle from the drawer's
 measured opening and the cabinet's calibrated pose.
+
+With ``observation: pixels`` the policy reads ``joint_position_rad`` (6), ``joint_velocity_rad_s``
+(6), ``previous_action`` (6) and ``goal_opening_m`` (1) beside the camera view (``image``): the
+opening, the hook tip and the handle leave its input (the image shows the drawer and the hook).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.tasks.base import (
     ACTION_MODES,
+    OBSERVATIONS,
     REWARDS,
     ResetSample,
     ResetStep,
@@ -24,8 +29,12 @@ from robot_rl.tasks.base import (
     TaskState,
     layout_from_sizes,
 )
+from robot_rl.tasks.camera import ImageObservationConfig
 
 EE_SITE, HANDLE_SITE = "ee_site", "handle_site"
+# The twin camera's 640x480 frame: its central 480x480 square holds the hook, the handle and the
+# drawer's front over its whole travel.
+DRAWER_CROP = (0.125, 0.0, 0.875, 1.0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,13 @@ class DrawerTaskConfig:
                                       "its calibration gives it (tasks.drawer.config.home_rad)"})
     start_noise_rad: float = field(default=0.1, metadata={
         "range": (0.0, 0.5), "help": "uniform noise on every joint of the home pose at reset"})
+    observation: str = field(default="state", metadata={
+        "choices": OBSERVATIONS,
+        "help": "state: the layout above (opening, hook tip, handle); pixels: joints, previous "
+                "action and goal beside the camera view `image`, no drawer state"})
+    image: ImageObservationConfig = field(
+        default_factory=ImageObservationConfig, metadata={
+            "help": "the camera view of observation: pixels"})
 
 
 class DrawerTask(Task):
@@ -56,6 +72,7 @@ class DrawerTask(Task):
     name = "drawer"
     config_class = DrawerTaskConfig
     required_sites = (EE_SITE, HANDLE_SITE)
+    default_crop = DRAWER_CROP
 
     def __init__(self, calibration: RobotCalibration,
                  config: DrawerTaskConfig | dict | None = None) -> None:
@@ -66,20 +83,26 @@ class DrawerTask(Task):
                              f"got {len(self.config.home_rad)} (the drawer task starts each "
                              "episode there)")
 
-    def observation_layout(self) -> dict[str, slice]:
+    def state_layout(self) -> dict[str, slice]:
         n = self.n_joints
         return layout_from_sizes([
             ("joint_position_rad", n), ("joint_velocity_rad_s", n), ("opening_m", 1),
             ("opening_velocity_m_s", 1), ("goal_error_m", 1), ("ee_position_m", 3),
             ("handle_from_ee_m", 3), ("previous_action", n)])
 
-    def observation(self, state: TaskState, goal: float,
-                    previous_action: np.ndarray) -> np.ndarray:
+    def state_observation(self, state: TaskState, goal: float,
+                          previous_action: np.ndarray) -> np.ndarray:
         ee, handle = state.sites_m[EE_SITE], state.sites_m[HANDLE_SITE]
         return np.concatenate([
             state.joint_positions_rad, state.joint_velocities_rad_s,
             [state.object_position, state.object_velocity, goal - state.object_position],
             ee, handle - ee, previous_action]).astype(np.float32)
+
+    def goal_layout(self) -> list[tuple[str, int]]:
+        return [("goal_opening_m", 1)]
+
+    def goal_features(self, goal: float) -> np.ndarray:
+        return np.array([goal])
 
     def is_success(self, state: TaskState, goal: float) -> bool:
         return state.object_position >= goal

@@ -14,6 +14,14 @@ angle and the fingers' forward kinematics. Behaviour cloning of the scripted exp
 demonstrations succeeded in 0.28 of episodes without these features and in 0.64 with them (3
 seeds, bench/observation_ablation.py; docs/results.md). On the graph the tips come from forward
 kinematics on the calibration's model (agent.sites.task_sites), as the drawer's hook tip does.
+
+With ``observation: pixels`` the policy reads ``joint_position_rad`` (9), ``joint_velocity_rad_s``
+(9), ``previous_action`` (9) and ``goal_cos_sin`` (2: cos/sin of the goal angle, in the valve's
+frame) beside the camera view (``image``). Why the goal as cos/sin of its absolute angle: the goal
+is the one input no sensor measures (the task draws it), the image shows where the valve stands
+(the red spoke breaks the spokes' symmetry), and the network can compare the two; cos/sin has no
+jump at +-pi. An error (goal - angle), as the state layout has, would need the valve's angle,
+which a pixel task does not read.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.tasks.base import (
     ACTION_MODES,
+    OBSERVATIONS,
     REWARDS,
     ResetSample,
     ResetStep,
@@ -34,6 +43,11 @@ from robot_rl.tasks.base import (
     layout_from_sizes,
     wrap_angle,
 )
+from robot_rl.tasks.camera import ImageObservationConfig
+
+# The twin camera's 640x480 frame around the valve: a 400x400 square centred on its hub, so the
+# spokes and the fingertips at home (0.14 m out) are in view and little else is.
+VALVE_CROP = (0.1875, 0.0833, 0.8125, 0.9167)
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,13 @@ class ValveTaskConfig:
     spoke_count: int = field(default=3, metadata={
         "range": (1, 12), "help": "the valve's evenly spaced spokes: the spoke features repeat "
                                   "every 2*pi/spoke_count of valve angle"})
+    observation: str = field(default="state", metadata={
+        "choices": OBSERVATIONS,
+        "help": "state: the layout above (valve angle, fingertip features); pixels: joints, "
+                "previous action and goal beside the camera view `image`, no valve state"})
+    image: ImageObservationConfig = field(
+        default_factory=ImageObservationConfig, metadata={
+            "help": "the camera view of observation: pixels"})
     fingertip_sites: tuple[str, ...] = field(default=("f0_tip_site", "f1_tip_site", "f2_tip_site"),
                                              metadata={
         "help": "one model site per finger, in a frame centred on the valve's axis (z along it)"})
@@ -72,6 +93,7 @@ class ValveTaskConfig:
 
 class ValveTask(Task):
     name = "valve"
+    default_crop = VALVE_CROP
     config_class = ValveTaskConfig
 
     def __init__(self, calibration: RobotCalibration,
@@ -83,7 +105,7 @@ class ValveTask(Task):
         self.home_rad = np.tile(self.config.finger_home_rad, self.n_joints // 3)
         self.required_sites = tuple(self.config.fingertip_sites)
 
-    def observation_layout(self) -> dict[str, slice]:
+    def state_layout(self) -> dict[str, slice]:
         n, tips = self.n_joints, len(self.config.fingertip_sites)
         return layout_from_sizes([
             ("joint_position_rad", n), ("joint_velocity_rad_s", n), ("valve_cos_sin", 2),
@@ -91,8 +113,8 @@ class ValveTask(Task):
             ("spoke_cos_sin", 2), ("fingertip_position_m", 3 * tips),
             ("fingertip_spoke_cos_sin", 2 * tips)])
 
-    def observation(self, state: TaskState, goal: float,
-                    previous_action: np.ndarray) -> np.ndarray:
+    def state_observation(self, state: TaskState, goal: float,
+                          previous_action: np.ndarray) -> np.ndarray:
         angle = state.object_position
         error = goal - angle
         spokes = self.config.spoke_count
@@ -110,6 +132,12 @@ class ValveTask(Task):
             [math.cos(spokes * angle), math.sin(spokes * angle)], tips.ravel(),
             np.stack([np.cos(tip_from_spoke), np.sin(tip_from_spoke)], axis=1).ravel(),
         ]).astype(np.float32)
+
+    def goal_layout(self) -> list[tuple[str, int]]:
+        return [("goal_cos_sin", 2)]
+
+    def goal_features(self, goal: float) -> np.ndarray:
+        return np.array([math.cos(goal), math.sin(goal)])
 
     def angle_error(self, state: TaskState, goal: float) -> float:
         """goal - angle, wrapped into [-pi, pi)."""

@@ -123,3 +123,41 @@ def test_node_plays_the_twin_recording_over_dds(ros_domain: int, spawn: Any,
     np.testing.assert_allclose(last.k, [intrinsics.fx, 0, intrinsics.ppx, 0, intrinsics.fy,
                                         intrinsics.ppy, 0, 0, 1], rtol=1e-6)
     np.testing.assert_allclose(last.p[:3], [intrinsics.fx, 0, intrinsics.ppx], rtol=1e-6)
+
+
+def test_node_publishes_the_valve_tasks_view_of_each_frame(ros_domain: int, spawn: Any,
+                                                           twin_recording: Any) -> None:
+    """With view_task:=valve every recorded frame also goes out cut and resized to the valve
+    task's view (tasks.camera.preprocess_color), with the full frame's stamp, and the view's
+    CameraInfo: the intrinsics cut by the crop and scaled."""
+    from robot_rl.agent.tasks import make_task
+    from robot_rl.tasks.camera import preprocess_color
+
+    path, colors, _depths, intrinsics = twin_recording
+    view = make_task("valve", load_robot("dclaw")).pixel_view()
+    expected = {preprocess_color(c, view).tobytes() for c in colors}
+    node = spawn(node_cmd("drivers.realsense.node", *params(
+        recording_path=str(path), width=WIDTH, height=HEIGHT, fps=FPS, loop=True,
+        view_task="valve", view_robot="dclaw")))
+    probe = Probe("/")
+    try:
+        full = probe.listen("color", m.Image, topics.CAMERA_COLOR, QOS_SENSOR_DATA)
+        views = probe.listen("view", m.Image, topics.camera_topic(topics.CAMERA,
+                                                                  topics.VIEW_COLOR),
+                             QOS_SENSOR_DATA)
+        info = probe.listen("view_info", m.CameraInfo,
+                            topics.camera_topic(topics.CAMERA, topics.VIEW_INFO), QOS_SENSOR_DATA)
+        probe.wait_until(lambda: len(views) >= N_FRAMES and len(full) >= N_FRAMES and info,
+                         START_TIMEOUT_S, what="a loop of views")
+    finally:
+        probe.destroy()
+    assert stop(node) == 0
+    full_stamps = {m.stamp_to_s(msg.header.stamp) for msg in full}
+    for msg in views:
+        assert (msg.encoding, msg.width, msg.height) == ("rgb8", view.width, view.height)
+        assert m.image_to_numpy(msg).tobytes() in expected  # the recorded frame's view, exactly
+    assert {m.stamp_to_s(msg.header.stamp) for msg in views} & full_stamps
+    left = round(view.crop[0] * WIDTH)
+    scale = view.width / (round(view.crop[2] * WIDTH) - left)
+    assert info[-1].k[0] == pytest.approx(intrinsics.fx * scale)
+    assert info[-1].k[2] == pytest.approx((intrinsics.ppx - left + 0.5) * scale - 0.5)
