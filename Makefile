@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # Jazzy's launch system from its sources (not on PyPI; ../shared beside the checkout, or beside
 # its parent for a worktree; override with ROS2_LAUNCH_SRC=...) and colcon, for the tests that run
 # the nodes on rclpy, mixed graphs, and colcon build + ros2 launch. Where they cannot install,
-# one line says so and those tests are skipped, each with its reason.
+# one line says so and those tests are skipped, each with its reason. The launch sources are built
+# from a copy inside the venv: ../shared may be read-only, and stays as it was.
 ROS_STAMP := $(VENV)/.ros-installed
 ROS2_LAUNCH_SRC ?= $(firstword $(wildcard ../shared/ros2-launch-jazzy ../../shared/ros2-launch-jazzy))
 LAUNCH_PKGS := launch launch_yaml launch_xml launch_ros composition_interfaces_stub
@@ -67,7 +68,8 @@ $(ROS_STAMP): $(STAMP)
 	  $(PY) -m pip install -q colcon-common-extensions && echo "colcon installed"; \
 	  if [ -n "$(ROS2_LAUNCH_SRC)" ] && [ -d "$(ROS2_LAUNCH_SRC)/launch_ros" ]; then \
 	    $(PY) -m pip install -q osrf-pycommon lark packaging && \
-	    PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps $(addprefix $(ROS2_LAUNCH_SRC)/,$(LAUNCH_PKGS)) && \
+	    rm -rf $(VENV)/ros2-launch-src && cp -r $(ROS2_LAUNCH_SRC) $(VENV)/ros2-launch-src && chmod -R u+w $(VENV)/ros2-launch-src && \
+	    PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps $(addprefix $(VENV)/ros2-launch-src/,$(LAUNCH_PKGS)) && \
 	    echo "ROS 2 Jazzy launch installed from $(ROS2_LAUNCH_SRC)"; \
 	  else echo "ROS 2 Jazzy launch sources not found (../shared/ros2-launch-jazzy): its tests will be skipped"; fi; \
 	else echo "robot_rl[ros]: no ROS 2 Jazzy wheels for this machine (x86_64 Linux, CPython 3.10-3.13 only): the rclpy, mixed-graph and ros2 launch tests will be skipped"; fi
