@@ -204,6 +204,9 @@ def test_torque_change_during_an_unplug(calibration: RobotCalibration, bus: Emul
     assert chain.reconnect_count == 1 and not chain.torque_on
     assert not [e for e in bus.journal() if e["event"] == "torque_on"]
     assert [register(bus, i, "Torque Enable") for i in ids] == [0] * 9
+    for joint in calibration.joints:  # the settings are back even with torque off
+        assert register(bus, joint.id, "Profile Velocity") == \
+            ct.rad_s_to_velocity_units(joint.velocity_limit_rad_s)
 
     # on: the servos lost power again; torque comes on holding, with their settings restored
     epoch = chain.arm_epoch
@@ -296,7 +299,51 @@ def test_torque_off_with_the_port_gone_names_every_joint_and_does_not_reconnect(
     failures = outcome[0].failures
     assert list(failures) == [f"servo id {j.id} (joint {j.name})" for j in calibration.joints]
     assert all("port error" in why for why in failures.values()), failures
+    assert str(outcome[0]).startswith(f"calibration dclaw, bus {bus.port}: torque off failed on "
+                                      "9 of 9 joints (the others are off):\n  servo id 10 ")
     assert chain.reconnect_count == 0
+    assert not chain.torque_on  # wanted off: a later reconnect must not arm again
+    chain.close()
+
+
+def test_torque_off_after_a_reconnect_gave_up_opens_the_port_once_more(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    """Shutdown after the reconnect gave up (and closed the port): torque off tries to open it
+    once; with the adapter still gone it names the port and every joint, and says what happens
+    to them; with the adapter back it switches every joint off."""
+    stop = threading.Event()
+    chain = DynamixelChain(calibration, DynamixelChainConfig(reconnect_timeout_s=0.3),
+                           port=bus.port, keep_trying=lambda: not stop.is_set())
+    chain.connect()
+    chain.configure()
+    chain.torque(True)
+    bus.unplug()
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            chain.read()
+        except BaseException as err:  # handed to the test thread
+            outcome.append(err)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30.0)  # generous: the bound only stops a chain that never gives up
+    stop.set()
+    reader.join(timeout=5.0)
+    assert len(outcome) == 1 and "gave up reconnecting" in str(outcome[0]), outcome
+    with pytest.raises(DynamixelTorqueError) as err:
+        chain.torque_off_once()
+    assert re.match(rf"torque off: {re.escape(bus.port)} cannot be opened \(.+\); the joints keep "
+                    r"their torque until they lose power$", str(err.value)), str(err.value)
+    assert list(err.value.failures) == [f"servo id {j.id} (joint {j.name})"
+                                        for j in calibration.joints]
+    assert all(why.startswith(f"port {bus.port} cannot be opened: ")
+               for why in err.value.failures.values()), err.value.failures
+    assert not chain.torque_on
+    bus.plug()
+    chain.torque_off_once()
+    assert [register(bus, i, "Torque Enable") for i in joint_ids(calibration)] == [0] * 9
     chain.close()
 
 
