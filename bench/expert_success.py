@@ -15,8 +15,8 @@ from collections import Counter
 
 import numpy as np
 
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.rollout import GatedEnv
+from robot_rl.run_config import load_pipeline_config
 
 
 def main() -> None:

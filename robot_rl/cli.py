@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_show_config)
 
     try:
-        from robot_rl.data.cli import add_parser as add_dataset_parser
+        from robot_rl.dataset_cli import add_parser as add_dataset_parser
     except ImportError:
         pass
     else:
@@ -255,13 +255,13 @@ def _positive_int(text: str) -> int:
 
 
 def _config(args: argparse.Namespace):
-    from robot_rl.pipeline.config import load_pipeline_config
+    from robot_rl.run_config import load_pipeline_config
     return load_pipeline_config(args.config, args.overrides, args.profile)
 
 
 def _show_config(args: argparse.Namespace) -> int:
     from robot_rl.config import annotated_yaml
-    from robot_rl.pipeline.config import EXTENDS, extends_value
+    from robot_rl.run_config import EXTENDS, extends_value
     config = _config(args)  # first: a bad config prints its error, not a half-written header
     given = " ".join([f"--config {args.config}", *([f"--profile {args.profile}"] if args.profile
                                                    else []), *(f"--set {o}" for o in args.overrides)])

@@ -26,8 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay import store_action_mode
 from robot_rl.data.store import OVERWRITE_HINT, EpisodeStore, remove_store
+from robot_rl.data.transition_arrays import store_action_mode
 
 ROBOMIMIC_GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
 NON_OBS_KEYS = ("action", "reward", "terminated", "truncated")

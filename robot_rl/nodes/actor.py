@@ -30,14 +30,15 @@ import numpy as np
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
-from robot_rl.agent.observation import JointOrder, LatestState, RobotTopics, robot_topics
+from robot_rl.agent.observation import JointOrder, LatestState
 from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
-from robot_rl.data.replay import UNNAMED_ACTION_MODE
+from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
+from robot_rl.nodes.topics import RobotTopics, robot_topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node

@@ -32,10 +32,10 @@ from robot_rl.config import annotated_yaml
 from robot_rl.nodes import learner as learner_node
 from robot_rl.nodes import learner_training, topics
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, check_graph_config
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.registry import task_spec
 from robot_rl.ros.launch import died_processes, pid_alive, started_pids
+from robot_rl.run_config import PipelineConfig, check_graph_config
 
 MODE = "graph: processes over DDS (twin, safety and learner nodes, started from launch/)"
 LOG = "graph.log"

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from robot_rl.config import ConfigError, annotated_yaml, apply_overrides, from_dict, to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import (
+from robot_rl.data.transition_arrays import (
     TRANSITION_UNITS,
     action_mode_extra,
     check_action_mode,
@@ -48,11 +48,11 @@ from robot_rl.learning.factory import (
     new_agent,
     train_step,
 )
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.pipeline.outputs import clear_log, refuse_existing
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.robot_config import load_robot, robot_digest
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 # Seeds of evaluation episodes never overlap the seeds used to record or to explore.
 EVAL_SEED_OFFSET = 1_000_000

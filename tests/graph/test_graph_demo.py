@@ -22,7 +22,6 @@ from test_graph_learner import quick_dataset  # noqa: F401 - the fixture is used
 from robot_rl.data import EpisodeStore
 from robot_rl.learning import load_checkpoint
 from robot_rl.nodes import topics
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.graph_demo import (
     _Graph,
     curve_window,
@@ -34,6 +33,7 @@ from robot_rl.pipeline.graph_demo import (
 from robot_rl.ros import messages as m
 from robot_rl.ros.launch import pid_alive, started_pids
 from robot_rl.ros.qos import QOS_DEFAULT
+from robot_rl.run_config import load_pipeline_config
 
 REPO = Path(__file__).resolve().parents[2]
 

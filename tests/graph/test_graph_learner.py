@@ -21,18 +21,18 @@ import torch
 from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.agent.events import decode_event, encode_event
-from robot_rl.agent.observation import robot_topics
 from robot_rl.agent.sites import SiteKinematics
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import ConfigError, load_config
 from robot_rl.learning import AWAC, load_checkpoint
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
+from robot_rl.nodes.topics import robot_topics
 from robot_rl.nodes.trainer_link import TrainerFailed
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 from robot_rl.tasks.base import TaskState
 from robot_rl.tasks.valve import ValveTask
 

@@ -14,8 +14,8 @@ from graph_probe import Probe, node_cmd, params, stop
 from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
 
 from robot_rl.agent.events import decode_event
-from robot_rl.agent.observation import robot_topics
 from robot_rl.data import EpisodeStore
+from robot_rl.nodes.topics import robot_topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT

@@ -9,8 +9,8 @@ import pytest
 
 from robot_rl.config import ConfigError, apply_overrides, load_config, replace
 from robot_rl.learning.config import AWACConfig
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -103,7 +103,7 @@ def test_calibration_errors_name_the_problem(tmp_path: Path) -> None:
 
 def _profiles(name: str) -> list[str | None]:
     from robot_rl.config import load_yaml
-    from robot_rl.pipeline.config import config_path
+    from robot_rl.run_config import config_path
     return [None, *load_yaml(config_path(name)).get("profiles", {})]
 
 

@@ -20,7 +20,7 @@ from robot_rl.cli import main as cli_main  # noqa: E402
 from robot_rl.data import EpisodeStore  # noqa: E402
 from robot_rl.data.errors import DatasetError  # noqa: E402
 from robot_rl.data.lerobot import export_lerobot, import_lerobot  # noqa: E402
-from robot_rl.data.replay import transitions  # noqa: E402
+from robot_rl.data.transition_arrays import transitions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("lerobot_probe.py")

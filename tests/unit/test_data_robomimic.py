@@ -11,8 +11,8 @@ import pytest
 
 from robot_rl.cli import main as cli_main
 from robot_rl.data import DatasetError, EpisodeStore
-from robot_rl.data.replay import action_mode_extra
 from robot_rl.data.robomimic import export_robomimic_hdf5, import_robomimic_hdf5
+from robot_rl.data.transition_arrays import action_mode_extra
 
 LENGTHS = (5, 3, 12)
 

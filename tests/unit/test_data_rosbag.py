@@ -8,7 +8,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from robot_rl.data import DatasetError, EpisodeStore, tools
-from robot_rl.data.cli import main
+from robot_rl.dataset_cli import main
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T0_NS = 1_700_000_000 * 10**9

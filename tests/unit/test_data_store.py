@@ -490,7 +490,7 @@ def test_every_damaged_file_is_one_line_naming_the_store_in_validate_and_in_trai
     one-line problems (no traceback), and loading for training refuses it with one line naming
     the store, unless the file belongs to a key that training does not read (validate still
     refuses it)."""
-    from robot_rl.data.cli import main as dataset_cli
+    from robot_rl.dataset_cli import main as dataset_cli
 
     source = tmp_path / "source.zarr"
     store = new_store(source)

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from robot_rl.data import DatasetError, EpisodeStore, SchemaError, tools
-from robot_rl.data.cli import add_parser, main
+from robot_rl.dataset_cli import add_parser, main
 
 LENGTHS = (5, 3, 8, 4, 6, 2, 7)
 ALL_SEEDS = tuple(range(len(LENGTHS)))

@@ -14,12 +14,12 @@ import pytest
 from robot_rl.cli import main
 from robot_rl.config import load_config
 from robot_rl.data import DatasetError, EpisodeStore, transitions
-from robot_rl.data.replay import check_action_mode
+from robot_rl.data.transition_arrays import check_action_mode
 from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.pipeline.stages import finetune, pretrain, record
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from robot_rl.cli import main
 from robot_rl.data import EpisodeStore
 from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.report import CurvePoint, Report
+from robot_rl.run_config import load_pipeline_config
 
 TINY = ["--config", "drawer", "--profile", "bench_tiny", "--quiet"]
 

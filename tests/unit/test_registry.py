@@ -107,7 +107,7 @@ import numpy as np
 import robot_rl
 assert "gymnasium" not in sys.modules, "import robot_rl imported gymnasium"
 import gymnasium as gym
-from robot_rl.pipeline.gate import SupervisorGate
+from robot_rl.safety.gate import SupervisorGate
 from robot_rl.robot_config import load_robot
 from sim_twin.experts import make_expert, run_episode
 
@@ -284,8 +284,8 @@ def test_a_scene_is_checked_against_the_robot_at_load(tmp_path: Path) -> None:
 def test_the_pipeline_plays_the_config_s_robot_not_the_task_s_default() -> None:
     """GatedEnv gave the supervisor config.robot but made the env on the task's default robot:
     `robot: ur5e` changed the limits while the twin stayed the arm6."""
-    from robot_rl.pipeline.config import load_pipeline_config
     from robot_rl.pipeline.rollout import GatedEnv
+    from robot_rl.run_config import load_pipeline_config
 
     env = GatedEnv(load_pipeline_config("drawer", overrides=["robot=ur5e"]))
     try:
@@ -301,9 +301,9 @@ def test_the_pipeline_plays_the_config_s_robot_not_the_task_s_default() -> None:
 def test_a_dataset_replays_on_its_own_robot(tmp_path: Path) -> None:
     """The dynamic replay made the env on the task's default robot too: a UR5e dataset's
     actions were played by the arm6 (same action size, so nothing said so)."""
-    from robot_rl.pipeline.config import load_pipeline_config
     from robot_rl.pipeline.stages import record
-    from sim_twin.replay import Replay, plan_replay
+    from robot_rl.run_config import load_pipeline_config
+    from sim_twin.episode_replay import Replay, plan_replay
 
     config = load_pipeline_config("drawer", overrides=[
         "robot=ur5e", "dataset.demonstrations=1", "dataset.noisy_trajectories=0"])

@@ -2,8 +2,8 @@
 
 ``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each
 subcommand sets ``handler(args) -> int`` (and the same as ``func``) as its default.
-``main(argv)`` runs the subcommands standalone (``python -m robot_rl.data.cli info data.zarr``).
-``replay`` renders an episode in the twin (sim_twin.replay, imported only when it runs).
+``main(argv)`` runs the subcommands standalone (``python -m robot_rl.dataset_cli info data.zarr``).
+``replay`` renders an episode in the twin (sim_twin.episode_replay, imported only when it runs).
 """
 
 from __future__ import annotations
@@ -353,8 +353,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from robot_rl.data.replay_video import mp4_available
-    from sim_twin.replay import replay_to_video  # MuJoCo only for this subcommand
+    from robot_rl.data.video import mp4_available
+    from sim_twin.episode_replay import replay_to_video  # MuJoCo only for this subcommand
 
     out = Path(args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4")
     names = [out]

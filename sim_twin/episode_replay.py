@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from robot_rl.agent.tasks import make_task
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay import UNNAMED_ACTION_MODE, store_action_mode
-from robot_rl.data.replay_video import VideoInfo, VideoWriter
 from robot_rl.data.store import EpisodeStore
+from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE, store_action_mode
+from robot_rl.data.video import VideoInfo, VideoWriter
 from robot_rl.registry import registered_tasks, task_spec
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task
@@ -258,7 +258,7 @@ class Replay:
     def _dynamic_frames(self) -> Iterator[np.ndarray]:
         import gymnasium as gym
 
-        from robot_rl.pipeline.gate import SupervisorGate
+        from robot_rl.safety.gate import SupervisorGate
 
         plan = self.plan
         assert plan.actions is not None

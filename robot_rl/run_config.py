@@ -11,7 +11,7 @@ from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, 
 from robot_rl.learning.config import AWACConfig
 from robot_rl.registry import task_spec
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass(frozen=True)
