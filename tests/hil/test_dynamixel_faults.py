@@ -134,6 +134,10 @@ def test_goal_interrupted_by_an_unplug_is_not_replayed_after_the_reconnect(
         timer.join()
     assert refused.value.reason == "reconnected"
     assert "not sent again" in str(refused.value)
+    assert str(refused.value).endswith("; holding the measured position")
+    # the event names the port error that started the reconnect
+    assert chain.last_error.startswith(f"port {bus.port} lost: ")
+    assert chain.last_error != f"port {bus.port} lost: None"
     journal = bus.journal()
     assert {e["id"] for e in journal if e["event"] == "torque_on"} == set(joint_ids(calibration))
     assert max(step for _, step in moves(journal, calibration)) <= TICK_RAD  # held in place
@@ -378,6 +382,39 @@ def test_power_blip_with_the_adapter_connected_is_detected_and_rearmed(
     assert state.arm_epoch == chain.arm_epoch
     assert state.position_rad[1] == pytest.approx(0.6, abs=2 * TICK_RAD)
     chain.write_positions(state.position_rad[state.joints])
+    chain.close()
+
+
+def test_goals_go_through_each_joints_offset_and_direction(calibration: RobotCalibration,
+                                                           bus: EmulatedBus) -> None:
+    """joint_rad = direction * servo_rad + offset_rad both ways: a goal written and read back
+    is the goal asked for (the D'Claw's own calibration has no offsets, so this one gets some)."""
+    joints = list(calibration.joints)
+    joints[0] = dataclasses.replace(joints[0], offset_rad=0.2)
+    joints[1] = dataclasses.replace(joints[1], offset_rad=-0.1, direction=-1)
+    shifted = dataclasses.replace(calibration, joints=tuple(joints))
+    chain = armed(shifted, bus.port)
+    state = chain.read()
+    goal = state.position_rad[state.joints] + 0.05
+    chain.write_positions(goal)
+    for index in (0, 1):
+        servo_id = joints[index].id
+        written = joint_rad(shifted, servo_id, register(bus, servo_id, "Goal Position"))
+        assert written == pytest.approx(goal[index], abs=TICK_RAD)
+    chain.close()
+
+
+def test_targets_of_the_wrong_length_or_not_finite_are_refused_with_nothing_written(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    chain = armed(calibration, bus.port)
+    state = chain.read()
+    here = state.position_rad[state.joints]
+    bus.journal()
+    for bad in (here[:-1], np.where(np.arange(here.size) == 1, np.nan, here)):
+        with pytest.raises(ValueError, match=r"^write_positions: expected 9 finite targets \(rad\) "
+                                             r"for \('f0_base', .*'f2_tip'\), got "):
+            chain.write_positions(bad)
+    assert not [e for e in bus.journal() if e["event"] == "goal"]
     chain.close()
 
 
