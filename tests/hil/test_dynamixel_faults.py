@@ -156,6 +156,24 @@ def test_goal_interrupted_by_an_unplug_is_not_replayed_after_the_reconnect(
     chain.close()
 
 
+def test_a_goal_interrupted_with_torque_off_is_refused_and_torque_stays_off(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    chain = DynamixelChain(calibration, DynamixelChainConfig(), port=bus.port)
+    chain.connect()
+    chain.configure()  # torque off
+    state = chain.read()
+    bus.unplug()
+    timer = replug_later(bus, 0.3, power_on=False)
+    try:
+        with pytest.raises(DynamixelGoalRefused, match=r"not sent again .*; torque off$") as refused:
+            chain.write_positions(state.position_rad[state.joints])
+    finally:
+        timer.join()
+    assert refused.value.reason == "reconnected" and not chain.torque_on
+    assert [register(bus, i, "Torque Enable") for i in joint_ids(calibration)] == [0] * 9
+    chain.close()
+
+
 def test_reconnect_gives_up_after_its_timeout_and_reports_the_time_spent(
         calibration: RobotCalibration, bus: EmulatedBus) -> None:
     """Issue 20, item 4 (it said 'not back after 0.5 s' having tried for less) and the issue 25
