@@ -323,6 +323,7 @@ def test_torque_off_with_the_port_gone_names_every_joint_and_does_not_reconnect(
     assert all("port error" in why for why in failures.values()), failures
     assert str(outcome[0]).startswith(f"calibration dclaw, bus {bus.port}: torque off failed on "
                                       "9 of 9 joints (the others are off):\n  servo id 10 ")
+    assert str(outcome[0]).count("\n  servo id ") == 9  # one line per joint
     assert chain.reconnect_count == 0
     assert not chain.torque_on  # wanted off: a later reconnect must not arm again
     chain.close()
