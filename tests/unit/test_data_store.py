@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -101,6 +102,17 @@ def test_info_is_json(tmp_path):
     assert summary["keys"]["camera_depth"]["unit"] == "mm"
     assert summary["keys"]["reward"]["dtype"] == "float32"
     assert summary["uncommitted_steps"] == 0
+
+
+def test_each_episode_records_when_it_was_created_unless_told(tmp_path):
+    store = new_store(tmp_path / "d.zarr")
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    store.add_episode(make_episode(1, 2))
+    after = datetime.now(timezone.utc)
+    store.add_episode(make_episode(2, 2), {"created_utc": "2026-01-02T03:04:05+00:00"})
+    created = datetime.fromisoformat(store.episode_info(0)["created_utc"])
+    assert created.tzinfo is not None and before <= created <= after
+    assert store.episode_info(1)["created_utc"] == "2026-01-02T03:04:05+00:00"
 
 
 def test_schema_mismatch_names_key_expected_and_got(tmp_path):
