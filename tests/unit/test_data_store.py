@@ -135,7 +135,8 @@ def test_schema_mismatch_names_key_expected_and_got(tmp_path):
     with pytest.raises(SchemaError, match=rf"^{re.escape(str(store.path))}: episode: keys have "
                                           "different numbers of steps"):
         store.add_episode(bad)
-    with pytest.raises(DatasetError, match="cannot be stored"):
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(store.path))}: episode info .* cannot "
+                                           "be stored: object is not JSON-serialisable$"):
         store.add_episode(make_episode(2, 3), {"when": object()})
     assert EpisodeStore.open(store.path).n_episodes == 1  # failed adds leave nothing visible
 
@@ -155,6 +156,30 @@ def test_a_failed_add_leaves_no_rows_behind(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         EpisodeStore.open(path, "a").close()
     assert "recovered" not in caplog.text
+
+
+def test_a_commit_whose_last_writes_failed_leaves_the_next_episode_its_own_info(tmp_path,
+                                                                                 monkeypatch):
+    """Not a crash: the commit point's write failed (a full disk, say) after the info row was
+    written, and the recorder went on with the same store. The next episode replaces that row."""
+    store = new_store(tmp_path / "d.zarr")
+    store.add_episode(make_episode(1, 2), {"i": 1})
+    setitem = zarr.DirectoryStore.__setitem__
+
+    def disk_full_at_the_ends(directory, key, value):
+        if key.startswith("meta/episode_ends/"):
+            raise OSError(28, "No space left on device")
+        return setitem(directory, key, value)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zarr.DirectoryStore, "__setitem__", disk_full_at_the_ends)
+        with pytest.raises(OSError, match="No space left"):
+            store.add_episode(make_episode(2, 3), {"i": 2})
+    store.add_episode(make_episode(3, 4), {"i": 3})
+    for reader in (store, EpisodeStore.open(store.path)):
+        assert reader.n_episodes == 2 and reader.episode_lengths.tolist() == [2, 4]
+        assert [info["i"] for info in reader.episode_infos()] == [1, 3]
+        assert_steps_equal(reader.episode(1), make_episode(3, 4))
 
 
 def test_open_errors_name_path_and_problem(tmp_path):
