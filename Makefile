@@ -97,11 +97,13 @@ bench: $(STAMP) $(PEERS)
 
 # Mutation testing (not in CI: minutes to hours): mutmut over the supervisor, AWAC's update, the
 # store's commit and the chain's reconnect, each against its own tests, in copies of the tree under
-# out/mutants/; prints the survivors (docs/testing.md). Some targets: make mutants MUTANTS="awac".
+# out/mutants/; prints the survivors (docs/testing.md), then the tests that fail each mutant issue 25
+# named (scripts/named_mutants.py). Some targets: make mutants MUTANTS="awac".
 MUTMUT_SPEC ?= mutmut==3.8.1
 mutants: $(STAMP) $(PEERS)
 	$(PY) -m pip install -q "$(MUTMUT_SPEC)"
 	$(PY) scripts/mutants.py $(MUTANTS)
+	$(PY) scripts/named_mutants.py $(MUTANTS)
 
 # The offline-to-online experiments of docs/results.md (quick profile: minutes on 2 cores).
 experiments: $(STAMP)

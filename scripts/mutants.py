@@ -53,9 +53,26 @@ def functions(module: str, names: str) -> tuple[str, ...]:
 
 
 TARGETS = {
+    # the supervisor's checks: every decision from a state, command, tick, e-stop or reset to a
+    # verdict, and the limits it applies (not the diagnostics' wording, nor the workspace's
+    # construction); the property tests draw a quarter of their examples, always the same ones
+    # (the "mutants" hypothesis profile, tests/helpers/examples.py)
     "supervisor": Target(("robot_rl/safety/supervisor.py", "robot_rl/safety/limits.py"),
                          ("tests/unit/test_safety_supervisor.py",
-                          "tests/unit/test_safety_properties.py")),
+                          "tests/unit/test_safety_properties.py"),
+                         ("-m", "not slow", "--hypothesis-profile=mutants"),
+                         functions("robot_rl.safety.supervisor",
+                                   "Supervisor.__init__ Supervisor.update_state Supervisor.filter "
+                                   "Supervisor.tick Supervisor.estop Supervisor.reset "
+                                   "Supervisor._conditions Supervisor._telemetry_conditions "
+                                   "Supervisor._hold Supervisor._enter_hold "
+                                   "Supervisor._hold_command Supervisor._run "
+                                   "Supervisor._constrained Supervisor._rebase Supervisor._emit "
+                                   "Supervisor._verdict Supervisor._clock "
+                                   "Supervisor._state_problem Supervisor._take_telemetry")
+                         + functions("robot_rl.safety.limits",
+                                     "JointLimits.from_calibration clip hard_box "
+                                     "acceleration_window constrain jumped")),
     # AWAC's update: the functions from the batch to the new weights (not construction, acting,
     # persistence or the compile fallback, whose 8 s test is left out of the run)
     "awac": Target(("robot_rl/learning/awac.py",),
@@ -66,9 +83,31 @@ TARGETS = {
                    functions("robot_rl.learning.awac", "awr_weights _sample AWAC.update "
                              "AWAC._update AWAC._losses AWAC.td_target AWAC._td_target "
                              "AWAC._actor_loss AWAC._noise AWAC._aggregate")),
+    # the store's commit: writing an episode's rows, its info and its end (the commit point), the
+    # recovery that opening for append makes, and the overwrite guard
     "store": Target(("robot_rl/data/store.py",),
-                    ("tests/unit/test_data_store.py", "tests/unit/test_data_crash.py")),
-    "chain": Target(("drivers/dynamixel/chain.py",), ("tests/hil/test_dynamixel_chain.py",)),
+                    ("tests/unit/test_data_store.py", "tests/unit/test_data_crash.py"),
+                    functions=functions("robot_rl.data.store",
+                                        "EpisodeStore.create EpisodeStore.add_episode "
+                                        "EpisodeStore._ensure_arrays EpisodeStore._write_rows "
+                                        "EpisodeStore._fit_rows EpisodeStore._truncate_rows "
+                                        "EpisodeStore._commit _committed_count _recover "
+                                        "_remove_partial_files check_removable remove_store")),
+    # the chain's reconnect, and what runs through it: a goal write or a torque change when the
+    # port fails, torque off with the port gone, the settings restored by a re-arm. The node's
+    # fault test runs the chain in a child process: mutmut never selects it for a mutant (it
+    # selects by the calls a test makes in its own process), so it runs only in the clean run.
+    "chain": Target(("drivers/dynamixel/chain.py",),
+                    ("tests/hil/test_dynamixel_chain.py", "tests/hil/test_dynamixel_faults.py",
+                     "tests/hil/test_dynamixel_node_faults.py"),
+                    functions=functions("drivers.dynamixel.chain",
+                                        "DynamixelChain._reconnect DynamixelChain._with_reconnect "
+                                        "DynamixelChain._wait_unless_stopped "
+                                        "DynamixelChain.write_positions DynamixelChain.torque "
+                                        "DynamixelChain.torque_off_once "
+                                        "DynamixelChain._torque_off_everywhere "
+                                        "DynamixelChain._arm "
+                                        "DynamixelChain._write_ram_settings")),
 }
 # Copied whole into mutmut's mutants/ folder, so that tests and their child processes import one
 # consistent tree; only the Target's files are mutated.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import helpers.examples  # noqa: F401  registers the mutation run's hypothesis profile
 import pytest
 from helpers.processes import child_env
 

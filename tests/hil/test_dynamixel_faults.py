@@ -134,6 +134,10 @@ def test_goal_interrupted_by_an_unplug_is_not_replayed_after_the_reconnect(
         timer.join()
     assert refused.value.reason == "reconnected"
     assert "not sent again" in str(refused.value)
+    assert str(refused.value).endswith("; holding the measured position")
+    # the event names the port error that started the reconnect
+    assert chain.last_error.startswith(f"port {bus.port} lost: ")
+    assert chain.last_error != f"port {bus.port} lost: None"
     journal = bus.journal()
     assert {e["id"] for e in journal if e["event"] == "torque_on"} == set(joint_ids(calibration))
     assert max(step for _, step in moves(journal, calibration)) <= TICK_RAD  # held in place
@@ -149,6 +153,24 @@ def test_goal_interrupted_by_an_unplug_is_not_replayed_after_the_reconnect(
     assert err.value.reason == "step"
     assert not [e for e in bus.journal() if e["event"] == "goal"]
     chain.write_positions(state.position_rad[state.joints] + 0.05)  # a fresh goal goes through
+    chain.close()
+
+
+def test_a_goal_interrupted_with_torque_off_is_refused_and_torque_stays_off(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    chain = DynamixelChain(calibration, DynamixelChainConfig(), port=bus.port)
+    chain.connect()
+    chain.configure()  # torque off
+    state = chain.read()
+    bus.unplug()
+    timer = replug_later(bus, 0.3, power_on=False)
+    try:
+        with pytest.raises(DynamixelGoalRefused, match=r"not sent again .*; torque off$") as refused:
+            chain.write_positions(state.position_rad[state.joints])
+    finally:
+        timer.join()
+    assert refused.value.reason == "reconnected" and not chain.torque_on
+    assert [register(bus, i, "Torque Enable") for i in joint_ids(calibration)] == [0] * 9
     chain.close()
 
 
@@ -204,6 +226,9 @@ def test_torque_change_during_an_unplug(calibration: RobotCalibration, bus: Emul
     assert chain.reconnect_count == 1 and not chain.torque_on
     assert not [e for e in bus.journal() if e["event"] == "torque_on"]
     assert [register(bus, i, "Torque Enable") for i in ids] == [0] * 9
+    for joint in calibration.joints:  # the settings are back even with torque off
+        assert register(bus, joint.id, "Profile Velocity") == \
+            ct.rad_s_to_velocity_units(joint.velocity_limit_rad_s)
 
     # on: the servos lost power again; torque comes on holding, with their settings restored
     epoch = chain.arm_epoch
@@ -296,7 +321,52 @@ def test_torque_off_with_the_port_gone_names_every_joint_and_does_not_reconnect(
     failures = outcome[0].failures
     assert list(failures) == [f"servo id {j.id} (joint {j.name})" for j in calibration.joints]
     assert all("port error" in why for why in failures.values()), failures
+    assert str(outcome[0]).startswith(f"calibration dclaw, bus {bus.port}: torque off failed on "
+                                      "9 of 9 joints (the others are off):\n  servo id 10 ")
+    assert str(outcome[0]).count("\n  servo id ") == 9  # one line per joint
     assert chain.reconnect_count == 0
+    assert not chain.torque_on  # wanted off: a later reconnect must not arm again
+    chain.close()
+
+
+def test_torque_off_after_a_reconnect_gave_up_opens_the_port_once_more(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    """Shutdown after the reconnect gave up (and closed the port): torque off tries to open it
+    once; with the adapter still gone it names the port and every joint, and says what happens
+    to them; with the adapter back it switches every joint off."""
+    stop = threading.Event()
+    chain = DynamixelChain(calibration, DynamixelChainConfig(reconnect_timeout_s=0.3),
+                           port=bus.port, keep_trying=lambda: not stop.is_set())
+    chain.connect()
+    chain.configure()
+    chain.torque(True)
+    bus.unplug()
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            chain.read()
+        except BaseException as err:  # handed to the test thread
+            outcome.append(err)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30.0)  # generous: the bound only stops a chain that never gives up
+    stop.set()
+    reader.join(timeout=5.0)
+    assert len(outcome) == 1 and "gave up reconnecting" in str(outcome[0]), outcome
+    with pytest.raises(DynamixelTorqueError) as err:
+        chain.torque_off_once()
+    assert re.match(rf"torque off: {re.escape(bus.port)} cannot be opened \(.+\); the joints keep "
+                    r"their torque until they lose power$", str(err.value)), str(err.value)
+    assert list(err.value.failures) == [f"servo id {j.id} (joint {j.name})"
+                                        for j in calibration.joints]
+    assert all(why.startswith(f"port {bus.port} cannot be opened: ")
+               for why in err.value.failures.values()), err.value.failures
+    assert not chain.torque_on
+    bus.plug()
+    chain.torque_off_once()
+    assert [register(bus, i, "Torque Enable") for i in joint_ids(calibration)] == [0] * 9
     chain.close()
 
 
@@ -331,6 +401,39 @@ def test_power_blip_with_the_adapter_connected_is_detected_and_rearmed(
     assert state.arm_epoch == chain.arm_epoch
     assert state.position_rad[1] == pytest.approx(0.6, abs=2 * TICK_RAD)
     chain.write_positions(state.position_rad[state.joints])
+    chain.close()
+
+
+def test_goals_go_through_each_joints_offset_and_direction(calibration: RobotCalibration,
+                                                           bus: EmulatedBus) -> None:
+    """joint_rad = direction * servo_rad + offset_rad both ways: a goal written and read back
+    is the goal asked for (the D'Claw's own calibration has no offsets, so this one gets some)."""
+    joints = list(calibration.joints)
+    joints[0] = dataclasses.replace(joints[0], offset_rad=0.2)
+    joints[1] = dataclasses.replace(joints[1], offset_rad=-0.1, direction=-1)
+    shifted = dataclasses.replace(calibration, joints=tuple(joints))
+    chain = armed(shifted, bus.port)
+    state = chain.read()
+    goal = state.position_rad[state.joints] + 0.05
+    chain.write_positions(goal)
+    for index in (0, 1):
+        servo_id = joints[index].id
+        written = joint_rad(shifted, servo_id, register(bus, servo_id, "Goal Position"))
+        assert written == pytest.approx(goal[index], abs=TICK_RAD)
+    chain.close()
+
+
+def test_targets_of_the_wrong_length_or_not_finite_are_refused_with_nothing_written(
+        calibration: RobotCalibration, bus: EmulatedBus) -> None:
+    chain = armed(calibration, bus.port)
+    state = chain.read()
+    here = state.position_rad[state.joints]
+    bus.journal()
+    for bad in (here[:-1], np.where(np.arange(here.size) == 1, np.nan, here)):
+        with pytest.raises(ValueError, match=r"^write_positions: expected 9 finite targets \(rad\) "
+                                             r"for \('f0_base', .*'f2_tip'\), got "):
+            chain.write_positions(bad)
+    assert not [e for e in bus.journal() if e["event"] == "goal"]
     chain.close()
 
 

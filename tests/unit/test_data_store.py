@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -102,6 +104,17 @@ def test_info_is_json(tmp_path):
     assert summary["uncommitted_steps"] == 0
 
 
+def test_each_episode_records_when_it_was_created_unless_told(tmp_path):
+    store = new_store(tmp_path / "d.zarr")
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    store.add_episode(make_episode(1, 2))
+    after = datetime.now(timezone.utc)
+    store.add_episode(make_episode(2, 2), {"created_utc": "2026-01-02T03:04:05+00:00"})
+    created = datetime.fromisoformat(store.episode_info(0)["created_utc"])
+    assert created.tzinfo is not None and before <= created <= after
+    assert store.episode_info(1)["created_utc"] == "2026-01-02T03:04:05+00:00"
+
+
 def test_schema_mismatch_names_key_expected_and_got(tmp_path):
     store = new_store(tmp_path / "d.zarr")
     store.add_episode(make_episode(1, 3))
@@ -119,11 +132,54 @@ def test_schema_mismatch_names_key_expected_and_got(tmp_path):
         store.add_episode(bad)
     bad = make_episode(2, 3)
     bad["action"] = bad["action"][:2]
-    with pytest.raises(SchemaError, match="different numbers of steps"):
+    with pytest.raises(SchemaError, match=rf"^{re.escape(str(store.path))}: episode: keys have "
+                                          "different numbers of steps"):
         store.add_episode(bad)
-    with pytest.raises(DatasetError, match="cannot be stored"):
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(store.path))}: episode info .* cannot "
+                                           "be stored: object is not JSON-serialisable$"):
         store.add_episode(make_episode(2, 3), {"when": object()})
     assert EpisodeStore.open(store.path).n_episodes == 1  # failed adds leave nothing visible
+
+
+def test_a_failed_add_leaves_no_rows_behind(tmp_path, caplog):
+    """Rows written for an episode that then failed to commit are cut by the next add: the
+    arrays hold exactly the committed rows, and reopening finds nothing to recover."""
+    path = tmp_path / "d.zarr"
+    store = new_store(path)
+    store.add_episode(make_episode(1, 3))
+    with pytest.raises(DatasetError, match="cannot be stored"):  # its rows are written by then
+        store.add_episode(make_episode(2, 5), {"when": object()})
+    store.add_episode(make_episode(3, 2))
+    raw = zarr.open_group(str(path), mode="r")
+    assert {k: raw[f"data/{k}"].shape[0] for k in store.keys} == {k: 5 for k in store.keys}
+    store.close()
+    with caplog.at_level(logging.WARNING):
+        EpisodeStore.open(path, "a").close()
+    assert "recovered" not in caplog.text
+
+
+def test_a_commit_whose_last_writes_failed_leaves_the_next_episode_its_own_info(tmp_path,
+                                                                                 monkeypatch):
+    """Not a crash: the commit point's write failed (a full disk, say) after the info row was
+    written, and the recorder went on with the same store. The next episode replaces that row."""
+    store = new_store(tmp_path / "d.zarr")
+    store.add_episode(make_episode(1, 2), {"i": 1})
+    setitem = zarr.DirectoryStore.__setitem__
+
+    def disk_full_at_the_ends(directory, key, value):
+        if key.startswith("meta/episode_ends/"):
+            raise OSError(28, "No space left on device")
+        return setitem(directory, key, value)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zarr.DirectoryStore, "__setitem__", disk_full_at_the_ends)
+        with pytest.raises(OSError, match="No space left"):
+            store.add_episode(make_episode(2, 3), {"i": 2})
+    store.add_episode(make_episode(3, 4), {"i": 3})
+    for reader in (store, EpisodeStore.open(store.path)):
+        assert reader.n_episodes == 2 and reader.episode_lengths.tolist() == [2, 4]
+        assert [info["i"] for info in reader.episode_infos()] == [1, 3]
+        assert_steps_equal(reader.episode(1), make_episode(3, 4))
 
 
 def test_open_errors_name_path_and_problem(tmp_path):
@@ -152,6 +208,10 @@ def test_open_errors_name_path_and_problem(tmp_path):
     ends = root["meta/episode_ends"]
     ends[1] = 3
     with pytest.raises(DatasetError, match="not strictly increasing at episode 1"):
+        EpisodeStore.open(path)
+    ends[1] = 5  # an episode of no steps
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(path))}: meta/episode_ends is not "
+                                           r"strictly increasing at episode 1 \(end 5 after 5\)$"):
         EpisodeStore.open(path)
     ends[1] = 10
     (path / "data" / "observation" / "0.0").write_bytes(b"garbage")
@@ -211,7 +271,9 @@ def test_writer_rejects_mismatched_step_and_empty_commit(tmp_path):
     with pytest.raises(SchemaError, match=r"step 1: key 'action' expected float32\[3\] per step, "
                                           r"got float32\[4\]"):
         writer.append(bad)
-    with pytest.raises(DatasetError, match="in progress"):
+    # the one-line error names the store, the cause and the way out
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(store.path))}: an EpisodeWriter has "
+                                           r"an episode in progress; commit or discard it first$"):
         store.add_episode(ep)
     writer.discard()
     # no episode was ever committed: the discarded one does not fix the schema
@@ -311,7 +373,8 @@ def test_overwrite_replaces_a_store_and_never_a_file_or_another_folder(tmp_path)
                       (folder, r"is a folder but not a zarr store \(no \.zgroup\)"),
                       (link, "is a symbolic link")):
         for overwrite in (False, True):
-            with pytest.raises(DatasetError, match=f"{path.name}: {why}.*even with --overwrite"):
+            with pytest.raises(DatasetError, match=f"{path.name}: {why}.*even with --overwrite: "
+                                                   "write to another path$"):
                 new_store(path, overwrite=overwrite)
         with pytest.raises(DatasetError, match=why):
             remove_store(path)
@@ -329,6 +392,19 @@ def test_overwrite_replaces_a_store_and_never_a_file_or_another_folder(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert new_store(empty, overwrite=True).n_episodes == 0  # an empty folder holds nothing
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_overwriting_a_store_again_and_again_leaves_no_descriptor_open(tmp_path):
+    """remove_store holds the store's lock while it deletes the folder, then lets it go: a
+    recorder that overwrites its output at every run must not run out of descriptors."""
+    path = tmp_path / "d.zarr"
+    new_store(path).close()
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        remove_store(path)
+        new_store(path).close()
+    assert len(os.listdir("/proc/self/fd")) == open_before
 
 
 def test_create_or_append_appends_to_the_same_source_and_refuses_another(tmp_path):

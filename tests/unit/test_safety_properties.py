@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,10 +39,11 @@ EPS = 1e-9
 DCLAW = load_robot("dclaw")
 
 
-def profile(examples: int) -> settings:
-    # the shared 2-core machine makes timings noisy: no per-example deadline
+def profile(count: int) -> settings:
+    # the shared 2-core machine makes timings noisy: no per-example deadline; the mutation run
+    # draws fewer (helpers/examples.py)
     checks = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-    return settings(max_examples=examples, deadline=None, suppress_health_check=checks)
+    return settings(max_examples=examples(count), deadline=None, suppress_health_check=checks)
 
 
 time_steps = st.one_of(st.just(0.0), st.floats(1e-4, 0.05), st.floats(1e-4, 0.05),

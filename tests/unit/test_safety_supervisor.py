@@ -11,7 +11,7 @@ import pytest
 from robot_rl.config import ConfigError, from_dict
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.safety import ERROR, OK, WARN, Kinematics, RobotState, Supervisor
-from robot_rl.safety.limits import JointLimits, constrain, hard_box
+from robot_rl.safety.limits import REPORT_TOLERANCE_RAD, Box, JointLimits, constrain, hard_box
 
 DCLAW = load_robot("dclaw")
 N = DCLAW.n_joints
@@ -76,6 +76,8 @@ def test_a_command_of_the_wrong_length_is_rejected() -> None:
     assert verdict.status == "hold"
     assert verdict.reasons == (f"command_shape ({N - 1},) expected ({N},)",)
     assert sup.counters["command_shape"] == 1
+    verdict = sup.filter(np.zeros(N - 1), 10.3)  # every cause is reported, not only the last
+    assert verdict.reasons == ("stale_state", f"command_shape ({N - 1},) expected ({N},)")
 
 
 @pytest.mark.parametrize("measured, asked, limit", [(1.35, 1.39, 1.4 - 0.02),
@@ -129,6 +131,23 @@ def test_acceleration_limit_on_the_commanded_velocity() -> None:
     assert sup.counters["acceleration_limit"] == 2
 
 
+def test_the_acceleration_limit_counts_from_the_velocity_of_the_last_two_commands() -> None:
+    """Away from 0 (the test above starts there, where a sum and a difference of commands agree),
+    and with a second command at the same instant, which changes neither."""
+    start = bump(-0.5)
+    sup = Supervisor(without_workspace())
+    sup.update_state(state(10.0, start), 10.0)
+    assert sup.filter(start, 10.01).status == "pass"  # at rest at -0.5
+    sup.update_state(state(10.02, start), 10.02)
+    first = sup.filter(bump(0.2, base=start), 10.03)  # from rest: 60 * 0.02^2 = 0.024 rad
+    assert first.command_rad[MID] == pytest.approx(-0.476)
+    again = sup.filter(bump(0.2, base=start), 10.03)  # the same instant: no time to move
+    assert again.command_rad[MID] == pytest.approx(-0.476)
+    second = sup.filter(bump(0.2, base=start), 10.05)  # moving at 1.2 rad/s: 0.024 + 0.024 more
+    assert second.reasons == ("velocity_limit f0_mid", "acceleration_limit f0_mid")
+    assert second.command_rad[MID] == pytest.approx(-0.476 + 1.2 * 0.02 + 60.0 * 0.02 ** 2)
+
+
 def test_the_acceleration_limit_never_carries_a_joint_past_its_target() -> None:
     # a slow-accelerating arm: decelerating within the limit would overshoot a step target
     slow = dataclasses.replace(without_workspace(), safety=dataclasses.replace(
@@ -166,6 +185,8 @@ def test_a_single_jumped_reading_sends_nothing_and_drags_nothing() -> None:
 @pytest.mark.parametrize("previous, latest", [
     (0.3, 0.52),  # the reading before was not yet 2 * max_step away (only max_step)
     (0.6, 1.2),  # both far, but 0.6 rad apart: they do not agree within max_step
+    (0.5, 0.6),  # the reading before was exactly 2 * max_step away: not more, so not far
+    (0.6, 0.5),  # the latest is exactly 2 * max_step away: not far
 ])
 def test_a_jump_is_confirmed_only_by_two_far_readings_that_agree(previous: float,
                                                                  latest: float) -> None:
@@ -175,6 +196,15 @@ def test_a_jump_is_confirmed_only_by_two_far_readings_that_agree(previous: float
     verdict = sup.filter(bump(latest), 10.04)
     assert verdict.command_rad is None and verdict.reasons == ("infeasible f0_mid",)
     assert sup.counters["rebase"] == 0
+
+
+def test_two_far_readings_exactly_max_step_apart_agree() -> None:
+    sup = running()  # sent 0 at 10.01
+    sup.update_state(state(10.02, bump(1.0)), 10.02)
+    sup.update_state(state(10.03, bump(0.75)), 10.03)  # 0.25 rad apart: max_step, not more
+    verdict = sup.filter(bump(0.75), 10.04)
+    assert verdict.reasons == ("rebase f0_mid",)
+    np.testing.assert_allclose(verdict.command_rad, bump(0.75))
 
 
 def test_a_rebased_joint_starts_again_from_rest() -> None:
@@ -289,6 +319,20 @@ def test_telemetry_faults_hold_until_a_clear_state(field: str, value: float, rea
     assert sup.tick(10.12) is None
 
 
+def test_a_current_or_a_temperature_at_its_limit_passes_and_one_above_it_holds() -> None:
+    limit_a, limit_c = DCLAW.current_limit_a[MID], DCLAW.safety.temperature_limit_c
+    for current_a, status in ((limit_a, "pass"), (np.nextafter(limit_a, np.inf), "hold")):
+        sup = running()
+        effort = np.zeros(N)
+        effort[MID] = -current_a  # either sign
+        sup.update_state(state(10.02, effort=effort), 10.02)
+        assert sup.filter(np.zeros(N), 10.03).status == status
+    for temperature_c, status in ((limit_c, "pass"), (np.nextafter(limit_c, np.inf), "hold")):
+        sup = running()
+        sup.update_state(state(10.02, temperature=np.full(N, temperature_c)), 10.02)
+        assert sup.filter(np.zeros(N), 10.03).status == status
+
+
 @pytest.mark.parametrize("feed", ["omitted", "resent_with_its_stamp"])
 def test_telemetry_that_stops_holds_after_its_timeout(feed: str) -> None:
     sup = Supervisor(without_workspace())
@@ -337,6 +381,20 @@ def test_an_older_telemetry_sample_does_not_replace_a_newer_one() -> None:
     sup.update_state(dataclasses.replace(state(10.06, temperature=hot),
                                          temperature_stamp_s=10.03), 10.06)
     assert sup.filter(np.zeros(N), 10.07).status == "pass"
+    # an older temperature does not stop a newer hardware error in the same state being taken
+    error = np.zeros(N, bool)
+    error[MID] = True
+    sup.update_state(dataclasses.replace(state(10.08, temperature=hot, error=error),
+                                         temperature_stamp_s=10.03), 10.08)
+    assert sup.filter(np.zeros(N), 10.09).reasons == ("hardware_error f0_mid",)
+
+
+def test_a_hardware_error_without_a_temperature_holds() -> None:
+    sup = running()  # a driver that reports error flags but no temperature
+    error = np.zeros(N, bool)
+    error[MID] = True
+    sup.update_state(state(10.02, error=error), 10.02)
+    assert sup.filter(np.zeros(N), 10.03).reasons == ("hardware_error f0_mid",)
 
 
 def test_overtemperature_has_hysteresis() -> None:
@@ -415,6 +473,8 @@ def test_a_state_stamped_in_the_future_is_invalid_and_the_supervisor_recovers_by
     assert ("state_stamp_lag_s", f"{10.02 - 20.0:.4f}") in summary.values
     assert telemetry.message == "state_invalid stamp_in_future"
     assert sup.tick(10.04).reasons == ("state_invalid stamp_in_future",)
+    sup.update_state(state(20.05, 0.1), 10.045)  # every such state is counted
+    assert sup.counters["stamp_in_future"] == 2 and sup.counters["state_rejected"] == 2
     # sane stamps again: no reset needed, the next command after a fresh state passes
     sup.update_state(state(10.05), 10.05)
     assert sup.filter(bump(0.01), 10.06).status == "pass"
@@ -424,7 +484,7 @@ def test_a_state_stamped_in_the_future_is_invalid_and_the_supervisor_recovers_by
 def test_a_stamp_within_the_tolerance_passes_and_so_do_the_states_after_it() -> None:
     sup = running()
     tolerance_s = DCLAW.safety.stamp_tolerance_s
-    sup.update_state(state(10.02 + 0.9 * tolerance_s), 10.02)  # clocks a little apart
+    sup.update_state(state(10.02 + tolerance_s), 10.02)  # clocks apart by exactly the tolerance
     assert sup.filter(np.zeros(N), 10.03).status == "pass"
     sup.update_state(state(10.04), 10.04)  # earlier than the one before: still taken
     assert sup.filter(np.zeros(N), 10.05).status == "pass" and sup.state_stamp_s == 10.04
@@ -440,6 +500,14 @@ def test_telemetry_stamped_in_the_future_is_invalid() -> None:
                                          temperature_stamp_s=30.0), 10.02)
     assert sup.filter(np.zeros(N), 10.03).reasons == (
         "state_invalid temperature_stamp_s in the future",)
+
+
+def test_telemetry_stamped_exactly_the_tolerance_ahead_is_valid() -> None:
+    sup = running()
+    stamp_s = 10.02 + DCLAW.safety.stamp_tolerance_s  # the supervisor's own sum: no round-off
+    sup.update_state(dataclasses.replace(state(10.02, temperature=np.full(N, 40.0)),
+                                         temperature_stamp_s=stamp_s), 10.02)
+    assert sup.filter(np.zeros(N), 10.03).status == "pass"
 
 
 def test_freshness_counts_from_receipt_on_the_supervisors_clock_not_from_the_stamp() -> None:
@@ -463,17 +531,37 @@ def test_freshness_counts_from_receipt_on_the_supervisors_clock_not_from_the_sta
     assert sup.filter(np.zeros(N), 10.28).status == "pass"
 
 
+@pytest.mark.parametrize("now_s, stamp_now_s, name", [(np.nan, None, "now_s"),
+                                                      (10.0, np.inf, "stamp_now_s")])
+def test_a_receipt_time_that_is_not_finite_is_an_error_naming_it(now_s: float,
+                                                                 stamp_now_s: float | None,
+                                                                 name: str) -> None:
+    sup = Supervisor(without_workspace())
+    with pytest.raises(ValueError, match=rf"^safety supervisor dclaw: {name} must be finite"):
+        sup.update_state(state(10.0), now_s, stamp_now_s)
+    assert sup.state_stamp_s is None  # nothing taken
+
+
+@pytest.mark.parametrize("call", ["filter", "tick", "reset"])
+def test_a_decision_time_that_is_not_finite_is_an_error_naming_it(call: str) -> None:
+    sup = running()
+    decide = {"filter": lambda now_s: sup.filter(np.zeros(N), now_s), "tick": sup.tick,
+              "reset": sup.reset}[call]
+    with pytest.raises(ValueError, match=r"^safety supervisor dclaw: now_s must be finite, got nan"):
+        decide(np.nan)
+
+
 def test_a_publisher_clock_stepping_back_does_not_stop_the_commands() -> None:
     """NTP steps the driver's clock back 10 s. Before: every later state was "out of order", the
     robot was held until the driver's clock had caught up (and with the supervisor on the same
-    wall clock, the old state even counted as fresh for those 10 s)."""
+    wall clock, the old state even counted as fresh for those 10 s). Here it steps back twice."""
     sup = Supervisor(without_workspace())
-    for k in range(4):
-        stamp = 1000.0 + 0.05 * k - (10.0 if k >= 2 else 0.0)
+    for k in range(5):
+        stamp = 1000.0 + 0.05 * k - 10.0 * (k >= 2) - 10.0 * (k >= 4)
         sup.update_state(state(stamp), 10.0 + 0.05 * k, stamp_now_s=stamp + 0.001)
         assert sup.filter(np.zeros(N), 10.01 + 0.05 * k).status == "pass"
         assert sup.state_stamp_s == stamp  # each command is based on the newest state
-    assert sup.counters["state_stamp_back"] == 1
+    assert sup.counters["state_stamp_back"] == 2
     assert sup.tick(10.3) is None
 
 
@@ -533,6 +621,17 @@ def test_an_estop_before_any_command_holds_and_the_watchdog_keeps_sending_it() -
     assert sup.filter(np.full(N, 0.1), 10.07).status == "pass"
 
 
+def test_before_any_state_a_reset_is_refused_and_diagnostics_say_none() -> None:
+    sup = Supervisor(without_workspace())
+    summary, telemetry = sup.diagnostics(100.0)
+    assert ("state_age_s", "none") in summary.values
+    assert ("state_stamp_lag_s", "none") in summary.values
+    assert telemetry.message == "no state yet"
+    sup.estop("before any state", 100.0)
+    assert not sup.reset(100.01) and sup.estopped
+    assert sup.counters["reset_refused"] == 1
+
+
 def test_the_watchdog_arms_with_the_first_command() -> None:
     sup = Supervisor(without_workspace())
     assert sup.tick(100.0) is None
@@ -559,6 +658,8 @@ def test_an_invalid_state_holds_at_the_last_valid_position() -> None:
 
 @pytest.mark.parametrize("field, value, problem", [
     ("stamp_s", np.nan, "stamp not finite"),
+    ("velocity_rad_s", np.full(N, np.nan), "velocity_rad_s not finite"),
+    ("effort_a", np.full(N, np.inf), "effort_a not finite"),
     ("hardware_error", np.zeros(N - 1, bool), f"hardware_error shape ({N - 1},)"),
     ("temperature_c", np.full(N - 1, 40.0), f"temperature_c shape ({N - 1},)"),
     ("temperature_stamp_s", np.nan, "temperature_stamp_s not finite"),
@@ -576,14 +677,64 @@ def test_malformed_stamps_and_telemetry_make_a_state_invalid(field: str, value: 
     assert sup.state_stamp_s == 10.0 and sup.counters["state_rejected"] == 1
 
 
+def beyond_both_limits() -> tuple[np.ndarray, np.ndarray]:
+    """A position past f0_mid's upper limit (1.4 - 0.02) and f0_base's lower one (-0.75 + 0.02),
+    and where a hold there must aim: each at its limit."""
+    measured, at_limits = bump(1.45), bump(1.38)  # 0.07 rad past 1.38
+    measured[0], at_limits[0] = -0.78, -0.73  # 0.05 rad past -0.73
+    return measured, at_limits
+
+
 def test_a_hold_measured_beyond_a_limit_holds_at_the_limit_without_a_clip() -> None:
     sup = Supervisor(without_workspace())
     effort = np.zeros(N)
     effort[MID] = 2.0
-    sup.update_state(state(10.0, bump(1.45), effort=effort), 10.0)  # 0.07 rad past 1.38
-    verdict = sup.filter(bump(1.45), 10.1)
+    measured, at_limits = beyond_both_limits()
+    sup.update_state(state(10.0, measured, effort=effort), 10.0)
+    verdict = sup.filter(measured, 10.1)
+    # the hold target itself is inside both limits: no position_limit reason on either side
     assert verdict.status == "hold" and verdict.reasons == ("overcurrent f0_mid",)
-    assert verdict.command_rad[MID] == pytest.approx(1.38)
+    np.testing.assert_allclose(verdict.command_rad, at_limits)
+
+
+def test_a_hold_begun_before_any_state_freezes_the_first_state_inside_the_limits() -> None:
+    sup = Supervisor(without_workspace())
+    sup.estop("before any state", 10.0)
+    assert sup.tick(10.01).command_rad is None  # nothing measured: nothing to hold at
+    measured, at_limits = beyond_both_limits()
+    sup.update_state(state(10.02, measured), 10.02)
+    held = sup.tick(10.12)  # 0.1 s after the state: v * dt = 0.3 rad reaches the limits
+    assert held.status == "estop" and held.reasons == ("estop before any state",)
+    np.testing.assert_allclose(held.command_rad, at_limits)
+    moved = at_limits.copy()
+    moved[MID], moved[0] = 1.2, -0.6  # the robot moves on: the target stays where it froze
+    sup.update_state(state(10.14, moved), 10.14)
+    held = sup.tick(10.16)
+    assert held.reasons == ("estop before any state",)
+    np.testing.assert_allclose(held.command_rad, at_limits)
+
+
+def test_an_estop_holds_where_the_robot_was_when_it_was_pressed() -> None:
+    sup = running()
+    sup.update_state(state(10.02, 0.1), 10.02)
+    sup.estop("operator button", 10.03)
+    sup.update_state(state(10.04, 0.2), 10.04)  # a state after the e-stop, before any verdict
+    held = sup.tick(10.2)
+    assert held.status == "estop" and held.reasons == ("estop operator button",)
+    np.testing.assert_allclose(held.command_rad, np.full(N, 0.1))
+
+
+def test_a_state_received_as_a_hold_begins_is_not_fresh_for_it() -> None:
+    """The watchdog and the commands agree: a state received at the very time the hold began
+    may have been measured before the fault, so only a later one ends the hold."""
+    sup = running()
+    sup.update_state(state(10.02), 10.02)
+    assert sup.filter(bump(np.nan), 10.02).reasons == ("nan_in_command f0_mid",)
+    assert sup.tick(10.03).reasons == ("awaiting_fresh_state",)
+    assert sup.filter(np.zeros(N), 10.04).reasons == ("awaiting_fresh_state",)
+    sup.update_state(state(10.05), 10.05)
+    assert sup.tick(10.06).reasons == ("awaiting_command",)
+    assert sup.filter(np.zeros(N), 10.07).status == "pass"
 
 
 def test_hold_approaches_its_target_at_the_velocity_limit() -> None:
@@ -639,6 +790,36 @@ def test_a_reset_needs_a_new_measurement_received_after_the_estop() -> None:
     assert not sup.reset(10.05) and sup.estopped
     sup.update_state(state(10.05), 10.06)
     assert sup.reset(10.07) and not sup.estopped
+
+
+def test_a_state_exactly_state_timeout_s_old_is_fresh_for_a_reset_and_for_the_watchdog() -> None:
+    # 0.25 s (exact in binary, unlike 0.2), so that the age is exactly the timeout
+    safety = dataclasses.replace(DCLAW.safety, workspace=None, state_timeout_s=0.25)
+    calibration = dataclasses.replace(DCLAW, safety=safety)
+    received_s, boundary_s = 10.25, 10.5
+    assert boundary_s - received_s == 0.25  # the premise: no round-off
+    for now_s, accepted in ((boundary_s, True), (np.nextafter(boundary_s, 11.0), False)):
+        sup = Supervisor(calibration)
+        sup.estop("operator button", 10.0)
+        sup.update_state(state(received_s), received_s)
+        assert sup.reset(now_s) is accepted and sup.estopped is not accepted
+        held = sup.tick(now_s)  # never armed by a command: it holds since the e-stop
+        assert held.reasons == (("awaiting_command",) if accepted else
+                                ("estop operator button",))
+
+
+def test_every_estop_reset_and_hold_is_counted() -> None:
+    sup = running()
+    for k in (1, 2):
+        t = 10.0 + 0.1 * k
+        sup.update_state(state(t), t)
+        sup.estop("operator button", t + 0.01)
+        sup.update_state(state(t + 0.02), t + 0.02)
+        assert sup.reset(t + 0.03)
+        sup.update_state(state(t + 0.04), t + 0.04)
+        assert sup.filter(np.zeros(N), t + 0.05).status == "pass"
+        counted = {key: sup.counters[key] for key in ("estop", "reset", "hold_entered")}
+        assert counted == {"estop": k, "reset": k, "hold_entered": k}
 
 
 def test_diagnostics_levels_messages_and_counters() -> None:
@@ -727,6 +908,21 @@ def test_workspace_scales_the_step_back(tmp_path: Path) -> None:
     assert verdict.reasons[-2:] == ("workspace tip", "infeasible workspace")
 
 
+@pytest.mark.parametrize("side", [1.0, -1.0])  # the box's lower side, then its upper one
+def test_a_last_command_on_the_edge_of_the_box_is_still_a_base_for_the_workspace(
+        tmp_path: Path, side: float) -> None:
+    """The robot overshoots out of the workspace to exactly max_step past the last command, which
+    then lies on the edge of the step box (inside it): the retreat starts from it."""
+    calibration, model = arm(tmp_path)
+    sup = Supervisor(calibration, Kinematics.from_mjcf(model, calibration.joint_names))
+    sup.update_state(state(0.0, np.array([0.5 * side, 0.0]), n=2), 0.0)
+    assert sup.filter(np.array([1.0 * side, 0.0]), 1.0).status == "pass"  # inside: |q0| < 1.047
+    sup.update_state(state(1.0, np.array([1.5 * side, 0.0]), n=2), 1.0)  # outside
+    verdict = sup.filter(np.array([1.4 * side, 0.0]), 1.5)
+    assert verdict.status == "clipped" and verdict.reasons == ("workspace tip",)
+    assert 1.0 <= side * verdict.command_rad[0] <= np.arccos(0.5)
+
+
 def test_workspace_configuration_errors(tmp_path: Path) -> None:
     calibration, model = arm(tmp_path, sites=("tip", "elbow_site"))
     with pytest.raises(ConfigError, match=r"^calibration 'arm2': safety.workspace.sites: "
@@ -738,6 +934,22 @@ def test_workspace_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^lab/arm2.yaml: safety.workspace needs the model "
                                           r".*arm.xml"):
         Supervisor(calibration)
+
+
+def test_a_clip_of_exactly_the_report_tolerance_is_not_reported() -> None:
+    box = Box(np.array([-1.0]), np.array([1.0]), np.array([0]), np.array([0]))
+    rules, joints = ("position_limit",), ("j",)
+    for desired in (1.0 + REPORT_TOLERANCE_RAD, -1.0 - REPORT_TOLERANCE_RAD):
+        command, reasons = constrain(np.array([desired]), box, rules, joints)
+        assert reasons == () and abs(command[0]) == 1.0  # clipped all the same
+        beyond = np.nextafter(desired, 2.0 * desired)
+        assert constrain(np.array([beyond]), box, rules, joints)[1] == ("position_limit j",)
+    # the acceleration window moving a command by exactly the tolerance, then by more
+    for desired, reasons in ((REPORT_TOLERANCE_RAD, ()),
+                             (np.nextafter(REPORT_TOLERANCE_RAD, 1.0), ("acceleration_limit j",))):
+        command, got = constrain(np.array([desired]), box, rules, joints,
+                                 soft=(np.zeros(1), np.zeros(1)))
+        assert command[0] == 0.0 and got == reasons
 
 
 def test_a_reference_a_few_ulps_past_a_limit_still_leaves_a_command() -> None:
