@@ -17,12 +17,12 @@ from helpers.pixels import PixelRun, make_pixel_run
 from test_graph_learner import Lines
 
 from robot_rl.agent.events import decode_event
-from robot_rl.agent.observation import robot_topics
 from robot_rl.agent.weights import snapshot_from_bytes
 from robot_rl.data import EpisodeStore
 from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.learning.pixel_agent import PixelPolicySnapshot, is_pixel_checkpoint
 from robot_rl.nodes import topics
+from robot_rl.nodes.topics import robot_topics
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
 
