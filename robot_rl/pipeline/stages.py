@@ -66,9 +66,11 @@ class EvalResult:
 
 @dataclass
 class FinetuneResult:
-    checkpoint: Path
+    checkpoint: Path          # the last agent, to resume from
     curve: list[CurvePoint]
     safety: dict[str, int]
+    handed: Path | None = None  # the policy handed over (awac.handed_policy), as a checkpoint
+    handed_point: CurvePoint | None = None  # the measurement the keeper chose it by
 
 
 def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True) -> RecordSummary:
@@ -121,9 +123,14 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
 
 
 def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEnv | None = None,
-             progress: bool = False, fallback: bool = True) -> EvalResult:
+             progress: bool = False, fallback: bool = True,
+             first_seed: int | None = None) -> EvalResult:
     """Success rate of the deterministic policy on seeds never used for data. ``fallback=False``
-    evaluates the policy being fine-tuned, not the guard's snapshot standing in for it."""
+    evaluates the policy being fine-tuned, not the guard's snapshot standing in for it.
+    ``first_seed``: episodes on first_seed, first_seed + 1, ... instead of the evaluation seeds
+    (e.g. a held-out check of a policy chosen by its evaluations)."""
+    if first_seed is None:
+        first_seed = EVAL_SEED_OFFSET + config.seed * 10_007
     own_env = env is None
     env = env or GatedEnv(config)
     results: list[Episode] = []
@@ -132,7 +139,7 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
         return agent.act(obs, deterministic=True, fallback=fallback)
 
     for index in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-        results.append(env.run_episode(policy, seed=EVAL_SEED_OFFSET + config.seed * 10_007 + index))
+        results.append(env.run_episode(policy, seed=first_seed + index))
     if own_env:
         env.close()
     return EvalResult(success_rate=_rate([e.success for e in results]),
@@ -174,8 +181,11 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     agent.start_online()
     offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
     agent.guard.record_offline_success(offline_eval.success_rate)
+    agent.keeper.record(offline_eval.success_rate, 0, agent.actor)
     curve = [curve_point(0, offline_eval)]
+    schedule = UpdateSchedule(config.finetune.updates_per_env_step, config.awac.warm_start_steps)
     env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
+    metrics: dict[str, float] = {}
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
     while env_steps < config.finetune.env_steps:
         episode = env.run_episode(lambda obs: agent.act(obs, deterministic=False),
@@ -183,10 +193,10 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
                                                  "kind": "online"})
         replay.add_episode(batch_from_steps(episode.steps))
-        updates = episode.length * config.finetune.updates_per_env_step
-        with rate.timing(updates):
-            for _ in range(updates):
-                metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        blocks = schedule.blocks(env_steps, env_steps + episode.length)
+        with rate.timing(sum(blocks)):
+            for n in blocks:  # G updates per env step, in fused blocks of G
+                metrics = train_step(agent, replay, n * config.awac.batch_size, generator)
         env_steps += episode.length
         episode_index += 1
         bar.update(episode.length)
@@ -200,9 +210,45 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     bar.close()
     logger.close()
     path = run_dir / "finetuned.pt"
-    save_checkpoint(path, agent, agent.normalizer, to_dict(config),
-                    {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
-    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses))
+    counters = {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps}
+    save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters)
+    handed, handed_point = path, curve[-1]
+    if config.awac.handed_policy == "best" and agent.keeper.kept is not None:
+        handed = save_handed(run_dir / "handed.pt", agent, config, counters)
+        kept = agent.keeper.kept
+        handed_point = next(p for p in reversed(curve) if p.env_steps == kept.label)
+    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses),
+                          handed=handed, handed_point=handed_point)
+
+
+def save_handed(path: Path, agent: AWAC, config: PipelineConfig,
+                counters: dict[str, int]) -> Path:
+    """The agent with the keeper's actor: loads and acts like any checkpoint."""
+    last = agent.actor.state_dict()
+    agent.actor.load_state_dict(agent.handed_actor().state_dict())
+    try:
+        save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters,
+                        extra={"handed_from_env_steps": agent.keeper.kept.label})
+    finally:
+        agent.actor.load_state_dict(last)
+    return path
+
+
+class UpdateSchedule:
+    """Updates owed online: G per env step, counted from the end of the warm start (WSRL: the
+    pretrained policy acts ``warm_start_steps`` env steps before the first update; no updates
+    are owed for them). Made in blocks of at most G (one fused call each)."""
+
+    def __init__(self, updates_per_env_step: int, warm_start_steps: int = 0) -> None:
+        self.g, self.warm = int(updates_per_env_step), int(warm_start_steps)
+
+    def owed(self, env_steps: int) -> int:
+        return self.g * max(0, env_steps - self.warm)
+
+    def blocks(self, before: int, after: int) -> list[int]:
+        """Block sizes of the updates owed for the env steps from ``before`` to ``after``."""
+        n = self.owed(after) - self.owed(before)
+        return [self.g] * (n // self.g) + ([n % self.g] if n % self.g else [])
 
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
@@ -216,6 +262,7 @@ def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_ste
         acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
     online = evaluate(config, agent, config.eval.episodes, env=env, fallback=False)
     agent.guard.record_online_success(online.success_rate)
+    agent.keeper.record(online.success_rate, env_steps, agent.actor)
     acting = acting if acting is not None else online
     logger.log(env_steps, {"eval_success_rate": acting.success_rate,
                            "eval_online_policy_success_rate": online.success_rate})
@@ -234,8 +281,8 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) ->
     offline = evaluate(config, load_agent(config, offline_checkpoint), config.eval.episodes,
                        progress=progress)
     tuned = finetune(config, run_dir, dataset, progress=progress)
-    final = evaluate(config, load_agent(config, tuned.checkpoint), config.eval.episodes,
-                     progress=progress)
+    final = evaluate(config, load_agent(config, tuned.handed or tuned.checkpoint),
+                     config.eval.episodes, progress=progress)
     clock.lap("finetune and evaluate")
     report = Report(task=config.env_id, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
