@@ -154,3 +154,66 @@ def test_a_seed_directory_refuses_other_settings(tmp_path: Path) -> None:
     changed = dataclasses.replace(config, env_kwargs={"config": {"action_mode": "absolute"}})
     with pytest.raises(experiments.SettingsChanged, match=r"env_kwargs\.config .*another --out"):
         experiments.check_settings(changed, tmp_path)
+
+
+def test_methods_reset_the_task_files_toolkit_and_default_keeps_it() -> None:
+    from robot_rl.learning.config import AWACConfig
+    from robot_rl.pipeline.config import load_pipeline_config
+    shipped = load_pipeline_config("valve", profile="bench_rlpd", overrides=["seed=0"])
+    paper = experiments.task_config("valve", "rlpd", seed=0)
+    for name in experiments.PRODUCT_FIELDS:
+        assert getattr(paper.awac, name) == getattr(AWACConfig(), name)
+    assert paper.finetune.updates_per_env_step == 1
+    assert paper.awac.critic_hidden_sizes == shipped.awac.critic_hidden_sizes  # sizes stay
+    default = experiments.METHODS["default"]
+    assert experiments.online_method_config(
+        experiments.method_config("valve", "rlpd", 0, default), default) == shipped
+    assert shipped.awac.replay == "symmetric" and shipped.finetune.updates_per_env_step > 1
+
+
+def test_rlpd_is_a_fresh_sac_agent_with_the_toolkits_critics(tmp_path: Path) -> None:
+    method = experiments.METHODS["rlpd"]
+    config = experiments.online_method_config(experiments.task_config("valve", "tiny", 0), method)
+    assert config.awac.actor_objective == "sac" and config.awac.replay == "symmetric"
+    assert config.awac.critic_layer_norm and config.awac.n_critics == 10
+    assert config.finetune.updates_per_env_step == experiments.RLPD_G
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    datasets = experiments.record_datasets(experiments.task_config("valve", "tiny", 0), seed_dir,
+                                           print)
+    agent = experiments.pretrained_agent(experiments.task_config("valve", "tiny", 0), method,
+                                         datasets, seed_dir)
+    assert agent.num_updates == 0 and agent.critic.net.n_members == 10
+
+
+def test_a_pretraining_is_shared_exactly_when_it_would_be_the_same() -> None:
+    product = experiments.product_config("valve", "tiny", 0).awac
+    key = experiments.pretrain_key
+    for name in ("default_no_warm", "default_no_guard", "default_g1", "default_uniform"):
+        online_only = experiments.with_awac(
+            experiments.product_config("valve", "tiny", 0), experiments.METHODS[name].pretrain)
+        assert key(online_only.awac, "all") == key(product, "all")
+    no_ln = experiments.with_awac(experiments.product_config("valve", "tiny", 0),
+                                  experiments.METHODS["default_no_ln"].pretrain).awac
+    assert key(no_ln, "all") != key(product, "all")
+    assert key(experiments.task_config("valve", "tiny", 0).awac, "all") != key(product, "all")
+
+
+def test_budget_success_is_the_evaluation_made_there_or_none() -> None:
+    curve = [{"env_steps": s, "success_rate": r} for s, r in
+             [(0, 0.5), (1012, 0.6), (2031, 0.7), (3010, 0.8), (5060, 0.9)]]
+    assert experiments.budget_success(curve, 2000) == 0.7
+    assert experiments.budget_success(curve, 5000) == 0.9
+    assert experiments.budget_success(curve, 10000) is None  # not measured: not interpolated
+    coarse = [{"env_steps": s, "success_rate": r} for s, r in [(0, 0.5), (5003, 0.9)]]
+    assert experiments.budget_success(coarse, 2000) is None
+    metrics = experiments.curve_metrics([{**p, "mean_return": 0.0} for p in curve])
+    assert metrics["at"]["2000"] == 0.7 and metrics["min_online_success"] == 0.6
+
+
+def test_a_cached_result_under_changed_settings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps({"settings": {"awac": {"n_critics": 10}}, "metrics": {}}))
+    assert experiments.cached_result(path, {"awac": {"n_critics": 10}})["metrics"] == {}
+    with pytest.raises(experiments.SettingsChanged, match="awac.n_critics"):
+        experiments.cached_result(path, {"awac": {"n_critics": 2}})
