@@ -344,3 +344,21 @@ def test_keeper_records_even_a_zero_first() -> None:
     policy = torch.nn.Linear(2, 2)
     assert keeper.record(0.0, 0, policy) and keeper.record(0.0, 10, policy)
     assert keeper.kept.label == 10
+
+
+def test_the_learner_node_owes_no_updates_for_the_warm_start() -> None:
+    """Its budget's end waits until the updates owed are made: counted from the warm start, as
+    the trainer makes them (else a run with a warm start would never finish)."""
+    from types import SimpleNamespace
+
+    from robot_rl.learning.background import TrainerCounters
+    from robot_rl.nodes.learner import LearnerNode
+
+    counters = TrainerCounters(online_updates=9000, env_steps=1900, online_started=True)
+    node = SimpleNamespace(
+        config=SimpleNamespace(awac=AWACConfig(batch_size=32, warm_start_steps=1000)),
+        params={"train": True}, updates_per_env_step=10.0, _acted_steps=1900,
+        trainer=SimpleNamespace(counters=counters, buffer_transitions=5000))
+    assert LearnerNode._training_caught_up(node)  # 10 x (1900 - 1000) made
+    counters.online_updates = 8990
+    assert not LearnerNode._training_caught_up(node)
