@@ -498,15 +498,103 @@ def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """The toolkit study's table: steps to 90% (median over seeds, reached in how many), mean
+    success at each budget that was measured ('n/m': not measured), worst early drop and the
+    lowest online evaluation (mean [min, max]), the handed policy against the offline one on
+    held-out episodes (means), and compute (mean online updates, mean wall minutes)."""
+    head = ("| method | seeds | steps to 90% median (reached) | "
+            + " | ".join(f"at {b // 1000}k" for b in BUDGETS)
+            + " | worst early drop | lowest online | handed vs offline (held out) | "
+              "online updates | wall min |")
+    rows = [head, "|" + "---|" * (8 + len(BUDGETS))]
+    for name, results in runs.items():
+        if not results:
+            continue
+        metrics = [r["metrics"] for r in results]
+        reached = [m["steps_to_90"] for m in metrics if m["steps_to_90"] is not None]
+        median = _median_steps([m["steps_to_90"] for m in metrics])
+        at = []
+        for b in BUDGETS:
+            values = [m.get("at", {}).get(str(b)) for m in metrics]
+            measured = [v for v in values if v is not None]
+            at.append(f"{np.mean(measured):.2f}" if len(measured) == len(values) else "n/m")
+        handed = [r["handed"] for r in results if r.get("handed")]
+        handed_text = (f"{np.mean([h['holdout_success'] for h in handed]):.2f} vs "
+                       f"{np.mean([h['offline_holdout_success'] for h in handed]):.2f}"
+                       if handed else "-")
+        compute = [r.get("compute", {}).get("online_updates") for r in results]
+        updates = (f"{np.mean(compute):.0f}" if all(c is not None for c in compute) else "-")
+        wall = np.mean([r.get("wall_s", np.nan) for r in results]) / 60.0
+        rows.append(f"| {name} | {len(results)} | {median} ({len(reached)}/{len(results)}) | "
+                    + " | ".join(at)
+                    + f" | {_spread(metrics, 'worst_early_drop')} | "
+                    f"{_spread(metrics, 'min_online_success')} | {handed_text} | {updates} | "
+                    f"{wall:.0f} |")
+    return "\n".join(rows)
+
+
+def _median_steps(values: list[int | None]) -> str:
+    """The median over seeds with "not reached" counted as later than any reached: '-' when at
+    least half the seeds did not reach it."""
+    ordered = sorted(values, key=lambda v: (v is None, v or 0))
+    n = len(ordered)
+    middle = ordered[(n - 1) // 2:n // 2 + 1]
+    if any(v is None for v in middle):
+        return "-"
+    return f"{np.mean(middle):.0f}"
+
+
+def plot_overlay(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
+    """All methods on one axis: the mean over seeds at each evaluation (markers where measured,
+    lines joining consecutive evaluations only), a band of one standard error across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, results in runs.items():
+        if not results:
+            continue
+        steps, success = success_matrix(results)
+        mean_steps, mean = steps.mean(axis=0), success.mean(axis=0)
+        sem = success.std(axis=0, ddof=1) / np.sqrt(len(results)) if len(results) > 1 else 0 * mean
+        line, = ax.plot(mean_steps, mean, marker="o", ms=3, lw=1.5,
+                        label=f"{name} (n={len(results)})")
+        ax.fill_between(mean_steps, mean - sem, mean + sem, alpha=0.15, color=line.get_color())
+    ax.axhline(SUCCESS_TARGET, color="black", lw=0.6, ls="--")
+    ax.set(xlabel="online env steps", ylabel="success rate (deterministic)", ylim=(-0.03, 1.03),
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: Path) -> str:
     runs = load_results(out_dir, methods)
-    text = f"{table(runs)}\n\n{curves(runs)}"
+    text = f"{table(runs)}\n\n{budget_table(runs)}\n\n{curves(runs)}"
     name = f"{task}_{profile}"
     figures.mkdir(parents=True, exist_ok=True)
     (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))
     title = f"{task}, profile {profile}: mean (bold), range (shaded), seeds (grey)"
     plot(runs, title, figures / f"{name}.png")
+    plot_overlay(runs, f"{task}, profile {profile}: mean, band = 1 SE across seeds",
+                 figures / f"{name}_overlay.png")
     return text
+
+
+def report_json(path: Path) -> str:
+    """The tables of a saved figure JSON (an earlier study's runs), metrics recomputed from the
+    curves: success at a budget only where an evaluation was made there."""
+    runs = json.loads(path.read_text())
+    for results in runs.values():
+        for result in results:
+            result["metrics"] = curve_metrics(result["curve"])
+    return f"{table(runs)}\n\n{budget_table(runs)}"
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -523,7 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--report-only", action="store_true", help="table and plot of saved runs")
+    parser.add_argument("--report-json", type=Path,
+                        help="print the tables of a saved figure JSON (docs/figures/*.json) and "
+                             "exit")
     args = parser.parse_args(argv)
+    if args.report_json:
+        print(report_json(args.report_json))
+        return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -241,8 +241,8 @@ class AWAC:
         critic_loss, actor_loss, alpha_loss, metrics, mean, log_std = self._loss_fn(
             obs, action, reward, next_obs, done, next_eps, actor_eps, subset, with_actor
         )
-        guard_weight = self.guard.conservative_weight() if with_actor else 0.0
-        if guard_weight > 0.0:
+        guard_weight = self.guard.conservative_weight()  # logged as scheduled
+        if with_actor and guard_weight > 0.0:
             with self._autocast():
                 actor_loss = actor_loss + guard_weight * self.guard.conservative_loss(
                     obs, mean, log_std
