@@ -35,9 +35,22 @@ def new_agent(config: AWACConfig, data: Mapping[str, np.ndarray], seed: int) -> 
     return agent
 
 
-def load_agent(path: str | Path, config: AWACConfig, seed: int = 0) -> AWAC:
-    """An agent restored from a checkpoint: weights, optimisers, targets and normaliser."""
-    return agent_from_checkpoint(load_checkpoint(path), config, seed)
+def load_agent(path: str | Path, config: AWACConfig, seed: int = 0,
+               handed: bool = False) -> AWAC:
+    """An agent restored from a checkpoint: weights, optimisers, targets and normaliser.
+    ``handed``: its actor holds the policy handed over (``hand_over``), e.g. the best-measured
+    one a learner node's ``learner.pt`` keeps, instead of the last."""
+    agent = agent_from_checkpoint(load_checkpoint(path), config, seed)
+    return hand_over(agent) if handed else agent
+
+
+def hand_over(agent: AWAC) -> AWAC:
+    """``agent`` with its actor's weights replaced by those of ``agent.handed_actor()`` (the
+    keeper's choice under ``handed_policy: best``; unchanged otherwise)."""
+    handed = agent.handed_actor()
+    if handed is not agent.actor:
+        agent.actor.load_state_dict(handed.state_dict())
+    return agent
 
 
 def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> AWAC:

@@ -32,6 +32,7 @@ from robot_rl.learning import (
 )
 from robot_rl.learning.factory import (
     batch_from_steps,
+    hand_over,
     make_replay,
     new_agent,
     train_step,
@@ -148,8 +149,10 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
 
 
 def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int, *,
-                        progress: bool = True) -> EvalResult:
-    agent = load_agent(config, checkpoint)
+                        progress: bool = True, handed: bool = False) -> EvalResult:
+    """``handed``: evaluate the policy the checkpoint hands over (``awac.handed_policy``; the
+    learner node's ``learner.pt`` keeps the keeper's choice), not its last actor."""
+    agent = load_agent_from(checkpoint, config.awac, seed=config.seed, handed=handed)
     return evaluate(config, agent, episodes, progress=progress)
 
 
@@ -224,8 +227,8 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
 def save_handed(path: Path, agent: AWAC, config: PipelineConfig,
                 counters: dict[str, int]) -> Path:
     """The agent with the keeper's actor: loads and acts like any checkpoint."""
-    last = agent.actor.state_dict()
-    agent.actor.load_state_dict(agent.handed_actor().state_dict())
+    last = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    hand_over(agent)
     try:
         save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters,
                         extra={"handed_from_env_steps": agent.keeper.kept.label})

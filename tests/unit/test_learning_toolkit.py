@@ -362,3 +362,29 @@ def test_the_learner_node_owes_no_updates_for_the_warm_start() -> None:
     assert LearnerNode._training_caught_up(node)  # 10 x (1900 - 1000) made
     counters.online_updates = 8990
     assert not LearnerNode._training_caught_up(node)
+
+
+def test_the_handed_checkpoint_holds_the_kept_policy_and_the_agent_keeps_its_own(
+        tmp_path) -> None:
+    from robot_rl.learning.factory import load_agent
+    from robot_rl.pipeline.config import PipelineConfig
+    from robot_rl.pipeline.stages import save_handed
+
+    config = PipelineConfig(awac=AWACConfig(**SMALL, handed_policy="best"))
+    agent = AWAC(OBS, ACT, config.awac)
+    agent.keeper.record(1.0, 0, agent.actor)
+    kept = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    agent.update(batch(32))
+    last = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    path = save_handed(tmp_path / "handed.pt", agent, config, {"online_env_steps": 1})
+    for key, value in agent.actor.state_dict().items():  # the agent still has its last actor
+        torch.testing.assert_close(value, last[key])
+    handed = load_agent(path, config.awac).actor.state_dict()
+    assert not torch.equal(kept["trunk.layers.0.weight"], last["trunk.layers.0.weight"])
+    for key, value in handed.items():
+        torch.testing.assert_close(value, kept[key])
+    resumed = save_checkpoint(tmp_path / "learner.pt", agent, None, {}, {})
+    for key, value in load_agent(resumed, config.awac, handed=True).actor.state_dict().items():
+        torch.testing.assert_close(value, kept[key])
+    for key, value in load_agent(resumed, config.awac).actor.state_dict().items():
+        torch.testing.assert_close(value, last[key])
