@@ -287,15 +287,18 @@ def run_method(config: PipelineConfig, method: Method, datasets: dict[str, Path]
         online_updates = 0
     else:
         online_config = online_method_config(config, method)
-        offline_agent = agent
+        checks_handed = online_config.awac.handed_policy == "best"
+        # Before fine-tuning: where the online settings equal the pretraining's (the default),
+        # switch_config returns the same agent and fine-tuning trains it in place.
+        offline_holdout = holdout_success(online_config, agent) if checks_handed else None
         agent = switch_config(agent, online_config.awac, config.seed)
         started = agent.num_updates
         tuned = stages.finetune(online_config, seed_dir / method.name, datasets["all"],
                                 progress=False, agent=agent)
         curve = [dataclasses.asdict(p) for p in tuned.curve]
         online_updates = agent.num_updates - started
-        if online_config.awac.handed_policy == "best":
-            handed = handed_check(online_config, offline_agent, tuned)
+        if offline_holdout is not None:
+            handed = handed_check(online_config, offline_holdout, tuned)
     return {"method": method.name, "summary": method.summary, "seed": config.seed,
             "task": config.env_id, "eval_episodes": config.eval.episodes, "curve": curve,
             "metrics": curve_metrics(curve), "handed": handed,
@@ -308,19 +311,54 @@ def online_method_config(config: PipelineConfig, method: Method) -> PipelineConf
                                                                     **method.finetune))
 
 
-def handed_check(config: PipelineConfig, offline_agent: AWAC,
-                 tuned: stages.FinetuneResult) -> dict[str, Any]:
-    """The handed policy and the offline one on the same held-out episodes (seeds no
-    evaluation used): the keeper chose by evaluations, which flatter the one it chose."""
+def holdout_success(config: PipelineConfig, agent: AWAC) -> float:
+    """Success on held-out episodes (seeds no evaluation used): the keeper chose the handed
+    policy by evaluations, which flatter the one it chose."""
     first = HOLDOUT_SEED_OFFSET + config.seed * 10_007
-    episodes = config.eval.episodes
+    return stages.evaluate(config, agent, config.eval.episodes, first_seed=first).success_rate
+
+
+def handed_check(config: PipelineConfig, offline_holdout: float,
+                 tuned: stages.FinetuneResult) -> dict[str, Any]:
+    """The handed policy and the offline one (measured before fine-tuning) on the same held-out
+    episodes. ``offline_policy: pretrained`` marks results whose offline number is the pretrained
+    policy's: before it, the default's was its fine-tuned agent's (trained in place)."""
     handed_agent = stages.load_agent(config, tuned.handed)
-    handed = stages.evaluate(config, handed_agent, episodes, first_seed=first)
-    offline = stages.evaluate(config, offline_agent, episodes, first_seed=first)
     return {"from_env_steps": tuned.handed_point.env_steps,
             "chosen_by_success": tuned.handed_point.success_rate,
-            "holdout_success": handed.success_rate, "offline_holdout_success":
-            offline.success_rate, "episodes": episodes}
+            "holdout_success": holdout_success(config, handed_agent),
+            "offline_holdout_success": offline_holdout, "offline_policy": "pretrained",
+            "episodes": config.eval.episodes}
+
+
+def recheck_offline_holdout(task: str, profile: str, seed: int, methods: list[str],
+                            out_dir: Path, log: Any = print) -> int:
+    """Saved results from before the held-out check measured the pretrained policy (no
+    ``offline_policy`` key): their offline number is re-measured from the cached pretraining,
+    on the same held-out episodes, and written back. Returns how many were rechecked."""
+    seed_dir = out_dir / f"seed{seed}"
+    config = task_config(task, profile, seed)
+    check_settings(config, seed_dir)
+    count = 0
+    for name in methods:
+        path = seed_dir / f"{name}.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        handed = result.get("handed")
+        if not handed or "offline_policy" in handed:
+            continue
+        method = METHODS[name]
+        base = method_config(task, profile, seed, method)
+        cached_result(path, to_dict(online_method_config(base, method)))  # same settings
+        agent = pretrained_agent(base, method, record_datasets(config, seed_dir, log), seed_dir)
+        was = handed["offline_holdout_success"]
+        handed["offline_holdout_success"] = holdout_success(online_method_config(base, method),
+                                                            agent)
+        handed["offline_policy"] = "pretrained (rechecked)"
+        path.write_text(json.dumps(result, indent=1))
+        log(f"[{task} seed {seed}] {name}: offline held-out {handed['offline_holdout_success']:.2f}"
+            f" (saved before the fix: {was:.2f})")
+        count += 1
+    return count
 
 
 def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str, Path],
@@ -502,7 +540,9 @@ def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     """The toolkit study's table: steps to 90% (median over seeds, reached in how many), mean
     success at each budget that was measured ('n/m': not measured), worst early drop and the
     lowest online evaluation (mean [min, max]), the handed policy against the offline one on
-    held-out episodes (means), and compute (mean online updates, mean wall minutes)."""
+    held-out episodes (means; the offline one 'n/m' while a seed's result predates measuring it
+    before fine-tuning: --recheck-offline-holdout), and compute (mean online updates, mean wall
+    minutes)."""
     head = ("| method | seeds | steps to 90% median (reached) | "
             + " | ".join(f"at {b // 1000}k" for b in BUDGETS)
             + " | worst early drop | lowest online | handed vs offline (held out) | "
@@ -520,9 +560,11 @@ def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
             measured = [v for v in values if v is not None]
             at.append(f"{np.mean(measured):.2f}" if len(measured) == len(values) else "n/m")
         handed = [r["handed"] for r in results if r.get("handed")]
+        measured = all("offline_policy" in h for h in handed)  # else: see handed_check
+        offline_text = (f"{np.mean([h['offline_holdout_success'] for h in handed]):.2f}"
+                        if measured else "n/m")
         handed_text = (f"{np.mean([h['holdout_success'] for h in handed]):.2f} vs "
-                       f"{np.mean([h['offline_holdout_success'] for h in handed]):.2f}"
-                       if handed else "-")
+                       f"{offline_text}" if handed else "-")
         compute = [r.get("compute", {}).get("online_updates") for r in results]
         updates = (f"{np.mean(compute):.0f}" if all(c is not None for c in compute) else "-")
         wall = np.mean([r.get("wall_s", np.nan) for r in results]) / 60.0
@@ -611,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--report-only", action="store_true", help="table and plot of saved runs")
+    parser.add_argument("--recheck-offline-holdout", action="store_true",
+                        help="re-measure the offline policy's held-out success of saved results "
+                             "from before it was measured before fine-tuning, then report")
     parser.add_argument("--report-json", type=Path,
                         help="print the tables of a saved figure JSON (docs/figures/*.json) and "
                              "exit")
@@ -628,7 +673,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
-    if not args.report_only:
+    if args.recheck_offline_holdout:
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
+            if (out_dir / f"seed{seed}").exists():
+                recheck_offline_holdout(args.task, args.profile, seed, methods, out_dir, log)
+    elif not args.report_only:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
             try:
                 run_seed(args.task, args.profile, seed, methods, out_dir, log)

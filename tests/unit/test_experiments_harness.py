@@ -217,3 +217,52 @@ def test_a_cached_result_under_changed_settings_is_refused(tmp_path: Path) -> No
     assert experiments.cached_result(path, {"awac": {"n_critics": 10}})["metrics"] == {}
     with pytest.raises(experiments.SettingsChanged, match="awac.n_critics"):
         experiments.cached_result(path, {"awac": {"n_critics": 2}})
+
+
+def _actor_vector(agent) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in agent.actor.parameters()])
+
+
+def test_the_held_out_offline_policy_is_the_pretrained_one(tmp_path: Path, monkeypatch) -> None:
+    """The default's online settings equal its pretraining's, so switch_config hands fine-tuning
+    the pretrained agent itself, trained in place: the held-out check then measured the
+    fine-tuned actor as 'offline' (before the fix no held-out evaluation saw the pretrained one)."""
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    config = experiments.task_config("valve", "tiny", 0)
+    datasets = experiments.record_datasets(config, seed_dir, print)
+    method = experiments.METHODS["default"]
+    base = experiments.method_config("valve", "tiny", 0, method)
+    assert experiments.online_method_config(base, method).awac.handed_policy == "best"
+    held_out: list[torch.Tensor] = []
+    evaluate = experiments.stages.evaluate
+
+    def spying_evaluate(config, agent, episodes, **kwargs):
+        if kwargs.get("first_seed") == experiments.HOLDOUT_SEED_OFFSET + config.seed * 10_007:
+            held_out.append(_actor_vector(agent))
+        return evaluate(config, agent, episodes, **kwargs)
+
+    monkeypatch.setattr(experiments.stages, "evaluate", spying_evaluate)
+    result = experiments.run_method(base, method, datasets, seed_dir)
+    pretrained = _actor_vector(experiments.pretrained_agent(base, method, datasets, seed_dir))
+    tuned = _actor_vector(experiments.stages.load_agent(base, seed_dir / "default" /
+                                                        "finetuned.pt"))
+
+    assert result["compute"]["online_updates"] > 0 and not torch.equal(pretrained, tuned)
+    assert len(held_out) == 2
+    assert sum(torch.equal(v, pretrained) for v in held_out) == 1  # the offline check's
+    assert result["handed"]["offline_policy"] == "pretrained"
+
+    # A result saved before the fix (no marker, the fine-tuned actor's number) is rechecked from
+    # the cached pretraining: the same held-out episodes give the number measured above.
+    saved = {**result, "settings": experiments.to_dict(experiments.online_method_config(base,
+                                                                                        method))}
+    saved["handed"] = {**result["handed"], "offline_holdout_success": -1.0}
+    del saved["handed"]["offline_policy"]
+    (seed_dir / "default.json").write_text(json.dumps(saved))
+    runs = experiments.load_results(tmp_path, ["default"])
+    assert "vs n/m |" in experiments.budget_table(runs)
+    assert experiments.recheck_offline_holdout("valve", "tiny", 0, ["default"], tmp_path) == 1
+    rechecked = json.loads((seed_dir / "default.json").read_text())["handed"]
+    assert rechecked["offline_holdout_success"] == result["handed"]["offline_holdout_success"]
+    assert rechecked["offline_policy"] == "pretrained (rechecked)"
