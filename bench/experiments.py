@@ -1,4 +1,5 @@
-"""Offline-to-online experiments: BC, SAC from scratch, naive fine-tuning, AWAC, AWAC + BR + ensemble.
+"""Offline-to-online experiments: the product's default, RLPD, BC, SAC from scratch, naive
+fine-tuning, AWAC and their ablations.
 
 Per task and seed ONE dataset is recorded like the AWAC paper's (clean demonstrations + noisy
 trajectories of the scripted expert) and shared by every method of that seed. Each method is
@@ -13,7 +14,10 @@ directory keeps the settings it was recorded with (config.json) and refuses a ru
     PYTHONPATH=. python bench/experiments.py --task valve --profile full --seed-start 1 --seeds 1
     PYTHONPATH=. python bench/experiments.py --task valve --profile quick --report-only
 
-Profiles are the ``bench_<profile>`` sections of robot_rl/configs/<task>.yaml.
+Profiles are the ``bench_<profile>`` sections of robot_rl/configs/<task>.yaml. The methods are
+defined against the paper's AWAC at one update per env step (``task_config`` resets the task
+file's product switches); ``default`` and its ablations (``product=True``) start from the task
+file's own settings, as a user gets them (``product_config``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 from robot_rl.config import to_dict
 from robot_rl.data import transitions
 from robot_rl.learning import AWAC
-from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
+from robot_rl.learning.config import AWACConfig, config_to_dict
 from robot_rl.learning.factory import new_agent
 from robot_rl.pipeline import stages
 from robot_rl.run_config import PipelineConfig, load_pipeline_config
@@ -44,6 +48,13 @@ from robot_rl.run_config import PipelineConfig, load_pipeline_config
 REPO = Path(__file__).resolve().parent.parent
 SUCCESS_TARGET = 0.9
 EARLY_EVALS = 3  # "early" = the first this many online evaluations
+BUDGETS = (2000, 5000, 10000, 20000)  # online env steps at which success is reported
+BUDGET_SLACK_STEPS = 100  # longer than any task's episode (valve 60, drawer 80 steps)
+HOLDOUT_SEED_OFFSET = 3_000_000  # the handed policy's check: seeds no evaluation used
+# The task files' product switches: task_config sets them back to AWACConfig's (the paper's AWAC)
+PRODUCT_FIELDS = ("collapse_guard", "replay", "symmetric_offline_fraction", "keep_offline_data",
+                  "warm_start_steps", "n_critics", "critic_aggregation", "critic_subset",
+                  "std_coef", "critic_layer_norm", "actor_update_every", "handed_policy")
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,8 @@ class Method:
     pretrain: dict[str, Any] | None = None  # None: no pretraining (a fresh agent)
     pretrain_on: str = "all"  # "all" transitions, or "demonstrations" only
     online: dict[str, Any] | None = field(default_factory=dict)  # None: no online phase
+    finetune: dict[str, Any] = field(default_factory=dict)  # overrides of config.finetune
+    product: bool = False  # start from the task file's settings, not the paper's AWAC
 
 
 # awac_br_ens's three components; each ablation below adds exactly one of them to plain AWAC
@@ -84,15 +97,63 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("awac_fallback", "plain AWAC (its pretraining) + the guard's fallback rule online",
            pretrain={}, online={"collapse_guard": {"fallback": True}}),
 )}
-MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "awac_br_ens")
+# RLPD (Ball et al. 2023) and the product's default share these critic, data and schedule parts
+RLPD_G = 10  # updates per env step (RLPD's paper: 20; HIL-SERL: 2); the default's G too
+RLPD_CRITICS = {"n_critics": 10, "critic_aggregation": "subset_min", "critic_subset": 2,
+                "critic_layer_norm": True}
+RLPD_PARTS = {**RLPD_CRITICS, "replay": "symmetric", "symmetric_offline_fraction": 0.5}
+METHODS.update({m.name: m for m in (
+    Method("rlpd", "RLPD: SAC from scratch, symmetric 50/50 sampling, LayerNorm, 10 critics "
+           "(min of a random 2), G updates per env step, the actor every G",
+           pretrain=None, online={**RLPD_PARTS, "actor_objective": "sac",
+                                  "actor_update_every": RLPD_G},
+           finetune={"updates_per_env_step": RLPD_G}),
+    Method("default", "the task file's AWAC as shipped (its awac and finetune settings)",
+           pretrain={}, online={}, product=True),
+    # ablations of the default: one component back to the paper's AWAC each
+    Method("default_uniform", "default with uniform replay instead of symmetric sampling",
+           pretrain={}, online={"replay": "uniform"}, product=True),
+    Method("default_no_ln", "default without LayerNorm in the critics",
+           pretrain={"critic_layer_norm": False}, online={"critic_layer_norm": False},
+           product=True),
+    Method("default_2_critics", "default with 2 critics and their minimum (the paper's)",
+           pretrain={"n_critics": 2, "critic_aggregation": "min"},
+           online={"n_critics": 2, "critic_aggregation": "min"}, product=True),
+    Method("default_g1", "default at 1 update per env step (the actor every update)",
+           pretrain={}, online={"actor_update_every": 1},
+           finetune={"updates_per_env_step": 1}, product=True),
+    Method("default_no_warm", "default without the warm start",
+           pretrain={}, online={"warm_start_steps": 0}, product=True),
+    Method("default_no_guard", "default without the conservative KL guard",
+           pretrain={}, online={"collapse_guard": {"conservative": False}}, product=True),
+    Method("default_actor_every_g", "default with the actor stepping once per env step",
+           pretrain={}, online={"actor_update_every": RLPD_G}, product=True),
+    Method("default_no_offline", "default without the offline data online (WSRL)",
+           pretrain={}, online={"keep_offline_data": False}, product=True),
+)})
+MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "rlpd", "default")
 
 
 # ---- configs ---------------------------------------------------------------------------------
 def task_config(task: str, profile: str, seed: int) -> PipelineConfig:
-    """The profile, with the guard off: methods are defined against the paper's AWAC, while the
-    task files turn the guard on for users."""
-    config = load_pipeline_config(task, overrides=[f"seed={seed}"], profile=f"bench_{profile}")
-    return with_awac(config, {"collapse_guard": CollapseGuardConfig()})
+    """The profile with the task file's product switches back at the paper's AWAC (AWACConfig's
+    defaults) and one update per env step: methods are defined against it, while the task files
+    turn the measured best on for users. Sizes (networks, batch, budgets) stay the profile's."""
+    config = product_config(task, profile, seed)
+    paper = AWACConfig()
+    config = with_awac(config, {name: getattr(paper, name) for name in PRODUCT_FIELDS})
+    return dataclasses.replace(config, finetune=dataclasses.replace(config.finetune,
+                                                                    updates_per_env_step=1))
+
+
+def product_config(task: str, profile: str, seed: int) -> PipelineConfig:
+    """The profile as the task file defines it, product switches included."""
+    return load_pipeline_config(task, overrides=[f"seed={seed}"], profile=f"bench_{profile}")
+
+
+def method_config(task: str, profile: str, seed: int, method: Method) -> PipelineConfig:
+    """The config a method starts from (before its pretrain/online overrides)."""
+    return (product_config if method.product else task_config)(task, profile, seed)
 
 
 def with_awac(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
@@ -117,12 +178,16 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
     results = {}
     for name in methods:
         path = seed_dir / f"{name}.json"
+        method = METHODS[name]
+        base = method_config(task, profile, seed, method)
+        settings = to_dict(online_method_config(base, method))
         if path.exists():
-            results[name] = json.loads(path.read_text())
+            results[name] = cached_result(path, settings)
             log(f"[{task} seed {seed}] {name}: cached")
             continue
         started = time.perf_counter()
-        result = run_method(config, METHODS[name], datasets, seed_dir)
+        result = run_method(base, method, datasets, seed_dir)
+        result["settings"] = settings
         result["wall_s"] = time.perf_counter() - started
         path.write_text(json.dumps(result, indent=1))
         results[name] = result
@@ -131,6 +196,18 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
             f"{m['final_success']:.2f} drop {m['worst_early_drop']:+.2f} "
             f"to90 {m['steps_to_90']} ({result['wall_s']:.0f} s)")
     return results
+
+
+def cached_result(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """A saved result, refused (SettingsChanged) if its method's settings changed since: the
+    default's come from the task file, which the seed directory's config.json does not cover."""
+    result = json.loads(path.read_text())
+    recorded = result.get("settings")
+    changed = _differing(recorded, settings) if recorded is not None else []
+    if changed:
+        raise SettingsChanged(f"{path}: run with other settings ({', '.join(changed)} differ "
+                              f"now); delete it to run the method again")
+    return result
 
 
 class SettingsChanged(ValueError):
@@ -196,31 +273,106 @@ def _record(config: PipelineConfig, paths: dict[str, Path], summary_path: Path, 
 
 def run_method(config: PipelineConfig, method: Method, datasets: dict[str, Path],
                seed_dir: Path) -> dict[str, Any]:
+    """Pretrain (or reuse), fine-tune, evaluate. Besides the curve: compute (updates, and the
+    wall time of the whole method, added by the caller) and, where the method hands over
+    another policy than its last (``awac.handed_policy: best``), that policy's success on
+    held-out episodes beside the offline policy's on the same episodes."""
     agent = pretrained_agent(config, method, datasets, seed_dir)
+    offline_updates = agent.num_updates
+    handed: dict[str, Any] | None = None
     if method.online is None:
         offline = stages.evaluate(config, agent, config.eval.episodes)
         steps = range(0, config.finetune.env_steps + 1, config.finetune.eval_every_env_steps)
         curve = [{"env_steps": s, "success_rate": offline.success_rate,
                   "mean_return": offline.mean_return} for s in steps]  # flat: no online phase
+        online_updates = 0
     else:
-        online_config = with_awac(config, method.online)
+        online_config = online_method_config(config, method)
+        checks_handed = online_config.awac.handed_policy == "best"
+        # Before fine-tuning: where the online settings equal the pretraining's (the default),
+        # switch_config returns the same agent and fine-tuning trains it in place.
+        offline_holdout = holdout_success(online_config, agent) if checks_handed else None
         agent = switch_config(agent, online_config.awac, config.seed)
+        started = agent.num_updates
         # Only a method without its result JSON runs, so an online run here was killed: restart.
         tuned = stages.finetune(online_config, seed_dir / method.name, datasets["all"],
                                 progress=False, agent=agent, overwrite=True)
         curve = [dataclasses.asdict(p) for p in tuned.curve]
+        online_updates = agent.num_updates - started
+        if offline_holdout is not None:
+            handed = handed_check(online_config, offline_holdout, tuned)
     return {"method": method.name, "summary": method.summary, "seed": config.seed,
             "task": config.env_id, "eval_episodes": config.eval.episodes, "curve": curve,
-            "metrics": curve_metrics(curve)}
+            "metrics": curve_metrics(curve), "handed": handed,
+            "compute": {"offline_updates": offline_updates, "online_updates": online_updates}}
+
+
+def online_method_config(config: PipelineConfig, method: Method) -> PipelineConfig:
+    online = with_awac(config, method.online or {})
+    return dataclasses.replace(online, finetune=dataclasses.replace(online.finetune,
+                                                                    **method.finetune))
+
+
+def holdout_success(config: PipelineConfig, agent: AWAC) -> float:
+    """Success on held-out episodes (seeds no evaluation used): the keeper chose the handed
+    policy by evaluations, which flatter the one it chose."""
+    first = HOLDOUT_SEED_OFFSET + config.seed * 10_007
+    return stages.evaluate(config, agent, config.eval.episodes, first_seed=first).success_rate
+
+
+def handed_check(config: PipelineConfig, offline_holdout: float,
+                 tuned: stages.FinetuneResult) -> dict[str, Any]:
+    """The handed policy and the offline one (measured before fine-tuning) on the same held-out
+    episodes. ``offline_policy: pretrained`` marks results whose offline number is the pretrained
+    policy's: before it, the default's was its fine-tuned agent's (trained in place)."""
+    handed_agent = stages.load_agent(config, tuned.handed)
+    return {"from_env_steps": tuned.handed_point.env_steps,
+            "chosen_by_success": tuned.handed_point.success_rate,
+            "holdout_success": holdout_success(config, handed_agent),
+            "offline_holdout_success": offline_holdout, "offline_policy": "pretrained",
+            "episodes": config.eval.episodes}
+
+
+def recheck_offline_holdout(task: str, profile: str, seed: int, methods: list[str],
+                            out_dir: Path, log: Any = print) -> int:
+    """Saved results from before the held-out check measured the pretrained policy (no
+    ``offline_policy`` key): their offline number is re-measured from the cached pretraining,
+    on the same held-out episodes, and written back. Returns how many were rechecked."""
+    seed_dir = out_dir / f"seed{seed}"
+    config = task_config(task, profile, seed)
+    check_settings(config, seed_dir)
+    count = 0
+    for name in methods:
+        path = seed_dir / f"{name}.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        handed = result.get("handed")
+        if not handed or "offline_policy" in handed:
+            continue
+        method = METHODS[name]
+        base = method_config(task, profile, seed, method)
+        cached_result(path, to_dict(online_method_config(base, method)))  # same settings
+        agent = pretrained_agent(base, method, record_datasets(config, seed_dir, log), seed_dir)
+        was = handed["offline_holdout_success"]
+        handed["offline_holdout_success"] = holdout_success(online_method_config(base, method),
+                                                            agent)
+        handed["offline_policy"] = "pretrained (rechecked)"
+        path.write_text(json.dumps(result, indent=1))
+        log(f"[{task} seed {seed}] {name}: offline held-out {handed['offline_holdout_success']:.2f}"
+            f" (saved before the fix: {was:.2f})")
+        count += 1
+    return count
 
 
 def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str, Path],
                      seed_dir: Path) -> AWAC:
-    """Pretrains once per (overrides, data) and reuses it: naive_finetune shares awac's."""
+    """Pretrains once per (overrides, data) and reuses it: naive_finetune shares awac's, the
+    default's online-only ablations share its. A method without pretraining gets a fresh agent
+    shaped by its online settings (its critics)."""
     if method.pretrain is None:
-        return new_agent(config.awac, transitions(datasets["all"]), config.seed)
+        fresh = online_method_config(config, method).awac
+        return new_agent(fresh, transitions(datasets["all"]), config.seed)
     pre_config = with_awac(config, method.pretrain)
-    key = json.dumps({"on": method.pretrain_on, **method.pretrain}, sort_keys=True)
+    key = pretrain_key(pre_config.awac, method.pretrain_on)
     run_dir = seed_dir / f"pretrain_{abs(hash_text(key)):x}"
     checkpoint = run_dir / "offline.pt"
     with exclusive(run_dir.with_suffix(".lock")):
@@ -229,6 +381,25 @@ def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str,
             stages.pretrain(pre_config, datasets[method.pretrain_on], run_dir, progress=False)
             (run_dir / "key.json").write_text(key)
     return stages.load_agent(pre_config, checkpoint)
+
+
+# AWAC settings that do not act before online fine-tuning starts: pretrainings that differ only
+# in them are one pretraining (symmetric replay samples offline data as uniform replay does
+# while no online data is stored)
+ONLINE_ONLY_FIELDS = ("warm_start_steps", "keep_offline_data", "actor_update_every",
+                      "handed_policy", "keeper_window_episodes", "collapse_guard",
+                      "symmetric_offline_fraction")
+
+
+def pretrain_key(awac: AWACConfig, pretrain_on: str) -> str:
+    """What a pretraining depends on: its data and its AWAC settings (online-only ones left
+    out), so a method shares a pretraining exactly when it would make the same one."""
+    settings = config_to_dict(awac)
+    for name in ONLINE_ONLY_FIELDS:
+        settings.pop(name)
+    if settings["replay"] == "symmetric":
+        settings["replay"] = "uniform"
+    return json.dumps({"on": pretrain_on, "awac": settings}, sort_keys=True)
 
 
 def switch_config(agent: AWAC, config: AWACConfig, seed: int) -> AWAC:
@@ -261,13 +432,28 @@ def hash_text(text: str) -> int:
 # ---- metrics ---------------------------------------------------------------------------------
 def curve_metrics(curve: list[dict[str, float]]) -> dict[str, Any]:
     """offline success (step 0), worst early drop (offline - min of the first online evals; > 0 is a
-    drop), final success, env steps to the first evaluation >= 90% (None: not reached)."""
+    drop), final success, env steps to the first evaluation >= 90% (None: not reached), the
+    lowest online evaluation, and success at each of BUDGETS (the evaluation at that step, or
+    None where none was made there: nothing is interpolated)."""
     offline = curve[0]["success_rate"]
     early = [p["success_rate"] for p in curve[1:1 + EARLY_EVALS]] or [offline]
     reached = [p["env_steps"] for p in curve if p["success_rate"] >= SUCCESS_TARGET]
+    online = [p["success_rate"] for p in curve[1:]] or [offline]
     return {"offline_success": offline, "worst_early_drop": offline - min(early),
             "final_success": curve[-1]["success_rate"],
-            "steps_to_90": reached[0] if reached else None}
+            "steps_to_90": reached[0] if reached else None,
+            "min_online_success": min(online),
+            "at": {str(b): budget_success(curve, b) for b in BUDGETS}}
+
+
+def budget_success(curve: list[dict[str, float]], budget: int) -> float | None:
+    """The evaluation made at ``budget`` online env steps. Evaluations fall due after whole
+    episodes, so a few steps past their nominal step: one within BUDGET_SLACK_STEPS after
+    ``budget`` counts; otherwise there is none (None)."""
+    for point in curve[1:]:
+        if budget <= point["env_steps"] < budget + BUDGET_SLACK_STEPS:
+            return point["success_rate"]
+    return None
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -352,15 +538,107 @@ def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """The toolkit study's table: steps to 90% (median over seeds, reached in how many), mean
+    success at each budget that was measured ('n/m': not measured), worst early drop and the
+    lowest online evaluation (mean [min, max]), the handed policy against the offline one on
+    held-out episodes (means; the offline one 'n/m' while a seed's result predates measuring it
+    before fine-tuning: --recheck-offline-holdout), and compute (mean online updates, mean wall
+    minutes)."""
+    head = ("| method | seeds | steps to 90% median (reached) | "
+            + " | ".join(f"at {b // 1000}k" for b in BUDGETS)
+            + " | worst early drop | lowest online | handed vs offline (held out) | "
+              "online updates | wall min |")
+    rows = [head, "|" + "---|" * (8 + len(BUDGETS))]
+    for name, results in runs.items():
+        if not results:
+            continue
+        metrics = [r["metrics"] for r in results]
+        reached = [m["steps_to_90"] for m in metrics if m["steps_to_90"] is not None]
+        median = _median_steps([m["steps_to_90"] for m in metrics])
+        at = []
+        for b in BUDGETS:
+            values = [m.get("at", {}).get(str(b)) for m in metrics]
+            measured = [v for v in values if v is not None]
+            at.append(f"{np.mean(measured):.2f}" if len(measured) == len(values) else "n/m")
+        handed = [r["handed"] for r in results if r.get("handed")]
+        measured = all("offline_policy" in h for h in handed)  # else: see handed_check
+        offline_text = (f"{np.mean([h['offline_holdout_success'] for h in handed]):.2f}"
+                        if measured else "n/m")
+        handed_text = (f"{np.mean([h['holdout_success'] for h in handed]):.2f} vs "
+                       f"{offline_text}" if handed else "-")
+        compute = [r.get("compute", {}).get("online_updates") for r in results]
+        updates = (f"{np.mean(compute):.0f}" if all(c is not None for c in compute) else "-")
+        wall = np.mean([r.get("wall_s", np.nan) for r in results]) / 60.0
+        rows.append(f"| {name} | {len(results)} | {median} ({len(reached)}/{len(results)}) | "
+                    + " | ".join(at)
+                    + f" | {_spread(metrics, 'worst_early_drop')} | "
+                    f"{_spread(metrics, 'min_online_success')} | {handed_text} | {updates} | "
+                    f"{wall:.0f} |")
+    return "\n".join(rows)
+
+
+def _median_steps(values: list[int | None]) -> str:
+    """The median over seeds with "not reached" counted as later than any reached: '-' when at
+    least half the seeds did not reach it."""
+    ordered = sorted(values, key=lambda v: (v is None, v or 0))
+    n = len(ordered)
+    middle = ordered[(n - 1) // 2:n // 2 + 1]
+    if any(v is None for v in middle):
+        return "-"
+    return f"{np.mean(middle):.0f}"
+
+
+def plot_overlay(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
+    """All methods on one axis: the mean over seeds at each evaluation (markers where measured,
+    lines joining consecutive evaluations only), a band of one standard error across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, results in runs.items():
+        if not results:
+            continue
+        steps, success = success_matrix(results)
+        mean_steps, mean = steps.mean(axis=0), success.mean(axis=0)
+        sem = success.std(axis=0, ddof=1) / np.sqrt(len(results)) if len(results) > 1 else 0 * mean
+        line, = ax.plot(mean_steps, mean, marker="o", ms=3, lw=1.5,
+                        label=f"{name} (n={len(results)})")
+        ax.fill_between(mean_steps, mean - sem, mean + sem, alpha=0.15, color=line.get_color())
+    ax.axhline(SUCCESS_TARGET, color="black", lw=0.6, ls="--")
+    ax.set(xlabel="online env steps", ylabel="success rate (deterministic)", ylim=(-0.03, 1.03),
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: Path) -> str:
     runs = load_results(out_dir, methods)
-    text = f"{table(runs)}\n\n{curves(runs)}"
+    text = f"{table(runs)}\n\n{budget_table(runs)}\n\n{curves(runs)}"
     name = f"{task}_{profile}"
     figures.mkdir(parents=True, exist_ok=True)
     (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))
     title = f"{task}, profile {profile}: mean (bold), range (shaded), seeds (grey)"
     plot(runs, title, figures / f"{name}.png")
+    plot_overlay(runs, f"{task}, profile {profile}: mean, band = 1 SE across seeds",
+                 figures / f"{name}_overlay.png")
     return text
+
+
+def report_json(path: Path) -> str:
+    """The tables of a saved figure JSON (an earlier study's runs), metrics recomputed from the
+    curves: success at a budget only where an evaluation was made there."""
+    runs = json.loads(path.read_text())
+    for results in runs.values():
+        for result in results:
+            result["metrics"] = curve_metrics(result["curve"])
+    return f"{table(runs)}\n\n{budget_table(runs)}"
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -377,7 +655,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--report-only", action="store_true", help="table and plot of saved runs")
+    parser.add_argument("--recheck-offline-holdout", action="store_true",
+                        help="re-measure the offline policy's held-out success of saved results "
+                             "from before it was measured before fine-tuning, then report")
+    parser.add_argument("--report-json", type=Path,
+                        help="print the tables of a saved figure JSON (docs/figures/*.json) and "
+                             "exit")
     args = parser.parse_args(argv)
+    if args.report_json:
+        print(report_json(args.report_json))
+        return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -388,7 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
-    if not args.report_only:
+    if args.recheck_offline_holdout:
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
+            if (out_dir / f"seed{seed}").exists():
+                recheck_offline_holdout(args.task, args.profile, seed, methods, out_dir, log)
+    elif not args.report_only:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
             try:
                 run_seed(args.task, args.profile, seed, methods, out_dir, log)

@@ -8,6 +8,12 @@ One update, the same offline and online (notation of the paper; B = batch size, 
            L_pi = -mean_b w * log pi(a | s)
   targets: Qbar <- (1 - tau) * Qbar + tau * Q
 Both losses use the critic before this update's step (as rlkit does), so one backward serves both.
+
+With ``critic_aggregation: subset_min`` (REDQ, RLPD) agg in the target is the minimum over a
+random subset of members drawn anew for each update, and the actor's agg is the mean of all N.
+Online with ``actor_update_every`` k > 1, only every k-th update has an actor term (a critic-only
+update skips the actor's forward and backward passes); ``update(batch, n_updates=G)`` makes G
+updates from one batch of G x B rows in one call (the update-to-data ratio's block).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from torch import nn
 from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.guard import CollapseGuard
+from robot_rl.learning.keeper import PolicyKeeper
 from robot_rl.learning.memory import keep_freed_memory
 from robot_rl.learning.networks import GaussianPolicy, QEnsemble, aggregate_q, gaussian_log_prob
 from robot_rl.learning.normalizer import Normalizer
@@ -106,7 +113,8 @@ class AWAC:
                 obs_dim, act_dim, config.actor_hidden_sizes, config.log_std_range
             ).to(self.device)
             self.critic = QEnsemble(
-                obs_dim, act_dim, config.critic_hidden_sizes, config.n_critics, config.q_clamp_max
+                obs_dim, act_dim, config.critic_hidden_sizes, config.n_critics, config.q_clamp_max,
+                layer_norm=config.critic_layer_norm,
             ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(
@@ -119,10 +127,16 @@ class AWAC:
         self._target_params = list(self.critic_target.parameters())
         self.normalizer: Normalizer | None = None
         self.guard = CollapseGuard(config.collapse_guard)
+        self.keeper = PolicyKeeper()
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.num_updates = 0
         self._sac = config.actor_objective == "sac"
+        self._subset_min = config.critic_aggregation == "subset_min"
+        # the actor's metrics (advantage weights, log-std) of the last update that had an actor
+        # term: what a critic-only update reports for them
+        self._actor_metrics = torch.full((5,), math.nan, device=self.device)
+        self._last_actor_loss = torch.full((), math.nan, device=self.device)
         # Only the loss computation is compiled: modules stay plain (checkpoint keys unchanged),
         # noise and the optimiser step stay eager. Static shapes: one graph per batch size.
         self._compiled_losses = torch.compile(self._losses, dynamic=False) if config.compile else None
@@ -148,11 +162,33 @@ class AWAC:
         """Snapshot the offline policy for the collapse guard (no-op for its effect if disabled)."""
         self.guard.arm(self.actor)
 
-    def update(self, batch: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
-        """One gradient step on critic and actor. Batch keys: obs, action, reward, next_obs, done
-        (float32; done marks a terminal state, not a time-limit cut; other keys are ignored).
-        Returns a read-only mapping name -> float whose values convert lazily on first read."""
-        return LazyMetrics(METRIC_NAMES, self._update(batch))
+    def handed_actor(self) -> GaussianPolicy:
+        """The policy to hand over at the end of fine-tuning (``config.handed_policy``): the
+        actor, or a copy holding the keeper's best-measured weights."""
+        if self.config.handed_policy == "best":
+            return self.keeper.handed(self.actor)
+        return self.actor
+
+    def update(self, batch: Mapping[str, torch.Tensor], n_updates: int = 1) -> Mapping[str, float]:
+        """``n_updates`` gradient steps, in order, on consecutive slices of B = rows / n_updates
+        rows each: one call, one transfer and normalisation of the whole block, one draw of its
+        noise (the update-to-data ratio's G updates per env step; sampling them together changes
+        nothing, as no new data arrives between them). Batch keys: obs, action, reward,
+        next_obs, done (float32; done marks a terminal state, not a time-limit cut; other keys
+        are ignored). Returns the last update's metrics, a read-only mapping name -> float whose
+        values convert lazily on first read."""
+        return LazyMetrics(METRIC_NAMES, self._update(batch, n_updates))
+
+    @property
+    def online_updates(self) -> int:
+        """Updates made since ``start_online`` (0 before it)."""
+        return self.guard.online_updates
+
+    def updates_actor_next(self) -> bool:
+        """Whether the next update has an actor term: always offline; online, every
+        ``actor_update_every``-th update (the last of each group of k)."""
+        k = self.config.actor_update_every
+        return not self.guard.armed or k == 1 or self.guard.online_updates % k == k - 1
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, fallback: bool = True) -> np.ndarray:
@@ -173,34 +209,67 @@ class AWAC:
         return out[0] if single else out
 
     # ---- the update ----------------------------------------------------------------------
-    def _update(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _update(self, batch: Mapping[str, torch.Tensor], n_updates: int) -> torch.Tensor:
+        rows = batch["reward"].shape[0]
+        if n_updates < 1 or rows % n_updates:
+            raise ValueError(f"AWAC.update: {rows} rows do not split into n_updates={n_updates} "
+                             f"equal batches")
+        size = rows // n_updates
         batch = {k: batch[k].to(self.device) for k in BATCH_KEYS}
         obs = self.normalize_obs(batch["obs"])
         next_obs = self.normalize_obs(batch["next_obs"])
+        reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
         # Noise is drawn here, in the order the losses use it (next action, then the SAC actor's
-        # sample): a generator cannot enter a compiled graph, and eager and compiled then agree.
+        # sample), for the whole block at once: a generator cannot enter a compiled graph, and
+        # eager and compiled then agree. One update draws exactly what it always did.
         next_eps = self._noise(batch["action"].shape)
         actor_eps = self._noise(batch["action"].shape) if self._sac else next_eps
+        metrics = torch.empty(0)
+        for i in range(n_updates):
+            rows_i = slice(i * size, (i + 1) * size)
+            metrics = self._step(obs[rows_i], batch["action"][rows_i], reward[rows_i],
+                                 next_obs[rows_i], done[rows_i], next_eps[rows_i],
+                                 actor_eps[rows_i])
+        return metrics
+
+    def _step(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+              next_obs: torch.Tensor, done: torch.Tensor, next_eps: torch.Tensor,
+              actor_eps: torch.Tensor) -> torch.Tensor:
+        """One gradient step on normalised tensors; returns its metrics as one tensor."""
+        with_actor = self.updates_actor_next()
+        subset = self._draw_subset()
         critic_loss, actor_loss, alpha_loss, metrics, mean, log_std = self._loss_fn(
-            obs, batch["action"], batch["reward"].reshape(-1), next_obs,
-            batch["done"].reshape(-1), next_eps, actor_eps,
+            obs, action, reward, next_obs, done, next_eps, actor_eps, subset, with_actor
         )
-        guard_weight = self.guard.conservative_weight()
-        if guard_weight > 0.0:
+        guard_weight = self.guard.conservative_weight()  # logged as scheduled
+        if with_actor and guard_weight > 0.0:
             with self._autocast():
                 actor_loss = actor_loss + guard_weight * self.guard.conservative_loss(
                     obs.detach(), mean, log_std
                 )
 
         self.optimizer.zero_grad(set_to_none=True)
+        # A critic-only update leaves the actor's gradients None: Adam skips those parameters
+        # (their moments and step count stay as they were), as a separate actor optimiser would.
         (critic_loss + actor_loss + alpha_loss).backward()
         self.optimizer.step()
         torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
         self.guard.step()
         self.num_updates += 1
+        if with_actor:
+            self._last_actor_loss, self._actor_metrics = actor_loss.detach(), metrics[2:].detach()
         guard = torch.full((1,), guard_weight, device=self.device)
-        return torch.cat([critic_loss.detach().reshape(1), actor_loss.detach().reshape(1),
-                          metrics, guard])
+        return torch.cat([critic_loss.detach().reshape(1), self._last_actor_loss.reshape(1),
+                          metrics[:2], self._actor_metrics, guard])
+
+    def _draw_subset(self) -> torch.Tensor | None:
+        """subset_min: the members whose minimum makes this update's target (REDQ draws them
+        once per update, shared by the whole batch)."""
+        if not self._subset_min:
+            return None
+        perm = torch.randperm(self.config.n_critics, generator=self.generator,
+                              device=self.device)
+        return perm[: self.config.critic_subset]
 
     def _compiled_or_eager(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The compiled losses; the eager ones from a failed compilation on (no C++ compiler, a
@@ -217,16 +286,22 @@ class AWAC:
     def _losses(
         self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
         next_obs: torch.Tensor, done: torch.Tensor, next_eps: torch.Tensor,
-        actor_eps: torch.Tensor,
+        actor_eps: torch.Tensor, subset: torch.Tensor | None, with_actor: bool = True,
     ) -> tuple[torch.Tensor, ...]:
         """Both losses from the critic before this step (as rlkit does), so one backward serves
-        both. Pure in its tensors: no RNG, no host sync, so it can be compiled.
+        both. Pure in its tensors: no RNG, no host sync, so it can be compiled. ``with_actor``
+        False: the critic's loss alone (the actor's loss is a zero, its metrics NaN).
         Returns (critic loss, actor loss, alpha loss, metrics (q_mean ... alpha), mean, log_std)."""
         alpha = self.log_alpha.exp()
         with self._autocast():
-            td_target = self._td_target(reward, next_obs, done, next_eps, alpha.detach())
+            td_target = self._td_target(reward, next_obs, done, next_eps, alpha.detach(), subset)
             q_pred = self.critic(obs, action)  # (N, B)
             critic_loss = (q_pred - td_target).pow(2).mean(dim=1).sum()
+            if not with_actor:
+                zero = torch.zeros((), device=self.device)
+                nan = torch.full((5,), math.nan, device=self.device)
+                metrics = torch.cat([torch.stack([q_pred.detach().mean(), td_target.mean()]), nan])
+                return critic_loss, zero, zero, metrics, None, None
             # The actor reads the observation detached: where an image encoder makes part of it
             # (learning.pixel_agent), only the critic's loss trains the encoder (DrQ, SERL); for
             # a plain observation, detach changes nothing.
@@ -250,16 +325,20 @@ class AWAC:
         """y = r + gamma * (1 - done) * agg Qbar(s', a'), a' ~ pi(.|s').
         SAC also subtracts alpha * log pi(a'|s')."""
         eps = self._noise((next_obs.shape[0], self.act_dim))
-        return self._td_target(reward, next_obs, done, eps, alpha)
+        return self._td_target(reward, next_obs, done, eps, alpha, self._draw_subset())
 
     def _td_target(
         self, reward: torch.Tensor, next_obs: torch.Tensor, done: torch.Tensor,
-        eps: torch.Tensor, alpha: torch.Tensor | float,
+        eps: torch.Tensor, alpha: torch.Tensor | float, subset: torch.Tensor | None = None,
     ) -> torch.Tensor:
         with torch.no_grad():
             next_mean, next_log_std = self.actor(next_obs)
             next_action, next_log_prob = _sample(next_mean, next_log_std, eps)
-            q_next = self._aggregate(self.critic_target(next_obs, next_action))
+            if subset is None:
+                q_next = self._aggregate(self.critic_target(next_obs, next_action))
+            else:  # only the drawn members are evaluated: the others' values would go unused
+                members = [p.index_select(0, subset) for p in self._target_params]
+                q_next = self.critic_target(next_obs, next_action, params=members).min(dim=0).values
             if self._sac:
                 q_next = q_next - alpha * next_log_prob
             return reward + self.config.gamma * (1.0 - done) * q_next
@@ -274,7 +353,7 @@ class AWAC:
         if objective == "sac":
             sampled, log_prob = _sample(mean, log_std, eps)  # reparameterised
             critic_params = [p.detach() for p in self.critic.parameters()]
-            q_pi = self._aggregate(self.critic(obs, sampled, params=critic_params))
+            q_pi = self._actor_q(self.critic(obs, sampled, params=critic_params))
             actor_loss = (alpha.detach() * log_prob - q_pi).mean()
             alpha_loss = zero
             if self.log_alpha.requires_grad:
@@ -284,8 +363,8 @@ class AWAC:
         if objective == "bc":
             return -log_prob.mean(), zero, torch.ones_like(log_prob)
         with torch.no_grad():
-            v_pi = self._aggregate(self.critic(obs, mean.detach()))  # V(s) ~ Q(s, mu(s))
-            advantage = self._aggregate(q_data) - v_pi
+            v_pi = self._actor_q(self.critic(obs, mean.detach()))  # V(s) ~ Q(s, mu(s))
+            advantage = self._actor_q(q_data) - v_pi
             weights = awr_weights(
                 advantage, self.config.beta, self.config.max_weight, self.config.normalize_weights
             )
@@ -294,8 +373,17 @@ class AWAC:
     def _noise(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
 
-    def _aggregate(self, q: torch.Tensor) -> torch.Tensor:
-        return aggregate_q(q, self.config.critic_aggregation, self.config.std_coef)
+    def _aggregate(self, q: torch.Tensor, subset: torch.Tensor | None = None) -> torch.Tensor:
+        """The TD target's reduction of the ensemble."""
+        return aggregate_q(q, self.config.critic_aggregation, self.config.std_coef, subset)
+
+    def _actor_q(self, q: torch.Tensor) -> torch.Tensor:
+        """The actor's reduction: the target's, except under subset_min, where it is the mean
+        of all members (REDQ; RLPD's actor loss): a random pair's minimum would make the
+        advantage's sign depend on the draw."""
+        if self._subset_min:
+            return q.mean(dim=0)
+        return self._aggregate(q)
 
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the networks see them (the dataset normaliser, if enabled)."""
@@ -322,6 +410,7 @@ class AWAC:
             "act_generator": self.act_generator.get_state(),
             "num_updates": self.num_updates,
             "guard": self.guard.state_dict(),
+            "keeper": self.keeper.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -339,6 +428,8 @@ class AWAC:
         self._restore_generator(self.generator, state["generator"], offset=0)
         self._restore_generator(self.act_generator, state["act_generator"], offset=1)
         self.guard.load_state_dict(state["guard"], self.actor)
+        if "keeper" in state:  # checkpoints from before the keeper have none
+            self.keeper.load_state_dict(state["keeper"])
 
     def _restore_generator(self, generator: torch.Generator, saved: torch.Tensor,
                            offset: int) -> None:

@@ -11,6 +11,7 @@ so the buffer needs no lock either.
 from __future__ import annotations
 
 import copy
+import math
 import queue
 import threading
 import time
@@ -214,8 +215,11 @@ class TrainerCounters:
 class BackgroundTrainer:
     """Pretrain (optionally), then train online, in a daemon thread.
 
-    ``train_step(batch_size)`` runs one update (sampling its batch, and whatever the replay learns
-    alongside, e.g. balanced replay's density ratio) and returns its metrics; ``ingest(episode)``
+    ``train_step(rows)`` runs the updates of one call (sampling ``rows`` rows, and whatever the
+    replay learns alongside, e.g. balanced replay's density ratio) and returns the last one's
+    metrics: with ``updates_per_env_step`` G > 1 the trainer asks for G x batch_size rows, which
+    ``factory.train_step`` makes into G updates in one fused call (what the call made is read
+    from ``agent.num_updates``); ``ingest(episode)``
     adds an episode's transitions and returns how many env steps it held (both run in the
     trainer thread). Callbacks also run in the trainer thread: ``on_snapshot(snapshot)`` after
     each swap, ``on_checkpoint(counters)``, ``on_pretrained(counters)`` once pretraining is
@@ -253,6 +257,8 @@ class BackgroundTrainer:
         self.error: BaseException | None = None
         self.update_seconds: list[float] = []  # recent update durations (bench)
         self._rate = UpdateRate()  # for the logs' updates/s
+        self._window: list[bool] = []  # the keeper's current window of exploring episodes
+        self._window_policy: PolicySnapshot | None = None
 
     # ---- acting side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -317,32 +323,61 @@ class BackgroundTrainer:
         return (self.train and not self.counters.online_started
                 and self.counters.offline_updates >= self.pretrain_updates > 0)
 
+    def updates_owed(self) -> float:
+        """Online updates the schedule allows by now (inf: train continuously). With a warm
+        start (``awac.warm_start_steps``, WSRL) none before that many env steps are stored, and
+        the ratio counts env steps from there."""
+        warm = self.agent.config.warm_start_steps
+        if self.counters.env_steps < warm:
+            return 0.0
+        ratio = self.config.updates_per_env_step
+        return math.inf if ratio <= 0.0 else ratio * (self.counters.env_steps - warm)
+
     def _may_update(self) -> bool:
         if not self.train or self.buffer_transitions < self.config.batch_size:
             return False
+        return self.counters.online_updates < self.updates_owed()
+
+    def _block(self, online: bool) -> int:
+        """Updates in the next fused call: G (floor of updates_per_env_step) or what is owed,
+        whichever is less; continuous training goes by actor_update_every (one actor step per
+        call); offline, one."""
+        if not online:
+            return 1
         ratio = self.config.updates_per_env_step
-        return ratio <= 0.0 or self.counters.online_updates < ratio * self.counters.env_steps
+        if ratio <= 0.0:
+            return self.agent.config.actor_update_every
+        owed = math.ceil(self.updates_owed() - self.counters.online_updates)
+        return max(1, min(int(ratio), owed))
 
     def _update(self, online: bool) -> None:
+        n_updates = self._block(online)
+        before = self.agent.num_updates
         started = time.perf_counter()
-        metrics = self._train_step(self.config.batch_size)
-        self._record_duration(time.perf_counter() - started)
+        metrics = self._train_step(self.config.batch_size * n_updates)
+        # what the call made: factory.train_step makes n updates of rows n x batch_size; a
+        # train_step that samples the rows as one batch makes one
+        n_updates = max(1, self.agent.num_updates - before)
+        self._record_duration(time.perf_counter() - started, n_updates)
         if online:
-            self.counters.online_updates += 1
+            self.counters.online_updates += n_updates
         else:
-            self.counters.offline_updates += 1
+            self.counters.offline_updates += n_updates
         n = self.agent.num_updates
-        if self._on_metrics is not None and n % self.config.log_every_updates == 0:
+
+        def crossed(every: int) -> bool:  # a block may step past a multiple of `every`
+            return every > 0 and n // every > before // every
+
+        if self._on_metrics is not None and crossed(self.config.log_every_updates):
             self._on_metrics(n, {**metrics, UPDATES_PER_S: self._rate.read()})
-        if online and n % self.config.publish_every_updates == 0:
+        if online and crossed(self.config.publish_every_updates):
             self._publish()
-        every = self.config.checkpoint_every_updates
-        if every and n % every == 0 and self._on_checkpoint is not None:
+        if crossed(self.config.checkpoint_every_updates) and self._on_checkpoint is not None:
             self._on_checkpoint(self.counters)
 
-    def _record_duration(self, seconds: float) -> None:
-        self._rate.add(1, seconds)
-        self.update_seconds.append(seconds)
+    def _record_duration(self, seconds: float, n_updates: int = 1) -> None:
+        self._rate.add(n_updates, seconds)
+        self.update_seconds.append(seconds / n_updates)
         if len(self.update_seconds) > 2000:
             del self.update_seconds[:1000]
 
@@ -375,3 +410,22 @@ class BackgroundTrainer:
         self.counters.env_steps += steps
         self.counters.episodes += 1
         self.buffer_transitions += steps
+        success = getattr(episode, "success", None)
+        if success is not None and self.counters.online_started:
+            self._measure(bool(success))
+
+    def _measure(self, success: bool) -> None:
+        """The keeper's measurements on the graph: the success of the exploring episodes, in
+        windows of ``awac.keeper_window_episodes``. A window is credited to the snapshot that was
+        acting when it began (``_window_policy``): its episodes ran on it or on the few that
+        followed within the window. The first window's policy is the offline one."""
+        if self._window_policy is None:
+            self._window_policy = self.snapshot
+        self._window.append(success)
+        if len(self._window) < self.agent.config.keeper_window_episodes:
+            return
+        policy = self._window_policy.policy if self._window_policy is not None else None
+        if policy is not None:
+            self.agent.keeper.record(sum(self._window) / len(self._window),
+                                     self.counters.env_steps, policy)
+        self._window, self._window_policy = [], self.snapshot

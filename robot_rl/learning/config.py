@@ -1,7 +1,11 @@
-"""Hyperparameters of the learning core: AWAC, balanced replay and the collapse guard.
+"""Hyperparameters of the learning core: AWAC, its replay schemes, critics and online schedule.
 
 Defaults follow rlkit's AWAC settings for the dexterous hand tasks (Nair et al. 2020) unless a field
-says otherwise. Validation lives in field metadata so the project's YAML loader can check it.
+says otherwise: the library's default is the paper's AWAC. Each option from the offline-to-online
+literature (symmetric sampling, LayerNorm critics, a random-subset ensemble minimum, an actor
+updated every k critic updates, a warm start) is a switch that is off here and carries its
+source's value where it has one; the task configs (robot_rl/configs/*.yaml) turn on the measured
+best. Validation lives in field metadata so the project's YAML loader can check it.
 """
 
 from __future__ import annotations
@@ -85,9 +89,26 @@ class AWACConfig:
     )
     n_critics: int = _num(2, 1, 64, "Q-ensemble size")
     critic_aggregation: str = _choice(
-        "min", ("min", "mean_minus_std"), "how the ensemble is reduced to one Q"
+        "min", ("min", "mean_minus_std", "subset_min"),
+        "how the ensemble is reduced to one Q in the TD target. subset_min (REDQ, RLPD): the "
+        "minimum over critic_subset members drawn at random for each update; the actor then "
+        "reads the mean of all members, as REDQ and RLPD do",
     )
     std_coef: float = _num(1.0, 0.0, 10.0, "k in mean - k * std")
+    critic_subset: int = _num(
+        2, 1, 64, "subset_min: members drawn per update (RLPD and REDQ: 2 of 10)"
+    )
+    critic_layer_norm: bool = field(
+        default=False,
+        metadata={"help": "LayerNorm after each hidden layer of the critics, before the ReLU "
+                          "(RLPD): keeps Q bounded on actions far from the data"},
+    )
+    actor_update_every: int = _num(
+        1, 1, 1000,
+        "online: the actor steps on every k-th update only, the critics on every one (with "
+        "finetune.updates_per_env_step G, k = G is RLPD's and HIL-SERL's one actor step per env "
+        "step); offline updates always step both",
+    )
     actor_objective: str = _choice(
         "awr", ("awr", "bc", "sac"), "awr: AWAC; bc: behaviour cloning; sac: reparameterised max Q"
     )
@@ -119,7 +140,36 @@ class AWACConfig:
                           "else the CPU). The CPU by default: every published figure was made "
                           "there, and a robot's computer may have no GPU"},
     )
-    replay: str = _choice("uniform", ("uniform", "balanced"), "replay sampling scheme")
+    handed_policy: str = _choice(
+        "final", ("final", "best"),
+        "the policy fine-tuning hands over at its end: final (the last actor) or best (the actor "
+        "at its best measurement, the offline policy's included; ties to the later one: "
+        "learning.keeper)",
+    )
+    keeper_window_episodes: int = _num(
+        10, 1, 100_000,
+        "on the graph (no evaluations): exploring episodes per measurement the keeper gets",
+    )
+    replay: str = _choice(
+        "uniform", ("uniform", "balanced", "symmetric"),
+        "replay sampling: uniform over one buffer that grows (rlkit); balanced (Lee et al.: "
+        "priorities from a learned density ratio); symmetric (RLPD: a fixed share of each batch "
+        "from the offline data, the rest from online experience)",
+    )
+    symmetric_offline_fraction: float = _num(
+        0.5, 0.0, 1.0, "symmetric replay: share of each batch from the offline data (RLPD 0.5); "
+        "a batch is all offline while nothing online is stored yet"
+    )
+    keep_offline_data: bool = field(
+        default=True,
+        metadata={"help": "online batches keep drawing on the offline data; false (WSRL): once "
+                          "online experience is stored, batches come from it alone"},
+    )
+    warm_start_steps: int = _num(
+        0, 0, 10_000_000,
+        "WSRL: online env steps acted by the pretrained policy before the first online update; "
+        "the update schedule (updates_per_env_step) counts env steps from there on",
+    )
     balanced_replay: BalancedReplayConfig = field(default_factory=BalancedReplayConfig)
     collapse_guard: CollapseGuardConfig = field(default_factory=CollapseGuardConfig)
 
@@ -130,6 +180,12 @@ class AWACConfig:
                 f"AWACConfig.log_std_range: expected lo < hi, got {self.log_std_range}"
             )
         check_device_name(self.device, "AWACConfig.device")
+        if self.critic_aggregation == "subset_min" and self.critic_subset > self.n_critics:
+            raise ValueError(f"AWACConfig.critic_subset: {self.critic_subset} members drawn from "
+                             f"n_critics {self.n_critics}; it must be at most n_critics")
+        if not self.keep_offline_data and self.replay == "balanced":
+            raise ValueError("AWACConfig.keep_offline_data: false needs replay uniform or "
+                             "symmetric (balanced replay weighs offline against online data)")
 
 
 def check_device_name(name: str, where: str = "device") -> None:

@@ -17,11 +17,11 @@ from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.learning.pixel_agent import is_pixel_checkpoint, load_pixel_agent
-from robot_rl.learning.replay import BalancedReplay, Generator, ReplayBuffer
+from robot_rl.learning.replay import BalancedReplay, Generator, ReplayBuffer, SymmetricReplay
 
 CAMERA_KEYS = ("camera_color", "camera_depth")  # a pixel task's frames in an episode store
 
-Replay = ReplayBuffer | BalancedReplay
+Replay = ReplayBuffer | BalancedReplay | SymmetricReplay
 
 
 def batch_from_steps(steps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -40,9 +40,22 @@ def new_agent(config: AWACConfig, data: Mapping[str, np.ndarray], seed: int) -> 
     return agent
 
 
-def load_agent(path: str | Path, config: AWACConfig, seed: int = 0) -> AWAC:
-    """An agent restored from a checkpoint: weights, optimisers, targets and normaliser."""
-    return agent_from_checkpoint(load_checkpoint(path), config, seed)
+def load_agent(path: str | Path, config: AWACConfig, seed: int = 0,
+               handed: bool = False) -> AWAC:
+    """An agent restored from a checkpoint: weights, optimisers, targets and normaliser.
+    ``handed``: its actor holds the policy handed over (``hand_over``), e.g. the best-measured
+    one a learner node's ``learner.pt`` keeps, instead of the last."""
+    agent = agent_from_checkpoint(load_checkpoint(path), config, seed)
+    return hand_over(agent) if handed else agent
+
+
+def hand_over(agent: AWAC) -> AWAC:
+    """``agent`` with its actor's weights replaced by those of ``agent.handed_actor()`` (the
+    keeper's choice under ``handed_policy: best``; unchanged otherwise)."""
+    handed = agent.handed_actor()
+    if handed is not agent.actor:
+        agent.actor.load_state_dict(handed.state_dict())
+    return agent
 
 
 def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> AWAC:
@@ -57,10 +70,18 @@ def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> 
 
 def make_replay(config: AWACConfig, offline: Mapping[str, np.ndarray], online_capacity: int,
                 seed: int) -> Replay:
-    """The config's replay (uniform or balanced), holding the offline data from the start."""
+    """The config's replay (uniform, balanced or symmetric), holding the offline data from the
+    start. ``keep_offline_data: false`` (WSRL) is a symmetric replay whose batches are all
+    online once online data is stored (all offline before, for pretraining)."""
     batch = batch_from_steps(offline)
     obs_dim, act_dim = batch["obs"].shape[1], batch["action"].shape[1]
     n_offline = len(batch["reward"])
+    if config.replay == "symmetric" or not config.keep_offline_data:
+        fraction = config.symmetric_offline_fraction if config.keep_offline_data else 0.0
+        symmetric = SymmetricReplay(obs_dim, act_dim, max(n_offline, 1),
+                                    max(online_capacity, 1), fraction)
+        symmetric.add_offline_episode(batch)
+        return symmetric
     if config.replay == "balanced":
         # its density-ratio network reads the agent's normalised observations: the agent's device
         replay = BalancedReplay(obs_dim, act_dim, max(n_offline, 1), max(online_capacity, 1),
@@ -75,8 +96,22 @@ def make_replay(config: AWACConfig, offline: Mapping[str, np.ndarray], online_ca
 
 def train_step(agent: AWAC, replay: Replay, batch_size: int,
                generator: Generator) -> Mapping[str, float]:
-    """One AWAC update; balanced replay also takes its density-ratio step on the same batch."""
-    metrics = agent.update(replay.sample(batch_size, generator))
+    """AWAC updates on ``batch_size`` sampled rows: one update, or, where ``batch_size`` is
+    n > 1 times the agent's ``awac.batch_size``, n updates in one fused call
+    (``AWAC.update(batch, n_updates=n)``: the G updates of an update-to-data ratio, sampled
+    together). Balanced replay takes its density-ratio step once per update, and every update
+    of a block samples by the priorities as they stood at its start."""
+    n_updates = updates_in(batch_size, agent.config.batch_size)
+    metrics = agent.update(replay.sample(batch_size, generator), n_updates=n_updates)
     if isinstance(replay, BalancedReplay):
-        replay.update_density(generator, agent.normalize_obs)
+        for _ in range(n_updates):
+            replay.update_density(generator, agent.normalize_obs)
     return metrics
+
+
+def updates_in(rows: int, batch_size: int) -> int:
+    """How many updates ``rows`` sampled rows make: rows / batch_size where that is a whole
+    number above 1, else 1 (a batch of any other size is one update, as it always was)."""
+    if rows > batch_size and rows % batch_size == 0:
+        return rows // batch_size
+    return 1

@@ -46,10 +46,18 @@ class MLP(nn.Module):
 class EnsembleMLP(nn.Module):
     """N independent MLPs evaluated as one network: weights stacked as (N, in, out), one baddbmm
     per layer for all members. Input (B, in) is shared by all members; (N, B, in) gives each
-    member its own. Output (N, B, out)."""
+    member its own. Output (N, B, out).
+
+    ``layer_norm`` (RLPD): each hidden layer is Linear -> LayerNorm -> ReLU, the LayerNorm with a
+    gain and shift per member (initialised to 1 and 0, as nn.LayerNorm's). Normalised features
+    keep a critic's output within the reach of its last layer's weights wherever its input goes,
+    which is what bounds Q on actions far from the data (Ball et al. 2023)."""
+
+    LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default
 
     def __init__(
-        self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int], n_members: int
+        self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int], n_members: int,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         sizes = [in_dim, *hidden_sizes, out_dim]
@@ -65,20 +73,36 @@ class EnsembleMLP(nn.Module):
             self.biases.append(nn.Parameter(bias))
         _uniform_(self.weights[-1], LAST_LAYER_INIT)
         _uniform_(self.biases[-1], LAST_LAYER_INIT)
+        self.layer_norm = layer_norm
+        self.norm_gains = nn.ParameterList()
+        self.norm_shifts = nn.ParameterList()
+        if layer_norm:  # registered after the linear layers: parameters() lists them last
+            for h in hidden_sizes:
+                self.norm_gains.append(nn.Parameter(torch.ones(n_members, 1, h)))
+                self.norm_shifts.append(nn.Parameter(torch.zeros(n_members, 1, h)))
 
     def forward(
         self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """`params` (weights then biases, as `parameters()` orders them) lets a caller evaluate
-        the ensemble with detached weights: a loss flows into x without touching the critic."""
+        """`params` (weights, biases, then the LayerNorm gains and shifts, as `parameters()`
+        orders them) lets a caller evaluate the ensemble with detached weights (a loss flows into
+        x without touching the critic), or only some members (each tensor indexed by them on its
+        first axis: the output has as many rows)."""
         n_layers = len(self.weights)
         if params is None:  # parameters(), not the ParameterLists' own (slower) iteration
             params = list(self.parameters())
-        weights, biases = params[:n_layers], params[n_layers:]
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.n_members, -1, -1)
-        for w, b in zip(weights[:-1], biases[:-1]):
-            x = torch.baddbmm(b, x, w).relu_()  # x_{k+1}[n] = relu(b[n] + x_k[n] @ W[n])
+        weights, biases = params[:n_layers], params[n_layers:2 * n_layers]
+        n_norms = n_layers - 1 if self.layer_norm else 0
+        gains = params[2 * n_layers:2 * n_layers + n_norms]
+        shifts = params[2 * n_layers + n_norms:2 * n_layers + 2 * n_norms]
+        if x.dim() == 2:  # as many members as the weights hold (a caller may pass a subset's)
+            x = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
+        for i, (w, b) in enumerate(zip(weights[:-1], biases[:-1])):
+            x = torch.baddbmm(b, x, w)  # x_{k+1}[n] = b[n] + x_k[n] @ W[n]
+            if n_norms:
+                x = F.layer_norm(x, x.shape[-1:], eps=self.LAYER_NORM_EPS)
+                x = torch.addcmul(shifts[i], x, gains[i])
+            x = x.relu_()
         return _ensemble_head(x, weights[-1], biases[-1])
 
     def member_state(self, index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -104,9 +128,10 @@ class QEnsemble(nn.Module):
         hidden_sizes: Sequence[int],
         n_critics: int,
         q_clamp_max: float | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.net = EnsembleMLP(obs_dim + act_dim, 1, hidden_sizes, n_critics)
+        self.net = EnsembleMLP(obs_dim + act_dim, 1, hidden_sizes, n_critics, layer_norm)
         self.q_clamp_max = q_clamp_max
 
     def forward(
@@ -121,14 +146,21 @@ class QEnsemble(nn.Module):
         return q
 
 
-def aggregate_q(q: torch.Tensor, how: str, std_coef: float) -> torch.Tensor:
-    """Reduce an ensemble's (N, B) values to (B,): the minimum, or mean - k * std."""
+def aggregate_q(q: torch.Tensor, how: str, std_coef: float,
+                subset: torch.Tensor | None = None) -> torch.Tensor:
+    """Reduce an ensemble's (N, B) values to (B,): the minimum, mean - k * std, or (subset_min)
+    the minimum over the members indexed by ``subset`` (REDQ's in-target minimisation)."""
     if how == "min":
         return q.min(dim=0).values
+    if how == "subset_min":
+        if subset is None:
+            raise ValueError("critic_aggregation subset_min: no subset of members given")
+        return q.index_select(0, subset).min(dim=0).values
     if how == "mean_minus_std":
         std = q.std(dim=0, unbiased=False) if q.shape[0] > 1 else torch.zeros_like(q[0])
         return q.mean(dim=0) - std_coef * std
-    raise ValueError(f"critic_aggregation: {how!r} is not one of 'min', 'mean_minus_std'")
+    raise ValueError(f"critic_aggregation: {how!r} is not one of 'min', 'mean_minus_std', "
+                     "'subset_min'")
 
 
 class GaussianPolicy(nn.Module):

@@ -36,6 +36,7 @@ from robot_rl.learning.encoders import (
     random_shift,
 )
 from robot_rl.learning.image_replay import FeatureReplay, ImageReplay
+from robot_rl.learning.keeper import LastPolicyKeeper, PolicyKeeper
 from robot_rl.learning.normalizer import Normalizer
 from robot_rl.tasks.camera import ImageObservationConfig, network_image, network_images
 
@@ -72,6 +73,8 @@ class PixelAgent:
         self.awac = AWAC(self.state_dim + self.feature_dim, act_dim, config, seed=seed)
         self.encoder.to(self.awac.device)
         self.trains_encoder = encoder.kind == "conv"
+        if self.trains_encoder:  # the handed policy must be the measured encoder and actor
+            self.awac.keeper = LastPolicyKeeper()
         self.encoder_optimizer = (torch.optim.Adam(self.encoder.parameters(), lr=encoder.lr)
                                   if self.trains_encoder else None)
         self.aug_generator = torch.Generator(self.awac.device).manual_seed(seed + 2)
@@ -98,6 +101,15 @@ class PixelAgent:
     @property
     def actor(self) -> torch.nn.Module:
         return self.awac.actor
+
+    @property
+    def keeper(self) -> PolicyKeeper:
+        """The AWAC's keeper over the actor: with a frozen encoder the actor is the policy; a
+        trained encoder's agent keeps nothing and hands over its last policy."""
+        return self.awac.keeper
+
+    def handed_actor(self) -> torch.nn.Module:
+        return self.awac.handed_actor()
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,9 @@
-"""Replay: a uniform ring buffer, and balanced replay (Lee et al. 2021) over offline + online data.
+"""Replay: a uniform ring buffer; symmetric sampling (RLPD, Ball et al. 2023) and balanced replay
+(Lee et al. 2021) over offline + online data.
+
+Symmetric sampling draws a fixed share of every batch from the offline data and the rest from the
+online experience, each uniformly, however the two buffers' sizes compare: the few online
+transitions of the first minutes weigh as much as the whole dataset.
 
 Balanced replay trains a density-ratio network w(s, a) ~ d_online(s, a) / d_offline(s, a) with the
 Jensen-Shannon f-divergence bound and samples each transition with priority w^(1/T), self-normalised
@@ -81,7 +86,11 @@ class ReplayBuffer:
     def gather(
         self, idx: np.ndarray, device: str | torch.device = "cpu"
     ) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v[idx]).to(device) for k, v in self.data.items()}
+        return {k: torch.from_numpy(v).to(device) for k, v in self.data_rows(idx).items()}
+
+    def data_rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows at ``idx`` of every column, as numpy arrays (copies)."""
+        return {k: v[idx] for k, v in self.data.items()}
 
     def sample(self, batch_size: int, generator: Generator,
                device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -101,6 +110,75 @@ class ReplayBuffer:
         for k in KEYS:
             self.data[k][:n] = state[k].numpy()
         self.size, self.position = n, int(state["position"])
+
+
+class SymmetricReplay:
+    """Offline and online buffers; each batch takes round(B * offline_fraction) rows from the
+    offline buffer and the rest from the online one, each drawn uniformly with replacement
+    (RLPD's symmetric sampling at 0.5). While one buffer is empty the whole batch comes from the
+    other (pretraining sees only offline data). ``offline_fraction`` 0 is an online-only replay
+    (WSRL, once online data exists). Offline rows come first in the batch; it also carries
+    ``is_online`` (float 0/1), as balanced replay's does."""
+
+    def __init__(self, obs_dim: int, act_dim: int, offline_capacity: int, online_capacity: int,
+                 offline_fraction: float = 0.5, device: str | torch.device = "cpu") -> None:
+        if not 0.0 <= offline_fraction <= 1.0:
+            raise ValueError(f"SymmetricReplay: offline_fraction must be in [0, 1], got "
+                             f"{offline_fraction}")
+        self.offline = ReplayBuffer(obs_dim, act_dim, offline_capacity)
+        self.online = ReplayBuffer(obs_dim, act_dim, online_capacity)
+        self.offline_fraction, self.device = float(offline_fraction), torch.device(device)
+
+    def add_offline(self, obs: np.ndarray, action: np.ndarray, reward: float | np.ndarray,
+                    next_obs: np.ndarray, done: float | np.ndarray) -> None:
+        self.offline.add(obs, action, reward, next_obs, done)
+
+    def add_offline_episode(self, episode: Mapping[str, np.ndarray]) -> None:
+        self.offline.add_episode(episode)
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float | np.ndarray,
+            next_obs: np.ndarray, done: float | np.ndarray) -> None:
+        """Online transition(s)."""
+        self.online.add(obs, action, reward, next_obs, done)
+
+    def add_episode(self, episode: Mapping[str, np.ndarray]) -> None:
+        self.online.add_episode(episode)
+
+    def __len__(self) -> int:
+        return len(self.offline) + len(self.online)
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(offline rows, online rows) of a batch of ``batch_size``."""
+        if len(self.online) == 0:
+            return batch_size, 0
+        if len(self.offline) == 0:
+            return 0, batch_size
+        n_offline = int(round(batch_size * self.offline_fraction))
+        return n_offline, batch_size - n_offline
+
+    def sample(self, batch_size: int, generator: Generator,
+               device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        if len(self) == 0:
+            raise ValueError("SymmetricReplay.sample: both buffers are empty")
+        n_offline, n_online = self.split(batch_size)
+        parts = []
+        if n_offline:
+            parts.append(self.offline.data_rows(self.offline.indices(n_offline, generator)))
+        if n_online:
+            parts.append(self.online.data_rows(self.online.indices(n_online, generator)))
+        target = self.device if device is None else device
+        batch = {k: torch.from_numpy(np.concatenate([p[k] for p in parts]) if len(parts) > 1
+                                     else parts[0][k]).to(target) for k in KEYS}
+        is_online = np.r_[np.zeros(n_offline, np.float32), np.ones(n_online, np.float32)]
+        batch["is_online"] = torch.from_numpy(is_online).to(target)
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"offline": self.offline.state_dict(), "online": self.online.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.offline.load_state_dict(state["offline"])
+        self.online.load_state_dict(state["online"])
 
 
 class SumTree:

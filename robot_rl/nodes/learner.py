@@ -224,7 +224,9 @@ class LearnerNode:
             return True
         if trainer.buffer_transitions < self.config.awac.batch_size:
             return True  # nothing can be trained on; nothing is owed
-        return counters.online_updates >= self.updates_per_env_step * counters.env_steps
+        warm = self.config.awac.warm_start_steps  # no updates are owed for the warm start
+        return counters.online_updates >= self.updates_per_env_step * max(
+            0, counters.env_steps - warm)
 
     def _write_status(self, phase: str) -> None:
         """Atomically (write, then rename): a reader never sees half a file."""

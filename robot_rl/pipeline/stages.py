@@ -48,10 +48,12 @@ from robot_rl.learning.factory import (
     Replay,
     agent_from_checkpoint,
     batch_from_steps,
+    hand_over,
     make_replay,
     new_agent,
     train_step,
 )
+from robot_rl.learning.keeper import Kept
 from robot_rl.learning.pixel_agent import PixelAgent, checkpoint_view, is_pixel_checkpoint
 from robot_rl.learning.pixel_data import PixelReplay, check_pixel_store, new_pixel_agent, pixel_replay
 from robot_rl.pipeline.outputs import clear_log, refuse_existing
@@ -66,6 +68,7 @@ ONLINE_SEED_OFFSET = 2_000_000
 # What each stage writes into its run folder.
 OFFLINE_CHECKPOINT = "offline.pt"
 FINETUNED_CHECKPOINT = "finetuned.pt"
+HANDED_CHECKPOINT = "handed.pt"  # the policy handed over (awac.handed_policy: best)
 ONLINE_STORE = "online.zarr"
 DATASET = "dataset.zarr"
 FINETUNE_SUMMARY = "finetune/summary.json"
@@ -97,9 +100,11 @@ class EvalResult:
 
 @dataclass
 class FinetuneResult:
-    checkpoint: Path
+    checkpoint: Path          # the last agent, to resume from
     curve: list[CurvePoint]
     safety: dict[str, int]
+    handed: Path | None = None  # the policy handed over (awac.handed_policy), as a checkpoint
+    handed_point: CurvePoint | None = None  # the measurement the keeper chose it by
 
 
 def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True,
@@ -188,11 +193,16 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
 
 
 def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEnv | None = None,
-             progress: bool = False, fallback: bool = True) -> EvalResult:
+             progress: bool = False, fallback: bool = True,
+             first_seed: int | None = None) -> EvalResult:
     """Success rate of the deterministic policy on seeds never used for data. ``fallback=False``
-    evaluates the policy being fine-tuned, not the guard's snapshot standing in for it."""
+    evaluates the policy being fine-tuned, not the guard's snapshot standing in for it.
+    ``first_seed``: episodes on first_seed, first_seed + 1, ... instead of the evaluation seeds
+    (e.g. a held-out check of a policy chosen by its evaluations)."""
     if episodes < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {episodes}")
+    if first_seed is None:
+        first_seed = EVAL_SEED_OFFSET + config.seed * 10_007
     own_env = env is None
     env = env or GatedEnv(config)
     results: list[Episode] = []
@@ -201,7 +211,7 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
         return agent.act(obs, deterministic=True, fallback=fallback)
 
     for index in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-        results.append(env.run_episode(policy, seed=EVAL_SEED_OFFSET + config.seed * 10_007 + index))
+        results.append(env.run_episode(policy, seed=first_seed + index))
     if own_env:
         env.close()
     return EvalResult(success_rate=_rate([e.success for e in results]),
@@ -210,15 +220,19 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
 
 
 def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int, *,
-                        progress: bool = True) -> EvalResult:
+                        progress: bool = True, handed: bool = False) -> EvalResult:
     """The checkpoint's policy on ``config``'s task. Its networks are rebuilt from the AWAC
     settings stored in the checkpoint (where and how to run them from ``config``), so a
     checkpoint evaluates whatever the config's network settings are; a checkpoint of another
-    task is refused, one line."""
+    task is refused, one line. ``handed``: evaluate the policy the checkpoint hands over
+    (``awac.handed_policy``; the learner node's ``learner.pt`` keeps the keeper's choice), not
+    its last actor."""
     with closing(GatedEnv(config)) as env:
         state = load_checkpoint(checkpoint)
         check_checkpoint_task(state, config, env)
         agent = agent_from_checkpoint(state, checkpoint_awac(state, config), seed=config.seed)
+        if handed:
+            hand_over(agent)
         return evaluate(config, agent, episodes, env=env, progress=progress)
 
 
@@ -350,9 +364,12 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     if not agent.guard.armed:  # a resumed agent's guard keeps its snapshot and its count
         agent.start_online()
     first_eval = evaluate(config, agent, config.eval.episodes, env=env)
-    if not resume:
+    if not resume:  # a resumed agent's keeper measured this policy at the end of its session
         agent.guard.record_offline_success(first_eval.success_rate)
+        agent.keeper.record(first_eval.success_rate, 0, agent.actor)
     curve = [curve_point(start_steps, first_eval)]
+    # counted from the run's first online step: a resumed run past its warm start makes G per step
+    schedule = UpdateSchedule(config.finetune.updates_per_env_step, config.awac.warm_start_steps)
     total = start_steps + config.finetune.env_steps
     env_steps, episode_index = start_steps, first_episode
     next_eval = start_steps + config.finetune.eval_every_env_steps
@@ -364,10 +381,10 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
                                                  "kind": "online"})
         replay.add_episode(batch_from_steps(episode.steps))
-        updates = episode.length * config.finetune.updates_per_env_step
-        with rate.timing(updates):
-            for _ in range(updates):
-                metrics = train_step(agent, replay, config.awac.batch_size, generator)
+        blocks = schedule.blocks(env_steps, env_steps + episode.length)
+        with rate.timing(sum(blocks)):
+            for n in blocks:  # G updates per env step, in fused blocks of G
+                metrics = train_step(agent, replay, n * config.awac.batch_size, generator)
         env_steps += episode.length
         episode_index += 1
         bar.update(episode.length)
@@ -382,12 +399,57 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     logger.close()
     online_store.close()
     path = run_dir / FINETUNED_CHECKPOINT
-    save_checkpoint(path, agent, agent.normalizer, to_dict(config),
-                    {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
+    counters = {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps}
+    save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters)
     safety = dict(env.gate.statuses)
     summary.add_session(curve if not resume else curve[1:], safety, env_steps)
     summary.write(run_dir)
-    return FinetuneResult(checkpoint=path, curve=curve, safety=safety)
+    handed, handed_point = path, curve[-1]
+    if config.awac.handed_policy == "best" and agent.keeper.kept is not None:
+        handed = save_handed(run_dir / HANDED_CHECKPOINT, agent, config, counters)
+        handed_point = kept_point(agent.keeper.kept, summary.curve or curve)
+    return FinetuneResult(checkpoint=path, curve=curve, safety=safety, handed=handed,
+                          handed_point=handed_point)
+
+
+def kept_point(kept: Kept, curve: list[CurvePoint]) -> CurvePoint:
+    """The curve's point of the keeper's policy (the whole run's curve: a resumed run's keeper
+    may keep an earlier session's); one from the keeper's own record where the curve lacks it
+    (a run folder from before finetune summaries)."""
+    for point in reversed(curve):
+        if point.env_steps == kept.label:
+            return point
+    return CurvePoint(env_steps=kept.label, success_rate=kept.success, mean_return=float("nan"))
+
+
+def save_handed(path: Path, agent: AWAC, config: PipelineConfig,
+                counters: dict[str, int]) -> Path:
+    """The agent with the keeper's actor: loads and acts like any checkpoint."""
+    last = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    hand_over(agent)
+    try:
+        save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters,
+                        extra={"handed_from_env_steps": agent.keeper.kept.label})
+    finally:
+        agent.actor.load_state_dict(last)
+    return path
+
+
+class UpdateSchedule:
+    """Updates owed online: G per env step, counted from the end of the warm start (WSRL: the
+    pretrained policy acts ``warm_start_steps`` env steps before the first update; no updates
+    are owed for them). Made in blocks of at most G (one fused call each)."""
+
+    def __init__(self, updates_per_env_step: int, warm_start_steps: int = 0) -> None:
+        self.g, self.warm = int(updates_per_env_step), int(warm_start_steps)
+
+    def owed(self, env_steps: int) -> int:
+        return self.g * max(0, env_steps - self.warm)
+
+    def blocks(self, before: int, after: int) -> list[int]:
+        """Block sizes of the updates owed for the env steps from ``before`` to ``after``."""
+        n = self.owed(after) - self.owed(before)
+        return [self.g] * (n // self.g) + ([n % self.g] if n % self.g else [])
 
 
 @dataclass
@@ -442,6 +504,7 @@ def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_ste
         acting = evaluate(config, agent, config.eval.episodes, env=env, fallback=True)
     online = evaluate(config, agent, config.eval.episodes, env=env, fallback=False)
     agent.guard.record_online_success(online.success_rate)
+    agent.keeper.record(online.success_rate, env_steps, agent.actor)
     acting = acting if acting is not None else online
     logger.log(env_steps, {"eval_success_rate": acting.success_rate,
                            "eval_online_policy_success_rate": online.success_rate})
@@ -464,7 +527,7 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
     offline = evaluate_checkpoint(config, offline_checkpoint, config.eval.episodes,
                                   progress=progress)
     tuned = finetune(config, run_dir, dataset, progress=progress, overwrite=overwrite)
-    final = evaluate_checkpoint(config, tuned.checkpoint, config.eval.episodes,
+    final = evaluate_checkpoint(config, tuned.handed or tuned.checkpoint, config.eval.episodes,
                                 progress=progress)
     clock.lap("finetune and evaluate")
     report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
@@ -482,7 +545,8 @@ def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | No
                progress: bool = True, overwrite: bool = False) -> Report:
     """The demo's report (RUN/report.md, report.json, learning_curve.png) for a run made step by
     step: the dataset's success rates (its clean and noisy episodes), RUN/offline.pt and
-    RUN/finetuned.pt evaluated as ``demo`` evaluates them, and the curve and safety verdicts
+    RUN/finetuned.pt evaluated as ``demo`` evaluates them (the fine-tuned one's handed policy:
+    ``awac.handed_policy``), and the curve and safety verdicts
     that finetune kept in RUN/finetune/summary.json (every session of a resumed run). An
     earlier report is replaced only with ``overwrite``."""
     refuse_existing([(run_dir / name, "an earlier report") for name in REPORT_OUTPUTS],
@@ -496,7 +560,7 @@ def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | No
     offline = evaluate_checkpoint(config, run_dir / OFFLINE_CHECKPOINT, config.eval.episodes,
                                   progress=progress)
     final = evaluate_checkpoint(config, run_dir / FINETUNED_CHECKPOINT, config.eval.episodes,
-                                progress=progress)
+                                progress=progress, handed=True)  # as demo: the policy handed over
     summary = read_finetune_summary(run_dir)
     final_steps = int(load_checkpoint(run_dir / FINETUNED_CHECKPOINT)["counters"].get(
         "online_env_steps", summary.env_steps))

@@ -167,3 +167,115 @@ def test_a_seed_directory_refuses_other_settings(tmp_path: Path) -> None:
     changed = dataclasses.replace(config, env_kwargs={"config": {"action_mode": "absolute"}})
     with pytest.raises(experiments.SettingsChanged, match=r"env_kwargs\.config .*another --out"):
         experiments.check_settings(changed, tmp_path)
+
+
+def test_methods_reset_the_task_files_toolkit_and_default_keeps_it() -> None:
+    from robot_rl.learning.config import AWACConfig
+    from robot_rl.run_config import load_pipeline_config
+    shipped = load_pipeline_config("valve", profile="bench_rlpd", overrides=["seed=0"])
+    paper = experiments.task_config("valve", "rlpd", seed=0)
+    for name in experiments.PRODUCT_FIELDS:
+        assert getattr(paper.awac, name) == getattr(AWACConfig(), name)
+    assert paper.finetune.updates_per_env_step == 1
+    assert paper.awac.critic_hidden_sizes == shipped.awac.critic_hidden_sizes  # sizes stay
+    default = experiments.METHODS["default"]
+    assert experiments.online_method_config(
+        experiments.method_config("valve", "rlpd", 0, default), default) == shipped
+    assert shipped.awac.replay == "symmetric" and shipped.finetune.updates_per_env_step > 1
+
+
+def test_rlpd_is_a_fresh_sac_agent_with_the_toolkits_critics(tmp_path: Path) -> None:
+    method = experiments.METHODS["rlpd"]
+    config = experiments.online_method_config(experiments.task_config("valve", "tiny", 0), method)
+    assert config.awac.actor_objective == "sac" and config.awac.replay == "symmetric"
+    assert config.awac.critic_layer_norm and config.awac.n_critics == 10
+    assert config.finetune.updates_per_env_step == experiments.RLPD_G
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    datasets = experiments.record_datasets(experiments.task_config("valve", "tiny", 0), seed_dir,
+                                           print)
+    agent = experiments.pretrained_agent(experiments.task_config("valve", "tiny", 0), method,
+                                         datasets, seed_dir)
+    assert agent.num_updates == 0 and agent.critic.net.n_members == 10
+
+
+def test_a_pretraining_is_shared_exactly_when_it_would_be_the_same() -> None:
+    product = experiments.product_config("valve", "tiny", 0).awac
+    key = experiments.pretrain_key
+    for name in ("default_no_warm", "default_no_guard", "default_g1", "default_uniform"):
+        online_only = experiments.with_awac(
+            experiments.product_config("valve", "tiny", 0), experiments.METHODS[name].pretrain)
+        assert key(online_only.awac, "all") == key(product, "all")
+    no_ln = experiments.with_awac(experiments.product_config("valve", "tiny", 0),
+                                  experiments.METHODS["default_no_ln"].pretrain).awac
+    assert key(no_ln, "all") != key(product, "all")
+    assert key(experiments.task_config("valve", "tiny", 0).awac, "all") != key(product, "all")
+
+
+def test_budget_success_is_the_evaluation_made_there_or_none() -> None:
+    curve = [{"env_steps": s, "success_rate": r} for s, r in
+             [(0, 0.5), (1012, 0.6), (2031, 0.7), (3010, 0.8), (5060, 0.9)]]
+    assert experiments.budget_success(curve, 2000) == 0.7
+    assert experiments.budget_success(curve, 5000) == 0.9
+    assert experiments.budget_success(curve, 10000) is None  # not measured: not interpolated
+    coarse = [{"env_steps": s, "success_rate": r} for s, r in [(0, 0.5), (5003, 0.9)]]
+    assert experiments.budget_success(coarse, 2000) is None
+    metrics = experiments.curve_metrics([{**p, "mean_return": 0.0} for p in curve])
+    assert metrics["at"]["2000"] == 0.7 and metrics["min_online_success"] == 0.6
+
+
+def test_a_cached_result_under_changed_settings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps({"settings": {"awac": {"n_critics": 10}}, "metrics": {}}))
+    assert experiments.cached_result(path, {"awac": {"n_critics": 10}})["metrics"] == {}
+    with pytest.raises(experiments.SettingsChanged, match="awac.n_critics"):
+        experiments.cached_result(path, {"awac": {"n_critics": 2}})
+
+
+def _actor_vector(agent) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in agent.actor.parameters()])
+
+
+def test_the_held_out_offline_policy_is_the_pretrained_one(tmp_path: Path, monkeypatch) -> None:
+    """The default's online settings equal its pretraining's, so switch_config hands fine-tuning
+    the pretrained agent itself, trained in place: the held-out check then measured the
+    fine-tuned actor as 'offline' (before the fix no held-out evaluation saw the pretrained one)."""
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    config = experiments.task_config("valve", "tiny", 0)
+    datasets = experiments.record_datasets(config, seed_dir, print)
+    method = experiments.METHODS["default"]
+    base = experiments.method_config("valve", "tiny", 0, method)
+    assert experiments.online_method_config(base, method).awac.handed_policy == "best"
+    held_out: list[torch.Tensor] = []
+    evaluate = experiments.stages.evaluate
+
+    def spying_evaluate(config, agent, episodes, **kwargs):
+        if kwargs.get("first_seed") == experiments.HOLDOUT_SEED_OFFSET + config.seed * 10_007:
+            held_out.append(_actor_vector(agent))
+        return evaluate(config, agent, episodes, **kwargs)
+
+    monkeypatch.setattr(experiments.stages, "evaluate", spying_evaluate)
+    result = experiments.run_method(base, method, datasets, seed_dir)
+    pretrained = _actor_vector(experiments.pretrained_agent(base, method, datasets, seed_dir))
+    tuned = _actor_vector(experiments.stages.load_agent(base, seed_dir / "default" /
+                                                        "finetuned.pt"))
+
+    assert result["compute"]["online_updates"] > 0 and not torch.equal(pretrained, tuned)
+    assert len(held_out) == 2
+    assert sum(torch.equal(v, pretrained) for v in held_out) == 1  # the offline check's
+    assert result["handed"]["offline_policy"] == "pretrained"
+
+    # A result saved before the fix (no marker, the fine-tuned actor's number) is rechecked from
+    # the cached pretraining: the same held-out episodes give the number measured above.
+    saved = {**result, "settings": experiments.to_dict(experiments.online_method_config(base,
+                                                                                        method))}
+    saved["handed"] = {**result["handed"], "offline_holdout_success": -1.0}
+    del saved["handed"]["offline_policy"]
+    (seed_dir / "default.json").write_text(json.dumps(saved))
+    runs = experiments.load_results(tmp_path, ["default"])
+    assert "vs n/m |" in experiments.budget_table(runs)
+    assert experiments.recheck_offline_holdout("valve", "tiny", 0, ["default"], tmp_path) == 1
+    rechecked = json.loads((seed_dir / "default.json").read_text())["handed"]
+    assert rechecked["offline_holdout_success"] == result["handed"]["offline_holdout_success"]
+    assert rechecked["offline_policy"] == "pretrained (rechecked)"

@@ -3,6 +3,7 @@ the encoder trained by the critic only, frozen encoders, checkpoints that resume
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -119,9 +120,10 @@ def test_feature_replay_encodes_each_frame_once() -> None:
     np.testing.assert_array_equal(nxt[moving, 5], obs[moving, 5] + 1)  # the next frame's feature
 
 
-def _agent(kind: str = "conv", frozen: ConvEncoder | None = None, seed: int = 0) -> PixelAgent:
+def _agent(kind: str = "conv", frozen: ConvEncoder | None = None, seed: int = 0,
+           config: AWACConfig = AWAC_SMALL) -> PixelAgent:
     encoder = SMALL if kind == "conv" else EncoderConfig(**{**SMALL.__dict__, "kind": "frozen"})
-    agent = PixelAgent(5, 3, VIEW, AWAC_SMALL, encoder, seed=seed, frozen=frozen)
+    agent = PixelAgent(5, 3, VIEW, config, encoder, seed=seed, frozen=frozen)
     agent.set_state_normalizer(Normalizer(np.full(5, 2.0), np.full(5, 4.0)))
     return agent
 
@@ -146,7 +148,7 @@ def test_only_the_critic_trains_the_encoder() -> None:
     eps = torch.zeros(8, 3)
     critic_loss, actor_loss, *_ = awac._losses(obs, batch["action"], batch["reward"],
                                                torch.randn(8, awac.obs_dim), batch["done"],
-                                               eps, eps)
+                                               eps, eps, awac._draw_subset())
     (from_actor,) = torch.autograd.grad(actor_loss, obs, allow_unused=True)
     (from_critic,) = torch.autograd.grad(critic_loss, obs)
     assert from_actor is None and from_critic.abs().sum() > 0
@@ -288,3 +290,26 @@ def test_a_block_of_updates_is_the_same_as_one_update_per_slice() -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     with pytest.raises(ValueError, match="do not split into n_updates=3"):
         first.update(block, n_updates=3)
+
+
+def test_a_trained_encoders_agent_hands_over_its_last_policy_a_frozen_ones_its_best() -> None:
+    """The keeper stores actor weights: with the critic training the encoder, an earlier actor
+    on today's encoder was never measured, so that agent keeps nothing; with a frozen encoder
+    the actor is the whole policy and the best-measured one is handed over."""
+    best = dataclasses.replace(AWAC_SMALL, handed_policy="best")
+    trained = _agent("conv", config=best)
+    trained.keeper.record(0.9, 100, trained.actor)
+    trained.keeper.record(0.2, 200, trained.actor)
+    assert trained.keeper.kept is None and trained.handed_actor() is trained.actor
+    assert trained.keeper.offline is not None and trained.keeper.offline.success == 0.9
+
+    frozen = _agent("frozen", frozen=ConvEncoder(VIEW.shape, SMALL), config=best)
+    frozen.keeper.record(0.9, 100, frozen.actor)
+    before = {k: v.clone() for k, v in frozen.actor.state_dict().items()}
+    with torch.no_grad():
+        for parameter in frozen.actor.parameters():
+            parameter.add_(1.0)
+    frozen.keeper.record(0.2, 200, frozen.actor)
+    assert frozen.keeper.kept is not None and frozen.keeper.kept.label == 100
+    handed = frozen.handed_actor().state_dict()
+    assert all(torch.equal(handed[k], before[k]) for k in before)
