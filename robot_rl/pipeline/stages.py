@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,15 +32,15 @@ from robot_rl.learning import (
     save_checkpoint,
 )
 from robot_rl.learning.factory import (
-    batch_from_steps,
+    load_agent as load_agent_from,
+)
+from robot_rl.learning.factory import (
     make_replay,
     new_agent,
     train_step,
 )
-from robot_rl.learning.factory import (
-    load_agent as load_agent_from,
-)
 from robot_rl.pipeline.config import PipelineConfig
+from robot_rl.pipeline.hil import OnlineHooks, SuccessModel
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.robot_config import load_robot, robot_digest
@@ -69,6 +70,7 @@ class FinetuneResult:
     checkpoint: Path
     curve: list[CurvePoint]
     safety: dict[str, int]
+    interventions: dict[str, Any] = field(default_factory=dict)  # OnlineHooks.summary()
 
 
 def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True) -> RecordSummary:
@@ -147,21 +149,28 @@ def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int,
 
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
-             progress: bool = True, agent: AWAC | None = None) -> FinetuneResult:
+             progress: bool = True, agent: AWAC | None = None,
+             success_model: SuccessModel | None = None) -> FinetuneResult:
     """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer.
 
     ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
-    built from scratch, or one whose actor objective was switched after pretraining)."""
+    built from scratch, or one whose actor objective was switched after pretraining).
+    ``success_model``: reward and success of the online episodes from this detector instead of
+    the task's rule (evaluations still measure the twin's success); by default the config's
+    ``reward`` section decides (pipeline.hil)."""
     with closing(GatedEnv(config)) as env:  # closed however the run ends
         data = task_transitions(config, dataset_path, env)
         agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
-        return _run_online(config, run_dir, data, agent, env, progress)
+        hooks = OnlineHooks.from_config(config, env, dataset_path, success_model)
+        return _run_online(config, run_dir, data, agent, env, progress, hooks)
 
 
 def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
-                env: GatedEnv, progress: bool) -> FinetuneResult:
+                env: GatedEnv, progress: bool, hooks: OnlineHooks | None = None) -> FinetuneResult:
+    hooks = hooks or OnlineHooks()
     replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
-                         seed=config.seed)
+                         seed=config.seed,
+                         extra_offline_capacity=hooks.offline_room(config.finetune.env_steps))
     online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
                                        task=config.env_id,
                                        calibration_digest=robot_digest(config.robot),
@@ -178,11 +187,12 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
     while env_steps < config.finetune.env_steps:
-        episode = env.run_episode(lambda obs: agent.act(obs, deterministic=False),
-                                  seed=ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index)
+        episode = hooks.run_episode(env, lambda obs: agent.act(obs, deterministic=False),
+                                    ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index,
+                                    env_steps)
         online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
-                                                 "kind": "online"})
-        replay.add_episode(batch_from_steps(episode.steps))
+                                                 "kind": "online", **hooks.episode_info(episode)})
+        hooks.add_to_replay(replay, episode)
         updates = episode.length * config.finetune.updates_per_env_step
         with rate.timing(updates):
             for _ in range(updates):
@@ -191,18 +201,22 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         episode_index += 1
         bar.update(episode.length)
         logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
-                               **episode_metrics(episode.episode_return, episode.success)})
+                               **episode_metrics(episode.episode_return, episode.success),
+                               **hooks.episode_scalars(episode, env_steps)})
         if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
             point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
             bar.set_postfix(success=f"{point.success_rate:.0%}")
             next_eval += config.finetune.eval_every_env_steps
+            if 0 < config.finetune.stop_at_success_rate <= point.success_rate:
+                break
     bar.close()
     logger.close()
     path = run_dir / "finetuned.pt"
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
-    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses))
+    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses),
+                          interventions=hooks.summary())
 
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
