@@ -104,6 +104,26 @@ class EvalConfig:
                                                 "help": "episodes per evaluation"})
 
 
+REWARD_SOURCES = ("rule", "classifier")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Where online episodes take their reward and success from (in process; on the graph the
+    learner node's reward_classifier parameter). Evaluations always measure the twin's success."""
+
+    source: str = field(default="rule", metadata={
+        "choices": REWARD_SOURCES, "help": "rule: the task's own; classifier: a success "
+                                           "classifier (robot-rl reward train)"})
+    classifier: str = field(default="", metadata={"help": "the classifier file (source: "
+                                                          "classifier)"})
+    threshold: float = field(default=0.0, metadata={
+        "range": (0.0, 1.0), "help": "success when p >= threshold; 0: the classifier's own"})
+    debounce_frames: int = field(default=0, metadata={
+        "range": (0, 1000), "help": "success once this many frames in a row show it; 0: the "
+                                    "classifier's own"})
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     env_id: str = field(default="robot_rl/ValveTurn-v0",
@@ -120,6 +140,7 @@ class PipelineConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     eval: EvalConfig = EvalConfig()
     intervention: InterventionConfig = InterventionConfig()
+    reward: RewardConfig = RewardConfig()
     awac: AWACConfig = AWACConfig()
 
 

@@ -124,6 +124,8 @@ class OnlineHooks:
                                   max_takeovers_per_episode=hil.max_takeovers_per_episode)
             region = demo_region(config, env, dataset_path) if hil.region else None
             operator = ScriptedOperator(env.env, rules, region, seed=config.seed)
+        if success_model is None and config.reward.source == "classifier":
+            success_model = configured_detector(config)
         return cls(operator=operator, success_model=success_model, to_offline=hil.to_offline,
                    until_env_steps=hil.until_env_steps,
                    trend=InterventionTrend(hil.trend_window))
@@ -168,6 +170,18 @@ class OnlineHooks:
         if self.success_model is not None:
             scalars.update(misdetections(episode))
         return scalars
+
+
+def configured_detector(config: PipelineConfig) -> SuccessModel:
+    """The detector the ``reward`` section names, its threshold and debounce applied."""
+    from robot_rl.reward import SuccessDetector, load_classifier
+
+    reward = config.reward
+    if not reward.classifier:
+        raise ValueError("reward.source is classifier but reward.classifier names no file "
+                         "(robot-rl reward train writes one)")
+    return SuccessDetector(load_classifier(reward.classifier), reward.threshold or None,
+                           reward.debounce_frames or None)
 
 
 def misdetections(episode: Episode) -> dict[str, float]:
