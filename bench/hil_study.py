@@ -65,8 +65,9 @@ def prepare_seed(config: PipelineConfig, seed_dir: Path, log: Any) -> tuple[Path
     with exclusive(seed_dir / "prepare.lock"):
         if not (seed_dir / "prepared.json").exists():
             started = time.perf_counter()
-            summary = stages.record(config, dataset, progress=False)
-            stages.pretrain(config, dataset, seed_dir, progress=False)
+            # not prepared: anything there is what an interrupted run left
+            summary = stages.record(config, dataset, progress=False, overwrite=True)
+            stages.pretrain(config, dataset, seed_dir, progress=False, overwrite=True)
             info = {"demo_success_rate": summary.demo_success_rate,
                     "noisy_success_rate": summary.noisy_success_rate,
                     "episodes": summary.episodes, "wall_s": time.perf_counter() - started}
@@ -88,8 +89,8 @@ def run_condition(task: str, profile: str, seed: int, condition: str, out: Path,
     success_model = None
     if condition == "learned_reward":
         success_model, extra = learned_success_model(config, dataset, run_dir, label_episodes)
-    result = stages.finetune(config, run_dir, dataset, progress=False,
-                             success_model=success_model)
+    result = stages.finetune(config, run_dir, dataset, progress=False, overwrite=True,
+                             success_model=success_model)  # a condition without its JSON: again
     curve = [{"env_steps": p.env_steps, "success_rate": p.success_rate} for p in result.curve]
     reached = [p["env_steps"] for p in curve if p["success_rate"] >= SUCCESS_TARGET]
     return {"task": task, "profile": profile, "seed": seed, "condition": condition,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -21,6 +22,9 @@ or all of it at once:
 Configs are YAML files in robot_rl/configs/ (valve, drawer) or a path; change a value with
 --set awac.beta=0.3 (repeatable). Errors name the file, the key and the allowed values.
 `robot-rl config` prints every setting of one, with its meaning, range and default.
+
+No command replaces what an earlier one wrote (a dataset, a checkpoint, a run folder) unless it is
+given --overwrite; `record` into an existing dataset of the same robot and task appends to it.
 """
 
 
@@ -35,19 +39,38 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    from robot_rl.config import ConfigError
-    from robot_rl.data.errors import DatasetError
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as err:
-        print(f"robot-rl: config error: {err}", file=sys.stderr)
-        return 2
-    except DatasetError as err:
-        print(f"robot-rl: dataset error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("robot-rl: interrupted; what was committed is kept", file=sys.stderr)
         return 130
+    except Exception as err:
+        kind = _user_error(err)
+        if kind is None:
+            raise
+        label, code = kind
+        print(f"robot-rl: {label}{err}", file=sys.stderr)
+        return code
+
+
+def _user_error(err: Exception) -> tuple[str, int] | None:
+    """(label, exit code) of an error that ends a command with its one-line message: bad input
+    named by file and key, not a bug (those keep their traceback)."""
+    from robot_rl.config import ConfigError
+    from robot_rl.data.errors import DatasetError
+    from robot_rl.pipeline.outputs import OutputExistsError
+
+    if isinstance(err, ConfigError):
+        return "config error: ", 2
+    if isinstance(err, DatasetError):
+        return "dataset error: ", 1
+    if isinstance(err, OutputExistsError):
+        return "", 1
+    # imported by the commands that load checkpoints (it imports torch): not looked up otherwise
+    checkpoint = sys.modules.get("robot_rl.learning.checkpoint")
+    if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
+        return "checkpoint error: ", 1
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,31 +88,56 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run folder (default: %(default)s)")
     demo.add_argument("--in-process", action="store_true",
                       help="one process, the supervisor as an in-process gate (no graph)")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace the outputs of an earlier demo in --out (without it, a "
+                           "non-empty --out is refused)")
     demo.set_defaults(handler=_demo)
 
     record = _command(sub, "record", "record scripted demonstrations into a zarr dataset",
                       "Runs the task's scripted expert in the twin (clean, then with noise), every "
-                      "command gated by the safety supervisor, and commits each episode atomically.")
-    record.add_argument("--out", type=Path, required=True, help="dataset path (.zarr)")
+                      "command gated by the safety supervisor, and commits each episode atomically."
+                      "\n\nAn existing dataset of the same robot, task, calibration and action "
+                      "mode is appended to: recording sessions add up, a second run never loses "
+                      "the first, and the episode seeds continue after the episodes already there, "
+                      "so no episode is recorded twice. A dataset of another robot, task, "
+                      "calibration or action mode is refused (one line saying what differs), and "
+                      "a path that is not a dataset (a file, another folder) is never deleted.")
+    record.add_argument("--out", type=Path, required=True,
+                        help="dataset path (.zarr); appended to if it exists")
+    record.add_argument("--overwrite", action="store_true",
+                        help="replace an existing dataset instead of appending to it")
     record.set_defaults(handler=_record)
 
     pretrain = _command(sub, "pretrain", "pretrain AWAC offline on a dataset",
-                        "Trains AWAC on every transition of the dataset; writes RUN/offline.pt.")
+                        "Trains AWAC on every transition of the dataset; writes RUN/offline.pt "
+                        "(refused if it exists, unless --overwrite). A dataset with a missing "
+                        "chunk or a NaN/inf value is refused.")
     pretrain.add_argument("--dataset", type=Path, required=True, help="dataset path (.zarr)")
     pretrain.add_argument("--out", type=Path, required=True, help="run folder")
+    pretrain.add_argument("--overwrite", action="store_true",
+                          help="replace RUN/offline.pt and the pretrain log")
     pretrain.set_defaults(handler=_pretrain)
 
     finetune = _command(sub, "finetune", "fine-tune online in the twin, gated by safety",
-                        "Continues from RUN/offline.pt (or the last RUN/finetuned.pt) with the "
-                        "dataset in the replay buffer; online episodes are stored in RUN/online.zarr.")
+                        "Starts from RUN/offline.pt with the dataset in the replay buffer; online "
+                        "episodes are stored in RUN/online.zarr and the policy in "
+                        "RUN/finetuned.pt. Either one from an earlier run is refused unless "
+                        "--overwrite.")
     finetune.add_argument("--run", type=Path, required=True, help="run folder from pretrain")
     finetune.add_argument("--dataset", type=Path, help="dataset (default: RUN/dataset.zarr)")
+    finetune.add_argument("--overwrite", action="store_true",
+                          help="replace RUN/online.zarr, RUN/finetuned.pt and the finetune log")
     finetune.set_defaults(handler=_finetune)
 
     evaluate = _command(sub, "eval", "evaluate a checkpoint's success rate",
-                        "Runs the deterministic policy for --episodes episodes on fresh seeds.")
+                        "Runs the deterministic policy for --episodes episodes on fresh seeds. The "
+                        "networks are rebuilt from the settings stored in the checkpoint; the "
+                        "task and evaluation settings come from --config, or from the "
+                        "checkpoint's stored config without it. A checkpoint of another task is "
+                        "refused.", config_default=None)
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
-    evaluate.add_argument("--episodes", type=int, help="default: the config's eval.episodes")
+    evaluate.add_argument("--episodes", type=_positive_int,
+                          help="default: the config's eval.episodes")
     evaluate.set_defaults(handler=_eval)
 
     show = _command(sub, "config", "print a config in full: every setting, what it means, its range",
@@ -111,18 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str,
-             details: str, progress: bool = True) -> argparse.ArgumentParser:
-    command = sub.add_parser(name, help=summary, description=f"{summary}.\n\n{details}",
+             details: str, progress: bool = True,
+             config_default: str | None = "valve") -> argparse.ArgumentParser:
+    paragraphs = "\n\n".join(textwrap.fill(p, 90) for p in details.split("\n\n"))
+    command = sub.add_parser(name, help=summary, description=f"{summary}.\n\n{paragraphs}",
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    command.add_argument("--config", default="valve",
+    command.add_argument("--config", default=config_default,
                          help="pipeline config: a name in robot_rl/configs or a YAML path "
-                              "(default: %(default)s)")
+                              "(default: " + (config_default or "the checkpoint's own") + ")")
     command.add_argument("--profile", help="a profile of the config, e.g. quick")
     command.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a config value, e.g. awac.beta=0.3")
     if progress:
         command.add_argument("--quiet", action="store_true", help="no progress bars")
     return command
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _config(args: argparse.Namespace):
@@ -140,11 +200,26 @@ def _show_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from robot_rl.pipeline.outputs import OutputExistsError
+    config = _config(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise OutputExistsError(args.out, "is a file, not a run folder: --out a folder")
+    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+        names = sorted(p.name for p in args.out.iterdir())
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        raise OutputExistsError(args.out, f"already holds files ({shown}); pass --overwrite to "
+                                          f"replace the demo's outputs in it, or --out a new "
+                                          f"folder")
     if args.in_process:
         from robot_rl.pipeline.stages import run_demo
+        report = run_demo(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
     else:
-        from robot_rl.pipeline.graph_demo import run_graph_demo as run_demo
-    report = run_demo(_config(args), args.out, progress=not args.quiet)
+        from robot_rl.data.store import remove_store
+        from robot_rl.pipeline.graph_demo import run_graph_demo
+        from robot_rl.pipeline.stages import DATASET
+        # the graph demo records into a new dataset and clears the learner's outputs itself
+        remove_store(args.out / DATASET)
+        report = run_graph_demo(config, args.out, progress=not args.quiet)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.md'}  plot: {args.out / 'learning_curve.png'}")
     return 0 if report is not None else 1
@@ -152,32 +227,42 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     from robot_rl.pipeline.stages import record
-    summary = record(_config(args), args.out, progress=not args.quiet)
-    print(f"recorded {summary.episodes} episodes ({summary.steps} steps) to {args.out}: "
-          f"demonstrations {summary.demo_success_rate:.0%} successful, "
-          f"noisy {summary.noisy_success_rate:.0%}")
+    summary = record(_config(args), args.out, progress=not args.quiet, append=True,
+                     overwrite=args.overwrite)
+    held = (f" (appended: it now holds {summary.total_episodes} episodes)" if summary.appended
+            else "")
+    print(f"recorded {summary.episodes} episodes ({summary.steps} steps) to {args.out}{held}: "
+          f"demonstrations {_percent(summary.demo_success_rate)} successful, "
+          f"noisy {_percent(summary.noisy_success_rate)}")
     return 0
+
+
+def _percent(rate: float) -> str:
+    """A success rate; '-' when there was nothing to rate (no episodes of that kind)."""
+    return "-" if rate != rate else f"{rate:.0%}"
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from robot_rl.pipeline.stages import pretrain
-    checkpoint = pretrain(_config(args), args.dataset, args.out, progress=not args.quiet)
+    checkpoint = pretrain(_config(args), args.dataset, args.out, progress=not args.quiet,
+                          overwrite=args.overwrite)
     print(f"offline policy: {checkpoint}")
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from robot_rl.pipeline.stages import finetune
-    dataset = args.dataset or args.run / "dataset.zarr"
-    result = finetune(_config(args), args.run, dataset, progress=not args.quiet)
+    from robot_rl.pipeline.stages import DATASET, finetune
+    dataset = args.dataset or args.run / DATASET
+    result = finetune(_config(args), args.run, dataset, progress=not args.quiet,
+                      overwrite=args.overwrite)
     print(f"fine-tuned policy: {result.checkpoint} "
           f"(success {result.curve[-1].success_rate:.0%} at the last evaluation)")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from robot_rl.pipeline.stages import evaluate_checkpoint
-    config = _config(args)
+    from robot_rl.pipeline.stages import eval_config, evaluate_checkpoint
+    config = eval_config(args.checkpoint, args.config, args.overrides, args.profile)
     result = evaluate_checkpoint(config, args.checkpoint, args.episodes or config.eval.episodes,
                                  progress=not args.quiet)
     print(f"{args.checkpoint}: success {result.success_rate:.0%} over {result.episodes} episodes, "

@@ -2,13 +2,18 @@
 
 One YAML file per robot lives in ``calibration/``; it is the single home of the joint order and of every
 limit the safety supervisor enforces. ``load_robot("dclaw")`` or ``load_robot("path/to/file.yaml")``.
+Everything that can be checked is checked at load, and every error names the file: keys and values,
+the supervisor's limits, and the joints against the robot's model when the model exists.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,12 +27,17 @@ SERVO_MODELS = ("XM430-W210", "XM430-W350", "XH430-W350", "XL430-W250", "XM540-W
 
 @dataclass(frozen=True)
 class JointCalibration:
-    """One joint. joint_rad = direction * servo_rad + offset_rad, servo_rad = 0 at the servo's centre."""
+    """One joint. joint_rad = direction * servo_rad + offset_rad, servo_rad = 0 at the servo's centre.
+
+    A robot joint must state its velocity and current limits (``RobotCalibration`` checks it); a
+    sensor (an encoder that is only read) needs neither."""
 
     name: str
     position_limits_rad: tuple[float, float] = field(metadata={"range": (-6.3, 6.3)})
-    velocity_limit_rad_s: float = field(default=1.0, metadata={"range": (0.01, 20.0)})
-    current_limit_a: float = field(default=1.0, metadata={"range": (0.01, 20.0)})
+    velocity_limit_rad_s: float | None = field(default=None, metadata={
+        "range": (0.01, 20.0), "help": "required for a joint"})
+    current_limit_a: float | None = field(default=None, metadata={
+        "range": (0.01, 20.0), "help": "required for a joint"})
     id: int | None = field(default=None, metadata={"range": (0, 252), "help": "servo bus id"})
     model: str | None = field(default=None, metadata={"choices": (None, *SERVO_MODELS)})
     direction: int = field(default=1, metadata={"choices": (1, -1)})
@@ -82,6 +92,9 @@ class SafetyConfig:
     telemetry_timeout_s: float = field(default=2.0, metadata={
         "range": (0.01, 60.0),
         "help": "temperature / hardware error older than this holds, once the stream was seen"})
+    stamp_tolerance_s: float = field(default=0.1, metadata={
+        "range": (0.0, 1.0),
+        "help": "a state stamped further ahead of the receiver's clock is invalid (holds)"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,8 @@ class RobotCalibration:
     safety: SafetyConfig
     sensors: tuple[JointCalibration, ...] = ()
     bus: BusConfig | None = None
+    # not a key of the file: load_robot sets it, so that errors found later name the file
+    source: str = field(default="", compare=False, metadata={"loader": True})
 
     def __post_init__(self) -> None:
         names = [j.name for j in (*self.joints, *self.sensors)]
@@ -103,8 +118,22 @@ class RobotCalibration:
         dupe_ids = sorted({i for i in ids if ids.count(i) > 1})
         if dupe_ids:
             raise ConfigError(f"robot {self.robot}: servo ids repeat: {dupe_ids}")
-        if self.kind.startswith("dynamixel") and any(j.id is None for j in self.joints):
-            raise ConfigError(f"robot {self.robot}: every joint of a {self.kind} needs an id")
+        if self.kind.startswith("dynamixel"):  # the chain drives joints and reads sensors
+            lacking = [f"{j.name} ({'id' if j.id is None else 'model'})"
+                       for j in (*self.joints, *self.sensors) if j.id is None or j.model is None]
+            if lacking:
+                raise ConfigError(f"robot {self.robot}: every joint and sensor of a {self.kind} "
+                                  f"needs an id and a servo model; missing: {', '.join(lacking)}")
+        for i, joint in enumerate(self.joints):  # no default limit: it would be a guess
+            for key in ("velocity_limit_rad_s", "current_limit_a"):
+                if getattr(joint, key) is None:
+                    raise ConfigError(f"joints[{i}].{key}: required key is missing "
+                                      f"(joint {joint.name})")
+
+    @property
+    def where(self) -> str:
+        """What an error about this calibration names: its file, or the robot if not from one."""
+        return self.source or f"calibration '{self.robot}'"
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -131,6 +160,18 @@ class RobotCalibration:
         return np.array([j.current_limit_a for j in self.joints])
 
     def model_path(self) -> Path:
+        """The robot's model (``model_mjcf``), for whatever needs it: the twin, the workspace
+        check, site kinematics. A ConfigError naming this file if the model does not exist, so
+        that a robot whose model is not written yet runs wherever no model is needed."""
+        path = self.model_file
+        if not path.exists():
+            raise ConfigError(f"{self.where}: model_mjcf {self.model_mjcf} does not exist (the "
+                              "twin, the workspace check and site kinematics need it)")
+        return path
+
+    @property
+    def model_file(self) -> Path:
+        """Where ``model_mjcf`` points (relative to the repository root), existing or not."""
         return CALIBRATION_DIR.parent / self.model_mjcf
 
     def object_joint(self, model_joint_names: Sequence[str], where: str) -> str:
@@ -149,13 +190,81 @@ def calibration_path(name_or_path: str | Path) -> Path:
 
 
 def load_robot(name_or_path: str | Path) -> RobotCalibration:
+    """The calibration, checked: keys and values, the supervisor's limits (``JointLimits``, the
+    one home of those rules), and its joints against the robot's model where the model exists.
+    Every error is a ConfigError naming the file."""
     path = calibration_path(name_or_path)
     data = load_yaml(path)
     try:
-        return from_dict(RobotCalibration, data, source=str(path))
+        calibration = from_dict(RobotCalibration, data, source=str(path))
+        calibration = dataclasses.replace(calibration, source=str(path))
+        from robot_rl.safety.limits import JointLimits  # here: safety imports this module
+        JointLimits.from_calibration(calibration)
+        check_model_joints(calibration)
     except ConfigError as err:
         message = str(err)
         raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    return calibration
+
+
+def check_model_joints(calibration: RobotCalibration) -> None:
+    """The calibration's joints must be the joints its model drives: each one a joint of the
+    model, and, if the model has actuators, exactly the joints they drive (the model's other
+    joints are its objects: the valve's hinge, the drawer's slide); the workspace's sites must be
+    the model's. A model that does not exist is not checked (``RobotCalibration.model_path``
+    says so where the model is needed)."""
+    path = calibration.model_file
+    if not path.exists():
+        return
+    joints, driven, sites = model_names(path)
+    workspace = calibration.safety.workspace
+    unknown = [s for s in workspace.sites if s not in sites] if workspace else []
+    if unknown:
+        raise ConfigError(f"{calibration.where}: safety.workspace.sites: {', '.join(unknown)} not "
+                          f"in the model {calibration.model_mjcf}; its sites: {', '.join(sites)}")
+    where = f"{calibration.where}: joints do not match the model {calibration.model_mjcf}"
+    problems = []
+    missing = [n for n in calibration.joint_names if n not in joints]
+    if missing:
+        problems.append(f"not in the model: {', '.join(missing)}")
+    if driven:
+        lacking = [n for n in driven if n not in calibration.joint_names]
+        undriven = [n for n in calibration.joint_names if n in joints and n not in driven]
+        if lacking:
+            problems.append(f"the model drives {', '.join(lacking)}, which the calibration lacks")
+        if undriven:
+            problems.append(f"no actuator drives {', '.join(undriven)}")
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)} (model joints: {', '.join(joints)})")
+
+
+class ModelNames(NamedTuple):
+    joints: tuple[str, ...]
+    driven: tuple[str, ...]  # the joints an actuator drives
+    sites: tuple[str, ...]
+
+
+def model_names(path: Path) -> ModelNames:
+    """The joints and sites of a MuJoCo model (MJCF, or URDF), as MuJoCo itself reads it: the
+    same parser as the twin's, not a second one. Cached per file version; MuJoCo is imported
+    only here, on the first call (bench/calibration_load.py measures the cost)."""
+    stat = path.stat()
+    return _model_names(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_names(path: str, _mtime_ns: int, _size: int) -> ModelNames:
+    import mujoco
+    try:
+        model = mujoco.MjModel.from_xml_path(path)
+    except ValueError as err:  # MuJoCo's parse and compile errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model_mjcf {path}: MuJoCo cannot load it: {first}") from None
+    joints = tuple(model.joint(i).name for i in range(model.njnt))
+    driven = {int(model.actuator_trnid[a, 0]) for a in range(model.nu)
+              if model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT}
+    sites = tuple(model.site(i).name for i in range(model.nsite))
+    return ModelNames(joints, tuple(joints[i] for i in sorted(driven)), sites)
 
 
 def robot_digest(name_or_path: str | Path) -> str:

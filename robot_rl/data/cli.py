@@ -49,16 +49,20 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = _command(sub, "validate", _validate,
-                 "check a dataset: commit marks, info rows, schema, NaN/inf (exit 1 on errors)")
+                 "check a dataset: commit marks, info rows, schema, every chunk present, every "
+                 "float finite (exit 1 on errors)")
     p.add_argument("path", help="dataset (zarr directory)")
     p.add_argument("--quick", action="store_true",
-                   help="scan only float keys for NaN/inf (skip reading images)")
+                   help="read only float keys (for NaN/inf); chunk presence is still checked "
+                        "for every key")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "merge", _merge, "concatenate datasets of the same robot, task and units")
     p.add_argument("inputs", nargs="+", help="input datasets, in order")
     p.add_argument("-o", "--output", required=True, help="new dataset to write")
     p.add_argument("--force", action="store_true",
-                   help="merge even if robot, task or units differ")
+                   help="merge even if robot, task or units differ (--overwrite is what "
+                        "replaces an existing output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = _command(sub, "split", _split, "deal shuffled episodes into several datasets by fraction")
@@ -79,7 +83,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
     p = _command(sub, "stats", _stats, "per-dimension mean, std, min, max of keys (streamed)")
     p.add_argument("path", help="dataset (zarr directory)")
-    p.add_argument("--keys", nargs="+", help="keys (default: all non-image numeric keys)")
+    p.add_argument("--keys", action="extend", type=_key_list, metavar="KEY[,KEY...]",
+                   help="keys, comma-separated or repeated (default: all non-image numeric "
+                        "keys)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = _command(sub, "import-rosbag", _import_rosbag,
@@ -101,7 +107,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     cal.add_argument("--calibration-digest", default="unknown", help="digest to store as is")
     p.add_argument("--unit", action="append", default=[], metavar="KEY=UNIT",
                    help="unit of a key, e.g. observation=rad")
-    p.add_argument("--append", action="store_true", help="append to an existing dataset")
+    p.add_argument("--append", action="store_true",
+                   help="append to the dataset if it exists (it must be of the same robot, "
+                        "task and calibration); without it an existing output is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = _command(sub, "export", _export, "convert a dataset to another format")
@@ -131,6 +139,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                         "actions from the recorded seed (dynamic); auto: the first usable, in "
                         "that order")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing video")
 
 
 def _command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -161,6 +170,15 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
             raise ValueError(f"expected {what}, got {item!r}")
         pairs.append((left, right))
     return pairs
+
+
+def _key_list(text: str) -> list[str]:
+    """``reward,action`` -> ['reward', 'action'] (``--keys`` takes one value, so a positional
+    argument after it is never taken for a key)."""
+    keys = [k.strip() for k in text.split(",")]
+    if not all(keys):
+        raise argparse.ArgumentTypeError(f"expected KEY[,KEY...], got {text!r}")
+    return keys
 
 
 def _jsonable(value: Any) -> Any:
@@ -197,7 +215,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    problems = tools.validate(args.path, check_all_keys=not args.quick)
+    problems = tools.validate(args.path, check_all_keys=not args.quick, progress=not args.quiet)
     for problem in problems:
         print(problem)
     errors = sum(p.severity == "error" for p in problems)
@@ -268,9 +286,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from robot_rl.data.replay_video import mp4_available
     from sim_twin.replay import replay_to_video  # MuJoCo only for this subcommand
 
-    out = args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4"
+    out = Path(args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4")
+    names = [out]
+    if out.suffix.lower() == ".mp4" and mp4_available():  # no ffmpeg: it comes out as a GIF
+        names.append(out.with_suffix(".gif"))
+    for name in names:
+        if (name.exists() or name.is_symlink()) and not args.overwrite:
+            raise DatasetError(name, "already exists; pass --overwrite to replace it")
     result = replay_to_video(args.path, args.episode, out, fps=args.fps, width=args.width,
                              height=args.height, camera=args.camera, source=args.source,
                              progress=not args.quiet)

@@ -17,7 +17,7 @@ import numpy as np
 
 from robot_rl.data.errors import DatasetError
 from robot_rl.data.replay import store_action_mode
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.store import OVERWRITE_HINT, EpisodeStore
 
 ROBOMIMIC_GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
 NON_OBS_KEYS = ("action", "reward", "terminated", "truncated")
@@ -39,8 +39,7 @@ def export_robomimic_hdf5(input: str | os.PathLike[str], output: str | os.PathLi
         raise DatasetError(output, "robomimic export needs h5py (pip install 'h5py>=3.8,<4')") \
             from err
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise DatasetError(output, "already exists; pass overwrite=True to replace it")
+    _check_output(output, overwrite, h5py)
     store = EpisodeStore.open(input, "r")
     if action_key not in store.keys:
         raise DatasetError(store.path, f"no action key '{action_key}'; keys are {list(store.keys)}")
@@ -67,6 +66,18 @@ def export_robomimic_hdf5(input: str | os.PathLike[str], output: str | os.PathLi
     os.replace(partial, output)  # a reader never sees a half-written export
     return {"output": str(output), "n_demos": store.n_episodes, "total": store.n_steps,
             "obs_keys": list(obs_keys)}
+
+
+def _check_output(output: Path, overwrite: bool, h5py: Any) -> None:
+    """An existing output is replaced only with ``overwrite``, and only if it is an HDF5 file:
+    a folder, a link or a file of another kind (notes, a video) is never replaced."""
+    if not (output.exists() or output.is_symlink()):
+        return
+    if output.is_symlink() or not output.is_file() or not h5py.is_hdf5(output):
+        raise DatasetError(output, "exists and is not an HDF5 file; robot_rl never replaces it, "
+                                   "even with --overwrite: write to another path")
+    if not overwrite:
+        raise DatasetError(output, f"already exists; {OVERWRITE_HINT}")
 
 
 def _write_demo(demo: Any, store: EpisodeStore, index: int, obs_keys: Sequence[str],

@@ -301,6 +301,14 @@ class Node(ABC):
         """Wall-clock time in seconds since the epoch, as ROS 2's system clock."""
         return time.time()
 
+    def steady_s(self) -> float:
+        """A clock that never goes back, in seconds, for ages, freshness and timeouts: an NTP
+        step of the wall clock must neither make old data fresh nor fresh data old. Monotonic
+        time (arbitrary origin: only differences mean anything) on wall time; a backend on
+        simulated time returns the simulated time (which never goes back within a run). Not for
+        stamps: those are ``now_s()``."""
+        return time.monotonic()
+
     # lifecycle
     def ok(self) -> bool:
         return not self._shutdown.is_set()

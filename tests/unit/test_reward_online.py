@@ -93,4 +93,4 @@ def test_finetune_takes_its_reward_from_the_configured_classifier(tmp_path: Path
     assert {"reward_false_success", "reward_missed_success", "episode_true_success"} <= names
     missing = load_pipeline_config("valve", ["reward.source=classifier"], "bench_hil_tiny")
     with pytest.raises(ValueError, match="reward.classifier names no file"):
-        stages.finetune(missing, tmp_path, dataset, progress=False)
+        stages.finetune(missing, tmp_path, dataset, progress=False, overwrite=True)
