@@ -172,7 +172,7 @@ class SuccessClassifier:
         example = torch.zeros(2, self.width)
         batch = torch.export.Dim("batch")
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the archive keeps its suffix
         torch.export.save(program, str(tmp))
         os.replace(tmp, path)
         return path
