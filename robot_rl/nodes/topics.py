@@ -19,6 +19,10 @@ CAMERA_INFO = "/camera/color/camera_info"     # sensor_msgs/CameraInfo
 # Commands: only the safety supervisor publishes COMMAND; everything else publishes COMMAND_RAW
 COMMAND_RAW = "command_raw"                   # sensor_msgs/JointState, position = targets rad
 COMMAND = "command"                           # sensor_msgs/JointState, gated targets rad
+# During online learning an operator may take over (teleop node, role intervene): its targets go
+# to the learner, which forwards them on COMMAND_RAW while TAKEOVER is true, and records them
+COMMAND_OPERATOR = "command_operator"         # sensor_msgs/JointState, the operator's targets rad
+TAKEOVER = "takeover"                         # std_msgs/Bool at the teleop rate: operator in control
 
 # Safety
 DIAGNOSTICS = "/diagnostics"                  # diagnostic_msgs/DiagnosticArray (ROS 2 convention)

@@ -5,7 +5,8 @@ Two pieces, both pure:
 ``TakeoverSwitch``: the operator's one button or key. ``hold`` (a deadman: in control while it is
 held, hand back on release: the gamepad's right trigger) or ``toggle`` (one press takes over, the
 next hands back: a terminal cannot see a key's release, and a SpaceMouse's side button is awkward
-to hold while the puck is twisted). A switch whose device goes silent hands back, as a release.
+to hold while the puck is twisted). A hold switch whose device goes silent hands back, as a
+release; a toggle switch waits for the operator's next press.
 
 ``Handover``: what goes to the supervisor each control step, and who acted. Its rule: every command
 made by the operator, and the policy's first command after a handback, is within one action step
@@ -68,8 +69,9 @@ class TakeoverSwitch:
         return self.active
 
     def lost(self) -> bool:
-        """The device went silent: hand back, whatever the mode."""
-        self._set(False)
+        """The device went silent: a deadman (hold) hands back; a toggle keeps its state."""
+        if self.mode == "hold":
+            self._set(False)
         self._level = False
         return self.active
 

@@ -31,7 +31,8 @@ def test_hold_switch_follows_the_button_and_toggle_switch_its_presses() -> None:
     assert toggle.held(False) and not toggle.held(True)    # the next press hands back
     assert toggle.takeovers == 2
     toggle.press()
-    assert toggle.active and not toggle.lost()        # a silent device hands back
+    assert toggle.active and toggle.lost()            # a silent device: still the operator
+    assert hold.press() and not hold.lost()           # but a deadman lets go
     with pytest.raises(ValueError, match="mode 'deadman'"):
         TakeoverSwitch("deadman")
 
@@ -143,3 +144,33 @@ def test_intervention_rate_per_episode_and_its_trend() -> None:
     summary = trend.summary()
     assert summary["takeovers"] == 4 and summary["episodes_with_takeover"] == 3
     assert (summary["rate_first_window"], summary["rate_last_window"]) == pytest.approx((0.5, 0.1))
+
+
+def test_each_device_has_one_takeover_input() -> None:
+    from robot_rl.teleop import GAMEPAD, SPACEMOUSE, JoyTeleop, KeyboardTeleop
+    from robot_rl.teleop.joy import TakeoverBinding
+    from robot_rl.teleop.joystick import JS_EVENT_AXIS, JoystickTeleop, decode_events, pack_event
+
+    names = [f"f{i}_{j}" for i in range(3) for j in ("base", "mid", "tip")]
+    assert KeyboardTeleop(names, 0.05).handle("t").actions == ("takeover",)
+    pad = JoyTeleop(names, GAMEPAD, speed_rad_s=1.0, timeout_s=0.5)
+    assert pad.takeover_level(0.0) is None                         # nothing heard yet
+    axes = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]                           # triggers at rest: +1
+    pad.handle(axes, [0] * 9, now_s=1.0)
+    assert pad.takeover_level(1.0) is False
+    pad.handle(axes[:5] + [-0.9], [0] * 9, now_s=1.1)               # right trigger pulled
+    assert pad.takeover_level(1.2) is True
+    assert pad.takeover_level(1.7) is None                          # silent: presses nothing
+    mouse = JoyTeleop(names, SPACEMOUSE, speed_rad_s=1.0)
+    mouse.handle([0.0] * 6, [1, 0], now_s=0.0)
+    assert mouse.takeover_level(0.1) is True and SPACEMOUSE.takeover.mode == "toggle"
+    # the joystick device: the same mapping from raw events; the trigger's state at open ignored
+    stick = JoystickTeleop(names, GAMEPAD, speed_rad_s=1.0)
+    events, _ = decode_events(pack_event(32767, JS_EVENT_AXIS, 5, init=True))
+    stick.feed(events, now_s=0.0)
+    assert stick.takeover_level(0.0) is False
+    events, _ = decode_events(pack_event(32767, JS_EVENT_AXIS, 5))  # pulled: -32767/32767 = -1
+    stick.feed(events, now_s=0.1)
+    assert stick.takeover_level(0.1) is True
+    with pytest.raises(ValueError, match="a button or an axis"):
+        TakeoverBinding(button=1, axis=2)
