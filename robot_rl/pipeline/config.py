@@ -49,7 +49,7 @@ class FinetuneConfig:
                                      "this success rate; 0: run the whole budget"})
 
 
-OPERATORS = ("none", "scripted")
+OPERATORS = ("none", "scripted", "keyboard", "joystick")
 REGION_EPISODES = ("successful", "clean", "all")
 
 
@@ -64,7 +64,15 @@ class InterventionConfig:
 
     operator: str = field(default="none", metadata={
         "choices": OPERATORS, "help": "none: the policy alone; scripted: the task's expert takes "
-                                      "over by the rules below (in-process runs)"})
+                                      "over by the rules below; keyboard (this terminal, t "
+                                      "toggles) or joystick (a gamepad at joystick_path, hold "
+                                      "the right trigger): a person (in-process runs; on the "
+                                      "graph: the teleop node, role intervene)"})
+    joystick_path: str = field(default="/dev/input/js0", metadata={
+        "help": "operator joystick: the gamepad's device file"})
+    realtime: bool = field(default=True, metadata={
+        "help": "operator keyboard/joystick: online episodes at the control rate, so that a "
+                "person can follow them"})
     stuck_steps: int = field(default=20, metadata={
         "range": (1, 10_000), "help": "take over after this many steps without progress"})
     min_progress: float = field(default=0.02, metadata={

@@ -105,7 +105,7 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
 class OnlineHooks:
     """The fine-tuning loop's human-in-the-loop parts (all optional)."""
 
-    operator: ScriptedOperator | None = None
+    operator: Operator | None = None
     success_model: SuccessModel | None = None
     to_offline: bool = True
     until_env_steps: int = 0
@@ -124,11 +124,21 @@ class OnlineHooks:
                                   max_takeovers_per_episode=hil.max_takeovers_per_episode)
             region = demo_region(config, env, dataset_path) if hil.region else None
             operator = ScriptedOperator(env.env, rules, region, seed=config.seed)
+        elif hil.operator in ("keyboard", "joystick"):
+            from robot_rl.pipeline.device_operator import DeviceOperator
+            operator = DeviceOperator(env, hil.operator, joystick_path=hil.joystick_path,
+                                      realtime=hil.realtime)
         if success_model is None and config.reward.source == "classifier":
             success_model = configured_detector(config)
         return cls(operator=operator, success_model=success_model, to_offline=hil.to_offline,
                    until_env_steps=hil.until_env_steps,
                    trend=InterventionTrend(hil.trend_window))
+
+    def close(self) -> None:
+        """Gives back what the operator holds (a terminal in cbreak mode, a device)."""
+        close = getattr(self.operator, "close", None)
+        if close is not None:
+            close()
 
     def offline_room(self, online_capacity: int) -> int:
         """Offline replay capacity to reserve for operator transitions."""
@@ -157,8 +167,9 @@ class OnlineHooks:
         windows' rates, the slope, why the scripted operator took over."""
         out: dict[str, Any] = {**self.trend.summary(), "offline_added": self.offline_added,
                                "intervention_steps": self.intervention_steps}
-        if self.operator is not None:
-            out["reasons"] = dict(self.operator.reasons)
+        reasons = getattr(self.operator, "reasons", None)
+        if reasons is not None:
+            out["reasons"] = dict(reasons)
         return out
 
     def episode_scalars(self, episode: Episode, env_steps: int) -> dict[str, float]:

@@ -275,8 +275,8 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
         data = task_transitions(config, dataset_path, env)
         agent = agent if agent is not None else load_agent(config, run_dir / OFFLINE_CHECKPOINT,
                                                            env)
-        hooks = OnlineHooks.from_config(config, env, dataset_path, success_model)
-        return _run_online(config, run_dir, data, agent, env, progress, overwrite, hooks)
+        with closing(OnlineHooks.from_config(config, env, dataset_path, success_model)) as hooks:
+            return _run_online(config, run_dir, data, agent, env, progress, overwrite, hooks)
 
 
 def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
