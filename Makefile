@@ -6,10 +6,15 @@ PY := $(VENV)/bin/python
 # The CPU build on machines without a GPU; override for yours, e.g. make TORCH_SPEC='torch==2.13.0'.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# d3rlpy, the learner's peer: tests compare robot_rl's AWAC with it (tests/unit/test_learning_awac_d3rlpy.py)
+# and bench/ measures both. pip resolving its pins would downgrade gymnasium, so it is installed
+# without them, plus what it imports. Pinned exactly: the comparison reads its update's parts.
+D3RLPY_SPEC ?= d3rlpy==2.8.1
+PEERS := $(VENV)/.peers-installed
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint bench experiments setup clean
+.PHONY: demo test lint bench experiments mutants setup clean
 
 setup: $(STAMP)
 
@@ -23,21 +28,22 @@ $(STAMP): setup.cfg setup.py scripts/system_deps.sh
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $@
 
+$(PEERS): $(STAMP) Makefile
+	$(PY) -m pip install -q --no-deps "$(D3RLPY_SPEC)"
+	$(PY) -m pip install -q gym==0.26.2 gym-notices colorama dataclasses-json structlog scikit-learn
+	@touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/robot-rl demo --profile demo
 
-test: $(STAMP) lint
+test: $(STAMP) $(PEERS) lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # Benchmarks print figures (they are not tests), each next to its peer where one exists.
-# d3rlpy (the learner's peer) would downgrade gymnasium if pip resolved its pins, so it is
-# installed without them, plus what it imports.
-bench: $(STAMP)
-	$(PY) -m pip install -q --no-deps "d3rlpy>=2.8,<2.9"
-	$(PY) -m pip install -q gym==0.26.2 gym-notices colorama dataclasses-json structlog scikit-learn
+bench: $(STAMP) $(PEERS)
 	$(PY) bench/env_throughput.py
 	$(PY) bench/learner_throughput.py
 	$(PY) bench/safety_latency.py
@@ -46,6 +52,14 @@ bench: $(STAMP)
 	$(PY) bench/safety_node_latency.py
 	$(PY) bench/control_loop.py
 	$(PY) bench/recorder_write.py
+
+# Mutation testing (not in CI: minutes to hours): mutmut over the supervisor, AWAC's update, the
+# store's commit and the chain's reconnect, each against its own tests, in copies of the tree under
+# out/mutants/; prints the survivors (docs/testing.md). Some targets: make mutants MUTANTS="awac".
+MUTMUT_SPEC ?= mutmut==3.8.1
+mutants: $(STAMP) $(PEERS)
+	$(PY) -m pip install -q "$(MUTMUT_SPEC)"
+	$(PY) scripts/mutants.py $(MUTANTS)
 
 # The offline-to-online experiments of docs/results.md (quick profile: minutes on 2 cores).
 experiments: $(STAMP)

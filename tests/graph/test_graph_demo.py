@@ -59,7 +59,6 @@ def test_curve_and_counters_from_what_the_nodes_write() -> None:
     assert safety_counters(values) == {"commands": 12, "verdict_hold": 3}
 
 
-@pytest.mark.graph
 def test_learner_from_the_launch_file_pretrains_fine_tunes_and_stops_by_itself(
         ros_domain: int, spawn: Any, tmp_path: Path, quick_dataset: Path) -> None:  # noqa: F811
     try:
@@ -113,7 +112,6 @@ def _fine_tune_from_the_launch_file(spawn: Any, tmp_path: Path, dataset: Path) -
     assert len(pids) == 3 and not [p for p in pids if pid_alive(p)]
 
 
-@pytest.mark.graph
 @pytest.mark.slow
 def test_robot_rl_demo_runs_on_the_graph(ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     try:

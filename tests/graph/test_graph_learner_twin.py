@@ -69,7 +69,6 @@ def run_graph(spawn: Any, tmp_path: Path, dataset: Path | str, namespaces: list[
     return ends, run_dir
 
 
-@pytest.mark.graph
 def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any, tmp_path: Path,
                                                     quick_dataset: Path) -> None:  # noqa: F811
     ends, run_dir = run_graph(spawn, tmp_path, quick_dataset, ["/hand"], 2, 90)
@@ -86,7 +85,6 @@ def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any,
     assert logged == [float(store.episode_info(i)["success"]) for i in range(store.n_episodes)]
 
 
-@pytest.mark.graph
 @pytest.mark.slow
 def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
                                     quick_dataset: Path) -> None:  # noqa: F811
@@ -96,7 +94,6 @@ def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
     assert namespaces == {"/r1/hand", "/r2/hand"}
 
 
-@pytest.mark.graph
 def test_learner_runs_drawer_episodes_on_the_arm_twin(ros_domain: int, spawn: Any,
                                                       tmp_path: Path) -> None:
     """The drawer's observation holds the hook tip and the handle, which no simulator reads for

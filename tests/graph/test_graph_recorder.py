@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import python_cmd
+from helpers.processes import python_cmd
 
 from robot_rl.agent.events import encode_event
 from robot_rl.data import EpisodeStore

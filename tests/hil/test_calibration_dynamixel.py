@@ -19,7 +19,6 @@ from calibration import homing, joint_limits
 from robot_rl.robot_config import load_robot
 from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
-pytestmark = pytest.mark.hil
 TICK_RAD = 2 * np.pi / 4096
 
 

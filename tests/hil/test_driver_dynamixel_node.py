@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 from graph.graph_probe import Probe, node_cmd, params, stop
 
@@ -24,7 +23,6 @@ from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
-pytestmark = pytest.mark.hil
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 START_TIMEOUT_S = 40.0  # process start with imports, on a loaded machine

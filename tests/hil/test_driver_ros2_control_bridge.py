@@ -13,15 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import python_cmd
 from graph.graph_probe import Probe, node_cmd, params, stop
+from helpers.processes import python_cmd
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = [pytest.mark.hil, pytest.mark.graph]
 CAL = load_robot("ur5e")
 NAMES = list(CAL.joint_names)
 START_TIMEOUT_S = 40.0

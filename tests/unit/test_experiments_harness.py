@@ -95,7 +95,12 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
         assert saved["curve"] == results[name]["curve"]
         rates = [p["success_rate"] for p in saved["curve"]]
         assert len(rates) >= n_points and all(0.0 <= r <= 1.0 for r in rates)
-        assert saved["metrics"] == experiments.curve_metrics(saved["curve"])
+        metrics = saved["metrics"]  # of this curve, by the definitions (curve_metrics is tested above)
+        assert metrics["offline_success"] == rates[0] and metrics["final_success"] == rates[-1]
+        early = rates[1:1 + experiments.EARLY_EVALS] or rates[:1]
+        assert metrics["worst_early_drop"] == pytest.approx(rates[0] - min(early))
+        reached = [p["env_steps"] for p in saved["curve"] if p["success_rate"] >= 0.9]
+        assert metrics["steps_to_90"] == (reached[0] if reached else None)
     assert len({p["success_rate"] for p in results["bc"]["curve"]}) == 1  # no online phase
     assert (out / "seed0" / "awac" / "online.zarr").exists()  # awac really went online
     printed = experiments.curves(experiments.load_results(out, ["bc", "awac"]))
