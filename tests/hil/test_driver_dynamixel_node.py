@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 from graph.graph_probe import Probe, node_cmd, params, stop
 

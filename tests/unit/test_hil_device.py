@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_teleop_joystick import Fifo, axis, button
+from helpers.joystick import Fifo, axis, button
 
 from robot_rl.data import EpisodeStore
 from robot_rl.pipeline import stages

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reward_classifier import _store
+from helpers.reward import store as _store
 
 from robot_rl.cli import main
 from robot_rl.pipeline.config import load_pipeline_config

@@ -1,5 +1,5 @@
 """rosbag2 import labelled with a success rule or a classifier: the imported bag gets success,
-reward and terminated, so it can be trained on (rosbags writes the bags; test_data_rosbag's)."""
+reward and terminated, so it can be trained on (rosbags writes the bags: helpers.rosbags)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.rosbags import TOPICS, write_bag
 from rosbags.rosbag2 import StoragePlugin
-from test_data_rosbag import TOPICS, write_bag
 
 from robot_rl.data import DatasetError, EpisodeStore, tools, transitions
 from robot_rl.data.cli import main
