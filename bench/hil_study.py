@@ -143,6 +143,51 @@ def report(out: Path, conditions: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
+    """Left: every seed's evaluations per condition (runs stop at 90%). Right: the scripted
+    operator's intervention rate, mean over the last 20 episodes (its CSV), per seed."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = load_results(out, conditions)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    colors = dict(zip(conditions, ("tab:grey", "tab:blue", "tab:green", "tab:orange")))
+    for condition, results in runs.items():
+        for i, r in enumerate(sorted(results, key=lambda r: r["seed"])):
+            steps = [p["env_steps"] for p in r["curve"]]
+            rates = [p["success_rate"] for p in r["curve"]]
+            left.plot(steps, rates, marker="o", ms=2.5, lw=1.2, color=colors[condition],
+                      alpha=0.8, label=condition if i == 0 else None)
+            metrics = out / f"seed{r['seed']}" / condition / "finetune" / "metrics.csv"
+            if r["interventions"].get("takeovers") and metrics.exists():
+                with open(metrics) as handle:
+                    rows = [row for row in csv.DictReader(handle)
+                            if row["name"] == "intervention_rate_mean"]
+                right.plot([int(row["step"]) for row in rows],
+                           [float(row["value"]) for row in rows], lw=1.0,
+                           color=plt.get_cmap("tab10")(r["seed"]), alpha=0.8,
+                           label=f"{condition} seed {r['seed']}")
+    left.axhline(SUCCESS_TARGET, color="black", lw=0.6, ls="--")
+    left.set(xlabel="online env steps", ylabel="success (20 deterministic episodes)",
+             ylim=(-0.03, 1.03))
+    left.legend(fontsize=7)
+    right.set(xlabel="online env steps", ylabel="share of steps the operator commanded",
+              title="intervention rate, mean of the last 20 episodes", ylim=(0, None))
+    right.title.set_fontsize(8)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="default: runs/hil_study/<task>_<profile>")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--figures", type=Path, help="write <task>_<profile>_hil.png and .json "
+                                                     "(every result) here")
     args = parser.parse_args(argv)
     conditions = args.conditions.split(",")
     unknown = [c for c in conditions if c not in CONDITIONS]
@@ -183,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result['final_success']:.2f} takeovers "
                     f"{result['interventions'].get('takeovers')} ({result['wall_s'] / 60:.1f} min)")
     print(report(out, conditions))
+    if args.figures is not None:
+        name = f"{args.task}_{args.profile}_hil"
+        plot(out, conditions, args.figures / f"{name}.png",
+             f"{args.task}, profile bench_{args.profile}: {', '.join(conditions)}")
+        (args.figures / f"{name}.json").write_text(
+            json.dumps(load_results(out, conditions), indent=1, default=_plain))
     return 0
 
 
