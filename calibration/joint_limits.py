@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="back-off from each stop, rad")
     parser.add_argument("--out", default=None,
                         help="new calibration file (default: calibration/<robot>.limits.yaml)")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace --out if it exists (--force: its old spelling)")
     args = parser.parse_args(argv)
     calibration = load_robot(args.robot)
     config = LimitSearchConfig(speed_rad_s=args.speed, goal_current_a=args.current,
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         updates[stop.name] = {"position_limits_rad": list(stop.limits(config.margin_rad))}
     out = Path(args.out) if args.out else default_output(args.robot, "limits")
-    write_updated(args.robot, updates, out, force=args.force,
+    write_updated(args.robot, updates, out, force=args.overwrite,
                   note=f"joint limits found at {config.goal_current_a} A, margin "
                        f"{config.margin_rad} rad (calibration.joint_limits)")
     print(f"wrote {out}")

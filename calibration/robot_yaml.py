@@ -30,9 +30,9 @@ def write_updated(source: str | Path, joint_updates: Mapping[str, Mapping[str, A
     """Copies ``source`` to ``out_path`` with ``joint_updates[name]`` merged into those joints."""
     src, out = calibration_path(source), Path(out_path)
     if out.resolve() == src.resolve() and not force:
-        raise FileExistsError(f"{out} is the source calibration; pass --force to replace it")
+        raise FileExistsError(f"{out} is the source calibration; pass --overwrite to replace it")
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite to replace it")
     data = load_yaml(src)
     joints = {j.get("name"): j for j in (*data.get("joints", ()), *data.get("sensors", ()))}
     unknown = sorted(set(joint_updates) - set(joints))

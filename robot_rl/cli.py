@@ -13,8 +13,10 @@ robot_rl: learn manipulation skills on real robots.
 The pipeline, step by step (each step reads what the one before wrote):
   robot-rl record   --out runs/valve/dataset.zarr        scripted demonstrations into a zarr dataset
   robot-rl pretrain --dataset runs/valve/dataset.zarr --out runs/valve   offline AWAC
-  robot-rl finetune --run runs/valve                      online fine-tuning in the twin, gated by safety
+  robot-rl finetune --run runs/valve [--resume]           online fine-tuning in the twin, gated by safety
   robot-rl eval     --checkpoint runs/valve/finetuned.pt  success rate of a policy
+  robot-rl report   --run runs/valve                      the demo's report and plot for the run
+  robot-rl deploy   runs/valve/finetuned.pt [mode:=real]  the policy on the robot, no training
 or all of it at once:
   robot-rl demo                                           the valve task on the MuJoCo twin, with a report
                                                           (twin, safety, learner: nodes over DDS)
@@ -35,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         from robot_rl.ros.launch import main as launch_main
         return launch_main(argv[1:])
     parser = build_parser()
+    launch_args = []
+    if argv[:1] == ["deploy"]:  # NAME:=VALUE launch arguments may come anywhere after it
+        launch_args = [a for a in argv[1:] if ":=" in a]
+        argv = [a for a in argv if ":=" not in a]
     args = parser.parse_args(argv)
+    if launch_args:
+        args.launch_args = launch_args
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -70,12 +78,16 @@ def _user_error(err: Exception) -> tuple[str, int] | None:
     checkpoint = sys.modules.get("robot_rl.learning.checkpoint")
     if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
         return "checkpoint error: ", 1
+    deploy = sys.modules.get("robot_rl.pipeline.deploy")  # imported by deploy only
+    if deploy is not None and isinstance(err, deploy.DeployError):
+        return "deploy failed: ", 1
     return None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-rl", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"robot-rl {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = _command(sub, "demo", "record, pretrain, fine-tune and evaluate; write a report",
@@ -122,11 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "Starts from RUN/offline.pt with the dataset in the replay buffer; online "
                         "episodes are stored in RUN/online.zarr and the policy in "
                         "RUN/finetuned.pt. Either one from an earlier run is refused unless "
-                        "--overwrite.")
+                        "--resume (continue that run: from RUN/finetuned.pt, its online episodes "
+                        "kept in the replay and new ones appended, for another "
+                        "finetune.env_steps steps; session after session on a robot) or "
+                        "--overwrite (start over from RUN/offline.pt).")
     finetune.add_argument("--run", type=Path, required=True, help="run folder from pretrain")
     finetune.add_argument("--dataset", type=Path, help="dataset (default: RUN/dataset.zarr)")
-    finetune.add_argument("--overwrite", action="store_true",
-                          help="replace RUN/online.zarr, RUN/finetuned.pt and the finetune log")
+    again = finetune.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in RUN: from RUN/finetuned.pt, RUN/online.zarr "
+                            "kept and appended to")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace RUN/online.zarr, RUN/finetuned.pt and the finetune log")
     finetune.set_defaults(handler=_finetune)
 
     evaluate = _command(sub, "eval", "evaluate a checkpoint's success rate",
@@ -139,6 +158,48 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive_int,
                           help="default: the config's eval.episodes")
     evaluate.set_defaults(handler=_eval)
+
+    deploy = sub.add_parser(
+        "deploy", help="run a finished policy on the robot through the safety supervisor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            Run a finished policy on the robot, without training, and report how it did.
+
+            Starts launch/deploy.launch.yaml: the mode's hardware (mode:=twin, the default:
+            the MuJoCo twin; hil: the real drivers against emulated hardware; real: the
+            robot), the safety node and the actor node acting with CHECKPOINT's policy (its
+            mean) through the supervisor. After --episodes episodes it stops the launch and
+            writes OUT/deploy.md and deploy.json (success rate, each episode, the
+            supervisor's verdicts), OUT/episodes.csv and OUT/graph.log. The task and robot
+            come from the checkpoint; launch arguments (NAME:=VALUE) go to the launch file:
+              robot-rl deploy runs/valve/finetuned.pt
+              robot-rl deploy runs/valve/finetuned.pt mode:=real port:=/dev/ttyUSB0
+            On a real robot, go through docs/hardware-checklist.md first."""))
+    deploy.add_argument("checkpoint", type=Path, help="the policy (.pt)")
+    deploy.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
+                        help="launch arguments, e.g. mode:=hil (see robot-rl launch "
+                             "launch/deploy.launch.yaml --show-args)")
+    deploy.add_argument("--episodes", type=_positive_int, default=10,
+                        help="episodes to run (default: %(default)s)")
+    deploy.add_argument("--out", type=Path, help="report folder (default: CHECKPOINT's folder "
+                                                 "/deploy)")
+    deploy.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier deploy in --out")
+    deploy.add_argument("--quiet", action="store_true", help="no progress bar")
+    deploy.set_defaults(handler=_deploy)
+
+    report = _command(sub, "report", "evaluate a run's policies and write the demo's report",
+                      "For a run made step by step (record, pretrain, finetune): evaluates "
+                      "RUN/offline.pt and RUN/finetuned.pt as demo does and writes "
+                      "RUN/report.md, report.json and learning_curve.png with the dataset's "
+                      "success rates, the fine-tuning curve and the safety supervisor's verdicts "
+                      "of every finetune session. The config is the one stored in "
+                      "RUN/finetuned.pt unless --config is given.", config_default=None)
+    report.add_argument("--run", type=Path, required=True,
+                        help="run folder (pretrain's --out, finetune's --run)")
+    report.add_argument("--dataset", type=Path, help="dataset (default: RUN/dataset.zarr)")
+    report.add_argument("--overwrite", action="store_true", help="replace an earlier report")
+    report.set_defaults(handler=_report)
 
     show = _command(sub, "config", "print a config in full: every setting, what it means, its range",
                     "Prints the config (after --profile and --set) as YAML with every setting "
@@ -158,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("launch", help="run a ROS 2 YAML launch file without ROS 2 (FILE [name:=value])")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("robot_rl")
+    except PackageNotFoundError:  # run from a source tree that pip never installed
+        return "0+unknown"
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str,
@@ -194,10 +263,15 @@ def _config(args: argparse.Namespace):
 
 def _show_config(args: argparse.Namespace) -> int:
     from robot_rl.config import annotated_yaml
+    from robot_rl.pipeline.config import EXTENDS, extends_value
     config = _config(args)  # first: a bad config prints its error, not a half-written header
     given = " ".join([f"--config {args.config}", *([f"--profile {args.profile}"] if args.profile
                                                    else []), *(f"--set {o}" for o in args.overrides)])
-    print(f"# robot-rl config {given}\n{annotated_yaml(config)}", end="")
+    # extends: the printout keeps the config's profiles (--profile quick works on it); every
+    # setting is written out below, so it does not change when the library's defaults do
+    base = f"{EXTENDS}: {extends_value(args.config)}"
+    print(f"# robot-rl config {given}\n{base.ljust(43)} # profiles come from here; the settings "
+          f"below replace its own\n{annotated_yaml(config)}", end="")
     return 0
 
 
@@ -256,9 +330,38 @@ def _finetune(args: argparse.Namespace) -> int:
     from robot_rl.pipeline.stages import DATASET, finetune
     dataset = args.dataset or args.run / DATASET
     result = finetune(_config(args), args.run, dataset, progress=not args.quiet,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, resume=args.resume)
     print(f"fine-tuned policy: {result.checkpoint} "
-          f"(success {result.curve[-1].success_rate:.0%} at the last evaluation)")
+          f"(success {result.curve[-1].success_rate:.0%} at the last evaluation, "
+          f"{result.curve[-1].env_steps} online steps in all)")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from robot_rl.pipeline.deploy import deploy
+    launch_args = {}
+    for item in args.launch_args:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            from robot_rl.config import ConfigError
+            raise ConfigError(f"launch argument {item!r}: expected NAME:=VALUE, e.g. mode:=hil")
+        launch_args[name] = value
+    out = args.out or args.checkpoint.parent / "deploy"
+    report = deploy(args.checkpoint, out, episodes=args.episodes, launch_args=launch_args,
+                    progress=not args.quiet, overwrite=args.overwrite)
+    print((out / "deploy.md").read_text())
+    print(f"report: {out / 'deploy.md'}")
+    return 0 if report.episodes else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from robot_rl.pipeline.stages import FINETUNED_CHECKPOINT, eval_config, report_run
+    config = eval_config(args.run / FINETUNED_CHECKPOINT, args.config, args.overrides,
+                         args.profile)
+    report_run(config, args.run, dataset_path=args.dataset, progress=not args.quiet,
+               overwrite=args.overwrite)
+    print((args.run / "report.md").read_text())
+    print(f"report: {args.run / 'report.md'}  plot: {args.run / 'learning_curve.png'}")
     return 0
 
 

@@ -64,7 +64,7 @@ def info(path: PathLike) -> dict[str, Any]:
                      "image": spec.is_image, "stored_bytes": int(arr.nbytes_stored),
                      "raw_bytes": int(spec.dtype.itemsize * math.prod(spec.step_shape)
                                       * store.n_steps)}
-    successes = [store.episode_info(i).get("success") for i in range(store.n_episodes)]
+    successes = [row.get("success") for row in store.episode_infos()]  # one read
     labelled = [s for s in successes if isinstance(s, bool)]
     return {
         "path": str(store.path), "format_version": attrs["format_version"],
@@ -326,6 +326,11 @@ def _create_like(source: EpisodeStore, output: PathLike, extra: Mapping[str, Any
                                overwrite=overwrite)
 
 
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    """A progress bar on stderr, drawn once the work takes more than half a second."""
+    return tqdm(total=total, desc=desc, unit="episode", disable=not progress, delay=0.5)
+
+
 def _copy_episode(source: EpisodeStore, index: int, target: EpisodeStore) -> int:
     row = source.episode_info(index)
     row.setdefault("source_path", str(source.path))
@@ -353,7 +358,7 @@ def check_outputs(outputs: Sequence[PathLike], overwrite: bool) -> None:
 
 
 def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Concatenate datasets; refuses different robots, tasks or units unless ``force``."""
     if not inputs:
         raise ValueError("merge needs at least one input")
@@ -377,9 +382,11 @@ def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
                    "calibration_digest": s.attrs["calibration_digest"],
                    "episodes": s.n_episodes} for s in sources]
     target = _create_like(first, output, {"merged_from": provenance}, overwrite)
-    for src in sources:
-        for index in range(src.n_episodes):
-            _copy_episode(src, index, target)
+    with _bar(sum(s.n_episodes for s in sources), "merge", progress) as bar:
+        for src in sources:
+            for index in range(src.n_episodes):
+                _copy_episode(src, index, target)
+                bar.update()
     return {"output": str(target.path), "n_episodes": target.n_episodes,
             "n_steps": target.n_steps, "sources": provenance}
 
@@ -389,7 +396,7 @@ def _describe(specs: Mapping[str, KeySpec]) -> str:
 
 
 def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
-          overwrite: bool = False) -> dict[str, list[int]]:
+          overwrite: bool = False, progress: bool = False) -> dict[str, list[int]]:
     """Shuffle episodes with ``seed`` and deal them to outputs by fraction (summing to 1).
 
     Returns output -> the input episode indices it received (each in original order).
@@ -416,7 +423,8 @@ def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
     targets = {name: _create_like(source, name, {"split_from": {
         "path": str(source.path), "seed": seed, "fraction": fractions[name]}}, overwrite)
         for name in fractions}
-    for index in range(source.n_episodes):
+    for index in tqdm(range(source.n_episodes), desc="split", unit="episode",
+                      disable=not progress, delay=0.5):
         _copy_episode(source, index, targets[owner[index]])
     return assignment
 
@@ -431,7 +439,7 @@ def _largest_remainder(fractions: Sequence[float], n: int) -> list[int]:
 
 
 def filter(input: PathLike, output: PathLike, predicate: InfoPredicate, *,
-           overwrite: bool = False) -> list[int]:
+           overwrite: bool = False, progress: bool = False) -> list[int]:
     """Copy the episodes whose episode_info satisfies ``predicate``; returns their indices.
 
     ``predicate`` is a callable on the info dict, or a mapping of required values
@@ -442,7 +450,7 @@ def filter(input: PathLike, output: PathLike, predicate: InfoPredicate, *,
     _refuse_same_path([input], output)
     check_outputs([output], overwrite)
     source = EpisodeStore.open(input, "r")
-    infos = [source.episode_info(i) for i in range(source.n_episodes)]
+    infos = source.episode_infos()
     if isinstance(predicate, Mapping):
         wanted = dict(predicate)
         _check_fields(source.path, infos, wanted)
@@ -459,7 +467,7 @@ def filter(input: PathLike, output: PathLike, predicate: InfoPredicate, *,
                                         f"{seen}; nothing written")
     target = _create_like(source, output, {"filtered_from": {
         "path": str(source.path), "predicate": str(description)}}, overwrite)
-    for index in kept:
+    for index in tqdm(kept, desc="filter", unit="episode", disable=not progress, delay=0.5):
         _copy_episode(source, index, target)
     return kept
 
@@ -483,7 +491,8 @@ def _values_seen(infos: Sequence[dict], wanted: Mapping[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------- stats
-def stats(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def stats(path: PathLike, keys: Sequence[str] | None = None, *,
+          progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per-dimension mean, std (population), min, max and count of each key, streamed.
 
     Episodes are combined with Chan et al.'s parallel update in float64; default keys are the
@@ -496,7 +505,8 @@ def stats(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, dict[s
     if not store.n_episodes:
         raise DatasetError(store.path, "no committed episodes to compute statistics on")
     acc: dict[str, list[Any]] = {}
-    for _, steps in store.iter_episodes(keys):
+    for _, steps in tqdm(store.iter_episodes(keys), total=store.n_episodes, desc="stats",
+                         unit="episode", disable=not progress, delay=0.5):
         for key, rows in steps.items():
             x = rows.astype(np.float64)
             n_b, mean_b = len(x), x.mean(axis=0)

@@ -64,8 +64,9 @@ class Report:
             "",
             "| policy | success rate |",
             "|---|---|",
-            f"| scripted demonstrations | {self.demo_success_rate:.0%} |",
-            f"| scripted with noise (the rest of the dataset) | {self.noisy_success_rate:.0%} |",
+            f"| scripted demonstrations | {_percent(self.demo_success_rate)} |",
+            f"| scripted with noise (the rest of the dataset) | "
+            f"{_percent(self.noisy_success_rate)} |",
             f"| AWAC after offline pretraining | {self.offline_success_rate:.0%} |",
             f"| AWAC after online fine-tuning | {self.finetuned_success_rate:.0%} |",
             "",
@@ -73,8 +74,9 @@ class Report:
             f"({self.improvement:+.0%}; one standard error of a rate here is about "
             f"{_noise(self.eval_episodes):.0%}).",
             "",
-            "Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings_s.items()),
-            "",
+            *(["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in
+                                              self.timings_s.items()), ""]
+              if self.timings_s else []),
             "Safety supervisor verdicts during the run: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.safety.items())) or "none"),
             "",
@@ -83,7 +85,14 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def plot(self, path: Path) -> None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+        fig = self.figure()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def figure(self) -> plt.Figure:
+        """The learning curve; the caller saves and closes it."""
+        # constrained layout with the legend outside, below the axes: it never covers a curve
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120, layout="constrained")
         if self.online_curve:
             ax.plot([p.env_steps for p in self.online_curve],
                     [p.success_rate for p in self.online_curve], color="tab:orange", alpha=0.8,
@@ -96,10 +105,13 @@ class Report:
         ax.set(xlabel="online environment steps", ylabel="success rate", ylim=(-0.02, 1.02),
                title=f"{self.task}: offline pretraining, then online fine-tuning")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
+        return fig
+
+
+def _percent(rate: float) -> str:
+    """A rate, or '-' when there was nothing to rate (a dataset without such episodes)."""
+    return "-" if rate != rate else f"{rate:.0%}"
 
 
 def _noise(episodes: int) -> float:

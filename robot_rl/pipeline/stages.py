@@ -7,7 +7,10 @@ its own from the CLI, resumed, or swapped for the real robot's version of it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from robot_rl.data.replay import (
     check_action_mode,
     check_observation_size,
 )
+from robot_rl.hil.replay import INTERVENTION_KEY, add_online_episode
 from robot_rl.learning import (
     AWAC,
     UPDATES_PER_S,
@@ -60,6 +64,8 @@ OFFLINE_CHECKPOINT = "offline.pt"
 FINETUNED_CHECKPOINT = "finetuned.pt"
 ONLINE_STORE = "online.zarr"
 DATASET = "dataset.zarr"
+FINETUNE_SUMMARY = "finetune/summary.json"
+REPORT_OUTPUTS = ("report.md", "report.json", "learning_curve.png")
 
 
 @dataclass
@@ -164,7 +170,9 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
                      disable=not progress):
         with rate.timing():
             metrics = train_step(agent, replay, config.awac.batch_size, generator)
-        if step % config.pretrain.log_every_updates == 0:
+        # and at the last update: a run shorter than the period (the quick profile's 200
+        # updates, logged every 250) still leaves its metrics
+        if step % config.pretrain.log_every_updates == 0 or step == config.pretrain.updates:
             logger.log(step, {**metrics, UPDATES_PER_S: rate.read()})
     logger.close()
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
@@ -257,59 +265,100 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
              progress: bool = True, agent: AWAC | None = None,
-             overwrite: bool = False,
+             overwrite: bool = False, resume: bool = False,
              success_model: SuccessModel | None = None) -> FinetuneResult:
     """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer.
 
     Writes RUN/online.zarr and RUN/finetuned.pt, refusing (before anything runs) to replace
-    those of an earlier run unless ``overwrite``. ``agent``: start from this agent instead of
-    RUN/offline.pt (experiments use it for an agent built from scratch, or one whose actor
-    objective was switched after pretraining). ``success_model``: reward and success of the
-    online episodes from this detector instead of the task's rule (evaluations still measure the
-    twin's success); by default the config's ``reward`` section decides (pipeline.hil)."""
-    refuse_existing([(run_dir / ONLINE_STORE, "the online episodes of an earlier finetune"),
-                     (run_dir / FINETUNED_CHECKPOINT, "the policy of an earlier finetune")],
-                    overwrite, "pass --overwrite to start over from the offline policy and "
-                               "replace it, or use another run folder")
+    those of an earlier run unless ``overwrite``. ``resume`` is the third choice: continue the
+    earlier run for another ``finetune.env_steps`` steps, from RUN/finetuned.pt (weights,
+    optimisers, the collapse guard's state) with RUN/online.zarr's episodes back in the replay
+    and new ones appended to it, the step count, the episode seeds and the curve carrying on
+    where they stopped: session after session on a robot. ``agent``: start from this agent
+    instead of RUN/offline.pt (experiments use it for an agent built from scratch, or one whose
+    actor objective was switched after pretraining). ``success_model``: reward and success of
+    the online episodes from this detector instead of the task's rule (evaluations still measure
+    the twin's success); by default the config's ``reward`` section decides (pipeline.hil)."""
+    if resume and (overwrite or agent is not None):
+        raise ConfigError("finetune: --resume continues the earlier run; it cannot also "
+                          "--overwrite it (or start from another agent)")
+    if resume:
+        for path, what in ((run_dir / FINETUNED_CHECKPOINT, "finetuned.pt"),
+                           (run_dir / ONLINE_STORE, "online.zarr")):
+            if not path.exists():
+                raise CheckpointError(path, f"missing: --resume continues a finetune run, and "
+                                            f"this folder has no {what} (run finetune without "
+                                            f"--resume first)")
+    else:
+        refuse_existing([(run_dir / ONLINE_STORE, "the online episodes of an earlier finetune"),
+                         (run_dir / FINETUNED_CHECKPOINT, "the policy of an earlier finetune")],
+                        overwrite, "pass --overwrite to start over from the offline policy "
+                                   "and replace it, --resume to continue that run, or use "
+                                   "another run folder")
     with closing(GatedEnv(config)) as env:  # closed however the run ends
         data = task_transitions(config, dataset_path, env)
-        agent = agent if agent is not None else load_agent(config, run_dir / OFFLINE_CHECKPOINT,
-                                                           env)
+        if resume:
+            agent = load_agent(config, run_dir / FINETUNED_CHECKPOINT, env)
+        elif agent is None:
+            agent = load_agent(config, run_dir / OFFLINE_CHECKPOINT, env)
         with closing(OnlineHooks.from_config(config, env, dataset_path, success_model)) as hooks:
-            return _run_online(config, run_dir, data, agent, env, progress, overwrite, hooks)
+            return _run_online(config, run_dir, data, agent, env, progress, overwrite, resume,
+                               hooks)
+
+
+def _open_online_store(config: PipelineConfig, run_dir: Path, env: GatedEnv, overwrite: bool,
+                       resume: bool) -> EpisodeStore:
+    """RUN/online.zarr: new (or replaced with ``overwrite``); with ``resume`` the earlier one,
+    opened for append, refused (one line) if another robot, task or action mode wrote it."""
+    source = {"robot": config.robot, "task": config.env_id,
+              "calibration_digest": robot_digest(config.robot), "units": TRANSITION_UNITS,
+              "extra": action_mode_extra(env.action_mode)}
+    path = run_dir / ONLINE_STORE
+    if resume:
+        return EpisodeStore.create_or_append(path, **source)
+    return EpisodeStore.create(path, **source, overwrite=overwrite)
 
 
 def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
                 env: GatedEnv, progress: bool, overwrite: bool,
-                hooks: OnlineHooks | None = None) -> FinetuneResult:
+                resume: bool = False, hooks: OnlineHooks | None = None) -> FinetuneResult:
     hooks = hooks or OnlineHooks()
-    replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
+    online_store = _open_online_store(config, run_dir, env, overwrite, resume)
+    start_steps, first_episode = online_store.n_steps, online_store.n_episodes
+    # a store from before the 'intervention' key keeps its schema (its episodes share one)
+    record_flags = first_episode == 0 or INTERVENTION_KEY in online_store.keys
+    replay = make_replay(config.awac, data,
+                         online_capacity=start_steps + config.finetune.env_steps,
                          seed=config.seed,
-                         extra_offline_capacity=hooks.offline_room(config.finetune.env_steps))
-    online_store = EpisodeStore.create(run_dir / ONLINE_STORE, robot=config.robot,
-                                       task=config.env_id,
-                                       calibration_digest=robot_digest(config.robot),
-                                       units=TRANSITION_UNITS,
-                                       extra=action_mode_extra(env.action_mode),
-                                       overwrite=overwrite)
+                         extra_offline_capacity=hooks.offline_room(start_steps +
+                                                                   config.finetune.env_steps))
+    for _, steps in online_store.iter_episodes():  # the earlier sessions' episodes, in order
+        add_online_episode(replay, steps, hooks.to_offline)  # their corrections on both sides
     if overwrite:
         clear_log(run_dir / "finetune")
     logger = MetricsLogger(run_dir / "finetune")
     logger.log_config(annotated_yaml(config))
     rate = UpdateRate()
-    generator = np.random.default_rng(config.seed + 1)
-    agent.start_online()
-    offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
-    agent.guard.record_offline_success(offline_eval.success_rate)
-    curve = [curve_point(0, offline_eval)]
-    env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
+    generator = np.random.default_rng(config.seed + 1 + first_episode)
+    summary = read_finetune_summary(run_dir) if resume else FinetuneSummary()
+    if not agent.guard.armed:  # a resumed agent's guard keeps its snapshot and its count
+        agent.start_online()
+    first_eval = evaluate(config, agent, config.eval.episodes, env=env)
+    if not resume:
+        agent.guard.record_offline_success(first_eval.success_rate)
+    curve = [curve_point(start_steps, first_eval)]
+    total = start_steps + config.finetune.env_steps
+    env_steps, episode_index = start_steps, first_episode
+    next_eval = start_steps + config.finetune.eval_every_env_steps
+    metrics: Mapping[str, float] = {}
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
-    while env_steps < config.finetune.env_steps:
+    while env_steps < total:
         episode = hooks.run_episode(env, lambda obs: agent.act(obs, deterministic=False),
                                     ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index,
                                     env_steps)
-        online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
-                                                 "kind": "online", **hooks.episode_info(episode)})
+        stored = {k: v for k, v in episode.steps.items() if record_flags or k != INTERVENTION_KEY}
+        online_store.add_episode(stored, {"success": episode.success, "seed": episode.seed,
+                                          "kind": "online", **hooks.episode_info(episode)})
         hooks.add_to_replay(replay, episode)
         updates = episode.length * config.finetune.updates_per_env_step
         with rate.timing(updates):
@@ -321,7 +370,7 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
                                **episode_metrics(episode.episode_return, episode.success),
                                **hooks.episode_scalars(episode, env_steps)})
-        if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
+        if env_steps >= next_eval or env_steps >= total:
             point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
             bar.set_postfix(success=f"{point.success_rate:.0%}")
@@ -334,8 +383,52 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     path = run_dir / FINETUNED_CHECKPOINT
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
-    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses),
+    safety = dict(env.gate.statuses)
+    summary.add_session(curve if not resume else curve[1:], safety, env_steps)
+    summary.write(run_dir)
+    return FinetuneResult(checkpoint=path, curve=curve, safety=safety,
                           interventions=hooks.summary())
+
+
+@dataclass
+class FinetuneSummary:
+    """RUN/finetune/summary.json: the evaluation curve and the safety supervisor's verdicts of
+    every finetune session in the run folder (what ``robot-rl report`` reads; ``--resume``
+    extends it)."""
+
+    curve: list[CurvePoint] = dataclasses.field(default_factory=list)
+    safety: dict[str, int] = dataclasses.field(default_factory=dict)
+    env_steps: int = 0
+    sessions: int = 0
+
+    def add_session(self, curve: list[CurvePoint], safety: Mapping[str, int],
+                    env_steps: int) -> None:
+        self.curve += curve
+        for key, count in safety.items():
+            self.safety[key] = self.safety.get(key, 0) + int(count)
+        self.env_steps, self.sessions = env_steps, self.sessions + 1
+
+    def write(self, run_dir: Path) -> None:
+        path = run_dir / FINETUNE_SUMMARY
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+        os.replace(tmp, path)  # a reader never sees half of it
+
+
+def read_finetune_summary(run_dir: Path) -> FinetuneSummary:
+    """The run's summary; an empty one for a run folder written before summaries existed."""
+    path = run_dir / FINETUNE_SUMMARY
+    if not path.exists():
+        return FinetuneSummary()
+    try:
+        data = json.loads(path.read_text())
+        return FinetuneSummary(curve=[CurvePoint(**p) for p in data["curve"]],
+                               safety={k: int(v) for k, v in data["safety"].items()},
+                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(path, f"unreadable finetune summary ({err}); move it away to "
+                                    f"start a new one") from err
 
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
@@ -383,6 +476,47 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
                     timings_s=timings, safety=tuned.safety)
     report.write(run_dir)
     return report
+
+
+def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | None = None,
+               progress: bool = True, overwrite: bool = False) -> Report:
+    """The demo's report (RUN/report.md, report.json, learning_curve.png) for a run made step by
+    step: the dataset's success rates (its clean and noisy episodes), RUN/offline.pt and
+    RUN/finetuned.pt evaluated as ``demo`` evaluates them, and the curve and safety verdicts
+    that finetune kept in RUN/finetune/summary.json (every session of a resumed run). An
+    earlier report is replaced only with ``overwrite``."""
+    refuse_existing([(run_dir / name, "an earlier report") for name in REPORT_OUTPUTS],
+                    overwrite, "pass --overwrite to replace it")
+    for path in (run_dir / OFFLINE_CHECKPOINT, run_dir / FINETUNED_CHECKPOINT):
+        if not path.exists():
+            raise CheckpointError(path, "missing: a report needs pretrain's offline.pt and "
+                                        "finetune's finetuned.pt in the run folder")
+    dataset = dataset_path or run_dir / DATASET
+    clean, noisy = dataset_success_rates(dataset) if dataset.exists() else ([], [])
+    offline = evaluate_checkpoint(config, run_dir / OFFLINE_CHECKPOINT, config.eval.episodes,
+                                  progress=progress)
+    final = evaluate_checkpoint(config, run_dir / FINETUNED_CHECKPOINT, config.eval.episodes,
+                                progress=progress)
+    summary = read_finetune_summary(run_dir)
+    final_steps = int(load_checkpoint(run_dir / FINETUNED_CHECKPOINT)["counters"].get(
+        "online_env_steps", summary.env_steps))
+    curve = summary.curve or [curve_point(0, offline), curve_point(final_steps, final)]
+    report = Report(task=config.env_id, seed=config.seed, demo_success_rate=_rate(clean),
+                    noisy_success_rate=_rate(noisy), offline_success_rate=offline.success_rate,
+                    finetuned_success_rate=final.success_rate,
+                    eval_episodes=config.eval.episodes, curve=curve, safety=summary.safety,
+                    mode=f"step by step (record, pretrain, finetune: {summary.sessions} "
+                         f"session(s), {final_steps} online steps; report)")
+    report.write(run_dir)
+    return report
+
+
+def dataset_success_rates(dataset: Path) -> tuple[list[bool], list[bool]]:
+    """Success of the dataset's clean and noisy episodes, as ``record`` labelled them."""
+    with EpisodeStore.open(dataset, "r") as store:
+        infos = store.episode_infos()
+    return ([bool(i.get("success")) for i in infos if i.get("kind") == "clean"],
+            [bool(i.get("success")) for i in infos if i.get("kind") == "noisy"])
 
 
 def task_transitions(config: PipelineConfig, dataset_path: Path,

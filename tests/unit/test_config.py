@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.yaml"
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
     path.write_text(text)
     return path
 
@@ -120,7 +121,7 @@ def test_robot_rl_config_prints_every_setting_and_its_output_loads_back_equal(
         text = capsys.readouterr().out
         expected = load_pipeline_config(name, ["awac.beta=0.3", "awac.device=auto"], profile)
         saved = write(tmp_path, text)
-        assert load_config(PipelineConfig, saved) == expected, profile
+        assert load_pipeline_config(saved) == expected, profile
         written = yaml.safe_load(text)
         assert written["awac"]["balanced_replay"]["temperature"] == 5.0  # defaults written out
         assert written["awac"]["collapse_guard"].keys() >= {"fallback", "fallback_margin"}
@@ -270,3 +271,61 @@ def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"^{broken}: model_mjcf .*config.yaml: MuJoCo cannot "
                                           r"load it: "):
         load_robot(broken)
+
+
+@pytest.mark.parametrize("name", ["valve", "drawer"])
+def test_a_printout_keeps_the_profiles(name: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`robot-rl config > mine.yaml`, then `--config mine.yaml --profile P`, for every profile."""
+    from robot_rl.cli import main
+    assert main(["config", "--config", name]) == 0
+    mine = write(tmp_path, capsys.readouterr().out)
+    for profile in _profiles(name):
+        assert load_pipeline_config(mine, profile=profile) == \
+            load_pipeline_config(name, profile=profile), profile
+        assert main(["config", "--config", str(mine), *(["--profile", profile] if profile
+                                                         else [])]) == 0
+        assert load_pipeline_config(write(tmp_path, capsys.readouterr().out, "again.yaml")) == \
+            load_pipeline_config(name, profile=profile), profile
+
+
+def test_a_partial_config_starts_from_the_task_it_extends(tmp_path: Path) -> None:
+    mine = write(tmp_path, "extends: drawer\ndataset: {demonstrations: 3}\n"
+                           "profiles:\n  quick: {eval: {episodes: 2}}\n  mine: {seed: 7}\n")
+    config, drawer = load_pipeline_config(mine), load_pipeline_config("drawer")
+    assert config.dataset.demonstrations == 3
+    # everything else is the drawer task's, not the library's bare defaults
+    assert config == dataclasses.replace(drawer, dataset=dataclasses.replace(
+        drawer.dataset, demonstrations=3))
+    assert config.awac.batch_size == 256 and config.awac.collapse_guard.conservative
+    quick = load_pipeline_config(mine, profile="quick")  # the task's profile, with mine merged
+    assert quick.eval.episodes == 2 and quick.pretrain.updates == 200
+    assert load_pipeline_config(mine, profile="mine").seed == 7
+
+
+def test_a_partial_config_without_extends_is_refused_by_name(tmp_path: Path) -> None:
+    mine = write(tmp_path, "dataset:\n  demonstrations: 3\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: sets no 'extends' and leaves env_id, "
+                                          r"robot, seed and \d+ more unset: .*extends: valve"):
+        load_pipeline_config(mine)
+    bare = write(tmp_path, "extends: null\ndataset:\n  demonstrations: 3\n", "bare.yaml")
+    assert load_pipeline_config(bare) == dataclasses.replace(
+        PipelineConfig(), dataset=dataclasses.replace(PipelineConfig().dataset,
+                                                      demonstrations=3))
+
+
+def test_extends_follows_paths_and_refuses_loops_and_unknown_names(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    write(tmp_path / "lab", "extends: valve\nseed: 5\n", "base.yaml")
+    child = write(tmp_path, "extends: lab/base.yaml\nseed: 6\neval: {episodes: 3}\n",
+                  "child.yaml")
+    config = load_pipeline_config(child)
+    assert (config.seed, config.eval.episodes, config.env_id) == (6, 3, "robot_rl/ValveTurn-v0")
+    write(tmp_path, "extends: b.yaml\n", "a.yaml")
+    write(tmp_path, "extends: a.yaml\n", "b.yaml")
+    with pytest.raises(ConfigError, match="configs extend each other in a loop"):
+        load_pipeline_config(tmp_path / "a.yaml")
+    typo = write(tmp_path, "extends: valv\n", "typo.yaml")
+    with pytest.raises(ConfigError, match=r"typo.yaml: extends: no pipeline config named "
+                                          r"'valv'.*known: \['drawer', 'valve'"):
+        load_pipeline_config(typo)

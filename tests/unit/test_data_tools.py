@@ -200,7 +200,7 @@ def test_cli_subcommands(tmp_path, capsys):
     assert main(["stats", str(path), "--keys", "reward", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["reward"]["count"] == 35
-    assert main(["filter", str(path), str(tmp_path / "f.zarr"), "--where", "success=true",
+    assert main(["filter", str(path), "--out", str(tmp_path / "f.zarr"), "--where", "success=true",
                  "--where", "operator=op2"]) == 0
     assert EpisodeStore.open(tmp_path / "f.zarr").n_episodes == 1
     assert main(["split", str(path), "--out", f"{tmp_path / 'a.zarr'}=0.5",
@@ -208,7 +208,7 @@ def test_cli_subcommands(tmp_path, capsys):
     assert main(["merge", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"),
                  "-o", str(tmp_path / "m.zarr")]) == 0
     assert EpisodeStore.open(tmp_path / "m.zarr").n_episodes == 7
-    assert main(["export", str(path), str(tmp_path / "x.hdf5")]) == 0
+    assert main(["export", str(path), "--out", str(tmp_path / "x.hdf5")]) == 0
     capsys.readouterr()
     # bad input: one clear line on stderr and exit code 1
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
@@ -267,7 +267,7 @@ def test_filter_refuses_a_field_no_episode_has_and_a_predicate_nothing_matches(t
     with pytest.raises(DatasetError, match=r"no episode's info has the field\(s\) \['sucess'\]; "
                                            r"the fields are \[.*'operator'.*'success'\]"):
         tools.filter(src.path, out, {"sucess": True})
-    assert main(["filter", str(src.path), str(out), "--where", "sucess=true"]) == 1
+    assert main(["filter", str(src.path), "--out", str(out), "--where", "sucess=true"]) == 1
     assert "field(s) ['sucess']" in capsys.readouterr().err
     with pytest.raises(DatasetError, match=r"no episode of 7 matches \{'success': 'yes'\}; "
                                            r"success takes the values \[false, true\]"):
