@@ -4,6 +4,21 @@ It runs on the control clock: ``tick(now_s, state, state_received_s)`` once per 
 semantics match the twin's gymnasium environment (sim_twin.envs): at a tick the new state closes
 the previous step (reward, success, terminated at success, truncated at the episode length) and,
 unless the episode ended, the policy acts on the observation built from it.
+
+A human in the loop (the learner node; ``pipeline.hil`` is the in-process twin of this): a tick may
+bring the operator's targets (``operator_rad``: the teleop node in its intervene role holds
+control). They replace the policy's for that step; ``teleop.takeover.Handover`` holds every
+operator command, and the policy's first command after a handback, to one action step from the
+supervisor's last command, and the recorded action is the one that yields the targets sent
+(``targets_to_action``), so an operator's step is a transition like any other. Every step records
+who acted (``intervention``) and the episode's info counts the ``takeovers``. The targets still go
+to COMMAND_RAW: the supervisor gates the operator as it gates the policy.
+
+A success model (``success_model``: ``reward.SuccessDetector``, a learned classifier) replaces the
+task's success rule: the step's success is the detector's on the observation after it (reward 0 on
+success, else -1; termination where the task ends at success). The task's own rule is still
+computed where the state allows it and kept as ``true_success`` in the episode's info, so
+misdetections can be counted on the twin.
 """
 
 from __future__ import annotations
@@ -11,13 +26,25 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from robot_rl.tasks.base import ResetSample, Task, TaskState
+from robot_rl.teleop.takeover import OPERATOR, Handover
 
 Policy = Callable[[np.ndarray], np.ndarray]
+STEP_KEYS = ("observation", "action", "reward", "next_observation", "terminated", "truncated",
+             "intervention")
+FLAG_KEYS = ("terminated", "truncated", "intervention")
+
+
+class SuccessModel(Protocol):
+    """Success from the observation after each step (``reward.SuccessDetector``)."""
+
+    def reset(self) -> None: ...
+
+    def step(self, observation: np.ndarray) -> bool: ...
 
 
 class Phase(enum.Enum):
@@ -64,8 +91,10 @@ class TickOutput:
 
 class EpisodeMachine:
     def __init__(self, task: Task, config: EpisodeConfig, *, first_episode: int = 0,
-                 tag: str = "") -> None:
+                 tag: str = "", success_model: SuccessModel | None = None) -> None:
         self.task, self.config, self.tag = task, config, tag
+        self.success_model = success_model
+        self.handover = Handover(task.actions.step_rad)
         self.phase = Phase.IDLE
         self.episode = first_episode - 1  # index of the current (or last) episode
         self.reset: ResetSample | None = None
@@ -74,11 +103,13 @@ class EpisodeMachine:
         self._reset_done_s: float | None = None
         self._stale_since_s: float | None = None
         self._rows: dict[str, list[Any]] = {}
-        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending: tuple[np.ndarray, np.ndarray, bool] | None = None  # obs, action, operator
         self._previous_action = np.zeros(task.n_joints, np.float32)
         self._targets = np.zeros(task.n_joints)
         self._command_rad: np.ndarray | None = None  # the supervisor's, since our last action
+        self._gated_rad: np.ndarray | None = None  # the supervisor's latest, this episode
         self._success = False
+        self._true_success = False
         self._steps = 0
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -100,17 +131,20 @@ class EpisodeMachine:
         its gated targets: a step the supervisor cut short or held is not taken twice."""
         if self.phase is Phase.RUNNING:
             self._command_rad = np.asarray(command_rad, dtype=np.float64).copy()
+            self._gated_rad = self._command_rad.copy()
 
     def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
-             policy: Policy | None, stale_reason: str | None = None) -> TickOutput:
+             policy: Policy | None, stale_reason: str | None = None,
+             operator_rad: np.ndarray | None = None) -> TickOutput:
+        """``operator_rad``: the operator's targets when an operator holds control this step."""
         out = TickOutput()
         if self.phase is Phase.IDLE:
             if policy is not None:
                 self._begin_reset(now_s, out)
         elif self.phase is Phase.RESETTING:
-            self._resetting(now_s, state, state_received_s, policy, out)
+            self._resetting(now_s, state, state_received_s, policy, out, operator_rad)
         else:
-            self._running(now_s, state, policy, stale_reason, out)
+            self._running(now_s, state, policy, stale_reason, out, operator_rad)
         return out
 
     # ---- phases ----------------------------------------------------------------------------
@@ -134,7 +168,8 @@ class EpisodeMachine:
         return (self.config.seed * 1_000_003 + self.episode) % 2**31
 
     def _resetting(self, now_s: float, state: TaskState | None, received_s: float,
-                   policy: Policy | None, out: TickOutput) -> None:
+                   policy: Policy | None, out: TickOutput,
+                   operator_rad: np.ndarray | None = None) -> None:
         if self._reset_done_s is None:
             if now_s - self._reset_sent_s >= self.config.reset_timeout_s:
                 out.warnings.append(f"{self.tag}: no reset_done for episode {self.episode} "
@@ -146,24 +181,28 @@ class EpisodeMachine:
         if state is None or received_s < self._reset_done_s:
             return
         self._start(state, out)
-        self._running(now_s, state, policy, None, out)
+        self._running(now_s, state, policy, None, out, operator_rad)
 
     def _start(self, state: TaskState, out: TickOutput) -> None:
         assert self.reset is not None
         self.phase = Phase.RUNNING
         self._targets = np.asarray(self.reset.joint_positions_rad, dtype=np.float64).copy()
-        self._command_rad = None  # the last episode's commands are not this one's targets
+        self._command_rad = self._gated_rad = None  # the last episode's are not this one's
+        self.handover.reset()
+        if self.success_model is not None:
+            self.success_model.reset()
         if self.task.actions.steps_from_command:
             self._previous_action = np.zeros(self.task.n_joints, np.float32)
         else:
             self._previous_action = self.task.targets_to_action(self._targets, self._targets)
-        self._rows = {k: [] for k in ("observation", "action", "reward", "next_observation",
-                                      "terminated", "truncated")}
+        self._rows = {k: [] for k in STEP_KEYS}
         self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
+        self._true_success = False
         out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed}))
 
     def _running(self, now_s: float, state: TaskState | None, policy: Policy | None,
-                 stale_reason: str | None, out: TickOutput) -> None:
+                 stale_reason: str | None, out: TickOutput,
+                 operator_rad: np.ndarray | None = None) -> None:
         if state is None or policy is None:
             self._stale(now_s, stale_reason or "no policy", out)
             return
@@ -174,26 +213,45 @@ class EpisodeMachine:
         if self._pending is not None and self._close_step(state, obs, goal):
             self._finish(out)
             return
-        action = np.asarray(policy(obs), dtype=np.float32)
-        if action.shape != (self.task.n_joints,):
-            raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
-                             f"expected {self.task.n_joints} actions (task {self.task.name})")
+        # the targets an action steps from: the supervisor's last command with relative actions
+        base = self._targets
         if self.task.actions.steps_from_command and self._command_rad is not None:
-            self._targets = self._command_rad
-        self._targets = self.task.action_to_targets(action, self._targets)
+            base = self._command_rad
+        wanted = None
+        if operator_rad is None:
+            action = np.asarray(policy(obs), dtype=np.float32)
+            if action.shape != (self.task.n_joints,):
+                raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
+                                 f"expected {self.task.n_joints} actions (task "
+                                 f"{self.task.name})")
+            wanted = self.task.action_to_targets(action, base)
+        last_gated = self._gated_rad if self._gated_rad is not None else self._targets
+        command = self.handover.command(wanted, operator_rad, last_gated)
+        assert command is not None
+        by_operator = command.actor == OPERATOR
+        if by_operator or command.limited:
+            # the action that yields the targets sent, so the transition records what happened
+            action = self.task.targets_to_action(command.targets_rad, base)
+        self._targets = self.task.action_to_targets(action, base)
         self._command_rad = None
-        self._pending, self._previous_action = (obs, action), action
+        self._pending, self._previous_action = (obs, action, by_operator), action
         out.targets_rad = self._targets
 
     def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float) -> bool:
         assert self._pending is not None
-        obs, action = self._pending
-        success = self.task.is_success(state, goal)
+        obs, action, by_operator = self._pending
+        true_success = self.task.is_success(state, goal)
+        self._true_success = self._true_success or true_success
+        if self.success_model is None:
+            success, reward = true_success, self.task.reward(state, goal)
+        else:  # the classifier's word stands for the task's rule (as on a robot without one)
+            success = bool(self.success_model.step(next_obs))
+            reward = 0.0 if success else -1.0
         self._steps += 1
         terminated = bool(success and self.task.config.terminate_on_success)
         truncated = self._steps >= self.task.episode_length_steps
-        for key, value in zip(self._rows, (obs, action, self.task.reward(state, goal), next_obs,
-                                           terminated, truncated)):
+        for key, value in zip(STEP_KEYS, (obs, action, reward, next_obs, terminated, truncated,
+                                          by_operator)):
             self._rows[key].append(value)
         self._success = self._success or success
         self._pending = None
@@ -201,10 +259,13 @@ class EpisodeMachine:
 
     def _finish(self, out: TickOutput) -> None:
         assert self.reset is not None
-        steps = {k: np.asarray(v, dtype=bool if k in ("terminated", "truncated") else np.float32)
+        steps = {k: np.asarray(v, dtype=bool if k in FLAG_KEYS else np.float32)
                  for k, v in self._rows.items()}
         info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
-                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag}
+                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag,
+                "takeovers": self.handover.takeovers}
+        if self.success_model is not None:
+            info["true_success"] = self._true_success
         out.finished = FinishedEpisode(steps, info)
         out.events.append(("end", {"success": self._success, "steps": self._steps}))
         self.phase = Phase.IDLE
