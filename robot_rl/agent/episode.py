@@ -164,6 +164,11 @@ class EpisodeMachine:
             "object_position": self.reset.object_position, "goal": self.reset.goal}))
 
     @property
+    def last_gated_rad(self) -> np.ndarray:
+        """The supervisor's latest command this episode, else this machine's last targets."""
+        return (self._gated_rad if self._gated_rad is not None else self._targets).copy()
+
+    @property
     def reset_seed(self) -> int:
         return (self.config.seed * 1_000_003 + self.episode) % 2**31
 

@@ -27,6 +27,8 @@ class RobotTopics:
     command: str
     episode: str
     episode_status: str
+    takeover: str          # the teleop node's (role intervene): an operator holds control
+    command_operator: str  # its targets while it does
 
 
 def _join(namespace: str, name: str) -> str:
@@ -57,6 +59,8 @@ def robot_topics(namespace: str, object_topic: str = "") -> RobotTopics:
         command=_join(ns, topics.COMMAND),
         episode=_join(ns, topics.EPISODE),
         episode_status=_join(ns, topics.EPISODE_STATUS),
+        takeover=_join(ns, topics.TAKEOVER),
+        command_operator=_join(ns, topics.COMMAND_OPERATOR),
     )
 
 

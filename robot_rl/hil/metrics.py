@@ -25,6 +25,17 @@ def intervention_metrics(intervention: np.ndarray | None, takeovers: int) -> dic
     return {INTERVENTION_RATE: rate, INTERVENTIONS: float(takeovers)}
 
 
+def misdetection_metrics(detected: bool, true_success: bool) -> dict[str, float]:
+    """A learned reward's errors on one episode, where the task's own rule is known (the twin):
+    ``episode_true_success``, a false success (the classifier ended or rewarded an episode the
+    rule does not call a success) and a missed success (the rule saw one the classifier never
+    reported)."""
+    detected, truth = bool(detected), bool(true_success)
+    return {"episode_true_success": float(truth),
+            "reward_false_success": float(detected and not truth),
+            "reward_missed_success": float(truth and not detected)}
+
+
 class InterventionTrend:
     """Rates of the last ``window`` episodes (for the log) and all of them (for the report)."""
 

@@ -43,6 +43,9 @@ from robot_rl.data.replay import (
     check_action_mode,
     check_observation_size,
 )
+from robot_rl.hil import InterventionTrend, add_online_episode, intervention_metrics
+from robot_rl.hil.metrics import misdetection_metrics
+from robot_rl.hil.replay import INTERVENTION_KEY
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -59,7 +62,7 @@ from robot_rl.learning.background import (
     TrainerCounters,
 )
 from robot_rl.learning.device import resolve_device
-from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
+from robot_rl.learning.factory import Replay, make_replay, train_step
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
 
@@ -88,6 +91,7 @@ class TrainingSpec:
     task: str                   # the node's task parameter
     robot: str                  # the node's robot parameter (calibration name or path)
     namespaces: tuple[str, ...]
+    interventions: bool = True  # operators may take over (the node listens to TAKEOVER)
 
 
 class LearnerTraining:
@@ -106,9 +110,14 @@ class LearnerTraining:
         self.calibration = load_robot(spec.robot)
         self.task = make_task(spec.task, self.calibration)
         self.store = self._open_store()
+        # a store from before the intervention key keeps its schema (its episodes share one)
+        self._record_flags = not self.store.n_episodes or INTERVENTION_KEY in self.store.keys
+        hil = self.config.intervention
+        self._to_offline = spec.interventions and hil.to_offline
+        self.trend = InterventionTrend(hil.trend_window)
         offline = self._offline_data()
         self.agent, counters = self._agent(offline)
-        online = transitions(self.store) if self.store.n_episodes else None
+        online = self._stored_online()
         if online is not None:
             counters.env_steps, counters.episodes = self.store.n_steps, self.store.n_episodes
         self.replay, n_transitions = self._replay(offline, online)
@@ -151,6 +160,15 @@ class LearnerTraining:
         return EpisodeStore.create(path, robot=self.calibration.robot, task=self.config.env_id,
                                    calibration_digest=robot_digest(self.spec.robot),
                                    units=TRANSITION_UNITS, extra=action_mode_extra(mode))
+
+    def _stored_online(self) -> dict[str, np.ndarray] | None:
+        """The online episodes stored before a restart, with who acted where recorded."""
+        if not self.store.n_episodes:
+            return None
+        online = transitions(self.store)
+        if INTERVENTION_KEY in self.store.keys:
+            online[INTERVENTION_KEY] = self.store.read(INTERVENTION_KEY).astype(bool)
+        return online
 
     def _next_episode(self, namespace: str) -> int:
         """Episode indices continue after a restart (per robot namespace)."""
@@ -195,15 +213,18 @@ class LearnerTraining:
     def _replay(self, offline: dict[str, np.ndarray] | None,
                 online: dict[str, np.ndarray] | None) -> tuple[Replay, int]:
         """The config's replay (uniform or balanced): the dataset as offline data, the online
-        episodes stored before a restart as online data."""
+        episodes stored before a restart as online data; operator transitions on both sides
+        (``hil.replay``: HIL-SERL's rule), in offline room reserved for them."""
         empty = {key: np.zeros((0, self.task.observation_size), np.float32)
                  for key in ("observation", "next_observation")}
         empty.update(action=np.zeros((0, self.task.n_joints), np.float32),
                      reward=np.zeros(0, np.float32), terminated=np.zeros(0, bool))
+        capacity = self.spec.replay_capacity
         replay = make_replay(self.config.awac, offline if offline is not None else empty,
-                             online_capacity=self.spec.replay_capacity, seed=self.config.seed)
+                             online_capacity=capacity, seed=self.config.seed,
+                             extra_offline_capacity=capacity if self._to_offline else 0)
         if online is not None and len(online["reward"]):
-            replay.add_episode(batch_from_steps(online))
+            add_online_episode(replay, online, self._to_offline)
         return replay, len(replay)
 
     # ---- trainer-thread callbacks ------------------------------------------------------------
@@ -211,12 +232,28 @@ class LearnerTraining:
         return train_step(self.agent, self.replay, batch_size, self.generator)
 
     def _ingest(self, episode: FinishedEpisode) -> int:
-        self.store.add_episode(episode.steps, episode.info)
-        self.replay.add_episode(batch_from_steps(episode.steps))
+        steps = {k: v for k, v in episode.steps.items()
+                 if self._record_flags or k != INTERVENTION_KEY}
+        self.store.add_episode(steps, episode.info)
+        add_online_episode(self.replay, episode.steps, self._to_offline)
         # beside the losses, at the update count the episode arrived at (their step axis)
-        self.metrics.log(self.agent.num_updates,
-                         episode_metrics(np.sum(episode.steps["reward"]), episode.success))
+        self.metrics.log(self.agent.num_updates, {
+            **episode_metrics(np.sum(episode.steps["reward"]), episode.success),
+            **self._hil_metrics(episode)})
         return episode.length
+
+    def _hil_metrics(self, episode: FinishedEpisode) -> dict[str, float]:
+        """The intervention rate and its trend (as in process: ``pipeline.hil``), and, with a
+        learned reward, the classifier's misdetections against the task's own rule."""
+        flags = episode.steps.get(INTERVENTION_KEY)
+        takeovers = int(episode.info.get("takeovers", 0))
+        scalars = intervention_metrics(flags, takeovers)
+        # the store holds this episode already: its step count is the trend's x
+        scalars.update(self.trend.add(self.store.n_steps, scalars["intervention_rate"],
+                                      takeovers))
+        if "true_success" in episode.info:
+            scalars.update(misdetection_metrics(episode.success, episode.info["true_success"]))
+        return scalars
 
     def _on_snapshot(self, snapshot: PolicySnapshot) -> None:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""

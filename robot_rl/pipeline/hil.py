@@ -24,6 +24,7 @@ import numpy as np
 
 from robot_rl.data import EpisodeStore
 from robot_rl.hil import DemoRegion, InterventionTrend, add_online_episode, intervention_metrics
+from robot_rl.hil.metrics import misdetection_metrics
 from robot_rl.learning.factory import Replay
 from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.rollout import Episode, GatedEnv
@@ -196,13 +197,9 @@ def configured_detector(config: PipelineConfig) -> SuccessModel:
 
 
 def misdetections(episode: Episode) -> dict[str, float]:
-    """Per episode: ``episode_true_success`` and the classifier's false success (it ended or
-    rewarded an episode the twin does not call a success) and missed success (the twin reached
-    success and the classifier never said so)."""
-    detected, truth = bool(episode.success), bool(episode.info["true_success"])
-    return {"episode_true_success": float(truth),
-            "reward_false_success": float(detected and not truth),
-            "reward_missed_success": float(truth and not detected)}
+    """The classifier's misdetections on one episode against the twin's success
+    (``hil.metrics.misdetection_metrics``)."""
+    return misdetection_metrics(episode.success, episode.info["true_success"])
 
 
 def demo_region(config: PipelineConfig, env: GatedEnv, dataset_path: Path) -> DemoRegion:
