@@ -384,7 +384,7 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
     safety = dict(env.gate.statuses)
-    summary.add_session(curve if not resume else curve[1:], safety, env_steps)
+    summary.add_session(curve if not resume else curve[1:], safety, env_steps, hooks.summary())
     summary.write(run_dir)
     return FinetuneResult(checkpoint=path, curve=curve, safety=safety,
                           interventions=hooks.summary())
@@ -400,9 +400,13 @@ class FinetuneSummary:
     safety: dict[str, int] = dataclasses.field(default_factory=dict)
     env_steps: int = 0
     sessions: int = 0
+    # per session with an operator: OnlineHooks.summary() (takeovers, rates, slope)
+    interventions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def add_session(self, curve: list[CurvePoint], safety: Mapping[str, int],
-                    env_steps: int) -> None:
+                    env_steps: int, interventions: Mapping[str, Any] | None = None) -> None:
+        if interventions and interventions.get("takeovers"):
+            self.interventions.append(dict(interventions))
         self.curve += curve
         for key, count in safety.items():
             self.safety[key] = self.safety.get(key, 0) + int(count)
@@ -425,7 +429,8 @@ def read_finetune_summary(run_dir: Path) -> FinetuneSummary:
         data = json.loads(path.read_text())
         return FinetuneSummary(curve=[CurvePoint(**p) for p in data["curve"]],
                                safety={k: int(v) for k, v in data["safety"].items()},
-                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]))
+                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]),
+                               interventions=list(data.get("interventions", [])))
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(path, f"unreadable finetune summary ({err}); move it away to "
                                     f"start a new one") from err
@@ -473,7 +478,9 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
                     offline_success_rate=offline.success_rate,
                     finetuned_success_rate=final.success_rate,
                     eval_episodes=config.eval.episodes, curve=tuned.curve,
-                    timings_s=timings, safety=tuned.safety)
+                    timings_s=timings, safety=tuned.safety,
+                    interventions=[tuned.interventions] if tuned.interventions.get("takeovers")
+                    else [])
     report.write(run_dir)
     return report
 
@@ -505,6 +512,7 @@ def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | No
                     noisy_success_rate=_rate(noisy), offline_success_rate=offline.success_rate,
                     finetuned_success_rate=final.success_rate,
                     eval_episodes=config.eval.episodes, curve=curve, safety=summary.safety,
+                    interventions=summary.interventions,
                     mode=f"step by step (record, pretrain, finetune: {summary.sessions} "
                          f"session(s), {final_steps} online steps; report)")
     report.write(run_dir)

@@ -15,6 +15,7 @@ from robot_rl.data import EpisodeStore
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.hil import run_online_episode
+from robot_rl.pipeline.report import Report
 from robot_rl.pipeline.rollout import GatedEnv
 from sim_twin.operator import OperatorRules, ScriptedOperator
 
@@ -110,6 +111,13 @@ def test_finetune_records_interventions_logs_their_rate_and_feeds_the_offline_si
     assert len(rates) == len(infos)
     assert any(r["name"] == "intervention_rate_mean" for r in rows)
     assert np.isclose(np.mean(rates), flags.mean(), atol=0.05)
+    # the run's report states them (robot-rl report reads finetune's summary.json)
+    summary = stages.read_finetune_summary(tmp_path)
+    assert summary.interventions[0]["takeovers"] == result.interventions["takeovers"]
+    text = Report(task="valve", seed=0, demo_success_rate=1.0, noisy_success_rate=0.5,
+                  offline_success_rate=0.5, finetuned_success_rate=0.5, eval_episodes=4,
+                  interventions=summary.interventions).markdown()
+    assert f"{result.interventions['takeovers']} takeovers in " in text
 
 
 def test_the_study_harness_runs_both_conditions_and_reports(tmp_path: Path) -> None:
