@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import fcntl
 import json
 import shutil
@@ -116,6 +117,23 @@ def load_results(out: Path, conditions: list[str]) -> dict[str, list[dict[str, A
     return runs
 
 
+def misdetection_counts(metrics_csv: Path) -> dict[str, float]:
+    """A learned-reward run's online episodes: the classifier's successes, the twin's, and the
+    false and missed ones (summed from finetune's per-episode metrics); {} without the file."""
+    if not metrics_csv.exists():
+        return {}
+    names = ("episode_success", "episode_true_success", "reward_false_success",
+             "reward_missed_success")
+    sums = dict.fromkeys(names, 0.0)
+    episodes = 0
+    with open(metrics_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["name"] in sums:
+                sums[row["name"]] += float(row["value"])
+                episodes += row["name"] == "episode_success"
+    return {**sums, "episodes": episodes}
+
+
 def report(out: Path, conditions: list[str]) -> str:
     runs = load_results(out, conditions)
     lines = ["| condition | seeds | env steps to 90% (per seed) | final success | takeovers | "
@@ -136,6 +154,15 @@ def report(out: Path, conditions: list[str]) -> str:
         lines.append(f"| {condition} | {len(results)} | {steps} | {finals} | {takeovers} | "
                      f"{op_steps} | {trend} |")
     lines.append("")
+    for r in sorted(runs.get("learned_reward", []), key=lambda r: r["seed"]):
+        counts = misdetection_counts(out / f"seed{r['seed']}" / "learned_reward" / "finetune" /
+                                     "metrics.csv")
+        if counts:
+            lines.append(f"- learned_reward seed {r['seed']}: of {counts['episodes']} online "
+                         f"episodes the classifier called {counts['episode_success']:.0f} "
+                         f"successes, the twin {counts['episode_true_success']:.0f}; false "
+                         f"successes {counts['reward_false_success']:.0f}, missed "
+                         f"{counts['reward_missed_success']:.0f}")
     for condition, results in runs.items():
         for r in sorted(results, key=lambda r: r["seed"]):
             points = " ".join(f"{p['success_rate']:.2f}" for p in r["curve"])
