@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed
 # without them, plus what it imports. Pinned exactly: the comparison reads its update's parts.
 D3RLPY_SPEC ?= d3rlpy==2.8.1
 PEERS := $(VENV)/.peers-installed
+# Arguments for `make demo`'s robot-rl demo, e.g. DEMO_ARGS=--overwrite to replace an earlier run.
+DEMO_ARGS ?=
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
@@ -46,7 +48,7 @@ $(PEERS): $(STAMP) Makefile
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/robot-rl demo --profile demo
+	$(VENV)/bin/robot-rl demo --profile demo $(DEMO_ARGS)
 
 test: $(STAMP) $(PEERS) $(LEROBOT_STAMP) lint
 	$(PY) -m pytest

@@ -1,9 +1,16 @@
 """The robot's calibration: joint order, servo ids, offsets, limits and safety settings.
 
-One YAML file per robot lives in ``calibration/``; it is the single home of the joint order and of every
-limit the safety supervisor enforces. ``load_robot("dclaw")`` or ``load_robot("path/to/file.yaml")``.
-Everything that can be checked is checked at load, and every error names the file: keys and values,
-the supervisor's limits, and the joints against the robot's model when the model exists.
+A robot is described by data: one calibration YAML plus a MuJoCo model of it (``model_mjcf``: MJCF,
+or a URDF MuJoCo compiles), read by the twin, the supervisor's kinematics and the workspace check;
+``tasks`` adds, per task, the twin's scene (the robot with the task's objects) and the task's
+settings for this robot (e.g. the drawer's home pose). The YAML is the single home of the joint
+order and of every limit the safety supervisor enforces. ``load_robot("dclaw")`` (a name:
+registered, on ROBOT_RL_CALIBRATION_PATH or bundled in ``calibration/``; see robot_rl.registry)
+or ``load_robot("path/to/file.yaml")``. Model and scene paths are absolute, or relative to the
+calibration file's folder (the bundled calibrations' form, relative to the robot_rl installation,
+is read too). Everything that can be checked is checked at load, and every error names the file:
+keys and values, the supervisor's limits, and the joints against the robot's model and scenes
+when they exist.
 """
 
 from __future__ import annotations
@@ -13,14 +20,15 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from robot_rl.config import ConfigError, from_dict, load_yaml, named_yaml
+from robot_rl.config import ConfigError, from_dict, load_yaml
 from robot_rl.data.calibration import calibration_digest
+from robot_rl.registry import BUNDLED_CALIBRATIONS, PACKAGE_ROOT, robot_calibration_file
 
-CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
+CALIBRATION_DIR = BUNDLED_CALIBRATIONS
 
 SERVO_MODELS = ("XM430-W210", "XM430-W350", "XH430-W350", "XL430-W250", "XM540-W270", "XL330-M288")
 
@@ -42,6 +50,10 @@ class JointCalibration:
     model: str | None = field(default=None, metadata={"choices": (None, *SERVO_MODELS)})
     direction: int = field(default=1, metadata={"choices": (1, -1)})
     offset_rad: float = field(default=0.0, metadata={"range": (-6.3, 6.3)})
+    torque_constant_nm_a: float | None = field(default=None, metadata={
+        "range": (0.001, 1000.0),
+        "help": "joint torque per A of reported current, for the twin to report current where "
+                "no servo model gives it; None: the servo model's (sim_twin/servos.py), else 1"})
 
     def __post_init__(self) -> None:
         lo, hi = self.position_limits_rad
@@ -98,14 +110,32 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class RobotTaskSettings:
+    """What one task needs of this robot: the twin's scene and the task's settings for it."""
+
+    scene: str | None = field(default=None, metadata={
+        "help": "MJCF of the robot with the task's objects (the twin's world for this task); "
+                "None: model_mjcf is that scene"})
+    config: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the task's config values for this robot (e.g. the drawer's home_rad); a run's "
+                "own task config overrides them"})
+
+
+@dataclass(frozen=True)
 class RobotCalibration:
     robot: str
-    kind: str = field(metadata={"choices": ("dynamixel_hand", "dynamixel_arm", "ros2_control_arm")})
-    model_mjcf: str = field(metadata={"help": "the twin's MJCF, relative to the repository root"})
+    kind: str = field(metadata={
+        "help": "what drives it: dynamixel_hand, dynamixel_arm (drivers/dynamixel), "
+                "ros2_control_arm (drivers/ros2_control), or a name a driver package uses"})
+    model_mjcf: str = field(metadata={
+        "help": "the robot's MuJoCo model (MJCF or URDF): absolute, or relative to this file's "
+                "folder"})
     joints: tuple[JointCalibration, ...]
     safety: SafetyConfig
     sensors: tuple[JointCalibration, ...] = ()
     bus: BusConfig | None = None
+    tasks: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "per task name: scene and config (RobotTaskSettings)"})
     # not a key of the file: load_robot sets it, so that errors found later name the file
     source: str = field(default="", compare=False, metadata={"loader": True})
 
@@ -171,8 +201,46 @@ class RobotCalibration:
 
     @property
     def model_file(self) -> Path:
-        """Where ``model_mjcf`` points (relative to the repository root), existing or not."""
-        return CALIBRATION_DIR.parent / self.model_mjcf
+        """Where ``model_mjcf`` points, existing or not."""
+        return self.resolve(self.model_mjcf)
+
+    def resolve(self, relative: str) -> Path:
+        """A path of this file (a model, a scene): absolute, or relative to the calibration's
+        folder; failing that, relative to the robot_rl installation (the bundled calibrations
+        name ``sim_twin/models/...`` so). A calibration not loaded from a file (no ``source``)
+        resolves against the installation."""
+        path = Path(relative).expanduser()
+        if path.is_absolute():
+            return path
+        if not self.source:
+            return PACKAGE_ROOT / path
+        local = Path(self.source).parent / path
+        return PACKAGE_ROOT / path if not local.exists() and (PACKAGE_ROOT / path).exists() \
+            else local
+
+    def task_settings(self, task: str) -> RobotTaskSettings:
+        """This robot's settings for ``task`` (empty settings if the file names none)."""
+        settings = self.tasks.get(task, {})
+        if isinstance(settings, RobotTaskSettings):
+            return settings
+        return from_dict(RobotTaskSettings, settings, source=self.where, prefix=f"tasks.{task}")
+
+    def scene_file(self, task: str | None) -> Path:
+        """The twin's world for ``task`` (``tasks.<task>.scene``), or the model itself when the
+        file names no scene (or no task is given); existing or not."""
+        scene = self.task_settings(task).scene if task else None
+        return self.model_file if scene is None else self.resolve(scene)
+
+    def scene_path(self, task: str | None) -> Path:
+        """``scene_file``, which must exist: a ConfigError naming this file otherwise."""
+        scene = self.task_settings(task).scene if task else None
+        if scene is None:
+            return self.model_path()
+        path = self.resolve(scene)
+        if not path.exists():
+            raise ConfigError(f"{self.where}: tasks.{task}.scene {scene} does not exist (the "
+                              f"twin's world for task {task})")
+        return path
 
     def object_joint(self, model_joint_names: Sequence[str], where: str) -> str:
         """The model's object joint (the valve's hinge, the drawer's slide): its one joint besides
@@ -180,13 +248,18 @@ class RobotCalibration:
         others = [n for n in model_joint_names if n not in self.joint_names]
         if len(others) != 1:
             raise ValueError(f"{where}: expected exactly one object joint besides the robot's, "
-                             f"found {others}")
+                             f"found {others} (a task's scene holds the robot and its object: "
+                             "tasks.<task>.scene in the calibration, and the task named)")
         return others[0]
 
 
 def calibration_path(name_or_path: str | Path) -> Path:
-    """``dclaw`` -> calibration/dclaw.yaml; a path is returned as is."""
-    return named_yaml(name_or_path, CALIBRATION_DIR, "calibration")
+    """``dclaw`` -> calibration/dclaw.yaml (or a registered robot's file, see robot_rl.registry);
+    a .yaml path is returned as is."""
+    try:
+        return robot_calibration_file(name_or_path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_robot(name_or_path: str | Path) -> RobotCalibration:
@@ -198,6 +271,8 @@ def load_robot(name_or_path: str | Path) -> RobotCalibration:
     try:
         calibration = from_dict(RobotCalibration, data, source=str(path))
         calibration = dataclasses.replace(calibration, source=str(path))
+        calibration = dataclasses.replace(calibration, tasks={
+            task: calibration.task_settings(task) for task in calibration.tasks})
         from robot_rl.safety.limits import JointLimits  # here: safety imports this module
         JointLimits.from_calibration(calibration)
         check_model_joints(calibration)
@@ -211,18 +286,29 @@ def check_model_joints(calibration: RobotCalibration) -> None:
     """The calibration's joints must be the joints its model drives: each one a joint of the
     model, and, if the model has actuators, exactly the joints they drive (the model's other
     joints are its objects: the valve's hinge, the drawer's slide); the workspace's sites must be
-    the model's. A model that does not exist is not checked (``RobotCalibration.model_path``
-    says so where the model is needed)."""
+    the model's. Each task's scene is checked the same way. A model or scene that does not exist
+    is not checked (``RobotCalibration.model_path``/``scene_path`` say so where it is needed)."""
     path = calibration.model_file
-    if not path.exists():
-        return
+    if path.exists():
+        sites = _check_joints(calibration, path, calibration.model_mjcf, "the model")
+        workspace = calibration.safety.workspace
+        unknown = [s for s in workspace.sites if s not in sites] if workspace else []
+        if unknown:
+            raise ConfigError(f"{calibration.where}: safety.workspace.sites: "
+                              f"{', '.join(unknown)} not in the model {calibration.model_mjcf}; "
+                              f"its sites: {', '.join(sites)}")
+    for task in calibration.tasks:
+        scene = calibration.task_settings(task).scene
+        if scene is not None and calibration.resolve(scene).exists():
+            _check_joints(calibration, calibration.resolve(scene), scene,
+                          f"tasks.{task}.scene")
+
+
+def _check_joints(calibration: RobotCalibration, path: Path, named: str, what: str
+                  ) -> tuple[str, ...]:
+    """The checks of ``check_model_joints`` on one model file; its sites."""
     joints, driven, sites = model_names(path)
-    workspace = calibration.safety.workspace
-    unknown = [s for s in workspace.sites if s not in sites] if workspace else []
-    if unknown:
-        raise ConfigError(f"{calibration.where}: safety.workspace.sites: {', '.join(unknown)} not "
-                          f"in the model {calibration.model_mjcf}; its sites: {', '.join(sites)}")
-    where = f"{calibration.where}: joints do not match the model {calibration.model_mjcf}"
+    where = f"{calibration.where}: joints do not match {what} {named}"
     problems = []
     missing = [n for n in calibration.joint_names if n not in joints]
     if missing:
@@ -236,6 +322,7 @@ def check_model_joints(calibration: RobotCalibration) -> None:
             problems.append(f"no actuator drives {', '.join(undriven)}")
     if problems:
         raise ConfigError(f"{where}: {'; '.join(problems)} (model joints: {', '.join(joints)})")
+    return sites
 
 
 class ModelNames(NamedTuple):

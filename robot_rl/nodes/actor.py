@@ -76,7 +76,8 @@ def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "val
     p = node.declare_parameter
     return {
         "robot": p("robot", robot, "calibration name or YAML path"),
-        "task": p("task", task, "task: valve | drawer"),
+        "task": p("task", task, "a registered task (python -m robot_rl.catalog): valve, "
+                  "drawer, ..."),
         "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),
         "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
                                                   "station's, see agent.observation)"),

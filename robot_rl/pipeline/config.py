@@ -9,6 +9,7 @@ from typing import Any
 
 from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, named_yaml
 from robot_rl.learning.config import AWACConfig
+from robot_rl.registry import task_spec
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -135,9 +136,9 @@ class RewardConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    env_id: str = field(default="robot_rl/ValveTurn-v0",
-                        metadata={"choices": ("robot_rl/ValveTurn-v0", "robot_rl/DrawerOpen-v0"),
-                                  "help": "the task, as a gymnasium id"})
+    env_id: str = field(default="robot_rl/ValveTurn-v0", metadata={
+        "help": "the task, as a registered gymnasium id (robot_rl/ValveTurn-v0, "
+                "robot_rl/DrawerOpen-v0, or a plugin's: robot_rl.registry)"})
     robot: str = field(default="dclaw", metadata={
         "help": "calibration: a name in calibration/ or a YAML path"})
     seed: int = field(default=0, metadata={"range": (0, 2**31 - 1),
@@ -181,7 +182,18 @@ def load_pipeline_config(name_or_path: str | Path, overrides: list[str] | None =
             raise ConfigError(f"{path}: profiles: no profile '{profile}'; known: {sorted(profiles)}")
         data = _merge(data, profiles[profile])
     data = apply_overrides(data, overrides or [])
-    return from_dict(PipelineConfig, data, source=str(path))
+    config = from_dict(PipelineConfig, data, source=str(path))
+    check_env_id(config, str(path))
+    return config
+
+
+def check_env_id(config: PipelineConfig, where: str) -> None:
+    """The config's env_id must be a registered task's (a plugin's once its package is
+    installed); the error lists the known ones."""
+    try:
+        task_spec(config.env_id)
+    except ValueError as err:
+        raise ConfigError(f"{where}: env_id: {err}") from None
 
 
 def extends_value(name_or_path: str | Path) -> str:

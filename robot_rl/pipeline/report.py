@@ -36,6 +36,7 @@ class Report:
     mode: str = "in-process"
     online_curve: list[CurvePoint] = field(default_factory=list)
     online_window_episodes: int = 0
+    robot: str = ""  # the calibration the run used (a name or a path)
     # per fine-tuning session in which an operator took over: pipeline.hil.OnlineHooks.summary()
     interventions: list[dict] = field(default_factory=list)
 
@@ -57,7 +58,8 @@ class Report:
         verdict = ("better than" if self.improvement > _noise(self.eval_episodes)
                    else "not measurably better than")
         lines = [
-            f"# robot_rl demo: {self.task} (seed {self.seed})",
+            f"# robot_rl demo: {self.task}{f' on {self.robot}' if self.robot else ''} "
+            f"(seed {self.seed})",
             "",
             f"Run: {self.mode}.",
             "",

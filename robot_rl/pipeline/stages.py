@@ -472,7 +472,7 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
     final = evaluate_checkpoint(config, tuned.checkpoint, config.eval.episodes,
                                 progress=progress)
     clock.lap("finetune and evaluate")
-    report = Report(task=config.env_id, seed=config.seed,
+    report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
                     offline_success_rate=offline.success_rate,

@@ -124,6 +124,14 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
     assert "| bc | 1 |" in text and "| awac | 1 |" in text
     assert (figures / "valve_tiny.png").stat().st_size > 1000
 
+    # A run killed before its result was written starts over: the method's online run and the
+    # dataset recorded without its summary are the remains of killed work, not results to keep.
+    (out / "seed0" / "awac.json").unlink()
+    (out / "seed0" / "dataset.json").unlink()
+    rerun = experiments.run_seed("valve", "tiny", 0, ["awac"], out, messages.append)
+    assert rerun["awac"]["curve"] == results["awac"]["curve"]
+    assert EpisodeStore.open(out / "seed0" / "dataset.zarr").n_episodes == everything.n_episodes
+
 
 PARALLEL_METHOD = """
 import importlib.util, sys
