@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from robot_rl.agent.episode import STEP_KEYS, SuccessModel
 from robot_rl.data import EpisodeStore
 from robot_rl.hil import DemoRegion, InterventionTrend, add_online_episode, intervention_metrics
 from robot_rl.hil.metrics import misdetection_metrics
@@ -32,8 +33,6 @@ from robot_rl.teleop.takeover import OPERATOR, Handover
 from sim_twin.operator import OperatorRules, ScriptedOperator
 
 Policy = Callable[[np.ndarray], np.ndarray]
-STEP_KEYS = ("observation", "action", "reward", "next_observation", "terminated", "truncated",
-             "intervention")
 
 
 class Operator(Protocol):
@@ -44,14 +43,6 @@ class Operator(Protocol):
     def reset(self) -> None: ...
 
     def act(self, obs: np.ndarray) -> np.ndarray | None: ...
-
-
-class SuccessModel(Protocol):
-    """A success detector on the observation after each step (``reward.SuccessDetector``)."""
-
-    def reset(self) -> None: ...
-
-    def step(self, observation: np.ndarray) -> bool: ...
 
 
 def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Operator | None = None,

@@ -262,10 +262,19 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
             robot.publish_state()
             gated.publish(m.joint_state(NAMES, targets0, np.zeros(9)))
 
-        seen = len(robot.commands)
-        robot.wait_until(lambda: len(robot.commands) >= seen + 8, 20, state_and_hold,
+        # only commands answering states published after the first hold count: until the
+        # actor's COMMAND subscription is matched and a hold reached it, its steps start from
+        # its own targets, which run ahead (a discovery race that a busy machine exposed)
+        robot.wait_until(lambda: gated.matched_count() > 0, 20, robot.publish_state,
+                         what="actor subscribed to COMMAND")
+        state_and_hold()
+        after = 1000.0 + 0.01 * robot.tick + 1e-6  # the stamp of the state sent with it
+
+        def held() -> list[Any]:
+            return [c for c in robot.commands if m.stamp_to_s(c.header.stamp) > after]
+        robot.wait_until(lambda: len(held()) >= 8, 20, state_and_hold,
                          what="commands while the supervisor holds")
-        offsets = [np.abs(np.asarray(c.position) - targets0).max() for c in robot.commands[seen:]]
+        offsets = [np.abs(np.asarray(c.position) - targets0).max() for c in held()]
         assert max(offsets) <= task.calibration.safety.max_step_rad + 1e-6, offsets
     finally:
         robot.destroy()
