@@ -27,7 +27,8 @@ from robot_rl.tasks.camera import ImageObservationConfig, network_images
 
 
 def targets(store: EpisodeStore) -> tuple[np.ndarray, list[str]]:
-    from robot_rl.agent.tasks import env_id_task, make_task
+    from robot_rl.agent.tasks import make_task
+    from robot_rl.registry import env_id_task
     from robot_rl.robot_config import load_robot
 
     task = make_task(env_id_task(store.attrs["task"]), load_robot(store.attrs["robot"]))

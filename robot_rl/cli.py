@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_dataset_parser(sub)
+    from robot_rl.reward.cli import add_parser as add_reward_parser
+    add_reward_parser(sub)
 
     sub.add_parser("launch", help="run a ROS 2 YAML launch file without ROS 2 (FILE [name:=value])")
     return parser

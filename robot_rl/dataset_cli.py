@@ -117,6 +117,18 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                    help="append to the dataset if it exists (it must be of the same robot, "
                         "task and calibration); without it an existing output is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    label = p.add_mutually_exclusive_group()
+    label.add_argument("--success-classifier", metavar="FILE",
+                       help="label success, reward and terminated with a success classifier "
+                            "(robot-rl reward train) on each row's keys")
+    label.add_argument("--success-rule", action="append", metavar="RULE",
+                       help="label them with a rule on a row's keys, e.g. "
+                            "'object_position[0] >= 0.15' (repeat: all must hold)")
+    p.add_argument("--threshold", type=float,
+                   help="with --success-classifier: its threshold (default: the classifier's)")
+    p.add_argument("--debounce-frames", type=int,
+                   help="with --success-classifier: rows in a row that must show success "
+                        "(default: the classifier's)")
 
     p = _command(sub, "export", _export, "convert a dataset to LeRobot v3.0 or robomimic HDF5")
     p.add_argument("input", help="dataset to read")
@@ -306,12 +318,35 @@ def _import_rosbag(args: argparse.Namespace) -> int:
     result = tools.import_rosbag(
         args.bags, args.output, topic_map, control_period_s=args.period, robot=args.robot,
         task=args.task, calibration_digest=digest, units=dict(_pairs(args.unit, "KEY=UNIT")),
-        episode_marker_topic=args.marker_topic, append=args.append, overwrite=args.overwrite)
+        episode_marker_topic=args.marker_topic, append=args.append, overwrite=args.overwrite,
+        success=_success_labeller(args))
     for ep in result["episodes"]:
         print(f"episode {ep['episode']}: {ep['steps']} steps from {ep['bag']} "
               f"(segment {ep['segment']})")
     print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} steps")
     return 0
+
+
+def _success_labeller(args: argparse.Namespace) -> Any:
+    """The import's success labeller: a classifier's detector, a rule, or None."""
+    if args.success_classifier is None and (args.threshold is not None or
+                                            args.debounce_frames is not None):
+        raise DatasetError(args.success_classifier or "import-rosbag",
+                           "--threshold and --debounce-frames need --success-classifier")
+    if args.success_classifier:
+        from robot_rl.reward import SuccessDetector, load_classifier
+        try:
+            return SuccessDetector(load_classifier(args.success_classifier), args.threshold,
+                                   args.debounce_frames)
+        except ValueError as err:
+            raise DatasetError(args.success_classifier, str(err)) from err
+    if args.success_rule:
+        from robot_rl.reward.rules import SuccessRule
+        try:
+            return SuccessRule(args.success_rule)
+        except ValueError as err:
+            raise DatasetError("--success-rule", str(err)) from err
+    return None
 
 
 def _export(args: argparse.Namespace) -> int:

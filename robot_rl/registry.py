@@ -411,3 +411,11 @@ def registered_drivers() -> dict[str, tuple[str, str]]:
     with _lock:
         _load_entry_points(DRIVER_ENTRY_POINTS)
         return dict(_drivers)
+
+
+def env_id_task(env_id: str) -> str:
+    """The task name of a pipeline env id (robot_rl/ValveTurn-v0 -> valve); '' if none."""
+    try:
+        return task_spec(env_id).name
+    except ValueError:
+        return ""

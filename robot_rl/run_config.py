@@ -47,6 +47,64 @@ class FinetuneConfig:
         "range": (1, 100), "help": "gradient updates per online step, made after each episode"})
     eval_every_env_steps: int = field(default=1_000, metadata={
         "range": (1, 10_000_000), "help": "evaluate the policy every this many online steps"})
+    stop_at_success_rate: float = field(default=0.0, metadata={
+        "range": (0.0, 1.0), "help": "end the online phase at the first evaluation at or above "
+                                     "this success rate; 0: run the whole budget"})
+
+
+OPERATORS = ("none", "scripted", "keyboard", "joystick")
+REGION_EPISODES = ("successful", "clean", "all")
+
+
+@dataclass(frozen=True)
+class InterventionConfig:
+    """An operator who takes over during in-process fine-tuning (on the graph: the teleop node).
+
+    ``scripted``: the task's expert stands in for a person (sim_twin.operator): it takes over when
+    the policy made no progress for stuck_steps steps or left the demonstrations' region, acts for
+    hold_steps steps, and hands back. Its steps are recorded as interventions and go to both sides
+    of the replay (to_offline)."""
+
+    operator: str = field(default="none", metadata={
+        "choices": OPERATORS, "help": "none: the policy alone; scripted: the task's expert takes "
+                                      "over by the rules below; keyboard (this terminal, t "
+                                      "toggles) or joystick (a gamepad at joystick_path, hold "
+                                      "the right trigger): a person (in-process runs; on the "
+                                      "graph: the teleop node, role intervene)"})
+    joystick_path: str = field(default="/dev/input/js0", metadata={
+        "help": "operator joystick: the gamepad's device file"})
+    realtime: bool = field(default=True, metadata={
+        "help": "operator keyboard/joystick: online episodes at the control rate, so that a "
+                "person can follow them"})
+    stuck_steps: int = field(default=20, metadata={
+        "range": (1, 10_000), "help": "take over after this many steps without progress"})
+    min_progress: float = field(default=0.02, metadata={
+        "range": (0.0, 1.0), "help": "progress (the task's dense reward, in [-1, 0]) that counts "
+                                     "within stuck_steps"})
+    region: bool = field(default=True, metadata={
+        "help": "also take over when the observation leaves the demonstrations' region"})
+    region_fields: tuple[str, ...] = field(default=("joint_position_rad",), metadata={
+        "help": "observation fields the region is measured on"})
+    region_episodes: str = field(default="successful", metadata={
+        "choices": REGION_EPISODES, "help": "dataset episodes that make the region (successful: "
+                                            "those whose info says success)"})
+    region_quantile: float = field(default=0.99, metadata={
+        "range": (0.01, 1.0), "help": "radius: this quantile of the demonstrations' own "
+                                      "nearest-neighbour distances between episodes"})
+    region_margin: float = field(default=1.5, metadata={
+        "range": (0.1, 100.0), "help": "radius multiplier"})
+    hold_steps: int = field(default=20, metadata={
+        "range": (1, 10_000), "help": "steps the operator keeps control once it took over"})
+    max_takeovers_per_episode: int = field(default=2, metadata={
+        "range": (0, 1000), "help": "takeovers allowed in one episode"})
+    until_env_steps: int = field(default=0, metadata={
+        "range": (0, 100_000_000), "help": "the operator watches the first this many online steps "
+                                           "only; 0: the whole run"})
+    to_offline: bool = field(default=True, metadata={
+        "help": "operator transitions also go to the offline (demonstration) side of the replay "
+                "(HIL-SERL's rule); with uniform replay: stored twice"})
+    trend_window: int = field(default=20, metadata={
+        "range": (1, 100_000), "help": "episodes in the logged intervention_rate_mean"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +113,26 @@ class EvalConfig:
 
     episodes: int = field(default=50, metadata={"range": (1, 100_000),
                                                 "help": "episodes per evaluation"})
+
+
+REWARD_SOURCES = ("rule", "classifier")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Where online episodes take their reward and success from (in process; on the graph the
+    learner node's reward_classifier parameter). Evaluations always measure the twin's success."""
+
+    source: str = field(default="rule", metadata={
+        "choices": REWARD_SOURCES, "help": "rule: the task's own; classifier: a success "
+                                           "classifier (robot-rl reward train)"})
+    classifier: str = field(default="", metadata={"help": "the classifier file (source: "
+                                                          "classifier)"})
+    threshold: float = field(default=0.0, metadata={
+        "range": (0.0, 1.0), "help": "success when p >= threshold; 0: the classifier's own"})
+    debounce_frames: int = field(default=0, metadata={
+        "range": (0, 1000), "help": "success once this many frames in a row show it; 0: the "
+                                    "classifier's own"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +150,8 @@ class PipelineConfig:
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     eval: EvalConfig = EvalConfig()
+    intervention: InterventionConfig = InterventionConfig()
+    reward: RewardConfig = RewardConfig()
     awac: AWACConfig = AWACConfig()
     encoder: EncoderConfig = field(default_factory=EncoderConfig, metadata={
         "help": "the image encoder of a pixel task (env_kwargs {config: {observation: pixels}}); "

@@ -9,6 +9,21 @@ A pixel task's step also needs its camera view (``agent.frames.ViewFrame``, pair
 state by the node): the policy then acts on {"state": the task's vector, "image": the view as the
 network reads it}, and the episode keeps each step's view (``camera_color``, ``camera_depth``),
 the keys of the twin's pixel episodes. A step without a view is skipped like a stale state.
+
+A human in the loop (the learner node; ``pipeline.hil`` is the in-process twin of this): a tick may
+bring the operator's targets (``operator_rad``: the teleop node in its intervene role holds
+control). They replace the policy's for that step; ``teleop.takeover.Handover`` holds every
+operator command, and the policy's first command after a handback, to one action step from the
+supervisor's last command, and the recorded action is the one that yields the targets sent
+(``targets_to_action``), so an operator's step is a transition like any other. Every step records
+who acted (``intervention``) and the episode's info counts the ``takeovers``. The targets still go
+to COMMAND_RAW: the supervisor gates the operator as it gates the policy.
+
+A success model (``success_model``: ``reward.SuccessDetector``, a learned classifier) replaces the
+task's success rule: the step's success is the detector's on the observation after it (reward 0 on
+success, else -1; termination where the task ends at success). The task's own rule is still
+computed where the state allows it and kept as ``true_success`` in the episode's info, so
+misdetections can be counted on the twin.
 """
 
 from __future__ import annotations
@@ -16,20 +31,30 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from robot_rl.agent.frames import ViewFrame
 from robot_rl.tasks.base import ResetSample, Task, TaskState
 from robot_rl.tasks.camera import network_image
+from robot_rl.teleop.takeover import OPERATOR, Handover
 
 Policy = Callable[[Any], np.ndarray]  # a vector, or a pixel task's {"state", "image"}
 NO_VIEW = "no camera view for this step"
-
-
-_ROW_DTYPES = {"terminated": bool, "truncated": bool, "camera_color": np.uint8,
+STEP_KEYS = ("observation", "action", "reward", "next_observation", "terminated", "truncated",
+             "intervention")
+FLAG_KEYS = ("terminated", "truncated", "intervention")
+_ROW_DTYPES = {**dict.fromkeys(FLAG_KEYS, bool), "camera_color": np.uint8,
                "camera_depth": np.uint16}
+
+
+class SuccessModel(Protocol):
+    """Success from the observation after each step (``reward.SuccessDetector``)."""
+
+    def reset(self) -> None: ...
+
+    def step(self, observation: np.ndarray) -> bool: ...
 
 
 class Phase(enum.Enum):
@@ -76,8 +101,10 @@ class TickOutput:
 
 class EpisodeMachine:
     def __init__(self, task: Task, config: EpisodeConfig, *, first_episode: int = 0,
-                 tag: str = "") -> None:
+                 tag: str = "", success_model: SuccessModel | None = None) -> None:
         self.task, self.config, self.tag = task, config, tag
+        self.success_model = success_model
+        self.handover = Handover(task.actions.step_rad)
         self.phase = Phase.IDLE
         self.episode = first_episode - 1  # index of the current (or last) episode
         self.reset: ResetSample | None = None
@@ -86,11 +113,14 @@ class EpisodeMachine:
         self._reset_done_s: float | None = None
         self._stale_since_s: float | None = None
         self._rows: dict[str, list[Any]] = {}
-        self._pending: tuple[np.ndarray, np.ndarray, ViewFrame | None] | None = None
+        # obs, action, the view it acted on, whether the operator acted
+        self._pending: tuple[np.ndarray, np.ndarray, ViewFrame | None, bool] | None = None
         self._previous_action = np.zeros(task.n_joints, np.float32)
         self._targets = np.zeros(task.n_joints)
         self._command_rad: np.ndarray | None = None  # the supervisor's, since our last action
+        self._gated_rad: np.ndarray | None = None  # the supervisor's latest, this episode
         self._success = False
+        self._true_success = False
         self._steps = 0
         self._start_wait_logged = False
 
@@ -113,6 +143,7 @@ class EpisodeMachine:
         its gated targets: a step the supervisor cut short or held is not taken twice."""
         if self.phase is Phase.RUNNING:
             self._command_rad = np.asarray(command_rad, dtype=np.float64).copy()
+            self._gated_rad = self._command_rad.copy()
 
     @property
     def reset_done_s(self) -> float | None:
@@ -121,9 +152,11 @@ class EpisodeMachine:
 
     def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
              policy: Policy | None, stale_reason: str | None = None,
-             frame: ViewFrame | None = None) -> TickOutput:
+             frame: ViewFrame | None = None,
+             operator_rad: np.ndarray | None = None) -> TickOutput:
         """``frame``: a pixel task's view paired with ``state`` (None: no step for a pixel
-        task, ``stale_reason`` says why)."""
+        task, ``stale_reason`` says why). ``operator_rad``: the operator's targets when an
+        operator holds control this step."""
         out = TickOutput()
         if self.task.uses_pixels and frame is None:
             state = None
@@ -131,9 +164,10 @@ class EpisodeMachine:
             if policy is not None:
                 self._begin_reset(now_s, out)
         elif self.phase is Phase.RESETTING:
-            self._resetting(now_s, state, state_received_s, policy, out, frame, stale_reason)
+            self._resetting(now_s, state, state_received_s, policy, out, frame, stale_reason,
+                            operator_rad)
         else:
-            self._running(now_s, state, policy, stale_reason, out, frame)
+            self._running(now_s, state, policy, stale_reason, out, frame, operator_rad)
         return out
 
     # ---- phases ----------------------------------------------------------------------------
@@ -154,12 +188,18 @@ class EpisodeMachine:
             "object_position": self.reset.object_position, "goal": self.reset.goal}))
 
     @property
+    def last_gated_rad(self) -> np.ndarray:
+        """The supervisor's latest command this episode, else this machine's last targets."""
+        return (self._gated_rad if self._gated_rad is not None else self._targets).copy()
+
+    @property
     def reset_seed(self) -> int:
         return (self.config.seed * 1_000_003 + self.episode) % 2**31
 
     def _resetting(self, now_s: float, state: TaskState | None, received_s: float,
                    policy: Policy | None, out: TickOutput, frame: ViewFrame | None,
-                   stale_reason: str | None = None) -> None:
+                   stale_reason: str | None = None,
+                   operator_rad: np.ndarray | None = None) -> None:
         if self._reset_done_s is None:
             if now_s - self._reset_sent_s >= self.config.reset_timeout_s:
                 out.warnings.append(f"{self.tag}: no reset_done for episode {self.episode} "
@@ -175,29 +215,33 @@ class EpisodeMachine:
                                     f"{stale_reason}")
             return
         self._start(state, out)
-        self._running(now_s, state, policy, None, out, frame)
+        self._running(now_s, state, policy, None, out, frame, operator_rad)
 
     def _start(self, state: TaskState, out: TickOutput) -> None:
         assert self.reset is not None
         self.phase = Phase.RUNNING
         self._targets = np.asarray(self.reset.joint_positions_rad, dtype=np.float64).copy()
-        self._command_rad = None  # the last episode's commands are not this one's targets
+        self._command_rad = self._gated_rad = None  # the last episode's are not this one's
+        self.handover.reset()
+        if self.success_model is not None:
+            self.success_model.reset()
         if self.task.actions.steps_from_command:
             self._previous_action = np.zeros(self.task.n_joints, np.float32)
         else:
             self._previous_action = self.task.targets_to_action(self._targets, self._targets)
-        self._rows = {k: [] for k in ("observation", "action", "reward", "next_observation",
-                                      "terminated", "truncated")}
+        self._rows = {k: [] for k in STEP_KEYS}
         image = self.task.image
         if image is not None:  # each step's view, as the twin's pixel episodes hold it
             self._rows["camera_color"] = []
             if image.depth:
                 self._rows["camera_depth"] = []
         self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
+        self._true_success = False
         out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed}))
 
     def _running(self, now_s: float, state: TaskState | None, policy: Policy | None,
-                 stale_reason: str | None, out: TickOutput, frame: ViewFrame | None) -> None:
+                 stale_reason: str | None, out: TickOutput, frame: ViewFrame | None,
+                 operator_rad: np.ndarray | None = None) -> None:
         if state is None or policy is None:
             self._stale(now_s, stale_reason or ("no policy" if state is not None else NO_VIEW),
                         out)
@@ -209,15 +253,28 @@ class EpisodeMachine:
         if self._pending is not None and self._close_step(state, obs, goal):
             self._finish(out)
             return
-        action = np.asarray(policy(self._policy_input(obs, frame)), dtype=np.float32)
-        if action.shape != (self.task.n_joints,):
-            raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
-                             f"expected {self.task.n_joints} actions (task {self.task.name})")
+        # the targets an action steps from: the supervisor's last command with relative actions
+        base = self._targets
         if self.task.actions.steps_from_command and self._command_rad is not None:
-            self._targets = self._command_rad
-        self._targets = self.task.action_to_targets(action, self._targets)
+            base = self._command_rad
+        wanted = None
+        if operator_rad is None:
+            action = np.asarray(policy(self._policy_input(obs, frame)), dtype=np.float32)
+            if action.shape != (self.task.n_joints,):
+                raise ValueError(f"{self.tag}: policy gave an action of shape {action.shape}, "
+                                 f"expected {self.task.n_joints} actions (task "
+                                 f"{self.task.name})")
+            wanted = self.task.action_to_targets(action, base)
+        last_gated = self._gated_rad if self._gated_rad is not None else self._targets
+        command = self.handover.command(wanted, operator_rad, last_gated)
+        assert command is not None
+        by_operator = command.actor == OPERATOR
+        if by_operator or command.limited:
+            # the action that yields the targets sent, so the transition records what happened
+            action = self.task.targets_to_action(command.targets_rad, base)
+        self._targets = self.task.action_to_targets(action, base)
         self._command_rad = None
-        self._pending, self._previous_action = (obs, action, frame), action
+        self._pending, self._previous_action = (obs, action, frame, by_operator), action
         out.targets_rad = self._targets
 
     def _policy_input(self, obs: np.ndarray, frame: ViewFrame | None) -> Any:
@@ -230,17 +287,23 @@ class EpisodeMachine:
 
     def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float) -> bool:
         assert self._pending is not None
-        obs, action, frame = self._pending
+        obs, action, frame, by_operator = self._pending
         if frame is not None:  # the view the policy acted on
             self._rows["camera_color"].append(frame.color)
             if "camera_depth" in self._rows:
                 self._rows["camera_depth"].append(frame.depth)
-        success = self.task.is_success(state, goal)
+        true_success = self.task.is_success(state, goal)
+        self._true_success = self._true_success or true_success
+        if self.success_model is None:
+            success, reward = true_success, self.task.reward(state, goal)
+        else:  # the classifier's word stands for the task's rule (as on a robot without one)
+            success = bool(self.success_model.step(next_obs))
+            reward = 0.0 if success else -1.0
         self._steps += 1
         terminated = bool(success and self.task.config.terminate_on_success)
         truncated = self._steps >= self.task.episode_length_steps
-        for key, value in zip(self._rows, (obs, action, self.task.reward(state, goal), next_obs,
-                                           terminated, truncated)):
+        for key, value in zip(STEP_KEYS, (obs, action, reward, next_obs, terminated, truncated,
+                                          by_operator)):
             self._rows[key].append(value)
         self._success = self._success or success
         self._pending = None
@@ -251,7 +314,10 @@ class EpisodeMachine:
         steps = {k: np.asarray(v, dtype=_ROW_DTYPES.get(k, np.float32))
                  for k, v in self._rows.items()}
         info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
-                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag}
+                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag,
+                "takeovers": self.handover.takeovers}
+        if self.success_model is not None:
+            info["true_success"] = self._true_success
         out.finished = FinishedEpisode(steps, info)
         out.events.append(("end", {"success": self._success, "steps": self._steps}))
         self.phase = Phase.IDLE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from robot_rl.registry import make_task as _make_task
-from robot_rl.registry import task_spec
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.tasks.base import Task
 
@@ -16,11 +15,3 @@ def make_task(name: str, calibration: RobotCalibration) -> Task:
         if "is not registered" in str(err):
             raise ValueError(f"parameter task: {err}") from None
         raise
-
-
-def env_id_task(env_id: str) -> str:
-    """The task name of a pipeline env id (robot_rl/ValveTurn-v0 -> valve); '' if none."""
-    try:
-        return task_spec(env_id).name
-    except ValueError:
-        return ""

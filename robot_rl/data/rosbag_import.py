@@ -4,6 +4,12 @@ Messages are resampled onto a control clock: at every tick each key takes the la
 its topic(s) received at or before the tick (bag receive time). Ticks start once every mapped
 topic has been seen. One bag is one episode, or a marker topic splits it: every marker message
 ends the episode in progress and starts the next.
+
+With ``success`` (a success classifier's detector or a rule, ``robot_rl.reward``: ``reset()`` at
+each episode, ``step(row) -> bool`` per row) the import also writes what training needs: per row
+``success`` (the row's own state), and the transition keys ``reward`` (0 if the next row shows
+success, else -1: the tasks' sparse reward) and ``terminated`` (the next row shows success). An
+episode's last row has no next row: its own state stands in.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,7 +59,8 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
                   control_period_s: float, robot: str = "unknown", task: str = "unknown",
                   calibration_digest: str = "unknown", units: Mapping[str, str] | None = None,
                   episode_marker_topic: str | None = None, info: Mapping[str, Any] | None = None,
-                  append: bool = False, overwrite: bool = False) -> dict[str, Any]:
+                  append: bool = False, overwrite: bool = False,
+                  success: SuccessLabeller | None = None) -> dict[str, Any]:
     """Import one or more bags; each bag is one episode unless a marker topic splits it.
 
     A ``timestamp_s`` key (the tick time on the bag clock, s) is added to every step.
@@ -69,8 +76,9 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
     fields = parse_topic_map(topic_map)
     # appending refuses a store of another robot, task or calibration before anything changes
     open_store = EpisodeStore.create_or_append if append else EpisodeStore.create
+    units = {**(units or {}), TIMESTAMP_KEY: "s", **(LABEL_UNITS if success is not None else {})}
     store = open_store(output, robot=robot, task=task, calibration_digest=calibration_digest,
-                       units={**(units or {}), TIMESTAMP_KEY: "s"}, overwrite=overwrite)
+                       units=units, overwrite=overwrite)
     period_ns = int(round(control_period_s * 1e9))
     episodes: list[dict[str, Any]] = []
     typestore = get_typestore(Stores.ROS2_HUMBLE)
@@ -84,7 +92,7 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
             raise DatasetError(bag, f"cannot read rosbag2: {err}") from err
         try:
             episodes += _import_one(reader, bag, store, fields, period_ns, episode_marker_topic,
-                                    dict(info or {}))
+                                    dict(info or {}), success)
         finally:
             reader.close()
     return {"output": str(store.path), "episodes": episodes, "n_episodes": store.n_episodes,
@@ -92,7 +100,8 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
 
 
 def _import_one(reader: Any, bag: Path, store: EpisodeStore, fields: Sequence[TopicField],
-                period_ns: int, marker: str | None, info: dict) -> list[dict[str, Any]]:
+                period_ns: int, marker: str | None, info: dict,
+                success: SuccessLabeller | None = None) -> list[dict[str, Any]]:
     topics = {f.topic for f in fields}
     available = {c.topic for c in reader.connections}
     missing = sorted(topics - available) + ([marker] if marker and marker not in available else [])
@@ -101,9 +110,11 @@ def _import_one(reader: Any, bag: Path, store: EpisodeStore, fields: Sequence[To
     wanted = [c for c in reader.connections if c.topic in topics or c.topic == marker]
     resampler = _Resampler(fields, period_ns)
     writer = EpisodeWriter(store, flush_every_steps=50)
+    labels = _Labels(writer, success, bag)
     committed: list[dict[str, Any]] = []
 
     def close_segment() -> None:
+        labels.finish()
         if not writer.n_steps:
             return
         start, end = resampler.segment_start_ns, resampler.last_tick_ns
@@ -117,18 +128,66 @@ def _import_one(reader: Any, bag: Path, store: EpisodeStore, fields: Sequence[To
     try:
         for conn, t_ns, raw in reader.messages(connections=wanted):
             for step in resampler.ticks_before(t_ns):
-                writer.append(step)
+                labels.append(step)
             if conn.topic == marker:
                 close_segment()
                 continue
             msg = reader.deserialize(raw, conn.msgtype)
             resampler.update(conn.topic, conn.msgtype, msg, t_ns, bag)
         for step in resampler.ticks_before(resampler.last_message_ns + 1):
-            writer.append(step)
+            labels.append(step)
         close_segment()
     finally:
         writer.close()  # discards a segment left open by an error
     return committed
+
+
+class SuccessLabeller(Protocol):
+    """A success detector or rule (robot_rl.reward)."""
+
+    def reset(self) -> None: ...
+
+    def step(self, frame: Mapping[str, np.ndarray]) -> bool: ...
+
+
+LABEL_UNITS = {"success": "bool", "reward": "1", "terminated": "bool"}
+
+
+class _Labels:
+    """Rows to the writer one row late when labelling: a row's reward and termination are known
+    once the next row's success is (see the module)."""
+
+    def __init__(self, writer: EpisodeWriter, success: SuccessLabeller | None,
+                 bag: Path) -> None:
+        self.writer, self.success, self.bag = writer, success, bag
+        self.pending: dict[str, np.ndarray] | None = None
+        self.started = False
+
+    def append(self, step: dict[str, np.ndarray]) -> None:
+        if self.success is None:
+            self.writer.append(step)
+            return
+        if not self.started:
+            self.success.reset()
+            self.started = True
+        try:
+            now = bool(self.success.step(step))
+        except ValueError as err:  # a rule or classifier input the bag's keys lack
+            raise DatasetError(self.bag, f"success labelling: {err}") from err
+        if self.pending is not None:
+            self.writer.append(_labelled(self.pending, now))
+        self.pending = {**step, "success": np.bool_(now)}
+
+    def finish(self) -> None:
+        """The episode's last row (its own state stands in for its successor's)."""
+        if self.pending is not None:
+            self.writer.append(_labelled(self.pending, bool(self.pending["success"])))
+        self.pending, self.started = None, False
+
+
+def _labelled(row: dict[str, np.ndarray], next_success: bool) -> dict[str, np.ndarray]:
+    return {**row, "reward": np.float32(0.0 if next_success else -1.0),
+            "terminated": np.bool_(next_success)}
 
 
 class _Resampler:

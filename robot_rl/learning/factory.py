@@ -69,27 +69,29 @@ def agent_from_checkpoint(state: Mapping, config: AWACConfig, seed: int = 0) -> 
 
 
 def make_replay(config: AWACConfig, offline: Mapping[str, np.ndarray], online_capacity: int,
-                seed: int) -> Replay:
+                seed: int, extra_offline_capacity: int = 0) -> Replay:
     """The config's replay (uniform, balanced or symmetric), holding the offline data from the
     start. ``keep_offline_data: false`` (WSRL) is a symmetric replay whose batches are all
-    online once online data is stored (all offline before, for pretraining)."""
+    online once online data is stored (all offline before, for pretraining).
+    ``extra_offline_capacity``: room on the offline side for transitions added later (an
+    operator's corrections, ``hil.replay``), so they never overwrite the dataset."""
     batch = batch_from_steps(offline)
     obs_dim, act_dim = batch["obs"].shape[1], batch["action"].shape[1]
-    n_offline = len(batch["reward"])
+    offline_capacity = len(batch["reward"]) + max(0, int(extra_offline_capacity))
     if config.replay == "symmetric" or not config.keep_offline_data:
         fraction = config.symmetric_offline_fraction if config.keep_offline_data else 0.0
-        symmetric = SymmetricReplay(obs_dim, act_dim, max(n_offline, 1),
+        symmetric = SymmetricReplay(obs_dim, act_dim, max(offline_capacity, 1),
                                     max(online_capacity, 1), fraction)
         symmetric.add_offline_episode(batch)
         return symmetric
     if config.replay == "balanced":
         # its density-ratio network reads the agent's normalised observations: the agent's device
-        replay = BalancedReplay(obs_dim, act_dim, max(n_offline, 1), max(online_capacity, 1),
+        replay = BalancedReplay(obs_dim, act_dim, max(offline_capacity, 1), max(online_capacity, 1),
                                 config.balanced_replay, device=resolve_device(config.device),
                                 seed=seed)
         replay.add_offline_episode(batch)
         return replay
-    uniform = ReplayBuffer(obs_dim, act_dim, max(n_offline + online_capacity, 1))
+    uniform = ReplayBuffer(obs_dim, act_dim, max(offline_capacity + online_capacity, 1))
     uniform.add_episode(batch)
     return uniform
 

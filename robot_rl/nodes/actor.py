@@ -22,6 +22,15 @@ callback steps the robot on the first state at or after its next nominal control
 timer; a fallback timer steps any robot that has not stepped for 1.5 periods, so staleness, reset
 timeouts and episode events still happen when its states stop. ``timer``: one timer steps every
 robot each period, whenever the states arrived.
+
+``intervene`` (the learner node): per robot the shell also listens to the teleop node's TAKEOVER and
+COMMAND_OPERATOR (role intervene). While the latest TAKEOVER is true and younger than
+``takeover_timeout_s``, the operator's latest targets go to the episode machine in place of the
+policy's (held to one step from the last COMMAND there; targets older than the timeout: the last
+COMMAND is held), and still leave on COMMAND_RAW: the supervisor gates them, and an e-stop it
+latched holds the operator as it holds the policy. A TAKEOVER gone silent hands back. Every step
+records who acted. ``success_model``: a factory of success detectors (one per robot, for its
+debounce) that give reward and success instead of the task's rule.
 """
 
 from __future__ import annotations
@@ -37,7 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Phase, Policy
+from robot_rl.agent.episode import (
+    EpisodeConfig,
+    EpisodeMachine,
+    FinishedEpisode,
+    Phase,
+    Policy,
+    SuccessModel,
+)
 from robot_rl.agent.events import EventError, decode_event, encode_event
 from robot_rl.agent.frames import LatestFrames, ViewFrame
 from robot_rl.agent.observation import JointOrder, LatestState
@@ -59,6 +75,7 @@ from robot_rl.ros.runtime import make_node, run
 Snapshot = PolicySnapshot | PixelPolicySnapshot  # a state task's policy, or a pixel task's
 SnapshotSource = Callable[[], Snapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
+SuccessModels = Callable[[], SuccessModel]
 ACT_ON = ("joint_states", "timer")
 CAMERA_FRAMES = ("view", "full")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
@@ -110,6 +127,10 @@ class _Robot:
         self.frames: LatestFrames | None = None  # a pixel task's camera
         self.start_stamp_s: float | None = None  # first joint state after this reset's done
         self.successes: list[bool] = []
+        self.takeover = False                  # the latest TAKEOVER
+        self.takeover_received_s = -np.inf
+        self.operator_rad: np.ndarray | None = None  # the latest COMMAND_OPERATOR
+        self.operator_received_s = -np.inf
 
 
 class ActingShell:
@@ -117,8 +138,15 @@ class ActingShell:
 
     def __init__(self, node: Node, params: dict[str, Any], snapshot: SnapshotSource,
                  on_episode: EpisodeSink | None = None,
-                 first_episodes: dict[str, int] | None = None) -> None:
+                 first_episodes: dict[str, int] | None = None, *, intervene: bool = False,
+                 takeover_timeout_s: float = 0.5,
+                 success_model: SuccessModels | None = None) -> None:
         self.node, self.params = node, params
+        if intervene and not takeover_timeout_s > 0:
+            raise ValueError(f"node {node.fully_qualified_name}: takeover_timeout_s must be > 0, "
+                             f"got {takeover_timeout_s}")
+        self.intervene, self.takeover_timeout_s = intervene, float(takeover_timeout_s)
+        self._success_model = success_model
         self.calibration = load_robot(params["robot"])
         try:
             self.task = make_task(params["task"], self.calibration).with_observation(
@@ -160,9 +188,10 @@ class ActingShell:
                              self._sites)
         config = EpisodeConfig(reset_timeout_s=self.params["reset_timeout_s"],
                                seed=(self.params["seed"] * 7919 + index) % 2**31)
+        success_model = self._success_model() if self._success_model is not None else None
         robot = _Robot(names, latest,
                        EpisodeMachine(self.task, config, first_episode=first_episode,
-                                      tag=names.namespace),
+                                      tag=names.namespace, success_model=success_model),
                        ControlSchedule(self.period_s))
         node = self.node
         # object state first: when both are waiting in one spin, the joint state that triggers
@@ -173,12 +202,18 @@ class ActingShell:
                                  lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
-        if self.task.actions.steps_from_command:  # steps start from what the supervisor sent
+        # steps start from what the supervisor sent; a handover is held to a step from it
+        if self.task.actions.steps_from_command or self.intervene:
             node.create_subscription(m.JointState, names.command,
                                      lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         if self.task.image is not None:
             cameras = self.params["cameras"]
             self._subscribe_camera(robot, cameras[index] if index < len(cameras) else "")
+        if self.intervene:
+            node.create_subscription(m.Bool, names.takeover,
+                                     lambda msg: self._on_takeover(robot, msg), QOS_DEFAULT)
+            node.create_subscription(m.JointState, names.command_operator,
+                                     lambda msg: self._on_operator(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
@@ -248,6 +283,28 @@ class ActingShell:
             self.node.get_logger().warning(f"{robot.topics.command}: {err}; the next step "
                                            "starts from the node's own last targets")
 
+    def _on_takeover(self, robot: _Robot, msg: m.Bool) -> None:
+        robot.takeover, robot.takeover_received_s = bool(msg.data), time.monotonic()
+
+    def _on_operator(self, robot: _Robot, msg: m.JointState) -> None:
+        try:
+            targets = self._order.reorder(msg.name, msg.position, "position")
+            if len(msg.position) == 0 or not np.all(np.isfinite(targets)):
+                raise ValueError("targets without positions or not finite")
+        except ValueError as err:
+            self.node.get_logger().warning(f"{robot.topics.command_operator}: {err}; ignored")
+            return
+        robot.operator_rad, robot.operator_received_s = targets, time.monotonic()
+
+    def _operator_targets(self, robot: _Robot, now_s: float) -> np.ndarray | None:
+        """The operator's targets for this step, or None when the policy is in control."""
+        if not (robot.takeover and now_s - robot.takeover_received_s <= self.takeover_timeout_s):
+            return None  # not taken over, or its TAKEOVER went silent: a release
+        if robot.operator_rad is not None and \
+                now_s - robot.operator_received_s <= self.takeover_timeout_s:
+            return robot.operator_rad
+        return robot.machine.last_gated_rad  # in control, no fresh targets: hold
+
     def _on_status(self, robot: _Robot, msg: m.String) -> None:
         try:
             event = decode_event(msg.data, robot.topics.episode_status)
@@ -283,8 +340,9 @@ class ActingShell:
         robot.schedule.acted(now)
         state = robot.latest.task_state(now)
         frame, stale = self._frame(robot, state is not None)
+        operator = self._operator_targets(robot, now) if self.intervene else None
         out = robot.machine.tick(now, state, robot.latest.received_s, policy,
-                                 robot.latest.staleness(now) or stale, frame)
+                                 robot.latest.staleness(now) or stale, frame, operator)
         for text in out.warnings:
             self.node.get_logger().warning(text)
         for event, fields in out.events:
@@ -483,11 +541,11 @@ def snapshot_from_checkpoint(path: str
     """The acting policy of a checkpoint (what ``robot-rl eval`` runs), and its task and action
     mode as POLICY's metadata names them. Its networks are rebuilt from the settings it stores,
     on the CPU; a bad file is one line naming it (CheckpointError)."""
-    from robot_rl.agent.tasks import env_id_task
     from robot_rl.config import from_dict
     from robot_rl.learning.checkpoint import CheckpointError, load_checkpoint, stored_awac_settings
     from robot_rl.learning.config import AWACConfig
     from robot_rl.learning.factory import agent_from_checkpoint
+    from robot_rl.registry import env_id_task
 
     state = load_checkpoint(path)
     stored = stored_awac_settings(state)

@@ -13,6 +13,19 @@ after pretraining, ``episodes.csv`` (one line per online episode), and ``status.
 and phase, rewritten atomically every STATUS_PERIOD_S). With ``max_online_env_steps`` the node
 stops acting once that many online env steps are stored, finishes the updates that
 ``updates_per_env_step`` owes them, writes its final checkpoint and exits by itself.
+
+A human in the loop: with ``interventions`` (the default) an operator at a teleop node in its
+intervene role takes over at any moment (TAKEOVER, COMMAND_OPERATOR in the robot's namespace;
+``nodes.actor.ActingShell``): the operator's targets go out on COMMAND_RAW through the supervisor,
+each step records who acted (``intervention`` in ``online.zarr``), operator transitions go to both
+sides of the replay (``hil.replay``; the config's ``intervention.to_offline``), and the
+intervention rate and its trend are logged with the losses (CSV, TensorBoard) and in
+``episodes.csv``. ``reward_classifier``: a success classifier (``robot-rl reward train``) gives the
+online episodes' reward, success and termination instead of the task's rule (threshold and
+debounce: the config's ``reward`` section; 0 there: the classifier's own); the task's own success
+is logged beside it as ``episode_true_success`` so that misdetections are counted where the
+object's state is measured. Both tasks' observations include the object's state, so OBJECT_STATE
+is still needed to act.
 """
 
 from __future__ import annotations
@@ -22,11 +35,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robot_rl.agent.episode import FinishedEpisode
-from robot_rl.agent.tasks import env_id_task
+from robot_rl.agent.episode import FinishedEpisode, SuccessModel
 from robot_rl.config import ConfigError
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.learning.config import DEVICE_NAMES, check_device_name
@@ -34,6 +47,7 @@ from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.nodes.learner_training import TrainingSpec
 from robot_rl.nodes.trainer_link import TRAINER_MODES, TrainerLink
+from robot_rl.registry import env_id_task
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_LATCHED
@@ -52,7 +66,10 @@ TRAINER_READY_TIMEOUT_S = 600.0  # loading a large dataset and resuming a big re
 # 5 ms, 2.6-3.2 ms at 0.1 ms; the p99s overlap between 0.5 and 5 ms (a small gain, kept).
 GIL_SWITCH_INTERVAL_S = 0.0005
 EPISODE_LOG_COLUMNS = ("episode", "robot_namespace", "steps", "env_steps", "success",
-                       "episode_return", "policy_version", "wall_time_s")
+                       "episode_return", "policy_version", "wall_time_s", "takeovers",
+                       "intervention_steps", "true_success")
+# a log begun before the human-in-the-loop columns: appended to with its own columns
+EPISODE_LOG_COLUMNS_V1 = EPISODE_LOG_COLUMNS[:8]
 
 
 def declare_learner_parameters(node: Node) -> dict[str, Any]:
@@ -78,6 +95,12 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
         "trainer_device": p("trainer_device", "", f"where AWAC trains: {DEVICE_NAMES}; '': the "
                             "config's awac.device (cpu unless the config says otherwise)"),
         "replay_capacity": p("replay_capacity", 200_000, "online transitions kept in replay"),
+        "interventions": p("interventions", True, "an operator may take over (teleop node, "
+                           "role intervene: TAKEOVER, COMMAND_OPERATOR)"),
+        "takeover_timeout_s": p("takeover_timeout_s", 0.5, "a TAKEOVER older than this is a "
+                                "release; operator targets older than this: hold"),
+        "reward_classifier": p("reward_classifier", "", "success classifier file for reward "
+                               "and success ('': the config's reward section)"),
     }
 
 
@@ -127,10 +150,22 @@ class LearnerNode:
         self.run_dir = Path(self.params["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._published_version = -1
+        try:
+            self._episode_log = _open_episode_log(self.run_dir / EPISODE_LOG)
+        except (OSError, ValueError):
+            self.node.destroy()
+            raise
 
         # the acting shell first: it knows the task (observation and action sizes)
+        try:
+            success_model = self._success_models()
+        except (OSError, ValueError) as err:
+            self.node.destroy()
+            raise ValueError(f"node {name}: parameter reward_classifier: {err}") from err
         self.shell = ActingShell(self.node, acting, self._snapshot, self._submit,
-                                 first_episodes={})
+                                 first_episodes={}, intervene=self.params["interventions"],
+                                 takeover_timeout_s=self.params["takeover_timeout_s"],
+                                 success_model=success_model)
         self.task = self.shell.task
         self.updates_per_env_step, self.max_env_steps = self._online_budget()
         self.trainer = TrainerLink(self._training_spec(acting), self.params["trainer"], log,
@@ -146,7 +181,6 @@ class LearnerNode:
         counters = self.trainer.counters
         self._acted_steps = counters.env_steps  # env steps handed to the trainer
         self._acting_done = bool(self.max_env_steps) and self._acted_steps >= self.max_env_steps
-        self._episode_log = _open_episode_log(self.run_dir / EPISODE_LOG)
         self._policy_pub = self.node.create_publisher(m.UInt8MultiArray, topics.POLICY,
                                                       QOS_LATCHED)
         self.node.create_timer(POLICY_CHECK_PERIOD_S, self._publish_policy)
@@ -157,6 +191,22 @@ class LearnerNode:
                  f"episodes, {self.trainer.buffer_transitions} transitions in replay")
 
     # ---- start-up ----------------------------------------------------------------------------
+    def _success_models(self) -> Callable[[], SuccessModel] | None:
+        """A factory of success detectors (one per robot), or None for the task's rule."""
+        reward = self.config.reward
+        path = self.params["reward_classifier"] or (reward.classifier if reward.source ==
+                                                    "classifier" else "")
+        if not path:
+            if reward.source == "classifier":
+                raise ValueError("the config's reward.source is classifier but names no file")
+            return None
+        from robot_rl.reward import SuccessDetector, load_classifier
+        classifier = load_classifier(path)
+        SuccessDetector(classifier, reward.threshold or None, reward.debounce_frames or None)
+        self.node.get_logger().info(f"reward and success from the classifier {path}")
+        return lambda: SuccessDetector(classifier, reward.threshold or None,
+                                       reward.debounce_frames or None)
+
     def _online_budget(self) -> tuple[float, int]:
         """(updates per env step, max online env steps); -1 picks the config's finetune value."""
         ratio, steps = self.params["updates_per_env_step"], self.params["max_online_env_steps"]
@@ -180,7 +230,8 @@ class LearnerNode:
             trainer_threads=p["trainer_threads"], trainer_device=p["trainer_device"],
             replay_capacity=p["replay_capacity"],
             task=acting["task"], robot=acting["robot"], observation=acting["observation"],
-            namespaces=tuple(robot.topics.namespace for robot in self.shell.robots))
+            namespaces=tuple(robot.topics.namespace for robot in self.shell.robots),
+            interventions=p["interventions"])
 
     # ---- node-thread callbacks ---------------------------------------------------------------
     def _snapshot(self) -> PolicySnapshot | None:
@@ -196,8 +247,10 @@ class LearnerNode:
         row = (info.get("episode", -1), info.get("robot_namespace", ""), episode.length,
                self._acted_steps, int(bool(episode.success)),
                f"{float(episode.steps['reward'].sum()):.6g}", info.get("policy_version", -1),
-               f"{time.time():.3f}")
-        self._episode_log[1].writerow(row)
+               f"{time.time():.3f}", int(info.get("takeovers", 0)),
+               int(episode.steps["intervention"].sum()) if "intervention" in episode.steps
+               else 0, int(info["true_success"]) if "true_success" in info else "")
+        self._episode_log[1].writerow(row[:self._episode_log[2]])
         self._episode_log[0].flush()
         if self.max_env_steps and not self._acting_done and \
                 self._acted_steps >= self.max_env_steps:
@@ -259,14 +312,25 @@ class LearnerNode:
         self._write_status("failed" if failed else "done")
 
 
-def _open_episode_log(path: Path) -> tuple[Any, Any]:
-    """(file, csv writer) appending to ``path``; the header only in a new file."""
+def _open_episode_log(path: Path) -> tuple[Any, Any, int]:
+    """(file, csv writer, columns per row) appending to ``path``; the header only in a new file.
+    A log begun before the human-in-the-loop columns keeps its own (rows never misalign)."""
     is_new = not path.exists() or path.stat().st_size == 0
+    width = len(EPISODE_LOG_COLUMNS)
+    if not is_new:
+        with open(path, newline="") as existing:
+            header = tuple(next(csv.reader(existing), ()))
+        if header == EPISODE_LOG_COLUMNS_V1:
+            width = len(header)
+        elif header != EPISODE_LOG_COLUMNS:
+            raise ValueError(f"{path}: header {list(header)} is not an episode log's "
+                             f"({list(EPISODE_LOG_COLUMNS)}); move it away or use another "
+                             "run_dir")
     stream = open(path, "a", newline="")  # noqa: SIM115 - closed in LearnerNode.close
     writer = csv.writer(stream)
     if is_new:
         writer.writerow(EPISODE_LOG_COLUMNS)
-    return stream, writer
+    return stream, writer, width
 
 
 def main(argv: list[str] | None = None) -> int:

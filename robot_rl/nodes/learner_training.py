@@ -49,6 +49,9 @@ from robot_rl.data.transition_arrays import (
     check_observation_size,
     observation_extra,
 )
+from robot_rl.hil import InterventionTrend, add_online_episode, intervention_metrics
+from robot_rl.hil.metrics import misdetection_metrics
+from robot_rl.hil.replay import INTERVENTION_KEY
 from robot_rl.learning import (
     AWAC,
     MetricsLogger,
@@ -103,6 +106,7 @@ class TrainingSpec:
     robot: str                  # the node's robot parameter (calibration name or path)
     observation: str            # the node's observation parameter: state | pixels
     namespaces: tuple[str, ...]
+    interventions: bool = True  # operators may take over (the node listens to TAKEOVER)
 
 
 class LearnerTraining:
@@ -121,9 +125,16 @@ class LearnerTraining:
         self.calibration = load_robot(spec.robot)
         self.task = make_task(spec.task, self.calibration).with_observation(spec.observation)
         self.store = self._open_store()
+        # a store from before the intervention key keeps its schema (its episodes share one)
+        self._record_flags = not self.store.n_episodes or INTERVENTION_KEY in self.store.keys
+        hil = self.config.intervention
+        self._to_offline = spec.interventions and hil.to_offline
+        self.trend = InterventionTrend(hil.trend_window)
         offline = self._offline_data()
         self.agent, counters = self._agent(offline)
-        online = transitions(self.store) if self.store.n_episodes else None
+        if isinstance(self.agent, PixelAgent):  # its replay has no offline side to add them to
+            self._to_offline = False
+        online = self._stored_online()
         if online is not None:
             counters.env_steps, counters.episodes = self.store.n_steps, self.store.n_episodes
         self.replay, n_transitions = self._replay(offline, online)
@@ -173,6 +184,15 @@ class LearnerTraining:
                                    calibration_digest=robot_digest(self.spec.robot),
                                    units=TRANSITION_UNITS | (PIXEL_UNITS if view else {}),
                                    extra=extra)
+
+    def _stored_online(self) -> dict[str, np.ndarray] | None:
+        """The online episodes stored before a restart, with who acted where recorded."""
+        if not self.store.n_episodes:
+            return None
+        online = transitions(self.store)
+        if INTERVENTION_KEY in self.store.keys:
+            online[INTERVENTION_KEY] = self.store.read(INTERVENTION_KEY).astype(bool)
+        return online
 
     def _next_episode(self, namespace: str) -> int:
         """Episode indices continue after a restart (per robot namespace)."""
@@ -249,17 +269,20 @@ class LearnerTraining:
     def _replay(self, offline: dict[str, np.ndarray] | None,
                 online: dict[str, np.ndarray] | None) -> tuple[Replay | PixelReplay, int]:
         """The config's replay (uniform or balanced): the dataset as offline data, the online
-        episodes stored before a restart as online data."""
+        episodes stored before a restart as online data; operator transitions on both sides
+        (``hil.replay``: HIL-SERL's rule), in offline room reserved for them."""
         if isinstance(self.agent, PixelAgent):
             return self._pixel_replay(offline)
         empty = {key: np.zeros((0, self.task.observation_size), np.float32)
                  for key in ("observation", "next_observation")}
         empty.update(action=np.zeros((0, self.task.n_joints), np.float32),
                      reward=np.zeros(0, np.float32), terminated=np.zeros(0, bool))
+        capacity = self.spec.replay_capacity
         replay = make_replay(self.config.awac, offline if offline is not None else empty,
-                             online_capacity=self.spec.replay_capacity, seed=self.config.seed)
+                             online_capacity=capacity, seed=self.config.seed,
+                             extra_offline_capacity=capacity if self._to_offline else 0)
         if online is not None and len(online["reward"]):
-            replay.add_episode(batch_from_steps(online))
+            add_online_episode(replay, online, self._to_offline)
         return replay, len(replay)
 
     def _pixel_replay(self, offline: dict[str, np.ndarray] | None) -> tuple[PixelReplay, int]:
@@ -280,12 +303,28 @@ class LearnerTraining:
         return train_step(self.agent, self.replay, batch_size, self.generator)
 
     def _ingest(self, episode: FinishedEpisode) -> int:
-        self.store.add_episode(episode.steps, episode.info)
-        self.replay.add_episode(batch_from_steps(episode.steps))
+        steps = {k: v for k, v in episode.steps.items()
+                 if self._record_flags or k != INTERVENTION_KEY}
+        self.store.add_episode(steps, episode.info)
+        add_online_episode(self.replay, episode.steps, self._to_offline)
         # beside the losses, at the update count the episode arrived at (their step axis)
-        self.metrics.log(self.agent.num_updates,
-                         episode_metrics(np.sum(episode.steps["reward"]), episode.success))
+        self.metrics.log(self.agent.num_updates, {
+            **episode_metrics(np.sum(episode.steps["reward"]), episode.success),
+            **self._hil_metrics(episode)})
         return episode.length
+
+    def _hil_metrics(self, episode: FinishedEpisode) -> dict[str, float]:
+        """The intervention rate and its trend (as in process: ``pipeline.hil``), and, with a
+        learned reward, the classifier's misdetections against the task's own rule."""
+        flags = episode.steps.get(INTERVENTION_KEY)
+        takeovers = int(episode.info.get("takeovers", 0))
+        scalars = intervention_metrics(flags, takeovers)
+        # the store holds this episode already: its step count is the trend's x
+        scalars.update(self.trend.add(self.store.n_steps, scalars["intervention_rate"],
+                                      takeovers))
+        if "true_success" in episode.info:
+            scalars.update(misdetection_metrics(episode.success, episode.info["true_success"]))
+        return scalars
 
     def _on_snapshot(self, snapshot: PolicySnapshot | PixelPolicySnapshot) -> None:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""

@@ -4,6 +4,10 @@ control clock into a zarr episode store; EPISODE events start, end (commit) and 
 Run it in the robot's namespace (``-r __ns:=/hand``): JOINT_STATES, TEMPERATURE, COMMAND and
 EPISODE resolve under it; OBJECT_STATE and the camera topics are absolute (remap them per
 station). A crash loses at most the episode in progress (the store's commit protocol).
+
+Who acted: every row records ``intervention``, whether an operator held control (the teleop node's
+TAKEOVER, fresh) at the row's tick. A store created before that key existed keeps its keys (one
+warning), since a dataset's episodes share one schema.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ UNITS = {"stamp_s": "s", "joint_position_rad": "rad", "joint_velocity_rad_s": "r
          "joint_effort_a": "A", "temperature_c": "degC", "object_position": "rad or m",
          "object_velocity": "rad/s or m/s", "command_rad": "rad", "rgb": "rgb8",
          "depth_mm": "mm", "observation": "task layout (SI)", "action": "normalised [-1, 1]",
-         "reward": "1"}
+         "reward": "1", "intervention": "bool"}
 
 
 class RecorderNode:
@@ -64,7 +68,13 @@ class RecorderNode:
         self._temperature = np.full(n, np.nan)
         self._command: np.ndarray | None = None
         self._images: dict[str, np.ndarray] = {}
+        self._stale_s = stale_periods / rate
+        self._takeover: tuple[float, bool] | None = None  # (received, operator in control)
         self.store = self._open(Path(store_path))
+        self._record_takeover = not self.store.n_episodes or "intervention" in self.store.keys
+        if not self._record_takeover:
+            self.node.get_logger().warning(f"{store_path} was recorded without the "
+                                           "'intervention' key: not recording who acted")
         self.writer = EpisodeWriter(self.store, background=True)
         self._episode: dict[str, Any] | None = None
         self._skipped = 0
@@ -96,6 +106,7 @@ class RecorderNode:
                                  QOS_SENSOR_DATA)
         node.create_subscription(m.JointState, topics.COMMAND, self._on_command, QOS_DEFAULT)
         node.create_subscription(m.String, topics.EPISODE, self._on_episode, QOS_DEFAULT)
+        node.create_subscription(m.Bool, topics.TAKEOVER, self._on_takeover, QOS_DEFAULT)
         if self._cameras:
             node.create_subscription(m.Image, topics.CAMERA_COLOR,
                                      lambda msg: self._on_image("rgb", msg), QOS_SENSOR_DATA)
@@ -126,6 +137,13 @@ class RecorderNode:
             self._command = self.latest.order.reorder(msg.name, msg.position, "position")
         except ValueError as err:
             self.node.get_logger().warning(f"{topics.COMMAND}: {err}")
+
+    def _on_takeover(self, msg: m.Bool) -> None:
+        self._takeover = (time.monotonic(), bool(msg.data))
+
+    def _operator_in_control(self, now: float) -> bool:
+        return self._takeover is not None and self._takeover[1] and \
+            now - self._takeover[0] <= self._stale_s
 
     def _on_image(self, key: str, msg: m.Image) -> None:
         self._images[key] = np.array(m.image_to_numpy(msg))
@@ -191,6 +209,8 @@ class RecorderNode:
                                                                            np.nan)
         raw = self.sampler.raw_row(self.node.now_s(), state, self._effort, self._temperature,
                                    command)
+        if self._record_takeover:
+            raw["intervention"] = np.bool_(self._operator_in_control(now))
         if self._cameras:
             if set(self._images) != {"rgb", "depth_mm"}:
                 return

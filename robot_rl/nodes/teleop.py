@@ -7,6 +7,16 @@ robot's JointState on ``leader_topic``, mirrored), ``joystick`` (a gamepad read 
 published at ``control_rate_hz`` even when nothing moves, so the safety node's command watchdog
 stays quiet while a person thinks. Keys and buttons also publish EPISODE events for the
 recorder, and the e-stop. When stdin is a terminal its keys work with every device.
+
+``role``: ``record`` (the default: the operator drives the robot on COMMAND_RAW, as above) or
+``intervene`` (online learning: the learner drives it and runs the episodes; the operator takes
+over with one input per device: the key ``t`` (toggle) on the keyboard and the leader arm, the right
+trigger held on a gamepad, the left button (toggle) on a SpaceMouse). In that role the node
+publishes TAKEOVER (Bool, every tick) and, while in control, its targets on COMMAND_OPERATOR,
+never COMMAND_RAW: the learner forwards them through the safety node and records them as
+interventions. While not in control its targets follow the supervisor's last COMMAND, so a
+takeover starts from where the robot was sent. Episode keys and buttons do nothing in that role;
+the e-stop works in both.
 """
 
 from __future__ import annotations
@@ -36,9 +46,11 @@ from robot_rl.teleop import (
 )
 from robot_rl.teleop.joy import GAMEPAD, PRESETS
 from robot_rl.teleop.joystick import JoystickTeleop
+from robot_rl.teleop.takeover import TakeoverSwitch
 from robot_rl.teleop.terminal import TerminalKeys
 
 DEVICES = ("keyboard", "gamepad", "spacemouse", "leader", "joystick")
+ROLES = ("record", "intervene")
 
 
 class TeleopNode:
@@ -47,6 +59,8 @@ class TeleopNode:
         p = self.node.declare_parameter
         robot = p("robot", "dclaw", "calibration name or YAML path")
         self.device = p("device", "keyboard", f"one of {DEVICES}")
+        self.role = p("role", "record", "record: drive the robot (COMMAND_RAW); intervene: take "
+                                        "over from the learner's policy (COMMAND_OPERATOR)")
         rate_hz = p("control_rate_hz", 20.0, "command rate (Hz)")
         step_rad = p("key_step_rad", 0.05, "keyboard: target change per key press (rad)")
         speed = p("joint_speed_rad_s", 1.0, "joy: joint speed at full deflection (rad/s)")
@@ -62,6 +76,8 @@ class TeleopNode:
         if self.device not in DEVICES:
             raise ValueError(f"{where}: parameter 'device' {self.device!r}: expected one of "
                              f"{DEVICES}")
+        if self.role not in ROLES:
+            raise ValueError(f"{where}: parameter 'role' {self.role!r}: expected one of {ROLES}")
         if not rate_hz > 0:
             raise ValueError(f"{where}: parameter 'control_rate_hz' must be > 0, got {rate_hz}")
         cal = load_robot(robot)
@@ -76,6 +92,11 @@ class TeleopNode:
         self._joystick = (JoystickTeleop(self._names, GAMEPAD, speed, self._timeout_s,
                                          joystick_path) if self.device == "joystick" else None)
         self._joystick_problem = ""
+        joy_mapping = PRESETS.get(self.device, GAMEPAD if self.device == "joystick" else None)
+        self._switch = TakeoverSwitch(joy_mapping.takeover.mode
+                                      if joy_mapping is not None and joy_mapping.takeover
+                                      else "toggle")
+        self._gated: np.ndarray | None = None  # the supervisor's last COMMAND
         self._leader_targets: tuple[float, np.ndarray] | None = None
         self._episodes = EpisodeControl(first_episode)
         self._measured: np.ndarray | None = None
@@ -84,7 +105,8 @@ class TeleopNode:
         self._make_endpoints(leader_topic)
         self.node.create_timer(self._period_s, self._tick)
         log = self.node.get_logger()
-        log.info(f"teleop with {self.device} -> {self._raw.topic} at {rate_hz:g} Hz")
+        out = self._raw.topic if self.role == "record" else self._operator.topic
+        log.info(f"teleop with {self.device} ({self.role}) -> {out} at {rate_hz:g} Hz")
         if self._keys is not None:
             log.info(KEY_HELP)
         elif self.device == "keyboard":
@@ -92,7 +114,13 @@ class TeleopNode:
 
     def _make_endpoints(self, leader_topic: str) -> None:
         node = self.node
-        self._raw = node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
+        if self.role == "record":
+            self._raw = node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
+        else:
+            self._operator = node.create_publisher(m.JointState, topics.COMMAND_OPERATOR,
+                                                   QOS_DEFAULT)
+            self._takeover = node.create_publisher(m.Bool, topics.TAKEOVER, QOS_DEFAULT)
+            node.create_subscription(m.JointState, topics.COMMAND, self._on_command, QOS_DEFAULT)
         self._episode = node.create_publisher(m.String, topics.EPISODE, QOS_DEFAULT)
         self._estop = node.create_publisher(m.Bool, topics.ESTOP, QOS_DEFAULT)
         self._estop_reset = node.create_publisher(m.Bool, topics.ESTOP_RESET, QOS_DEFAULT)
@@ -110,6 +138,11 @@ class TeleopNode:
         if sorted(msg.name) == sorted(self._names) and len(msg.position) == len(msg.name):
             by_name = dict(zip(msg.name, msg.position))
             self._measured = np.array([by_name[n] for n in self._names])
+
+    def _on_command(self, msg: m.JointState) -> None:
+        if sorted(msg.name) == sorted(self._names) and len(msg.position) == len(msg.name):
+            by_name = dict(zip(msg.name, msg.position))
+            self._gated = np.array([by_name[n] for n in self._names])
 
     def _on_episode_status(self, msg: m.String) -> None:
         try:
@@ -151,9 +184,37 @@ class TeleopNode:
         for item in inputs:
             for action in item.actions:
                 self._act(action)
+        if self.role == "intervene":
+            self._intervene(inputs, now)
+            return
         targets = self._integrator.step(inputs, self._measured, self._period_s)
         if targets is not None:
             self._raw.publish(m.joint_state(self._names, targets, stamp_s=self.node.now_s()))
+
+    def _intervene(self, inputs: list[TeleopInput], now: float) -> None:
+        """Online learning: TAKEOVER every tick, the operator's targets while in control."""
+        device = self._joy or self._joystick
+        was = self._switch.active
+        if device is not None:
+            level = device.takeover_level(now)
+            if level is None:
+                self._switch.lost()
+            else:
+                self._switch.held(level)
+        if self._switch.active != was:
+            self.node.get_logger().info("takeover: the operator is in control" if
+                                        self._switch.active else "handed back to the policy")
+        self._takeover.publish(m.Bool(data=self._switch.active))
+        if not self._switch.active:
+            # follow what the robot was sent, so that a takeover starts there
+            follow = self._gated if self._gated is not None else self._measured
+            if follow is not None:
+                self._integrator.sync(follow)
+            return
+        targets = self._integrator.step(inputs, self._measured, self._period_s)
+        if targets is not None:
+            self._operator.publish(m.joint_state(self._names, targets,
+                                                 stamp_s=self.node.now_s()))
 
     def _poll_joystick(self, now: float) -> list[TeleopInput]:
         assert self._joystick is not None
@@ -177,6 +238,15 @@ class TeleopNode:
         elif action == "estop_reset":
             self._estop_reset.publish(m.Bool(data=True))
             log.info("e-stop reset requested")
+        elif action == "takeover":
+            if self.role != "intervene":
+                log.info("takeover: only during online learning (role intervene)")
+            elif self._switch.mode == "hold":
+                log.info(f"takeover: hold the {self.device}'s right trigger")
+            else:
+                self._switch.press()
+        elif self.role == "intervene" and action in EPISODE_ACTIONS:
+            log.debug(f"{action}: the learner runs the episodes during online learning")
         elif action in EPISODE_ACTIONS:
             event, note = self._episodes.handle(action)
             if event is not None:

@@ -38,6 +38,10 @@ CAMERA_INFO = camera_topic(CAMERA, COLOR_INFO)
 # Commands: only the safety supervisor publishes COMMAND; everything else publishes COMMAND_RAW
 COMMAND_RAW = "command_raw"                   # sensor_msgs/JointState, position = targets rad
 COMMAND = "command"                           # sensor_msgs/JointState, gated targets rad
+# During online learning an operator may take over (teleop node, role intervene): its targets go
+# to the learner, which forwards them on COMMAND_RAW while TAKEOVER is true, and records them
+COMMAND_OPERATOR = "command_operator"         # sensor_msgs/JointState, the operator's targets rad
+TAKEOVER = "takeover"                         # std_msgs/Bool at the teleop rate: operator in control
 
 # Safety
 DIAGNOSTICS = "/diagnostics"                  # diagnostic_msgs/DiagnosticArray (ROS 2 convention)
@@ -73,6 +77,8 @@ class RobotTopics:
     command: str
     episode: str
     episode_status: str
+    takeover: str          # the teleop node's (role intervene): an operator holds control
+    command_operator: str  # its targets while it does
 
 
 def _join(namespace: str, name: str) -> str:
@@ -103,4 +109,6 @@ def robot_topics(namespace: str, object_topic: str = "") -> RobotTopics:
         command=_join(ns, COMMAND),
         episode=_join(ns, EPISODE),
         episode_status=_join(ns, EPISODE_STATUS),
+        takeover=_join(ns, TAKEOVER),
+        command_operator=_join(ns, COMMAND_OPERATOR),
     )

@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from robot_rl.agent.tasks import env_id_task
 from robot_rl.learning.checkpoint import CheckpointError, load_checkpoint
 from robot_rl.pipeline.outputs import refuse_existing
+from robot_rl.registry import env_id_task
 
 LAUNCH_FILE = "deploy.launch.yaml"
 EPISODE_LOG = "episodes.csv"

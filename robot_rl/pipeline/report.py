@@ -37,6 +37,8 @@ class Report:
     online_curve: list[CurvePoint] = field(default_factory=list)
     online_window_episodes: int = 0
     robot: str = ""  # the calibration the run used (a name or a path)
+    # per fine-tuning session in which an operator took over: pipeline.hil.OnlineHooks.summary()
+    interventions: list[dict] = field(default_factory=list)
 
     @property
     def improvement(self) -> float:
@@ -82,6 +84,8 @@ class Report:
             "Safety supervisor verdicts during the run: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.safety.items())) or "none"),
             "",
+            *[_intervention_line(k, s) for k, s in enumerate(self.interventions, 1)],
+            *([""] if self.interventions else []),
             "![learning curve](learning_curve.png)",
         ]
         return "\n".join(lines) + "\n"
@@ -109,6 +113,16 @@ class Report:
         ax.grid(alpha=0.3)
         fig.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
         return fig
+
+
+def _intervention_line(session: int, summary: dict) -> str:
+    """One fine-tuning session's operator interventions, as the report states them."""
+    return (f"Operator interventions (session {session}): {summary.get('takeovers', 0)} "
+            f"takeovers in {summary.get('episodes_with_takeover', 0)} of "
+            f"{summary.get('episodes', 0)} episodes, {summary.get('intervention_steps', 0)} "
+            f"operator steps; intervention rate {summary.get('rate_first_window', 0.0):.1%} in "
+            f"the first episodes -> {summary.get('rate_last_window', 0.0):.1%} in the last "
+            f"(slope {summary.get('slope_per_1000_steps', 0.0):+.4f} per 1000 steps).")
 
 
 def _percent(rate: float) -> str:

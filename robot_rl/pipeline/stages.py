@@ -12,8 +12,9 @@ import os
 import time
 from collections.abc import Mapping
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,6 +30,7 @@ from robot_rl.data.transition_arrays import (
     observation_extra,
     store_observation,
 )
+from robot_rl.hil.replay import INTERVENTION_KEY, add_online_episode
 from robot_rl.learning import (
     AWAC,
     UPDATES_PER_S,
@@ -47,7 +49,6 @@ from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.factory import (
     Replay,
     agent_from_checkpoint,
-    batch_from_steps,
     hand_over,
     make_replay,
     new_agent,
@@ -56,6 +57,7 @@ from robot_rl.learning.factory import (
 from robot_rl.learning.keeper import Kept
 from robot_rl.learning.pixel_agent import PixelAgent, checkpoint_view, is_pixel_checkpoint
 from robot_rl.learning.pixel_data import PixelReplay, check_pixel_store, new_pixel_agent, pixel_replay
+from robot_rl.pipeline.hil import OnlineHooks, SuccessModel
 from robot_rl.pipeline.outputs import clear_log, refuse_existing
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.pipeline.rollout import Episode, GatedEnv
@@ -105,6 +107,7 @@ class FinetuneResult:
     safety: dict[str, int]
     handed: Path | None = None  # the policy handed over (awac.handed_policy), as a checkpoint
     handed_point: CurvePoint | None = None  # the measurement the keeper chose it by
+    interventions: dict[str, Any] = field(default_factory=dict)  # OnlineHooks.summary()
 
 
 def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True,
@@ -295,7 +298,8 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
              progress: bool = True, agent: AWAC | None = None,
-             overwrite: bool = False, resume: bool = False) -> FinetuneResult:
+             overwrite: bool = False, resume: bool = False,
+             success_model: SuccessModel | None = None) -> FinetuneResult:
     """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer.
 
     Writes RUN/online.zarr and RUN/finetuned.pt, refusing (before anything runs) to replace
@@ -305,7 +309,9 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
     and new ones appended to it, the step count, the episode seeds and the curve carrying on
     where they stopped: session after session on a robot. ``agent``: start from this agent
     instead of RUN/offline.pt (experiments use it for an agent built from scratch, or one whose
-    actor objective was switched after pretraining)."""
+    actor objective was switched after pretraining). ``success_model``: reward and success of
+    the online episodes from this detector instead of the task's rule (evaluations still measure
+    the twin's success); by default the config's ``reward`` section decides (pipeline.hil)."""
     if resume and (overwrite or agent is not None):
         raise ConfigError("finetune: --resume continues the earlier run; it cannot also "
                           "--overwrite it (or start from another agent)")
@@ -328,8 +334,9 @@ def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
             agent = load_agent(config, run_dir / FINETUNED_CHECKPOINT, env)
         elif agent is None:
             agent = load_agent(config, run_dir / OFFLINE_CHECKPOINT, env)
-        return _run_online(config, run_dir, data, dataset_path, agent, env, progress, overwrite,
-                           resume)
+        with closing(OnlineHooks.from_config(config, env, dataset_path, success_model)) as hooks:
+            return _run_online(config, run_dir, data, dataset_path, agent, env, progress,
+                               overwrite, resume, hooks)
 
 
 def _open_online_store(config: PipelineConfig, run_dir: Path, env: GatedEnv, overwrite: bool,
@@ -347,13 +354,17 @@ def _open_online_store(config: PipelineConfig, run_dir: Path, env: GatedEnv, ove
 
 def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray],
                 dataset_path: Path, agent: AWAC, env: GatedEnv, progress: bool, overwrite: bool,
-                resume: bool = False) -> FinetuneResult:
+                resume: bool = False, hooks: OnlineHooks | None = None) -> FinetuneResult:
+    hooks = hooks or OnlineHooks()
     online_store = _open_online_store(config, run_dir, env, overwrite, resume)
     start_steps, first_episode = online_store.n_steps, online_store.n_episodes
-    replay = agent_replay(config, agent, data, dataset_path,
-                          online_capacity=start_steps + config.finetune.env_steps)
+    # a store from before the 'intervention' key keeps its schema (its episodes share one)
+    record_flags = first_episode == 0 or INTERVENTION_KEY in online_store.keys
+    capacity = start_steps + config.finetune.env_steps
+    replay = agent_replay(config, agent, data, dataset_path, online_capacity=capacity,
+                          extra_offline_capacity=hooks.offline_room(capacity))
     for _, steps in online_store.iter_episodes():  # the earlier sessions' episodes, in order
-        replay.add_episode(batch_from_steps(steps))
+        add_online_episode(replay, steps, hooks.to_offline)  # their corrections on both sides
     if overwrite:
         clear_log(run_dir / "finetune")
     logger = MetricsLogger(run_dir / "finetune")
@@ -376,11 +387,13 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     metrics: Mapping[str, float] = {}
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
     while env_steps < total:
-        episode = env.run_episode(lambda obs: agent.act(obs, deterministic=False),
-                                  seed=ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index)
-        online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
-                                                 "kind": "online"})
-        replay.add_episode(batch_from_steps(episode.steps))
+        episode = hooks.run_episode(env, lambda obs: agent.act(obs, deterministic=False),
+                                    ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index,
+                                    env_steps)
+        stored = {k: v for k, v in episode.steps.items() if record_flags or k != INTERVENTION_KEY}
+        online_store.add_episode(stored, {"success": episode.success, "seed": episode.seed,
+                                          "kind": "online", **hooks.episode_info(episode)})
+        hooks.add_to_replay(replay, episode)
         blocks = schedule.blocks(env_steps, env_steps + episode.length)
         with rate.timing(sum(blocks)):
             for n in blocks:  # G updates per env step, in fused blocks of G
@@ -389,12 +402,15 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         episode_index += 1
         bar.update(episode.length)
         logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
-                               **episode_metrics(episode.episode_return, episode.success)})
+                               **episode_metrics(episode.episode_return, episode.success),
+                               **hooks.episode_scalars(episode, env_steps)})
         if env_steps >= next_eval or env_steps >= total:
             point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
             bar.set_postfix(success=f"{point.success_rate:.0%}")
             next_eval += config.finetune.eval_every_env_steps
+            if 0 < config.finetune.stop_at_success_rate <= point.success_rate:
+                break
     bar.close()
     logger.close()
     online_store.close()
@@ -402,14 +418,14 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     counters = {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps}
     save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters)
     safety = dict(env.gate.statuses)
-    summary.add_session(curve if not resume else curve[1:], safety, env_steps)
+    summary.add_session(curve if not resume else curve[1:], safety, env_steps, hooks.summary())
     summary.write(run_dir)
     handed, handed_point = path, curve[-1]
     if config.awac.handed_policy == "best" and agent.keeper.kept is not None:
         handed = save_handed(run_dir / HANDED_CHECKPOINT, agent, config, counters)
         handed_point = kept_point(agent.keeper.kept, summary.curve or curve)
     return FinetuneResult(checkpoint=path, curve=curve, safety=safety, handed=handed,
-                          handed_point=handed_point)
+                          handed_point=handed_point, interventions=hooks.summary())
 
 
 def kept_point(kept: Kept, curve: list[CurvePoint]) -> CurvePoint:
@@ -462,9 +478,13 @@ class FinetuneSummary:
     safety: dict[str, int] = dataclasses.field(default_factory=dict)
     env_steps: int = 0
     sessions: int = 0
+    # per session with an operator: OnlineHooks.summary() (takeovers, rates, slope)
+    interventions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def add_session(self, curve: list[CurvePoint], safety: Mapping[str, int],
-                    env_steps: int) -> None:
+                    env_steps: int, interventions: Mapping[str, Any] | None = None) -> None:
+        if interventions and interventions.get("takeovers"):
+            self.interventions.append(dict(interventions))
         self.curve += curve
         for key, count in safety.items():
             self.safety[key] = self.safety.get(key, 0) + int(count)
@@ -487,7 +507,8 @@ def read_finetune_summary(run_dir: Path) -> FinetuneSummary:
         data = json.loads(path.read_text())
         return FinetuneSummary(curve=[CurvePoint(**p) for p in data["curve"]],
                                safety={k: int(v) for k, v in data["safety"].items()},
-                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]))
+                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]),
+                               interventions=list(data.get("interventions", [])))
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(path, f"unreadable finetune summary ({err}); move it away to "
                                     f"start a new one") from err
@@ -536,7 +557,9 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
                     offline_success_rate=offline.success_rate,
                     finetuned_success_rate=final.success_rate,
                     eval_episodes=config.eval.episodes, curve=tuned.curve,
-                    timings_s=timings, safety=tuned.safety)
+                    timings_s=timings, safety=tuned.safety,
+                    interventions=[tuned.interventions] if tuned.interventions.get("takeovers")
+                    else [])
     report.write(run_dir)
     return report
 
@@ -569,6 +592,7 @@ def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | No
                     noisy_success_rate=_rate(noisy), offline_success_rate=offline.success_rate,
                     finetuned_success_rate=final.success_rate,
                     eval_episodes=config.eval.episodes, curve=curve, safety=summary.safety,
+                    interventions=summary.interventions,
                     mode=f"step by step (record, pretrain, finetune: {summary.sessions} "
                          f"session(s), {final_steps} online steps; report)")
     report.write(run_dir)
@@ -617,12 +641,19 @@ def store_source(env: GatedEnv) -> dict:
 
 
 def agent_replay(config: PipelineConfig, agent: AWAC, data: dict[str, np.ndarray],
-                 dataset_path: Path, online_capacity: int) -> Replay | PixelReplay:
-    """The replay ``agent`` trains from, holding the dataset: the config's (uniform or
-    balanced), or a pixel agent's (frames, or frozen features), streamed from the store."""
+                 dataset_path: Path, online_capacity: int,
+                 extra_offline_capacity: int = 0) -> Replay | PixelReplay:
+    """The replay ``agent`` trains from, holding the dataset: the config's (uniform, balanced
+    or symmetric), or a pixel agent's (frames, or frozen features), streamed from the store.
+    ``extra_offline_capacity``: room on the offline side for an operator's corrections."""
     if isinstance(agent, PixelAgent):
+        if extra_offline_capacity:  # a pixel replay has no offline side to add them to
+            raise ConfigError(f"{config.env_id}: an operator's takeovers (intervention.operator) "
+                              f"are not supported on a pixel task yet; set intervention.operator "
+                              f"to none")
         return pixel_replay(agent, dataset_path, data, online_capacity)
-    return make_replay(config.awac, data, online_capacity=online_capacity, seed=config.seed)
+    return make_replay(config.awac, data, online_capacity=online_capacity, seed=config.seed,
+                       extra_offline_capacity=extra_offline_capacity)
 
 
 def load_agent(config: PipelineConfig, checkpoint: Path, env: GatedEnv | None = None) -> AWAC:

@@ -13,7 +13,9 @@ import numpy as np
 EPISODE_ACTIONS = ("start", "end_success", "end_failure", "discard", "reset", "toggle", "abort")
 SAFETY_ACTIONS = ("estop", "estop_reset")
 SELECT_ACTIONS = ("select_next", "select_prev")
-ACTIONS = EPISODE_ACTIONS + SAFETY_ACTIONS + SELECT_ACTIONS
+# During online learning: take over from the policy, or hand back (teleop.takeover)
+TAKEOVER_ACTIONS = ("takeover",)
+ACTIONS = EPISODE_ACTIONS + SAFETY_ACTIONS + SELECT_ACTIONS + TAKEOVER_ACTIONS
 
 
 @dataclass(frozen=True)

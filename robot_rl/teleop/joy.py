@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_rl.teleop.core import ACTIONS, Selection, TeleopInput, default_synergies
+from robot_rl.teleop.takeover import SWITCH_MODES
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,33 @@ class AxisBinding:
 
 
 @dataclass(frozen=True)
+class TakeoverBinding:
+    """The one input that takes over from the policy during online learning (teleop.takeover).
+
+    A ``button``, or an ``axis`` that counts as pressed below ``pressed_below`` (a trigger: the
+    joy node reports one at +1 released, -1 fully pulled, so -0.5 is three quarters of its
+    travel). ``mode``: ``hold`` (in control while pressed: a deadman) or ``toggle``.
+    """
+
+    button: int | None = None
+    axis: int | None = None
+    pressed_below: float = field(default=-0.5, metadata={"range": (-1.0, 1.0)})
+    mode: str = "hold"
+
+    def __post_init__(self) -> None:
+        if (self.button is None) == (self.axis is None):
+            raise ValueError("TakeoverBinding: give a button or an axis, not both")
+        if self.mode not in SWITCH_MODES:
+            raise ValueError(f"TakeoverBinding: mode {self.mode!r}: expected one of "
+                             f"{SWITCH_MODES}")
+
+
+@dataclass(frozen=True)
 class JoyMapping:
     axes: tuple[AxisBinding, ...]
     buttons: tuple[tuple[int, str], ...]  # (button index, action from core.ACTIONS)
     deadzone: float = field(default=0.1, metadata={"range": (0.0, 0.9)})
+    takeover: TakeoverBinding | None = None
 
     def __post_init__(self) -> None:
         bad = [action for _, action in self.buttons if action not in ACTIONS]
@@ -40,20 +64,25 @@ class JoyMapping:
 
 
 # joy_node, Xbox layout: axes LX 0, LY 1, LT 2, RX 3, RY 4, RT 5; buttons A 0, B 1, X 2, Y 3,
-# LB 4, RB 5, back 6, start 7, guide 8. Stick up/left is +1.
+# LB 4, RB 5, back 6, start 7, guide 8. Stick up/left is +1. Takeover: hold the right trigger
+# (the "enable switch" convention of robot teleop: let go and the policy has control again).
 GAMEPAD = JoyMapping(
     axes=(AxisBinding(0, "synergy:turn", -1.0), AxisBinding(1, "synergy:grasp"),
           AxisBinding(4, "selected")),
     buttons=((0, "start"), (2, "end_success"), (3, "end_failure"), (1, "discard"),
              (6, "reset"), (8, "estop"), (7, "estop_reset"), (4, "select_prev"),
              (5, "select_next")),
+    takeover=TakeoverBinding(axis=5, mode="hold"),
 )
-# spacenav: push down is -z, twist counter-clockwise is +yaw
+# spacenav: push down is -z, twist counter-clockwise is +yaw. Its two buttons start/end and abort
+# episodes while recording; during online learning (the learner runs the episodes) the left one
+# toggles the takeover: a side button is awkward to hold while the puck is twisted.
 SPACEMOUSE = JoyMapping(
     axes=(AxisBinding(2, "synergy:grasp", -1.0), AxisBinding(5, "synergy:turn"),
           AxisBinding(0, "selected")),
     buttons=((0, "toggle"), (1, "abort")),
     deadzone=0.15,
+    takeover=TakeoverBinding(button=0, mode="toggle"),
 )
 PRESETS: dict[str, JoyMapping] = {"gamepad": GAMEPAD, "spacemouse": SPACEMOUSE}
 
@@ -107,6 +136,18 @@ class JoyTeleop:
             else:
                 actions.append(action)
         return TeleopInput(actions=tuple(actions)) if actions else None
+
+    def takeover_level(self, now_s: float) -> bool | None:
+        """Whether the takeover input is pressed now; None without a binding or once Joy messages
+        are older than the timeout (a silent device presses nothing)."""
+        binding = self.mapping.takeover
+        if binding is None or self._stamp_s is None or now_s - self._stamp_s > self.timeout_s:
+            return None
+        if binding.button is not None:
+            return binding.button < len(self._buttons) and bool(self._buttons[binding.button])
+        assert binding.axis is not None
+        return binding.axis < self._axes.size and \
+            float(self._axes[binding.axis]) < binding.pressed_below
 
     def velocity_rad_s(self, now_s: float) -> np.ndarray:
         """Joint velocities from the latest axes; zero once Joy messages are older than timeout."""

@@ -207,6 +207,9 @@ class JoystickTeleop:
     def velocity_rad_s(self, now_s: float) -> np.ndarray:
         return self.joy.velocity_rad_s(now_s)
 
+    def takeover_level(self, now_s: float) -> bool | None:
+        return self.joy.takeover_level(now_s)
+
     def close(self) -> None:
         if self.device is not None:
             self.device.close()

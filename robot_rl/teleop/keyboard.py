@@ -22,11 +22,12 @@ MOTION_KEYS: dict[str, tuple[str, float]] = {
 ACTION_KEYS: dict[str, str] = {
     "b": "start", "y": "end_success", "n": "end_failure", "x": "discard", "r": "reset",
     " ": "estop", "u": "estop_reset", "]": "select_next", "\t": "select_next",
-    "[": "select_prev",
+    "[": "select_prev", "t": "takeover",
 }
 KEY_HELP = ("keys: 1-9 select joint, [ ] previous/next, w/s (up/down) move it, a/d (left/right) "
             "turn, q/e open/close grasp | b start episode, y end success, n end failure, "
-            "x discard, r reset | space E-STOP, u reset e-stop")
+            "x discard, r reset | t take over / hand back (online learning) | space E-STOP, "
+            "u reset e-stop")
 
 
 class KeyboardTeleop:

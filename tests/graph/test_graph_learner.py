@@ -264,31 +264,20 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
             robot.publish_state()
             gated.publish(m.joint_state(NAMES, targets0, np.zeros(9)))
 
-        # the actor acts from the holds once it has them: COMMAND matched (Fast DDS discovers
-        # in about 2 s, Cyclone in milliseconds) and two commands more for holds in flight
+        # only commands answering states published after the first hold count: until the
+        # actor's COMMAND subscription is matched and a hold reached it, its steps start from
+        # its own targets, which run ahead (a discovery race that a busy machine exposed)
         robot.wait_until(lambda: gated.matched_count() > 0, 20, robot.publish_state,
-                         what="the actor subscribed to COMMAND")
-        warm = len(robot.commands)
-        robot.wait_until(lambda: len(robot.commands) >= warm + 2, 20, state_and_hold,
-                         what="commands after the first holds")
-        step_rad = task.calibration.safety.max_step_rad + 1e-6
-        seen = len(robot.commands)
+                         what="actor subscribed to COMMAND")
+        state_and_hold()
+        after = 1000.0 + 0.01 * robot.tick + 1e-6  # the stamp of the state sent with it
 
-        def offsets() -> list[float]:
-            return [float(np.abs(np.asarray(c.position) - targets0).max())
-                    for c in robot.commands[seen:]]
-
-        def held(offsets_rad: list[float]) -> list[float]:
-            """The commands from the first one within a step of the hold: those before it
-            answered states that reached the actor before its first COMMAND did."""
-            within = [i for i, offset in enumerate(offsets_rad) if offset <= step_rad]
-            return offsets_rad[within[0]:] if within else []
-
-        robot.wait_until(lambda: len(held(offsets())) >= 8, 20, state_and_hold,
+        def held() -> list[Any]:
+            return [c for c in robot.commands if m.stamp_to_s(c.header.stamp) > after]
+        robot.wait_until(lambda: len(held()) >= 8, 20, state_and_hold,
                          what="commands while the supervisor holds")
-        in_flight = len(offsets()) - len(held(offsets()))
-        assert in_flight <= 3, offsets()  # an actor ignoring COMMAND drifts on, step by step
-        assert max(held(offsets())) <= step_rad, offsets()
+        offsets = [np.abs(np.asarray(c.position) - targets0).max() for c in held()]
+        assert max(offsets) <= task.calibration.safety.max_step_rad + 1e-6, offsets
     finally:
         robot.destroy()
     assert stop(actor) == 0

@@ -41,7 +41,9 @@ class FakeRobot:
                                                  QOS_SENSOR_DATA)
         self.command = self.node.create_publisher(m.JointState, topics.COMMAND, QOS_DEFAULT)
         self.episode = self.node.create_publisher(m.String, topics.EPISODE, QOS_DEFAULT)
+        self.takeover = self.node.create_publisher(m.Bool, topics.TAKEOVER, QOS_DEFAULT)
         self.tick = 0
+        self.operator = False  # the teleop node's TAKEOVER: an operator in control
 
     def stream(self, seconds: float) -> None:
         """Joint states in reversed name order (the recorder must reorder), 50 Hz."""
@@ -53,6 +55,7 @@ class FakeRobot:
                                               np.full(9, 0.1)))
             self.object.publish(m.joint_state(["valve"], [0.01 * self.tick], [0.2]))
             self.command.publish(m.joint_state(NAMES, position + 0.05))
+            self.takeover.publish(m.Bool(data=self.operator))
             self.node.spin_once(0.02)
 
     def event(self, name: str, episode: int, **fields: Any) -> None:
@@ -93,8 +96,11 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
         robot.stream(0.5)
         robot.event("discard", 1)
         robot.event("start", 2, goal=-1.0)
-        robot.stream(0.8)
+        robot.stream(0.5)
+        robot.operator = True  # an operator takes over halfway through episode 2
+        robot.stream(0.5)
         robot.event("end", 2, success=False)
+        robot.operator = False
         wait_for_episodes(path, 2, robot)
         robot.event("start", 3, goal=0.0)
         robot.stream(1.5)  # rows of episode 3 reach the disk (flushes every 10 steps)
@@ -114,7 +120,7 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
     assert {"software_version", "robot", "task"} <= set(infos[0])
     for index in range(2):
         steps = store.episode(index)
-        assert 5 <= len(steps["stamp_s"]) <= 25  # about 0.8 s at 20 Hz
+        assert 5 <= len(steps["stamp_s"]) <= 30  # about 0.8-1 s at 20 Hz
         offset = steps["joint_position_rad"] - HOME  # calibration order restored
         np.testing.assert_allclose(offset - offset[:, :1], 0.0, atol=1e-6)
         np.testing.assert_allclose(steps["command_rad"] - steps["joint_position_rad"], 0.05,
@@ -122,6 +128,10 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
         assert np.all(np.diff(steps["stamp_s"]) > 0)
         assert steps["observation"].shape[1] == 49 and steps["action"].shape[1] == 9
         assert set(np.unique(steps["reward"])) <= {-1.0, 0.0}
+    # who acted: nobody took over in episode 0; the operator did from halfway through episode 2
+    assert not store.episode(0)["intervention"].any()
+    flags = store.episode(1)["intervention"]
+    assert flags[0] == 0 and flags[-1] == 1 and np.all(np.diff(flags.astype(int)) >= 0)
 
 
 def test_recorder_refuses_a_store_of_another_robot_and_leaves_it_as_it_was(

@@ -186,3 +186,111 @@ def test_absolute_actions_ignore_the_command(task: ValveTask) -> None:
     robot.publish(0.10)
     out = machine.tick(0.10, robot.latest.task_state(0.10), 0.10, lambda obs: half)
     np.testing.assert_allclose(out.targets_rad, task.action_to_targets(half, np.zeros(9)))
+
+
+def drive(machine: EpisodeMachine, robot: TwinRobot, policy, operator, gate: bool = True,
+          max_ticks: int = 200):
+    """Ticks until an episode ends; ``operator(k)`` gives the operator's targets at running tick k
+    (None: the policy's turn). With ``gate`` the supervisor's COMMAND echoes each target sent.
+    Returns the episode, the targets sent and the COMMAND before each."""
+    now, k, sent, gated_before = 0.0, 0, [], []
+    last_gated = None
+    for _ in range(max_ticks):
+        now += PERIOD_S
+        robot.publish(now)
+        running = machine.phase is Phase.RUNNING or machine.reset is not None
+        out = machine.tick(now, robot.latest.task_state(now), robot.latest.received_s, policy,
+                           None, operator_rad=operator(k) if running else None)
+        for name, fields in out.events:
+            if name == "reset":
+                robot.reset(fields)
+                machine.on_status({"event": "reset_done", "episode": machine.episode}, now)
+                last_gated = np.asarray(fields["joint_positions_rad"])
+        if out.targets_rad is not None:
+            k += 1
+            gated_before.append(last_gated)
+            sent.append(out.targets_rad.copy())
+            robot.twin.set_joint_targets(out.targets_rad)
+            if gate:
+                last_gated = out.targets_rad.copy()
+                machine.on_command(last_gated)
+        robot.twin.advance(PERIOD_S)
+        if out.finished is not None:
+            return out.finished, np.asarray(sent), gated_before
+    raise AssertionError(f"no episode finished in {max_ticks} ticks")
+
+
+def test_operator_targets_replace_the_policys_within_one_step_and_are_recorded() -> None:
+    """On the graph the teleop node's targets arrive as ``operator_rad``: they are sent instead of
+    the policy's (which is not asked), held to one step from the last gated command, and the step
+    records the action that yields them and that the operator acted."""
+    task = ValveTask(load_robot("dclaw"), ValveTaskConfig(action_mode="relative",
+                                                          episode_length_steps=10))
+    machine = EpisodeMachine(task, EpisodeConfig(seed=2))
+    robot = TwinRobot(task)
+    asked = []
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        asked.append(1)
+        return np.zeros(9, np.float32)
+    far = np.full(9, 0.9)  # far from the reset pose: the rule must hold it
+    episode, sent, gated = drive(machine, robot, policy, lambda k: far if 2 <= k < 5 else None)
+    flags = episode.steps["intervention"]
+    np.testing.assert_array_equal(flags[:6], [False, False, True, True, True, False])
+    assert len(asked) == episode.length - 3  # never asked while the operator acts
+    step = task.actions.step_rad
+    for k in (2, 3, 4):
+        assert np.all(np.abs(sent[k] - gated[k]) <= step + 1e-6)       # within one step
+        assert np.all(np.sign(sent[k] - gated[k]) == np.sign(far - gated[k]))  # toward it
+        np.testing.assert_allclose(task.action_to_targets(episode.steps["action"][k], gated[k]),
+                                   sent[k], atol=1e-6)                 # the action recorded
+    assert episode.info["takeovers"] == 1
+
+
+def test_the_policys_first_command_after_a_handback_is_one_step_from_the_last_gated() -> None:
+    """Absolute actions: the policy's target may lie across the range; after the operator hands
+    back it is reached one step at a time from the operator's last gated command, not jumped to
+    (checked by removing the rule for the policy: this test then fails)."""
+    task = ValveTask(load_robot("dclaw"), ValveTaskConfig(action_mode="absolute",
+                                                          episode_length_steps=10))
+    machine = EpisodeMachine(task, EpisodeConfig(seed=4))
+    robot = TwinRobot(task)
+    episode, sent, gated = drive(machine, robot, lambda obs: np.ones(9, np.float32),
+                                 lambda k: gated_hold[0] if k < 3 else None)
+    assert episode.steps["intervention"][:4].tolist() == [True, True, True, False]
+    step = task.actions.step_rad
+    assert np.all(np.abs(sent[3] - gated[3]) <= step + 1e-6)  # float32 actions: 1e-6
+    assert np.any(np.abs(task.action_to_targets(np.ones(9), gated[3]) - gated[3]) > step)
+    np.testing.assert_allclose(task.action_to_targets(episode.steps["action"][3], gated[3]),
+                               sent[3], atol=1e-6)
+    # the step after the handback: the policy's own target again
+    np.testing.assert_allclose(sent[4], task.action_to_targets(np.ones(9), sent[3]))
+
+
+gated_hold = [np.zeros(9)]
+
+
+class ScriptedDetector:
+    """A success model that fires at its ``at``-th frame (the protocol ``reward.SuccessDetector``
+    implements; the real detector is tested in test_reward_classifier)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.frames, self.resets = at, 0, 0
+
+    def reset(self) -> None:
+        self.frames, self.resets = 0, self.resets + 1
+
+    def step(self, observation: np.ndarray) -> bool:
+        self.frames += 1
+        return self.frames >= self.at
+
+
+def test_a_success_model_gives_reward_success_and_termination(task: ValveTask) -> None:
+    detector = ScriptedDetector(at=4)
+    machine = EpisodeMachine(task, EpisodeConfig(seed=3), success_model=detector)
+    episode, _, _ = drive(machine, TwinRobot(task), ZERO, lambda k: None)
+    assert detector.resets == 1
+    assert episode.length == 4 and episode.success and episode.steps["terminated"][-1]
+    np.testing.assert_array_equal(episode.steps["reward"], [-1.0, -1.0, -1.0, 0.0])
+    assert episode.info["true_success"] is False  # the valve did not turn in 4 zero actions
+    assert not episode.steps["intervention"].any() and episode.info["takeovers"] == 0

@@ -18,7 +18,8 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["robot_rl", "robot_rl.config", "robot_rl.robot_config",
                      "robot_rl.camera_config", "robot_rl.registry", "robot_rl.robot",
                      "robot_rl.run_config", "robot_rl.tasks", "robot_rl.learning",
-                     "robot_rl.data", "robot_rl.safety", "robot_rl.teleop"], 0),
+                     "robot_rl.data", "robot_rl.safety", "robot_rl.teleop",
+                     "robot_rl.hil", "robot_rl.reward"], 0),
     "robot_rl.agent": 1,      # the acting side, shared by the nodes and the in-process pipeline
     "robot_rl.ros": 2,        # the Node API and its backends
     "robot_rl.nodes": 3,      # thin adapters between ros/ and the core

@@ -14,6 +14,7 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.data import EpisodeStore
+from robot_rl.hil import replay as hil_replay
 from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.report import CurvePoint, Report
@@ -58,8 +59,8 @@ def test_resume_continues_the_run_with_its_online_data_kept(run: Path,
     assert "--resume to continue that run" in capsys.readouterr().err
 
     replayed: list[int] = []
-    real = stages.batch_from_steps
-    monkeypatch.setattr(stages, "batch_from_steps",
+    real = hil_replay.batch_from_steps  # finetune replays stored episodes through hil.replay
+    monkeypatch.setattr(hil_replay, "batch_from_steps",
                         lambda s: replayed.append(len(s["reward"])) or real(s))
     assert main(["finetune", "--run", str(run), "--resume", *TINY]) == 0
     new_infos, new_actions = online_episodes(run)
