@@ -30,7 +30,7 @@ __all__ = [
     "Time", "Duration", "Header", "String", "Bool", "MultiArrayDimension", "MultiArrayLayout",
     "Float32MultiArray", "Float64MultiArray", "UInt8MultiArray", "JointState", "Image",
     "RegionOfInterest", "CameraInfo", "Joy", "KeyValue", "DiagnosticStatus", "DiagnosticArray",
-    "JointTrajectoryPoint", "JointTrajectory", "MESSAGE_TYPES", "ros_type_name",
+    "JointTrajectoryPoint", "JointTrajectory", "Clock", "MESSAGE_TYPES", "ros_type_name",
     "stamp_to_s", "s_to_stamp", "now_stamp", "header", "joint_state", "image_from_numpy",
     "image_to_numpy", "IMAGE_ENCODINGS",
 ]
@@ -215,11 +215,19 @@ class JointTrajectory(IdlStruct, typename=_dds("trajectory_msgs", "JointTrajecto
     points: sequence[JointTrajectoryPoint] = field(default_factory=list)
 
 
+# --- rosgraph_msgs -------------------------------------------------------------------------
+@dataclass
+class Clock(IdlStruct, typename=_dds("rosgraph_msgs", "Clock")):
+    """Simulated time on ``/clock``: what nodes with ``use_sim_time`` take as their time."""
+
+    clock: Time = field(default_factory=Time)
+
+
 MESSAGE_TYPES: tuple[type, ...] = (
     Time, Duration, Header, String, Bool, MultiArrayDimension, MultiArrayLayout,
     Float32MultiArray, Float64MultiArray, UInt8MultiArray, JointState, Image, RegionOfInterest,
     CameraInfo, Joy, KeyValue, DiagnosticStatus, DiagnosticArray, JointTrajectoryPoint,
-    JointTrajectory,
+    JointTrajectory, Clock,
 )
 
 
