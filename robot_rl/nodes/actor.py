@@ -13,6 +13,13 @@ callback steps the robot on the first state at or after its next nominal control
 timer; a fallback timer steps any robot that has not stepped for 1.5 periods, so staleness, reset
 timeouts and episode events still happen when its states stop. ``timer``: one timer steps every
 robot each period, whenever the states arrived.
+
+Clocks: ages, the control schedule and episode timing count on the node's steady clock
+(``Node.steady_s``), so under ``use_sim_time`` they are sim seconds. When an episode ends, the
+next one's reset goes out in the same step: a lockstep twin waits for an answer to the state that
+ended it, and no other state would come to step on. Episodes are ``online`` (exploring) or, when
+the node's ``plan`` says so, ``eval`` (the policy's mean, from a fixed set of starts; see
+``EpisodeMachine.plan``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Policy
+from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Phase, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
 from robot_rl.agent.observation import JointOrder, LatestState, RobotTopics, robot_topics
 from robot_rl.agent.schedule import ControlSchedule
@@ -44,6 +51,8 @@ from robot_rl.ros.runtime import make_node, run
 
 SnapshotSource = Callable[[], PolicySnapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
+# called before each episode begins: plans its kind and start (EpisodeMachine.plan); False: none
+EpisodePlanner = Callable[["_Robot"], bool]
 ACT_ON = ("joint_states", "timer")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
@@ -91,8 +100,10 @@ class ActingShell:
 
     def __init__(self, node: Node, params: dict[str, Any], snapshot: SnapshotSource,
                  on_episode: EpisodeSink | None = None,
-                 first_episodes: dict[str, int] | None = None) -> None:
+                 first_episodes: dict[str, int] | None = None,
+                 plan: EpisodePlanner | None = None) -> None:
         self.node, self.params = node, params
+        self._plan = plan
         self.calibration = load_robot(params["robot"])
         self.task = make_task(params["task"], self.calibration)
         self._sites = task_sites(self.task)
@@ -150,7 +161,7 @@ class ActingShell:
 
     # ---- inputs ----------------------------------------------------------------------------
     def _on_joints(self, robot: _Robot, msg: m.JointState) -> None:
-        now = time.monotonic()
+        now = self.node.steady_s()
         try:
             robot.latest.on_joints(msg.name, msg.position, msg.velocity,
                                    m.stamp_to_s(msg.header.stamp), now)
@@ -164,7 +175,8 @@ class ActingShell:
 
     def _on_object(self, robot: _Robot, msg: m.JointState) -> None:
         try:
-            robot.latest.on_object(msg.position, msg.velocity, time.monotonic())
+            robot.latest.on_object(msg.position, msg.velocity, self.node.steady_s(),
+                                   m.stamp_to_s(msg.header.stamp))
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.object_state}: {err}")
 
@@ -183,9 +195,16 @@ class ActingShell:
         except EventError as err:
             self.node.get_logger().warning(str(err))
             return
-        warning = robot.machine.on_status(event, time.monotonic())
+        now = self.node.steady_s()
+        warning = robot.machine.on_status(event, now)
         if warning:
             self.node.get_logger().warning(warning)
+        if self.act_on == "joint_states" and robot.machine.ready_to_start(
+                robot.latest.received_s, robot.latest.stamp_s):
+            # the state measured after the reset came before its reset_done (sim time: both at
+            # one instant); a lockstep twin sends no other, so act on it now
+            snapshot = self._snapshot()
+            self._step(robot, snapshot, self._policy(snapshot))
 
     # ---- stepping ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -197,7 +216,7 @@ class ActingShell:
 
     def _fallback(self) -> None:
         """(``act_on: joint_states``) steps the robots whose joint states stopped."""
-        now = time.monotonic()
+        now = self.node.steady_s()
         late = [robot for robot in self.robots if robot.schedule.overdue(now)]
         if late:
             snapshot = self._snapshot()
@@ -208,11 +227,26 @@ class ActingShell:
     def _step(self, robot: _Robot, snapshot: PolicySnapshot | None,
               policy: Policy | None) -> None:
         """One control step of one robot on its latest state; both clocks come here."""
-        now = time.monotonic()
+        now = self.node.steady_s()
         robot.schedule.acted(now)
         state = robot.latest.task_state(now)
-        out = robot.machine.tick(now, state, robot.latest.received_s, policy,
-                                 robot.latest.staleness(now))
+        staleness = robot.latest.staleness(now)
+        out = self._tick(robot, now, state, snapshot, policy, staleness)
+        if out.finished is not None:
+            self._finished(robot, out.finished, snapshot)
+            snapshot = self._snapshot()  # the sink may have waited for training: the newest
+            self._tick(robot, now, state, snapshot, self._policy(snapshot), staleness)
+
+    def _tick(self, robot: _Robot, now: float, state: Any, snapshot: PolicySnapshot | None,
+              policy: Policy | None, staleness: str | None) -> Any:
+        """The machine's tick, and what it asks for published; its output."""
+        if robot.machine.phase is Phase.IDLE and policy is not None and self._plan is not None \
+                and not self._plan(robot):  # the kind and start of the episode about to begin
+            policy = None  # none to run now: stay idle
+        if robot.machine.kind == "eval" and policy is not None:
+            policy = self._policy(snapshot, deterministic=True)
+        out = robot.machine.tick(now, state, robot.latest.received_s, policy, staleness,
+                                 robot.latest.stamp_s)
         for text in out.warnings:
             self.node.get_logger().warning(text)
         for event, fields in out.events:
@@ -221,13 +255,13 @@ class ActingShell:
         if out.targets_rad is not None:
             robot.command.publish(m.joint_state(self._names, out.targets_rad,
                                                 stamp_s=robot.latest.joint_stamp_s))
-        if out.finished is not None:
-            self._finished(robot, out.finished, snapshot)
+        return out
 
-    def _policy(self, snapshot: PolicySnapshot | None) -> Policy | None:
+    def _policy(self, snapshot: PolicySnapshot | None,
+                deterministic: bool = False) -> Policy | None:
         if snapshot is None:
             return None
-        rng = None if self.params["deterministic"] else self._rng
+        rng = None if self.params["deterministic"] or deterministic else self._rng
 
         def act(obs: np.ndarray) -> np.ndarray:
             started = time.perf_counter()

@@ -9,7 +9,6 @@ station). A crash loses at most the episode in progress (the store's commit prot
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ class RecorderNode:
     def _on_joints(self, msg: m.JointState) -> None:
         try:
             self.latest.on_joints(msg.name, msg.position, msg.velocity,
-                                  m.stamp_to_s(msg.header.stamp), time.monotonic())
+                                  m.stamp_to_s(msg.header.stamp), self.node.steady_s())
             self._effort = self.latest.order.reorder(msg.name, msg.effort, "effort")
         except ValueError as err:
             self.node.get_logger().warning(f"{topics.JOINT_STATES}: {err}")
@@ -118,7 +117,8 @@ class RecorderNode:
 
     def _on_object(self, msg: m.JointState) -> None:
         try:
-            self.latest.on_object(msg.position, msg.velocity, time.monotonic())
+            self.latest.on_object(msg.position, msg.velocity, self.node.steady_s(),
+                                  m.stamp_to_s(msg.header.stamp))
         except ValueError as err:
             self.node.get_logger().warning(f"{topics.OBJECT_STATE}: {err}")
 
@@ -183,7 +183,7 @@ class RecorderNode:
     def _tick(self) -> None:
         if self._episode is None:
             return
-        now = time.monotonic()
+        now = self.node.steady_s()  # sim seconds under use_sim_time, as the states' ages
         state = self.latest.task_state(now)
         if state is None or self._command is None and self.task is not None:
             self._skipped += 1

@@ -161,6 +161,11 @@ class RclpyNode(Node):
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
         return self._node.create_timer(period_s, callback)
 
+    def create_wall_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        from rclpy.clock import Clock, ClockType
+        return self._node.create_timer(period_s, callback,
+                                       clock=Clock(clock_type=ClockType.STEADY_TIME))
+
     def spin_once(self, timeout_s: float = 0.0) -> None:
         self._rclpy.spin_once(self._node, timeout_sec=timeout_s)
 
