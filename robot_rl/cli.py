@@ -56,15 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = _command(sub, "demo", "record, pretrain, fine-tune and evaluate; write a report",
-                    "Records demonstrations, then runs launch/<task>.launch.yaml mode:=twin: "
-                    "the learner node pretrains, fine-tunes on the twin in real time through the "
-                    "safety node, and stops after finetune.env_steps; both policies are then "
-                    "evaluated and report.md, report.json and learning_curve.png written to "
-                    "--out. --in-process runs it all in one process instead (faster).")
+                    "Records demonstrations, then runs launch/<task>.launch.yaml mode:=twin in "
+                    "simulated time, lockstep: the learner node pretrains, fine-tunes on the "
+                    "twin through the safety node, evaluates its policy on the graph every "
+                    "finetune.eval_every_env_steps, and stops after finetune.env_steps; "
+                    "report.md, report.json and learning_curve.png are written to --out. "
+                    "--realtime runs the graph on the wall clock instead; --in-process runs it "
+                    "all in one process.")
     demo.add_argument("--out", type=Path, default=Path("runs/valve-demo"),
                       help="run folder (default: %(default)s)")
     demo.add_argument("--in-process", action="store_true",
                       help="one process, the supervisor as an in-process gate (no graph)")
+    demo.add_argument("--realtime", action="store_true",
+                      help="the graph on the wall clock, as on a robot (default: the twin's "
+                           "simulated time, lockstep: as fast as the nodes go)")
     demo.set_defaults(handler=_demo)
 
     record = _command(sub, "record", "record scripted demonstrations into a zarr dataset",
@@ -141,10 +146,15 @@ def _show_config(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.in_process:
+        if args.realtime:
+            raise SystemExit("robot-rl demo: --realtime is for the graph; --in-process has no "
+                             "clock to keep")
         from robot_rl.pipeline.stages import run_demo
+        report = run_demo(_config(args), args.out, progress=not args.quiet)
     else:
-        from robot_rl.pipeline.graph_demo import run_graph_demo as run_demo
-    report = run_demo(_config(args), args.out, progress=not args.quiet)
+        from robot_rl.pipeline.graph_demo import run_graph_demo
+        report = run_graph_demo(_config(args), args.out, progress=not args.quiet,
+                                realtime=args.realtime)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.md'}  plot: {args.out / 'learning_curve.png'}")
     return 0 if report is not None else 1
