@@ -82,7 +82,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True,
         try:
             pace = _follow(graph, monitor, run_dir, config, clock, progress, realtime)
             monitor.spin_for(DIAGNOSTICS_WAIT_S)  # the counters after the last command
-            safety, twin_clock = monitor.counters, monitor.clock
+            safety = monitor.counters
         finally:
             monitor.destroy()
     clock.lap("stop graph")
@@ -101,7 +101,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True,
                     online_curve=interval_curve(episodes, [p.env_steps for p in rounds]),
                     online_window_episodes=0, backend=backend_name(),
                     time_mode=WALL_TIME if realtime else SIM_TIME,
-                    clock={**twin_clock, **pace})
+                    clock=pace)
     report.write(run_dir)
     return report
 
@@ -273,7 +273,7 @@ def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: Pipeli
             monitor.spin(POLL_PERIOD_S)
             status = read_status(status_path)
             if status is not None:
-                pace.observe(status)
+                pace.observe(status, monitor.clock)
                 phase = _phase_change(phase, status["phase"], clock)
                 _update_bars(bars, status)
                 seen = (status["phase"], status["offline_updates"], status["online_updates"],
@@ -301,24 +301,28 @@ def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: Pipeli
 
 class OnlinePace:
     """How fast the online phase went: the learner's node time (sim seconds under sim time)
-    against wall time, between the first status in phase online and the last one in it."""
+    against wall time, between the first status in phase online and the last one in it; and the
+    twin's clock counters as they stood when acting ended (after it, the twin waits for
+    answers that no longer come and times out: not the run's doing)."""
 
     def __init__(self) -> None:
         self.first: tuple[float, float] | None = None  # (node time, wall time)
         self.last: tuple[float, float] | None = None
+        self.clock: dict[str, float] = {}
 
-    def observe(self, status: dict[str, Any]) -> None:
-        if status.get("phase") != "online" or "time_s" not in status:
-            return
-        point = (float(status["time_s"]), float(status["wall_time_s"]))
-        self.first = self.first or point
-        self.last = point
+    def observe(self, status: dict[str, Any], twin_clock: dict[str, float]) -> None:
+        if status.get("phase") == "online" and "time_s" in status:
+            point = (float(status["time_s"]), float(status["wall_time_s"]))
+            self.first = self.first or point
+            self.last = point
+            self.clock = dict(twin_clock)
 
     def summary(self) -> dict[str, float]:
         if self.first is None or self.last is None or self.last[1] <= self.first[1]:
-            return {}
+            return dict(self.clock)
         sim_s, wall_s = self.last[0] - self.first[0], self.last[1] - self.first[1]
-        return {"online_sim_s": sim_s, "online_wall_s": wall_s, "speedup": sim_s / wall_s}
+        return {**self.clock, "online_sim_s": sim_s, "online_wall_s": wall_s,
+                "speedup": sim_s / wall_s}
 
 
 def _phase_change(old: str, new: str, clock: stages.Laps) -> str:

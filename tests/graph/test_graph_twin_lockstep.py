@@ -1,0 +1,171 @@
+"""The twin in sim time lockstep, in its own process over real DDS: it is the graph's clock, steps
+one control period per gated command that answers its last state, keeps counting across resets,
+gives the same states for the same commands, and times out (counted) when no answer comes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import numpy as np
+import pytest
+from graph_probe import Probe, node_cmd, params, stop
+
+from robot_rl.nodes import topics
+from robot_rl.robot_config import load_robot
+from robot_rl.ros import messages as m
+from robot_rl.ros.api import CLOCK_TOPIC, QOS_CLOCK_READER
+from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
+
+pytestmark = pytest.mark.graph
+CAL = load_robot("dclaw")
+NAMES = list(CAL.joint_names)
+STEP_NS = 50_000_000  # one control period at 20 Hz
+
+
+def stamp_ns(msg: Any) -> int:
+    stamp = msg.clock if isinstance(msg, m.Clock) else msg.header.stamp
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def start_twin(spawn: Any, **extra: Any) -> Any:
+    return spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand", *params(
+        robot="dclaw", use_sim_time=True, lockstep=True, control_rate_hz=20.0, **extra)),
+        stderr=subprocess.PIPE, text=True)
+
+
+class Driver:
+    """Plays the safety node: answers the twin's states with COMMANDs stamped with the state's
+    stamp (the supervisor's basis stamp), and sends episode resets."""
+
+    def __init__(self) -> None:
+        self.probe = Probe()
+        self.states = self.probe.listen("joints", m.JointState, topics.JOINT_STATES,
+                                        QOS_SENSOR_DATA)
+        self.clocks = self.probe.listen("clock", m.Clock, CLOCK_TOPIC, QOS_CLOCK_READER)
+        self.replies = self.probe.listen("status", m.String, topics.EPISODE_STATUS, QOS_DEFAULT)
+        self.diagnostics = self.probe.listen("diag", m.DiagnosticArray, topics.DIAGNOSTICS,
+                                             QOS_DEFAULT)
+        self.command = self.probe.node.create_publisher(m.JointState, topics.COMMAND,
+                                                        QOS_DEFAULT)
+        self.episode = self.probe.node.create_publisher(m.String, topics.EPISODE, QOS_DEFAULT)
+
+    def wait_for_twin(self) -> None:
+        self.probe.wait_until(lambda: bool(self.states) and self.command.matched_count() > 0
+                              and self.episode.matched_count() > 0, 30, what="the twin")
+
+    def newest_ns(self) -> int:
+        return max(stamp_ns(s) for s in self.states)
+
+    def reset(self, episode: int, seed: int) -> int:
+        """Teleport; the stamp reset_done names (the state to act on first)."""
+        joints = np.clip(np.full(len(NAMES), 0.2), CAL.lower_rad, CAL.upper_rad)
+        self.replies.clear()
+        self.episode.publish(m.String(data=json.dumps({
+            "event": "reset", "episode": episode, "seed": seed, "object_position": 0.5,
+            "joint_positions_rad": joints.tolist()})))
+        self.probe.wait_until(lambda: bool(self.replies), 10, what="reset_done")
+        reply = json.loads(self.replies[-1].data)
+        assert reply["event"] == "reset_done" and reply["episode"] == episode
+        answered = round(reply["stamp_s"] * 1e9)
+        self.probe.wait_until(lambda: self.newest_ns() >= answered, 10, what="the reset state")
+        return answered
+
+    def drive(self, start_ns: int, steps: int) -> tuple[list[int], np.ndarray]:
+        """Answer ``steps`` states from ``start_ns`` on; the stamps and positions seen."""
+        stamps, positions, awaiting = [], [], start_ns
+        for k in range(steps):
+            state = next(s for s in self.states if stamp_ns(s) == awaiting)
+            stamps.append(awaiting)
+            positions.append(np.asarray(state.position))
+            targets = np.clip(np.asarray(state.position) + 0.1 * np.sin(k / 3.0 + np.arange(
+                len(NAMES))), CAL.lower_rad, CAL.upper_rad)
+            command = m.joint_state(NAMES, targets)
+            command.header.stamp = state.header.stamp  # the state this command answers
+            self.command.publish(command)
+            self.probe.wait_until(lambda a=awaiting: self.newest_ns() > a, 10,
+                                  what=f"the step after {awaiting} ns")
+            awaiting = self.newest_ns()
+        return stamps, np.array(positions)
+
+    def clock_values(self) -> dict[str, float]:
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if status.name == "twin: dclaw clock":
+                    return {kv.key: float(kv.value) for kv in status.values}
+        return {}
+
+    def destroy(self) -> None:
+        self.probe.destroy()
+
+
+def test_lockstep_steps_on_answers_keeps_counting_and_repeats(ros_domain: int,
+                                                              spawn: Any) -> None:
+    twin = start_twin(spawn, lockstep_timeout_s=60.0)  # no timeout may happen here
+    driver = Driver()
+    try:
+        driver.wait_for_twin()
+        first = driver.reset(episode=1, seed=3)  # the reset answers the step: lockstep arms
+        stamps, positions = driver.drive(first, 30)
+        # one step per answer, of exactly one control period, and nothing without an answer
+        assert np.all(np.diff(stamps) == STEP_NS)
+        awaiting = driver.newest_ns()
+        assert awaiting == stamps[-1] + STEP_NS
+        count = len(driver.states)
+        driver.probe.spin_for(1.0)
+        assert len(driver.states) == count and driver.newest_ns() == awaiting
+
+        # the same reset and the same commands: the same states, later on the same clock
+        second = driver.reset(episode=2, seed=3)
+        assert second > awaiting  # sim time keeps counting across resets
+        stamps2, positions2 = driver.drive(second, 30)
+        np.testing.assert_array_equal(positions2, positions)
+        assert np.all(np.diff(stamps2) == STEP_NS)
+
+        # /clock: never back, and every state's stamp went out on it
+        clocks = [stamp_ns(c) for c in driver.clocks]
+        assert clocks == sorted(set(clocks))
+        assert set(stamps + stamps2) <= set(clocks)
+        driver.probe.wait_until(lambda: driver.clock_values().get("lockstep_steps_answered",
+                                                                  0) >= 62, 5,
+                                what="the twin's clock diagnostics")
+        values = driver.clock_values()
+        assert values["lockstep_timeouts"] == 0
+        # answered: 2 resets and 60 commands; unanswered: only the steps before the first
+        assert values["lockstep_steps_answered"] == 62
+    finally:
+        driver.destroy()
+    assert stop(twin) == 0
+
+
+def test_lockstep_times_out_counts_and_keeps_time(ros_domain: int, spawn: Any) -> None:
+    twin = start_twin(spawn, lockstep_timeout_s=0.5)
+    driver = Driver()
+    try:
+        driver.wait_for_twin()
+        start = driver.reset(episode=1, seed=0)
+        driver.drive(start, 3)
+        silent_from = driver.newest_ns()
+        # no answer: after the timeout the twin steps anyway, then at real-time pace
+        driver.probe.wait_until(lambda: driver.newest_ns() >= silent_from + 5 * STEP_NS, 15,
+                                what="steps without answers")
+        driver.probe.wait_until(lambda: driver.clock_values().get("lockstep_timeouts") == 1, 5,
+                                what="one timeout in the twin's diagnostics")
+        unanswered = driver.clock_values()["lockstep_steps_unanswered"]
+        # answers again: lockstep again, then a second silence is a second timeout
+        driver.drive(driver.newest_ns(), 2)
+        driver.probe.wait_until(lambda: driver.clock_values().get("lockstep_timeouts") == 2, 15,
+                                what="a second timeout")
+        assert driver.clock_values()["lockstep_steps_unanswered"] > unanswered
+    finally:
+        driver.destroy()
+    assert stop(twin) == 0
+
+
+def test_lockstep_needs_sim_time(ros_domain: int, spawn: Any) -> None:
+    twin = spawn(node_cmd("sim_twin.node", *params(lockstep=True)), stderr=subprocess.PIPE,
+                 text=True)
+    _, err = twin.communicate(timeout=60)
+    assert twin.returncode == 1
+    assert "lockstep:=true needs use_sim_time:=true" in err
