@@ -137,7 +137,7 @@ class TwinNode:
                      "that answers the last state (needs use_sim_time)")
         control_rate_hz = p("control_rate_hz", 20.0, "lockstep: the rate of the controller "
                             "whose commands step the twin (the learner's control_rate_hz)")
-        timeout_s = p("lockstep_timeout_s", 2.0, "lockstep: wall seconds to wait for a step's "
+        timeout_s = p("lockstep_timeout_s", 10.0, "lockstep: wall seconds to wait for a step's "
                       "command before stepping without it (counted in /diagnostics)")
         positive = {"publish_rate_hz": publish_rate_hz, "camera_width": self._width,
                     "camera_height": self._height, "physics_timestep_s": timestep_s,

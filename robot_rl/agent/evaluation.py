@@ -95,11 +95,12 @@ class EvaluationSchedule:
         if self.open_round is not None:
             self._retry.append(draw)
 
-    def finished(self, success: bool, episode_return: float) -> EvaluationRound:
-        """An evaluation episode ended; the round it belongs to (complete or not)."""
+    def finished(self, success: bool, episode_return: float) -> EvaluationRound | None:
+        """An evaluation episode ended; the round it belongs to (complete or not), or None when
+        no round is open (the episode is not counted)."""
         current = self.open_round
         if current is None:
-            raise RuntimeError("an evaluation episode finished with no round open")
+            return None
         current.successes.append(bool(success))
         current.returns.append(float(episode_return))
         return current

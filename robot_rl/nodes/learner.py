@@ -276,6 +276,10 @@ class LearnerNode:
         self._pending_draws.pop(info.get("robot_namespace", ""), None)
         episode_return = float(episode.steps["reward"].sum())
         current = self.evaluation.finished(episode.success, episode_return)
+        if current is None:
+            self.node.get_logger().warning(f"evaluation episode {info.get('episode')} ended "
+                                           "with no evaluation round open: not counted")
+            return
         self._eval_log[1].writerow((
             current.index, current.env_steps, info.get("episode", -1),
             info.get("robot_namespace", ""), info.get("draw", -1), episode.length,
