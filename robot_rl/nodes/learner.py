@@ -269,7 +269,8 @@ class LearnerNode:
         if not (self.params["train"] and self.updates_per_env_step > 0):
             return
         self.trainer.wait_trained(self._acted_steps, self.updates_per_env_step,
-                                  self.config.awac.batch_size)
+                                  self.config.awac.batch_size,
+                                  give_up=lambda: not self.node.ok())  # Ctrl-C stops it
 
     def _record_evaluation(self, episode: FinishedEpisode) -> None:
         info = episode.info

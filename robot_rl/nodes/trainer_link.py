@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode
@@ -83,12 +84,14 @@ class TrainerLink:
     def submit_episode(self, episode: FinishedEpisode) -> None:
         self._send("episode", episode)
 
-    def wait_trained(self, env_steps: int, updates_per_env_step: float, batch_size: int) -> None:
+    def wait_trained(self, env_steps: int, updates_per_env_step: float, batch_size: int,
+                     give_up: Callable[[], bool] = lambda: False) -> None:
         """Block until the training side has ingested ``env_steps`` online steps, done the
         updates they are owed, and sent the policy those updates made (it does with
-        ``TrainingSpec.publish_when_trained``); TrainerFailed if it fails first."""
+        ``TrainingSpec.publish_when_trained``), or until ``give_up()`` (the node is shutting
+        down); TrainerFailed if it fails first."""
         with self._changed:
-            while not self._trained(env_steps, updates_per_env_step, batch_size):
+            while not (self._trained(env_steps, updates_per_env_step, batch_size) or give_up()):
                 if self.error is not None:
                     raise self.error
                 if not self.alive:
