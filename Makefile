@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/dds_roundtrip.py
 	$(PY) bench/safety_node_latency.py
 	$(PY) bench/control_loop.py
+	$(PY) bench/lockstep_speedup.py
 	$(PY) bench/recorder_write.py
 
 # The offline-to-online experiments of docs/results.md (quick profile: minutes on 2 cores).

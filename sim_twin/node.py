@@ -15,14 +15,18 @@ Time, three ways (docs/ros2.md, "Simulated time"):
   of each instant, and stamps everything. Free-running, it advances one publish period per
   publish period of wall time.
 - lockstep (``use_sim_time:=true lockstep:=true``): one step is one control period
-  (``1/control_rate_hz``), taken when the gated COMMAND answering the last state has arrived (its
-  header stamp, the supervisor's basis stamp, is at or after that state's stamp) or when an
-  EPISODE reset comes; so the graph runs as fast as its slowest node, and the same commands give
-  the same states. Without an answer within ``lockstep_timeout_s`` of wall time the twin steps
-  anyway, counts a timeout, and steps at real-time pace until answers come again (a controller
-  that stopped, a dead node); before the first answer it runs at real-time pace too. While the
-  supervisor holds for want of commands, its hold commands answer the steps: the graph then runs
-  as fast as the twin and the safety node go. Counters go to /diagnostics.
+  (``1/control_rate_hz``), taken once the controller has answered the last state and its answer
+  has been gated: a COMMAND_RAW stamped at or after that state's stamp (the acting node stamps it
+  with the state it acted on) and then the supervisor's COMMAND stamped at or after it (its basis
+  stamp, contract C1), or an EPISODE reset. So the graph runs as fast as its slowest node, and the
+  same commands give the same states. COMMAND_RAW only times the steps: the twin obeys COMMAND
+  alone. The supervisor's own commands (a watchdog hold while the controller is silent, e.g. a
+  learner waiting for its updates) are obeyed but answer nothing, so sim time waits for the
+  controller. When the supervisor sends nothing for an answered step (no feasible command), the
+  step goes on ``GATE_GRACE_S`` later. Without an answer within ``lockstep_timeout_s`` of wall
+  time the twin steps anyway, counts a timeout, and steps at real-time pace until answers come
+  again (a controller that stopped, a dead node); before the first answer it runs at real-time
+  pace too. Counters go to /diagnostics.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ from sim_twin.viewer import Viewer, open_viewers
 MAX_CATCH_UP_S = 0.25  # an overloaded machine slows the twin down rather than spiralling
 TELEMETRY_PERIOD_S = 0.1
 LOCKSTEP_POLL_S = 0.005  # how often lockstep checks its wall-clock deadline (timeouts, pace)
+# an answered step the supervisor sent nothing for goes on after this (wall s); its COMMAND comes
+# within milliseconds of the COMMAND_RAW it gates when it comes at all
+GATE_GRACE_S = 0.5
 DIAGNOSTICS_PERIOD_S = 1.0  # wall seconds between the twin's clock diagnostics (sim time only)
 CAMERA = "realsense"
 DEPTH_MAX_MM = 65535
@@ -160,7 +167,7 @@ class TwinNode:
         self._last_telemetry_s = -math.inf
         self._last_stamp_s = 0.0  # of the last joint state published, as receivers read it
         self._bad_command_logged = False
-        self._make_endpoints()
+        self._make_endpoints(lockstep)
         self._camera: CameraWorker | None = None
         self._camera_period_s = 1.0 / camera_rate_hz if camera_rate_hz > 0 else math.inf
         self._next_camera_s = 0.0
@@ -196,7 +203,7 @@ class TwinNode:
             self.lockstep = Lockstep(step_s, timeout_s)
             node.create_wall_timer(LOCKSTEP_POLL_S, self._lockstep_poll)
         else:
-            node.create_wall_timer(step_s, lambda: self._sim_step(answered=False))
+            node.create_wall_timer(step_s, lambda: self._sim_step("free"))
         node.create_wall_timer(DIAGNOSTICS_PERIOD_S, self._publish_clock_diagnostics)
         mode = (f"lockstep at {control_rate_hz:g} Hz (timeout {timeout_s:g} s)" if lockstep
                 else f"free-running at {1.0 / step_s:g} Hz")
@@ -219,8 +226,13 @@ class TwinNode:
 
         self.node.create_wall_timer(1.0 / rate_hz, refresh)  # for people: wall time
 
-    def _make_endpoints(self) -> None:
+    def _make_endpoints(self, lockstep: bool) -> None:
         node = self.node
+        if lockstep:
+            # what the controller answered, to time the steps (never obeyed: COMMAND is);
+            # subscribed first, so that in one wake-up it is taken before the COMMAND gating it
+            node.create_subscription(m.JointState, topics.COMMAND_RAW, self._on_command_raw,
+                                     QOS_DEFAULT)
         state = RobotStatePublishers.create(node)
         self._joints, self._temperature = state.joints, state.temperature
         self._errors = state.hardware_error
@@ -250,18 +262,19 @@ class TwinNode:
         self._publish_state()
 
     # ---- simulated time --------------------------------------------------------------------------
-    def _sim_step(self, answered: bool) -> None:
+    def _sim_step(self, how: str) -> None:
         """One step of sim time: physics, then /clock, then the state of the new instant."""
         assert self.clock is not None
         self.twin.advance(self.clock.step_s)
-        self._advance_clock(answered)
+        self._advance_clock(how)
         self._publish_state()
 
-    def _advance_clock(self, answered: bool, ticks: int | None = None) -> None:
+    def _advance_clock(self, how: str, ticks: int | None = None) -> None:
+        """``how``: what let the step go (Lockstep.stepped)."""
         assert self.clock is not None
         self.clock.advance(self._clock_pub, ticks)
         if self.lockstep is not None:
-            self.lockstep.stepped(self.clock.now_ns, answered)
+            self.lockstep.stepped(self.clock.now_ns, how)
 
     def _lockstep_reset_step(self) -> None:
         """A reset takes one step in lockstep, and states come during it as from a real reset:
@@ -275,14 +288,19 @@ class TwinNode:
             self.clock.advance(self._clock_pub, ticks=1)
             self._publish_state()
             self.twin.advance(rest * self.twin.physics_timestep_s)
-        self._advance_clock(answered=True, ticks=max(rest, 1))
+        self._advance_clock("reset", ticks=max(rest, 1))
         self._publish_state()
 
     def _lockstep_poll(self) -> None:
-        """Wall timer: the first step, and the steps no answer came for in time."""
+        """Wall timer: the first step, the steps no answer came for in time, and the answered
+        steps the supervisor sent nothing for."""
         assert self.lockstep is not None
         if self.lockstep.due():
-            self._sim_step(answered=False)
+            self._sim_step("ungated" if self.lockstep.controller_answered else "unanswered")
+
+    def _on_command_raw(self, msg: m.JointState) -> None:
+        assert self.lockstep is not None
+        self.lockstep.raw(_stamp_ns(msg.header.stamp))
 
     def _publish_clock_diagnostics(self) -> None:
         assert self.clock is not None
@@ -342,8 +360,8 @@ class TwinNode:
             self._warn_once(f"command on {self._command_topic} ignored: non-finite {targets}")
             return
         self.twin.set_joint_targets(targets)
-        if self.lockstep is not None and self.lockstep.answers(_stamp_ns(msg.header.stamp)):
-            self._sim_step(answered=True)
+        if self.lockstep is not None and self.lockstep.gated(_stamp_ns(msg.header.stamp)):
+            self._sim_step("answered")
 
     def _warn_once(self, text: str) -> None:
         if not self._bad_command_logged:
@@ -380,7 +398,7 @@ class TwinNode:
             self._lockstep_reset_step()  # answers the step the reset came in, takes one
             return  # (the states before the reply)
         if self.clock is not None:
-            self._advance_clock(answered=True)  # the clock keeps counting across a reset
+            self._advance_clock("reset")  # the clock keeps counting across a reset
         self._publish_state()  # the new state goes out before the reply
 
     def _reply(self, payload: dict[str, Any]) -> None:
@@ -445,43 +463,65 @@ class SimTimeKeeper:
 class Lockstep:
     """When the lockstep twin steps: the rule of the module docstring, on the wall clock.
 
-    ``answers(stamp_ns)``: a gated command stamped at or after the last state's stamp answers the
-    step (integer nanoseconds, as on the wire: in floats 1.15 and 1.1500000000000001 would be two
-    instants). ``due()``: the wall-clock deadline passed (the first step, a timeout, or real-time
-    pace while no answers come). ``stepped(stamp_ns, answered)``: a step was taken; the next
-    deadline is ``timeout_s`` away while answers come, one step away otherwise.
+    Stamps compare in integer nanoseconds, as on the wire (in floats 1.15 and 1.1500000000000001
+    would be two instants). ``raw(stamp_ns)``: a COMMAND_RAW came (the controller's answer when
+    stamped at or after the awaited state). ``gated(stamp_ns)``: a COMMAND came; True when the
+    step may go now (it gates the controller's answer).
+    ``due()``: the wall-clock deadline passed: the first step, a timeout, real-time pace while
+    no answers come, or the grace of an answered step the supervisor sent nothing for.
+    ``stepped(stamp_ns, how)``: a step was taken ("answered", "reset", "ungated": answered but
+    nothing gated, "unanswered"); the next one awaits the state stamped ``stamp_ns``.
     """
 
     def __init__(self, step_s: float, timeout_s: float) -> None:
         self.step_s, self.timeout_s = step_s, timeout_s
         self.awaiting_ns: int | None = None  # the stamp of the state awaiting its answer
+        self.controller_answered = False  # a COMMAND_RAW answered it
+        self._gated = False  # a COMMAND stamped at or after it came
         self.armed = False  # answers are coming: wait up to timeout_s for the next
-        self.deadline_s = time.monotonic()  # the first step at once
-        self.answered = 0
-        self.unanswered = 0
+        self._stepped_s = time.monotonic()
+        self._answered_s = 0.0
+        self.counts = {"answered": 0, "reset": 0, "ungated": 0, "unanswered": 0}
         self.timeouts = 0
+        self._first = True  # the first step at once
 
-    def answers(self, stamp_ns: int) -> bool:
-        return self.awaiting_ns is not None and stamp_ns >= self.awaiting_ns
+    def raw(self, stamp_ns: int) -> None:
+        if self.awaiting_ns is not None and stamp_ns >= self.awaiting_ns and \
+                not self.controller_answered:
+            self.controller_answered, self._answered_s = True, time.monotonic()
+
+    def gated(self, stamp_ns: int) -> bool:
+        """A COMMAND gates the answer if it comes after it (before it, it is the supervisor's
+        own, e.g. a watchdog hold, and answers nothing)."""
+        if self.controller_answered and stamp_ns >= (self.awaiting_ns or 0):
+            self._gated = True
+        return self.controller_answered and self._gated
 
     def due(self) -> bool:
-        return time.monotonic() >= self.deadline_s
+        now = time.monotonic()
+        if self._first:
+            return True
+        if self.controller_answered:
+            return now >= self._answered_s + GATE_GRACE_S
+        return now >= self._stepped_s + (self.timeout_s if self.armed else self.step_s)
 
-    def stepped(self, stamp_ns: int, answered: bool) -> None:
-        if answered:
-            self.answered += 1
-            self.armed = True
-        else:
+    def stepped(self, stamp_ns: int, how: str) -> None:
+        self.counts[how] = self.counts.get(how, 0) + 1
+        if how == "unanswered":
             if self.armed:  # the first step of a gap without answers: one timeout
                 self.timeouts += 1
-            self.unanswered += 1
             self.armed = False
-        self.awaiting_ns = stamp_ns
-        self.deadline_s = time.monotonic() + (self.timeout_s if self.armed else self.step_s)
+        elif how != "free":
+            self.armed = True
+        self._first = False
+        self.awaiting_ns, self._stepped_s = stamp_ns, time.monotonic()
+        self.controller_answered = self._gated = False
 
     def values(self) -> dict[str, Any]:
-        return {"lockstep_steps_answered": self.answered,
-                "lockstep_steps_unanswered": self.unanswered,
+        return {"lockstep_steps_answered": self.counts["answered"],
+                "lockstep_resets": self.counts["reset"],
+                "lockstep_steps_ungated": self.counts["ungated"],
+                "lockstep_steps_unanswered": self.counts["unanswered"],
                 "lockstep_timeouts": self.timeouts, "lockstep_timeout_s": self.timeout_s}
 
 

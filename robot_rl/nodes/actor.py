@@ -234,7 +234,9 @@ class ActingShell:
         out = self._tick(robot, now, state, snapshot, policy, staleness)
         if out.finished is not None:
             self._finished(robot, out.finished, snapshot)
-            snapshot = self._snapshot()  # the sink may have waited for training: the newest
+            # the sink may have waited for training: the newest policy, and the time it is now
+            # (a reset sent "then" would look overdue at once and go out twice)
+            snapshot, now = self._snapshot(), self.node.steady_s()
             self._tick(robot, now, state, snapshot, self._policy(snapshot), staleness)
 
     def _tick(self, robot: _Robot, now: float, state: Any, snapshot: PolicySnapshot | None,

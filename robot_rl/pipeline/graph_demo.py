@@ -243,9 +243,10 @@ def safety_counters(values: Any) -> dict[str, int]:
 
 
 def twin_clock_counters(values: Any) -> dict[str, float]:
-    """The twin's clock diagnostics as numbers: lockstep steps answered and not, timeouts."""
-    keep = ("lockstep_steps_answered", "lockstep_steps_unanswered", "lockstep_timeouts",
-            "clock_steps", "sim_time_s")
+    """The twin's clock diagnostics as numbers: lockstep steps answered (by the controller,
+    gated), resets, answered with nothing gated, not answered, and timeouts."""
+    keep = ("lockstep_steps_answered", "lockstep_resets", "lockstep_steps_ungated",
+            "lockstep_steps_unanswered", "lockstep_timeouts", "clock_steps", "sim_time_s")
     return {key: float(value) for key, value in values if key in keep}
 
 

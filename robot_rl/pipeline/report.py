@@ -99,9 +99,13 @@ class Report:
                      f"({self.clock['online_sim_s']:.0f} s of simulated time in "
                      f"{self.clock['online_wall_s']:.0f} s)")
         if "lockstep_steps_answered" in self.clock:
-            line += (f"; lockstep: {self.clock['lockstep_steps_answered']:.0f} steps answered, "
-                     f"{self.clock.get('lockstep_steps_unanswered', 0):.0f} without an answer, "
-                     f"{self.clock.get('lockstep_timeouts', 0):.0f} timeouts")
+            c = self.clock
+            line += (f"; lockstep: {c['lockstep_steps_answered']:.0f} steps answered and "
+                     f"gated, {c.get('lockstep_resets', 0):.0f} resets, "
+                     f"{c.get('lockstep_steps_ungated', 0):.0f} answered with no command from "
+                     f"the supervisor, {c.get('lockstep_steps_unanswered', 0):.0f} without an "
+                     f"answer (before the learner acted), {c.get('lockstep_timeouts', 0):.0f} "
+                     "timeouts")
         return ["", line + "."]
 
     def _curve_table(self) -> list[str]:

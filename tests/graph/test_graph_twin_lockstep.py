@@ -1,6 +1,7 @@
 """The twin in sim time lockstep, in its own process over real DDS: it is the graph's clock, steps
-one control period per gated command that answers its last state, keeps counting across resets,
-gives the same states for the same commands, and times out (counted) when no answer comes."""
+one control period per answer to its last state (the controller's COMMAND_RAW, then the gated
+COMMAND), keeps counting across resets, gives the same states for the same commands, waits while
+only the supervisor commands, and times out (counted) when no answer comes."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def start_twin(spawn: Any, **extra: Any) -> Any:
 
 
 class Driver:
-    """Plays the safety node: answers the twin's states with COMMANDs stamped with the state's
-    stamp (the supervisor's basis stamp), and sends episode resets."""
+    """Plays the controller and the safety node: answers the twin's states with a COMMAND_RAW
+    and a COMMAND, both stamped with the state's stamp (the state acted on, the supervisor's
+    basis stamp), and sends episode resets."""
 
     def __init__(self) -> None:
         self.probe = Probe()
@@ -49,11 +51,14 @@ class Driver:
                                              QOS_DEFAULT)
         self.command = self.probe.node.create_publisher(m.JointState, topics.COMMAND,
                                                         QOS_DEFAULT)
+        self.raw = self.probe.node.create_publisher(m.JointState, topics.COMMAND_RAW,
+                                                    QOS_DEFAULT)
         self.episode = self.probe.node.create_publisher(m.String, topics.EPISODE, QOS_DEFAULT)
 
     def wait_for_twin(self) -> None:
-        self.probe.wait_until(lambda: bool(self.states) and self.command.matched_count() > 0
-                              and self.episode.matched_count() > 0, 30, what="the twin")
+        self.probe.wait_until(lambda: bool(self.states) and min(
+            self.command.matched_count(), self.raw.matched_count(),
+            self.episode.matched_count()) > 0, 30, what="the twin")
 
     def newest_ns(self) -> int:
         return max(stamp_ns(s) for s in self.states)
@@ -72,6 +77,15 @@ class Driver:
         self.probe.wait_until(lambda: self.newest_ns() >= answered, 10, what="the reset state")
         return answered
 
+    def answer(self, state: m.JointState, targets: np.ndarray, raw: bool = True,
+               gated: bool = True) -> None:
+        command = m.joint_state(NAMES, targets)
+        command.header.stamp = state.header.stamp  # the state this command answers
+        if raw:
+            self.raw.publish(command)
+        if gated:
+            self.command.publish(command)
+
     def drive(self, start_ns: int, steps: int) -> tuple[list[int], np.ndarray]:
         """Answer ``steps`` states from ``start_ns`` on; the stamps and positions seen."""
         stamps, positions, awaiting = [], [], start_ns
@@ -79,11 +93,8 @@ class Driver:
             state = next(s for s in self.states if stamp_ns(s) == awaiting)
             stamps.append(awaiting)
             positions.append(np.asarray(state.position))
-            targets = np.clip(np.asarray(state.position) + 0.1 * np.sin(k / 3.0 + np.arange(
-                len(NAMES))), CAL.lower_rad, CAL.upper_rad)
-            command = m.joint_state(NAMES, targets)
-            command.header.stamp = state.header.stamp  # the state this command answers
-            self.command.publish(command)
+            self.answer(state, np.clip(np.asarray(state.position) + 0.1 * np.sin(
+                k / 3.0 + np.arange(len(NAMES))), CAL.lower_rad, CAL.upper_rad))
             self.probe.wait_until(lambda a=awaiting: self.newest_ns() > a, 10,
                                   what=f"the step after {awaiting} ns")
             awaiting = self.newest_ns()
@@ -115,6 +126,18 @@ def test_lockstep_steps_on_answers_keeps_counting_and_repeats(ros_domain: int,
         count = len(driver.states)
         driver.probe.spin_for(1.0)
         assert len(driver.states) == count and driver.newest_ns() == awaiting
+        # the supervisor's own commands (a watchdog hold while the controller waits) are obeyed
+        # but answer nothing: sim time waits for the controller
+        state = next(s for s in driver.states if stamp_ns(s) == awaiting)
+        for _ in range(5):
+            driver.answer(state, np.asarray(state.position), raw=False)
+            driver.probe.spin_for(0.1)
+        assert len(driver.states) == count
+        # an answer the supervisor sends nothing for (no feasible command): on after a grace
+        driver.answer(state, np.asarray(state.position), gated=False)
+        driver.probe.wait_until(lambda: driver.newest_ns() > awaiting, 10,
+                                what="the step after an ungated answer")
+        driver.drive(driver.newest_ns(), 1)
 
         # the same reset and the same commands: the same states, later on the same clock
         second = driver.reset(episode=2, seed=3)
@@ -128,12 +151,12 @@ def test_lockstep_steps_on_answers_keeps_counting_and_repeats(ros_domain: int,
         assert clocks == sorted(set(clocks))
         assert set(stamps + stamps2) <= set(clocks)
         driver.probe.wait_until(lambda: driver.clock_values().get("lockstep_steps_answered",
-                                                                  0) >= 62, 5,
+                                                                  0) >= 61, 5,
                                 what="the twin's clock diagnostics")
         values = driver.clock_values()
         assert values["lockstep_timeouts"] == 0
-        # answered: 2 resets and 60 commands; unanswered: only the steps before the first
-        assert values["lockstep_steps_answered"] == 62
+        assert (values["lockstep_steps_answered"], values["lockstep_resets"],
+                values["lockstep_steps_ungated"]) == (61, 2, 1)
     finally:
         driver.destroy()
     assert stop(twin) == 0
