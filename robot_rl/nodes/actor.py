@@ -55,6 +55,9 @@ EpisodeSink = Callable[[FinishedEpisode], None]
 EpisodePlanner = Callable[["_Robot"], bool]
 ACT_ON = ("joint_states", "timer")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
+# sim time: a step that waits for the supervisor's command answering the previous one goes on
+# without it after this much wall time (the supervisor may send nothing: no feasible command)
+GATED_WAIT_S = 0.5
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
 # was busy arrive as the newest one alone, and the step answers it rather than the oldest.
 QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
@@ -93,6 +96,11 @@ class _Robot:
         self.command: Any = None
         self.episode: Any = None
         self.successes: list[bool] = []
+        # sim time, relative actions: the stamp of the state the last command_raw answered, and
+        # whether the supervisor's COMMAND for it has come (the next step starts from it)
+        self.acted_stamp_s: float | None = None
+        self.gated = True
+        self.deferred_since_s: float | None = None  # wall time a step began waiting for it
 
 
 class ActingShell:
@@ -118,6 +126,7 @@ class ActingShell:
             raise ValueError(f"node {node.fully_qualified_name}: parameter 'act_on' must be one "
                              f"of {', '.join(ACT_ON)}; got {self.act_on!r}")
         self._rng = np.random.default_rng(params["seed"] + 17)
+        self._sim_time = node.uses_sim_time
         self._names = list(self.calibration.joint_names)
         self._order = JointOrder(self._names)
         self.inference_s: deque[float] = deque(maxlen=2000)
@@ -128,6 +137,8 @@ class ActingShell:
             node.create_timer(self.period_s, self.tick)
         else:
             node.create_timer(self.period_s / FALLBACK_CHECKS_PER_PERIOD, self._fallback)
+        if self._sim_time and self.task.actions.steps_from_command:
+            node.create_wall_timer(GATED_WAIT_S / 10, self._release)
 
     def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
         objects = self.params["object_topics"]
@@ -141,17 +152,19 @@ class ActingShell:
                                       tag=names.namespace),
                        ControlSchedule(self.period_s))
         node = self.node
-        # object state first: when both are waiting in one spin, the joint state that triggers
-        # acting then sees the object state of the same instant
+        # the executor takes subscriptions in the order they were made: what a step needs comes
+        # before the joint state that triggers it, so that when they wait in one spin the step
+        # sees them. The supervisor's last command first (steps start from it; in lockstep it
+        # and the next state come within a millisecond), then the object state of the instant.
+        if self.task.actions.steps_from_command:  # steps start from what the supervisor sent
+            node.create_subscription(m.JointState, names.command,
+                                     lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         node.create_subscription(m.JointState, names.object_state,
                                  lambda msg: self._on_object(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.JointState, names.joint_states,
                                  lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
-        if self.task.actions.steps_from_command:  # steps start from what the supervisor sent
-            node.create_subscription(m.JointState, names.command,
-                                     lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
@@ -170,8 +183,29 @@ class ActingShell:
             return
         robot.schedule.observe(now)
         if self.act_on == "joint_states" and robot.schedule.due(now):
+            if self._awaits_gated(robot):
+                robot.deferred_since_s = time.monotonic()  # _on_command or _release steps it
+                return
             snapshot = self._snapshot()
             self._step(robot, snapshot, self._policy(snapshot))
+
+    def _awaits_gated(self, robot: _Robot) -> bool:
+        """Under sim time with relative actions, a step starts from the supervisor's command for
+        the previous one: that command and the next state come from two processes at about the
+        same instant, in either order. Waiting for it costs no sim time (a lockstep twin waits
+        too) and makes the step the same each run; on wall time the state would age instead."""
+        return (self._sim_time and self.task.actions.steps_from_command and not robot.gated
+                and robot.machine.phase is Phase.RUNNING)
+
+    def _release(self) -> None:
+        """Wall timer (sim time): steps that waited GATED_WAIT_S for a command go on without."""
+        now = time.monotonic()
+        for robot in self.robots:
+            if robot.deferred_since_s is not None and now - robot.deferred_since_s >= \
+                    GATED_WAIT_S:
+                robot.deferred_since_s, robot.gated = None, True
+                snapshot = self._snapshot()
+                self._step(robot, snapshot, self._policy(snapshot))
 
     def _on_object(self, robot: _Robot, msg: m.JointState) -> None:
         try:
@@ -188,6 +222,13 @@ class ActingShell:
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.command}: {err}; the next step "
                                            "starts from the node's own last targets")
+        if robot.acted_stamp_s is not None and m.stamp_to_s(msg.header.stamp) >= \
+                robot.acted_stamp_s:
+            robot.gated = True
+            if robot.deferred_since_s is not None:  # a step waited for this command
+                robot.deferred_since_s = None
+                snapshot = self._snapshot()
+                self._step(robot, snapshot, self._policy(snapshot))
 
     def _on_status(self, robot: _Robot, msg: m.String) -> None:
         try:
@@ -257,6 +298,7 @@ class ActingShell:
         if out.targets_rad is not None:
             robot.command.publish(m.joint_state(self._names, out.targets_rad,
                                                 stamp_s=robot.latest.joint_stamp_s))
+            robot.acted_stamp_s, robot.gated = robot.latest.joint_stamp_s, False
         return out
 
     def _policy(self, snapshot: PolicySnapshot | None,

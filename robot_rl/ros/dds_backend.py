@@ -267,7 +267,8 @@ class DdsNode(Node):
         if wait_s > 0.0:
             self._waitset.wait(max(1, int(wait_s * 1e9)))
         self._wakeup.set(False)
-        self._take_clock()
+        if self._take_clock():
+            self._run_due_timers()  # see _take_clock
         for subscription in list(self._subscriptions):
             for msg in subscription.take():
                 subscription.callback(msg)
@@ -282,9 +283,17 @@ class DdsNode(Node):
             self._sim_clock = self._sim.clock
             self._waitset.attach(self._sim.condition)
 
-    def _take_clock(self) -> None:
-        if self._sim is not None and self._sim.take() == "start":
+    def _take_clock(self) -> bool:
+        """Takes /clock first; True when time moved. Timers then due fire before the messages
+        of the wake-up (ROS 2's executors run ready timers first), so a timer at sim time t sees
+        what came before t, whether or not the messages stamped t arrived in the same wake-up:
+        the order lockstep runs need to come out the same each time."""
+        if self._sim is None:
+            return False
+        before = self._sim.clock.now_s
+        if self._sim.take() == "start":
             self._timers.rebase(self._sim.clock.now_s)
+        return self._sim.clock.now_s != before
 
     def _seconds_to_next_timer(self) -> float:
         """Wall seconds until a timer is due; sim-time timers become due when /clock arrives,

@@ -93,6 +93,8 @@ def test_learner_waits_for_its_updates_and_evaluates_on_the_graph(
     store = EpisodeStore.open(run_dir / "online.zarr")
     assert store.n_episodes == len(episodes) and store.n_steps == acted_before
     assert {store.episode_info(i)["kind"] for i in range(store.n_episodes)} == {"online"}
+    # one reset per episode (the twin teleports on each: a second would cut into the episode)
+    assert len([r["episode"] for r in resets]) == len({r["episode"] for r in resets})
     # every round started from the same states
     eval_episodes = {int(e["episode"]) for e in evaluations}
     starts = [r["joint_positions_rad"] for r in resets if r["episode"] in eval_episodes]

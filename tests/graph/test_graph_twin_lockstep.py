@@ -192,3 +192,49 @@ def test_lockstep_needs_sim_time(ros_domain: int, spawn: Any) -> None:
     _, err = twin.communicate(timeout=60)
     assert twin.returncode == 1
     assert "lockstep:=true needs use_sim_time:=true" in err
+
+
+def run_actor_graph(spawn: Any, episodes: int) -> tuple[list[tuple[int, tuple]], list[dict]]:
+    """The lockstep twin, the safety node and an actor acting deterministically with fixed
+    weights, all on sim time; the joint states from the first reset on, as (sim time since that
+    reset in ns, position), and the episode ends."""
+    from test_graph_acting import send_weights
+
+    sim = {"robot": "dclaw", "use_sim_time": True}
+    twin = start_twin(spawn, lockstep_timeout_s=60.0)
+    safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand", *params(**sim)),
+                   stderr=subprocess.DEVNULL)
+    actor = spawn(node_cmd("robot_rl.nodes.actor", "-r", "__ns:=/hand", *params(
+        **sim, deterministic=True, seed=5)), stderr=subprocess.DEVNULL)
+    weights = Probe()  # sends the weights
+    driver = Driver()
+    ends: list[dict] = []
+    driver.probe.node.create_subscription(
+        m.String, topics.EPISODE, lambda msg: ends.append(e) if (e := json.loads(msg.data))[
+            "event"] == "end" else None, QOS_DEFAULT)
+    try:
+        send_weights(weights)
+        driver.probe.wait_until(lambda: len(ends) >= episodes, 180,
+                                what=f"{episodes} episodes of the actor")
+        # the steps before the first reset run at real-time pace, however many there are
+        first = min(round(json.loads(r.data)["stamp_s"] * 1e9) for r in driver.replies)
+        states = sorted((stamp_ns(s) - first, tuple(s.position)) for s in driver.states
+                        if stamp_ns(s) >= first)
+    finally:
+        driver.destroy()
+        weights.destroy()
+    for proc in (actor, safety, twin):
+        assert stop(proc) == 0
+    return states, ends[:episodes]
+
+
+def test_the_same_graph_twice_gives_the_same_states(ros_domain: int, spawn: Any) -> None:
+    """Deterministically enough to compare runs: the twin, the safety node and an actor acting
+    with fixed weights, started twice; from the first reset on, the same states at the same
+    instants of sim time."""
+    first_states, first_ends = run_actor_graph(spawn, 3)
+    second_states, second_ends = run_actor_graph(spawn, 3)
+    assert [(e["episode"], e["steps"], e["success"]) for e in first_ends] == \
+        [(e["episode"], e["steps"], e["success"]) for e in second_ends]
+    n = min(len(first_states), len(second_states))
+    assert n > 100 and first_states[:n] == second_states[:n]
