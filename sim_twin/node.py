@@ -57,7 +57,8 @@ from sim_twin.viewer import Viewer, open_viewers
 
 MAX_CATCH_UP_S = 0.25  # an overloaded machine slows the twin down rather than spiralling
 TELEMETRY_PERIOD_S = 0.1
-LOCKSTEP_POLL_S = 0.005  # how often lockstep checks its wall-clock deadline (timeouts, pace)
+LOCKSTEP_POLL_S = 0.02  # how often lockstep checks its wall-clock deadline (timeouts, grace,
+# real-time pace while no answers come: a fallback, 20 ms late at most; waits cost polls)
 # an answered step the supervisor sent nothing for goes on after this (wall s); its COMMAND comes
 # within milliseconds of the COMMAND_RAW it gates when it comes at all
 GATE_GRACE_S = 0.5
