@@ -55,8 +55,9 @@ EpisodeSink = Callable[[FinishedEpisode], None]
 EpisodePlanner = Callable[["_Robot"], bool]
 ACT_ON = ("joint_states", "timer")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
-# sim time: a step that waits for the supervisor's command answering the previous one goes on
-# without it after this much wall time (the supervisor may send nothing: no feasible command)
+# sim time: a step that waits for what it needs (the object state of its instant, the supervisor's
+# command answering the previous step) goes on with what it has after this much wall time (the
+# supervisor may send nothing: no feasible command)
 GATED_WAIT_S = 0.5
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
 # was busy arrive as the newest one alone, and the step answers it rather than the oldest.
@@ -137,7 +138,7 @@ class ActingShell:
             node.create_timer(self.period_s, self.tick)
         else:
             node.create_timer(self.period_s / FALLBACK_CHECKS_PER_PERIOD, self._fallback)
-        if self._sim_time and self.task.actions.steps_from_command:
+        if self._sim_time and self.act_on == "joint_states":
             node.create_wall_timer(GATED_WAIT_S / 10, self._release)
 
     def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
@@ -183,27 +184,45 @@ class ActingShell:
             return
         robot.schedule.observe(now)
         if self.act_on == "joint_states" and robot.schedule.due(now):
-            if self._awaits_gated(robot):
-                robot.deferred_since_s = time.monotonic()  # _on_command or _release steps it
-                return
+            self._try_step(robot)
+
+    def _try_step(self, robot: _Robot) -> None:
+        """Step now, or once what the step needs has come (``_incomplete``)."""
+        if self._incomplete(robot):
+            if robot.deferred_since_s is None:
+                robot.deferred_since_s = time.monotonic()  # _completed or _release steps it
+            return
+        snapshot = self._snapshot()
+        self._step(robot, snapshot, self._policy(snapshot))
+
+    def _incomplete(self, robot: _Robot) -> bool:
+        """Under sim time, what a step on the newest joint state needs but has not got yet: the
+        object state of the same instant, and with relative actions the supervisor's command for
+        the previous step (the step starts from it). They come from other writers and processes
+        at about the same instant as the joint state, in either order; waiting for them costs no
+        sim time (a lockstep twin waits too) and makes the step the same each run. On wall time
+        the state would age instead, so there a step takes what has come."""
+        if not self._sim_time:
+            return False
+        latest = robot.latest
+        if latest.object_stamp_s is not None and latest.object_stamp_s < latest.joint_stamp_s:
+            return True
+        return (self.task.actions.steps_from_command and not robot.gated
+                and robot.machine.phase is Phase.RUNNING)
+
+    def _completed(self, robot: _Robot) -> None:
+        """Something a deferred step waited for came: step now if nothing else is missing."""
+        if robot.deferred_since_s is not None and not self._incomplete(robot):
             snapshot = self._snapshot()
             self._step(robot, snapshot, self._policy(snapshot))
 
-    def _awaits_gated(self, robot: _Robot) -> bool:
-        """Under sim time with relative actions, a step starts from the supervisor's command for
-        the previous one: that command and the next state come from two processes at about the
-        same instant, in either order. Waiting for it costs no sim time (a lockstep twin waits
-        too) and makes the step the same each run; on wall time the state would age instead."""
-        return (self._sim_time and self.task.actions.steps_from_command and not robot.gated
-                and robot.machine.phase is Phase.RUNNING)
-
     def _release(self) -> None:
-        """Wall timer (sim time): steps that waited GATED_WAIT_S for a command go on without."""
+        """Wall timer (sim time): steps that waited GATED_WAIT_S go on with what they have."""
         now = time.monotonic()
         for robot in self.robots:
             if robot.deferred_since_s is not None and now - robot.deferred_since_s >= \
                     GATED_WAIT_S:
-                robot.deferred_since_s, robot.gated = None, True
+                robot.gated = True
                 snapshot = self._snapshot()
                 self._step(robot, snapshot, self._policy(snapshot))
 
@@ -213,6 +232,8 @@ class ActingShell:
                                    m.stamp_to_s(msg.header.stamp))
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.object_state}: {err}")
+            return
+        self._completed(robot)
 
     def _on_command(self, robot: _Robot, msg: m.JointState) -> None:
         try:
@@ -225,10 +246,7 @@ class ActingShell:
         if robot.acted_stamp_s is not None and m.stamp_to_s(msg.header.stamp) >= \
                 robot.acted_stamp_s:
             robot.gated = True
-            if robot.deferred_since_s is not None:  # a step waited for this command
-                robot.deferred_since_s = None
-                snapshot = self._snapshot()
-                self._step(robot, snapshot, self._policy(snapshot))
+            self._completed(robot)
 
     def _on_status(self, robot: _Robot, msg: m.String) -> None:
         try:
@@ -244,8 +262,7 @@ class ActingShell:
                 robot.latest.received_s, robot.latest.stamp_s):
             # the state measured after the reset came before its reset_done (sim time: both at
             # one instant); a lockstep twin sends no other, so act on it now
-            snapshot = self._snapshot()
-            self._step(robot, snapshot, self._policy(snapshot))
+            self._try_step(robot)
 
     # ---- stepping ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -268,6 +285,7 @@ class ActingShell:
     def _step(self, robot: _Robot, snapshot: PolicySnapshot | None,
               policy: Policy | None) -> None:
         """One control step of one robot on its latest state; both clocks come here."""
+        robot.deferred_since_s = None  # whatever a deferred step waited for, it is taken now
         now = self.node.steady_s()
         robot.schedule.acted(now)
         state = robot.latest.task_state(now)

@@ -267,10 +267,11 @@ class DdsNode(Node):
         if wait_s > 0.0:
             self._waitset.wait(max(1, int(wait_s * 1e9)))
         self._wakeup.set(False)
-        if self._take_clock():
-            self._run_due_timers()  # see _take_clock
-        for subscription in list(self._subscriptions):
-            for msg in subscription.take():
+        taken = [(s, s.take()) for s in list(self._subscriptions)]
+        if self._take_clock():  # after the messages: see _take_clock
+            self._run_due_timers()
+        for subscription, msgs in taken:
+            for msg in msgs:
                 subscription.callback(msg)
         self._run_due_timers()
 
@@ -284,10 +285,14 @@ class DdsNode(Node):
             self._waitset.attach(self._sim.condition)
 
     def _take_clock(self) -> bool:
-        """Takes /clock first; True when time moved. Timers then due fire before the messages
-        of the wake-up (ROS 2's executors run ready timers first), so a timer at sim time t sees
-        what came before t, whether or not the messages stamped t arrived in the same wake-up:
-        the order lockstep runs need to come out the same each time."""
+        """Takes /clock after the wake-up's messages and before their callbacks; True when time
+        moved. The simulator publishes /clock before the state of each instant, so once a state
+        is taken its /clock has arrived too: taken after the messages, the clock is never behind
+        a message it preceded (taken before, a state that came in between would be handled at
+        the previous instant). Timers then due fire before the callbacks (ROS 2's executors run
+        ready timers first), so a timer at sim time t sees what came before t, whether or not the
+        messages stamped t came in the same wake-up: the orders a lockstep run needs to come out
+        the same each time."""
         if self._sim is None:
             return False
         before = self._sim.clock.now_s
