@@ -194,55 +194,20 @@ def test_lockstep_needs_sim_time(ros_domain: int, spawn: Any) -> None:
     assert "lockstep:=true needs use_sim_time:=true" in err
 
 
-class Gate:
-    """Stands in for the safety node in the repeat test, because the real one has a race of its
-    own (docs/ros2.md, "Runs repeat": a COMMAND_RAW can reach it before the state it answers):
-    it judges each COMMAND_RAW against the state it answers (waiting for it), and passes a step
-    of at most half the one asked, so that the gated command differs from the raw one and a step
-    that started from the wrong one would show."""
-
-    def __init__(self, driver: Driver) -> None:
-        self.driver = driver
-        self.pending: list[m.JointState] = []
-        self.states: dict[int, m.JointState] = {}  # its own: another reader's lags or leads
-        self.last: np.ndarray | None = None
-        driver.probe.node.create_subscription(m.JointState, topics.COMMAND_RAW,
-                                              self._on_raw, QOS_DEFAULT)
-        driver.probe.node.create_subscription(m.JointState, topics.JOINT_STATES,
-                                              self._on_state, QOS_SENSOR_DATA)
-
-    def _on_raw(self, msg: m.JointState) -> None:
-        self.pending.append(msg)
-        self.serve()
-
-    def _on_state(self, msg: m.JointState) -> None:
-        self.states[stamp_ns(msg)] = msg
-        self.serve()
-
-    def serve(self) -> None:
-        """Gate the COMMAND_RAWs whose state has come."""
-        while self.pending and stamp_ns(self.pending[0]) in self.states:
-            raw = self.pending.pop(0)
-            asked = np.asarray(raw.position)
-            state = self.states[stamp_ns(raw)]
-            base = np.asarray(state.position) if self.last is None else self.last
-            self.last = base + 0.5 * (asked - base)
-            self.driver.answer(raw, self.last, raw=False)
-
-
 def run_actor_graph(spawn: Any, episodes: int) -> tuple[list[tuple[int, tuple]], list[dict]]:
-    """The lockstep twin and an actor acting deterministically with fixed weights, gated by this
-    process; the joint states from the first reset on, as (sim time since that reset in ns,
-    position), and the episode ends."""
+    """The lockstep twin, the safety node and an actor acting deterministically with fixed
+    weights, all on sim time; the joint states from the first reset on, as (sim time since that
+    reset in ns, position), and the episode ends."""
     from test_graph_acting import send_weights
 
+    sim = {"robot": "dclaw", "use_sim_time": True}
     twin = start_twin(spawn, lockstep_timeout_s=60.0)
+    safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand", *params(**sim)),
+                   stderr=subprocess.DEVNULL)
     actor = spawn(node_cmd("robot_rl.nodes.actor", "-r", "__ns:=/hand", *params(
-        robot="dclaw", use_sim_time=True, deterministic=True, seed=5)),
-        stderr=subprocess.DEVNULL)
+        **sim, deterministic=True, seed=5)), stderr=subprocess.DEVNULL)
     weights = Probe()  # sends the weights
     driver = Driver()
-    Gate(driver)
     ends: list[dict] = []
     driver.probe.node.create_subscription(
         m.String, topics.EPISODE, lambda msg: ends.append(e) if (e := json.loads(msg.data))[
@@ -258,18 +223,30 @@ def run_actor_graph(spawn: Any, episodes: int) -> tuple[list[tuple[int, tuple]],
     finally:
         driver.destroy()
         weights.destroy()
-    for proc in (actor, twin):
+    for proc in (actor, safety, twin):
         assert stop(proc) == 0
     return states, ends[:episodes]
 
 
+def by_instant(states: list[tuple[int, tuple]]) -> dict[int, list[tuple]]:
+    """The positions recorded at each instant (ns since the first reset)."""
+    out: dict[int, list[tuple]] = {}
+    for t, position in states:
+        out.setdefault(t, []).append(position)
+    return out
+
+
 def test_the_same_graph_twice_gives_the_same_states(ros_domain: int, spawn: Any) -> None:
-    """Deterministically enough to compare runs: the twin and an actor acting with fixed weights
-    (relative actions: each step from the gated command of the one before), started twice; from
-    the first reset on, the same states at the same instants of sim time."""
+    """Deterministically enough to compare runs: the twin, the safety node and an actor acting
+    with fixed weights (relative actions: each step from the gated command of the one before),
+    started twice; from the first reset on, the same states at the same instants of sim time."""
     first_states, first_ends = run_actor_graph(spawn, 3)
     second_states, second_ends = run_actor_graph(spawn, 3)
     assert [(e["episode"], e["steps"], e["success"]) for e in first_ends] == \
         [(e["episode"], e["steps"], e["success"]) for e in second_ends]
-    n = min(len(first_states), len(second_states))
-    assert n > 100 and first_states[:n] == second_states[:n]
+    # the probe reads the states best effort (as the twin writes them), so on a busy machine it
+    # may miss one that the graph did produce: compare the instants that both runs recorded
+    first, second = by_instant(first_states), by_instant(second_states)
+    both = sorted(first.keys() & second.keys())
+    assert len(both) > 100 and len(both) >= 0.95 * min(len(first), len(second))
+    assert [first[t] for t in both] == [second[t] for t in both]

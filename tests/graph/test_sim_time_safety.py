@@ -138,3 +138,51 @@ def test_watchdog_holds_in_sim_time_when_commands_stop(ros_domain: int, spawn: A
         probe.destroy()
     assert stop(safety) == 0
     assert stop(twin) == 0
+
+
+def test_a_command_that_comes_before_its_state_waits_for_it(ros_domain: int,
+                                                            spawn: Any) -> None:
+    """Under sim time a COMMAND_RAW answering the state of instant t can reach the safety node
+    before that state (two writers: no order between them); judged on the state before, the
+    verdict would depend on which came first. The node judges it once the state of t has come,
+    or after STATE_WAIT_S of wall time when it never does. This process is the simulator."""
+    from robot_rl.nodes.safety import STATE_WAIT_S
+
+    safety = start_safety(spawn)
+    probe = Probe()
+    try:
+        monitor = Monitor(probe)
+        clock = probe.node.create_publisher(m.Clock, CLOCK_TOPIC, QOS_CLOCK_WRITER)
+        joints = probe.node.create_publisher(m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
+        raw = probe.node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
+        probe.wait_until(lambda: min(clock.matched_count(), joints.matched_count(),
+                                     raw.matched_count()) > 0, 30, what="the safety node")
+        position = np.clip(np.zeros(len(NAMES)), CAL.lower_rad, CAL.upper_rad)
+        zeros = np.zeros(len(NAMES))
+        now = 100.0
+        for _ in range(30):  # states and commands in the usual order: passing commands
+            now = round(now + 0.01, 6)
+            clock.publish(m.Clock(clock=m.s_to_stamp(now)))
+            joints.publish(m.joint_state(NAMES, position, zeros, zeros, stamp_s=now))
+            sent = len(monitor.commands)
+            raw.publish(m.joint_state(NAMES, position, stamp_s=now))
+            probe.wait_until(lambda s=sent: len(monitor.commands) > s, 10, what="a verdict")
+        # the command for instant t before the state of t: no verdict until that state comes
+        now = round(now + 0.01, 6)
+        clock.publish(m.Clock(clock=m.s_to_stamp(now)))
+        sent = len(monitor.commands)
+        raw.publish(m.joint_state(NAMES, position, stamp_s=now))
+        probe.spin_for(0.6 * STATE_WAIT_S)  # judged on the old state, it would be out by now
+        assert len(monitor.commands) == sent
+        joints.publish(m.joint_state(NAMES, position, zeros, zeros, stamp_s=now))
+        probe.wait_until(lambda: len(monitor.commands) > sent, 10, what="the verdict")
+        assert monitor.status[-1].data == "pass"
+        # a state that never comes: judged on what there is after STATE_WAIT_S of wall time
+        now = round(now + 0.01, 6)
+        clock.publish(m.Clock(clock=m.s_to_stamp(now)))
+        sent = len(monitor.commands)
+        raw.publish(m.joint_state(NAMES, position, stamp_s=now))
+        probe.wait_until(lambda: len(monitor.commands) > sent, 10, what="the released verdict")
+    finally:
+        probe.destroy()
+    assert stop(safety) == 0
