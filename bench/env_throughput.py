@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 
 import sim_twin  # noqa: F401  (registers the environments, sets MUJOCO_GL)
-from sim_twin.envs import ENVS
+from robot_rl.registry import registered_tasks
 
 
 def env_rate(env_id: str, steps: int, **kwargs) -> float:
@@ -50,7 +50,7 @@ def mj_step_rate(env_id: str, steps: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few steps: proves the script runs")
-    parser.add_argument("--envs", nargs="*", default=list(ENVS))
+    parser.add_argument("--envs", nargs="*", default=[t.env_id for t in registered_tasks().values()])
     args = parser.parse_args()
     n_state, n_rgb, n_raw = (200, 20, 5000) if args.quick else (3000, 300, 100_000)
     header = (f"{'env':26s} {'mj_step/s':>10s} {'substeps':>8s} {'state steps/s':>13s} "

@@ -39,7 +39,7 @@ from robot_rl.learning import AWAC
 from robot_rl.learning.config import AWACConfig, CollapseGuardConfig
 from robot_rl.learning.factory import new_agent
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 REPO = Path(__file__).resolve().parent.parent
 SUCCESS_TARGET = 0.9
@@ -184,10 +184,11 @@ def record_datasets(config: PipelineConfig, seed_dir: Path, log: Any) -> dict[st
 
 def _record(config: PipelineConfig, paths: dict[str, Path], summary_path: Path, log: Any) -> None:
     started = time.perf_counter()
-    summary = stages.record(config, paths["all"], progress=False)
+    # No summary yet: any dataset here is the remains of a killed recording, so it starts over.
+    summary = stages.record(config, paths["all"], progress=False, overwrite=True)
     demos_only = dataclasses.replace(
         config, dataset=dataclasses.replace(config.dataset, noisy_trajectories=0))
-    stages.record(demos_only, paths["demonstrations"], progress=False)
+    stages.record(demos_only, paths["demonstrations"], progress=False, overwrite=True)
     info = {**dataclasses.asdict(summary), "wall_s": time.perf_counter() - started}
     summary_path.write_text(json.dumps(info, indent=1))
     log(f"[{config.env_id} seed {config.seed}] dataset: {info}")
@@ -204,8 +205,9 @@ def run_method(config: PipelineConfig, method: Method, datasets: dict[str, Path]
     else:
         online_config = with_awac(config, method.online)
         agent = switch_config(agent, online_config.awac, config.seed)
+        # Only a method without its result JSON runs, so an online run here was killed: restart.
         tuned = stages.finetune(online_config, seed_dir / method.name, datasets["all"],
-                                progress=False, agent=agent)
+                                progress=False, agent=agent, overwrite=True)
         curve = [dataclasses.asdict(p) for p in tuned.curve]
     return {"method": method.name, "summary": method.summary, "seed": config.seed,
             "task": config.env_id, "eval_episodes": config.eval.episodes, "curve": curve,

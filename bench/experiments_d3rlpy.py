@@ -28,7 +28,7 @@ import torch
 from robot_rl.config import apply_overrides
 from robot_rl.data import EpisodeStore
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig
+from robot_rl.run_config import PipelineConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

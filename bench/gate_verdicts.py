@@ -20,8 +20,8 @@ from robot_rl.config import from_dict
 from robot_rl.learning import load_checkpoint
 from robot_rl.learning.factory import agent_from_checkpoint
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig
 from robot_rl.pipeline.rollout import GatedEnv
+from robot_rl.run_config import PipelineConfig
 
 VERDICTS = ("pass", "clipped", "hold")  # the supervisor's verdict statuses; "other": e-stop
 

@@ -150,9 +150,9 @@ def in_process(steps: int, profile: str, dataset: Path, train: bool) -> dict[str
     import torch
 
     from robot_rl.learning.factory import batch_from_steps, make_replay, new_agent, train_step
-    from robot_rl.pipeline.config import load_pipeline_config
     from robot_rl.pipeline.rollout import GatedEnv
     from robot_rl.pipeline.stages import task_transitions
+    from robot_rl.run_config import load_pipeline_config
 
     torch.set_num_threads(1)  # as the learner's training process
     config = load_pipeline_config("valve", profile=profile)

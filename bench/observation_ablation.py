@@ -29,8 +29,8 @@ from robot_rl.data import transitions
 from robot_rl.learning import AWAC
 from robot_rl.learning.factory import make_replay, new_agent, train_step
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.pipeline.rollout import GatedEnv
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 
 class MaskedPolicy:

@@ -5,7 +5,8 @@ smooth target the robot tracks), with the calibration's workspace check and with
 Reaction: a simulated clock with the watchdog ticking at ``--tick-hz``, commands at
 ``--command-hz`` and states at ``--state-hz``; each fault starts at a random phase and the time
 to the first hold (or e-stop) verdict is measured from the fault's onset (the last state or
-command before a stream stops; the arrival of the faulty state; the e-stop call).
+command before a stream stops; the arrival of the faulty state, e.g. the first one stamped 10 s
+ahead of the supervisor's clock; the e-stop call).
 
     python bench/safety_latency.py --robot dclaw            # figures
     python bench/safety_latency.py --smoke                  # a quick run proving the script works
@@ -23,7 +24,8 @@ import numpy as np
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.safety import RobotState, Supervisor
 
-FAULTS = ("stale_state", "stale_command", "overcurrent", "overtemperature", "estop")
+FAULTS = ("stale_state", "stale_command", "overcurrent", "overtemperature", "future_stamp",
+          "estop")
 
 
 def without_workspace(calibration: RobotCalibration) -> RobotCalibration:
@@ -49,7 +51,7 @@ def latency(calibration: RobotCalibration, commands: int, command_hz: float) -> 
     sup = Supervisor(calibration)
     period = 1.0 / command_hz
     q = target(calibration, 0.0)
-    sup.update_state(state(calibration, 0.0, q))
+    sup.update_state(state(calibration, 0.0, q), 0.0)
     times, statuses = [], {"pass": 0, "clipped": 0, "hold": 0, "estop": 0}
     for k in range(1, commands + 1):
         t = k * period
@@ -60,7 +62,7 @@ def latency(calibration: RobotCalibration, commands: int, command_hz: float) -> 
         statuses[verdict.status] += 1
         if verdict.command_rad is not None:
             q = verdict.command_rad  # the robot reaches each target within the period
-        sup.update_state(state(calibration, t + 0.5 * period, q))
+        sup.update_state(state(calibration, t + 0.5 * period, q), t + 0.5 * period)
     us = np.array(times) / 1e3
     return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
             "max_us": float(us.max()), **{f"{k}_share": v / commands for k, v in statuses.items()}}
@@ -93,11 +95,13 @@ def reaction(calibration: RobotCalibration, fault: str, tick_hz: float, command_
                 continue
             overcurrent = after and fault == "overcurrent"
             overheated = after and fault == "overtemperature"
-            if (overcurrent or overheated) and onset is None:
+            ahead_s = 10.0 if after and fault == "future_stamp" else 0.0  # the driver's clock
+            if (overcurrent or overheated or ahead_s) and onset is None:
                 onset = t  # the first faulty measurement reaches the supervisor now
             effort = 2.0 * calibration.current_limit_a.max() if overcurrent else 0.0
             temperature = calibration.safety.temperature_limit_c + (5.0 if overheated else -20.0)
-            sup.update_state(state(calibration, t, q, effort=effort, temperature=temperature))
+            sup.update_state(state(calibration, t + ahead_s, q, effort=effort,
+                                   temperature=temperature), t)
             last_state_s = t
             continue
         if kind == "command":

@@ -140,8 +140,9 @@ def micro(robot: str, calls: int, clock: Any) -> None:
     parts = {
         "decode JointState (pos, vel, eff)": lambda k: m.JointState.deserialize(joint_bytes[-1]),
         "reorder (names in order)": lambda k: reorder(state_msg.name, state_msg.position, names),
-        "Supervisor.update_state": lambda k: sup.update_state(state),
-        "Supervisor.filter": lambda k: sup.filter(q, safety.node.now_s()),
+        "Supervisor.update_state": lambda k: sup.update_state(state, safety.node.steady_s(),
+                                                              safety.node.now_s()),
+        "Supervisor.filter": lambda k: sup.filter(q, safety.node.steady_s()),
         "m.joint_state + encode (position)": lambda k: m.joint_state(names, q, stamp_s=1.0
                                                                      ).serialize(),
     }

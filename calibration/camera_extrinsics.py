@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marker-length", type=float, default=defaults.marker_length_m)
     parser.add_argument("--dictionary", default=defaults.dictionary, choices=DICTIONARIES)
     parser.add_argument("--out", required=True, help="the camera YAML to write")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace --out if it exists (--force: its old spelling)")
     args = parser.parse_args(argv)
     sx, sy = (int(v) for v in args.squares.lower().split("x"))
     spec = CharucoBoardSpec(sx, sy, args.square_length, args.marker_length, args.dictionary)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     camera = load_camera(args.camera)
     result = calibrate(camera, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), pose_matrix(args.board_pose),
                        spec, args.parent_frame)
-    save_camera(result, args.out, overwrite=args.force,
+    save_camera(result, args.out, overwrite=args.overwrite,
                 header=f"Extrinsics from {args.image} (calibration.camera_extrinsics), "
                        f"intrinsics from {camera_path(args.camera)}")
     assert result.extrinsics is not None

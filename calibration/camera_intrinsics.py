@@ -43,13 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--out", default=None, help="default: calibration/cameras/<name>.yaml")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace --out if it exists (--force: its old spelling)")
     args = parser.parse_args(argv)
     config = CameraConfig(serial=args.serial, recording_path=args.recording, width=args.width,
                           height=args.height, fps=args.fps)
     calibration = read_intrinsics(args.name, config)
     out = Path(args.out) if args.out else CAMERAS_DIR / f"{args.name}.yaml"
-    save_camera(calibration, out, overwrite=args.force,
+    save_camera(calibration, out, overwrite=args.overwrite,
                 header=f"Intrinsics read from {config.source} (calibration.camera_intrinsics); "
                        "add extrinsics with calibration.camera_extrinsics")
     k = calibration.intrinsics

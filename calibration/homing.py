@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the known pose, comma-separated rad in joint order (default: 0s)")
     parser.add_argument("--out", default=None, help="new calibration file "
                         "(default: calibration/<robot>.homed.yaml)")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace --out if it exists (--force: its old spelling)")
     parser.add_argument("--yes", action="store_true", help="do not wait for Enter")
     args = parser.parse_args(argv)
     calibration = load_robot(args.robot)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     offsets = home(calibration, pose, args.port)
     write_updated(args.robot, {j.name: {"offset_rad": float(o)}
                                for j, o in zip(calibration.joints, offsets)}, out,
-                  force=args.force, note="homing offsets (calibration.homing)")
+                  force=args.overwrite, note="homing offsets (calibration.homing)")
     for joint, offset in zip(calibration.joints, offsets):
         print(f"{joint.name:>20}: offset_rad {joint.offset_rad:+.4f} -> {offset:+.4f}")
     print(f"wrote {out}")

@@ -81,12 +81,16 @@ def _search(chain: DynamixelChain, index: int, sign: int, hold: np.ndarray,
 
 
 def _return_to(chain: DynamixelChain, target: np.ndarray, config: LimitSearchConfig) -> None:
-    chain.write_positions(target)
+    """Steps back to ``target``, each goal at most half of ``safety.max_step_rad`` from the
+    reading just taken: the chain refuses a goal further than the step limit from where a joint
+    is measured (docs/safety.md, the driver's own rules)."""
+    step = 0.5 * chain.calibration.safety.max_step_rad
     deadline = time.monotonic() + config.settle_timeout_s
     while time.monotonic() < deadline:
         position = chain.read().position_rad[: len(target)]
         if np.allclose(position, target, atol=0.05):
             return
+        chain.write_positions(position + np.clip(target - position, -step, step))
         time.sleep(config.period_s)
 
 
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="back-off from each stop, rad")
     parser.add_argument("--out", default=None,
                         help="new calibration file (default: calibration/<robot>.limits.yaml)")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace --out if it exists (--force: its old spelling)")
     args = parser.parse_args(argv)
     calibration = load_robot(args.robot)
     config = LimitSearchConfig(speed_rad_s=args.speed, goal_current_a=args.current,
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         updates[stop.name] = {"position_limits_rad": list(stop.limits(config.margin_rad))}
     out = Path(args.out) if args.out else default_output(args.robot, "limits")
-    write_updated(args.robot, updates, out, force=args.force,
+    write_updated(args.robot, updates, out, force=args.overwrite,
                   note=f"joint limits found at {config.goal_current_a} A, margin "
                        f"{config.margin_rad} rad (calibration.joint_limits)")
     print(f"wrote {out}")

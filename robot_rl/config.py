@@ -27,15 +27,54 @@ class ConfigError(ValueError):
     """A config file or value is wrong; the message names the file, the key and what is allowed."""
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key appears twice in one mapping (``line`` and ``first_line`` count from 1)."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} in one mapping (first on line "
+                         f"{first_line}); YAML allows each key once")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's when built in
+    """PyYAML's safe loader that refuses a key repeated in one mapping.
+
+    YAML forbids it, but PyYAML keeps the last one silently: a second ``max_step_rad`` further
+    down a calibration would replace the first without a word. Keys brought in by a merge
+    (``<<: *anchor``) may still be overridden; that is what a merge is for.
+    ``yaml.load(text, Loader=UniqueKeyLoader)`` for YAML read outside ``load_yaml``.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first_line
+                except TypeError:  # an unhashable key: PyYAML's own error says so
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen:
+                    raise DuplicateKeyError(key, line, first_line[key])
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML mapping; a syntax error or a non-mapping top level names the file (and line)."""
+    """Reads a YAML mapping; a syntax error, a duplicate key or a non-mapping top level names the
+    file (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -158,7 +197,8 @@ def _build(cls: Any, data: Any, source: str, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {prefix or '<top>'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # a field marked "loader" is set by the code that loads the file, never by the file
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("loader")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = _join(prefix, str(unknown[0]))

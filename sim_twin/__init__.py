@@ -1,6 +1,7 @@
 """The MuJoCo digital twin: models, the Twin, gymnasium environments, experts, emulators.
 
-Importing it registers the ``robot_rl/ValveTurn-v0`` and ``robot_rl/DrawerOpen-v0`` environments.
+Every registered task's gymnasium id (``robot_rl/ValveTurn-v0``, ``robot_rl/DrawerOpen-v0``, ...)
+exists once robot_rl is imported (robot_rl.registry); importing sim_twin registers them too.
 Headless rendering uses EGL unless MUJOCO_GL is already set (osmesa works too).
 """
 

@@ -1,4 +1,9 @@
-"""Gymnasium environments on the twin: ``robot_rl/ValveTurn-v0`` and ``robot_rl/DrawerOpen-v0``.
+"""Gymnasium environments on the twin: one per registered task (``robot_rl/ValveTurn-v0``,
+``robot_rl/DrawerOpen-v0``, and any a package registers; robot_rl.registry).
+
+``gymnasium.make(env_id, calibration=..., config=...)`` plays the task on any robot that has a
+scene for it (``calibration``: a name, a YAML path or a RobotCalibration; the task's default robot
+otherwise); ``config`` overrides the task's settings (a mapping or the task's config).
 
 Episodes end with ``terminated=True`` at success (when the task's ``terminate_on_success`` is set,
 the default): with AWAC's sparse reward (0 on success, -1 otherwise) the critic then learns
@@ -10,23 +15,22 @@ asked for and the measured state, and what it returns is what the servos receive
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robot_rl.config import from_dict
+from robot_rl.registry import make_task, register_gym_envs, task_spec
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task, TaskState
-from robot_rl.tasks.drawer import DrawerTask, DrawerTaskConfig
-from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
+from robot_rl.tasks.drawer import DrawerTaskConfig
+from robot_rl.tasks.valve import ValveTaskConfig
 from sim_twin.randomization import RandomizationConfig
 from sim_twin.twin import Twin
 
 CommandGate = Callable[[np.ndarray, dict[str, np.ndarray], float], np.ndarray]
 OBS_TYPES = ("state", "state+rgb")
-T = TypeVar("T")
 
 
 class TwinTaskEnv(gym.Env):
@@ -44,7 +48,7 @@ class TwinTaskEnv(gym.Env):
         self.task = task
         self.obs_type, self.image_size, self.camera = obs_type, tuple(image_size), camera
         self.command_gate, self.render_mode = command_gate, render_mode
-        self.twin = Twin(task.calibration, physics_timestep_s=physics_timestep_s,
+        self.twin = Twin(task.calibration, task=task.name, physics_timestep_s=physics_timestep_s,
                          randomization=randomization)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / task.control_period_s)}
         n = task.n_joints
@@ -140,40 +144,35 @@ class TwinTaskEnv(gym.Env):
                 "joint_targets_rad": self._targets.copy(), "time_s": self.twin.time_s}
 
 
-class ValveTurnEnv(TwinTaskEnv):
+class TaskEnv(TwinTaskEnv):
+    """A registered task by name on a robot (its default robot unless ``calibration`` is given);
+    ``config`` overrides the task's settings (a mapping or the task's config)."""
+
+    def __init__(self, task: str, config: Any = None,
+                 calibration: RobotCalibration | str | None = None, **kwargs: Any) -> None:
+        if calibration is None:
+            calibration = task_spec(task).default_robot
+        if not isinstance(calibration, RobotCalibration):
+            calibration = load_robot(calibration)
+        super().__init__(make_task(task, calibration, config), **kwargs)
+
+
+class ValveTurnEnv(TaskEnv):
     """Turn the D'Claw's valve to a goal angle (calibration ``dclaw`` unless given)."""
 
     def __init__(self, config: ValveTaskConfig | Mapping[str, Any] | None = None,
                  calibration: RobotCalibration | str = "dclaw", **kwargs: Any) -> None:
-        if isinstance(calibration, str):
-            calibration = load_robot(calibration)
-        super().__init__(ValveTask(calibration, _task_config(ValveTaskConfig, config)), **kwargs)
+        super().__init__("valve", config, calibration, **kwargs)
 
 
-class DrawerOpenEnv(TwinTaskEnv):
+class DrawerOpenEnv(TaskEnv):
     """Hook the handle and pull the drawer open (calibration ``arm6`` unless given)."""
 
     def __init__(self, config: DrawerTaskConfig | Mapping[str, Any] | None = None,
                  calibration: RobotCalibration | str = "arm6", **kwargs: Any) -> None:
-        if isinstance(calibration, str):
-            calibration = load_robot(calibration)
-        super().__init__(DrawerTask(calibration, _task_config(DrawerTaskConfig, config)), **kwargs)
-
-
-def _task_config(cls: type[T], config: T | Mapping[str, Any] | None) -> T | None:
-    """A task config given as a mapping (a pipeline config's ``env_kwargs: {config: ...}``)."""
-    if config is None or isinstance(config, cls):
-        return config
-    return from_dict(cls, config, source="env_kwargs", prefix="config")
-
-
-ENVS = {
-    "robot_rl/ValveTurn-v0": "sim_twin.envs:ValveTurnEnv",
-    "robot_rl/DrawerOpen-v0": "sim_twin.envs:DrawerOpenEnv",
-}
+        super().__init__("drawer", config, calibration, **kwargs)
 
 
 def register_envs() -> None:
-    for env_id, entry_point in ENVS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point=entry_point)
+    """Every registered task's env id (robot_rl.registry.register_gym_envs; kept for callers)."""
+    register_gym_envs()

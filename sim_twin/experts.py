@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.registry import load_object, task_spec
 from robot_rl.tasks.base import velocity_step_rad, wrap_angle
 from sim_twin.kinematics import SiteIK
 
@@ -271,8 +272,10 @@ def run_episode(env: gym.Env, expert: Expert, seed: int) -> dict:
 
 
 def make_expert(env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> Expert:
+    """The scripted expert the task's registration names (robot_rl.registry.TaskSpec.expert)."""
     task = env.unwrapped.task.name
-    experts = {"valve": ValveExpert, "drawer": DrawerExpert}
-    if task not in experts:
-        raise KeyError(f"no scripted expert for task {task!r}; known: {sorted(experts)}")
-    return experts[task](env, noise_std, seed)
+    spec = task_spec(task)
+    if not spec.expert:
+        raise KeyError(f"no scripted expert for task {task!r}: its registration names none "
+                       "(TaskSpec.expert); record demonstrations by teleoperation instead")
+    return load_object(spec.expert, f"task {task!r}: scripted expert")(env, noise_std, seed)

@@ -130,6 +130,8 @@ class TwinNode:
         self.node: Node = make_node("twin", argv=argv)
         p = self.node.declare_parameter
         robot = p("robot", "dclaw", "calibration name or YAML path")
+        task = p("task", "", "the task whose scene the twin plays (the calibration's "
+                             "tasks.<task>.scene); '': the robot's model_mjcf")
         publish_rate_hz = p("publish_rate_hz", 100.0, "joint state rate (Hz)")
         camera_rate_hz = p("camera_rate_hz", 0.0, "rgb+depth rate (Hz); 0: no camera")
         seed = p("seed", 0, "random seed of the scene")
@@ -160,7 +162,9 @@ class TwinNode:
             raise ValueError(f"node {name}: lockstep:=true needs use_sim_time:=true (in "
                              "lockstep the twin's clock, not the wall clock, is the graph's time)")
         self.calibration = load_robot(robot)
-        self.twin = Twin(self.calibration, physics_timestep_s=timestep_s, seed=seed)
+        self.twin = Twin(self.calibration, task=task or None, physics_timestep_s=timestep_s,
+                         seed=seed)
+        self.twin.reset_to_task_start(seed)  # until the first episode's reset event
         self._period_s = 1.0 / publish_rate_hz
         self._names = list(self.calibration.joint_names)
         self._debt_s = 0.0

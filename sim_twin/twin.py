@@ -1,8 +1,10 @@
 """One scene's physics: the robot of a calibration file, its object, its camera.
 
-Used by the gymnasium environments, by the twin ROS node and by the hardware emulators. Joints are
-always in the calibration's order; the object is the one model joint that is not a robot joint
-(the valve's hinge, the drawer's slide). Units: rad, rad/s, m, s, A.
+Used by the gymnasium environments, by the twin ROS node and by the hardware emulators. The scene
+is a task's (``RobotCalibration.scene_path(task)``: the robot with the task's objects), or the
+robot's model when that already holds them. Joints are always in the calibration's order; the
+object is the scene's one joint that is not a robot joint (the valve's hinge, the drawer's slide).
+Units: rad, rad/s, m, s, A.
 """
 
 from __future__ import annotations
@@ -19,21 +21,23 @@ from sim_twin.servos import torque_constant_nm_a
 
 
 class Twin:
-    def __init__(self, calibration: RobotCalibration, *, physics_timestep_s: float = 0.002,
+    def __init__(self, calibration: RobotCalibration, *, task: str | None = None,
+                 physics_timestep_s: float = 0.002,
                  randomization: RandomizationConfig | None = None,
                  seed: int | None = None) -> None:
+        """``task`` picks the scene (the calibration's ``tasks.<task>.scene``); None: the
+        robot's model, which must then hold the object."""
         self.calibration = calibration
-        self.model_path = calibration.model_path()
-        if not self.model_path.exists():
-            raise FileNotFoundError(f"robot {calibration.robot}: model_mjcf {self.model_path} "
-                                    "does not exist")
+        self.task = task
+        self.model_path = calibration.scene_path(task)
         self.model = mujoco.MjModel.from_xml_path(str(self.model_path))
         self.model.opt.timestep = physics_timestep_s
         self.data = mujoco.MjData(self.model)
         self.randomization = randomization or RandomizationConfig()
         self._rng = np.random.default_rng(seed)
         self._bind_joints()
-        self._kt_nm_a = np.array([torque_constant_nm_a(j.model) for j in calibration.joints])
+        self._kt_nm_a = np.array([j.torque_constant_nm_a or torque_constant_nm_a(j.model)
+                                  for j in calibration.joints])
         self._randomizer = ModelRandomizer(self.model, self._actuators)
         # A Dynamixel in position mode follows its goal along a trapezoid-free profile capped at
         # Profile Velocity, which the driver sets from each joint's velocity limit; the twin's
@@ -102,6 +106,21 @@ class Twin:
         self._pending = None
         mujoco.mj_forward(self.model, self.data)
         self._draw_noise()
+
+    def reset_to_task_start(self, seed: int | None = None) -> None:
+        """At rest where the task's episodes start (its reset distribution, drawn with ``seed``),
+        the object as the task resets it; the clipped zero pose when the twin plays no task. A
+        node or a driver starts here: a robot's zero pose may be inside its scene's furniture
+        (the UR5e's, stretched out, is in the drawer's cabinet)."""
+        if self.task is None:
+            zero = np.zeros(self.n_joints)
+            self.reset(np.clip(zero, self.calibration.lower_rad, self.calibration.upper_rad),
+                       0.0, seed)
+            return
+        from robot_rl.registry import make_task
+
+        sample = make_task(self.task, self.calibration).sample_reset(np.random.default_rng(seed))
+        self.reset(sample.joint_positions_rad, sample.object_position, seed)
 
     def set_joint_targets(self, targets_rad: np.ndarray) -> None:
         """Servo goals (calibration order); with latency they land part-way into advance()."""

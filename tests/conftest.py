@@ -1,4 +1,5 @@
-"""Shared fixtures: a DDS domain of its own per test, and a reaper for spawned processes."""
+"""Shared fixtures: a DDS domain of its own per test, and a reaper for spawned processes; every
+test marked by its folder (unit, graph, hil), so that markers and folders cannot disagree."""
 
 from __future__ import annotations
 
@@ -8,14 +9,28 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.processes import child_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+TESTS_DIR = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("unit", "graph", "hil")  # declared in setup.cfg
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the folder it lives in: `-m graph` selects exactly tests/graph."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:  # a test outside tests/ (pytest given another path)
+            continue
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
+
+
 # Domain ids 1-232 are valid for ROS 2; a pid-seeded order keeps parallel pytest runs (other
 # engineers, CI shards) on different domains with high probability.
 _DOMAIN_IDS = itertools.cycle(random.Random(os.getpid()).sample(range(1, 233), 232))
@@ -29,16 +44,6 @@ def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("ROBOT_RL_DDS_LOOPBACK", "1")
     monkeypatch.setenv("ROBOT_RL_BACKEND", "dds")
     return domain_id
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child Python: this repository importable, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 @pytest.fixture
@@ -61,7 +66,3 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
-
-def python_cmd(code: str, *args: str) -> list[str]:
-    """A command running ``code`` with this interpreter."""
-    return [sys.executable, "-c", code, *args]

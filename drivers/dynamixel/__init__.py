@@ -10,10 +10,13 @@ from drivers.dynamixel.chain import (
     DynamixelCommError,
     DynamixelConnectError,
     DynamixelError,
+    DynamixelGoalRefused,
     DynamixelPortError,
     DynamixelStatusError,
+    DynamixelTorqueError,
 )
 
 __all__ = ["BusTiming", "ChainState", "DynamixelChain", "DynamixelChainConfig",
            "DynamixelCommError", "DynamixelConnectError", "DynamixelError",
-           "DynamixelPortError", "DynamixelStatusError"]
+           "DynamixelGoalRefused", "DynamixelPortError", "DynamixelStatusError",
+           "DynamixelTorqueError"]

@@ -7,11 +7,33 @@ encoder) come from there, with their ids, models, directions, offsets and limits
     chain = DynamixelChain(load_robot("dclaw"))
     chain.connect(); chain.configure(); chain.torque(True)
     state = chain.read()                  # ChainState: joints first, then sensors
-    chain.write_positions(targets_rad)    # joints only, clamped to the calibrated limits
+    chain.write_positions(targets_rad)    # joints only, checked against the last read
 
-A ROS node only needs these calls plus ``diagnostics()`` and ``drain_events()``. Port errors
-during read/write/torque trigger a reconnect (close, reopen with backoff, ping, torque back on if
-it was on); failed packets are retried ``retries`` times.
+A ROS node only needs these calls plus ``diagnostics()`` and ``drain_events()``. Failed packets
+are retried ``retries`` times. The chain's own safety rules (docs/safety.md, "The Dynamixel
+driver's own rules"), each because the supervisor is not the only thing that can go wrong:
+
+- **Arming.** Torque comes on only through ``_arm``: RAM settings first (Profile Velocity: a servo
+  that lost power has it reset to 0, unlimited speed), each goal set to where the servo is, then
+  Torque Enable. Every arm starts a new ``arm_epoch``; until ``read()`` has measured the chain in
+  that epoch, ``write_positions`` writes nothing. The node adds the supervisor's part (COMMAND
+  stamps, contract C1).
+- **Reconnect.** A port error closes the port and reopens it with backoff for at most
+  ``reconnect_timeout_s``. Torque wanted on: the reconnect re-arms (the servos may have lost power
+  with the adapter and sagged). An interrupted read is read again; an interrupted goal write is
+  never sent again (``DynamixelGoalRefused``, reason ``reconnected``): it was computed from a
+  position that is no longer where the robot is.
+- **Power loss.** Every ``telemetry_period_s`` the chain reads Torque Enable and Hardware Error
+  Status of every joint. A joint found torque-off with no hardware error, while torque is wanted
+  on, lost power and came back: the chain re-arms. A joint whose firmware cut torque for a
+  hardware error, or that was rebooted, stays off until torque is asked for again
+  (``torque(True)``): its fault may still be there.
+- **Goals.** ``write_positions`` clamps to the position limits shrunk by the calibration's
+  ``safety.position_margin_rad`` and refuses (writes nothing, raises ``DynamixelGoalRefused``) a
+  goal more than ``safety.max_step_rad`` from the last measured position of any joint, or when
+  that measurement is older than ``safety.state_timeout_s``.
+- **Torque off** is a broadcast write, then one write per joint; every joint is tried and the
+  failures are raised together, by name (``DynamixelTorqueError``).
 """
 
 from __future__ import annotations
@@ -25,7 +47,7 @@ from typing import Any
 
 import numpy as np
 from dynamixel_sdk import GroupSyncWrite, PacketHandler
-from dynamixel_sdk.robotis_def import COMM_SUCCESS
+from dynamixel_sdk.robotis_def import BROADCAST_ID, COMM_SUCCESS
 
 from drivers.dynamixel import control_table as ct
 from drivers.dynamixel.bus_io import (
@@ -59,6 +81,32 @@ class DynamixelPortError(DynamixelError):
     """The port went away and did not come back within ``reconnect_timeout_s``."""
 
 
+class DynamixelGoalRefused(DynamixelError):
+    """``write_positions`` wrote nothing; ``reason`` names the rule (see REFUSAL_REASONS)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DynamixelTorqueError(DynamixelError):
+    """Torque could not be switched on some joints; ``failures`` maps each one's label to why.
+    Every other joint was switched."""
+
+    def __init__(self, message: str, failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+# Why a goal is refused: more than max_step_rad from the measured position; no read since the
+# last arm (torque on, reconnect, power loss); the last read older than safety.state_timeout_s;
+# the bus reconnected while the goal was being written.
+REFUSAL_REASONS = ("step", "unmeasured", "stale", "reconnected")
+# Hardware errors that make the firmware cut torque (the factory Shutdown value, 52).
+_SHUTDOWN_ERRORS = frozenset({"overheating", "electrical_shock", "overload"})
+_STEP_TOLERANCE_RAD = 1e-9  # float rounding of a goal computed exactly at the step limit
+
+
 @dataclass(frozen=True)
 class DynamixelChainConfig:
     retries: int = field(default=2, metadata={"range": (0, 10),
@@ -71,7 +119,8 @@ class DynamixelChainConfig:
     operating_mode: str = field(default="position", metadata={
         "choices": ("position", "current_based_position")})
     telemetry_period_s: float = field(default=0.5, metadata={
-        "range": (0.0, 60.0), "help": "how often temperature and voltage are read"})
+        "range": (0.0, 60.0), "help": "how often temperature, voltage, and Torque Enable and "
+                                     "Hardware Error Status (power-loss check) are read"})
     timing_window: int = field(default=1000, metadata={"range": (10, 1_000_000)})
 
 
@@ -87,6 +136,7 @@ class ChainState:
     temperature_c: np.ndarray  # NaN until the first telemetry read
     hardware_error: tuple[tuple[str, ...], ...]  # decoded Hardware Error Status, () when fine
     n_joints: int
+    arm_epoch: int = 0  # the chain's arm_epoch when this was measured
 
     @property
     def joints(self) -> slice:
@@ -146,15 +196,25 @@ class DynamixelChain:
         self._port: LatencyPortHandler | None = None
         self._reader: AlertingSyncRead | None = None
         self._telemetry: AlertingSyncRead | None = None
+        self._torque_check: AlertingSyncRead | None = None
         self.fast_sync_read_in_use = False
-        self.torque_on = False
+        self.torque_on = False  # wanted: what a reconnect or a power loss restores
+        self.arm_epoch = 0  # +1 at every arm (torque on, re-arm after a reconnect or power loss)
+        self.last_arm_cause = ""
+        self._last_arm_failures: dict[str, str] = {}
         self.reconnect_count = 0
+        self.power_loss_count = 0
         self.retry_count = 0
+        self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
         self.last_error = ""
         self.low_latency = "none"
         self._hardware_error: dict[int, tuple[str, ...]] = {}
+        self._kept_off: set[int] = set()  # joints left torque-off until torque(True) is asked
         self._temperature_c = np.full(len(self.members), np.nan)
         self._last_telemetry_s = -np.inf
+        self._measured_rad: np.ndarray | None = None  # joints, from the last read
+        self._measured_at_s = -np.inf  # time.monotonic() at the middle of that read
+        self._measured_epoch = -1  # arm_epoch during that read
         self._events: deque[str] = deque(maxlen=100)
         window = self.config.timing_window
         self._read_s: deque[float] = deque(maxlen=window)
@@ -164,8 +224,13 @@ class DynamixelChain:
         n = calibration.n_joints
         self._dir = np.array([m.direction for m in self.members], dtype=np.float64)
         self._off = np.array([m.offset_rad for m in self.members], dtype=np.float64)
-        self._lower = calibration.lower_rad
-        self._upper = calibration.upper_rad
+        safety = calibration.safety
+        # the supervisor's limits, kept here too: a goal that reaches this chain without the
+        # supervisor (a foreign publisher, a replay) is held to them all the same
+        self._lower = calibration.lower_rad + safety.position_margin_rad
+        self._upper = calibration.upper_rad - safety.position_margin_rad
+        self._max_step_rad = safety.max_step_rad
+        self._max_measurement_age_s = safety.state_timeout_s
         self._n_joints = n
 
     # --- connection ------------------------------------------------------------------------------
@@ -189,7 +254,7 @@ class DynamixelChain:
                     self._port.closePort()
             except PORT_ERRORS:
                 pass
-        self._port = self._reader = self._telemetry = None
+        self._port = self._reader = self._telemetry = self._torque_check = None
 
     def __enter__(self) -> DynamixelChain:
         self.connect()
@@ -218,6 +283,10 @@ class DynamixelChain:
         for m in self.members:
             self._reader.addParam(m.id)
             self._telemetry.addParam(m.id)
+        self._torque_check = AlertingSyncRead(port, self._ph, ct.TORQUE_CHECK_ADDRESS,
+                                              ct.TORQUE_CHECK_SIZE)
+        for m in self.joints:
+            self._torque_check.addParam(m.id)
 
     def _check_servos(self) -> None:
         problems = []
@@ -267,6 +336,8 @@ class DynamixelChain:
         self._write_ram_settings()
 
     def _write_ram_settings(self) -> None:
+        """The RAM items this chain relies on; a servo that lost power has them at factory
+        values (Profile Velocity 0: no speed cap at all)."""
         for m in self.joints:
             self.write_item(m.id, "Profile Velocity", self._velocity_units(m))
 
@@ -301,6 +372,13 @@ class DynamixelChain:
         known = [m.id for m in self.members]
         raise DynamixelError(f"servo id {servo_id} is not in calibration "
                              f"{self.calibration.robot} (ids {known})")
+
+    def member_named(self, name: str) -> _Member:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise DynamixelError(f"no joint or sensor {name!r} in calibration "
+                             f"{self.calibration.robot} ({[m.name for m in self.members]})")
 
     def read_item(self, servo_id: int, item: str) -> int:
         """One control table item of one servo, signed where the item is."""
@@ -351,26 +429,116 @@ class DynamixelChain:
                 quiet_until = time.monotonic() + quiet_s
 
     # --- torque and reboot -----------------------------------------------------------------------
-    def torque(self, on: bool) -> None:
-        """Joints only. On: each goal is first set to where the servo is, so nothing jumps."""
-        self._with_reconnect(self._torque, on)
+    def torque(self, on: bool, cause: str = "requested") -> None:
+        """Joints only. On: arms every joint, also those kept off after a hardware error or a
+        reboot (asking for torque is the explicit request they wait for), holding where each
+        servo is. Off: broadcast, then every joint. A port error reconnects; the intent is set
+        first, so the reconnect re-arms only when torque is wanted on. Raises
+        ``DynamixelTorqueError`` naming every joint that failed, after trying them all."""
+        self.torque_on = on
+        if on:
+            self._kept_off.clear()
+            try:
+                failures = self._arm(f"torque on ({cause})")
+            except PORT_ERRORS as err:
+                self._reconnect(err)  # re-arms: torque is wanted on
+                failures = self._last_arm_failures
+            what = "torque on"
+        else:
+            failures, port_error = self._torque_off_everywhere()
+            if port_error is not None:
+                self._reconnect(port_error)  # no re-arm: torque is wanted off
+                failures, _ = self._torque_off_everywhere()
+            what = "torque off"
+        if failures:
+            raise DynamixelTorqueError(
+                f"calibration {self.calibration.robot}, bus {self.port_name}: {what} failed on "
+                f"{len(failures)} of {len(self.joints)} joints (the others were switched):\n  "
+                + "\n  ".join(f"{k}: {v}" for k, v in failures.items()), failures)
 
     def torque_off_once(self) -> None:
-        """Torque off without reconnecting: at shutdown the adapter may already be gone, and
-        stopping must not wait out a reconnect (packet retries still apply)."""
-        self._torque(False)
+        """Torque off without reconnecting, for shutdown: the adapter may already be gone, and
+        stopping must not wait out a reconnect. A broadcast write first (one packet reaches every
+        servo that still listens, even one whose answers no longer arrive), then each joint with
+        its own retries, every one tried; ``DynamixelTorqueError`` names each that failed."""
+        self.torque_on = False
+        if self._port is None:  # a reconnect gave up and closed it: one more try to open it
+            try:
+                self._open()
+            except (DynamixelError, *PORT_ERRORS) as err:
+                failures = {m.label: f"port {self.port_name} cannot be opened: {err}"
+                            for m in self.joints}
+                raise DynamixelTorqueError(
+                    f"torque off: {self.port_name} cannot be opened ({err}); the joints keep "
+                    "their torque until they lose power", failures) from err
+        failures, _ = self._torque_off_everywhere()
+        if failures:
+            raise DynamixelTorqueError(
+                f"calibration {self.calibration.robot}, bus {self.port_name}: torque off failed "
+                f"on {len(failures)} of {len(self.joints)} joints (the others are off):\n  "
+                + "\n  ".join(f"{k}: {v}" for k, v in failures.items()), failures)
 
-    def _torque(self, on: bool) -> None:
-        if on:
-            present = self._sync_read()[2][: self._n_joints]
-            self._sync_write_ticks(present)
+    def _torque_off_everywhere(self) -> tuple[dict[str, str], BaseException | None]:
+        """Broadcast Torque Enable 0, then each joint: every one is tried, whatever the one
+        before did. Returns the joints that failed (label: why) and the first port error."""
+        assert self._port is not None, "connect() first"
+        port, address = self._port, ct.ITEMS["Torque Enable"].address
+        failures: dict[str, str] = {}
+        port_error: BaseException | None = None
+        try:
+            port.is_using = False  # an earlier transaction that raised left the SDK's flag set
+            result = self._ph.write1ByteTxOnly(port, BROADCAST_ID, address, 0)
+            if result != COMM_SUCCESS:
+                self._event(f"torque off: broadcast write failed: {self._ph.getTxRxResult(result)}")
+        except PORT_ERRORS as err:
+            port_error = err
+            self._event(f"torque off: broadcast write failed: port error: {err}")
         for m in self.joints:
-            self.write_item(m.id, "Torque Enable", int(on))
-        self.torque_on = on
+            try:
+                port.is_using = False
+                self.write_item(m.id, "Torque Enable", 0)
+            except DynamixelError as err:
+                failures[m.label] = str(err)
+            except PORT_ERRORS as err:
+                failures[m.label] = f"port error on {self.port_name}: {err}"
+                port_error = port_error or err
+        return failures, port_error
+
+    def _arm(self, cause: str) -> dict[str, str]:
+        """Torque on, holding the measured position; the only way torque comes on.
+
+        Starts a new ``arm_epoch`` first, so no position measured before this call can justify a
+        goal. Then: RAM settings (Profile Velocity), goal = present position for every joint
+        (a joint kept off too: it will hold when it is re-armed), and Torque Enable on each joint
+        not kept off. A joint that refuses is reported (returned and as an event), not retried
+        here; the power-loss check finds it off and arms again."""
+        self.arm_epoch += 1
+        self.last_arm_cause = cause
+        self._last_arm_failures = {}
+        self._write_ram_settings()
+        present = self._sync_read()[2][: self._n_joints]
+        self._sync_write_ticks(present)
+        for m in self.joints:
+            if m.id in self._kept_off:
+                continue
+            try:
+                self.write_item(m.id, "Torque Enable", 1)
+            except (DynamixelCommError, DynamixelStatusError) as err:
+                self._last_arm_failures[m.label] = str(err)
+        kept = sorted(m.label for m in self.joints if m.id in self._kept_off)
+        self._event(f"armed ({cause}): holding the measured position; writes wait for a read "
+                    f"after this (arm {self.arm_epoch})"
+                    + (f"; kept off: {', '.join(kept)}" if kept else "")
+                    + "".join(f"; {k} refused: {v}" for k, v in self._last_arm_failures.items()))
+        return self._last_arm_failures
 
     def reboot(self, servo_id: int) -> None:
-        """Reboots one servo (clears its hardware error); it comes back with torque off."""
+        """Reboots one servo (clears its hardware error). It comes back with torque off, and a
+        joint stays off until torque is asked for again (``torque(True)``): the chain does not
+        re-arm it by itself, whatever the power-loss check sees."""
         m = self.member(servo_id)
+        if not m.sensor:
+            self._kept_off.add(m.id)
         self._txrx(m, "REBOOT", self._ph.reboot, m.id)
         deadline = time.monotonic() + 2.0
         while True:
@@ -383,14 +551,18 @@ class DynamixelChain:
         if not m.sensor:
             self.write_item(m.id, "Profile Velocity", self._velocity_units(m))
         self._hardware_error.pop(m.id, None)
-        self._event(f"{m.label}: rebooted, torque off")
+        self._event(f"{m.label}: rebooted, torque off"
+                    + ("; it stays off until torque is turned on again (re-arm)"
+                       if not m.sensor else ""))
 
     # --- the cycle -------------------------------------------------------------------------------
     def read(self) -> ChainState:
         return self._with_reconnect(self._read)
 
     def _read(self) -> ChainState:
+        epoch = self.arm_epoch
         start_wall, start = time.time(), time.perf_counter()
+        start_monotonic = time.monotonic()
         current, velocity, position = self._sync_read()
         duration = time.perf_counter() - start
         self._read_s.append(duration)
@@ -398,16 +570,23 @@ class DynamixelChain:
         self._refresh_alerts()
         if time.monotonic() - self._last_telemetry_s >= self.config.telemetry_period_s:
             self._read_telemetry()
+            self._check_torque()
         units = np.array([m.spec.current_unit_a for m in self.members])
+        position_rad = self._dir * ct.ticks_to_rad(position) + self._off
+        if self.arm_epoch == epoch:  # an arm during this read makes the positions old news
+            self._measured_rad = position_rad[: self._n_joints]
+            self._measured_at_s = start_monotonic + duration / 2
+            self._measured_epoch = epoch
         return ChainState(
             stamp_s=start_wall + duration / 2,
             names=tuple(m.name for m in self.members),
-            position_rad=self._dir * ct.ticks_to_rad(position) + self._off,
+            position_rad=position_rad,
             velocity_rad_s=self._dir * ct.velocity_units_to_rad_s(velocity),
             current_a=self._dir * current * units,
             temperature_c=self._temperature_c.copy(),
             hardware_error=tuple(self._hardware_error.get(m.id, ()) for m in self.members),
-            n_joints=self._n_joints)
+            n_joints=self._n_joints,
+            arm_epoch=epoch)
 
     def _sync_read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw present current, velocity and position of every member (signed units, ticks)."""
@@ -452,9 +631,13 @@ class DynamixelChain:
         status = self.read_item(m.id, "Hardware Error Status")
         names = ct.decode_hardware_error(status) or (f"status 0x{status:02x}",)
         self._hardware_error[m.id] = names
-        if not m.sensor and "overload" in names:
+        if not m.sensor and _SHUTDOWN_ERRORS.intersection(names):
+            # the firmware cut its torque; it stays off even if the error clears by a power
+            # cycle, until torque is asked for again: the cause may still be there
+            self._kept_off.add(m.id)
             self._event(f"{m.label}: hardware error {', '.join(names)}; the servo turned its "
-                        "torque off; reboot() it once the cause is gone")
+                        "torque off; it stays off until it is rebooted and torque is turned on "
+                        "again (re-arm)")
         else:
             self._event(f"{m.label}: hardware error {', '.join(names)}")
 
@@ -467,18 +650,89 @@ class DynamixelChain:
         self._temperature_c = np.array([float(reader.getData(m.id, temp, 1)) for m in self.members])
         self._last_telemetry_s = time.monotonic()
 
+    def _check_torque(self) -> None:
+        """The power-loss check: Torque Enable and Hardware Error Status of every joint.
+
+        A servo whose supply dropped and came back (a loose connector, a brown-out) boots with
+        torque off, Profile Velocity 0 and no hardware error, and nothing on the bus says so: its
+        status packets look as usual. A joint found so while torque is wanted on is re-armed
+        (the same path as after a reconnect). A joint whose firmware cut torque for a hardware
+        error is kept off instead."""
+        reader = self._torque_check
+        assert reader is not None
+        self._sync_transaction(reader, reader.txRxPacket,
+                               f"sync read of Torque Enable .. Hardware Error Status (address "
+                               f"{ct.TORQUE_CHECK_ADDRESS}, {ct.TORQUE_CHECK_SIZE} bytes)")
+        if not self.torque_on:
+            return
+        torque_address = ct.ITEMS["Torque Enable"].address
+        error_address = ct.ITEMS["Hardware Error Status"].address
+        lost = []
+        for m in self.joints:
+            if reader.getData(m.id, torque_address, 1) or m.id in self._kept_off:
+                continue
+            status = reader.getData(m.id, error_address, 1)
+            if status:
+                self._kept_off.add(m.id)
+                names = ct.decode_hardware_error(status) or (f"status 0x{status:02x}",)
+                self._event(f"{m.label}: torque found off with hardware error {', '.join(names)}; "
+                            "it stays off until torque is turned on again (re-arm)")
+            else:
+                lost.append(m)
+        if lost:
+            self.power_loss_count += 1
+            self._event(f"{', '.join(m.label for m in lost)}: torque found off with no hardware "
+                        "error: the servo lost power and came back (its RAM settings are reset "
+                        "too); re-arming")
+            self._arm(f"power loss of id {', '.join(str(m.id) for m in lost)}")
+
     def write_positions(self, targets_rad: np.ndarray) -> np.ndarray:
-        """Sends joint targets (calibration order); returns them as sent, after the clamp."""
+        """Sends joint targets (calibration order); returns them as sent, after the clamp.
+
+        Clamped to the position limits shrunk by ``safety.position_margin_rad``; refused
+        (``DynamixelGoalRefused``, nothing written) unless the chain was read since the last arm,
+        less than ``safety.state_timeout_s`` ago, and every joint's goal is within
+        ``safety.max_step_rad`` of that reading. If the port fails during the write, the chain
+        reconnects (re-arming: the servos hold where they are) and the goal is refused, never
+        sent again."""
         targets = np.asarray(targets_rad, dtype=np.float64)
         if targets.shape != (self._n_joints,) or not np.all(np.isfinite(targets)):
             raise ValueError(f"write_positions: expected {self._n_joints} finite targets (rad) for "
                              f"{self.calibration.joint_names}, got {targets_rad!r}")
-        # last line of defence only: the safety supervisor is the gate
         clamped = np.clip(targets, self._lower, self._upper)
+        self._check_goal(clamped)
         n = self._n_joints
         ticks = ct.rad_to_ticks(self._dir[:n] * (clamped - self._off[:n]))
-        self._with_reconnect(self._timed_write, ticks)
+        try:
+            self._timed_write(ticks)
+        except PORT_ERRORS as err:
+            self._reconnect(err)
+            now = "holding the measured position" if self.torque_on else "torque off"
+            self._refuse("reconnected", "the port failed during the write and the chain "
+                         "reconnected; the goal is not sent again (it was computed before the "
+                         f"reconnect); {now}")
         return clamped
+
+    def _check_goal(self, goal: np.ndarray) -> None:
+        if self._measured_rad is None or self._measured_epoch != self.arm_epoch:
+            self._refuse("unmeasured", f"no read of the chain since it was armed "
+                         f"({self.last_arm_cause or 'never read'}); read() first")
+        age_s = time.monotonic() - self._measured_at_s
+        if age_s > self._max_measurement_age_s:
+            self._refuse("stale", f"the last read is {age_s:.3f} s old (safety.state_timeout_s "
+                         f"{self._max_measurement_age_s} s)")
+        assert self._measured_rad is not None
+        step = np.abs(goal - self._measured_rad)
+        worst = int(np.argmax(step))
+        if step[worst] > self._max_step_rad + _STEP_TOLERANCE_RAD:
+            self._refuse("step", f"joint {self.joints[worst].name} goal {goal[worst]:.4f} rad is "
+                         f"{step[worst]:.4f} rad from its measured {self._measured_rad[worst]:.4f} "
+                         f"rad (safety.max_step_rad {self._max_step_rad})")
+
+    def _refuse(self, reason: str, why: str) -> None:
+        self.refused[reason] += 1
+        raise DynamixelGoalRefused(reason, f"calibration {self.calibration.robot}, bus "
+                                   f"{self.port_name}: goal not written: {why}")
 
     def _timed_write(self, ticks: np.ndarray) -> None:
         start = time.perf_counter()
@@ -507,28 +761,36 @@ class DynamixelChain:
 
     # --- reconnect -------------------------------------------------------------------------------
     def _with_reconnect(self, operation: Callable[..., Any], *args: Any) -> Any:
+        """For operations that may run again after a reconnect (reads): a goal write may not."""
         try:
             return operation(*args)
         except PORT_ERRORS as err:
             self._reconnect(err)
             return operation(*args)
 
-    def _wait_unless_stopped(self, delay_s: float, cause: BaseException) -> None:
+    def _wait_unless_stopped(self, delay_s: float, cause: BaseException, started_s: float) -> None:
         """Sleeps between reconnect attempts, in slices, so a shutdown never waits them out."""
         until = time.monotonic() + delay_s
         while time.monotonic() < until:
             if not self._keep_trying():
-                raise DynamixelPortError(f"{self.port_name}: reconnect abandoned (shutting down)"
-                                         ) from cause
+                raise DynamixelPortError(
+                    f"{self.port_name}: reconnect abandoned after "
+                    f"{time.monotonic() - started_s:.2f} s (shutting down)") from cause
             time.sleep(min(0.05, max(0.0, until - time.monotonic())))
 
     def _reconnect(self, cause: BaseException) -> None:
+        """Reopens the port, with backoff, until every servo answers or ``reconnect_timeout_s``
+        has passed (then one last attempt at the deadline, and ``DynamixelPortError`` with the
+        time actually spent). Then the RAM settings again and, if torque is wanted on, a re-arm:
+        the servos may have lost power with the adapter, and they hold where they now are."""
         self.last_error = f"port {self.port_name} lost: {cause}"
         self._event(self.last_error + "; reconnecting")
         self.close()
-        deadline = time.monotonic() + self.config.reconnect_timeout_s
-        delay, last = self.config.backoff_initial_s, cause
+        timeout_s = self.config.reconnect_timeout_s
+        started_s = time.monotonic()
+        delay, last, attempts = self.config.backoff_initial_s, cause, 0
         while True:
+            attempts += 1
             try:
                 self._open()
                 self._check_servos()
@@ -536,19 +798,24 @@ class DynamixelChain:
             except (DynamixelError, *PORT_ERRORS) as err:
                 last = err
                 self.close()
-            if time.monotonic() + delay > deadline:
-                raise DynamixelPortError(f"{self.port_name}: not back after "
-                                         f"{self.config.reconnect_timeout_s} s: {last}") from cause
-            self._wait_unless_stopped(delay, cause)
+            elapsed_s = time.monotonic() - started_s
+            if elapsed_s >= timeout_s:
+                raise DynamixelPortError(
+                    f"{self.port_name}: gave up reconnecting after {elapsed_s:.2f} s and "
+                    f"{attempts} attempts (reconnect_timeout_s {timeout_s} s); last error: "
+                    f"{last}") from cause
+            self._wait_unless_stopped(min(delay, timeout_s - elapsed_s), cause, started_s)
             delay = min(2 * delay, self.config.backoff_max_s)
         self._choose_sync_read()
         self._hardware_error.clear()
-        self._write_ram_settings()  # the servos may have lost power with the adapter
-        if self.torque_on:
-            self._torque(True)
         self.reconnect_count += 1
-        self._event(f"reconnected to {self.port_name} (reconnect {self.reconnect_count}, torque "
-                    f"{'back on' if self.torque_on else 'off'})")
+        if self.torque_on:
+            self._arm(f"reconnect {self.reconnect_count}")
+        else:
+            self._write_ram_settings()
+        self._event(f"reconnected to {self.port_name} after {time.monotonic() - started_s:.2f} s "
+                    f"(reconnect {self.reconnect_count}, torque "
+                    f"{'back on, holding' if self.torque_on else 'off'})")
 
     # --- reporting -------------------------------------------------------------------------------
     def _event(self, message: str) -> None:
@@ -556,10 +823,14 @@ class DynamixelChain:
         self._events.append(message)
 
     def drain_events(self) -> list[str]:
-        """Connects, reconnects, hardware errors since the last call (for logs and diagnostics)."""
+        """Connects, reconnects, arms, hardware errors since the last call (logs, diagnostics)."""
         events = list(self._events)
         self._events.clear()
         return events
+
+    def kept_off(self) -> list[str]:
+        """Labels of the joints left torque-off until torque is asked for again."""
+        return [m.label for m in self.joints if m.id in self._kept_off]
 
     def timing(self) -> dict[str, BusTiming]:
         """p50/p99 over the last ``timing_window`` reads, writes and read+write cycles."""
@@ -570,16 +841,23 @@ class DynamixelChain:
         cycle = self.timing()["cycle"]
         errors = {m.label: ", ".join(self._hardware_error[m.id])
                   for m in self.members if self._hardware_error.get(m.id)}
+        kept_off = self.kept_off()
         return {
             "port": self.port_name,
             "sync_read": "fast" if self.fast_sync_read_in_use else "plain",
-            "torque": "on" if self.torque_on else "off",
+            "torque": ("on" if self.torque_on else "off")
+                      + (f", kept off: {', '.join(kept_off)}" if self.torque_on and kept_off
+                         else ""),
+            "arms": str(self.arm_epoch),
+            "last_arm": self.last_arm_cause,
+            "power_losses": str(self.power_loss_count),
             "cycle_p50_ms": f"{cycle.p50_s * 1e3:.3f}",
             "cycle_p99_ms": f"{cycle.p99_s * 1e3:.3f}",
             "retries": str(self.retry_count),
             "reconnects": str(self.reconnect_count),
             "last_error": self.last_error,
             "hardware_errors": "; ".join(f"{k}: {v}" for k, v in errors.items()),
+            **{f"goals_refused_{reason}": str(n) for reason, n in self.refused.items()},
         }
 
 

@@ -131,6 +131,11 @@ TABLE_SIZE = 256  # bytes the emulator holds per servo; reads past it are a data
 STATE_BLOCK_ADDRESS = ITEMS["Present Current"].address
 STATE_BLOCK_SIZE = ITEMS["Present Position"].address + 4 - STATE_BLOCK_ADDRESS
 
+# The power-loss check, every telemetry period: Torque Enable (64) .. Hardware Error Status (70),
+# 7 bytes (LED, two reserved bytes, Status Return Level and Registered Instruction between them).
+TORQUE_CHECK_ADDRESS = ITEMS["Torque Enable"].address
+TORQUE_CHECK_SIZE = ITEMS["Hardware Error Status"].address + 1 - TORQUE_CHECK_ADDRESS
+
 OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
                    "current_based_position": 5, "pwm": 16}
 BAUD_CODES = {9_600: 0, 57_600: 1, 115_200: 2, 1_000_000: 3, 2_000_000: 4, 3_000_000: 5,

@@ -10,6 +10,12 @@ In:  our gated COMMAND (never COMMAND_RAW) -> either
      ``forward_command``: std_msgs/Float64MultiArray on ``/<controller>/commands`` in the
      calibration's joint order (a forward_command_controller's ``joints`` must list them so).
 Parameters are the fields of ``BridgeConfig``, checked like a config file.
+
+Defense in depth (docs/safety.md, "The drivers' own rules"), because any publisher can reach
+COMMAND: a command is clamped to the calibration's position limits shrunk by
+``safety.position_margin_rad``, and refused (not forwarded, counted, logged) when the arm's last
+joint state is older than ``safety.state_timeout_s`` or when a joint's target is more than
+``safety.max_step_rad`` from that state.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node, run
 
 _LOG_GAP_S = 2.0
+_STEP_TOLERANCE_RAD = 1e-9  # float rounding of a target computed exactly at the step limit
 
 
 def pick(names: Sequence[str], values: Sequence[float], wanted: Sequence[str]
@@ -67,8 +74,13 @@ class Ros2ControlBridge:
         self._names = list(self.calibration.joint_names)
         self._arm_names = list(self.config.arm_joint_names(self.calibration.joint_names))
         self._counters = {"states": 0, "states_missing_joints": 0, "commands": 0,
-                          "commands_rejected": 0}
+                          "commands_rejected": 0, "commands_refused_step": 0,
+                          "commands_refused_stale": 0}
         self._last_state_s = -math.inf
+        self._measured: np.ndarray | None = None  # calibration order, from the last arm state
+        safety = self.calibration.safety
+        self._lower = self.calibration.lower_rad + safety.position_margin_rad
+        self._upper = self.calibration.upper_rad - safety.position_margin_rad
         self._last_log_s = -math.inf
         self._make_endpoints()
         self.node.create_timer(1.0, self._publish_diagnostics)
@@ -107,6 +119,7 @@ class Ros2ControlBridge:
             effort=[] if effort is None else effort.tolist()))
         self._counters["states"] += 1
         self._last_state_s = time.monotonic()
+        self._measured = position
 
     def _on_command(self, msg: m.JointState) -> None:
         targets = pick(list(msg.name), msg.position, self._names)
@@ -116,12 +129,37 @@ class Ros2ControlBridge:
             self._log(f"{self._command_topic}: ignored a command with names {list(msg.name)}; "
                       f"expected finite positions for {self._names}")
             return
+        targets = np.clip(targets, self._lower, self._upper)
+        if not self._within_reach(targets):
+            return
         if self.config.mode == "joint_trajectory":
             self._out.publish(trajectory_command(self._arm_names, targets,
                                                  self.config.command_period_s))
         else:
             self._out.publish(forward_command(targets))
         self._counters["commands"] += 1
+
+    def _within_reach(self, targets: np.ndarray) -> bool:
+        """The target is within safety.max_step_rad of a fresh measured state (else counted and
+        logged: the controller keeps its previous goal)."""
+        safety = self.calibration.safety
+        age_s = time.monotonic() - self._last_state_s
+        if self._measured is None or age_s > safety.state_timeout_s:
+            self._counters["commands_refused_stale"] += 1
+            self._log(f"{self._command_topic}: refused a command: the last state on "
+                      f"{self._arm_states_topic} is {age_s:.3f} s old (safety.state_timeout_s "
+                      f"{safety.state_timeout_s} s, calibration {self.calibration.robot})")
+            return False
+        step = np.abs(targets - self._measured)
+        worst = int(np.argmax(step))
+        if step[worst] > safety.max_step_rad + _STEP_TOLERANCE_RAD:
+            self._counters["commands_refused_step"] += 1
+            self._log(f"{self._command_topic}: refused a command: joint {self._names[worst]} "
+                      f"target {targets[worst]:.4f} rad is {step[worst]:.4f} rad from its "
+                      f"measured {self._measured[worst]:.4f} rad (safety.max_step_rad "
+                      f"{safety.max_step_rad}, calibration {self.calibration.robot})")
+            return False
+        return True
 
     def _log(self, text: str) -> None:
         now = time.monotonic()

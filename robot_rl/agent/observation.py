@@ -8,57 +8,10 @@ make a live robot look stale. The stamps are kept to tell which measurement came
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.nodes import topics
 from robot_rl.tasks.base import TaskState
-
-
-@dataclass(frozen=True)
-class RobotTopics:
-    """The resolved topic names of one robot namespace."""
-
-    namespace: str
-    joint_states: str
-    temperature: str
-    object_state: str
-    command_raw: str
-    command: str
-    episode: str
-    episode_status: str
-
-
-def _join(namespace: str, name: str) -> str:
-    return name if name.startswith("/") else f"{namespace.rstrip('/')}/{name}"
-
-
-def object_topic_for(namespace: str) -> str:
-    """OBJECT_STATE for a robot namespace: under the namespace's parent (its station).
-
-    ``/hand`` -> ``/object/state``; ``/r1/hand`` -> ``/r1/object/state`` (the twin of station r1
-    is then started with ``-r /object/state:=/r1/object/state``).
-    """
-    parent = namespace.rstrip("/").rpartition("/")[0]
-    return f"{parent}{topics.OBJECT_STATE}"
-
-
-def robot_topics(namespace: str, object_topic: str = "") -> RobotTopics:
-    """Topic names of the robot in ``namespace`` (absolute, e.g. ``/hand``)."""
-    ns = "/" + namespace.strip("/")
-    if ns == "/":
-        raise ValueError("robot namespace must not be '/': name the robot (e.g. /hand)")
-    return RobotTopics(
-        namespace=ns,
-        joint_states=_join(ns, topics.JOINT_STATES),
-        temperature=_join(ns, topics.TEMPERATURE),
-        object_state=object_topic or object_topic_for(ns),
-        command_raw=_join(ns, topics.COMMAND_RAW),
-        command=_join(ns, topics.COMMAND),
-        episode=_join(ns, topics.EPISODE),
-        episode_status=_join(ns, topics.EPISODE_STATUS),
-    )
 
 
 class JointOrder:

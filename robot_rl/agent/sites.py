@@ -9,6 +9,7 @@ object position.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -18,8 +19,12 @@ from robot_rl.tasks.base import Task
 
 
 class SiteKinematics:
-    def __init__(self, calibration: RobotCalibration, site_names: Sequence[str]) -> None:
-        path = calibration.model_path()
+    """``scene``: the model holding the robot and the task's object (``RobotCalibration.
+    scene_path(task)``); the robot's model by default."""
+
+    def __init__(self, calibration: RobotCalibration, site_names: Sequence[str],
+                 scene: Path | None = None) -> None:
+        path = calibration.model_path() if scene is None else scene
         robot = tuple(calibration.joint_names)
         self.object_joint = calibration.object_joint(
             Kinematics.from_mjcf(path, robot).model_joint_names, str(path))
@@ -41,4 +46,6 @@ def task_sites(task: Task) -> SiteKinematics | None:
 
     Every node that turns joint states into a task's observations (the acting side, the recorder)
     takes its sites from here."""
-    return SiteKinematics(task.calibration, task.required_sites) if task.required_sites else None
+    if not task.required_sites:
+        return None
+    return SiteKinematics(task.calibration, task.required_sites, task.scene_path())

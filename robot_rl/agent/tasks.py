@@ -1,30 +1,26 @@
-"""Tasks by name, as the nodes' ``task`` parameter names them."""
+"""Tasks by name, as the nodes' ``task`` parameter names them (robot_rl.registry holds them)."""
 
 from __future__ import annotations
 
-import importlib
-
+from robot_rl.registry import make_task as _make_task
+from robot_rl.registry import task_spec
 from robot_rl.robot_config import RobotCalibration
 from robot_rl.tasks.base import Task
 
-# name -> (module, class); a task whose module is missing is reported, not guessed
-TASKS = {"valve": ("robot_rl.tasks.valve", "ValveTask"),
-         "drawer": ("robot_rl.tasks.drawer", "DrawerTask")}
-
 
 def make_task(name: str, calibration: RobotCalibration) -> Task:
-    """The task ``name`` with its default config on ``calibration``'s robot."""
-    if name not in TASKS:
-        raise ValueError(f"parameter task: {name!r} is not one of {sorted(TASKS)}")
-    module_name, class_name = TASKS[name]
+    """The task ``name`` on ``calibration``'s robot: its defaults and the robot's settings."""
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"parameter task: {name!r} needs {module_name}.{class_name}, "
-                         f"which is not available ({err})") from err
-    return cls(calibration)
+        return _make_task(name, calibration)
+    except ValueError as err:
+        if "is not registered" in str(err):
+            raise ValueError(f"parameter task: {err}") from None
+        raise
 
 
 def env_id_task(env_id: str) -> str:
-    """The task name of a pipeline env id (robot_rl/ValveTurn-v0 -> valve)."""
-    return {"robot_rl/ValveTurn-v0": "valve", "robot_rl/DrawerOpen-v0": "drawer"}.get(env_id, "")
+    """The task name of a pipeline env id (robot_rl/ValveTurn-v0 -> valve); '' if none."""
+    try:
+        return task_spec(env_id).name
+    except ValueError:
+        return ""

@@ -67,13 +67,10 @@ def import_rosbag(bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[
     bags = [Path(bag_path)] if isinstance(bag_path, (str, os.PathLike)) else \
         [Path(b) for b in bag_path]
     fields = parse_topic_map(topic_map)
-    if append:
-        store = EpisodeStore.open(output, "a")
-    else:
-        store = EpisodeStore.create(output, robot=robot, task=task,
-                                    calibration_digest=calibration_digest,
-                                    units={**(units or {}), TIMESTAMP_KEY: "s"},
-                                    overwrite=overwrite)
+    # appending refuses a store of another robot, task or calibration before anything changes
+    open_store = EpisodeStore.create_or_append if append else EpisodeStore.create
+    store = open_store(output, robot=robot, task=task, calibration_digest=calibration_digest,
+                       units={**(units or {}), TIMESTAMP_KEY: "s"}, overwrite=overwrite)
     period_ns = int(round(control_period_s * 1e9))
     episodes: list[dict[str, Any]] = []
     typestore = get_typestore(Stores.ROS2_HUMBLE)

@@ -5,15 +5,25 @@ written to ``data/*`` first, then its ``meta/episode_info`` row, and ``meta/epis
 new end value is written into its chunk through a view *before* the array's shape grows, so the
 single atomic write of ``meta/episode_ends/.zarray`` (DirectoryStore replaces files atomically) is
 the commit point. Readers ignore rows past ``episode_ends[-1]``; opening for append trims them.
+
+Missing data cannot pass as data: a float array's fill value is NaN (what a read of an absent chunk
+returns), and every read checks that the chunks it covers exist, which is the only way to tell an
+absent chunk of an int, bool or image array (no spare value marks "missing" in uint8 or bool) and
+the way stores written before fill values (``fill_value`` null: an absent chunk read as
+uninitialised memory) are checked. Damaged metadata or chunks raise a one-line
+:class:`DatasetError` naming the store and the array.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +33,7 @@ import numpy as np
 import zarr
 from numcodecs import VLenUTF8
 
-from robot_rl.data.errors import DatasetError
+from robot_rl.data.errors import DatasetError, first_line
 from robot_rl.data.schema import (
     COMPRESSOR,
     KeySpec,
@@ -41,6 +51,9 @@ _ENDS_CHUNK = 1024
 _INFO_CHUNK = 64
 REQUIRED_ATTRS = ("format_version", "robot", "task", "calibration_digest", "units")
 LOCK_NAME = ".lock"
+# What an existing store must match to be appended to (``EpisodeStore.create_or_append``).
+SOURCE_ATTRS = ("robot", "task", "calibration_digest")
+OVERWRITE_HINT = "pass --overwrite (overwrite=True) to replace it"
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,8 @@ class EpisodeStore:
     def create(cls, path: str | os.PathLike[str], *, robot: str, task: str,
                calibration_digest: str, units: Mapping[str, str],
                extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> EpisodeStore:
-        """Create an empty dataset; refuses an existing path unless ``overwrite``."""
+        """Create an empty dataset; refuses an existing path unless ``overwrite``, and even then
+        replaces only a zarr store (:func:`remove_store`), never a file or another folder."""
         path = Path(path)
         for name, value in (("robot", robot), ("task", task),
                             ("calibration_digest", calibration_digest)):
@@ -115,17 +129,12 @@ class EpisodeStore:
                      if not (isinstance(k, str) and isinstance(v, str))}
         if bad_units:
             raise DatasetError(path, f"units must map key -> unit string, got {bad_units!r}")
-        if path.exists():
+        if path.exists() or path.is_symlink():
+            check_removable(path)  # a file or a foreign folder is refused with or without overwrite
             if not overwrite:
-                raise DatasetError(path, "already exists; pass overwrite=True to replace it")
-            if path.is_dir() and any(path.iterdir()) and not (path / ".zgroup").exists():
-                raise DatasetError(path, "exists and is not a zarr store; refusing to delete it")
-            if path.is_dir():
-                _release_lock(_acquire_lock(path))  # refuse to delete a store being written
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        root = zarr.group(store=zarr.DirectoryStore(str(path)), overwrite=True)
+                raise DatasetError(path, f"already exists; {OVERWRITE_HINT}")
+            remove_store(path)
+        root = zarr.group(store=CheckedDirectoryStore(str(path)), overwrite=True)
         lock_fd = _acquire_lock(path)
         root.create_group("data")
         meta = root.create_group("meta")
@@ -145,6 +154,51 @@ class EpisodeStore:
         return cls(path, root, "a", lock_fd)
 
     @classmethod
+    def create_or_append(cls, path: str | os.PathLike[str], *, robot: str, task: str,
+                         calibration_digest: str, units: Mapping[str, str],
+                         extra: Mapping[str, Any] | None = None,
+                         overwrite: bool = False) -> EpisodeStore:
+        """A store to record into: a new one; the existing one, opened for append, when it was
+        recorded from the same source (robot, task, calibration digest, format, the units and
+        ``extra`` values given here); with ``overwrite`` a new one in its place.
+
+        An existing store of another source is refused with one line naming what differs, before
+        anything in it changes: appended to, it would hold two datasets that read as one.
+        """
+        path = Path(path)
+        if overwrite or not (path.exists() or path.is_symlink()):
+            return cls.create(path, robot=robot, task=task, calibration_digest=calibration_digest,
+                              units=units, extra=extra, overwrite=overwrite)
+        check_removable(path)  # a file or a foreign folder: not a store to append to either
+        with cls.open(path, "r") as existing:  # read-only: a refused store is left as it was
+            existing.check_source(robot=robot, task=task, calibration_digest=calibration_digest,
+                                  units=units, extra=extra)
+        return cls.open(path, "a")
+
+    def check_source(self, *, robot: str, task: str, calibration_digest: str,
+                     units: Mapping[str, str] | None = None,
+                     extra: Mapping[str, Any] | None = None) -> None:
+        """Refuses (one line) a store recorded from another source than the one given: another
+        robot, task or calibration, another unit for a key both name, another ``extra`` value
+        (e.g. the action mode)."""
+        attrs = self.attrs
+        wanted = {"robot": robot, "task": task, "calibration_digest": calibration_digest}
+        differences = [(name, attrs.get(name), wanted[name]) for name in SOURCE_ATTRS
+                       if attrs.get(name) != wanted[name]]
+        stored_units = attrs.get("units", {})
+        differences += [(f"unit of '{key}'", stored_units[key], unit)
+                        for key, unit in (units or {}).items()
+                        if key in stored_units and stored_units[key] != unit]
+        stored_extra = attrs.get("extra", {})
+        differences += [(f"extra '{key}'", stored_extra.get(key), value)
+                        for key, value in (extra or {}).items() if stored_extra.get(key) != value]
+        if differences:
+            text = "; ".join(f"{name} {old!r} (this one: {new!r})" for name, old, new in differences)
+            raise DatasetError(self._path, f"recorded with {text}: appending would mix two "
+                                           f"datasets; write to another path, or "
+                                           f"{OVERWRITE_HINT}")
+
+    @classmethod
     def open(cls, path: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -> EpisodeStore:
         """Open and validate a dataset; ``mode="a"`` trims any uncommitted tail first."""
         path = Path(path)
@@ -155,10 +209,10 @@ class EpisodeStore:
         if not (path / ".zgroup").is_file():
             raise DatasetError(path, "not a zarr group (no .zgroup): not a robot_rl dataset")
         try:
-            root = zarr.open_group(zarr.DirectoryStore(str(path)), mode=mode)
+            root = zarr.open_group(CheckedDirectoryStore(str(path)), mode=mode)
             attrs = root.attrs.asdict()
         except Exception as err:  # zarr raises many types for damaged metadata
-            raise DatasetError(path, f"unreadable zarr metadata: {err}") from err
+            raise DatasetError(path, f"unreadable zarr metadata: {first_line(err)}") from err
         _check_layout(path, root, attrs)
         if mode == "r":
             return cls(path, root, "r")
@@ -192,12 +246,15 @@ class EpisodeStore:
         """Re-read the committed state (a reader can follow a store another process appends to)."""
         root = zarr.open_group(self._root.store, mode=self._mode)
         self._root = root
-        self._ends_array = root[ENDS_PATH]
-        self._info_array = root[INFO_PATH]
-        ends = np.asarray(self._ends_array[:], dtype=np.int64)
+        with damage_named(self._path, ENDS_PATH):
+            self._ends_array = root[ENDS_PATH]
+        with damage_named(self._path, INFO_PATH):
+            self._info_array = root[INFO_PATH]
+        ends = read_rows(self._path, self._ends_array, ENDS_PATH).astype(np.int64)
         n = _committed_count(self._path, ends)
         self._ends = ends[:n]
-        arrays = {k: a for k, a in root["data"].arrays()} if n else {}
+        check_chunks(self._path, self._info_array, INFO_PATH, 0, min(n, len(self._info_array)))
+        arrays = data_arrays(self._path, root) if n else {}
         for key, arr in arrays.items():
             if arr.ndim == 0 or arr.shape[0] < self.n_steps:
                 rows = arr.shape[0] if arr.ndim else 0
@@ -266,7 +323,7 @@ class EpisodeStore:
     def episode_info(self, index: int) -> dict:
         self.episode_bounds(index)
         index %= self.n_episodes
-        raw = self._info_array[index]
+        raw = read_rows(self._path, self._info_array, INFO_PATH, index, index + 1)[0]
         try:
             info = json.loads(raw)
         except (TypeError, ValueError) as err:
@@ -274,6 +331,21 @@ class EpisodeStore:
         if not isinstance(info, dict):
             raise DatasetError(self._path, f"{INFO_PATH}[{index}] is not a JSON object")
         return info
+
+    def episode_infos(self) -> list[dict]:
+        """Every committed episode's info (one read of the info array)."""
+        texts = read_rows(self._path, self._info_array, INFO_PATH, 0, self.n_episodes)
+        infos = []
+        for index, raw in enumerate(texts):
+            try:
+                info = json.loads(raw)
+            except (TypeError, ValueError) as err:
+                raise DatasetError(self._path, f"{INFO_PATH}[{index}] is not JSON: "
+                                               f"{first_line(err)}") from err
+            if not isinstance(info, dict):
+                raise DatasetError(self._path, f"{INFO_PATH}[{index}] is not a JSON object")
+            infos.append(info)
+        return infos
 
     def iter_episodes(self, keys: Sequence[str] | None = None
                       ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -297,11 +369,14 @@ class EpisodeStore:
         return list(keys)
 
     def _read_rows(self, key: str, start: int, end: int, episode: int | None) -> np.ndarray:
-        try:
-            return self._arrays[key][start:end]
-        except Exception as err:  # blosc/zarr raise assorted types on damaged chunks
-            where = f"episode {episode}" if episode is not None else f"rows {start}:{end}"
-            raise DatasetError(self._path, f"data/{key}, {where}: unreadable chunk: {err}") from err
+        where = f"episode {episode}" if episode is not None else None
+        return read_rows(self._path, self._arrays[key], f"data/{key}", start, end, where)
+
+    def episode_of_row(self, row: int) -> tuple[int, int]:
+        """(episode, step within it) of a committed step row."""
+        episode = int(np.searchsorted(self._ends, row, side="right"))
+        start = int(self._ends[episode - 1]) if episode else 0
+        return episode, row - start
 
     # ----------------------------------------------------------------------------- writing
     def add_episode(self, steps: Mapping[str, np.ndarray],
@@ -328,9 +403,12 @@ class EpisodeStore:
             return
         data = self._root["data"]
         for key, spec in specs.items():
+            # write_empty_chunks: a chunk equal to the fill value (all False, all 0) is written
+            # too, so that an absent chunk always means a lost one (zarr 2's default, stated)
             data.create(key, shape=(0, *spec.step_shape), dtype=spec.dtype,
                         chunks=(chunk_steps(spec), *spec.step_shape), compressor=COMPRESSOR,
-                        fill_value=None, overwrite=True)
+                        fill_value=fill_value(spec.dtype), write_empty_chunks=True,
+                        overwrite=True)
         self._arrays = {k: data[k] for k in sorted(specs)}
         self._specs = {k: spec_of_array(a) for k, a in self._arrays.items()}
 
@@ -396,16 +474,167 @@ def _check_layout(path: Path, root: zarr.Group, attrs: Mapping[str, Any]) -> Non
     missing = [a for a in REQUIRED_ATTRS if a not in attrs]
     if missing:
         raise DatasetError(path, f"missing root attribute(s) {missing}")
-    for name in ("data",):
-        if name not in root or not isinstance(root[name], zarr.Group):
+    for name in ("data", "meta"):
+        with damage_named(path, name):
+            group = root.get(name)
+        if not isinstance(group, zarr.Group):
             raise DatasetError(path, f"missing group '{name}'")
     for name, kind in ((ENDS_PATH, "i"), (INFO_PATH, "O")):
-        if name not in root or not isinstance(root[name], zarr.Array):
+        with damage_named(path, name):
+            arr = root.get(name)
+        if not isinstance(arr, zarr.Array):
             raise DatasetError(path, f"missing array '{name}'")
-        arr = root[name]
         if arr.ndim != 1 or arr.dtype.kind != kind:
             raise DatasetError(path, f"'{name}' must be 1-D of kind {kind!r}, "
                                      f"got shape {arr.shape} dtype {arr.dtype}")
+
+
+class CheckedDirectoryStore(zarr.DirectoryStore):
+    """A DirectoryStore that refuses a blosc chunk whose length is not the one its header gives.
+
+    c-blosc takes a frame's length from its own 16-byte header, and a frame of data that did not
+    compress is stored as is: truncate or overwrite such a chunk and it decodes without an error
+    into whatever bytes follow the buffer. Every chunk read here is checked first (the header's
+    compressed size against the bytes on disk, its uncompressed size against the chunk's), which
+    costs a few comparisons per chunk."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._chunk_nbytes: dict[str, int | None] = {}
+
+    def __getitem__(self, key: str) -> bytes:
+        value = super().__getitem__(key)
+        folder, _, name = key.rpartition("/")
+        if not name.startswith("."):
+            expected = self._expected_nbytes(folder)
+            if expected is not None:
+                _check_blosc_frame(key, value, expected)
+        return value
+
+    def _expected_nbytes(self, folder: str) -> int | None:
+        """Uncompressed bytes of one chunk of the array in ``folder`` (-1: any, object dtype);
+        None when the array is not blosc-compressed."""
+        if folder not in self._chunk_nbytes:
+            meta = json.loads(super().__getitem__(f"{folder}/.zarray" if folder else ".zarray"))
+            compressor = meta.get("compressor") or {}
+            dtype = np.dtype(meta["dtype"]) if isinstance(meta["dtype"], str) else None
+            size = (dtype.itemsize * math.prod(meta["chunks"])
+                    if dtype is not None and dtype.kind != "O" else -1)
+            self._chunk_nbytes[folder] = size if compressor.get("id") == "blosc" else None
+        return self._chunk_nbytes[folder]
+
+
+def _check_blosc_frame(key: str, value: bytes, expected_nbytes: int) -> None:
+    view = memoryview(value).cast("B")
+    if len(view) < 16:
+        raise ValueError(f"chunk {key} has {len(view)} bytes, fewer than a blosc header")
+    nbytes = int.from_bytes(view[4:8], "little")
+    cbytes = int.from_bytes(view[12:16], "little")
+    if cbytes != len(view):
+        raise ValueError(f"chunk {key} has {len(view)} bytes, its blosc header says {cbytes}: "
+                         f"truncated or overwritten")
+    if expected_nbytes >= 0 and nbytes != expected_nbytes:
+        raise ValueError(f"chunk {key} decodes to {nbytes} bytes, a chunk of this array has "
+                         f"{expected_nbytes}: overwritten")
+
+
+def fill_value(dtype: np.dtype) -> float | int | bool:
+    """What a read of an absent chunk returns: NaN for floats (no finite check passes it); an
+    int, bool or image has no spare value, so absent chunks are found by :func:`check_chunks`."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return float("nan")
+    return False if dtype.kind == "b" else 0
+
+
+VALIDATE_HINT = "the store is damaged (`robot-rl dataset validate` lists every problem)"
+
+
+@contextmanager
+def damage_named(path: Path, name: str, what: str = "unreadable metadata") -> Iterator[None]:
+    """zarr, blosc and json raise assorted multi-line errors on damaged files: one line naming
+    the store and the array instead."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(path, f"{name}: {what} ({first_line(err)}): {VALIDATE_HINT}") from err
+
+
+def missing_chunks(arr: zarr.Array, start: int = 0, end: int | None = None) -> list[int]:
+    """Indices (along time) of the chunks that rows ``[start, end)`` need and that are absent."""
+    end = arr.shape[0] if end is None else min(end, arr.shape[0])
+    if arr.ndim == 0 or end <= start:
+        return []
+    rows_per_chunk = arr.chunks[0]
+    across = [range(math.ceil(s / c)) for s, c in zip(arr.shape[1:], arr.chunks[1:])]
+    store = arr.chunk_store
+    return [i for i in range(start // rows_per_chunk, (end - 1) // rows_per_chunk + 1)
+            if any(arr._chunk_key((i, *rest)) not in store for rest in itertools.product(*across))]
+
+
+def check_chunks(path: Path, arr: zarr.Array, name: str, start: int = 0,
+                 end: int | None = None, where: str | None = None) -> None:
+    """Refuses (one line) rows ``[start, end)`` of ``arr`` when a chunk they need is absent."""
+    missing = missing_chunks(arr, start, end)
+    if missing:
+        first, rows = missing[0], arr.chunks[0]
+        last_row = min((first + 1) * rows, arr.shape[0] if end is None else end)
+        raise DatasetError(path, f"{name}{', ' + where if where else ''}: chunk {first} (rows "
+                                 f"{first * rows}:{last_row}) is missing"
+                                 f"{f' ({len(missing)} chunks missing)' if len(missing) > 1 else ''}"
+                                 f": {VALIDATE_HINT}")
+
+
+def read_rows(path: Path, arr: zarr.Array, name: str, start: int = 0, end: int | None = None,
+              where: str | None = None) -> np.ndarray:
+    """Rows ``[start, end)`` of ``arr``, refused (one line) when a chunk is absent or unreadable."""
+    end = arr.shape[0] if end is None else end
+    check_chunks(path, arr, name, start, end, where)
+    with damage_named(path, f"{name}, {where}" if where else f"{name}, rows {start}:{end}",
+                      "unreadable chunk"):
+        return arr[start:end]
+
+
+def data_arrays(path: Path, root: zarr.Group) -> dict[str, zarr.Array]:
+    """The ``data/*`` arrays, each opened so that damaged metadata names its key."""
+    arrays = {}
+    with damage_named(path, "data"):
+        keys = list(root["data"].array_keys())
+    for key in keys:
+        with damage_named(path, f"data/{key}"):
+            arrays[key] = root["data"][key]
+    return arrays
+
+
+def check_removable(path: Path) -> None:
+    """Refuses a path that robot_rl never deletes: a file, a symbolic link, or a non-empty
+    folder that is not a zarr store (no ``.zgroup``). Says so whether or not overwrite was asked,
+    so that the hint to pass --overwrite is only given where it would help."""
+    if path.is_symlink():
+        raise DatasetError(path, "is a symbolic link, not a dataset; robot_rl never deletes "
+                                 "through it, even with --overwrite: write to another path")
+    if path.exists() and not path.is_dir():
+        raise DatasetError(path, "is a file, not a dataset (a zarr directory); robot_rl never "
+                                 "deletes it, even with --overwrite: write to another path")
+    if path.is_dir() and not (path / ".zgroup").is_file() and any(path.iterdir()):
+        raise DatasetError(path, "is a folder but not a zarr store (no .zgroup); robot_rl "
+                                 "never deletes it, even with --overwrite: write to another path")
+
+
+def remove_store(path: str | os.PathLike[str]) -> None:
+    """Deletes a dataset for --overwrite: only a zarr directory store (or an empty folder), and
+    not one that a writer holds open (its lock is held while the folder is deleted)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    check_removable(path)
+    lock_fd = _acquire_lock(path)
+    try:
+        shutil.rmtree(path)
+    finally:
+        _release_lock(lock_fd)
 
 
 def _acquire_lock(path: Path) -> int | None:
@@ -450,7 +679,7 @@ def _recover(path: Path, root: zarr.Group) -> Recovery | None:
     """Trim everything past the last commit, in an order that is itself safe to interrupt."""
     partial = _remove_partial_files(path)
     ends_array, info_array = root[ENDS_PATH], root[INFO_PATH]
-    ends = np.asarray(ends_array[:], dtype=np.int64)
+    ends = read_rows(path, ends_array, ENDS_PATH).astype(np.int64)
     n = _committed_count(path, ends)
     n_steps = int(ends[-1]) if n else 0
     dropped_info = max(0, len(info_array) - n)
@@ -458,7 +687,7 @@ def _recover(path: Path, root: zarr.Group) -> Recovery | None:
         info_array.resize(n)
     dropped_steps, removed_keys = 0, []
     data = root["data"]
-    for key, arr in list(data.arrays()):
+    for key, arr in data_arrays(path, root).items():
         rows = arr.shape[0] if arr.ndim else 0
         dropped_steps = max(dropped_steps, rows - n_steps)
         if n == 0:
@@ -482,4 +711,4 @@ def _recover(path: Path, root: zarr.Group) -> Recovery | None:
     return recovery
 
 
-__all__ = ["DatasetError", "EpisodeStore", "FORMAT_VERSION", "Recovery"]
+__all__ = ["DatasetError", "EpisodeStore", "FORMAT_VERSION", "Recovery", "remove_store"]

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 import zarr
+from tqdm.auto import tqdm
 
-from robot_rl.data.errors import DatasetError, SchemaError
+from robot_rl.data.errors import DatasetError, SchemaError, first_line
 from robot_rl.data.robomimic import export_robomimic_hdf5
 from robot_rl.data.rosbag_import import import_rosbag
 from robot_rl.data.schema import KeySpec
@@ -25,8 +26,15 @@ from robot_rl.data.store import (
     ENDS_PATH,
     FORMAT_VERSION,
     INFO_PATH,
+    OVERWRITE_HINT,
     REQUIRED_ATTRS,
+    VALIDATE_HINT,
+    CheckedDirectoryStore,
     EpisodeStore,
+    check_removable,
+    damage_named,
+    missing_chunks,
+    read_rows,
 )
 
 PathLike = str | os.PathLike[str]
@@ -46,7 +54,7 @@ def info(path: PathLike) -> dict[str, Any]:
     store = EpisodeStore.open(path, "r")
     attrs = store.attrs
     lengths = store.episode_lengths
-    raw = zarr.open_group(zarr.DirectoryStore(str(store.path)), mode="r")
+    raw = zarr.open_group(CheckedDirectoryStore(str(store.path)), mode="r")
     rows_on_disk = max([0, *(a.shape[0] for _, a in raw["data"].arrays() if a.ndim)])
     keys = {}
     for key, spec in store.specs.items():
@@ -56,7 +64,7 @@ def info(path: PathLike) -> dict[str, Any]:
                      "image": spec.is_image, "stored_bytes": int(arr.nbytes_stored),
                      "raw_bytes": int(spec.dtype.itemsize * math.prod(spec.step_shape)
                                       * store.n_steps)}
-    successes = [store.episode_info(i).get("success") for i in range(store.n_episodes)]
+    successes = [row.get("success") for row in store.episode_infos()]  # one read
     labelled = [s for s in successes if isinstance(s, bool)]
     return {
         "path": str(store.path), "format_version": attrs["format_version"],
@@ -89,66 +97,91 @@ class Problem:
         return f"{self.severity}: {where_text + ': ' if where_text else ''}{self.message}"
 
 
-def validate(path: PathLike, *, check_all_keys: bool = True) -> list[Problem]:
-    """Check a dataset without trusting it: layout, commit marks, info rows, schema, values.
+def validate(path: PathLike, *, check_all_keys: bool = True,
+             progress: bool = False) -> list[Problem]:
+    """Check a dataset without trusting it: layout, commit marks, info rows, schema, that every
+    chunk the committed rows need is present, and that every float value is finite.
 
-    Float keys are scanned for NaN/inf episode by episode; with ``check_all_keys`` every other
-    key is read too, so an unreadable chunk is reported at its episode.
+    Values are read episode by episode; with ``check_all_keys`` every non-float key is read too,
+    so an unreadable chunk is reported at its episode. Chunk presence is checked for every key
+    either way (an absent int, bool or image chunk would read as zeros). ``progress`` shows a bar
+    on stderr once the scan takes more than half a second.
     """
     path = Path(path)
     problems: list[Problem] = []
     try:
         raw = _open_raw(path)
+        ends_array = raw[ENDS_PATH]
+        ends = read_rows(path, ends_array, ENDS_PATH).astype(np.int64)
     except DatasetError as err:
-        return [Problem("error", err.problem)]
-    ends = np.asarray(raw[ENDS_PATH][:], dtype=np.int64)
+        return [Problem("error", _problem(err))]
     n = _check_ends(ends, problems)
     n_steps = int(ends[n - 1]) if n else 0
     committed_ends = ends[:n]
-    _check_info_rows(raw, n, problems)
-    arrays = _check_arrays(raw, committed_ends, n_steps, problems)
+    _check_info_rows(path, raw, n, problems)
+    try:
+        arrays = _check_arrays(path, raw, committed_ends, n_steps, problems)
+    except DatasetError as err:  # the data group itself is unreadable: nothing more to check
+        return [*problems, Problem("error", _problem(err))]
     _check_standard_keys(arrays, problems)
+    absent = _check_chunks_present(arrays, committed_ends, n_steps, problems)
+    scanned = {k: a for k, a in arrays.items() if check_all_keys or a.dtype.kind in "fc"}
+    bar = tqdm(total=n_steps, unit="step", desc=f"validate {path.name}", delay=0.5,
+               disable=not progress or not scanned, leave=False)
     for index in range(n):
         start = int(committed_ends[index - 1]) if index else 0
         end = int(committed_ends[index])
-        for key, arr in arrays.items():
-            if end > arr.shape[0]:
-                continue  # reported as truncated
-            is_float = arr.dtype.kind in "fc"
-            if not (is_float or check_all_keys):
-                continue
-            try:
-                rows = arr[start:end]
-            except Exception as err:  # damaged chunk: blosc/zarr raise assorted types
-                problems.append(Problem("error", f"unreadable chunk: {err}", index, key))
-                continue
-            if is_float:
-                bad = ~np.isfinite(rows)
-                if bad.any():
-                    step = int(np.argwhere(bad)[0][0])
-                    problems.append(Problem("error", f"{int(bad.sum())} non-finite value(s) "
-                                                     f"(NaN/inf), first at step {step}",
-                                            index, key))
+        for key, arr in scanned.items():
+            if end > arr.shape[0] or index in absent.get(key, ()):
+                continue  # reported as truncated, or its chunk as missing
+            problem = _scan_rows(arr, start, end)
+            if problem:
+                problems.append(Problem("error", problem, index, key))
+        bar.update(end - start)
+    bar.close()
     return problems
+
+
+def _scan_rows(arr: zarr.Array, start: int, end: int) -> str | None:
+    """What is wrong with rows [start, end) of one key: unreadable, or non-finite floats."""
+    try:
+        rows = arr[start:end]
+    except Exception as err:  # damaged chunk: blosc/zarr raise assorted types
+        return f"unreadable chunk ({first_line(err)})"
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            step = int(np.argwhere(bad)[0][0])
+            return f"{int(bad.sum())} non-finite value(s) (NaN/inf), first at step {step}"
+    return None
+
+
+def _problem(err: DatasetError) -> str:
+    """A store error as a validate problem: without the hint to run validate."""
+    return err.problem.removesuffix(f": {VALIDATE_HINT}")
 
 
 def _open_raw(path: Path) -> zarr.Group:
     if not (path / ".zgroup").is_file():
         raise DatasetError(path, "not a zarr group (no .zgroup): not a robot_rl dataset")
     try:
-        raw = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
+        raw = zarr.open_group(CheckedDirectoryStore(str(path)), mode="r")
         attrs = raw.attrs.asdict()
     except Exception as err:  # damaged metadata
-        raise DatasetError(path, f"unreadable zarr metadata: {err}") from err
+        raise DatasetError(path, f"unreadable zarr metadata: {first_line(err)}") from err
     if attrs.get("format_version") != FORMAT_VERSION:
         raise DatasetError(path, f"format_version {attrs.get('format_version')!r} is not "
                                  f"{FORMAT_VERSION}")
     missing = [a for a in REQUIRED_ATTRS if a not in attrs]
-    for name in (ENDS_PATH, INFO_PATH, "data"):
-        if name not in raw:
-            missing.append(name)
+    for name in (ENDS_PATH, INFO_PATH, "data", "meta"):
+        with damage_named(path, name):
+            if name not in raw:
+                missing.append(name)
     if missing:
         raise DatasetError(path, f"missing {missing}")
+    for name in (ENDS_PATH, INFO_PATH, "data", "meta"):
+        with damage_named(path, name):
+            raw[name]  # parses the metadata: a damaged .zarray or .zgroup says so here
     return raw
 
 
@@ -163,7 +196,7 @@ def _check_ends(ends: np.ndarray, problems: list[Problem]) -> int:
     return int(bad[0]) if bad.size else len(ends)
 
 
-def _check_info_rows(raw: zarr.Group, n: int, problems: list[Problem]) -> None:
+def _check_info_rows(path: Path, raw: zarr.Group, n: int, problems: list[Problem]) -> None:
     info_array = raw[INFO_PATH]
     rows = len(info_array)
     for i in range(rows, n):
@@ -171,20 +204,39 @@ def _check_info_rows(raw: zarr.Group, n: int, problems: list[Problem]) -> None:
     if rows > n:
         problems.append(Problem("warning", f"{rows - n} uncommitted episode_info row(s) past the "
                                            f"last committed episode"))
-    for i in range(min(rows, n)):
+    try:
+        texts = read_rows(path, info_array, INFO_PATH, 0, min(rows, n))
+    except DatasetError as err:
+        problems.append(Problem("error", _problem(err)))
+        return
+    for i, text in enumerate(texts):
         try:
-            ok = isinstance(json.loads(info_array[i]), dict)
+            ok = isinstance(json.loads(text), dict)
         except (TypeError, ValueError):
             ok = False
         if not ok:
             problems.append(Problem("error", "episode_info row is not a JSON object", i))
 
 
-def _check_arrays(raw: zarr.Group, ends: np.ndarray, n_steps: int,
+def _check_arrays(path: Path, raw: zarr.Group, ends: np.ndarray, n_steps: int,
                   problems: list[Problem]) -> dict[str, zarr.Array]:
-    arrays = dict(raw["data"].arrays())
-    for name, _ in raw["data"].groups():
+    with damage_named(path, "data"):
+        keys, groups = list(raw["data"].array_keys()), list(raw["data"].group_keys())
+    for name in groups:
         problems.append(Problem("error", "a group where a data array belongs", key=name))
+    for name in _folders_without_metadata(path, keys, groups):
+        # the key's .zarray is lost (zarr then does not list it); a crash while the first
+        # episode created its arrays leaves the same, and nothing is committed then
+        problems.append(Problem("error" if n_steps else "warning",
+                                "a folder without .zarray: the array's metadata is lost",
+                                key=name))
+    arrays = {}
+    for key in keys:
+        try:
+            arrays[key] = raw["data"][key]
+        except Exception as err:  # damaged .zarray: zarr and json raise assorted types
+            problems.append(Problem("error", f"unreadable metadata ({first_line(err)})",
+                                    key=key))
     for key, arr in arrays.items():
         rows = arr.shape[0] if arr.ndim else 0
         if arr.ndim == 0:
@@ -198,6 +250,50 @@ def _check_arrays(raw: zarr.Group, ends: np.ndarray, n_steps: int,
                                                f"episode_ends[-1] (opening for append trims it)",
                                     key=key))
     return {k: a for k, a in arrays.items() if a.ndim}
+
+
+def _folders_without_metadata(path: Path, keys: Sequence[str],
+                              groups: Sequence[str]) -> list[str]:
+    folder = path / "data"
+    known = {*keys, *groups}
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and p.name not in known) if folder.is_dir() else []
+
+
+def _check_chunks_present(arrays: Mapping[str, zarr.Array], ends: np.ndarray, n_steps: int,
+                          problems: list[Problem]) -> dict[str, set[int]]:
+    """One problem per key whose committed rows need an absent chunk; returns, per key, the
+    episodes those chunks hold (their values are not scanned: there are none)."""
+    absent: dict[str, set[int]] = {}
+    for key, arr in arrays.items():
+        missing = missing_chunks(arr, 0, n_steps)
+        if not missing:
+            continue
+        rows = arr.chunks[0]
+        episodes: set[int] = set()
+        for chunk in missing:
+            first = int(np.searchsorted(ends, chunk * rows, side="right"))
+            last = int(np.searchsorted(ends, min((chunk + 1) * rows, n_steps) - 1, side="right"))
+            episodes.update(range(first, last + 1))
+        absent[key] = episodes
+        first = missing[0]
+        problems.append(Problem(
+            "error", f"{len(missing)} chunk(s) missing, the first chunk {first} (rows "
+                     f"{first * rows}:{min((first + 1) * rows, n_steps)}); episode(s) "
+                     f"{_ranges(sorted(episodes))} have no values there", min(episodes), key))
+    return absent
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8' (at most 6 runs, then '...')."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    text = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:6]]
+    return ", ".join(text) + (", ..." if len(runs) > 6 else "")
 
 
 def _check_standard_keys(arrays: Mapping[str, zarr.Array], problems: list[Problem]) -> None:
@@ -230,6 +326,11 @@ def _create_like(source: EpisodeStore, output: PathLike, extra: Mapping[str, Any
                                overwrite=overwrite)
 
 
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    """A progress bar on stderr, drawn once the work takes more than half a second."""
+    return tqdm(total=total, desc=desc, unit="episode", disable=not progress, delay=0.5)
+
+
 def _copy_episode(source: EpisodeStore, index: int, target: EpisodeStore) -> int:
     row = source.episode_info(index)
     row.setdefault("source_path", str(source.path))
@@ -244,12 +345,25 @@ def _refuse_same_path(inputs: Sequence[PathLike], output: PathLike) -> None:
             raise DatasetError(output, "output is also an input; write to a new path")
 
 
+def check_outputs(outputs: Sequence[PathLike], overwrite: bool) -> None:
+    """Refuses, before anything is written, an output that exists (without ``overwrite``) or that
+    would not be deleted (a file, a foreign folder): a tool with several outputs then never
+    leaves some written and the rest refused."""
+    for output in outputs:
+        path = Path(output)
+        if path.exists() or path.is_symlink():
+            check_removable(path)
+            if not overwrite:
+                raise DatasetError(path, f"already exists; {OVERWRITE_HINT}")
+
+
 def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Concatenate datasets; refuses different robots, tasks or units unless ``force``."""
     if not inputs:
         raise ValueError("merge needs at least one input")
     _refuse_same_path(inputs, output)
+    check_outputs([output], overwrite)
     sources = [EpisodeStore.open(p, "r") for p in inputs]
     first = sources[0]
     for src in sources[1:]:
@@ -257,7 +371,7 @@ def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
             if src.attrs[name] != first.attrs[name] and not force:
                 raise DatasetError(src.path, f"{name} {src.attrs[name]!r} differs from "
                                              f"{first.path}'s {first.attrs[name]!r}; "
-                                             f"pass force=True to merge anyway")
+                                             f"pass --force (force=True) to merge anyway")
     with_data = [s for s in sources if s.n_episodes]
     for src in with_data[1:]:
         if src.specs != with_data[0].specs:
@@ -268,9 +382,11 @@ def merge(inputs: Sequence[PathLike], output: PathLike, *, force: bool = False,
                    "calibration_digest": s.attrs["calibration_digest"],
                    "episodes": s.n_episodes} for s in sources]
     target = _create_like(first, output, {"merged_from": provenance}, overwrite)
-    for src in sources:
-        for index in range(src.n_episodes):
-            _copy_episode(src, index, target)
+    with _bar(sum(s.n_episodes for s in sources), "merge", progress) as bar:
+        for src in sources:
+            for index in range(src.n_episodes):
+                _copy_episode(src, index, target)
+                bar.update()
     return {"output": str(target.path), "n_episodes": target.n_episodes,
             "n_steps": target.n_steps, "sources": provenance}
 
@@ -280,7 +396,7 @@ def _describe(specs: Mapping[str, KeySpec]) -> str:
 
 
 def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
-          overwrite: bool = False) -> dict[str, list[int]]:
+          overwrite: bool = False, progress: bool = False) -> dict[str, list[int]]:
     """Shuffle episodes with ``seed`` and deal them to outputs by fraction (summing to 1).
 
     Returns output -> the input episode indices it received (each in original order).
@@ -294,6 +410,7 @@ def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
         _refuse_same_path([input], name)
     if len({Path(o).resolve() for o in fractions}) != len(fractions):
         raise ValueError(f"split outputs must be distinct paths, got {list(fractions)}")
+    check_outputs(list(fractions), overwrite)
     source = EpisodeStore.open(input, "r")
     counts = _largest_remainder(list(fractions.values()), source.n_episodes)
     order = np.random.default_rng(seed).permutation(source.n_episodes)
@@ -306,7 +423,8 @@ def split(input: PathLike, outputs: Mapping[PathLike, float], seed: int = 0, *,
     targets = {name: _create_like(source, name, {"split_from": {
         "path": str(source.path), "seed": seed, "fraction": fractions[name]}}, overwrite)
         for name in fractions}
-    for index in range(source.n_episodes):
+    for index in tqdm(range(source.n_episodes), desc="split", unit="episode",
+                      disable=not progress, delay=0.5):
         _copy_episode(source, index, targets[owner[index]])
     return assignment
 
@@ -321,34 +439,60 @@ def _largest_remainder(fractions: Sequence[float], n: int) -> list[int]:
 
 
 def filter(input: PathLike, output: PathLike, predicate: InfoPredicate, *,
-           overwrite: bool = False) -> list[int]:
+           overwrite: bool = False, progress: bool = False) -> list[int]:
     """Copy the episodes whose episode_info satisfies ``predicate``; returns their indices.
 
     ``predicate`` is a callable on the info dict, or a mapping of required values
-    (``{"success": True}``).
+    (``{"success": True}``). Refused before anything is written: a field that no episode's info
+    has (a misspelt field would otherwise write an empty dataset), and a predicate that no
+    episode matches (the error lists the values each field takes).
     """
     _refuse_same_path([input], output)
+    check_outputs([output], overwrite)
+    source = EpisodeStore.open(input, "r")
+    infos = source.episode_infos()
     if isinstance(predicate, Mapping):
         wanted = dict(predicate)
+        _check_fields(source.path, infos, wanted)
 
         def test(row: dict) -> bool:
             return all(k in row and row[k] == v for k, v in wanted.items())
         description: Any = wanted
     else:
         test, description = predicate, getattr(predicate, "__name__", "callable")
-    source = EpisodeStore.open(input, "r")
+    kept = [i for i, row in enumerate(infos) if test(row)]
+    if not kept:
+        seen = _values_seen(infos, wanted) if isinstance(predicate, Mapping) else ""
+        raise DatasetError(source.path, f"no episode of {len(infos)} matches {description}"
+                                        f"{seen}; nothing written")
     target = _create_like(source, output, {"filtered_from": {
         "path": str(source.path), "predicate": str(description)}}, overwrite)
-    kept = []
-    for index in range(source.n_episodes):
-        if test(source.episode_info(index)):
-            _copy_episode(source, index, target)
-            kept.append(index)
+    for index in tqdm(kept, desc="filter", unit="episode", disable=not progress, delay=0.5):
+        _copy_episode(source, index, target)
     return kept
 
 
+def _check_fields(path: Path, infos: Sequence[dict], wanted: Mapping[str, Any]) -> None:
+    fields = sorted({k for row in infos for k in row})
+    unknown = [k for k in wanted if k not in fields]
+    if unknown:
+        raise DatasetError(path, f"no episode's info has the field(s) {unknown}; the fields are "
+                                 f"{fields}")
+
+
+def _values_seen(infos: Sequence[dict], wanted: Mapping[str, Any]) -> str:
+    """'; success takes the values [false, true]' (JSON, at most 8 per field)."""
+    parts = []
+    for key in wanted:
+        values = sorted({json.dumps(row[key], sort_keys=True) for row in infos if key in row})
+        more = ", ..." if len(values) > 8 else ""
+        parts.append(f"{key} takes the values [{', '.join(values[:8])}{more}]")
+    return "; " + "; ".join(parts)
+
+
 # -------------------------------------------------------------------------------------- stats
-def stats(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def stats(path: PathLike, keys: Sequence[str] | None = None, *,
+          progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per-dimension mean, std (population), min, max and count of each key, streamed.
 
     Episodes are combined with Chan et al.'s parallel update in float64; default keys are the
@@ -361,7 +505,8 @@ def stats(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, dict[s
     if not store.n_episodes:
         raise DatasetError(store.path, "no committed episodes to compute statistics on")
     acc: dict[str, list[Any]] = {}
-    for _, steps in store.iter_episodes(keys):
+    for _, steps in tqdm(store.iter_episodes(keys), total=store.n_episodes, desc="stats",
+                         unit="episode", disable=not progress, delay=0.5):
         for key, rows in steps.items():
             x = rows.astype(np.float64)
             n_b, mean_b = len(x), x.mean(axis=0)

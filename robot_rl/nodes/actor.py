@@ -24,7 +24,9 @@ the node's ``plan`` says so, ``eval`` (the policy's mean, from a fixed set of st
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import os
 import sys
 import time
 from collections import deque
@@ -35,14 +37,15 @@ import numpy as np
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, FinishedEpisode, Phase, Policy
 from robot_rl.agent.events import EventError, decode_event, encode_event
-from robot_rl.agent.observation import JointOrder, LatestState, RobotTopics, robot_topics
+from robot_rl.agent.observation import JointOrder, LatestState
 from robot_rl.agent.schedule import ControlSchedule
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import WeightsError, snapshot_from_bytes
-from robot_rl.data.replay import UNNAMED_ACTION_MODE
+from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
+from robot_rl.nodes.topics import RobotTopics, robot_topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
@@ -71,7 +74,8 @@ def declare_acting_parameters(node: Node, robot: str = "dclaw", task: str = "val
     p = node.declare_parameter
     return {
         "robot": p("robot", robot, "calibration name or YAML path"),
-        "task": p("task", task, "task: valve | drawer"),
+        "task": p("task", task, "a registered task (python -m robot_rl.catalog): valve, "
+                  "drawer, ..."),
         "namespaces": p("namespaces", ["/hand"], "robot namespaces this node acts for"),
         "object_topics": p("object_topics", [""], "OBJECT_STATE per namespace ('': its "
                                                   "station's, see agent.observation)"),
@@ -356,16 +360,51 @@ class ActingShell:
 
 
 class ActorNode:
-    """Acts with the latest weights from POLICY; sends nothing before the first weights."""
+    """Acts with the latest weights from POLICY; sends nothing before the first weights.
+
+    With ``checkpoint`` it acts with that checkpoint's policy from the start instead (a finished
+    policy on the robot, no learner: ``robot-rl deploy``), and POLICY is not listened to.
+    ``episode_log`` appends one CSV row per finished episode; after ``max_episodes`` episodes the
+    node stops acting and exits by itself."""
 
     def __init__(self, argv: list[str]) -> None:
         self.node: Node = make_node("actor", argv=argv)
         params = declare_acting_parameters(self.node)
+        p = self.node.declare_parameter
+        self.deploy = {
+            "checkpoint": p("checkpoint", "", "act with this checkpoint's policy (.pt) from the "
+                            "start; '': wait for weights on POLICY"),
+            "episode_log": p("episode_log", "", "CSV file: one row per finished episode "
+                             "(appended); '': none"),
+            "max_episodes": p("max_episodes", 0, "stop acting and exit after this many "
+                              "episodes; 0: never"),
+        }
         self._snapshot: PolicySnapshot | None = None
-        self.shell = ActingShell(self.node, params, lambda: self._snapshot)
+        self._done = False
+        self._log = _EpisodeLog(self.deploy["episode_log"]) if self.deploy["episode_log"] \
+            else None
+        self.shell = ActingShell(self.node, params, self._current, self._on_episode)
+        if self.deploy["checkpoint"]:
+            self._load_checkpoint(self.deploy["checkpoint"])
+            return
         sub = self.node.create_subscription(m.UInt8MultiArray, topics.POLICY, self._on_policy,
                                             QOS_LATCHED)
         self.node.get_logger().info(f"waiting for weights on {sub.topic}")
+
+    def _current(self) -> PolicySnapshot | None:
+        return None if self._done else self._snapshot
+
+    def _load_checkpoint(self, path: str) -> None:
+        snapshot, meta = snapshot_from_checkpoint(path)
+        meta.setdefault("action_mode", self.shell.task.actions.mode)  # trained on the default
+        problem = self._refusal(snapshot, meta, path)
+        if problem:
+            self.node.destroy()
+            raise ValueError(f"node {self.node.fully_qualified_name}: parameter checkpoint: "
+                             f"{problem}")
+        self._snapshot = snapshot
+        self.node.get_logger().info(f"acting with {path} ({meta['task']}, {meta['action_mode']} "
+                                    f"actions, {snapshot.obs_dim} observations)")
 
     def _on_policy(self, msg: m.UInt8MultiArray) -> None:
         try:
@@ -373,23 +412,95 @@ class ActorNode:
         except WeightsError as err:
             self.node.get_logger().error(f"{topics.POLICY}: {err}")
             return
-        expected = self.shell.task.observation_size
-        if snapshot.obs_dim != expected or snapshot.act_dim != self.shell.task.n_joints:
-            self.node.get_logger().error(
-                f"{topics.POLICY}: weights v{snapshot.version} (task {meta.get('task', '?')}) "
-                f"take {snapshot.obs_dim} observations and give {snapshot.act_dim} actions; "
-                f"task {self.shell.task.name} needs {expected} and {self.shell.task.n_joints}")
-            return
-        trained, mode = meta.get("action_mode", UNNAMED_ACTION_MODE), self.shell.task.actions.mode
-        if trained != mode:
-            self.node.get_logger().error(
-                f"{topics.POLICY}: weights v{snapshot.version} were trained with {trained} "
-                f"actions; task {self.shell.task.name} acts with {mode} actions: not acting "
-                f"with them")
+        problem = self._refusal(snapshot, meta, f"{topics.POLICY}: weights v{snapshot.version}")
+        if problem:
+            self.node.get_logger().error(problem)
             return
         if self._snapshot is None:
             self.node.get_logger().info(f"first weights received: v{snapshot.version}")
         self._snapshot = snapshot
+
+    def _refusal(self, snapshot: PolicySnapshot, meta: dict[str, Any], what: str) -> str:
+        """Why the policy cannot act for this node's task ('' when it can)."""
+        expected = self.shell.task.observation_size
+        if snapshot.obs_dim != expected or snapshot.act_dim != self.shell.task.n_joints:
+            return (f"{what} (task {meta.get('task', '?')}) take {snapshot.obs_dim} "
+                    f"observations and give {snapshot.act_dim} actions; task "
+                    f"{self.shell.task.name} needs {expected} and {self.shell.task.n_joints}")
+        trained, mode = meta.get("action_mode", UNNAMED_ACTION_MODE), self.shell.task.actions.mode
+        if trained != mode:
+            return (f"{what} were trained with {trained} actions; task {self.shell.task.name} "
+                    f"acts with {mode} actions: not acting with them")
+        return ""
+
+    def _on_episode(self, episode: FinishedEpisode) -> None:
+        if self._log is not None:
+            self._log.write(episode, self.shell.finished)
+        limit = self.deploy["max_episodes"]
+        if limit > 0 and self.shell.finished >= limit and not self._done:
+            self._done = True  # no policy, no new episode: nothing more is sent
+            self.node.get_logger().info(f"{self.shell.finished} episodes done (max_episodes "
+                                        f"{limit}): {self.shell.summary(limit)}; stopping")
+            self.node.request_shutdown()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+EPISODE_LOG_COLUMNS = ("episode", "robot_namespace", "steps", "success", "episode_return",
+                       "policy_version", "wall_time_s")
+
+
+class _EpisodeLog:
+    """One CSV row per finished episode, flushed at once (whoever follows the node reads it)."""
+
+    def __init__(self, path: str) -> None:
+        is_new = not os.path.exists(path) or os.path.getsize(path) == 0
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        self._csv = csv.writer(self._file)
+        if is_new:
+            self._csv.writerow(EPISODE_LOG_COLUMNS)
+            self._file.flush()
+
+    def write(self, episode: FinishedEpisode, count: int) -> None:
+        info = episode.info
+        self._csv.writerow((info.get("episode", count - 1), info.get("robot_namespace", ""),
+                            episode.length, int(bool(episode.success)),
+                            f"{float(episode.steps['reward'].sum()):.6g}",
+                            info.get("policy_version", -1), f"{time.time():.3f}"))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def snapshot_from_checkpoint(path: str) -> tuple[PolicySnapshot, dict[str, Any]]:
+    """The acting policy of a checkpoint (what ``robot-rl eval`` runs), and its task and action
+    mode as POLICY's metadata names them. Its networks are rebuilt from the settings it stores,
+    on the CPU; a bad file is one line naming it (CheckpointError)."""
+    from robot_rl.agent.tasks import env_id_task
+    from robot_rl.config import from_dict
+    from robot_rl.learning.checkpoint import CheckpointError, load_checkpoint, stored_awac_settings
+    from robot_rl.learning.config import AWACConfig
+    from robot_rl.learning.factory import agent_from_checkpoint
+
+    state = load_checkpoint(path)
+    stored = stored_awac_settings(state)
+    if stored is None:
+        raise CheckpointError(path, "stores no AWAC settings to rebuild its policy from")
+    awac = from_dict(AWACConfig, {**stored, "device": "cpu", "compile": False},
+                     source=f"{path} (its stored config)", prefix="awac")
+    agent = agent_from_checkpoint(state, awac)
+    config = state["config"] if isinstance(state["config"], dict) else {}
+    env_kwargs = config.get("env_kwargs") or {}
+    mode = (env_kwargs.get("config") or {}).get("action_mode")
+    meta = {"task": env_id_task(config.get("env_id", "")) or config.get("env_id", "?"),
+            "action_mode": mode}
+    if mode is None:  # trained on its task's default action mode: named by the caller's task
+        meta.pop("action_mode")
+    return PolicySnapshot.from_agent(agent), meta
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,11 +46,11 @@ from robot_rl.nodes import topics
 from robot_rl.nodes.actor import ActingShell, declare_acting_parameters
 from robot_rl.nodes.learner_training import TrainingSpec
 from robot_rl.nodes.trainer_link import TRAINER_MODES, TrainerLink
-from robot_rl.pipeline.config import PipelineConfig, check_graph_config, load_pipeline_config
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
 from robot_rl.ros.qos import QOS_LATCHED
 from robot_rl.ros.runtime import make_node, run
+from robot_rl.run_config import PipelineConfig, check_graph_config, load_pipeline_config
 
 EPISODE_LOG = "episodes.csv"
 EVAL_LOG = "evaluations.csv"

@@ -41,7 +41,7 @@ from robot_rl.agent.tasks import make_task
 from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.config import annotated_yaml, to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import (
+from robot_rl.data.transition_arrays import (
     TRANSITION_UNITS,
     action_mode_extra,
     check_action_mode,
@@ -64,8 +64,8 @@ from robot_rl.learning.background import (
 )
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.factory import Replay, batch_from_steps, make_replay, train_step
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
+from robot_rl.run_config import load_pipeline_config
 
 CHECKPOINT = "learner.pt"
 OFFLINE_CHECKPOINT = "offline.pt"

@@ -20,8 +20,8 @@ from robot_rl.agent.recording import StepSampler
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore, EpisodeWriter
-from robot_rl.data.replay import action_mode_extra, check_action_mode
 from robot_rl.data.store import software_version
+from robot_rl.data.transition_arrays import action_mode_extra
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m
@@ -74,17 +74,16 @@ class RecorderNode:
                                     f"{store_path} ({self.store.n_episodes} episodes so far)")
 
     def _open(self, path: Path) -> EpisodeStore:
-        if path.exists():
-            store = EpisodeStore.open(path, "a")
-            if store.recovery is not None:
-                self.node.get_logger().warning(f"{path}: {store.recovery}")
-            if self.task is not None:  # appending steps in another mode would mix two meanings
-                check_action_mode(store, self.task.actions.mode, f"task {self.task.name}")
-            return store
-        return EpisodeStore.create(
+        """Records into a new store, or appends to one recorded from the same robot, task,
+        calibration and action mode; any other store is refused by name before it changes (one
+        store holding two sources would read as one dataset)."""
+        store = EpisodeStore.create_or_append(
             path, robot=self.calibration.robot, task=self.task.name if self.task else "raw",
             calibration_digest=self._digest, units=UNITS,
             extra=action_mode_extra(self.task.actions.mode) if self.task else None)
+        if store.recovery is not None:
+            self.node.get_logger().warning(f"{path}: {store.recovery}")
+        return store
 
     def _subscribe(self) -> None:
         node = self.node

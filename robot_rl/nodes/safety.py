@@ -8,6 +8,11 @@ set of reasons changes. ``keyboard_estop``: space in the node's terminal latches
 Under ``use_sim_time`` a COMMAND_RAW stamped at an instant whose ``/clock`` has come but whose
 joint state has not is judged once that state comes (``STATE_WAIT_S`` of wall time at most): see
 ``SafetyNode._waits_for_state``.
+
+Clocks (contract C2): the supervisor runs on ``steady_s()``, which never goes back; everything is
+timed on receipt with it. A joint state's header stamp is checked against ``now_s()`` (ROS time)
+at receipt, and each COMMAND's header stamp is the stamp of the joint state its verdict was based
+on (contract C1), not the time of publishing.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class SafetyNode:
         watchdog_rate_hz = p("watchdog_rate_hz", 100.0, "watchdog tick rate (Hz)")
         diagnostics_rate_hz = p("diagnostics_rate_hz", 1.0, "periodic diagnostics rate (Hz)")
         self._use_stamps = p("use_message_stamps", True,
-                             "state time = header stamp (else: time of receipt)")
+                             "check and echo joint state header stamps (else: the ROS time of "
+                             "receipt stands for them, for a driver without usable stamps)")
         keyboard = p("keyboard_estop", False, "space in this terminal latches the e-stop")
         if not (watchdog_rate_hz > 0 and diagnostics_rate_hz >= 1.0):
             raise ValueError(f"node {self.node.fully_qualified_name}: watchdog_rate_hz must be "
@@ -76,7 +82,9 @@ class SafetyNode:
         self.supervisor = Supervisor(self.calibration)
         self._names = list(self.calibration.joint_names)
         self._diagnostics_period_s = 1.0 / diagnostics_rate_hz
-        self._last_state: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # the latest joint state: RobotState fields, then steady and ROS time of receipt
+        self._last_state: tuple[float, np.ndarray, np.ndarray, np.ndarray, float, float] | None \
+            = None
         self._temperature_c: np.ndarray | None = None
         self._hardware_error: np.ndarray | None = None
         # telemetry has no header: stamped on receipt, so a stream that stops goes stale
@@ -130,31 +138,35 @@ class SafetyNode:
         # velocity and effort are optional in JointState; a missing one reads as zero
         velocity = reorder(msg.name, msg.velocity, self._names)
         effort = reorder(msg.name, msg.effort, self._names)
+        received_s, ros_now_s = self.node.steady_s(), self.node.now_s()
         stamp_s = m.stamp_to_s(msg.header.stamp)
         if not self._use_stamps or stamp_s == 0.0:
-            stamp_s = self.node.now_s()
+            stamp_s = ros_now_s
         self._last_state = (stamp_s, position, np.zeros(n) if velocity is None else velocity,
-                            np.zeros(n) if effort is None else effort)
+                            np.zeros(n) if effort is None else effort, received_s, ros_now_s)
         self._update_state()
         self._judge_waiting(lambda stamp: stamp <= stamp_s)
 
     def _on_temperature(self, msg: m.Float32MultiArray) -> None:
         self._temperature_c = np.asarray(msg.data, dtype=float)
-        self._temperature_s = self.node.now_s()
+        self._temperature_s = self.node.steady_s()
         self._update_state()  # an overheating joint holds now, not at the next joint state
 
     def _on_hw_error(self, msg: m.UInt8MultiArray) -> None:
         self._hardware_error = np.frombuffer(bytes(msg.data), dtype=np.uint8) != 0
-        self._hardware_error_s = self.node.now_s()
+        self._hardware_error_s = self.node.steady_s()
         self._update_state()
 
     def _update_state(self) -> None:
+        """The latest joint state with the latest telemetry; after a telemetry sample that is the
+        same joint state again, with its own times of receipt (a repeat: it refreshes nothing)."""
         if self._last_state is None:
             return
-        stamp_s, position, velocity, effort = self._last_state
+        stamp_s, position, velocity, effort, received_s, ros_now_s = self._last_state
         self.supervisor.update_state(RobotState(stamp_s, position, velocity, effort,
                                                 self._temperature_c, self._hardware_error,
-                                                self._temperature_s, self._hardware_error_s))
+                                                self._temperature_s, self._hardware_error_s),
+                                     received_s, ros_now_s)
 
     # ---- commands ------------------------------------------------------------------------------
     def _on_command(self, msg: m.JointState) -> None:
@@ -170,7 +182,7 @@ class SafetyNode:
         if self._waits_for_state(stamp_s):
             self._waiting.append((stamp_s, command, time.monotonic()))
             return
-        self._apply(self.supervisor.filter(command, self.node.now_s()))
+        self._apply(self.supervisor.filter(command, self.node.steady_s()))
 
     def _waits_for_state(self, stamp_s: float) -> bool:
         """Under sim time, whether a command stamped ``stamp_s`` (the state it answers) waits for
@@ -187,7 +199,7 @@ class SafetyNode:
         """Judge the waiting commands, oldest first, while ``ready(stamp_s)``."""
         while self._waiting and ready(self._waiting[0][0]):
             _, command, _ = self._waiting.pop(0)
-            self._apply(self.supervisor.filter(command, self.node.now_s()))
+            self._apply(self.supervisor.filter(command, self.node.steady_s()))
 
     def _release(self) -> None:
         """Wall timer (sim time): commands that waited STATE_WAIT_S are judged on what there is."""
@@ -199,14 +211,14 @@ class SafetyNode:
             self._estop("topic " + topics.ESTOP)
 
     def _estop(self, source: str) -> None:
-        self.supervisor.estop(source, self.node.now_s())
+        self.supervisor.estop(source, self.node.steady_s())
         self.node.get_logger().error(f"E-STOP latched ({source})")
-        self._apply(self.supervisor.tick(self.node.now_s()))
+        self._apply(self.supervisor.tick(self.node.steady_s()))
 
     def _on_reset(self, msg: m.Bool) -> None:
         if not msg.data:
             return
-        if self.supervisor.reset(self.node.now_s()):
+        if self.supervisor.reset(self.node.steady_s()):
             self.node.get_logger().info("e-stop reset")
         else:
             self.node.get_logger().warning("e-stop reset refused: no fresh valid state since "
@@ -216,7 +228,7 @@ class SafetyNode:
     def _tick(self) -> None:
         if self._keys is not None and " " in self._keys.read():
             self._estop("keyboard")
-        verdict = self.supervisor.tick(self.node.now_s())
+        verdict = self.supervisor.tick(self.node.steady_s())
         if verdict is not None:
             self._apply(verdict)
         self._publish_diagnostics()
@@ -225,8 +237,10 @@ class SafetyNode:
         if verdict is None:
             return
         if verdict.command_rad is not None:
+            # C1: stamped with the measurement the verdict was based on (a command is only
+            # ever sent with a valid state), which the driver compares with its own stamps
             self._command.publish(m.joint_state(self._names, verdict.command_rad,
-                                                stamp_s=self.node.now_s()))
+                                                stamp_s=self.supervisor.state_stamp_s))
         kinds = reason_kinds(verdict)
         if kinds - self._last_kinds or verdict.status != self._last_status:
             self._diagnostics_due = True
@@ -240,7 +254,7 @@ class SafetyNode:
 
     # ---- diagnostics ---------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        now_s = self.node.now_s()
+        now_s = self.node.steady_s()
         since_s = now_s - self._last_diagnostics_s
         periodic = since_s >= self._diagnostics_period_s
         if not (periodic or self._diagnostics_due and since_s >= MIN_DIAGNOSTICS_GAP_S):
@@ -249,7 +263,8 @@ class SafetyNode:
         statuses = [status_message(s) for s in self.supervisor.diagnostics(now_s)]
         statuses[0].values.extend(m.KeyValue(key=k, value=str(v))
                                   for k, v in sorted(self._node_counters.items()))
-        self._diagnostics.publish(m.DiagnosticArray(header=m.header(now_s), status=statuses))
+        self._diagnostics.publish(m.DiagnosticArray(header=m.header(self.node.now_s()),
+                                                    status=statuses))
         if periodic and self._last_status:  # latched, but a late best-effort reader needs it
             self._status.publish(m.String(data=self._last_status))
 

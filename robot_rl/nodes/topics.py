@@ -7,6 +7,8 @@ standard ROS 2 ones only; units are SI. Joint order everywhere is the calibratio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Observations (drivers and the twin publish the same ones)
 JOINT_STATES = "joint_states"                 # sensor_msgs/JointState: rad, rad/s, effort = current A
 TEMPERATURE = "temperature_c"                 # std_msgs/Float32MultiArray, deg C per joint
@@ -40,3 +42,48 @@ TELEOP_JOY = "/joy"                           # sensor_msgs/Joy from ROS 2's joy
 #   {"event": "discard", "episode": k}     drop the episode in progress
 # EPISODE_STATUS replies: {"event": "reset_done", "episode": k}
 #                         {"event": "reset_failed", "episode": k, "error": "..."}
+
+
+@dataclass(frozen=True)
+class RobotTopics:
+    """The resolved topic names of one robot namespace."""
+
+    namespace: str
+    joint_states: str
+    temperature: str
+    object_state: str
+    command_raw: str
+    command: str
+    episode: str
+    episode_status: str
+
+
+def _join(namespace: str, name: str) -> str:
+    return name if name.startswith("/") else f"{namespace.rstrip('/')}/{name}"
+
+
+def object_topic_for(namespace: str) -> str:
+    """OBJECT_STATE for a robot namespace: under the namespace's parent (its station).
+
+    ``/hand`` -> ``/object/state``; ``/r1/hand`` -> ``/r1/object/state`` (the twin of station r1
+    is then started with ``-r /object/state:=/r1/object/state``).
+    """
+    parent = namespace.rstrip("/").rpartition("/")[0]
+    return f"{parent}{OBJECT_STATE}"
+
+
+def robot_topics(namespace: str, object_topic: str = "") -> RobotTopics:
+    """Topic names of the robot in ``namespace`` (absolute, e.g. ``/hand``)."""
+    ns = "/" + namespace.strip("/")
+    if ns == "/":
+        raise ValueError("robot namespace must not be '/': name the robot (e.g. /hand)")
+    return RobotTopics(
+        namespace=ns,
+        joint_states=_join(ns, JOINT_STATES),
+        temperature=_join(ns, TEMPERATURE),
+        object_state=object_topic or object_topic_for(ns),
+        command_raw=_join(ns, COMMAND_RAW),
+        command=_join(ns, COMMAND),
+        episode=_join(ns, EPISODE),
+        episode_status=_join(ns, EPISODE_STATUS),
+    )

@@ -36,16 +36,15 @@ from robot_rl.config import annotated_yaml
 from robot_rl.nodes import learner as learner_node
 from robot_rl.nodes import learner_training, topics
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, check_graph_config
 from robot_rl.pipeline.report import CurvePoint, Report
+from robot_rl.registry import task_spec
 from robot_rl.ros.launch import died_processes, pid_alive, started_pids
 from robot_rl.ros.runtime import backend_name
+from robot_rl.run_config import PipelineConfig, check_graph_config
 
 MODE = "graph: processes over DDS (twin, safety and learner nodes, started from launch/)"
 SIM_TIME = "simulated (the twin's /clock), lockstep"
 WALL_TIME = "wall clock, real time"
-LAUNCH_FILES = {"robot_rl/ValveTurn-v0": "valve.launch.yaml",
-                "robot_rl/DrawerOpen-v0": "drawer.launch.yaml"}
 LOG = "graph.log"
 CONFIG_COPY = "config.yaml"
 POLL_PERIOD_S = 0.25
@@ -91,7 +90,7 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True,
         raise GraphError(f"the learner evaluated {len(rounds)} times (at least the pretrained "
                          f"and the fine-tuned policy were due); see {run_dir / LOG}")
     episodes = read_episode_log(run_dir / learner_node.EPISODE_LOG)
-    report = Report(task=config.env_id, seed=config.seed,
+    report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
                     offline_success_rate=rounds[0].success_rate,
@@ -110,16 +109,20 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True,
 def launch_command(config: PipelineConfig, config_file: Path, dataset: Path,
                    run_dir: Path, realtime: bool = False) -> list[str]:
     """``robot-rl launch robot_rl <task>.launch.yaml mode:=twin ...`` as an argv."""
-    if config.env_id not in LAUNCH_FILES:
-        raise ValueError(f"env_id {config.env_id!r}: no launch file for it; known: "
-                         f"{sorted(LAUNCH_FILES)}")
+    spec = task_spec(config.env_id)
+    if not spec.launch_file:
+        raise ValueError(f"env_id {config.env_id!r}: task {spec.name!r} names no launch file "
+                         "(TaskSpec.launch_file); run it in-process")
     sim = "false" if realtime else "true"
     args = {"mode": "twin", "robot": config.robot, "config": config_file, "profile": "",
             "pretrain_dataset": dataset, "run_dir": run_dir, "seed": config.seed,
             "max_online_env_steps": -1, "updates_per_env_step": -1,  # -1: the config's
             "eval_every_env_steps": -1, "use_sim_time": sim, "lockstep": sim}
-    return [sys.executable, "-m", "robot_rl.ros.launch", "robot_rl",
-            LAUNCH_FILES[config.env_id], *(f"{k}:={v}" for k, v in args.items())]
+    # a bare name is a launch file of robot_rl's own (launch/); a plugin's task gives a path
+    where = ["robot_rl", spec.launch_file] if Path(spec.launch_file).name == spec.launch_file \
+        else [spec.launch_file]
+    return [sys.executable, "-m", "robot_rl.ros.launch", *where,
+            *(f"{k}:={v}" for k, v in args.items())]
 
 
 class _Graph:

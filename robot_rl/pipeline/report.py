@@ -38,6 +38,7 @@ class Report:
     mode: str = "in-process"
     online_curve: list[CurvePoint] = field(default_factory=list)
     online_window_episodes: int = 0  # 0: online_curve points are the intervals between evaluations
+    robot: str = ""  # the calibration the run used (a name or a path)
     backend: str = ""    # the graph's ROS 2 backend: dds or rclpy
     time_mode: str = ""  # the graph's time: wall clock (real time), or the twin's sim time
     clock: dict[str, float] = field(default_factory=dict)  # the twin's counters, the speed-up
@@ -60,7 +61,8 @@ class Report:
         verdict = ("better than" if self.improvement > _noise(self.eval_episodes)
                    else "not measurably better than")
         lines = [
-            f"# robot_rl demo: {self.task} (seed {self.seed})",
+            f"# robot_rl demo: {self.task}{f' on {self.robot}' if self.robot else ''} "
+            f"(seed {self.seed})",
             "",
             f"Run: {self.mode}.",
             *self._run_lines(),
@@ -70,8 +72,9 @@ class Report:
             "",
             "| policy | success rate |",
             "|---|---|",
-            f"| scripted demonstrations | {self.demo_success_rate:.0%} |",
-            f"| scripted with noise (the rest of the dataset) | {self.noisy_success_rate:.0%} |",
+            f"| scripted demonstrations | {_percent(self.demo_success_rate)} |",
+            f"| scripted with noise (the rest of the dataset) | "
+            f"{_percent(self.noisy_success_rate)} |",
             f"| AWAC after offline pretraining | {self.offline_success_rate:.0%} |",
             f"| AWAC after online fine-tuning | {self.finetuned_success_rate:.0%} |",
             "",
@@ -80,8 +83,9 @@ class Report:
             f"{_noise(self.eval_episodes):.0%}).",
             "",
             *self._curve_table(),
-            "Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings_s.items()),
-            "",
+            *(["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in
+                                              self.timings_s.items()), ""]
+              if self.timings_s else []),
             "Safety supervisor verdicts during the run: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.safety.items())) or "none"),
             "",
@@ -118,9 +122,16 @@ class Report:
         return [*rows, ""]
 
     def plot(self, path: Path) -> None:
-        """Each measured point as a marker (with its standard error where the episode count is
-        known); nothing drawn between measurements."""
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+        fig = self.figure()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def figure(self) -> plt.Figure:
+        """The learning curve; the caller saves and closes it. Each measured point as a marker
+        (with its standard error where the episode count is known); nothing drawn between
+        measurements."""
+        # constrained layout with the legend outside, below the axes: it never covers a curve
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120, layout="constrained")
         if self.online_curve:
             label = (f"exploring episodes, last {self.online_window_episodes}"
                      if self.online_window_episodes else
@@ -134,10 +145,13 @@ class Report:
         ax.set(xlabel="online environment steps", ylabel="success rate", ylim=(-0.02, 1.02),
                title=f"{self.task}: offline pretraining, then online fine-tuning")
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
+        return fig
+
+
+def _percent(rate: float) -> str:
+    """A rate, or '-' when there was nothing to rate (a dataset without such episodes)."""
+    return "-" if rate != rate else f"{rate:.0%}"
 
 
 def _points(ax: plt.Axes, points: list[CurvePoint], color: str, marker: str, label: str,

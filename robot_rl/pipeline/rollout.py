@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-import sim_twin  # noqa: F401  (registers the robot_rl/* environments)
-from robot_rl.pipeline.config import PipelineConfig
-from robot_rl.pipeline.gate import SupervisorGate
+import sim_twin  # noqa: F401  (headless rendering settings; env ids: robot_rl.registry)
 from robot_rl.robot_config import load_robot
+from robot_rl.run_config import PipelineConfig
+from robot_rl.safety.gate import SupervisorGate
 from sim_twin.experts import Expert, make_expert, run_episode
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -37,8 +37,11 @@ class GatedEnv:
     """The task's gymnasium environment with the safety supervisor gating every command."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        self.gate = SupervisorGate(load_robot(config.robot))
-        self.env = gym.make(config.env_id, command_gate=self.gate, **config.env_kwargs)
+        calibration = load_robot(config.robot)
+        self.gate = SupervisorGate(calibration)
+        # the env plays the task on the config's robot: the one the gate guards
+        self.env = gym.make(config.env_id, command_gate=self.gate,
+                            **{"calibration": calibration, **config.env_kwargs})
 
     @property
     def obs_dim(self) -> int:

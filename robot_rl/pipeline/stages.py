@@ -6,7 +6,11 @@ its own from the CLI, resumed, or swapped for the real robot's version of it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from robot_rl.config import annotated_yaml, to_dict
+from robot_rl.config import ConfigError, annotated_yaml, apply_overrides, from_dict, to_dict
 from robot_rl.data import EpisodeStore, transitions
-from robot_rl.data.replay import (
+from robot_rl.data.transition_arrays import (
     TRANSITION_UNITS,
     action_mode_extra,
     check_action_mode,
@@ -30,31 +34,52 @@ from robot_rl.learning import (
     episode_metrics,
     save_checkpoint,
 )
+from robot_rl.learning.checkpoint import (
+    RUNTIME_SETTINGS,
+    CheckpointError,
+    load_checkpoint,
+    stored_awac_settings,
+)
+from robot_rl.learning.config import AWACConfig
 from robot_rl.learning.factory import (
+    agent_from_checkpoint,
     batch_from_steps,
     make_replay,
     new_agent,
     train_step,
 )
-from robot_rl.learning.factory import (
-    load_agent as load_agent_from,
-)
-from robot_rl.pipeline.config import PipelineConfig
+from robot_rl.pipeline.outputs import clear_log, refuse_existing
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.robot_config import load_robot, robot_digest
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 # Seeds of evaluation episodes never overlap the seeds used to record or to explore.
 EVAL_SEED_OFFSET = 1_000_000
 ONLINE_SEED_OFFSET = 2_000_000
+# What each stage writes into its run folder.
+OFFLINE_CHECKPOINT = "offline.pt"
+FINETUNED_CHECKPOINT = "finetuned.pt"
+ONLINE_STORE = "online.zarr"
+DATASET = "dataset.zarr"
+FINETUNE_SUMMARY = "finetune/summary.json"
+REPORT_OUTPUTS = ("report.md", "report.json", "learning_curve.png")
 
 
 @dataclass
 class RecordSummary:
+    """What one ``record`` wrote (episodes, steps) and the dataset it wrote into holds now."""
+
     episodes: int
     steps: int
     demo_success_rate: float
     noisy_success_rate: float
+    total_episodes: int = 0
+    total_steps: int = 0
+
+    @property
+    def appended(self) -> bool:
+        return self.total_episodes > self.episodes
 
 
 @dataclass
@@ -71,38 +96,69 @@ class FinetuneResult:
     safety: dict[str, int]
 
 
-def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True) -> RecordSummary:
-    """Scripted expert episodes (clean, then noisy) into a new zarr dataset, one commit per episode."""
+def record(config: PipelineConfig, dataset_path: Path, *, progress: bool = True,
+           append: bool = False, overwrite: bool = False) -> RecordSummary:
+    """Scripted expert episodes (clean, then noisy) into a zarr dataset, one commit per episode.
+
+    A new dataset; with ``append`` an existing one of the same robot, task, calibration and
+    action mode is added to (another is refused, one line, before any episode runs), and the
+    episode seeds continue after its episodes so that nothing is recorded twice; ``overwrite``
+    replaces an existing dataset (a zarr store only).
+    """
     robot = load_robot(config.robot)
-    env = GatedEnv(config)
-    store = EpisodeStore.create(dataset_path, robot=robot.robot, task=config.env_id,
-                                calibration_digest=robot_digest(config.robot),
-                                units=TRANSITION_UNITS, extra=action_mode_extra(env.action_mode),
-                                overwrite=True)
-    successes = {"clean": [], "noisy": []}
+    with closing(GatedEnv(config)) as env:
+        source = {"robot": robot.robot, "task": config.env_id,
+                  "calibration_digest": robot_digest(config.robot), "units": TRANSITION_UNITS,
+                  "extra": action_mode_extra(env.action_mode)}
+        open_store = EpisodeStore.create_or_append if append else EpisodeStore.create
+        with open_store(dataset_path, **source, overwrite=overwrite) as store:
+            first = store.n_episodes
+            successes = _record_episodes(config, env, store, first, progress)
+            return RecordSummary(episodes=store.n_episodes - first,
+                                 steps=store.n_steps - _steps_before(store, first),
+                                 demo_success_rate=_rate(successes["clean"]),
+                                 noisy_success_rate=_rate(successes["noisy"]),
+                                 total_episodes=store.n_episodes, total_steps=store.n_steps)
+
+
+def _record_episodes(config: PipelineConfig, env: GatedEnv, store: EpisodeStore, first: int,
+                     progress: bool) -> dict[str, list[bool]]:
+    """The config's plan of episodes, numbered from ``first``: a dataset appended to gets the
+    episodes one longer recording would have had after its own (same seed streams)."""
+    successes: dict[str, list[bool]] = {"clean": [], "noisy": []}
     plan = [("clean", 0.0)] * config.dataset.demonstrations
     plan += [("noisy", config.dataset.noise_std)] * config.dataset.noisy_trajectories
     rng = np.random.default_rng(config.seed)
-    for index, (kind, noise_std) in enumerate(tqdm(plan, desc="record", disable=not progress)):
+    for _ in range(first):  # the expert seeds the episodes already there were recorded with
+        rng.integers(2**31)
+    for offset, (kind, noise_std) in enumerate(tqdm(plan, desc="record", disable=not progress)):
+        index = first + offset
         expert = env.expert(noise_std, seed=int(rng.integers(2**31)))
         episode = env.run_episode(expert, seed=config.seed * 100_003 + index)
         store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
                                           "kind": kind, "noise_std": noise_std,
                                           "operator": "scripted expert"})
         successes[kind].append(episode.success)
-    env.close()
-    return RecordSummary(episodes=store.n_episodes, steps=store.n_steps,
-                         demo_success_rate=_rate(successes["clean"]),
-                         noisy_success_rate=_rate(successes["noisy"]))
+    return successes
+
+
+def _steps_before(store: EpisodeStore, episodes: int) -> int:
+    return int(store.episode_ends[episodes - 1]) if episodes else 0
 
 
 def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
-             progress: bool = True) -> Path:
-    """Offline AWAC on every transition of the dataset; writes RUN/offline.pt."""
+             progress: bool = True, overwrite: bool = False) -> Path:
+    """Offline AWAC on every transition of the dataset; writes RUN/offline.pt, refusing (before
+    training) to replace one unless ``overwrite``."""
+    path = run_dir / OFFLINE_CHECKPOINT
+    refuse_existing([(path, "the offline policy of an earlier pretrain")], overwrite,
+                    "pass --overwrite to replace it, or --out another run folder")
     data = task_transitions(config, dataset_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     agent = new_agent(config.awac, data, config.seed)
     replay = make_replay(config.awac, data, online_capacity=0, seed=config.seed)
+    if overwrite:
+        clear_log(run_dir / "pretrain")
     logger = MetricsLogger(run_dir / "pretrain")
     logger.log_config(annotated_yaml(config))
     rate = UpdateRate()
@@ -111,10 +167,11 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
                      disable=not progress):
         with rate.timing():
             metrics = train_step(agent, replay, config.awac.batch_size, generator)
-        if step % config.pretrain.log_every_updates == 0:
+        # and at the last update: a run shorter than the period (the quick profile's 200
+        # updates, logged every 250) still leaves its metrics
+        if step % config.pretrain.log_every_updates == 0 or step == config.pretrain.updates:
             logger.log(step, {**metrics, UPDATES_PER_S: rate.read()})
     logger.close()
-    path = run_dir / "offline.pt"
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": 0})
     return path
@@ -124,6 +181,8 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
              progress: bool = False, fallback: bool = True) -> EvalResult:
     """Success rate of the deterministic policy on seeds never used for data. ``fallback=False``
     evaluates the policy being fine-tuned, not the guard's snapshot standing in for it."""
+    if episodes < 1:
+        raise ValueError(f"evaluation needs at least 1 episode, got {episodes}")
     own_env = env is None
     env = env or GatedEnv(config)
     results: list[Episode] = []
@@ -142,42 +201,145 @@ def evaluate(config: PipelineConfig, agent: AWAC, episodes: int, *, env: GatedEn
 
 def evaluate_checkpoint(config: PipelineConfig, checkpoint: Path, episodes: int, *,
                         progress: bool = True) -> EvalResult:
-    agent = load_agent(config, checkpoint)
-    return evaluate(config, agent, episodes, progress=progress)
+    """The checkpoint's policy on ``config``'s task. Its networks are rebuilt from the AWAC
+    settings stored in the checkpoint (where and how to run them from ``config``), so a
+    checkpoint evaluates whatever the config's network settings are; a checkpoint of another
+    task is refused, one line."""
+    with closing(GatedEnv(config)) as env:
+        state = load_checkpoint(checkpoint)
+        check_checkpoint_task(state, config, env)
+        agent = agent_from_checkpoint(state, checkpoint_awac(state, config), seed=config.seed)
+        return evaluate(config, agent, episodes, env=env, progress=progress)
+
+
+def checkpoint_awac(state: dict, config: PipelineConfig) -> AWACConfig:
+    """The AWAC settings the checkpoint was trained with (``config.awac`` for one that does not
+    store them), run where and as ``config`` says (device, compile, matmul precision)."""
+    stored = stored_awac_settings(state)
+    if stored is None:
+        return config.awac
+    awac = from_dict(AWACConfig, stored, source=f"{state['path']} (its stored config)",
+                     prefix="awac")
+    return dataclasses.replace(awac, **{k: getattr(config.awac, k) for k in RUNTIME_SETTINGS})
+
+
+def eval_config(checkpoint: Path, config_name: str | None, overrides: list[str],
+                profile: str | None) -> PipelineConfig:
+    """The config ``robot-rl eval`` runs on: ``config_name`` (with its profile) if given, else
+    the config stored in the checkpoint; ``--set`` overrides on top of either."""
+    if config_name is not None:
+        return load_pipeline_config(config_name, overrides, profile)
+    if profile is not None:
+        raise ConfigError(f"--profile {profile} needs --config: the config stored in "
+                          f"{checkpoint} has no profiles")
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state["config"], dict) or "env_id" not in state["config"]:
+        raise CheckpointError(checkpoint, "stores no pipeline config to evaluate it on: pass "
+                                          "--config")
+    data = apply_overrides(state["config"], overrides)
+    return from_dict(PipelineConfig, data, source=f"{checkpoint} (its stored config)")
+
+
+def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) -> None:
+    """Refuses (one line naming the file) a checkpoint trained for another task than
+    ``config``'s: another environment, other environment settings (e.g. the action mode) or
+    networks of other observation or action sizes."""
+    path, stored = state["path"], state.get("config")
+    stored = stored if isinstance(stored, dict) else {}
+    sizes = f"{state['obs_dim']} observation values, {state['act_dim']} actions"
+    here = f"{env.obs_dim} observation values, {env.act_dim} actions"
+    if stored.get("env_id", config.env_id) != config.env_id:
+        raise CheckpointError(path, f"trained for {stored['env_id']} ({sizes}), not for "
+                                    f"{config.env_id} ({here})")
+    if stored.get("env_kwargs", config.env_kwargs) != config.env_kwargs:
+        raise CheckpointError(path, f"trained with env_kwargs {stored['env_kwargs']}, this run "
+                                    f"has {config.env_kwargs}: its actions mean something else "
+                                    f"here")
+    if (int(state["obs_dim"]), int(state["act_dim"])) != (env.obs_dim, env.act_dim):
+        raise CheckpointError(path, f"its networks take {sizes}; {config.env_id} has {here} "
+                                    f"(trained before the task's observation changed?)")
 
 
 def finetune(config: PipelineConfig, run_dir: Path, dataset_path: Path, *,
-             progress: bool = True, agent: AWAC | None = None) -> FinetuneResult:
+             progress: bool = True, agent: AWAC | None = None,
+             overwrite: bool = False, resume: bool = False) -> FinetuneResult:
     """Online AWAC in the twin: act, store the episode, update; the dataset stays in the buffer.
 
-    ``agent``: start from this agent instead of RUN/offline.pt (experiments use it for an agent
-    built from scratch, or one whose actor objective was switched after pretraining)."""
+    Writes RUN/online.zarr and RUN/finetuned.pt, refusing (before anything runs) to replace
+    those of an earlier run unless ``overwrite``. ``resume`` is the third choice: continue the
+    earlier run for another ``finetune.env_steps`` steps, from RUN/finetuned.pt (weights,
+    optimisers, the collapse guard's state) with RUN/online.zarr's episodes back in the replay
+    and new ones appended to it, the step count, the episode seeds and the curve carrying on
+    where they stopped: session after session on a robot. ``agent``: start from this agent
+    instead of RUN/offline.pt (experiments use it for an agent built from scratch, or one whose
+    actor objective was switched after pretraining)."""
+    if resume and (overwrite or agent is not None):
+        raise ConfigError("finetune: --resume continues the earlier run; it cannot also "
+                          "--overwrite it (or start from another agent)")
+    if resume:
+        for path, what in ((run_dir / FINETUNED_CHECKPOINT, "finetuned.pt"),
+                           (run_dir / ONLINE_STORE, "online.zarr")):
+            if not path.exists():
+                raise CheckpointError(path, f"missing: --resume continues a finetune run, and "
+                                            f"this folder has no {what} (run finetune without "
+                                            f"--resume first)")
+    else:
+        refuse_existing([(run_dir / ONLINE_STORE, "the online episodes of an earlier finetune"),
+                         (run_dir / FINETUNED_CHECKPOINT, "the policy of an earlier finetune")],
+                        overwrite, "pass --overwrite to start over from the offline policy "
+                                   "and replace it, --resume to continue that run, or use "
+                                   "another run folder")
     with closing(GatedEnv(config)) as env:  # closed however the run ends
         data = task_transitions(config, dataset_path, env)
-        agent = agent if agent is not None else load_agent(config, run_dir / "offline.pt")
-        return _run_online(config, run_dir, data, agent, env, progress)
+        if resume:
+            agent = load_agent(config, run_dir / FINETUNED_CHECKPOINT, env)
+        elif agent is None:
+            agent = load_agent(config, run_dir / OFFLINE_CHECKPOINT, env)
+        return _run_online(config, run_dir, data, agent, env, progress, overwrite, resume)
+
+
+def _open_online_store(config: PipelineConfig, run_dir: Path, env: GatedEnv, overwrite: bool,
+                       resume: bool) -> EpisodeStore:
+    """RUN/online.zarr: new (or replaced with ``overwrite``); with ``resume`` the earlier one,
+    opened for append, refused (one line) if another robot, task or action mode wrote it."""
+    source = {"robot": config.robot, "task": config.env_id,
+              "calibration_digest": robot_digest(config.robot), "units": TRANSITION_UNITS,
+              "extra": action_mode_extra(env.action_mode)}
+    path = run_dir / ONLINE_STORE
+    if resume:
+        return EpisodeStore.create_or_append(path, **source)
+    return EpisodeStore.create(path, **source, overwrite=overwrite)
 
 
 def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarray], agent: AWAC,
-                env: GatedEnv, progress: bool) -> FinetuneResult:
-    replay = make_replay(config.awac, data, online_capacity=config.finetune.env_steps,
+                env: GatedEnv, progress: bool, overwrite: bool,
+                resume: bool = False) -> FinetuneResult:
+    online_store = _open_online_store(config, run_dir, env, overwrite, resume)
+    start_steps, first_episode = online_store.n_steps, online_store.n_episodes
+    replay = make_replay(config.awac, data,
+                         online_capacity=start_steps + config.finetune.env_steps,
                          seed=config.seed)
-    online_store = EpisodeStore.create(run_dir / "online.zarr", robot=config.robot,
-                                       task=config.env_id,
-                                       calibration_digest=robot_digest(config.robot),
-                                       units=TRANSITION_UNITS,
-                                       extra=action_mode_extra(env.action_mode), overwrite=True)
+    for _, steps in online_store.iter_episodes():  # the earlier sessions' episodes, in order
+        replay.add_episode(batch_from_steps(steps))
+    if overwrite:
+        clear_log(run_dir / "finetune")
     logger = MetricsLogger(run_dir / "finetune")
     logger.log_config(annotated_yaml(config))
     rate = UpdateRate()
-    generator = np.random.default_rng(config.seed + 1)
-    agent.start_online()
-    offline_eval = evaluate(config, agent, config.eval.episodes, env=env)
-    agent.guard.record_offline_success(offline_eval.success_rate)
-    curve = [curve_point(0, offline_eval)]
-    env_steps, episode_index, next_eval = 0, 0, config.finetune.eval_every_env_steps
+    generator = np.random.default_rng(config.seed + 1 + first_episode)
+    summary = read_finetune_summary(run_dir) if resume else FinetuneSummary()
+    if not agent.guard.armed:  # a resumed agent's guard keeps its snapshot and its count
+        agent.start_online()
+    first_eval = evaluate(config, agent, config.eval.episodes, env=env)
+    if not resume:
+        agent.guard.record_offline_success(first_eval.success_rate)
+    curve = [curve_point(start_steps, first_eval)]
+    total = start_steps + config.finetune.env_steps
+    env_steps, episode_index = start_steps, first_episode
+    next_eval = start_steps + config.finetune.eval_every_env_steps
+    metrics: Mapping[str, float] = {}
     bar = tqdm(total=config.finetune.env_steps, desc="finetune", disable=not progress)
-    while env_steps < config.finetune.env_steps:
+    while env_steps < total:
         episode = env.run_episode(lambda obs: agent.act(obs, deterministic=False),
                                   seed=ONLINE_SEED_OFFSET + config.seed * 100_003 + episode_index)
         online_store.add_episode(episode.steps, {"success": episode.success, "seed": episode.seed,
@@ -192,17 +354,62 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
         bar.update(episode.length)
         logger.log(env_steps, {**metrics, UPDATES_PER_S: rate.read(),
                                **episode_metrics(episode.episode_return, episode.success)})
-        if env_steps >= next_eval or env_steps >= config.finetune.env_steps:
+        if env_steps >= next_eval or env_steps >= total:
             point = _evaluate_online(config, agent, env, env_steps, logger)
             curve.append(point)
             bar.set_postfix(success=f"{point.success_rate:.0%}")
             next_eval += config.finetune.eval_every_env_steps
     bar.close()
     logger.close()
-    path = run_dir / "finetuned.pt"
+    online_store.close()
+    path = run_dir / FINETUNED_CHECKPOINT
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
                     {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps})
-    return FinetuneResult(checkpoint=path, curve=curve, safety=dict(env.gate.statuses))
+    safety = dict(env.gate.statuses)
+    summary.add_session(curve if not resume else curve[1:], safety, env_steps)
+    summary.write(run_dir)
+    return FinetuneResult(checkpoint=path, curve=curve, safety=safety)
+
+
+@dataclass
+class FinetuneSummary:
+    """RUN/finetune/summary.json: the evaluation curve and the safety supervisor's verdicts of
+    every finetune session in the run folder (what ``robot-rl report`` reads; ``--resume``
+    extends it)."""
+
+    curve: list[CurvePoint] = dataclasses.field(default_factory=list)
+    safety: dict[str, int] = dataclasses.field(default_factory=dict)
+    env_steps: int = 0
+    sessions: int = 0
+
+    def add_session(self, curve: list[CurvePoint], safety: Mapping[str, int],
+                    env_steps: int) -> None:
+        self.curve += curve
+        for key, count in safety.items():
+            self.safety[key] = self.safety.get(key, 0) + int(count)
+        self.env_steps, self.sessions = env_steps, self.sessions + 1
+
+    def write(self, run_dir: Path) -> None:
+        path = run_dir / FINETUNE_SUMMARY
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+        os.replace(tmp, path)  # a reader never sees half of it
+
+
+def read_finetune_summary(run_dir: Path) -> FinetuneSummary:
+    """The run's summary; an empty one for a run folder written before summaries existed."""
+    path = run_dir / FINETUNE_SUMMARY
+    if not path.exists():
+        return FinetuneSummary()
+    try:
+        data = json.loads(path.read_text())
+        return FinetuneSummary(curve=[CurvePoint(**p) for p in data["curve"]],
+                               safety={k: int(v) for k, v in data["safety"].items()},
+                               env_steps=int(data["env_steps"]), sessions=int(data["sessions"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(path, f"unreadable finetune summary ({err}); move it away to "
+                                    f"start a new one") from err
 
 
 def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_steps: int,
@@ -222,22 +429,26 @@ def _evaluate_online(config: PipelineConfig, agent: AWAC, env: GatedEnv, env_ste
     return curve_point(env_steps, acting)
 
 
-def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) -> Report:
-    """The whole pipeline on the twin, ending in RUN/report.md, report.json, learning_curve.png."""
+def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True,
+             overwrite: bool = False) -> Report:
+    """The whole pipeline on the twin, ending in RUN/report.md, report.json, learning_curve.png.
+    ``overwrite`` replaces the outputs of an earlier demo in ``run_dir``; without it each stage
+    refuses an output that is there."""
     timings: dict[str, float] = {}
     clock = Laps(timings)
-    dataset = run_dir / "dataset.zarr"
-    summary = record(config, dataset, progress=progress)
+    dataset = run_dir / DATASET
+    summary = record(config, dataset, progress=progress, overwrite=overwrite)
     clock.lap("record")
-    offline_checkpoint = pretrain(config, dataset, run_dir, progress=progress)
+    offline_checkpoint = pretrain(config, dataset, run_dir, progress=progress,
+                                  overwrite=overwrite)
     clock.lap("pretrain")
-    offline = evaluate(config, load_agent(config, offline_checkpoint), config.eval.episodes,
-                       progress=progress)
-    tuned = finetune(config, run_dir, dataset, progress=progress)
-    final = evaluate(config, load_agent(config, tuned.checkpoint), config.eval.episodes,
-                     progress=progress)
+    offline = evaluate_checkpoint(config, offline_checkpoint, config.eval.episodes,
+                                  progress=progress)
+    tuned = finetune(config, run_dir, dataset, progress=progress, overwrite=overwrite)
+    final = evaluate_checkpoint(config, tuned.checkpoint, config.eval.episodes,
+                                progress=progress)
     clock.lap("finetune and evaluate")
-    report = Report(task=config.env_id, seed=config.seed,
+    report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
                     offline_success_rate=offline.success_rate,
@@ -246,6 +457,47 @@ def run_demo(config: PipelineConfig, run_dir: Path, *, progress: bool = True) ->
                     timings_s=timings, safety=tuned.safety)
     report.write(run_dir)
     return report
+
+
+def report_run(config: PipelineConfig, run_dir: Path, *, dataset_path: Path | None = None,
+               progress: bool = True, overwrite: bool = False) -> Report:
+    """The demo's report (RUN/report.md, report.json, learning_curve.png) for a run made step by
+    step: the dataset's success rates (its clean and noisy episodes), RUN/offline.pt and
+    RUN/finetuned.pt evaluated as ``demo`` evaluates them, and the curve and safety verdicts
+    that finetune kept in RUN/finetune/summary.json (every session of a resumed run). An
+    earlier report is replaced only with ``overwrite``."""
+    refuse_existing([(run_dir / name, "an earlier report") for name in REPORT_OUTPUTS],
+                    overwrite, "pass --overwrite to replace it")
+    for path in (run_dir / OFFLINE_CHECKPOINT, run_dir / FINETUNED_CHECKPOINT):
+        if not path.exists():
+            raise CheckpointError(path, "missing: a report needs pretrain's offline.pt and "
+                                        "finetune's finetuned.pt in the run folder")
+    dataset = dataset_path or run_dir / DATASET
+    clean, noisy = dataset_success_rates(dataset) if dataset.exists() else ([], [])
+    offline = evaluate_checkpoint(config, run_dir / OFFLINE_CHECKPOINT, config.eval.episodes,
+                                  progress=progress)
+    final = evaluate_checkpoint(config, run_dir / FINETUNED_CHECKPOINT, config.eval.episodes,
+                                progress=progress)
+    summary = read_finetune_summary(run_dir)
+    final_steps = int(load_checkpoint(run_dir / FINETUNED_CHECKPOINT)["counters"].get(
+        "online_env_steps", summary.env_steps))
+    curve = summary.curve or [curve_point(0, offline), curve_point(final_steps, final)]
+    report = Report(task=config.env_id, seed=config.seed, demo_success_rate=_rate(clean),
+                    noisy_success_rate=_rate(noisy), offline_success_rate=offline.success_rate,
+                    finetuned_success_rate=final.success_rate,
+                    eval_episodes=config.eval.episodes, curve=curve, safety=summary.safety,
+                    mode=f"step by step (record, pretrain, finetune: {summary.sessions} "
+                         f"session(s), {final_steps} online steps; report)")
+    report.write(run_dir)
+    return report
+
+
+def dataset_success_rates(dataset: Path) -> tuple[list[bool], list[bool]]:
+    """Success of the dataset's clean and noisy episodes, as ``record`` labelled them."""
+    with EpisodeStore.open(dataset, "r") as store:
+        infos = store.episode_infos()
+    return ([bool(i.get("success")) for i in infos if i.get("kind") == "clean"],
+            [bool(i.get("success")) for i in infos if i.get("kind") == "noisy"])
 
 
 def task_transitions(config: PipelineConfig, dataset_path: Path,
@@ -265,8 +517,14 @@ def task_transitions(config: PipelineConfig, dataset_path: Path,
     return data
 
 
-def load_agent(config: PipelineConfig, checkpoint: Path) -> AWAC:
-    return load_agent_from(checkpoint, config.awac, seed=config.seed)
+def load_agent(config: PipelineConfig, checkpoint: Path, env: GatedEnv | None = None) -> AWAC:
+    """The checkpoint's agent with ``config.awac``'s settings (fine-tuning may change e.g. beta;
+    networks of another shape are refused, one line naming the file and the settings that
+    differ). With ``env``, a checkpoint of another task is refused too."""
+    state = load_checkpoint(checkpoint)
+    if env is not None:
+        check_checkpoint_task(state, config, env)
+    return agent_from_checkpoint(state, config.awac, seed=config.seed)
 
 
 def curve_point(env_steps: int, result: EvalResult) -> CurvePoint:

@@ -362,8 +362,11 @@ class Node(ABC):
         return time.time() if clock is None else clock.now_s
 
     def steady_s(self) -> float:
-        """A clock that never goes back, for ages, freshness and timeouts: ``time.monotonic()``,
-        or the simulated time under ``use_sim_time`` (which never goes back within a run)."""
+        """A clock that never goes back, in seconds, for ages, freshness and timeouts: an NTP
+        step of the wall clock must neither make old data fresh nor fresh data old. Monotonic
+        time (``time.monotonic()``, arbitrary origin: only differences mean anything) on wall
+        time; the simulated time under ``use_sim_time`` (which never goes back within a run).
+        Not for stamps: those are ``now_s()``."""
         clock = self._sim_clock
         return time.monotonic() if clock is None else clock.now_s
 

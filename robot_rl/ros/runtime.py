@@ -199,6 +199,8 @@ def backend_name() -> str:
 def make_node(name: str, namespace: str | None = None, argv: list[str] | None = None) -> Node:
     """A node on the chosen backend, configured by ``argv``'s ``--ros-args`` (default sys.argv)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _help_nodes is not None:  # ``--help``: the node's parameters, no backend (see node_help)
+        return _declaration_node(name, namespace, argv)
     if backend_name() == "rclpy":
         from robot_rl.ros.rclpy_backend import RclpyNode
         return RclpyNode(name, namespace, argv)
@@ -224,6 +226,9 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
     a callback ends the node with its code.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(node_help(node_factory, argv))
+        return 0
     made: Any = None
     node: Node | None = None
     code = 0
@@ -243,6 +248,107 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
     finally:
         _close(made, node)
     return code
+
+
+# --- --help -------------------------------------------------------------------------------------
+HELP_FLAGS = ("-h", "--help")
+# While node_help builds a node, make_node returns DeclarationNodes and records them here.
+_help_nodes: list[DeclarationNode] | None = None
+
+
+class _DeclarationsDone(Exception):
+    """Raised by a DeclarationNode when the node it stands for starts to communicate."""
+
+
+class DeclarationNode(Node):
+    """A node that only declares parameters: what ``--help`` lists, with no DDS participant, no
+    rclpy context, no publisher, subscription or timer. The first attempt to create one of those
+    (or to spin) ends the node's construction: node constructors declare their parameters first,
+    as every robot_rl node does, and what comes after them is the node starting."""
+
+    def create_publisher(self, msg_type: type, topic: str, qos: Any = None) -> Any:
+        raise _DeclarationsDone
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Any,
+                            qos: Any = None) -> Any:
+        raise _DeclarationsDone
+
+    def create_timer(self, period_s: float, callback: Any) -> Any:
+        raise _DeclarationsDone
+
+    def spin_once(self, timeout_s: float = 0.0) -> None:
+        raise _DeclarationsDone
+
+    def destroy(self) -> None:
+        pass
+
+    def parameters(self) -> list[tuple[str, str, ParameterValue, str]]:
+        """(name, type, value, description) in declaration order."""
+        return [(name, self._parameter_types[name], value, self._descriptions[name])
+                for name, value in self._parameters.items()]
+
+
+def _declaration_node(name: str, namespace: str | None, argv: list[str]) -> Node:
+    assert _help_nodes is not None
+    ros_args = parse_ros_args(argv)
+    node_name, node_ns = node_identity(name, namespace, ros_args)
+    node = DeclarationNode(node_name, node_ns, node_options(node_name, node_ns, ros_args))
+    _help_nodes.append(node)
+    return node
+
+
+def wants_help(argv: list[str]) -> bool:
+    """``-h``/``--help`` among the node's own arguments (not inside ``--ros-args``)."""
+    user: list[str] = []
+    in_ros = False
+    for arg in argv:
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--" and in_ros:
+            in_ros = False
+        elif not in_ros:
+            user.append(arg)
+    return any(arg in HELP_FLAGS for arg in user)
+
+
+def node_help(node_factory: Callable[[list[str]], Any], argv: list[str],
+              prog: str | None = None) -> str:
+    """The help of a node executable: usage, what the node is, and every parameter it declares
+    (type, default, description), found by building the node on :class:`DeclarationNode` (no
+    transport starts). ``--ros-args -p name:=value`` shown in the defaults' place, as the node
+    would take them."""
+    global _help_nodes
+    _help_nodes = []
+    stopped = ""
+    try:
+        node_factory([a for a in argv if a not in HELP_FLAGS])
+    except _DeclarationsDone:
+        pass
+    except Exception as err:  # a node that cannot be built here still lists what it declared
+        stopped = f"\n(the node stopped before declaring everything: {type(err).__name__}: " \
+                  f"{str(err).splitlines()[0] if str(err) else ''})"
+    finally:
+        nodes, _help_nodes = _help_nodes, None
+    prog = prog or os.path.basename(sys.argv[0]) or "node"
+    doc = (getattr(node_factory, "__doc__", None) or "").strip()
+    if doc.startswith(f"{getattr(node_factory, '__name__', '')}("):  # a dataclass's signature
+        doc = ""
+    lines = [f"usage: {prog} [-h] [--ros-args [-r FROM:=TO] [-p NAME:=VALUE] "
+             f"[--params-file FILE] [--log-level LEVEL]]", ""]
+    if doc:
+        lines += [" ".join(doc.split("\n\n")[0].split()), ""]
+    for node in nodes:
+        params = node.parameters() if isinstance(node, DeclarationNode) else []
+        lines.append(f"node {node.fully_qualified_name}: {len(params)} parameters "
+                     f"(set with --ros-args -p NAME:=VALUE)")
+        shown = [yaml.safe_dump(p[2], default_flow_style=True, width=1 << 30)
+                 .removesuffix("\n...\n").strip() for p in params]
+        width = max((len(p[0]) for p in params), default=0)
+        value_width = min(24, max((len(v) for v in shown), default=0))
+        for (name, type_name, _, description), value in zip(params, shown):
+            lines.append(f"  {name:<{width}}  {type_name:<9} {value:<{value_width}}  "
+                         f"{description}".rstrip())
+    return "\n".join(lines) + stopped
 
 
 def _fallback_logger(node_factory: Callable[..., Any], argv: list[str]) -> Logger:

@@ -1,4 +1,5 @@
-"""The safety supervisor's logic: pure functions of (command, state, time); numpy only.
+"""The safety supervisor's logic: pure functions of (command, state, time); numpy, and MuJoCo's
+forward kinematics on the robot's model for the workspace check (``kinematics``).
 
 See docs/safety.md for what each limit means and what happens on each fault.
 """

@@ -43,10 +43,11 @@ class JointLimits:
     state_timeout_s: float
     command_timeout_s: float
     telemetry_timeout_s: float
+    stamp_tolerance_s: float  # a state stamped further ahead of the receiver's clock is invalid
 
     @classmethod
     def from_calibration(cls, calibration: RobotCalibration) -> JointLimits:
-        where = f"calibration '{calibration.robot}'"
+        where = calibration.where
         safety = calibration.safety
         if safety is None:
             raise ConfigError(f"{where}: safety: required section is missing")
@@ -60,6 +61,7 @@ class JointLimits:
             "state_timeout_s": (safety.state_timeout_s, None),
             "command_timeout_s": (safety.command_timeout_s, None),
             "telemetry_timeout_s": (safety.telemetry_timeout_s, None),
+            "stamp_tolerance_s": (safety.stamp_tolerance_s, 0.0),
         }
         for key, (value, allowed_zero) in scalars.items():
             ok = isinstance(value, (int, float)) and math.isfinite(value)
@@ -96,6 +98,7 @@ class JointLimits:
             state_timeout_s=float(safety.state_timeout_s),
             command_timeout_s=float(safety.command_timeout_s),
             telemetry_timeout_s=float(safety.telemetry_timeout_s),
+            stamp_tolerance_s=float(safety.stamp_tolerance_s),
         )
 
 

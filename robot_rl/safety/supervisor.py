@@ -1,17 +1,30 @@
 """The safety supervisor: the only path from a command to the motors (see docs/safety.md).
 
 Pure logic: the node feeds it telemetry (``update_state``), every incoming command (``filter``) and
-a fixed-rate watchdog ``tick``, and publishes each verdict's command. Time is whatever clock the
-node uses for ``now_s``; state stamps must be on the same clock.
+a fixed-rate watchdog ``tick``, and publishes each verdict's command.
+
+Clocks: every ``now_s`` is the supervisor's own clock, one that never goes back (the node's
+``steady_s()``: monotonic time, or the simulated time); ``update_state`` is given the time of
+receipt on it. Every age (state, command, telemetry) counts on this clock from receipt, never
+from a stamp: a publisher's clock that is wrong, or steps, can then neither make an old state
+fresh nor a fresh one old. A state's ``stamp_s`` is the publisher's (ROS time) and serves three
+things: a stamp more than ``stamp_tolerance_s`` ahead of the receiver's time on the stamps' clock
+is invalid (a measurement cannot come from the future: a clock fault; hold until a sane one
+comes); a stamp equal to the latest one's marks a repeat, which makes nothing fresh; and the
+stamp of the state a verdict was based on is echoed with it (``state_stamp_s``), so a driver can
+tell on its own clock which of its measurements a command answers. A stamp earlier than the
+latest one's (the publisher's clock stepped back) is still a new measurement: states are taken in
+the order they arrive, and the step is counted (``state_stamp_back``). If ``now_s`` itself goes
+back, every verdict holds (``clock_back``) until it passes the latest time seen again.
 
 Hold: on a fault the supervisor freezes a hold target, the measured position at that moment
 (clipped into the position limits), and from then on sends only that target, approached at the
 velocity limit from the last command sent (usually reached in one step, as targets never lead the
 measured position by more than ``max_step_rad``). Never a stale target: commanding where the robot
 is leaves the position controllers nothing to drive, so motion stops and current falls; a
-blocked joint is not kept pushing. The hold ends when its causes are gone AND a state measured
-after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the next
-command then starts from the hold target under the usual rate limits.
+blocked joint is not kept pushing. The hold ends when its causes are gone AND a new measurement
+received after the hold began has arrived (and, for the e-stop, after an explicit ``reset``); the
+next command then starts from the hold target under the usual rate limits.
 
 Re-base: the rate limits count from the last command sent, except for joints that two
 consecutive measurements put more than 2 * max_step_rad away from it (``limits.jumped``): there
@@ -33,8 +46,8 @@ from types import MappingProxyType
 import numpy as np
 
 from robot_rl.config import ConfigError
-from robot_rl.robot_config import RobotCalibration
-from robot_rl.safety.kinematics import Kinematics
+from robot_rl.robot_config import RobotCalibration, WorkspaceBounds
+from robot_rl.safety.kinematics import Kinematics, MjcfError
 from robot_rl.safety.limits import (
     JointLimits,
     acceleration_window,
@@ -57,23 +70,16 @@ class Supervisor:
         self.workspace: WorkspaceGuard | None = None
         bounds = calibration.safety.workspace
         if bounds is not None:
-            if kinematics is None:  # the limit is in the calibration, so it is enforced
-                path = calibration.model_path()
-                if not path.exists():
-                    raise ConfigError(f"calibration '{calibration.robot}': safety.workspace needs "
-                                      f"the model {path} (model_mjcf), which does not exist")
-                kinematics = Kinematics.from_mjcf(path, calibration.joint_names)
-            if kinematics.joint_names != calibration.joint_names:
-                raise ConfigError(f"kinematics joints {kinematics.joint_names} differ from the "
-                                  f"calibration '{calibration.robot}' joints "
-                                  f"{calibration.joint_names}")
-            self.workspace = WorkspaceGuard(kinematics, bounds)
+            self.workspace = self._workspace(calibration, bounds, kinematics)
         n = len(self.limits.joint_names)
         self._n = n
         self._counters: Counter[str] = Counter()
         self._state: RobotState | None = None  # the latest valid state
         self._previous_state: RobotState | None = None  # the latest valid one measured before it
         self._state_fault: str | None = None  # why the latest received state was rejected
+        self._state_received_s = -math.inf  # when the latest new measurement was received
+        self._stamp_lag_s: float | None = None  # receiver's stamp clock - stamp, latest received
+        self._now_back = False  # the last now_s given was earlier than one before it
         # telemetry kind -> (values, stamp_s): the newest of each, kept until a newer one comes
         self._telemetry: dict[str, tuple[np.ndarray, float]] = {}
         self._hot = np.zeros(n, dtype=bool)  # overtemperature, with hysteresis
@@ -91,23 +97,65 @@ class Supervisor:
         self._latest_s = -math.inf
         self._last_verdict: Verdict | None = None
 
+    @staticmethod
+    def _workspace(calibration: RobotCalibration, bounds: WorkspaceBounds,
+                   kinematics: Kinematics | None) -> WorkspaceGuard:
+        """The workspace check; every error names the calibration file (or robot)."""
+        where = calibration.where
+        if kinematics is None:  # the limit is in the calibration, so it is enforced
+            if not calibration.model_file.exists():
+                raise ConfigError(f"{where}: safety.workspace needs the model "
+                                  f"{calibration.model_mjcf} (model_mjcf), which does not exist")
+            try:
+                kinematics = Kinematics.from_mjcf(calibration.model_path(),
+                                                  calibration.joint_names)
+            except MjcfError as err:
+                raise ConfigError(f"{where}: safety.workspace: {err}") from None
+        if kinematics.joint_names != calibration.joint_names:
+            raise ConfigError(f"{where}: kinematics joints {kinematics.joint_names} differ from "
+                              f"the calibration's {calibration.joint_names}")
+        try:
+            return WorkspaceGuard(kinematics, bounds)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
     # ---- inputs -------------------------------------------------------------------------------
 
-    def update_state(self, state: RobotState) -> None:
-        """Accepts a measurement; a malformed one is counted and makes the supervisor hold."""
-        problem = self._state_problem(state)
-        if problem == "state_out_of_order":
-            self._counters[problem] += 1
-            return
+    def update_state(self, state: RobotState, now_s: float,
+                     stamp_now_s: float | None = None) -> None:
+        """Accepts a measurement received at ``now_s`` (the supervisor's clock); an invalid one is
+        counted and makes the supervisor hold until a valid one comes.
+
+        ``stamp_now_s`` is the time of receipt on the stamps' clock (the node's ROS time), which
+        a stamp may not lead by more than ``stamp_tolerance_s``; None when the stamps are on the
+        supervisor's clock (the in-process gate, tests). A state stamped like the latest one is
+        a repeat (a driver re-sending a cached reading, the node re-sending the last state with
+        new telemetry): its values replace the latest, but it refreshes nothing.
+        """
+        stamp_now_s = now_s if stamp_now_s is None else stamp_now_s
+        for name, value in (("now_s", now_s), ("stamp_now_s", stamp_now_s)):
+            if not math.isfinite(value):
+                raise ValueError(f"safety supervisor {self.robot}: {name} must be finite, "
+                                 f"got {value}")
+        self._latest_s = max(self._latest_s, now_s)
+        if math.isfinite(state.stamp_s):
+            self._stamp_lag_s = stamp_now_s - state.stamp_s
+        problem = self._state_problem(state, stamp_now_s, now_s)
         if problem is not None:
             self._counters["state_rejected"] += 1  # every one; the hold counts its onset
+            if problem == "stamp_in_future":
+                self._counters["stamp_in_future"] += 1  # every one, like state_rejected
             self._state_fault = f"state_invalid {problem}"
             return
-        if self._state is not None and state.stamp_s > self._state.stamp_s:
-            self._previous_state = self._state
+        latest = self._state
+        if latest is None or state.stamp_s != latest.stamp_s:  # a new measurement
+            if latest is not None:
+                self._previous_state = latest
+                if state.stamp_s < latest.stamp_s:  # the publisher's clock stepped back
+                    self._counters["state_stamp_back"] += 1
+            self._state_received_s = now_s
         self._state, self._state_fault = state, None
-        self._latest_s = max(self._latest_s, state.stamp_s)
-        self._take_telemetry(state)
+        self._take_telemetry(state, now_s)
 
     def filter(self, command_rad: np.ndarray, now_s: float) -> Verdict:
         """Decides what to send for one incoming command."""
@@ -127,7 +175,7 @@ class Supervisor:
         if causes:
             return self._hold(now_s, causes)
         if self._holding:
-            if self._state.stamp_s <= self._hold_since_s:
+            if self._state_received_s <= self._hold_since_s:
                 return self._hold(now_s, ("awaiting_fresh_state",))
             self._holding, self._hold_target = False, None
         return self._run(command, now_s)
@@ -151,7 +199,7 @@ class Supervisor:
         if causes:
             return self._hold(now_s, causes)
         if self._holding:
-            fresh = self._state is not None and self._state.stamp_s > self._hold_since_s
+            fresh = self._state is not None and self._state_received_s > self._hold_since_s
             return self._hold(now_s, ("awaiting_command" if fresh else "awaiting_fresh_state",))
         return None
 
@@ -164,12 +212,13 @@ class Supervisor:
         self._enter_hold(when)
 
     def reset(self, now_s: float) -> bool:
-        """Clears a latched e-stop if a valid state measured after it is fresh at ``now_s``."""
+        """Clears a latched e-stop if the latest state is valid, a new measurement received after
+        the e-stop, and still fresh at ``now_s``."""
         self._clock(now_s)
-        state = self._state
-        fresh = (state is not None and self._state_fault is None
-                 and state.stamp_s > self._estop_since_s
-                 and now_s - state.stamp_s <= self.limits.state_timeout_s)
+        age_s = now_s - self._state_received_s
+        fresh = (self._state is not None and self._state_fault is None and not self._now_back
+                 and self._state_received_s > self._estop_since_s
+                 and 0.0 <= age_s <= self.limits.state_timeout_s)
         if not fresh:
             self._counters["reset_refused"] += 1
             return False
@@ -192,6 +241,14 @@ class Supervisor:
     def holding(self) -> bool:
         return self._holding
 
+    @property
+    def state_stamp_s(self) -> float | None:
+        """The stamp of the latest valid state, on its publisher's clock: the measurement that
+        the latest verdict was based on (None before any). The node stamps each COMMAND with it,
+        so a driver can tell, on its own clock, whether a command was decided after the
+        supervisor saw a given measurement of its own (contract C1)."""
+        return None if self._state is None else self._state.stamp_s
+
     def diagnostics(self, now_s: float | None = None) -> list[DiagnosticStatusData]:
         now = self._latest_s if now_s is None else now_s
         verdict = self._last_verdict
@@ -208,9 +265,12 @@ class Supervisor:
             level, message = WARN, "clipping: " + ", ".join(verdict.reasons)
         else:
             level, message = OK, "passing commands" if verdict else "waiting for commands"
-        ages = {"state_age_s": None if self._state is None else now - self._state.stamp_s,
+        ages = {"state_age_s": None if self._state is None else now - self._state_received_s,
                 "command_age_s": None if self._last_command_rx_s is None
-                else now - self._last_command_rx_s}
+                else now - self._last_command_rx_s,
+                # the receiver's time on the stamps' clock at receipt minus the latest stamp:
+                # transport latency plus the clocks' offset (negative: stamped in the future)
+                "state_stamp_lag_s": self._stamp_lag_s}
         values = [("status", status)]
         values += [(k, "none" if v is None else f"{v:.4f}") for k, v in ages.items()]
         if self._last_rebase is not None:
@@ -224,14 +284,14 @@ class Supervisor:
     # ---- decisions ----------------------------------------------------------------------------
 
     def _conditions(self, now_s: float) -> tuple[str, ...]:
-        """Faults that hold the robot regardless of the command: state freshness and telemetry."""
-        state = self._state
-        if state is None:
-            return ("no_state",)
-        causes = []
+        """Faults that hold the robot regardless of the command: the clock, state freshness and
+        telemetry."""
+        causes = ["clock_back"] if self._now_back else []
+        if self._state is None:
+            return (*causes, "no_state")
         if self._state_fault is not None:
             causes.append(self._state_fault)
-        if now_s - state.stamp_s > self.limits.state_timeout_s:
+        if now_s - self._state_received_s > self.limits.state_timeout_s:
             causes.append("stale_state")
         return (*causes, *self._telemetry_conditions(now_s))
 
@@ -296,7 +356,7 @@ class Supervisor:
         """The command nearest ``desired`` inside every limit, or None; emits it if not None."""
         measured = self._state.position_rad
         if self._sent is None:  # nothing sent yet: rate limits count from the measured state
-            reference, dt_s = measured, max(0.0, now_s - self._state.stamp_s)
+            reference, dt_s = measured, max(0.0, now_s - self._state_received_s)
         else:
             reference, dt_s = self._sent, max(0.0, now_s - self._sent_s)
         box, rules = hard_box(self.limits, measured, reference, dt_s, self._sent is not None)
@@ -362,13 +422,14 @@ class Supervisor:
     def _clock(self, now_s: float) -> None:
         if not math.isfinite(now_s):
             raise ValueError(f"safety supervisor {self.robot}: now_s must be finite, got {now_s}")
+        self._now_back = now_s < self._latest_s
         self._latest_s = max(self._latest_s, now_s)
 
-    def _state_problem(self, state: RobotState) -> str | None:
+    def _state_problem(self, state: RobotState, stamp_now_s: float, now_s: float) -> str | None:
         if not math.isfinite(state.stamp_s):
-            return "stamp"
-        if self._state is not None and state.stamp_s < self._state.stamp_s:
-            return "state_out_of_order"
+            return "stamp not finite"
+        if state.stamp_s > stamp_now_s + self.limits.stamp_tolerance_s:
+            return "stamp_in_future"
         arrays = {"position_rad": state.position_rad, "velocity_rad_s": state.velocity_rad_s,
                   "effort_a": state.effort_a, "temperature_c": state.temperature_c}
         for name, values in arrays.items():
@@ -385,16 +446,19 @@ class Supervisor:
             stamp = getattr(state, name)
             if stamp is not None and not math.isfinite(stamp):
                 return f"{name} not finite"
+            if stamp is not None and stamp > now_s + self.limits.stamp_tolerance_s:
+                return f"{name} in the future"  # a sample that could never go stale
         return None
 
-    def _take_telemetry(self, state: RobotState) -> None:
-        """Keeps the newest temperature and hardware error, each with its own stamp."""
+    def _take_telemetry(self, state: RobotState, now_s: float) -> None:
+        """Keeps the newest temperature and hardware error, each with its own stamp (on the
+        supervisor's clock: when it was received; None: with the state, at ``now_s``)."""
         samples = {"temperature": (state.temperature_c, state.temperature_stamp_s),
                    "hardware_error": (state.hardware_error, state.hardware_error_stamp_s)}
         for kind, (values, stamp_s) in samples.items():
             if values is None:
                 continue
-            stamp_s = state.stamp_s if stamp_s is None else stamp_s
+            stamp_s = now_s if stamp_s is None else stamp_s
             if kind in self._telemetry and stamp_s < self._telemetry[kind][1]:
                 continue  # an older sample than the one kept
             kept = np.array(values, dtype=float if kind == "temperature" else bool)

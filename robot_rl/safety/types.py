@@ -17,11 +17,12 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 class RobotState:
     """One measurement from the driver telemetry or the twin, in the calibration's joint order.
 
-    ``stamp_s`` is when position, velocity and effort were measured, on the same clock as the
-    ``now_s`` given to the supervisor. Temperature and hardware error often come on their own
-    topics at their own rate: their stamps say when they were measured or received (None: with
-    the joint state, at ``stamp_s``). None for a value means "nothing new": the supervisor keeps
-    the last one it got, which goes stale after ``telemetry_timeout_s``.
+    ``stamp_s`` is when position, velocity and effort were measured, on the publisher's clock
+    (the header stamp, ROS time); the supervisor judges its age from when it was received, not
+    from the stamp (see ``Supervisor.update_state``). Temperature and hardware error often come
+    on their own topics at their own rate: their stamps say when they were received, on the
+    supervisor's clock (None: with the joint state). None for a value means "nothing new": the
+    supervisor keeps the last one it got, which goes stale after ``telemetry_timeout_s``.
     """
 
     stamp_s: float

@@ -8,11 +8,13 @@ The twin (sim_twin) and the ROS nodes feed it the same :class:`TaskState`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from robot_rl.config import from_dict
 from robot_rl.robot_config import RobotCalibration
 
 ACTION_MODES = ("absolute", "relative", "velocity")
@@ -109,17 +111,45 @@ def velocity_step_rad(calibration: RobotCalibration, control_period_s: float) ->
 
 
 class Task(abc.ABC):
-    """A task: observation layout, reward, success, action mapping and reset distribution."""
+    """A task: observation layout, reward, success, action mapping and reset distribution.
 
-    name: str
+    A subclass names itself (``name``, as registered in robot_rl.registry) and its config
+    dataclass (``config_class``: at least ``action_mode``, ``control_period_s``,
+    ``episode_length_steps``, ``reward``, ``terminate_on_success``)."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
     config: Any
     required_sites: tuple[str, ...] = ()
 
-    def __init__(self, calibration: RobotCalibration, config: Any) -> None:
+    def __init__(self, calibration: RobotCalibration, config: Any = None) -> None:
         self.calibration = calibration
-        self.config = config
-        self.actions = ActionMapping(calibration, config.action_mode, config.control_period_s)
+        self.config = self.make_config(calibration, config)
+        self.actions = ActionMapping(calibration, self.config.action_mode,
+                                     self.config.control_period_s)
         self.layout = self.observation_layout()
+
+    @classmethod
+    def make_config(cls, calibration: RobotCalibration,
+                    overrides: Any | Mapping[str, Any] | None = None) -> Any:
+        """The task's config on this robot: the config class's defaults, then the robot's
+        settings for the task (its calibration's ``tasks.<name>.config``: a pose or a site name
+        only the robot knows), then ``overrides`` (a mapping, e.g. a pipeline config's
+        ``env_kwargs: {config: ...}``, named so in errors). A config instance is taken as it is."""
+        if isinstance(overrides, cls.config_class):
+            return overrides
+        robot = calibration.task_settings(cls.name).config
+        config = from_dict(cls.config_class, robot, source=calibration.where,
+                           prefix=f"tasks.{cls.name}.config")
+        if overrides:
+            config = from_dict(cls.config_class, {**robot, **overrides},
+                               source="env_kwargs", prefix="config")
+        return config
+
+    def scene_path(self) -> Any:
+        """The twin's world for this task on this robot (the calibration's
+        ``tasks.<name>.scene``, else its model)."""
+        return self.calibration.scene_path(self.name)
 
     @property
     def n_joints(self) -> int:

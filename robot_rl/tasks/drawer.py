@@ -40,23 +40,31 @@ class DrawerTaskConfig:
                                          "velocity: a step from the last gated target (see the "
                                          "valve task)"})
     terminate_on_success: bool = True
-    home_rad: tuple[float, ...] = field(default=(0.0, -0.16, 0.19, 0.0, -0.03, 0.0), metadata={
+    home_rad: tuple[float, ...] = field(default=(), metadata={
         "range": (-3.0, 3.0), "help": "arm pose at reset (calibration order): hook above the "
-                                      "table, in front of the drawer"})
+                                      "table, in front of the drawer; a pose of one robot, so "
+                                      "its calibration gives it (tasks.drawer.config.home_rad)"})
     start_noise_rad: float = field(default=0.1, metadata={
         "range": (0.0, 0.5), "help": "uniform noise on every joint of the home pose at reset"})
 
 
 class DrawerTask(Task):
+    """Needs of the robot: a hook-tip site ``ee_site`` whose frame is the world's when the hook
+    points down with its bar along +x (the scripted expert holds that orientation), a scene with
+    the drawer (slide joint) and ``handle_site``, and a home pose (tasks.drawer.config.home_rad)."""
+
     name = "drawer"
+    config_class = DrawerTaskConfig
     required_sites = (EE_SITE, HANDLE_SITE)
 
     def __init__(self, calibration: RobotCalibration,
-                 config: DrawerTaskConfig | None = None) -> None:
-        super().__init__(calibration, config or DrawerTaskConfig())
+                 config: DrawerTaskConfig | dict | None = None) -> None:
+        super().__init__(calibration, config)
         if len(self.config.home_rad) != self.n_joints:
-            raise ValueError(f"DrawerTaskConfig.home_rad: expected {self.n_joints} values "
-                             f"({calibration.joint_names}), got {len(self.config.home_rad)}")
+            raise ValueError(f"{calibration.where}: tasks.drawer.config.home_rad: expected "
+                             f"{self.n_joints} values ({', '.join(calibration.joint_names)}), "
+                             f"got {len(self.config.home_rad)} (the drawer task starts each "
+                             "episode there)")
 
     def observation_layout(self) -> dict[str, slice]:
         n = self.n_joints

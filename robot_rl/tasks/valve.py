@@ -72,10 +72,11 @@ class ValveTaskConfig:
 
 class ValveTask(Task):
     name = "valve"
+    config_class = ValveTaskConfig
 
     def __init__(self, calibration: RobotCalibration,
-                 config: ValveTaskConfig | None = None) -> None:
-        super().__init__(calibration, config or ValveTaskConfig())
+                 config: ValveTaskConfig | dict | None = None) -> None:
+        super().__init__(calibration, config)
         if self.n_joints % 3:
             raise ValueError(f"robot {calibration.robot}: the valve task needs joints in groups of 3 "
                              f"(base, mid, tip per finger), got {self.n_joints}")

@@ -8,11 +8,20 @@ sync read); ``EmulatedBus`` starts and stops that process::
     bus = EmulatedBus(BusEmulatorConfig(calibration="dclaw"))
     with bus as port:          # the pty's path (or ``link_path``, a stable symlink to it)
         chain = DynamixelChain(calibration, port=port)
-        bus.command("block", id=11)   # test hooks: block, corrupt_next, ping
+        bus.command("block", id=11)   # test hooks: see _command
 
 Faults it can show: a missing id never answers, ``model_overrides`` answer with another model,
 ``firmware_version`` below 45 ignores FAST_SYNC_READ, ``corrupt_next`` breaks status CRCs, and a
-blocked servo overloads (hardware error, torque off). Killing the process is an unplugged adapter.
+blocked servo overloads (hardware error, torque off). While the process runs: ``unplug`` closes
+the pty (the adapter is pulled out; the servos keep their power and their state) and ``plug``
+opens a new one behind the same ``link_path``; ``power`` switches servos' supply (off: they stop
+answering and go limp; on: they boot with torque off and RAM settings reset, as an X-series does
+after a power blip); ``displace`` moves a servo as gravity or a hand would (a limp joint sags).
+Killing the process is an adapter unplugged together with the servos' power (state lost).
+
+The emulator keeps a journal of every Goal Position and Torque Enable it applied and of every
+power change, each with the servo's present position at that instant (``journal``): tests read
+it to check what the driver actually made the servos do.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import subprocess
 import sys
 import time
 import tty
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +45,7 @@ import numpy as np
 
 from drivers.dynamixel.control_table import (
     CENTRE_TICK,
+    ITEMS,
     MODELS,
     rad_s_to_velocity_units,
     rad_to_ticks,
@@ -57,6 +69,8 @@ class BusEmulatorConfig:
     model_overrides: tuple[tuple[int, str], ...] = ()
     firmware_version: int = field(default=52, metadata={"range": (1, 255)})
     overload_time_s: float = field(default=1.0, metadata={"range": (0.01, 60.0)})
+    overload_current_a: float | None = field(default=None, metadata={
+        "range": (0.01, 10.0), "help": "overload threshold; None: 0.8 x the model's stall current"})
     idle_step_s: float = field(default=0.005, metadata={
         "range": (0.0005, 0.1), "help": "physics keeps time at least this often with no traffic"})
 
@@ -64,9 +78,12 @@ class BusEmulatorConfig:
 class BusEmulator:
     """The servos of one bus and the instruction semantics; time comes in from outside."""
 
-    def __init__(self, servos: list[EmulatedServo], physics: ServoPhysics) -> None:
+    def __init__(self, servos: list[EmulatedServo], physics: ServoPhysics,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.servos = {servo.id: servo for servo in servos}
         self.physics = physics
+        self._wall_clock = wall_clock  # journal stamps, on the clock the driver stamps states with
+        self.journal: deque[dict[str, Any]] = deque(maxlen=200_000)
         self._order = [self.servos[i] for i in physics.ids if i in self.servos]
         self._index = [physics.ids.index(s.id) for s in self._order]
         self._last_s: float | None = None
@@ -88,6 +105,7 @@ class BusEmulator:
         torque = np.zeros(n, dtype=bool)
         for servo, i in zip(self._order, self._index):
             goal_ticks[i], torque[i], limit_units[i] = servo.motion_settings()
+            torque[i] = torque[i] and servo.powered
         goal = ticks_to_rad(goal_ticks)
         limit = np.where(limit_units > 0, velocity_units_to_rad_s(limit_units), np.inf)
         self.physics.set_goals(goal, torque, limit)
@@ -105,7 +123,7 @@ class BusEmulator:
     def handle(self, packet: codec.Packet, now_s: float) -> tuple[bytes, float]:
         """The bytes to send back (maybe none) and how long the servos wait before sending them."""
         self.step(now_s)
-        servo = self.servos.get(packet.id)
+        servo = self._live(packet.id)
         if not packet.crc_ok:
             return (self._status(servo, servo.status_error(CRC_ERROR)) if servo else b""), 0.0
         handler = _HANDLERS.get(packet.instruction)
@@ -123,10 +141,49 @@ class BusEmulator:
             packet = packet[:-2] + bytes([packet[-2] ^ 0x5A, packet[-1]])
         return packet
 
+    def _live(self, servo_id: int) -> EmulatedServo | None:
+        """The servo with this id if it is there and powered (an unpowered one is silent)."""
+        servo = self.servos.get(servo_id)
+        return servo if servo is not None and servo.powered else None
+
     def _targets(self, packet: codec.Packet) -> list[EmulatedServo]:
         if packet.id == codec.BROADCAST_ID:
-            return list(self.servos.values())
-        return [self.servos[packet.id]] if packet.id in self.servos else []
+            return [s for s in self.servos.values() if s.powered]
+        servo = self._live(packet.id)
+        return [servo] if servo else []
+
+    # --- what the servos were made to do ---------------------------------------------------------
+    def _apply(self, servo: EmulatedServo, address: int, data: bytes) -> int:
+        """``servo.write``, journalling an applied Goal Position and a change of Torque Enable."""
+        torque_before = servo.torque_on
+        error = servo.write(address, data)
+        if error & 0x7F:
+            return error
+        goal = ITEMS["Goal Position"].address
+        if address <= goal < address + len(data):
+            self._note(servo, "goal")
+        if servo.torque_on != torque_before:
+            self._note(servo, "torque_on" if servo.torque_on else "torque_off")
+        return error
+
+    def _note(self, servo: EmulatedServo, event: str) -> None:
+        self.journal.append({"t": self._wall_clock(), "id": servo.id, "event": event,
+                             "goal": servo.get("Goal Position"),
+                             "present": servo.get("Present Position"),
+                             "torque": servo.torque_on})
+
+    def displace(self, servo_id: int, position_rad: float) -> None:
+        """Moves one servo from outside (servo space, rad), shown in its registers at once."""
+        self.physics.displace(servo_id, position_rad)  # type: ignore[attr-defined]
+        self._sync(0.0)
+
+    def power(self, ids: list[int] | None, on: bool) -> None:
+        """Switches the supply of ``ids`` (None: every servo), as a power blip or a pulled cable."""
+        for servo_id in self.servos if ids is None else ids:
+            servo = self.servos[servo_id]
+            if servo.powered != on:
+                servo.power(on)
+                self._note(servo, "power_on" if on else "power_off")
 
     def _ping(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
         replies = [self._status(s, s.status_error(), s.get("Model Number").to_bytes(2, "little")
@@ -143,7 +200,7 @@ class BusEmulator:
 
     def _write(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
         address, data = _u16(packet.params, 0), packet.params[2:]
-        errors = [s.write(address, data) for s in self._targets(packet)]
+        errors = [self._apply(s, address, data) for s in self._targets(packet)]
         return (self._status(servo, errors[0]), servo) if servo else (b"", None)
 
     def _reg_write(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
@@ -154,7 +211,7 @@ class BusEmulator:
     def _action(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
         for s in self._targets(packet):
             if s.registered:
-                s.write(*s.registered)
+                self._apply(s, *s.registered)
                 s.registered = None
         return (self._status(servo, servo.status_error()), servo) if servo else (b"", None)
 
@@ -167,7 +224,7 @@ class BusEmulator:
 
     def _sync_read(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
         address, length = _u16(packet.params, 0), _u16(packet.params, 2)
-        listed = [self.servos[i] for i in packet.params[4:] if i in self.servos]
+        listed = [s for s in map(self._live, packet.params[4:]) if s is not None]
         return b"".join(self._status(s, *s.read(address, length)) for s in listed), _first(listed)
 
     def _fast_sync_read(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
@@ -182,7 +239,7 @@ class BusEmulator:
                                               codec.STATUS]))
         crc, done, listed = 0, 0, []
         for servo_id in ids:
-            s = self.servos.get(servo_id)
+            s = self._live(servo_id)
             if s is None or s.get("Firmware Version") < FAST_SYNC_READ_MIN_FIRMWARE:
                 break
             listed.append(s)
@@ -201,15 +258,15 @@ class BusEmulator:
         address, length = _u16(packet.params, 0), _u16(packet.params, 2)
         body = packet.params[4:]
         for start in range(0, len(body) - length, length + 1):
-            target = self.servos.get(body[start])
+            target = self._live(body[start])
             if target is not None:
-                target.write(address, body[start + 1:start + 1 + length])
+                self._apply(target, address, body[start + 1:start + 1 + length])
         return b"", None
 
     def _bulk_read(self, packet: codec.Packet, servo: EmulatedServo | None) -> Reply:
         replies, listed = [], []
         for start in range(0, len(packet.params) - 4, 5):
-            s = self.servos.get(packet.params[start])
+            s = self._live(packet.params[start])
             if s is not None:
                 listed.append(s)
                 address, length = _u16(packet.params, start + 1), _u16(packet.params, start + 3)
@@ -242,7 +299,8 @@ def build_emulator(config: BusEmulatorConfig) -> BusEmulator:
     members = [j for j in (*calibration.joints, *calibration.sensors) if j.id is not None]
     servos = [EmulatedServo(int(j.id), overrides.get(int(j.id), j.model or "XM430-W210"),
                             firmware_version=config.firmware_version,
-                            overload_time_s=config.overload_time_s)
+                            overload_time_s=config.overload_time_s,
+                            overload_current_a=config.overload_current_a)
               for j in members if j.id not in config.missing_ids]
     return BusEmulator(servos, _physics(config, calibration))
 
@@ -261,25 +319,56 @@ def _physics(config: BusEmulatorConfig, calibration: RobotCalibration) -> ServoP
 
 
 # --- the process ---------------------------------------------------------------------------------
+class _PtyPort:
+    """The emulator's end of the adapter: a pty, and ``link_path`` kept pointing at it."""
+
+    def __init__(self, link_path: str | None) -> None:
+        self.link_path = link_path
+        self.master: int | None = None
+        self._slave: int | None = None  # kept open: the pty lives as long as it is plugged
+        self.port = ""
+
+    def plug(self) -> str:
+        """A new pty (a new /dev/pts path, as a re-enumerated USB adapter), then the link."""
+        if self.master is None:
+            self.master, self._slave = os.openpty()
+            tty.setraw(self._slave)  # no echo or line editing before the driver configures it
+            self.port = os.ttyname(self._slave)
+            if self.link_path:
+                tmp = f"{self.link_path}.{os.getpid()}"
+                os.symlink(self.port, tmp)
+                os.replace(tmp, self.link_path)
+        return self.port
+
+    def unplug(self) -> None:
+        """The link goes first, then the pty: the driver's open port fails with EIO, and it
+        cannot reopen the path until ``plug``."""
+        if self.master is None:
+            return
+        if self.link_path and os.path.islink(self.link_path) \
+                and os.readlink(self.link_path) == self.port:
+            os.unlink(self.link_path)
+        for fd in (self.master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self.master = self._slave = None
+
+
 def serve(config: BusEmulatorConfig, link_path: str | None = None) -> None:
     """Runs the emulator on a new pty until stdin closes or SIGTERM; prints ``READY <path>``."""
     emulator = build_emulator(config)
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no echo or line editing before the driver opens (and configures) it
-    port = os.ttyname(slave)
-    if link_path:
-        tmp = f"{link_path}.{os.getpid()}"
-        os.symlink(port, tmp)
-        os.replace(tmp, link_path)
+    pty = _PtyPort(link_path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"READY {port}", flush=True)
+    print(f"READY {pty.plug()}", flush=True)
     parser, commands = codec.PacketParser(), b""
     stdin = sys.stdin.fileno()
     try:
         while True:
-            ready, _, _ = select.select([master, stdin], [], [], config.idle_step_s)
+            master = pty.master
+            watched = [stdin] if master is None else [master, stdin]
+            ready, _, _ = select.select(watched, [], [], config.idle_step_s)
             now = time.monotonic()
-            if master in ready:
+            if master is not None and master in ready:
                 for packet in parser.feed(os.read(master, 4096)):
                     reply, delay_s = emulator.handle(packet, time.monotonic())
                     if reply:
@@ -292,11 +381,13 @@ def serve(config: BusEmulatorConfig, link_path: str | None = None) -> None:
                 commands += chunk
                 while b"\n" in commands:
                     line, commands = commands.split(b"\n", 1)
-                    print(json.dumps(_command(emulator, json.loads(line))), flush=True)
+                    message = json.loads(line)
+                    if message.get("cmd") == "plug":
+                        parser = codec.PacketParser()  # nothing half-read survives a replug
+                    print(json.dumps(_command(emulator, message, pty)), flush=True)
             emulator.step(now)
     finally:
-        if link_path and os.path.islink(link_path) and os.readlink(link_path) == port:
-            os.unlink(link_path)
+        pty.unplug()
 
 
 def _wait(delay_s: float) -> None:
@@ -305,7 +396,10 @@ def _wait(delay_s: float) -> None:
         pass  # sub-millisecond: sleep() would overshoot
 
 
-def _command(emulator: BusEmulator, message: dict[str, Any]) -> dict[str, Any]:
+def _command(emulator: BusEmulator, message: dict[str, Any], pty: _PtyPort) -> dict[str, Any]:
+    """Test hooks, one JSON object a line: block {id, blocked}, corrupt_next {n}, get {id, item},
+    unplug, plug (answers the new pty), power {ids (default all), on}, displace {id, rad (servo
+    space)}, journal (answers and clears the entries), ping."""
     name = message.get("cmd")
     if name == "block":
         emulator.physics.block(int(message["id"]), bool(message.get("blocked", True)))
@@ -314,6 +408,24 @@ def _command(emulator: BusEmulator, message: dict[str, Any]) -> dict[str, Any]:
     elif name == "get":
         servo = emulator.servos[int(message["id"])]
         return {"ok": True, "value": servo.get(str(message["item"]))}
+    elif name == "unplug":
+        pty.unplug()
+    elif name == "plug":
+        return {"ok": True, "port": pty.plug()}
+    elif name == "power":
+        ids = message.get("ids")
+        unknown = sorted(set(ids or ()) - set(emulator.servos))
+        if unknown:
+            return {"ok": False, "error": f"power: no servos {unknown} on this bus"}
+        emulator.power(None if ids is None else [int(i) for i in ids], bool(message["on"]))
+    elif name == "displace":
+        if not hasattr(emulator.physics, "displace"):
+            return {"ok": False, "error": f"displace: {type(emulator.physics).__name__} cannot"}
+        emulator.displace(int(message["id"]), float(message["rad"]))
+    elif name == "journal":
+        entries = list(emulator.journal)
+        emulator.journal.clear()
+        return {"ok": True, "entries": entries}
     elif name != "ping":
         return {"ok": False, "error": f"unknown command {name!r}"}
     return {"ok": True}
@@ -374,6 +486,23 @@ class EmulatedBus:
         if not reply.get("ok"):
             raise RuntimeError(f"emulator command {cmd}: {reply.get('error')}")
         return reply
+
+    def unplug(self) -> None:
+        """The adapter is pulled out; the servos keep their power (use ``link_path``)."""
+        self.command("unplug")
+
+    def plug(self) -> str:
+        """The adapter is plugged back in: a new pty behind the same ``link_path``."""
+        self.pty_path = str(self.command("plug")["port"])
+        return self.port
+
+    def power(self, on: bool, ids: list[int] | None = None) -> None:
+        """Switches the supply of ``ids`` (default: every servo)."""
+        self.command("power", on=on, **({} if ids is None else {"ids": list(ids)}))
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Goal Position / Torque Enable writes applied and power changes since the last call."""
+        return list(self.command("journal")["entries"])
 
     def kill(self) -> None:
         """SIGKILL: the adapter vanishes mid-flight (the symlink is left dangling)."""

@@ -54,6 +54,13 @@ class FirstOrderServos:
     def block(self, servo_id: int, blocked: bool = True) -> None:
         self._blocked[self.ids.index(servo_id)] = blocked
 
+    def displace(self, servo_id: int, position_rad: float) -> None:
+        """Puts one servo at ``position_rad`` (servo space), at rest: a limp joint that sagged, or
+        one pushed by hand. A servo with torque on then drives back to its goal."""
+        i = self.ids.index(servo_id)
+        self._position[i] = float(position_rad)
+        self._velocity[i] = 0.0
+
     def set_goals(self, goal_rad: np.ndarray, torque_on: np.ndarray,
                   velocity_limit_rad_s: np.ndarray) -> None:
         self._goal = np.asarray(goal_rad, dtype=np.float64)

@@ -6,7 +6,9 @@ is locked while torque is on (access error), values outside an item's range are 
 error, a Goal Position outside the Min/Max Position Limits a data limit error, and a servo with a
 hardware error refuses to enable torque. Overload: the present current above ``overload_current_a``
 for ``overload_time_s`` sets the overload bit and turns the torque off, as the firmware's shutdown
-does (the real threshold and delay are not published; these are settings).
+does (the real threshold and delay are not published; these are settings). Power: a servo whose
+supply is off neither answers nor drives; when the supply comes back it boots as a real X-series
+does (``power``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class EmulatedServo:
         self.overload_time_s = overload_time_s
         self._overloaded_for_s = 0.0
         self.registered: tuple[int, bytes] | None = None
+        self.powered = True
 
     # --- registers -------------------------------------------------------------------------
     @property
@@ -190,6 +193,16 @@ class EmulatedServo:
         goal = _GOAL.unpack_from(self.table, _GOAL_ADDRESS)[0]
         profile = self.get("Profile Velocity")
         return goal, bool(self.table[_TORQUE_ADDRESS]), profile or self.get("Velocity Limit")
+
+    def power(self, on: bool) -> None:
+        """Switches the servo's supply. Off: it stops answering and driving (torque off). Back on:
+        it boots as after a REBOOT: RAM at power-on values (Torque Enable 0, Profile Velocity 0,
+        Goal Position where the servo is), hardware errors cleared, EEPROM kept."""
+        if on and not self.powered:
+            self.reboot()
+        if not on:
+            self._set("Torque Enable", 0)
+        self.powered = on
 
     def reboot(self) -> None:
         """REBOOT: RAM back to power-on values, hardware errors cleared, EEPROM kept."""

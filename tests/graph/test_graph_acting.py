@@ -15,10 +15,10 @@ from robot_rl.agent.weights import snapshot_to_bytes
 from robot_rl.learning import AWAC
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.nodes import topics
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_LATCHED
+from robot_rl.run_config import load_pipeline_config
 from robot_rl.tasks.valve import ValveTask
 
 CONTROL_RATE_HZ = 20.0

@@ -22,7 +22,6 @@ from test_graph_learner import quick_dataset  # noqa: F401 - the fixture is used
 from robot_rl.data import EpisodeStore
 from robot_rl.learning import load_checkpoint
 from robot_rl.nodes import topics
-from robot_rl.pipeline.config import load_pipeline_config
 from robot_rl.pipeline.graph_demo import (
     SIM_TIME,
     _Graph,
@@ -37,6 +36,7 @@ from robot_rl.pipeline.graph_demo import (
 from robot_rl.ros import messages as m
 from robot_rl.ros.launch import pid_alive, started_pids
 from robot_rl.ros.qos import QOS_DEFAULT
+from robot_rl.run_config import load_pipeline_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,6 @@ def test_evaluation_rounds_and_exploring_intervals_from_what_the_learner_writes(
                                                                           (250, 2, 1.0)]
 
 
-@pytest.mark.graph
 def test_learner_from_the_launch_file_pretrains_fine_tunes_and_stops_by_itself(
         ros_domain: int, spawn: Any, tmp_path: Path, quick_dataset: Path) -> None:  # noqa: F811
     try:
@@ -132,7 +131,6 @@ def _fine_tune_from_the_launch_file(spawn: Any, tmp_path: Path, dataset: Path) -
     assert len(pids) == 3 and not [p for p in pids if pid_alive(p)]
 
 
-@pytest.mark.graph
 @pytest.mark.slow
 def test_robot_rl_demo_runs_on_the_graph(ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     try:

@@ -14,8 +14,8 @@ from graph_probe import Probe, node_cmd, params, stop
 from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
 
 from robot_rl.agent.events import decode_event
-from robot_rl.agent.observation import robot_topics
 from robot_rl.data import EpisodeStore
+from robot_rl.nodes.topics import robot_topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT
@@ -69,7 +69,6 @@ def run_graph(spawn: Any, tmp_path: Path, dataset: Path | str, namespaces: list[
     return ends, run_dir
 
 
-@pytest.mark.graph
 def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any, tmp_path: Path,
                                                     quick_dataset: Path) -> None:  # noqa: F811
     ends, run_dir = run_graph(spawn, tmp_path, quick_dataset, ["/hand"], 2, 90)
@@ -86,7 +85,6 @@ def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any,
     assert logged == [float(store.episode_info(i)["success"]) for i in range(store.n_episodes)]
 
 
-@pytest.mark.graph
 @pytest.mark.slow
 def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
                                     quick_dataset: Path) -> None:  # noqa: F811
@@ -96,7 +94,6 @@ def test_two_twins_feed_one_learner(ros_domain: int, spawn: Any, tmp_path: Path,
     assert namespaces == {"/r1/hand", "/r2/hand"}
 
 
-@pytest.mark.graph
 def test_learner_runs_drawer_episodes_on_the_arm_twin(ros_domain: int, spawn: Any,
                                                       tmp_path: Path) -> None:
     """The drawer's observation holds the hook tip and the handle, which no simulator reads for

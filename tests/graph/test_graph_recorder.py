@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import python_cmd
+from helpers.processes import python_cmd
 
 from robot_rl.agent.events import encode_event
+from robot_rl.agent.tasks import make_task
 from robot_rl.data import EpisodeStore
+from robot_rl.data.transition_arrays import action_mode_extra
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m
@@ -117,3 +119,22 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
         assert np.all(np.diff(steps["stamp_s"]) > 0)
         assert steps["observation"].shape[1] == 49 and steps["action"].shape[1] == 9
         assert set(np.unique(steps["reward"])) <= {-1.0, 0.0}
+
+
+def test_recorder_refuses_a_store_of_another_robot_and_leaves_it_as_it_was(
+        ros_domain: int, tmp_path: Path) -> None:
+    path = tmp_path / "arm.zarr"
+    valve_mode = action_mode_extra(make_task("valve", load_robot("dclaw")).actions.mode)
+    EpisodeStore.create(path, robot="arm6", task="drawer", calibration_digest=robot_digest("arm6"),
+                        units={"stamp_s": "s"}, extra=valve_mode).close()
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    done = subprocess.run(python_cmd(RECORDER, "--ros-args", "-r", "__ns:=/hand",
+                                     "-p", f"store:={path}"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "DatasetError" in line]
+    assert errors, done.stderr
+    assert str(path) in errors[0] and "robot 'arm6' (this one: 'dclaw')" in errors[0]
+    assert "appending would mix two datasets" in errors[0]
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+    assert EpisodeStore.open(path).attrs["robot"] == "arm6"

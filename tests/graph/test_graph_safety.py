@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pytest
 from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
@@ -21,7 +20,6 @@ from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = pytest.mark.graph
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 N = len(NAMES)
@@ -49,6 +47,8 @@ class Robot:
         self.temperature_c = 35.0
         self.publishing_state = True
         self.commanding = True
+        self.stamp_offset_s = 0.0  # the driver's clock against this machine's (a clock fault)
+        self.stamps: list[float] = []  # every joint state stamp published, in order
         self._next_state_s = self._next_command_s = 0.0
 
     def step(self) -> None:
@@ -56,11 +56,18 @@ class Robot:
         now = time.monotonic()
         if self.publishing_state and now >= self._next_state_s:
             self._next_state_s = now + STATE_PERIOD_S
-            self.joints.publish(m.joint_state(NAMES, self.position, np.zeros(N), np.zeros(N)))
+            self.publish_state(time.time() + self.stamp_offset_s)
             self.temperature.publish(m.Float32MultiArray(data=[self.temperature_c] * N))
         if self.commanding and now >= self._next_command_s:
             self._next_command_s = now + COMMAND_PERIOD_S
             self.raw.publish(m.joint_state(NAMES, self.position))
+
+    def publish_state(self, stamp_s: float) -> None:
+        # rounded as the header carries it (integer ns), so stamps compare exactly
+        stamp_s = m.stamp_to_s(m.s_to_stamp(stamp_s))
+        self.stamps.append(stamp_s)
+        self.joints.publish(m.joint_state(NAMES, self.position, np.zeros(N), np.zeros(N),
+                                          stamp_s=stamp_s))
 
     def messages_with(self, text: str) -> list[str]:
         return [s.message for d in self.diagnostics for s in d.status if text in s.message]
@@ -179,4 +186,57 @@ def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn:
     finally:
         probe.destroy()
         os.close(master)
+    assert stop(safety) == 0
+
+
+def test_state_stamps_from_a_wrong_clock_neither_blind_it_nor_stop_it(ros_domain: int,
+                                                                   spawn: Any) -> None:
+    """Freshness is the safety node's own monotonic clock at receipt; a stamp is only checked
+    against the future, and COMMAND carries the stamp of the state each verdict was based on.
+
+    Before: one state stamped 10 s ahead made every later state "out of order" while the frozen
+    state counted as fresh (commands kept passing for 10 s); a driver clock stepping back 10 s
+    (NTP) made every state "out of order" and held the robot until its clock caught up."""
+    safety = start_safety(spawn)
+    probe = Probe()
+    try:
+        robot = Robot(probe)
+        wait_passing(robot)
+        # C1: every COMMAND is stamped with a joint state stamp, the basis of its verdict
+        basis = {m.stamp_to_s(c.header.stamp) for c in robot.commands}
+        assert basis and basis <= set(robot.stamps), sorted(basis - set(robot.stamps))[:3]
+
+        # one state from 10 s in the future, then none for a while: invalid, named, held
+        robot.publish_state(time.time() + 10.0)
+        robot.publishing_state = False
+        probe.wait_until(lambda: bool(robot.messages_with("state_invalid stamp_in_future")),
+                         5.0, robot.step, period_s=0.005, what="stamp_in_future diagnostics")
+        assert robot.last_status() == "hold"
+        # sane stamps again: it recovers by itself (no reset), and the future state was never
+        # the basis of a verdict
+        robot.publishing_state = True
+        wait_passing(robot, timeout_s=5.0)
+        assert robot.stamps[-1] < robot.stamps[0] + 10.0
+        assert all(m.stamp_to_s(c.header.stamp) < time.time() + 1.0 for c in robot.commands)
+
+        # the driver's clock steps back 10 s: its states are still the freshest there are
+        robot.stamp_offset_s = -10.0
+        first_back = len(robot.stamps)
+        holds = sum(s.data == "hold" for s in robot.status)
+
+        def passed_on_stepped_back_states() -> int:
+            back = set(robot.stamps[first_back:])
+            return sum(m.stamp_to_s(c.header.stamp) in back for c in robot.commands)
+
+        # 20 commands (1 s at 20 Hz) based on those states: five state timeouts without a hold
+        probe.wait_until(lambda: passed_on_stepped_back_states() >= 20, 10.0, robot.step,
+                         period_s=0.005, what="commands passed on the stepped-back states")
+        assert robot.last_status() == "pass"
+        assert sum(s.data == "hold" for s in robot.status) == holds
+        probe.wait_until(lambda: int(last_counters(robot).get("state_stamp_back", 0)) >= 1, 5.0,
+                         robot.step, period_s=0.005, what="diagnostics counting the step back")
+        counters = last_counters(robot)
+        assert int(counters["state_stamp_back"]) == 1 and int(counters["state_rejected"]) >= 1
+    finally:
+        probe.destroy()
     assert stop(safety) == 0

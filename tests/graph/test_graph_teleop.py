@@ -17,7 +17,6 @@ from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = pytest.mark.graph
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 N = len(NAMES)

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pytest
 from graph_probe import Probe, node_cmd, params, stop
 
 from robot_rl.nodes import topics
@@ -16,7 +15,6 @@ from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = pytest.mark.graph
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 MID = NAMES.index("f0_mid")

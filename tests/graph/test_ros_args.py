@@ -115,11 +115,11 @@ def test_timers_and_subscriptions_share_one_executor(ros_domain: int) -> None:
         publisher = node.create_publisher(m.String, "loop")
         node.create_subscription(m.String, "loop", on_msg)
         node.create_timer(0.02, on_tick)
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30.0
+        while len(got) < 3:  # (no burst after a stall: tests/unit/test_ros_timers.py)
+            assert time.monotonic() < deadline, f"{len(ticks)} ticks, {got} came back"
             node.spin_once(0.05)
         assert threads == {threading.get_ident()}
-        assert 15 <= len(ticks) <= 27  # 20 ms period over 0.5 s, no burst after stalls
         assert got[:3] == ["1", "2", "3"]
     finally:
         node.destroy()

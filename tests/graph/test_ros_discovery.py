@@ -18,13 +18,13 @@ from cyclonedds.core import InstanceState, SampleState, ViewState
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
+from helpers.processes import child_env, python_cmd
 from rosbags.typesys import Stores, get_typestore
 
 from robot_rl.ros import discovery
 from robot_rl.ros import messages as m
 from robot_rl.ros.dds_backend import dds_qos, participant
 from robot_rl.ros.qos import QOS_DEFAULT
-from tests.conftest import child_env, python_cmd
 
 ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 STORES = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}

@@ -7,29 +7,26 @@ import math
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0-0 to import")
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
+import mujoco
 
-from calibration import camera_extrinsics, camera_intrinsics  # noqa: E402
-from drivers.realsense.frame import CameraIntrinsics  # noqa: E402
-from drivers.realsense.recording import write_recording  # noqa: E402
-from robot_rl.camera_config import (  # noqa: E402
+from calibration import camera_extrinsics, camera_intrinsics
+from drivers.realsense.frame import CameraIntrinsics
+from drivers.realsense.recording import write_recording
+from robot_rl.camera_config import (
     CameraCalibration,
     Intrinsics,
     load_camera,
     matrix_to_quaternion,
     save_camera,
 )
-from robot_rl.robot_config import load_robot  # noqa: E402
-from sim_twin.twin import Twin  # noqa: E402
-
-pytestmark = pytest.mark.hil
+from robot_rl.robot_config import load_robot
+from sim_twin.twin import Twin
 
 
 def test_intrinsics_come_from_the_device_into_a_camera_yaml(tmp_path: Path) -> None:

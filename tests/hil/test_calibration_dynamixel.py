@@ -19,7 +19,6 @@ from calibration import homing, joint_limits
 from robot_rl.robot_config import load_robot
 from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
-pytestmark = pytest.mark.hil
 TICK_RAD = 2 * np.pi / 4096
 
 
@@ -42,7 +41,7 @@ def test_homing_recovers_the_mounting_offsets_into_a_new_file(tmp_path: Path) ->
                                    atol=2 * TICK_RAD)
         assert homed.joint_names == load_robot(driver_path).joint_names
         assert out.read_text().startswith("# Written ")
-        with pytest.raises(FileExistsError, match="--force"):
+        with pytest.raises(FileExistsError, match="--overwrite"):
             homing.main(["--robot", str(driver_path), "--port", port, "--out", str(out),
                          "--yes"])
         with pytest.raises(FileExistsError, match="source calibration"):

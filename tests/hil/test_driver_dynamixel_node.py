@@ -1,6 +1,8 @@
 """The Dynamixel driver node as a process, on the real dynamixel-sdk, against the emulated bus.
 
 The test plays the safety supervisor (it publishes the gated COMMAND) and listens over real DDS.
+Like the supervisor (contract C1), it stamps each command with the state it was based on and
+steps at most 0.2 rad from that state (the driver refuses more than safety.max_step_rad, 0.25).
 The calibration is dclaw.yaml with the latency timer at 16 ms (see test_dynamixel_chain.py: a
 loaded two-core machine does not always schedule the emulator within the 1 ms timer's 4 ms).
 """
@@ -8,7 +10,6 @@ loaded two-core machine does not always schedule the emulator within the 1 ms ti
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
-pytestmark = pytest.mark.hil
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 START_TIMEOUT_S = 40.0  # process start with imports, on a loaded machine
@@ -70,11 +70,25 @@ class Listener:
     def position(self) -> np.ndarray:
         return np.array(self.joints[-1].position)
 
+    def toward(self, goal: np.ndarray, step_rad: float = 0.2,
+               order: list[str] | None = None) -> m.JointState:
+        """A command as the supervisor makes it: based on the latest state (its stamp, C1), at
+        most ``step_rad`` from it toward ``goal``; names in ``order`` (default: the calibration's)."""
+        basis = self.joints[-1]
+        target = np.array(basis.position) + np.clip(goal - np.array(basis.position),
+                                                    -step_rad, step_rad)
+        names = order or NAMES
+        by_name = dict(zip(NAMES, target))
+        return m.JointState(header=basis.header, name=list(names),
+                            position=[float(by_name[n]) for n in names])
+
 
 def test_node_publishes_state_obeys_command_only_and_turns_torque_off(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     calibration = slow_bus_calibration(tmp_path)
-    bus = EmulatedBus(BusEmulatorConfig(calibration=str(calibration), overload_time_s=0.3))
+    # a goal one step (0.2 rad) ahead of a blocked finger draws 0.8 A in the emulator's servo
+    bus = EmulatedBus(BusEmulatorConfig(calibration=str(calibration), overload_time_s=0.3,
+                                        overload_current_a=0.5))
     with bus as port:
         driver = start_driver(spawn, calibration, port, control_rate_hz=100.0,
                               diagnostics_rate_hz=5.0)
@@ -101,11 +115,9 @@ def test_node_publishes_state_obeys_command_only_and_turns_torque_off(
 
             # the gated COMMAND moves the servos, names in any order
             goal = np.clip(np.linspace(-0.4, 0.4, len(NAMES)), CAL.lower_rad, CAL.upper_rad)
-            order = NAMES[::-1]
-            by_name = dict(zip(NAMES, goal))
-            got.command.publish(m.joint_state(order, [by_name[n] for n in order]))
             probe.wait_until(lambda: np.allclose(got.position(), goal, atol=0.01), 10.0,
-                             what="joints at the commanded goal")
+                             every=lambda: got.command.publish(got.toward(goal, order=NAMES[::-1])),
+                             period_s=0.05, what="joints at the commanded goal")
 
             # a malformed command is counted and ignored
             got.command.publish(m.joint_state(NAMES[:3], [0.0] * 3))
@@ -121,14 +133,37 @@ def test_node_publishes_state_obeys_command_only_and_turns_torque_off(
             bus.command("block", id=blocked.id)
             pushed = goal.copy()
             pushed[1] = CAL.upper_rad[1]
-            got.command.publish(m.joint_state(NAMES, pushed))
             probe.wait_until(lambda: bool(got.errors) and got.errors[-1].data[1] != 0, 10.0,
+                             every=lambda: got.command.publish(got.toward(pushed)), period_s=0.05,
                              what="overload on HARDWARE_ERROR")
             assert got.errors[-1].data[1] & (1 << 5)  # bit 5: overload
             assert not any(got.errors[-1].data[i] for i in range(len(NAMES)) if i != 1)
             probe.wait_until(lambda: any(s.level == m.DiagnosticStatus.ERROR
                                          for d in got.diagnostics[-1:] for s in d.status),
                              5.0, what="an ERROR diagnostic")
+
+            # the operator reboots it: the error clears, its torque stays off until a re-arm
+            bus.command("block", id=blocked.id, blocked=False)
+            reboot = probe.node.create_publisher(m.String, "dynamixel/reboot", QOS_DEFAULT)
+            rearm = probe.node.create_publisher(m.String, "dynamixel/rearm", QOS_DEFAULT)
+            label = f"servo id {blocked.id} (joint {blocked.name})"
+            probe.wait_until(lambda: any(s.message.startswith(f"torque off on {label} until a "
+                                                              "re-arm request on /hand/dynamixel"
+                                                              "/rearm")
+                                         for d in got.diagnostics[-1:] for s in d.status),
+                             10.0, every=lambda: reboot.publish(m.String(data=blocked.name)),
+                             period_s=1.0, what="a WARN naming the joint kept off")
+            assert torque(bus, blocked.id) == 0
+            arms = int(diagnostics_values(got.diagnostics)["arms"])
+            before_arm = got.toward(got.position(), 0.0)  # based on a state before the re-arm
+            probe.wait_until(lambda: int(diagnostics_values(got.diagnostics)["arms"]) > arms,
+                             10.0, every=lambda: rearm.publish(m.String(data="test")),
+                             period_s=1.0, what="the re-arm")
+            assert [torque(bus, j.id) for j in CAL.joints] == [1] * len(NAMES)
+            refused = int(diagnostics_values(got.diagnostics)["commands_before_arm"])
+            got.command.publish(before_arm)
+            probe.wait_until(lambda: int(diagnostics_values(got.diagnostics)[
+                "commands_before_arm"]) > refused, 10.0, what="the old command refused")
         finally:
             probe.destroy()
         assert stop(driver) == 0
@@ -147,12 +182,27 @@ def test_torque_waits_for_the_first_command_when_asked(ros_domain: int, spawn: A
             probe.wait_until(lambda: len(got.joints) > 3, START_TIMEOUT_S, what="joint states")
             assert [torque(bus, j.id) for j in CAL.joints] == [0] * len(NAMES)
             goal = np.clip(np.full(len(NAMES), 0.3), CAL.lower_rad, CAL.upper_rad)
-            deadline = time.monotonic() + 10.0
-            while not np.allclose(got.position(), goal, atol=0.01):
-                assert time.monotonic() < deadline, f"joints at {got.position()}, goal {goal}"
-                got.command.publish(m.joint_state(NAMES, goal))
-                probe.spin_for(0.1)
+            # the first command only turns torque on (holding): it was based on a state from
+            # before; the ones based on later states move the joints
+            probe.wait_until(lambda: np.allclose(got.position(), goal, atol=0.01), 10.0,
+                             every=lambda: got.command.publish(got.toward(goal)), period_s=0.1,
+                             what="joints at the goal")
             assert [torque(bus, j.id) for j in CAL.joints] == [1] * len(NAMES)
+            values = diagnostics_values(got.diagnostics)
+            assert int(values["commands_before_arm"]) >= 1 and values["arms"] == "1"
         finally:
             probe.destroy()
         assert stop(driver) == 0
+
+
+def test_a_control_rate_too_slow_for_the_state_timeout_is_refused_by_name(
+        ros_domain: int) -> None:
+    """The chain refuses goals against a reading older than safety.state_timeout_s (0.2 s):
+    reading at 5 Hz, every other command would be refused. Caught before any port is opened."""
+    from drivers.dynamixel.node import DynamixelNode
+
+    with pytest.raises(ValueError) as err:
+        DynamixelNode(["--ros-args", "-p", "control_rate_hz:=5.0", "-p", "port:=/nonexistent"])
+    message = str(err.value)
+    assert "control_rate_hz 5.0" in message and "safety.state_timeout_s (0.2 s" in message
+    assert "calibration dclaw" in message

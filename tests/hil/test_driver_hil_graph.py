@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 from graph.graph_probe import Probe, node_cmd, params, stop
-from test_driver_dynamixel_node import START_TIMEOUT_S, slow_bus_calibration
+from test_driver_dynamixel_node import START_TIMEOUT_S, diagnostics_values, slow_bus_calibration
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = [pytest.mark.hil, pytest.mark.graph]
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
 
@@ -72,6 +71,8 @@ def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
         truth_valve = probe.listen("truth_valve", m.JointState, "dynamixel_bus/twin_object_state",
                                    QOS_SENSOR_DATA)
         gated = probe.listen("command", m.JointState, topics.COMMAND, QOS_DEFAULT)
+        diagnostics = probe.listen("diagnostics", m.DiagnosticArray, topics.DIAGNOSTICS,
+                                   QOS_DEFAULT)
         raw = probe.node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
         probe.wait_until(lambda: bool(joints) and bool(truth), START_TIMEOUT_S,
                          what="driver and twin states")
@@ -96,6 +97,15 @@ def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
         np.testing.assert_allclose(joints[-1].position, twin_now, atol=0.01)
         assert list(valve[-1].name) == ["valve"] == list(truth_valve[-1].name)
         assert abs(valve[-1].position[0] - truth_valve[-1].position[0]) < 0.01
+        # the driver's own rules (step from its reading, C1 stamps) never refused the
+        # supervisor's commands: they bound what the supervisor lets through anyway
+        obeyed = int(diagnostics_values(diagnostics).get("commands", "0"))
+        probe.wait_until(lambda: int(diagnostics_values(diagnostics).get("commands", "0"))
+                         > obeyed, 10.0, every=lambda: raw.publish(m.joint_state(NAMES, goal)),
+                         period_s=0.05, what="the driver's diagnostics after the run")
+        values = diagnostics_values(diagnostics)
+        assert [values[k] for k in ("goals_refused_step", "goals_refused_stale",
+                                    "goals_refused_unmeasured", "commands_before_arm")] == ["0"] * 4
     finally:
         probe.destroy()
     assert stop(safety) == 0

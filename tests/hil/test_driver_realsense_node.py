@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from graph.graph_probe import Probe, node_cmd, params, stop
 
-pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0-0 to import")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from drivers.realsense.frame import CameraIntrinsics
@@ -28,7 +27,6 @@ from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from sim_twin.twin import Twin
 
-pytestmark = pytest.mark.hil
 WIDTH, HEIGHT, FPS, N_FRAMES = 320, 240, 30, 8
 START_TIMEOUT_S = 40.0
 

@@ -13,15 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import python_cmd
 from graph.graph_probe import Probe, node_cmd, params, stop
+from helpers.processes import python_cmd
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 
-pytestmark = [pytest.mark.hil, pytest.mark.graph]
 CAL = load_robot("ur5e")
 NAMES = list(CAL.joint_names)
 START_TIMEOUT_S = 40.0
@@ -95,9 +94,15 @@ def test_bridge_reorders_states_and_commands_the_controller(ros_domain: int, spa
         np.testing.assert_allclose(last.effort, [0.1 * fake_order.index(n) for n in NAMES])
 
         goal = np.array([0.3, -0.4, 0.5, -0.2, 0.1, 0.25])
+
+        def step_toward_goal() -> None:  # as the supervisor steps: within max_step_rad (0.05)
+            measured = np.array(joints[-1].position)
+            command.publish(m.joint_state(NAMES, measured + np.clip(goal - measured, -0.04, 0.04),
+                                          stamp_s=m.stamp_to_s(joints[-1].header.stamp)))
+
         probe.wait_until(lambda: np.allclose(joints[-1].position, goal, atol=1e-6), 20.0,
-                         every=lambda: command.publish(m.joint_state(NAMES, goal)),
-                         period_s=0.05, what="the arm at the commanded goal")
+                         every=step_toward_goal, period_s=0.05,
+                         what="the arm at the commanded goal")
         got = json.loads(echo[-1].data)
         if mode == "joint_trajectory":
             assert got == {"joint_names": NAMES, "points": 1,
@@ -105,14 +110,24 @@ def test_bridge_reorders_states_and_commands_the_controller(ros_domain: int, spa
         else:
             np.testing.assert_allclose(got["data"], goal)
 
-        # COMMAND_RAW is not the bridge's business, and a malformed COMMAND is dropped
+        # COMMAND_RAW is not the bridge's business, a malformed COMMAND is dropped, and so is
+        # a COMMAND more than safety.max_step_rad from the measured position (any publisher can
+        # reach COMMAND: the bridge keeps the step limit itself)
         probe.spin_for(0.3)  # echoes of the commands still in flight
         sent = len(echo)
         raw = probe.node.create_publisher(m.JointState, topics.COMMAND_RAW, QOS_DEFAULT)
+        far = goal.copy()
+        far[2] += 0.3
+        diagnostics = probe.listen("diagnostics", m.DiagnosticArray, topics.DIAGNOSTICS,
+                                   QOS_DEFAULT)
         probe.spin_for(0.5, every=lambda: (raw.publish(m.joint_state(NAMES, -goal)),
-                                           command.publish(m.joint_state(NAMES[:2], [0, 0]))))
+                                           command.publish(m.joint_state(NAMES[:2], [0, 0])),
+                                           command.publish(m.joint_state(NAMES, far))))
         assert len(echo) == sent
         np.testing.assert_allclose(joints[-1].position, goal, atol=1e-6)
+        probe.wait_until(lambda: any(kv.key == "commands_refused_step" and int(kv.value) > 0
+                                     for d in diagnostics for s in d.status for kv in s.values),
+                         5.0, what="commands_refused_step in the bridge's diagnostics")
     finally:
         probe.destroy()
     assert stop(bridge) == 0

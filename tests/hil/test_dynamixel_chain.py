@@ -59,6 +59,19 @@ def _read_until(chain: DynamixelChain, done, timeout_s: float = 5.0):
     return state
 
 
+def _move_to(chain: DynamixelChain, goal: np.ndarray, atol: float, timeout_s: float = 10.0):
+    """Steps toward ``goal`` as the supervisor would: each target at most 0.2 rad from the
+    reading just taken (the chain refuses more than safety.max_step_rad, 0.25)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = chain.read()
+        measured = state.position_rad[state.joints]
+        if np.allclose(measured, goal, atol=atol) or time.monotonic() > deadline:
+            return state
+        chain.write_positions(measured + np.clip(goal - measured, -0.2, 0.2))
+        time.sleep(0.01)
+
+
 def test_connect_configure_read_write_moves_the_servos(calibration: RobotCalibration,
                                                        shared_bus: EmulatedBus) -> None:
     with DynamixelChain(calibration, port=shared_bus.port) as chain:
@@ -77,14 +90,19 @@ def test_connect_configure_read_write_moves_the_servos(calibration: RobotCalibra
         assert np.all(np.isfinite(start.temperature_c))
         goal = np.clip(np.linspace(-0.5, 0.5, calibration.n_joints), calibration.lower_rad,
                        calibration.upper_rad)
-        sent = chain.write_positions(goal)
-        np.testing.assert_allclose(sent, goal)
-        state = _read_until(chain, lambda s: np.allclose(s.position_rad[s.joints], goal, atol=0.01))
+        chain.read()
+        step = np.clip(goal, -0.2, 0.2)  # within safety.max_step_rad of where the joints are
+        sent = chain.write_positions(step)
+        np.testing.assert_allclose(sent, step)
+        state = _move_to(chain, goal, atol=0.01)
         np.testing.assert_allclose(state.position_rad[state.joints], goal, atol=0.01)
         assert state.hardware_error == ((),) * len(state.names)
-        # out-of-limit targets are clamped to the calibration's limits before they reach the bus
+        # out-of-limit targets are clamped to the calibration's limits, shrunk by the safety
+        # margin, before they reach the bus (test_dynamixel_faults.py: from where the joints are)
+        margin = calibration.safety.position_margin_rad
+        _move_to(chain, calibration.upper_rad - margin, atol=0.01)
         sent = chain.write_positions(np.full(calibration.n_joints, 5.0))
-        np.testing.assert_allclose(sent, calibration.upper_rad)
+        np.testing.assert_allclose(sent, calibration.upper_rad - margin)
         timing = chain.timing()
         assert timing["cycle"].n >= 1 and timing["read"].p50_s > 0
         chain.torque(False)
@@ -162,13 +180,15 @@ def test_stuffed_values_survive_the_round_trip(calibration: RobotCalibration,
 def test_overload_is_decoded_reported_and_cleared_by_reboot(
         calibration: RobotCalibration) -> None:
     servo_id, name = _joint(calibration, 1)
-    bus = EmulatedBus(BusEmulatorConfig(overload_time_s=0.2))
-    with bus as port, DynamixelChain(calibration, port=port) as chain:
+    # a goal one step (0.2 rad) ahead of a blocked finger draws 0.8 A in the emulator's servo
+    bus = EmulatedBus(BusEmulatorConfig(overload_time_s=0.2, overload_current_a=0.5))
+    config = DynamixelChainConfig(telemetry_period_s=0.02)  # the power-loss check runs often
+    with bus as port, DynamixelChain(calibration, config, port=port) as chain:
         chain.configure()
         chain.torque(True)
         bus.command("block", id=servo_id)
         goal = chain.read().position_rad[:calibration.n_joints].copy()
-        goal[1] = calibration.upper_rad[1]  # far from where the blocked finger is stuck
+        goal[1] += 0.2  # ahead of where the blocked finger is stuck
         chain.write_positions(goal)
         state = _read_until(chain, lambda s: s.hardware_error[1])
         assert state.hardware_error[1] == ("overload",)
@@ -182,6 +202,18 @@ def test_overload_is_decoded_reported_and_cleared_by_reboot(
         bus.command("block", id=servo_id, blocked=False)
         chain.reboot(servo_id)
         assert chain.read().hardware_error[1] == ()
+        # torque-off with no hardware error now looks like a power loss to the power-loss check,
+        # but a rebooted joint waits for an explicit request: its fault may still be there
+        epoch = chain.arm_epoch
+        for _ in range(10):
+            time.sleep(config.telemetry_period_s)
+            chain.read()
+        assert chain.arm_epoch == epoch and chain.power_loss_count == 0
+        assert chain.read_item(servo_id, "Torque Enable") == 0
+        assert chain.kept_off() == [f"servo id {servo_id} (joint {name})"]
+        assert "stays off until torque is turned on again" in " | ".join(chain.drain_events())
+        chain.torque(True)  # the explicit request: every joint on, holding
+        assert chain.read_item(servo_id, "Torque Enable") == 1 and chain.kept_off() == []
 
 
 def test_crc_corruption_is_retried(calibration: RobotCalibration) -> None:
@@ -247,6 +279,5 @@ def test_twin_behind_the_bus(calibration: RobotCalibration) -> None:
         chain.torque(True)
         goal = np.clip(np.full(calibration.n_joints, 0.3), calibration.lower_rad,
                        calibration.upper_rad)
-        chain.write_positions(goal)
-        state = _read_until(chain, lambda s: np.allclose(s.position_rad[s.joints], goal, atol=0.05))
+        state = _move_to(chain, goal, atol=0.05)
         np.testing.assert_allclose(state.position_rad[state.joints], goal, atol=0.05)

@@ -10,20 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyrealsense2 as rs  # libusb-1.0-0, which it needs, is installed by `make setup`
 import pytest
 
-rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0-0 to import")
-
-from drivers.realsense.camera import RealSenseCamera, connected_serials  # noqa: E402
-from drivers.realsense.config import CameraConfig  # noqa: E402
-from drivers.realsense.errors import (  # noqa: E402
+from drivers.realsense.camera import RealSenseCamera, connected_serials
+from drivers.realsense.config import CameraConfig
+from drivers.realsense.errors import (
     CameraError,
     CameraNotFoundError,
     RecordingEnded,
     RecordingError,
 )
-from drivers.realsense.frame import CameraFrame, CameraIntrinsics  # noqa: E402
-from drivers.realsense.recording import (  # noqa: E402
+from drivers.realsense.frame import CameraFrame, CameraIntrinsics
+from drivers.realsense.recording import (
     DEFAULT_SERIAL,
     default_d435_intrinsics,
     image_message_counts,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from robot_rl.agent.events import EventError, decode_event, encode_event
-from robot_rl.agent.observation import LatestState, robot_topics
+from robot_rl.agent.observation import LatestState
+from robot_rl.nodes.topics import robot_topics
 
 
 def test_joints_are_reordered_into_calibration_order() -> None:

@@ -51,7 +51,6 @@ def test_robot_rl_count_is_its_matrix_products_plus_the_q_heads(
 
 @pytest.mark.parametrize(("hidden", "batch_size"), SHAPES)
 def test_d3rlpy_count_is_its_matrix_products(hidden: tuple[int, ...], batch_size: int) -> None:
-    pytest.importorskip("d3rlpy", reason="d3rlpy is installed by `make bench`, not `make test`")
     step = bench.d3rlpy_awac(hidden, batch_size)
     assert counted_flops(step) == bench.update_matmul_flops(hidden, batch_size, learner="d3rlpy")
 

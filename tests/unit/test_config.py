@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from robot_rl.config import ConfigError, apply_overrides, load_config, replace
 from robot_rl.learning.config import AWACConfig
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.robot_config import load_robot, robot_digest
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.yaml"
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
     path.write_text(text)
     return path
 
@@ -102,7 +103,7 @@ def test_calibration_errors_name_the_problem(tmp_path: Path) -> None:
 
 def _profiles(name: str) -> list[str | None]:
     from robot_rl.config import load_yaml
-    from robot_rl.pipeline.config import config_path
+    from robot_rl.run_config import config_path
     return [None, *load_yaml(config_path(name)).get("profiles", {})]
 
 
@@ -120,7 +121,7 @@ def test_robot_rl_config_prints_every_setting_and_its_output_loads_back_equal(
         text = capsys.readouterr().out
         expected = load_pipeline_config(name, ["awac.beta=0.3", "awac.device=auto"], profile)
         saved = write(tmp_path, text)
-        assert load_config(PipelineConfig, saved) == expected, profile
+        assert load_pipeline_config(saved) == expected, profile
         written = yaml.safe_load(text)
         assert written["awac"]["balanced_replay"]["temperature"] == 5.0  # defaults written out
         assert written["awac"]["collapse_guard"].keys() >= {"fallback", "fallback_margin"}
@@ -136,3 +137,198 @@ def test_robot_rl_config_refuses_a_bad_value_by_name(capsys: pytest.CaptureFixtu
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "awac.critic_aggregation: 'max' is not one of 'min', 'mean_minus_std'" in captured.err
+
+
+# ---- calibration files: every error at load, naming the file ----------------------------------
+
+DCLAW_TEXT = (Path(__file__).resolve().parents[2] / "calibration" / "dclaw.yaml").read_text()
+
+
+def dclaw_variant(tmp_path: Path, old: str, new: str, name: str = "dclaw_variant.yaml") -> Path:
+    """calibration/dclaw.yaml with one piece of text changed, in a file of its own."""
+    assert DCLAW_TEXT.count(old) == 1, old
+    path = tmp_path / name
+    path.write_text(DCLAW_TEXT.replace(old, new))
+    return path
+
+
+F0_MID = ("  - {name: f0_mid,  id: 11, model: XM430-W210, position_limits_rad: [-1.0, 1.4],   "
+          "velocity_limit_rad_s: 3.0, current_limit_a: 1.0}\n")
+F2_TIP = ("  - {name: f2_tip,  id: 32, model: XM430-W210, position_limits_rad: [-1.4, 1.4],   "
+          "velocity_limit_rad_s: 3.0, current_limit_a: 1.0}\n")
+
+
+@pytest.mark.parametrize("key", ["velocity_limit_rad_s", "current_limit_a"])
+def test_a_joint_without_a_velocity_or_current_limit_is_a_load_error(tmp_path: Path,
+                                                                     key: str) -> None:
+    """docs/safety.md promised it; the joint got a silent 1.0 instead."""
+    value = {"velocity_limit_rad_s": " velocity_limit_rad_s: 3.0,",
+             "current_limit_a": ", current_limit_a: 1.0"}[key]
+    path = dclaw_variant(tmp_path, F0_MID, F0_MID.replace(value, ""))
+    with pytest.raises(ConfigError) as err:
+        load_robot(path)
+    assert str(err.value) == f"{path}: joints[1].{key}: required key is missing (joint f0_mid)"
+
+
+def test_a_sensor_needs_no_velocity_or_current_limit() -> None:
+    valve = load_robot("dclaw").sensors[0]  # the valve's encoder: read, never commanded
+    assert valve.name == "valve" and valve.velocity_limit_rad_s is None
+
+
+def test_a_duplicate_yaml_key_is_rejected_naming_its_line(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys: max_step_rad 0.25 silently became 0.9."""
+    old = "  max_step_rad: 0.25 "
+    path = dclaw_variant(tmp_path, old, "  max_step_rad: 0.9\n" + old)
+    line = DCLAW_TEXT[:DCLAW_TEXT.index(old)].count("\n") + 1  # of the first one
+    with pytest.raises(ConfigError) as err:
+        load_robot(path)
+    assert str(err.value) == (f"{path}: line {line + 1}: duplicate key 'max_step_rad' in one "
+                              f"mapping (first on line {line}); YAML allows each key once")
+    # in a flow mapping, in any config the shared loader reads, and in a nested mapping
+    path = dclaw_variant(tmp_path, "{name: f0_base, id: 10,", "{name: f0_base, id: 10, id: 13,")
+    line = DCLAW_TEXT[:DCLAW_TEXT.index("{name: f0_base")].count("\n") + 1
+    with pytest.raises(ConfigError, match=rf"line {line}: duplicate key 'id' in one mapping "
+                                          rf"\(first on line {line}\)"):
+        load_robot(path)
+    with pytest.raises(ConfigError, match=r"config.yaml: line 3: duplicate key 'beta'"):
+        load_config(PipelineConfig, write(tmp_path, "awac:\n  beta: 0.3\n  beta: 0.5\n"))
+    # a merge key is no duplicate: what it merges in may be overridden
+    merged = write(tmp_path, "base: &b {beta: 0.3, gamma: 0.9}\nawac:\n  <<: *b\n  beta: 0.5\n")
+    from robot_rl.config import load_yaml
+    assert load_yaml(merged)["awac"] == {"beta": 0.5, "gamma": 0.9}
+
+
+def test_calibration_joints_must_be_the_joints_the_model_drives(tmp_path: Path) -> None:
+    """An 8-joint file for the 9-joint hand loaded, and then every command was held or the twin
+    died; so did a misspelt joint."""
+    model = "sim_twin/models/dclaw_valve.xml"
+    eight = dclaw_variant(tmp_path, F2_TIP, "", "eight.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_robot(eight)
+    assert str(err.value).startswith(f"{eight}: joints do not match the model ")
+    assert f"{model}: the model drives f2_tip, which the calibration lacks" in str(err.value)
+    misspelt = dclaw_variant(tmp_path, "{name: f2_tip, ", "{name: f2_tipp, ", "misspelt.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_robot(misspelt)
+    assert "not in the model: f2_tipp; the model drives f2_tip, which the calibration lacks" \
+        in str(err.value)
+    assert "(model joints: f0_base, f0_mid, f0_tip, f1_base, f1_mid, f1_tip, f2_base, f2_mid, " \
+           "f2_tip, valve)" in str(err.value)
+    # the valve's hinge is the model's, undriven: calibrated as a joint it would be commanded
+    undriven = dclaw_variant(tmp_path, "sensors:\n  - {name: valve, id: 50, model: XM430-W210, "
+                             "position_limits_rad: [-6.28, 6.28]}",
+                             "  - {name: valve, id: 50, model: XM430-W210, position_limits_rad: "
+                             "[-6.28, 6.28], velocity_limit_rad_s: 3.0, current_limit_a: 1.0}",
+                             "undriven.yaml")
+    with pytest.raises(ConfigError, match=r"undriven.yaml: joints do not match the model .*: "
+                                          r"no actuator drives valve"):
+        load_robot(undriven)
+
+
+def test_a_missing_model_is_an_error_where_the_model_is_needed_not_at_load(
+        tmp_path: Path) -> None:
+    """A robot whose twin model is not written yet (ur5e.yaml was one): the bridge and the
+    safety node (no workspace) need no model; the twin does, and says which file asked for it."""
+    text = (Path(__file__).resolve().parents[2] / "calibration" / "ur5e.yaml").read_text()
+    text = text.replace("model_mjcf: sim_twin/models/ur5e.xml", "model_mjcf: not_yet.xml")
+    path = write(tmp_path, text[:text.index("  workspace:")])  # no workspace, no tasks
+    arm = load_robot(path)
+    expected = (f"{path}: model_mjcf not_yet.xml does not exist (the twin, the workspace check "
+                "and site kinematics need it)")
+    with pytest.raises(ConfigError) as err:
+        arm.model_path()
+    assert str(err.value) == expected
+    from sim_twin.twin import Twin
+    with pytest.raises(ConfigError) as err:
+        Twin(arm)
+    assert str(err.value) == expected
+
+
+def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
+    """The supervisor's limit checks named only the robot, and ran only when a supervisor was
+    built; they run at load now, naming the file."""
+    path = dclaw_variant(tmp_path, "{name: f0_base, id: 10, model: XM430-W210, "
+                         "position_limits_rad: [-0.75, 0.75]",
+                         "{name: f0_base, id: 10, model: XM430-W210, "
+                         "position_limits_rad: [-0.01, 0.01]")
+    with pytest.raises(ConfigError) as err:
+        load_robot(path)
+    assert str(err.value) == (f"{path}: joints.f0_base.position_limits_rad [-0.01, 0.01] leaves "
+                              "no range inside safety.position_margin_rad 0.02")
+    path = dclaw_variant(tmp_path, "temperature_resume_c: 65.0", "temperature_resume_c: 75.0")
+    with pytest.raises(ConfigError, match=rf"^{path}: safety.temperature_resume_c: 75.0 must be "):
+        load_robot(path)
+    path = dclaw_variant(tmp_path, "sites: [f0_tip_site, f1_tip_site, f2_tip_site]",
+                         "sites: [f0_tip_site, f1_tip_site, f3_tip_site]")
+    with pytest.raises(ConfigError, match=rf"^{path}: safety.workspace.sites: f3_tip_site not "
+                                          r"in the model sim_twin/models/dclaw_valve.xml; its "
+                                          r"sites: "):
+        load_robot(path)
+    path = dclaw_variant(tmp_path, "{name: f1_mid,  id: 21, model: XM430-W210,", "{name: f1_mid,")
+    with pytest.raises(ConfigError) as err:  # the Dynamixel driver found this, naming the robot
+        load_robot(path)
+    assert str(err.value) == (f"{path}: robot dclaw: every joint and sensor of a dynamixel_hand "
+                              "needs an id and a servo model; missing: f1_mid (id)")
+    broken = dclaw_variant(tmp_path, "model_mjcf: sim_twin/models/dclaw_valve.xml",
+                           f"model_mjcf: {write(tmp_path, '<mujoco><worldbody>')}")
+    with pytest.raises(ConfigError, match=rf"^{broken}: model_mjcf .*config.yaml: MuJoCo cannot "
+                                          r"load it: "):
+        load_robot(broken)
+
+
+@pytest.mark.parametrize("name", ["valve", "drawer"])
+def test_a_printout_keeps_the_profiles(name: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`robot-rl config > mine.yaml`, then `--config mine.yaml --profile P`, for every profile."""
+    from robot_rl.cli import main
+    assert main(["config", "--config", name]) == 0
+    mine = write(tmp_path, capsys.readouterr().out)
+    for profile in _profiles(name):
+        assert load_pipeline_config(mine, profile=profile) == \
+            load_pipeline_config(name, profile=profile), profile
+        assert main(["config", "--config", str(mine), *(["--profile", profile] if profile
+                                                         else [])]) == 0
+        assert load_pipeline_config(write(tmp_path, capsys.readouterr().out, "again.yaml")) == \
+            load_pipeline_config(name, profile=profile), profile
+
+
+def test_a_partial_config_starts_from_the_task_it_extends(tmp_path: Path) -> None:
+    mine = write(tmp_path, "extends: drawer\ndataset: {demonstrations: 3}\n"
+                           "profiles:\n  quick: {eval: {episodes: 2}}\n  mine: {seed: 7}\n")
+    config, drawer = load_pipeline_config(mine), load_pipeline_config("drawer")
+    assert config.dataset.demonstrations == 3
+    # everything else is the drawer task's, not the library's bare defaults
+    assert config == dataclasses.replace(drawer, dataset=dataclasses.replace(
+        drawer.dataset, demonstrations=3))
+    assert config.awac.batch_size == 256 and config.awac.collapse_guard.conservative
+    quick = load_pipeline_config(mine, profile="quick")  # the task's profile, with mine merged
+    assert quick.eval.episodes == 2 and quick.pretrain.updates == 200
+    assert load_pipeline_config(mine, profile="mine").seed == 7
+
+
+def test_a_partial_config_without_extends_is_refused_by_name(tmp_path: Path) -> None:
+    mine = write(tmp_path, "dataset:\n  demonstrations: 3\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: sets no 'extends' and leaves env_id, "
+                                          r"robot, seed and \d+ more unset: .*extends: valve"):
+        load_pipeline_config(mine)
+    bare = write(tmp_path, "extends: null\ndataset:\n  demonstrations: 3\n", "bare.yaml")
+    assert load_pipeline_config(bare) == dataclasses.replace(
+        PipelineConfig(), dataset=dataclasses.replace(PipelineConfig().dataset,
+                                                      demonstrations=3))
+
+
+def test_extends_follows_paths_and_refuses_loops_and_unknown_names(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    write(tmp_path / "lab", "extends: valve\nseed: 5\n", "base.yaml")
+    child = write(tmp_path, "extends: lab/base.yaml\nseed: 6\neval: {episodes: 3}\n",
+                  "child.yaml")
+    config = load_pipeline_config(child)
+    assert (config.seed, config.eval.episodes, config.env_id) == (6, 3, "robot_rl/ValveTurn-v0")
+    write(tmp_path, "extends: b.yaml\n", "a.yaml")
+    write(tmp_path, "extends: a.yaml\n", "b.yaml")
+    with pytest.raises(ConfigError, match="configs extend each other in a loop"):
+        load_pipeline_config(tmp_path / "a.yaml")
+    typo = write(tmp_path, "extends: valv\n", "typo.yaml")
+    with pytest.raises(ConfigError, match=r"typo.yaml: extends: no pipeline config named "
+                                          r"'valv'.*known: \['drawer', 'valve'"):
+        load_pipeline_config(typo)

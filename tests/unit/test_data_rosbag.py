@@ -8,7 +8,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from robot_rl.data import DatasetError, EpisodeStore, tools
-from robot_rl.data.cli import main
+from robot_rl.dataset_cli import main
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T0_NS = 1_700_000_000 * 10**9
@@ -131,3 +131,23 @@ def test_missing_topic_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match=r"topic\(s\) \['/arm/joint_states'\] not in bag"):
         tools.import_rosbag(bag, tmp_path / "d.zarr", {"/arm/joint_states": "observation"},
                             control_period_s=0.05)
+
+
+def test_append_adds_to_the_same_robot_and_refuses_another_before_writing(tmp_path, capsys):
+    bag = tmp_path / "bag"
+    write_bag(bag, StoragePlugin.SQLITE3)
+    out = tmp_path / "d.zarr"
+    args = ["import-rosbag", str(bag), "-o", str(out), "--topic", "/hand/command=action",
+            "--period", "0.05", "--robot", "dclaw", "--task", "valve"]
+    assert main(args) == 0
+    assert main(args) == 1  # exists, and neither --append nor --overwrite
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--append"]) == 0
+    assert EpisodeStore.open(out).n_episodes == 2
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main([*args[:-4], "--robot", "arm", "--task", "valve", "--append"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: recorded with robot 'dclaw' (this one: 'arm')" in err
+    assert err.count("\n") == 1
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert EpisodeStore.open(out).n_episodes == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from robot_rl.data import (
     tools,
     transitions,
 )
+from robot_rl.data.store import remove_store
 
 UNITS = {"observation": "rad", "action": "rad", "reward": "1", "camera_depth": "mm"}
 
@@ -291,3 +294,185 @@ def test_one_appender_at_a_time(tmp_path):
     with EpisodeStore.open(path, "a") as again:
         again.add_episode(make_episode(2, 3))
     assert EpisodeStore.open(path).n_episodes == 2
+
+
+# ---- nothing recorded is deleted unasked -------------------------------------------------------
+def test_overwrite_replaces_a_store_and_never_a_file_or_another_folder(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("lab notes")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"jpeg")
+    store = tmp_path / "d.zarr"
+    new_store(store).add_episode(make_episode(1, 3))
+    link = tmp_path / "link.zarr"
+    link.symlink_to(store, target_is_directory=True)
+    for path, why in ((notes, "is a file, not a dataset"),
+                      (folder, r"is a folder but not a zarr store \(no \.zgroup\)"),
+                      (link, "is a symbolic link")):
+        for overwrite in (False, True):
+            with pytest.raises(DatasetError, match=f"{path.name}: {why}.*even with --overwrite"):
+                new_store(path, overwrite=overwrite)
+        with pytest.raises(DatasetError, match=why):
+            remove_store(path)
+        with pytest.raises(DatasetError, match=why):
+            EpisodeStore.create_or_append(path, robot="dclaw", task="valve",
+                                          calibration_digest="c0ffee", units=UNITS)
+    assert notes.read_text() == "lab notes"
+    assert [p.name for p in folder.iterdir()] == ["a.jpg"]
+    assert EpisodeStore.open(store).n_episodes == 1  # not deleted through the link
+
+    with pytest.raises(DatasetError, match=r"d\.zarr: already exists; pass --overwrite"):
+        new_store(store)
+    assert EpisodeStore.open(store).n_episodes == 1
+    assert new_store(store, overwrite=True).n_episodes == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert new_store(empty, overwrite=True).n_episodes == 0  # an empty folder holds nothing
+
+
+def test_create_or_append_appends_to_the_same_source_and_refuses_another(tmp_path):
+    path = tmp_path / "d.zarr"
+    source = {"robot": "dclaw", "task": "valve", "calibration_digest": "c0ffee", "units": UNITS,
+              "extra": {"action_mode": "relative"}}
+    with EpisodeStore.create_or_append(path, **source) as store:
+        store.add_episode(make_episode(1, 3))
+    with EpisodeStore.create_or_append(path, **source) as store:  # a second session adds to it
+        store.add_episode(make_episode(2, 4))
+    np.testing.assert_array_equal(EpisodeStore.open(path).episode_lengths, [3, 4])
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    for change, named in (({"robot": "arm"}, "robot 'dclaw' (this one: 'arm')"),
+                          ({"task": "drawer"}, "task 'valve' (this one: 'drawer')"),
+                          ({"calibration_digest": "beef"}, "calibration_digest 'c0ffee'"),
+                          ({"units": {**UNITS, "action": "deg"}}, "unit of 'action' 'rad'"),
+                          ({"extra": {"action_mode": "absolute"}},
+                           "extra 'action_mode' 'relative' (this one: 'absolute')")):
+        with pytest.raises(DatasetError, match=re.escape(named) + ".*appending would mix"):
+            EpisodeStore.create_or_append(path, **{**source, **change})
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+    with EpisodeStore.create_or_append(path, **{**source, "robot": "arm"}, overwrite=True) as new:
+        assert new.n_episodes == 0 and new.attrs["robot"] == "arm"
+
+
+# ---- missing data never passes as data --------------------------------------------------------
+CHUNK_KEYS = {"observation": "0.0", "terminated": "0", "camera_depth": "1.0.0",
+              "camera_color": "1.0.0.0"}
+
+
+@pytest.mark.parametrize("key", sorted(CHUNK_KEYS))
+def test_a_lost_chunk_is_refused_at_every_read_whatever_the_dtype(tmp_path, key):
+    """Float, bool, and image (uint8, uint16) keys: a bool or an image has no spare value that
+    could mark a chunk as missing, so its absence is checked on every read."""
+    path = tmp_path / "d.zarr"
+    store = new_store(path)
+    for seed in range(3):
+        store.add_episode(make_episode(seed, 1), {"seed": seed})
+    (path / "data" / key / CHUNK_KEYS[key]).unlink()
+    episode = 1 if key.startswith("camera") else 0  # images: one frame a chunk
+    reader = EpisodeStore.open(path)
+    with pytest.raises(DatasetError, match=rf"d\.zarr: data/{key}, episode {episode}: chunk "
+                                           rf"{CHUNK_KEYS[key][0]} \(rows .*\) is missing"):
+        reader.episode(episode)
+    with pytest.raises(DatasetError, match=f"data/{key}.* is missing"):
+        reader.read(key)
+    assert reader.episode(2 - episode, ["reward"])  # the other keys still read
+    problems = [p for p in tools.validate(path) if p.severity == "error"]
+    assert [(p.key, p.episode) for p in problems] == [(key, episode)]
+    assert "1 chunk(s) missing" in problems[0].message
+
+
+def test_float_arrays_fill_with_nan_so_a_lost_chunk_reads_as_no_number(tmp_path):
+    path = tmp_path / "d.zarr"
+    new_store(path).add_episode(make_episode(1, 4))
+    raw = zarr.open_group(str(path), mode="r")
+    assert np.isnan(raw["data/reward"].fill_value) and np.isnan(raw["data/action"].fill_value)
+    assert raw["data/terminated"].fill_value == 0 and raw["data/camera_color"].fill_value == 0
+    (path / "data" / "reward" / "0").unlink()
+    assert np.isnan(raw["data/reward"][:]).all()  # what any reader of the raw array sees
+
+
+def test_stores_written_before_fill_values_open_and_are_checked_by_chunk_presence(tmp_path):
+    """Stores from before fill values have fill_value null (an absent chunk reads as whatever
+    memory held): they open as before, and the chunk-presence check covers them the same way."""
+    path = tmp_path / "old.zarr"
+    store = new_store(path)
+    for seed in range(2):
+        store.add_episode(make_episode(seed, 3))
+    for meta in (path / "data").glob("*/.zarray"):
+        fields = json.loads(meta.read_text())
+        fields["fill_value"] = None
+        meta.write_text(json.dumps(fields))
+    assert zarr.open_array(str(path / "data" / "reward"), mode="r").fill_value is None
+    assert_steps_equal(EpisodeStore.open(path).episode(1), make_episode(1, 3))
+    assert tools.validate(path) == []
+    (path / "data" / "reward" / "0").unlink()
+    with pytest.raises(DatasetError, match=r"data/reward, episode 0: chunk 0 .* is missing"):
+        EpisodeStore.open(path).episode(0)
+    with pytest.raises(DatasetError, match="data/reward.* is missing"):
+        transitions(path)
+    assert [(p.key, p.severity) for p in tools.validate(path)] == [("reward", "error")]
+
+
+def test_training_refuses_what_validate_refuses_naming_store_key_episode_and_step(tmp_path):
+    path = tmp_path / "d.zarr"
+    store = new_store(path)
+    for seed in range(3):
+        store.add_episode(make_episode(seed, 4, image=False))
+    zarr.open_group(str(path), mode="a")["data/action"][9, 2] = np.inf  # episode 2, step 1
+    with pytest.raises(DatasetError, match=r"d\.zarr: data/action, episode 2 step 1: NaN or "
+                                           r"inf \(1 step\(s\) of action hold one\)"):
+        transitions(path)
+    assert [(p.key, p.episode) for p in tools.validate(path)] == [("action", 2)]
+
+
+def damaged_copies(source, tmp_path):
+    """(file, damage, path of a damaged copy) for every file of ``source`` and three damages:
+    deleted, truncated to half, overwritten with other bytes."""
+    files = sorted(p.relative_to(source) for p in source.rglob("*")
+                   if p.is_file() and p.name != ".lock")
+    for n, name in enumerate(files):
+        for damage in ("deleted", "truncated", "garbage"):
+            copy = tmp_path / f"{n}_{damage}.zarr"
+            shutil.copytree(source, copy)
+            target = copy / name
+            data = target.read_bytes()
+            if damage == "deleted":
+                target.unlink()
+            elif damage == "truncated":
+                target.write_bytes(data[: len(data) // 2])
+            else:
+                target.write_bytes(bytes(range(256))[: max(8, len(data))])
+            yield name, damage, copy
+
+
+def test_every_damaged_file_is_one_line_naming_the_store_in_validate_and_in_training(
+        tmp_path, capsys):
+    """Each file of a store deleted, truncated or overwritten: ``dataset validate`` exits 1 with
+    one-line problems (no traceback), and loading for training refuses it with one line naming
+    the store, unless the file belongs to a key that training does not read (validate still
+    refuses it)."""
+    from robot_rl.dataset_cli import main as dataset_cli
+
+    source = tmp_path / "source.zarr"
+    store = new_store(source)
+    for seed in range(2):
+        store.add_episode(make_episode(seed, 3), {"seed": seed})
+    store.close()
+    checked = 0
+    for name, damage, path in damaged_copies(source, tmp_path / "copies"):
+        where = f"{name} {damage}"
+        code = dataset_cli(["validate", str(path), "--quiet"])
+        out, err = capsys.readouterr()
+        assert code == 1, where
+        assert "Traceback" not in out + err and "error" in out, where
+        assert all(len(line) < 400 for line in out.splitlines()), where
+        parts = name.parts
+        read_by_training = not (parts[0] == "data" and len(parts) == 3
+                                and parts[1].startswith("camera"))
+        if read_by_training:
+            with pytest.raises(DatasetError) as caught:
+                transitions(path)
+            assert str(caught.value).startswith(f"{path}: "), where
+            assert "\n" not in str(caught.value), where
+        checked += 1
+    assert checked > 40

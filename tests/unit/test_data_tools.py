@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from robot_rl.data import DatasetError, EpisodeStore, SchemaError, tools
-from robot_rl.data.cli import add_parser, main
+from robot_rl.dataset_cli import add_parser, main
 
 LENGTHS = (5, 3, 8, 4, 6, 2, 7)
 ALL_SEEDS = tuple(range(len(LENGTHS)))
@@ -200,7 +200,7 @@ def test_cli_subcommands(tmp_path, capsys):
     assert main(["stats", str(path), "--keys", "reward", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["reward"]["count"] == 35
-    assert main(["filter", str(path), str(tmp_path / "f.zarr"), "--where", "success=true",
+    assert main(["filter", str(path), "--out", str(tmp_path / "f.zarr"), "--where", "success=true",
                  "--where", "operator=op2"]) == 0
     assert EpisodeStore.open(tmp_path / "f.zarr").n_episodes == 1
     assert main(["split", str(path), "--out", f"{tmp_path / 'a.zarr'}=0.5",
@@ -208,7 +208,7 @@ def test_cli_subcommands(tmp_path, capsys):
     assert main(["merge", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"),
                  "-o", str(tmp_path / "m.zarr")]) == 0
     assert EpisodeStore.open(tmp_path / "m.zarr").n_episodes == 7
-    assert main(["export", str(path), str(tmp_path / "x.hdf5")]) == 0
+    assert main(["export", str(path), "--out", str(tmp_path / "x.hdf5")]) == 0
     capsys.readouterr()
     # bad input: one clear line on stderr and exit code 1
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
@@ -230,3 +230,100 @@ def test_cli_plugs_into_a_parent_parser(tmp_path, capsys):
     args = parser.parse_args(["dataset", "info", str(tmp_path / "d.zarr")])
     assert args.handler(args) == 0 and args.func(args) == 0
     assert "episodes     1 (5 steps" in capsys.readouterr().out
+
+
+# ---- bad input: one clear line, nothing written ---------------------------------------------
+def test_a_truncated_episode_ends_chunk_is_one_line_naming_the_store_and_array(tmp_path,
+                                                                              capsys):
+    path = tmp_path / "d.zarr"
+    build(path)
+    chunk = path / "meta" / "episode_ends" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    assert main(["validate", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith("error: meta/episode_ends, rows 0:7: unreadable chunk")
+    assert "truncated or overwritten" in out and "Traceback" not in out + err
+    assert out.splitlines()[-1] == f"{path}: 1 error(s), 0 warning(s)"
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: meta/episode_ends") and err.count("\n") == 1
+
+
+def test_validate_finds_a_deleted_chunk_that_reads_as_fill(tmp_path):
+    """The issue's case: the reward chunk deleted; validate used to say 0 errors."""
+    path = tmp_path / "d.zarr"
+    build(path)
+    (path / "data" / "reward" / "0").unlink()
+    problems = tools.validate(path, check_all_keys=False)
+    assert [(p.severity, p.key, p.episode) for p in problems] == [("error", "reward", 0)]
+    assert problems[0].message.startswith("1 chunk(s) missing, the first chunk 0 (rows 0:35); "
+                                          "episode(s) 0-6 have no values there")
+
+
+def test_filter_refuses_a_field_no_episode_has_and_a_predicate_nothing_matches(tmp_path,
+                                                                              capsys):
+    src = build(tmp_path / "d.zarr")
+    out = tmp_path / "f.zarr"
+    with pytest.raises(DatasetError, match=r"no episode's info has the field\(s\) \['sucess'\]; "
+                                           r"the fields are \[.*'operator'.*'success'\]"):
+        tools.filter(src.path, out, {"sucess": True})
+    assert main(["filter", str(src.path), "--out", str(out), "--where", "sucess=true"]) == 1
+    assert "field(s) ['sucess']" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match=r"no episode of 7 matches \{'success': 'yes'\}; "
+                                           r"success takes the values \[false, true\]"):
+        tools.filter(src.path, out, {"success": "yes"})
+    assert not out.exists()
+
+
+def test_stats_keys_leave_the_path_alone(tmp_path, capsys):
+    path = tmp_path / "d.zarr"
+    build(path)
+    assert main(["stats", "--keys", "reward", str(path), "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["reward"]
+    assert main(["stats", "--keys", "reward,action", "--keys", "terminated", str(path),
+                 "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["reward", "action", "terminated"]
+
+
+def test_merge_names_the_flag_and_overwrite_replaces_only_a_store(tmp_path, capsys):
+    a = build(tmp_path / "a.zarr", seeds=[0])
+    other = build(tmp_path / "o.zarr", seeds=[1], robot="arm")
+    out = tmp_path / "m.zarr"
+    assert main(["merge", str(a.path), str(other.path), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "robot 'arm' differs" in err and "pass --force (force=True) to merge anyway" in err
+    assert main(["merge", str(a.path), "-o", str(out)]) == 0
+    assert main(["merge", str(a.path), str(a.path), "-o", str(out)]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert EpisodeStore.open(out).n_episodes == 1
+    assert main(["merge", str(a.path), str(a.path), "-o", str(out), "--overwrite"]) == 0
+    assert EpisodeStore.open(out).n_episodes == 2
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep")
+    assert main(["merge", str(a.path), "-o", str(notes), "--overwrite"]) == 1
+    assert "is a file, not a dataset" in capsys.readouterr().err
+    assert notes.read_text() == "keep"
+
+
+def test_split_refuses_an_existing_output_before_writing_any(tmp_path):
+    src = build(tmp_path / "d.zarr")
+    taken = build(tmp_path / "val.zarr", seeds=[0])
+    train = tmp_path / "train.zarr"
+    with pytest.raises(DatasetError, match=r"val\.zarr: already exists"):
+        tools.split(src.path, {str(train): 0.5, str(taken.path): 0.5})
+    assert not train.exists() and EpisodeStore.open(taken.path).n_episodes == 1
+
+
+def test_export_replaces_only_an_hdf5_file_and_only_with_overwrite(tmp_path):
+    src = build(tmp_path / "d.zarr", seeds=[0])
+    notes = tmp_path / "notes.hdf5"
+    notes.write_text("not hdf5")
+    for overwrite in (False, True):
+        with pytest.raises(DatasetError, match="not an HDF5 file; robot_rl never replaces it"):
+            tools.export_robomimic_hdf5(src.path, notes, overwrite=overwrite)
+    assert notes.read_text() == "not hdf5"
+    out = tmp_path / "demos.hdf5"
+    tools.export_robomimic_hdf5(src.path, out)
+    with pytest.raises(DatasetError, match="already exists; pass --overwrite"):
+        tools.export_robomimic_hdf5(src.path, out)
+    assert tools.export_robomimic_hdf5(src.path, out, overwrite=True)["n_demos"] == 1

@@ -56,7 +56,7 @@ def test_naive_finetune_switches_objective_keeping_weights() -> None:
 
 
 def test_methods_start_from_the_papers_awac_not_the_task_files_guard() -> None:
-    from robot_rl.pipeline.config import load_pipeline_config
+    from robot_rl.run_config import load_pipeline_config
     assert load_pipeline_config("drawer", profile="bench_scarce").awac.collapse_guard.conservative
     config = experiments.task_config("drawer", "scarce", seed=0)
     assert not config.awac.collapse_guard.conservative  # "awac" is plain AWAC
@@ -95,7 +95,12 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
         assert saved["curve"] == results[name]["curve"]
         rates = [p["success_rate"] for p in saved["curve"]]
         assert len(rates) >= n_points and all(0.0 <= r <= 1.0 for r in rates)
-        assert saved["metrics"] == experiments.curve_metrics(saved["curve"])
+        metrics = saved["metrics"]  # of this curve, by the definitions (curve_metrics is tested above)
+        assert metrics["offline_success"] == rates[0] and metrics["final_success"] == rates[-1]
+        early = rates[1:1 + experiments.EARLY_EVALS] or rates[:1]
+        assert metrics["worst_early_drop"] == pytest.approx(rates[0] - min(early))
+        reached = [p["env_steps"] for p in saved["curve"] if p["success_rate"] >= 0.9]
+        assert metrics["steps_to_90"] == (reached[0] if reached else None)
     assert len({p["success_rate"] for p in results["bc"]["curve"]}) == 1  # no online phase
     assert (out / "seed0" / "awac" / "online.zarr").exists()  # awac really went online
     printed = experiments.curves(experiments.load_results(out, ["bc", "awac"]))
@@ -118,6 +123,14 @@ def test_tiny_run_two_methods_share_one_dataset(tmp_path: Path) -> None:
     text = experiments.report("valve", "tiny", out, ["bc", "awac"], figures)
     assert "| bc | 1 |" in text and "| awac | 1 |" in text
     assert (figures / "valve_tiny.png").stat().st_size > 1000
+
+    # A run killed before its result was written starts over: the method's online run and the
+    # dataset recorded without its summary are the remains of killed work, not results to keep.
+    (out / "seed0" / "awac.json").unlink()
+    (out / "seed0" / "dataset.json").unlink()
+    rerun = experiments.run_seed("valve", "tiny", 0, ["awac"], out, messages.append)
+    assert rerun["awac"]["curve"] == results["awac"]["curve"]
+    assert EpisodeStore.open(out / "seed0" / "dataset.zarr").n_episodes == everything.n_episodes
 
 
 PARALLEL_METHOD = """

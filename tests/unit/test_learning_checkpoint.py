@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from robot_rl.learning.awac import AWAC
-from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_checkpoint
+from robot_rl.learning.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_agent,
+    save_checkpoint,
+)
 from robot_rl.learning.config import AWACConfig, CollapseGuardConfig, config_to_dict
 from robot_rl.learning.logger import MetricsLogger, UpdateRate
 from robot_rl.learning.normalizer import Normalizer
@@ -140,3 +145,81 @@ def test_update_rate_counts_updates_over_their_own_time_since_the_last_read() ->
     with rate.timing(updates=4):
         time.sleep(0.05)
     assert 4 / 0.5 < rate.read() <= 4 / 0.05  # only the block's time: 80/s at most
+
+
+# ---- a checkpoint that cannot be used: one line naming the file and what does not match ----------
+def _saved(tmp_path: Path, config: AWACConfig, name: str = "ckpt.pt") -> Path:
+    agent = AWAC(5, 2, config, seed=0)
+    agent.set_normalizer(Normalizer.identity(5))
+    return save_checkpoint(tmp_path / name, agent, agent.normalizer,
+                           {"awac": config_to_dict(config)}, {})
+
+
+def _one_line(err: pytest.ExceptionInfo, path: Path) -> str:
+    text = str(err.value)
+    assert isinstance(err.value, CheckpointError) and text.startswith(f"{path}: ")
+    assert "\n" not in text and len(text) < 400, text
+    return text
+
+
+SMALL = dict(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16))
+
+
+def test_missing_junk_and_truncated_checkpoints_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "none.pt")
+    assert _one_line(err, tmp_path / "none.pt").endswith("no such checkpoint")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path)
+    assert "is not a file" in _one_line(err, tmp_path)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint at all")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(junk)
+    assert "not a robot_rl checkpoint: torch.load cannot read it" in _one_line(err, junk)
+    good = _saved(tmp_path, AWACConfig(**SMALL))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(cut)
+    assert "torch.load cannot read it" in _one_line(err, cut)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(foreign)
+    assert "no format_version in it" in _one_line(err, foreign)
+    part = tmp_path / "part.pt"
+    torch.save({"format_version": 1, "obs_dim": 5}, part)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(part)
+    assert "['act_dim', 'agent', 'normalizer', 'config', 'counters'] missing" in _one_line(err,
+                                                                                           part)
+
+
+def test_a_checkpoint_of_another_network_config_names_the_tensor_and_the_settings(
+        tmp_path: Path) -> None:
+    path = _saved(tmp_path, AWACConfig(**SMALL))
+    state = load_checkpoint(path)
+    wider = AWAC(5, 2, AWACConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(16, 16),
+                                  n_critics=3, beta=0.3), seed=0)
+    with pytest.raises(CheckpointError) as err:
+        restore_agent(state, wider)
+    text = _one_line(err, path)
+    assert "actor.trunk.layers.0.weight is [16, 5] in the checkpoint, [32, 5] in this config" \
+        in text
+    assert ("trained with awac.actor_hidden_sizes [16, 16] (this config: [32, 32]), "
+            "awac.beta 0.5 (this config: 0.3), awac.n_critics 2 (this config: 3)") in text
+    sac = AWAC(5, 2, AWACConfig(**SMALL, actor_objective="sac"), seed=0)  # same shapes
+    with pytest.raises(CheckpointError) as err:
+        restore_agent(state, sac)
+    text = _one_line(err, path)
+    assert "does not load into this agent" in text
+    assert "awac.actor_objective 'awr' (this config: 'sac')" in text
+    other_task = AWAC(7, 2, AWACConfig(**SMALL), seed=0)
+    with pytest.raises(CheckpointError) as err:
+        restore_agent(state, other_task)
+    assert "its networks take 5 observation values and give 2 actions; this agent's take 7" \
+        in _one_line(err, path)
+    # runtime settings are not a reason, and a fitting config loads
+    same = AWAC(5, 2, AWACConfig(**SMALL, compile=False, device="cpu"), seed=3)
+    restore_agent(state, same)

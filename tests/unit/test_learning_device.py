@@ -19,7 +19,7 @@ from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_ch
 from robot_rl.learning.config import check_device_name, config_to_dict
 from robot_rl.learning.device import resolve_device
 from robot_rl.learning.factory import make_replay, new_agent, train_step
-from robot_rl.pipeline.config import load_pipeline_config
+from robot_rl.run_config import load_pipeline_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = dict(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16), batch_size=32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.pipeline.gate import SupervisorGate
 from robot_rl.robot_config import load_robot
+from robot_rl.safety.gate import SupervisorGate
 
 
 def state(q: float) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,12 @@ import pytest
 from robot_rl.cli import main
 from robot_rl.config import load_config
 from robot_rl.data import DatasetError, EpisodeStore, transitions
-from robot_rl.data.replay import check_action_mode
+from robot_rl.data.transition_arrays import check_action_mode
+from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
-from robot_rl.pipeline.config import PipelineConfig, load_pipeline_config
 from robot_rl.pipeline.stages import finetune, pretrain, record
+from robot_rl.run_config import PipelineConfig, load_pipeline_config
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,144 @@ def test_a_dataset_in_another_action_mode_is_refused(tmp_path: Path) -> None:
     check_action_mode(old, "absolute", "test")
     with pytest.raises(DatasetError, match="actions recorded in absolute mode"):
         check_action_mode(old, "relative", "test")
+
+
+# ---- no command destroys what an earlier one wrote ---------------------------------------------
+TINY = ["--config", "drawer", "--profile", "bench_tiny", "--quiet"]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str, *parts: str) -> None:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+def test_record_appends_to_its_own_dataset_and_refuses_any_other_path(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "d.zarr"
+    assert cli(capsys, "record", *TINY, "--out", str(path))[0] == 0
+    code, out, _ = cli(capsys, "record", *TINY, "--out", str(path))
+    assert code == 0 and "(appended: it now holds 4 episodes)" in out
+    store = EpisodeStore.open(path)
+    assert [store.episode_info(i)["seed"] for i in range(4)] == [0, 1, 2, 3]  # seeds continue
+    assert [store.episode_info(i)["kind"] for i in range(4)] == ["clean", "noisy"] * 2
+    assert not np.array_equal(store.episode(3)["action"][:5], store.episode(1)["action"][:5])
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    code, _, err = cli(capsys, "record", "--config", "valve", "--profile", "bench_tiny",
+                       "--quiet", "--out", str(path))
+    assert code == 1
+    one_line_error(err, f"{path}: recorded with robot 'arm6' (this one: 'dclaw'); task "
+                        f"'robot_rl/DrawerOpen-v0'", "appending would mix two datasets")
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("lab notes")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = cli(capsys, "record", *TINY, "--out", str(notes), *extra)
+        assert code == 1
+        one_line_error(err, f"{notes}: is a file, not a dataset")
+    assert notes.read_text() == "lab notes"
+    code, out, _ = cli(capsys, "record", *TINY, "--out", str(path), "--overwrite")
+    assert code == 0 and "appended" not in out and EpisodeStore.open(path).n_episodes == 2
+
+
+def test_pretrain_and_finetune_refuse_to_replace_what_an_earlier_run_wrote(
+        drawer_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    pretrain_args = ["pretrain", *TINY, "--dataset", str(drawer_dataset), "--out", str(run)]
+    assert cli(capsys, *pretrain_args)[0] == 0
+    offline = (run / "offline.pt").read_bytes()
+    code, _, err = cli(capsys, *pretrain_args, "--set", "pretrain.updates=10")
+    assert code == 1
+    one_line_error(err, f"{run / 'offline.pt'}: already exists", "pass --overwrite")
+    assert (run / "offline.pt").read_bytes() == offline
+    finetune_args = ["finetune", *TINY, "--run", str(run), "--dataset", str(drawer_dataset)]
+    # an earlier fine-tuning's outputs, each alone (refused before anything runs)
+    earlier = EpisodeStore.create(run / "online.zarr", robot="arm6", task="earlier",
+                                  calibration_digest="c", units={})
+    earlier.add_episode({"reward": np.ones(3, np.float32)})
+    earlier.close()
+    code, _, err = cli(capsys, *finetune_args)
+    assert code == 1
+    one_line_error(err, f"{run / 'online.zarr'}: already exists", "pass --overwrite")
+    assert EpisodeStore.open(run / "online.zarr").attrs["task"] == "earlier"
+    shutil.move(run / "online.zarr", tmp_path / "kept.zarr")
+    (run / "finetuned.pt").write_bytes(b"an earlier policy")
+    code, _, err = cli(capsys, *finetune_args)
+    assert code == 1
+    one_line_error(err, f"{run / 'finetuned.pt'}: already exists", "pass --overwrite")
+    assert (run / "finetuned.pt").read_bytes() == b"an earlier policy"
+    shutil.move(tmp_path / "kept.zarr", run / "online.zarr")
+    # --overwrite starts each over, its log too
+    assert cli(capsys, *pretrain_args, "--overwrite")[0] == 0
+    with open(run / "pretrain" / "metrics.csv", newline="") as f:
+        assert [r["step"] for r in csv.DictReader(f) if r["name"] == "updates_per_s"] == \
+            ["10", "20"]
+    assert cli(capsys, *finetune_args, "--overwrite")[0] == 0
+    assert EpisodeStore.open(run / "online.zarr").attrs["task"] == "robot_rl/DrawerOpen-v0"
+    assert load_checkpoint(run / "finetuned.pt")["counters"]["online_env_steps"] >= 40
+
+
+def test_eval_rebuilds_the_networks_from_the_checkpoint_and_refuses_another_task(
+        drawer_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_tiny trains 16-unit networks: evaluated with the default config (256 units) or
+    another profile, the networks come from the checkpoint's stored settings."""
+    run = tmp_path / "run"
+    assert cli(capsys, "pretrain", *TINY, "--dataset", str(drawer_dataset), "--out",
+               str(run))[0] == 0
+    checkpoint = str(run / "offline.pt")
+    for config in ([], ["--config", "drawer"]):
+        code, out, _ = cli(capsys, "eval", "--checkpoint", checkpoint, "--episodes", "1",
+                           "--quiet", *config)
+        assert code == 0 and out.startswith(f"{checkpoint}: success ") and "over 1 episodes" in out
+    code, _, err = cli(capsys, "eval", "--checkpoint", checkpoint, "--config", "valve",
+                       "--episodes", "1", "--quiet")
+    assert code == 1
+    one_line_error(err, f"checkpoint error: {checkpoint}: trained for robot_rl/DrawerOpen-v0 "
+                        f"(27 observation values, 6 actions), not for robot_rl/ValveTurn-v0 "
+                        f"(49 observation values, 9 actions)")
+    code, _, err = cli(capsys, "eval", "--checkpoint", str(run / "nope.pt"), "--quiet")
+    assert code == 1
+    one_line_error(err, f"{run / 'nope.pt'}: no such checkpoint")
+    for episodes in ("-3", "0"):
+        with pytest.raises(SystemExit) as exit_code:
+            main(["eval", "--checkpoint", checkpoint, "--episodes", episodes])
+        assert exit_code.value.code == 2
+        assert f"--episodes: expected a whole number >= 1, got '{episodes}'" in \
+            capsys.readouterr().err
+    # fine-tuning keeps the command line's settings: networks of another shape are refused
+    code, _, err = cli(capsys, "finetune", *TINY, "--run", str(run), "--dataset",
+                       str(drawer_dataset), "--set", "awac.actor_hidden_sizes=[8, 8]")
+    assert code == 1
+    one_line_error(err, f"{checkpoint}: actor.trunk.layers.0.weight is [16, 27] in the "
+                        f"checkpoint, [8, 27]", "awac.actor_hidden_sizes [16, 16] (this config: "
+                                                "[8, 8])")
+    assert not (run / "online.zarr").exists()
+
+
+def test_pretrain_refuses_a_dataset_with_a_lost_chunk(drawer_dataset: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's case: the reward chunk deleted, and pretrain trained on rewards of +-3e38."""
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(drawer_dataset, damaged)
+    (damaged / "data" / "reward" / "0").unlink()
+    code, _, err = cli(capsys, "pretrain", *TINY, "--dataset", str(damaged), "--out",
+                       str(tmp_path / "run"))
+    assert code == 1
+    one_line_error(err, f"{damaged}: data/reward: chunk 0 (rows 0:", "is missing")
+    assert not (tmp_path / "run").exists()
+
+
+def test_demo_refuses_a_folder_that_holds_files(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    for mode in ([], ["--in-process"]):
+        code, _, err = cli(capsys, "demo", *TINY, *mode, "--out", str(tmp_path))
+        assert code == 1
+        one_line_error(err, f"{tmp_path}: already holds files (notes.txt); pass --overwrite")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

@@ -9,12 +9,12 @@ from PIL import Image, ImageSequence
 
 import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.data import EpisodeStore
-from robot_rl.data.cli import main as dataset_cli
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay_video import mp4_available
-from robot_rl.pipeline.config import DatasetConfig, PipelineConfig
+from robot_rl.data.video import mp4_available
+from robot_rl.dataset_cli import main as dataset_cli
 from robot_rl.pipeline.stages import record
-from sim_twin.replay import Replay, plan_replay, replay_to_video
+from robot_rl.run_config import DatasetConfig, PipelineConfig
+from sim_twin.episode_replay import Replay, plan_replay, replay_to_video
 
 W, H = 64, 48
 SWEEP_RAD = np.array([0.0, 0.0, 0.3, 0.6, 0.9, 1.2])   # the valve turns after a still start
@@ -144,3 +144,18 @@ def test_unknown_camera_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"camera 'top' is not in .*dclaw_valve\.xml; its "
                                          r"cameras: \['realsense'\]"):
         next(Replay(plan, width=W, height=H, camera="top").frames())
+
+
+def test_an_existing_video_is_replaced_only_with_overwrite(tmp_path, capsys) -> None:
+    path = recorder_dataset(tmp_path / "rec.zarr", valve_sweep_steps())
+    out = tmp_path / "sweep.gif"
+    out.write_bytes(b"a video someone kept")
+    args = ["replay", str(path), "--episode", "0", "--out", str(out), "--width", str(W),
+            "--height", str(H), "--quiet"]
+    assert dataset_cli(args) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: already exists; pass --overwrite" in err and err.count("\n") == 1
+    assert out.read_bytes() == b"a video someone kept"
+    assert dataset_cli([*args, "--overwrite"]) == 0
+    with Image.open(out) as gif:  # replaced by the replay's video
+        assert gif.size == (W, H)

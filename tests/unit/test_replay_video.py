@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from robot_rl.data.replay_video import VideoWriter, mp4_available
+from robot_rl.data.video import VideoWriter, mp4_available
 
 
 def ramp(n: int, height: int = 48, width: int = 64) -> list[np.ndarray]:

@@ -9,8 +9,8 @@ from gymnasium.utils.env_checker import check_env
 
 import sim_twin  # noqa: F401  (registers robot_rl/*)
 from robot_rl.config import ConfigError
-from robot_rl.pipeline.gate import SupervisorGate
 from robot_rl.robot_config import load_robot
+from robot_rl.safety.gate import SupervisorGate
 from sim_twin.experts import collect, make_expert, run_episode
 
 VALVE = "robot_rl/ValveTurn-v0"

@@ -21,8 +21,8 @@ def test_model_loads_and_steps(name: str) -> None:
     mujoco.mj_step(model, data, nstep=200)
     assert np.all(np.isfinite(data.qpos))
     assert data.time == pytest.approx(0.4)
-    for i in range(3):
-        assert model.site(f"f{i}_tip_site") is not None
+    for i in range(3):  # each fingertip site rides on its own finger's distal link
+        assert model.body(model.site(f"f{i}_tip_site").bodyid[0]).name == f"f{i}_distal_link"
     assert model.camera("realsense").fovy[0] == pytest.approx(42.5)
     assert model.joint("valve").type == mujoco.mjtJoint.mjJNT_HINGE
 
@@ -40,8 +40,8 @@ def test_dclaw_joints_match_calibration() -> None:
         stall = SERVO_SPECS[joint.model].stall_torque_nm
         np.testing.assert_allclose(actuator.forcerange, [-stall, stall])
         np.testing.assert_allclose(actuator.ctrlrange, [lo, hi])
-    for site in cal.safety.workspace.sites:
-        assert model.site(site) is not None
+    for site in cal.safety.workspace.sites:  # on the robot (moving with it), not on the world
+        assert model.body(model.site(site).bodyid[0]).name.startswith(("f0_", "f1_", "f2_")), site
 
 
 def test_servo_holds_target_and_saturates() -> None:
@@ -66,7 +66,8 @@ def test_arm_drawer_model_matches_calibration() -> None:
         np.testing.assert_allclose(model.actuator(joint.name).forcerange, [-stall, stall])
     drawer = model.joint("drawer")
     assert drawer.type == mujoco.mjtJoint.mjJNT_SLIDE and drawer.frictionloss[0] > 0
-    assert model.site("ee_site") is not None and model.site("handle_site") is not None
+    assert model.body(model.site("ee_site").bodyid[0]).name == "hand_link"
+    assert model.body(model.site("handle_site").bodyid[0]).name == "drawer_body"
     data = mujoco.MjData(model)
     mujoco.mj_step(model, data, nstep=100)
     assert np.all(np.isfinite(data.qpos)) and abs(data.qpos[model.joint("drawer").qposadr[0]]) < 1e-3

@@ -29,7 +29,7 @@ def test_observation_layout(task: DrawerTask) -> None:
 def test_success_and_rewards(task: DrawerTask) -> None:
     assert task.reward(_state(0.16), 0.15) == 0.0 and task.is_success(_state(0.15), 0.15)
     assert task.reward(_state(0.14), 0.15) == -1.0
-    dense = DrawerTask(task.calibration, DrawerTaskConfig(reward="dense"))
+    dense = DrawerTask(task.calibration, {"reward": "dense"})  # over the robot's settings
     far, near = dense.reward(_state(0.0), 0.15), dense.reward(_state(0.0, ee=(0.41, 0, 0.2)), 0.15)
     half = dense.reward(_state(0.075, ee=(0.41, 0, 0.2)), 0.15)
     assert -1.0 <= far < near < half < 0.0

@@ -155,9 +155,9 @@ def test_velocity_actions_step_what_the_supervisors_velocity_limit_lets_through(
     unbounded = dataclasses.replace(cal, safety=dataclasses.replace(cal.safety, workspace=None))
     for mode, clipped in (("velocity", False), ("relative", True)):
         supervisor = Supervisor(unbounded)
-        supervisor.update_state(RobotState(10.0, zeros, zeros, zeros))
+        supervisor.update_state(RobotState(10.0, zeros, zeros, zeros), 10.0)
         assert supervisor.filter(zeros, 10.0).status == "pass"
-        supervisor.update_state(RobotState(10.0 + period, zeros, zeros, zeros))
+        supervisor.update_state(RobotState(10.0 + period, zeros, zeros, zeros), 10.0 + period)
         step = tasks[mode].action_to_targets(np.ones(9), zeros)
         verdict = supervisor.filter(step, 10.0 + period)
         limited = [r for r in verdict.reasons if r.startswith("velocity_limit")]

@@ -1,29 +1,19 @@
 """The Linux joystick reader: js_event bytes through a real FIFO into the same TeleopInput the Joy
-path makes, and the teleop node driven by it (its own process, real DDS)."""
+path makes (the teleop node driven by it: tests/graph/test_graph_teleop_joystick.py)."""
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import struct
-import subprocess
-import sys
-import time
-from typing import Any
 
 import numpy as np
 import pytest
+from helpers.joystick import LX, LY, RB, RY, A, Fifo, Y, axis, button
 
-from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
-from robot_rl.ros import messages as m
-from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
-from robot_rl.ros.runtime import make_node
 from robot_rl.teleop.joy import GAMEPAD, JoyTeleop
 from robot_rl.teleop.joystick import (
     JS_EVENT_AXIS,
-    JS_EVENT_BUTTON,
     JoystickDevice,
     JoystickTeleop,
     JsEvent,
@@ -33,16 +23,6 @@ from robot_rl.teleop.joystick import (
 )
 
 NAMES = list(load_robot("dclaw").joint_names)
-A, Y, RB = 0, 3, 5           # buttons: start, end_failure, select_next
-LX, LY, RY = 0, 1, 4         # axes: turn, grasp, selected joint
-
-
-def axis(raw: int, number: int, **kw: Any) -> bytes:
-    return pack_event(raw, JS_EVENT_AXIS, number, **kw)
-
-
-def button(pressed: int, number: int, **kw: Any) -> bytes:
-    return pack_event(pressed, JS_EVENT_BUTTON, number, **kw)
 
 
 def events(*chunks: bytes) -> list[JsEvent]:
@@ -97,32 +77,6 @@ def test_state_at_open_moves_nothing_and_quick_presses_count() -> None:
     assert pressed is not None and pressed.actions == ("start", "end_failure")
 
 
-class Fifo:
-    """The writer's end of a FIFO standing in for /dev/input/js0 (reopened if the reader left)."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.fd = path, None
-
-    def write(self, data: bytes, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if self.fd is None:
-                    self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-                os.write(self.fd, data)
-                return
-            except OSError as err:          # ENXIO: no reader yet; EPIPE: the reader left
-                if err.errno not in (errno.ENXIO, errno.EPIPE) or time.monotonic() > deadline:
-                    raise
-                self.close()
-                time.sleep(0.02)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 def test_fifo_device_partial_writes_hold_and_disconnect(tmp_path) -> None:
     path = str(tmp_path / "js0")
     os.mkfifo(path)
@@ -154,43 +108,3 @@ def test_missing_device_is_named(tmp_path) -> None:
     device = JoystickDevice(tmp_path / "js7", reopen_period_s=1.0)
     assert device.read(0.0) == [] and not device.connected
     assert device.problem == f"cannot open {tmp_path / 'js7'}: No such file or directory"
-
-
-@pytest.mark.graph
-def test_teleop_node_with_a_joystick(ros_domain: int, spawn: Any, tmp_path) -> None:
-    path = str(tmp_path / "js0")
-    os.mkfifo(path)
-    code = "import sys, robot_rl.nodes.teleop as n; sys.exit(n.main())"
-    teleop = spawn([sys.executable, "-c", code, "--ros-args", "-r", "__ns:=/hand",
-                    "-p", "device:=joystick", "-p", f"joystick_path:={path}",
-                    "-p", "joint_speed_rad_s:=1.0", "-p", "control_rate_hz:=50.0"],
-                   stdin=subprocess.DEVNULL)
-    probe = make_node("probe", "/hand", argv=[])
-    writer = Fifo(path)
-    try:
-        joints = probe.create_publisher(m.JointState, topics.JOINT_STATES, QOS_SENSOR_DATA)
-        raw: list[m.JointState] = []
-        episodes: list[m.String] = []
-        probe.create_subscription(m.JointState, topics.COMMAND_RAW, raw.append, QOS_DEFAULT)
-        probe.create_subscription(m.String, topics.EPISODE, episodes.append, QOS_DEFAULT)
-
-        def wait(condition: Any, what: str, timeout_s: float = 20.0) -> None:
-            deadline = time.monotonic() + timeout_s
-            while not condition():
-                assert time.monotonic() < deadline, f"timed out waiting for {what}"
-                joints.publish(m.joint_state(NAMES, np.zeros(len(NAMES))))
-                probe.spin_once(0.02)
-
-        wait(lambda: bool(raw), "teleop commands")
-        writer.write(axis(-32767, RY))                 # right stick up: f0_base at 1 rad/s
-        wait(lambda: raw[-1].position[0] > 0.1, "f0_base moving")
-        writer.write(button(1, A) + button(0, A))
-        wait(lambda: bool(episodes), "the start event")
-        assert json.loads(episodes[0].data) == {"event": "start", "episode": 0}
-        assert teleop.poll() is None
-    finally:
-        writer.close()
-        probe.destroy()
-        if teleop.poll() is None:
-            teleop.send_signal(2)
-            teleop.wait(timeout=10)

@@ -36,7 +36,7 @@ class SupervisorGate:
             position_rad=state["position_rad"],
             velocity_rad_s=state["velocity_rad_s"],
             effort_a=state["effort_a"],
-        ))
+        ), time_s)  # one clock in process: measured and received at the twin's time
         verdict = self.supervisor.filter(targets_rad, time_s)
         self.statuses[verdict.status] += 1
         self.rules.update({reason.split()[0] for reason in verdict.reasons})  # once per command

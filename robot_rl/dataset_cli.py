@@ -2,8 +2,8 @@
 
 ``add_parser(subparsers)`` plugs the ``dataset`` command into the project's CLI; each
 subcommand sets ``handler(args) -> int`` (and the same as ``func``) as its default.
-``main(argv)`` runs the subcommands standalone (``python -m robot_rl.data.cli info data.zarr``).
-``replay`` renders an episode in the twin (sim_twin.replay, imported only when it runs).
+``main(argv)`` runs the subcommands standalone (``python -m robot_rl.dataset_cli info data.zarr``).
+``replay`` renders an episode in the twin (sim_twin.episode_replay, imported only when it runs).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import numpy as np
 from robot_rl.data import tools
 from robot_rl.data.calibration import calibration_digest
 from robot_rl.data.errors import DatasetError
+from robot_rl.data.lerobot import VIDEO_CODECS
 
 Handler = Callable[[argparse.Namespace], int]
+EXPORT_FORMATS = ("lerobot", "robomimic")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,17 +51,22 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = _command(sub, "validate", _validate,
-                 "check a dataset: commit marks, info rows, schema, NaN/inf (exit 1 on errors)")
+                 "check a dataset: commit marks, info rows, schema, every chunk present, every "
+                 "float finite (exit 1 on errors)")
     p.add_argument("path", help="dataset (zarr directory)")
     p.add_argument("--quick", action="store_true",
-                   help="scan only float keys for NaN/inf (skip reading images)")
+                   help="read only float keys (for NaN/inf); chunk presence is still checked "
+                        "for every key")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "merge", _merge, "concatenate datasets of the same robot, task and units")
     p.add_argument("inputs", nargs="+", help="input datasets, in order")
-    p.add_argument("-o", "--output", required=True, help="new dataset to write")
+    p.add_argument("-o", "--out", dest="output", required=True, help="new dataset to write")
     p.add_argument("--force", action="store_true",
-                   help="merge even if robot, task or units differ")
+                   help="merge even if robot, task or units differ (--overwrite is what "
+                        "replaces an existing output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "split", _split, "deal shuffled episodes into several datasets by fraction")
     p.add_argument("input", help="dataset to split")
@@ -68,25 +75,30 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                         "--out val.zarr=0.1 (fractions sum to 1)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "filter", _filter, "copy the episodes whose episode info matches")
     p.add_argument("input", help="dataset to read")
-    p.add_argument("output", help="new dataset to write")
+    p.add_argument("-o", "--out", dest="output", required=True, help="new dataset to write")
     p.add_argument("--where", action="append", required=True, metavar="FIELD=VALUE",
                    help="required episode-info value; VALUE is JSON (true, 3, \"ann\") or a "
                         "plain string; repeat to require several")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "stats", _stats, "per-dimension mean, std, min, max of keys (streamed)")
     p.add_argument("path", help="dataset (zarr directory)")
-    p.add_argument("--keys", nargs="+", help="keys (default: all non-image numeric keys)")
+    p.add_argument("--keys", action="extend", type=_key_list, metavar="KEY[,KEY...]",
+                   help="keys, comma-separated or repeated (default: all non-image numeric "
+                        "keys)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "import-rosbag", _import_rosbag,
                  "resample rosbag2 recordings (sqlite3 or mcap) onto a control clock")
     p.add_argument("bags", nargs="+", help="rosbag2 directories; each is one episode unless "
                                            "--marker-topic splits it")
-    p.add_argument("-o", "--output", required=True, help="dataset to write")
+    p.add_argument("-o", "--out", dest="output", required=True, help="dataset to write")
     p.add_argument("--topic", action="append", required=True, metavar="TOPIC=KEY[:FIELDS]",
                    help="map a topic to a key, e.g. /hand/joint_states=observation:position+"
                         "velocity or /hand/command=action; topics mapped to one key are "
@@ -101,17 +113,45 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     cal.add_argument("--calibration-digest", default="unknown", help="digest to store as is")
     p.add_argument("--unit", action="append", default=[], metavar="KEY=UNIT",
                    help="unit of a key, e.g. observation=rad")
-    p.add_argument("--append", action="store_true", help="append to an existing dataset")
+    p.add_argument("--append", action="store_true",
+                   help="append to the dataset if it exists (it must be of the same robot, "
+                        "task and calibration); without it an existing output is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
-    p = _command(sub, "export", _export, "convert a dataset to another format")
+    p = _command(sub, "export", _export, "convert a dataset to LeRobot v3.0 or robomimic HDF5")
     p.add_argument("input", help="dataset to read")
-    p.add_argument("output", help="file to write (e.g. demos.hdf5)")
-    p.add_argument("--format", choices=("robomimic",), default="robomimic",
-                   help="output format (default robomimic HDF5)")
+    p.add_argument("-o", "--out", dest="output", required=True,
+                   help="what to write: a folder (lerobot) or a file (robomimic, e.g. demos.hdf5)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="robomimic",
+                   help="lerobot: a LeRobotDataset v3.0 folder (parquet, one MP4 per camera); "
+                        "robomimic: an HDF5 file (default robomimic)")
     p.add_argument("--obs-key", action="append", dest="obs_keys",
-                   help="observation key to export (default: all but action/reward/done)")
+                   help="robomimic: observation key to export (default: all but "
+                        "action/reward/done)")
+    p.add_argument("--fps", type=int, help="lerobot: frames per second (default: the rate of "
+                                           "the dataset's stamp_s key)")
+    p.add_argument("--task-text", help="lerobot: the task's description, LeRobot's per-frame "
+                                       "task string (default: the dataset's task name)")
+    p.add_argument("--video-codec", choices=tuple(VIDEO_CODECS), default="lossless",
+                   help="lerobot: camera videos lossless (H.264 RGB, pixel-exact; default) or "
+                        "lossy h264/av1 (smaller)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = _command(sub, "import", _import,
+                 "read a LeRobot v3.0 folder or a robomimic HDF5 file into a new dataset")
+    p.add_argument("input", help="LeRobot dataset folder (meta/info.json) or robomimic .hdf5 file")
+    p.add_argument("-o", "--out", dest="output", required=True, help="dataset to write (.zarr)")
+    p.add_argument("--format", choices=("auto", *EXPORT_FORMATS), default="auto",
+                   help="auto (default): a folder is LeRobot, a file robomimic")
+    p.add_argument("--robot", help="robot name stored in the dataset (default: what the input "
+                                   "names, else 'unknown')")
+    p.add_argument("--task", help="task name stored in the dataset (default: what the input "
+                                  "names, else 'unknown')")
+    p.add_argument("--calibration-digest", help="calibration digest stored in the dataset "
+                                                "(default: what the input names, else 'unknown')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "replay", _replay,
                  "replay a recorded episode in the MuJoCo twin and write a video (.mp4 or .gif)")
@@ -131,6 +171,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                         "actions from the recorded seed (dynamic); auto: the first usable, in "
                         "that order")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing video")
 
 
 def _command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -161,6 +202,15 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
             raise ValueError(f"expected {what}, got {item!r}")
         pairs.append((left, right))
     return pairs
+
+
+def _key_list(text: str) -> list[str]:
+    """``reward,action`` -> ['reward', 'action'] (``--keys`` takes one value, so a positional
+    argument after it is never taken for a key)."""
+    keys = [k.strip() for k in text.split(",")]
+    if not all(keys):
+        raise argparse.ArgumentTypeError(f"expected KEY[,KEY...], got {text!r}")
+    return keys
 
 
 def _jsonable(value: Any) -> Any:
@@ -197,7 +247,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    problems = tools.validate(args.path, check_all_keys=not args.quick)
+    problems = tools.validate(args.path, check_all_keys=not args.quick, progress=not args.quiet)
     for problem in problems:
         print(problem)
     errors = sum(p.severity == "error" for p in problems)
@@ -206,7 +256,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    result = tools.merge(args.inputs, args.output, force=args.force, overwrite=args.overwrite)
+    result = tools.merge(args.inputs, args.output, force=args.force, overwrite=args.overwrite,
+                         progress=not args.quiet)
     print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} steps "
           f"from {len(result['sources'])} datasets")
     return 0
@@ -214,7 +265,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     outputs = {path: float(fraction) for path, fraction in _pairs(args.out, "PATH=FRACTION")}
-    assignment = tools.split(args.input, outputs, seed=args.seed, overwrite=args.overwrite)
+    assignment = tools.split(args.input, outputs, seed=args.seed, overwrite=args.overwrite,
+                             progress=not args.quiet)
     for path, indices in assignment.items():
         print(f"wrote {path}: {len(indices)} episodes")
     return 0
@@ -227,13 +279,14 @@ def _filter(args: argparse.Namespace) -> int:
             wanted[field] = json.loads(text)
         except ValueError:
             wanted[field] = text
-    kept = tools.filter(args.input, args.output, wanted, overwrite=args.overwrite)
+    kept = tools.filter(args.input, args.output, wanted, overwrite=args.overwrite,
+                        progress=not args.quiet)
     print(f"wrote {args.output}: {len(kept)} episodes matching {wanted}")
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    result = tools.stats(args.path, args.keys)
+    result = tools.stats(args.path, args.keys, progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2, default=_jsonable))
         return 0
@@ -260,17 +313,56 @@ def _import_rosbag(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "lerobot":
+        from robot_rl.data.lerobot import export_lerobot
+        result = export_lerobot(args.input, args.output, fps=args.fps, task_text=args.task_text,
+                                video_codec=args.video_codec, overwrite=args.overwrite,
+                                progress=not args.quiet)
+        videos = f", videos {result['videos']} ({result['video_codec']})" if result["videos"] \
+            else ""
+        print(f"wrote {result['output']}: LeRobotDataset v3.0, {result['n_episodes']} episodes, "
+              f"{result['n_frames']} frames at {result['fps']} fps{videos}")
+        return 0
     result = tools.export_robomimic_hdf5(args.input, args.output, obs_keys=args.obs_keys,
-                                         overwrite=args.overwrite)
+                                         overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {result['output']}: {result['n_demos']} demos, {result['total']} samples, "
           f"obs {result['obs_keys']}")
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from sim_twin.replay import replay_to_video  # MuJoCo only for this subcommand
+def _import(args: argparse.Namespace) -> int:
+    kind = args.format
+    if kind == "auto":
+        kind = "lerobot" if Path(args.input).is_dir() else "robomimic"
+    names = {"robot": args.robot, "task": args.task,
+             "calibration_digest": args.calibration_digest}
+    if kind == "lerobot":
+        from robot_rl.data.lerobot import import_lerobot
+        result = import_lerobot(args.input, args.output, overwrite=args.overwrite,
+                                progress=not args.quiet, **names)
+        how = ("as exported (robot_rl's meta/robot_rl.json)" if result["exact"]
+               else "by LeRobot's feature names")
+    else:
+        from robot_rl.data.robomimic import import_robomimic_hdf5
+        result = import_robomimic_hdf5(args.input, args.output, overwrite=args.overwrite,
+                                       progress=not args.quiet, **names)
+        how = "from robomimic HDF5"
+    print(f"wrote {result['output']}: {result['n_episodes']} episodes, {result['n_steps']} "
+          f"steps, keys {result['keys']} ({how})")
+    return 0
 
-    out = args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4"
+
+def _replay(args: argparse.Namespace) -> int:
+    from robot_rl.data.video import mp4_available
+    from sim_twin.episode_replay import replay_to_video  # MuJoCo only for this subcommand
+
+    out = Path(args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4")
+    names = [out]
+    if out.suffix.lower() == ".mp4" and mp4_available():  # no ffmpeg: it comes out as a GIF
+        names.append(out.with_suffix(".gif"))
+    for name in names:
+        if (name.exists() or name.is_symlink()) and not args.overwrite:
+            raise DatasetError(name, "already exists; pass --overwrite to replace it")
     result = replay_to_video(args.path, args.episode, out, fps=args.fps, width=args.width,
                              height=args.height, camera=args.camera, source=args.source,
                              progress=not args.quiet)

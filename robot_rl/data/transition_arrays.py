@@ -55,8 +55,29 @@ def check_observation_size(data: dict[str, np.ndarray], where: str, size: int,
                                   "changed (record it again)")
 
 
+def read_finite(store: EpisodeStore, key: str) -> np.ndarray:
+    """All committed rows of a key for training: refused, one line naming the store, the key and
+    the first episode and step, when a float value is NaN or inf (what ``dataset validate``
+    refuses; NaN is also what a lost chunk of a float key reads as)."""
+    rows = store.read(key)
+    if rows.dtype.kind not in "fc":
+        return rows
+    bad = ~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        episode, step = store.episode_of_row(first)
+        raise DatasetError(store.path, f"data/{key}, episode {episode} step {step}: NaN or inf "
+                                       f"({int(bad.sum())} step(s) of {key} hold one); training "
+                                       f"refuses non-finite data (`robot-rl dataset validate` "
+                                       f"lists every problem)")
+    return rows
+
+
 def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """observation, action, reward, next_observation, done (float32 0/1 = terminated).
+
+    Refuses what ``dataset validate`` refuses among the keys it reads: a missing or unreadable
+    chunk (``EpisodeStore.read`` checks every chunk it reads) and a NaN or inf float.
 
     Without a ``next_observation`` key it is rebuilt from the next step of the same episode; an
     episode's last step then has no successor and is kept only if it terminated (its
@@ -69,13 +90,14 @@ def transitions(store: EpisodeStore | str | os.PathLike[str]) -> dict[str, np.nd
     if missing:
         raise DatasetError(store.path,
                            f"transitions need key(s) {missing}; have {list(store.keys)}")
-    obs = store.read("observation")
-    terminated = store.read("terminated").astype(bool)
-    out = {"observation": obs, "action": store.read("action"),
-           "reward": store.read("reward").astype(np.float32),
+    store.episode_infos()  # the episode table must read too: validate refuses it otherwise
+    obs = read_finite(store, "observation")
+    terminated = store.read("terminated").astype(bool)  # every chunk present: read() checks
+    out = {"observation": obs, "action": read_finite(store, "action"),
+           "reward": read_finite(store, "reward").astype(np.float32),
            "done": terminated.astype(np.float32)}
     if "next_observation" in store.keys:
-        out["next_observation"] = store.read("next_observation")
+        out["next_observation"] = read_finite(store, "next_observation")
         return out
     nxt = np.empty_like(obs)
     nxt[:-1] = obs[1:]

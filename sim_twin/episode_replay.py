@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from robot_rl.agent.tasks import TASKS, env_id_task, make_task
+from robot_rl.agent.tasks import make_task
 from robot_rl.data.errors import DatasetError
-from robot_rl.data.replay import UNNAMED_ACTION_MODE, store_action_mode
-from robot_rl.data.replay_video import VideoInfo, VideoWriter
 from robot_rl.data.store import EpisodeStore
+from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE, store_action_mode
+from robot_rl.data.video import VideoInfo, VideoWriter
+from robot_rl.registry import registered_tasks, task_spec
 from robot_rl.robot_config import RobotCalibration, load_robot
 from robot_rl.tasks.base import Task
-from sim_twin.envs import ENVS
 from sim_twin.twin import Twin
 
 SOURCES = ("auto", "state", "observation", "actions")
@@ -126,14 +126,14 @@ def _calibration(path: Path, robot: str) -> RobotCalibration:
 
 def _task_name(task_attr: str) -> str:
     """'valve' and 'robot_rl/ValveTurn-v0' both name the valve task; 'raw' names none."""
-    return task_attr if task_attr in TASKS else env_id_task(task_attr)
+    try:
+        return task_spec(task_attr).name if task_attr else ""
+    except ValueError:
+        return ""
 
 
 def _env_id(task_attr: str, task: Task | None) -> str:
-    if task_attr in ENVS:
-        return task_attr
-    by_task = {env_id_task(env_id): env_id for env_id in ENVS}
-    return by_task.get(task.name, "") if task is not None else ""
+    return task_spec(task.name).env_id if task is not None else ""
 
 
 def _plan_state(steps: dict[str, np.ndarray], info: dict, calibration: RobotCalibration,
@@ -177,7 +177,7 @@ def _plan_actions(steps: dict[str, np.ndarray], info: dict, calibration: RobotCa
         problems.append("an integer 'seed' in the episode info")
     if not env_id:
         problems.append(f"a task with an environment (task {task_attr!r}; known "
-                        f"{sorted(ENVS)})")
+                        f"{sorted(s.env_id for s in registered_tasks().values())})")
     if problems:
         return "needs " + ", ".join(problems)
     actions = np.asarray(steps["action"], dtype=np.float32)
@@ -246,7 +246,7 @@ class Replay:
     def _kinematic_frames(self) -> Iterator[np.ndarray]:
         plan = self.plan
         assert plan.joint_positions_rad is not None and plan.object_positions is not None
-        twin = Twin(plan.calibration)
+        twin = Twin(plan.calibration, task=plan.task or None)
         try:
             _check_camera(twin, self.camera)
             for joints, obj in zip(plan.joint_positions_rad, plan.object_positions):
@@ -258,11 +258,12 @@ class Replay:
     def _dynamic_frames(self) -> Iterator[np.ndarray]:
         import gymnasium as gym
 
-        from robot_rl.pipeline.gate import SupervisorGate
+        from robot_rl.safety.gate import SupervisorGate
 
         plan = self.plan
         assert plan.actions is not None
         env = gym.make(plan.env_id, config={"action_mode": plan.action_mode},
+                       calibration=plan.calibration,
                        command_gate=SupervisorGate(plan.calibration))
         twin: Twin = env.unwrapped.twin
         try:
