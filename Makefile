@@ -6,6 +6,14 @@ PY := $(VENV)/bin/python
 # The CPU build on machines without a GPU; override for yours, e.g. make TORCH_SPEC='torch==2.13.0'.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# make test also installs real ROS 2 where its wheels exist: robot_rl[ros] (rclpy, Jazzy), ROS 2
+# Jazzy's launch system from its sources (not on PyPI; ../shared beside the checkout, or beside
+# its parent for a worktree; override with ROS2_LAUNCH_SRC=...) and colcon, for the tests that run
+# the nodes on rclpy, mixed graphs, and colcon build + ros2 launch. Where they cannot install,
+# one line says so and those tests are skipped, each with its reason.
+ROS_STAMP := $(VENV)/.ros-installed
+ROS2_LAUNCH_SRC ?= $(firstword $(wildcard ../shared/ros2-launch-jazzy ../../shared/ros2-launch-jazzy))
+LAUNCH_PKGS := launch launch_yaml launch_xml launch_ros composition_interfaces_stub
 # d3rlpy, the learner's peer: tests compare robot_rl's AWAC with it (tests/unit/test_learning_awac_d3rlpy.py)
 # and bench/ measures both. pip resolving its pins would downgrade gymnasium, so it is installed
 # without them, plus what it imports. Pinned exactly: the comparison reads its update's parts.
@@ -16,9 +24,11 @@ DEMO_ARGS ?=
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint bench experiments mutants setup clean lerobot-venv
+.PHONY: demo test lint bench experiments mutants setup setup-ros clean lerobot-venv
 
 setup: $(STAMP)
+
+setup-ros: $(ROS_STAMP)
 
 $(STAMP): setup.cfg setup.py scripts/system_deps.sh
 	@bash scripts/system_deps.sh
@@ -47,10 +57,26 @@ $(PEERS): $(STAMP) Makefile
 	$(PY) -m pip install -q gym==0.26.2 gym-notices colorama dataclasses-json structlog scikit-learn
 	@touch $@
 
+# rclpy's wheels first: they bring lark-parser 0.12, whose `lark` module the launch system's
+# lark 1.x then replaces (rclpy does not import it at run time). colcon before the launch
+# packages: pip's check at colcon's install would call launch_ros' ament_index_python (the
+# wheel is named ros-ament-index-python) missing.
+$(ROS_STAMP): $(STAMP)
+	@if $(PY) -m pip install -q -e ".[ros]" && $(PY) -c "import rclpy" 2>/dev/null; then \
+	  echo "robot_rl[ros]: rclpy (ROS 2 Jazzy) installed"; \
+	  $(PY) -m pip install -q colcon-common-extensions && echo "colcon installed"; \
+	  if [ -n "$(ROS2_LAUNCH_SRC)" ] && [ -d "$(ROS2_LAUNCH_SRC)/launch_ros" ]; then \
+	    $(PY) -m pip install -q osrf-pycommon lark packaging && \
+	    PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps $(addprefix $(ROS2_LAUNCH_SRC)/,$(LAUNCH_PKGS)) && \
+	    echo "ROS 2 Jazzy launch installed from $(ROS2_LAUNCH_SRC)"; \
+	  else echo "ROS 2 Jazzy launch sources not found (../shared/ros2-launch-jazzy): its tests will be skipped"; fi; \
+	else echo "robot_rl[ros]: no ROS 2 Jazzy wheels for this machine (x86_64 Linux, CPython 3.10-3.13 only): the rclpy, mixed-graph and ros2 launch tests will be skipped"; fi
+	@touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/robot-rl demo --profile demo $(DEMO_ARGS)
 
-test: $(STAMP) $(PEERS) $(LEROBOT_STAMP) lint
+test: $(STAMP) $(PEERS) $(LEROBOT_STAMP) $(ROS_STAMP) lint
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -7,6 +7,10 @@ from setuptools import setup
 PACKAGE = "robot_rl"
 
 setup(
+    # Here, not in setup.cfg: setuptools turns setup.cfg's python_requires into a SpecifierSet,
+    # whose repr breaks colcon's reading of `setup.py --dry-run` (ast.literal_eval); a keyword
+    # argument stays the string pip checks all the same.
+    python_requires=">=3.10, <3.13",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -2,7 +2,7 @@
 
     python bench/control_loop.py [--dataset quick.zarr] [--seconds 20] [--rates 20 100]
                                  [--modes timer joint_states] [--trainers process thread off actor]
-                                 [--domain 57]
+                                 [--backends dds rclpy] [--domain 57]
                                  [--skip-graph] [--skip-inference]
 
 0. Weights (in this process): decoding a POLICY message into a snapshot, side by side with the
@@ -19,7 +19,9 @@
    and for the gated command that follows it, and the command rate. ``act_on:=timer`` includes up
    to one control period of waiting for the learner's timer (not aligned with the states);
    ``act_on:=joint_states`` acts in the joint-state callback, so it measures the loop itself
-   (DDS hops, policy inference, the safety filter) plus the GIL and scheduling delays.
+   (DDS hops, policy inference, the safety filter) plus the GIL and scheduling delays. Each
+   setup runs on each of ``--backends`` (every node and this process on it; rclpy where it can
+   be imported), discovery on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
 Figures from a loaded machine are not figures: re-run on a quiet one.
 """
 
@@ -176,15 +178,15 @@ def node_cmd(module: str, *args: str) -> list[str]:
             "--ros-args", *args]
 
 
-def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trainer: str
-                ) -> tuple[list[float], list[float], float]:
+def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trainer: str,
+                backend: str = "dds") -> tuple[list[float], list[float], float]:
     """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received;
     and the host's steal time during the measurement, in %."""
     from robot_rl.ros import messages as m
     from robot_rl.ros.qos import QOS_DEFAULT
     from robot_rl.ros.runtime import make_node
 
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROBOT_RL_BACKEND": "dds"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROBOT_RL_BACKEND": backend}
     run_dir = Path(tempfile.mkdtemp(prefix="control_loop_"))
     ns = ["-r", "__ns:=/hand"]
     acting = ["-p", f"control_rate_hz:={rate_hz}", "-p", f"act_on:={act_on}"]
@@ -204,7 +206,7 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trai
     ]
     procs = [subprocess.Popen(command, env=env, start_new_session=True,
                               stderr=subprocess.DEVNULL) for command in commands]
-    node = make_node("bench", "/hand", argv=[])
+    node = make_node("bench", "/hand", argv=[], backend=backend)
     raw_latency: list[float] = []
     gated_latency: list[float] = []
     last_raw_stamp: list[float | None] = [None]  # one slot: the newest unanswered raw command
@@ -280,14 +282,21 @@ def main() -> None:
                              "a process of its own or in a thread; the learner without training "
                              "(train:=false, the baseline); or the actor node acting with the "
                              "weights a training learner streams on POLICY")
+    parser.add_argument("--backends", nargs="+", default=["dds", "rclpy"],
+                        choices=["dds", "rclpy"], help="each setup on each (rclpy where it can "
+                                                       "be imported)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--domain", type=int, default=57)
     parser.add_argument("--skip-graph", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
     args = parser.parse_args()
+    from robot_rl.ros.runtime import rclpy_available
+
     os.environ.setdefault("ROS_DOMAIN_ID", str(args.domain))
-    os.environ.setdefault("ROBOT_RL_DDS_LOOPBACK", "1")
-    os.environ["ROBOT_RL_BACKEND"] = "dds"
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    backends = [b for b in args.backends if b == "dds" or rclpy_available()]
+    if backends != args.backends:
+        print("rclpy cannot be imported (robot_rl[ros]): dds only")
     print(f"control loop, {os.cpu_count()} cores")
     if not args.skip_inference:
         bench_weights(args.hidden)
@@ -295,9 +304,10 @@ def main() -> None:
     if not args.skip_graph:
         dataset = args.dataset or make_dataset()
         for rate in args.rates:
-            results = {f"act_on:={mode} trainer:={trainer}":
-                       bench_graph(dataset, rate, args.seconds, mode, trainer)
-                       for mode in args.modes for trainer in args.trainers}
+            results = {f"{backend} act_on:={mode} trainer:={trainer}":
+                       bench_graph(dataset, rate, args.seconds, mode, trainer, backend)
+                       for mode in args.modes for trainer in args.trainers
+                       for backend in backends}
             print_side_by_side(rate, args.seconds, results)
 
 

@@ -5,16 +5,25 @@ plain CDR (XCDR1) little endian, rclpy's QoS. A ROS 2 machine on the same domain
 topics. One participant per process and domain, shared by the nodes of the process; each node
 has one WaitSet that its spinning thread waits on, so its callbacks run one at a time. The
 participant publishes ``ros_discovery_info`` (robot_rl.ros.discovery), so ``ros2 node list`` on a
-ROS 2 machine lists our nodes too.
+ROS 2 machine lists our nodes too; every endpoint carries its type hash (``typehash=RIHS01_...;``
+in USER_DATA, as Iron and later do), and each node's log lines also go to ``/rosout``.
+
+Discovery follows ROS 2's own variables (``discovery_from_env``): ``ROS_AUTOMATIC_DISCOVERY_RANGE``,
+``ROS_STATIC_PEERS`` and ``ROS_LOCALHOST_ONLY`` configure this backend as they configure rcl, so one
+setting serves both stacks. What cannot be had here: parameter services (``ros2 param`` on a dds
+node), see docs/ros2.md.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import ipaddress
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cyclonedds.core import (
@@ -27,7 +36,7 @@ from cyclonedds.core import (
     ViewState,
     WaitSet,
 )
-from cyclonedds.domain import DomainParticipant
+from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader, InvalidSample
 from cyclonedds.topic import Topic
@@ -36,8 +45,10 @@ from cyclonedds.util import duration
 from robot_rl.ros import messages
 from robot_rl.ros.api import (
     CLOCK_TOPIC,
+    LOG_LEVELS,
     QOS_CLOCK_READER,
     USE_SIM_TIME,
+    Logger,
     Node,
     NodeOptions,
     SimClock,
@@ -48,21 +59,100 @@ from robot_rl.ros.discovery import QOS as DISCOVERY_QOS
 from robot_rl.ros.discovery import DiscoveryInfo
 from robot_rl.ros.qos import QosProfile, qos_from_depth
 
-# Works with Cyclone 0.10 (ROS 2 Humble/Jazzy) and 11; see PLATFORM.md.
-LOOPBACK_CONFIG = (
-    '<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
-    '<General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
-    "<AllowMulticast>false</AllowMulticast></General>"
-    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
-    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
-    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
-    "</Domain></CycloneDDS>"
-)
 _TAKE_BATCH = 32
 
 _participants: dict[int, DomainParticipant] = {}
+_domains: dict[int, Domain] = {}  # the configured domains: a participant lives only while they do
 _discovery: dict[int, DiscoveryInfo] = {}
 _participants_lock = threading.Lock()
+
+
+# --- discovery: ROS 2's variables, read as rcl reads them ---------------------------------
+DISCOVERY_RANGES = ("SUBNET", "LOCALHOST", "OFF", "SYSTEM_DEFAULT")
+LOOPBACK_ENV = "ROBOT_RL_DDS_LOOPBACK"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """How this process finds other DDS participants (ROS 2's discovery options)."""
+
+    range: str = "SUBNET"
+    static_peers: tuple[str, ...] = ()
+    source: str = "default"  # the variable that decided the range, for the backend's log line
+
+
+def discovery_from_env(env: Mapping[str, str] | None = None) -> Discovery:
+    """The discovery options rcl (Jazzy) would take from ``env``, so both stacks agree.
+
+    ``ROS_LOCALHOST_ONLY=1`` (Humble's; Jazzy still honours it) means LOCALHOST and ignores static
+    peers; otherwise ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (default SUBNET) and ``ROS_STATIC_PEERS``
+    (``;``-separated). ``ROBOT_RL_DDS_LOOPBACK=1``, robot_rl's older switch, means LOCALHOST when
+    no ROS variable sets the range. A range rcl does not know is an error here (rcl warns and
+    assumes LOCALHOST).
+    """
+    env = os.environ if env is None else env
+    if env.get("ROS_LOCALHOST_ONLY", "").strip() == "1":
+        return Discovery("LOCALHOST", (), "ROS_LOCALHOST_ONLY")
+    peers = tuple(p.strip() for p in env.get("ROS_STATIC_PEERS", "").split(";") if p.strip())
+    raw = env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip()
+    if raw:
+        if raw not in DISCOVERY_RANGES:
+            raise ValueError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={raw!r}: expected one of "
+                             f"{', '.join(DISCOVERY_RANGES)}")
+        return Discovery(raw, peers, "ROS_AUTOMATIC_DISCOVERY_RANGE")
+    if env.get(LOOPBACK_ENV) == "1":
+        return Discovery("LOCALHOST", peers, LOOPBACK_ENV)
+    return Discovery("SUBNET", peers)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def cyclone_config(discovery: Discovery, pid: int | None = None) -> str | None:
+    """The Cyclone XML that gives ``discovery`` (rmw_cyclonedds' mapping), or None for Cyclone's
+    own defaults (and ``CYCLONEDDS_URI``).
+
+    LOCALHOST: no multicast, unicast discovery to 127.0.0.1 and the static peers, and traffic on
+    the loopback interface unless a static peer lies elsewhere (with no peers: the loopback
+    configuration of PLATFORM.md, which works with Cyclone 0.10 and 11). OFF: no multicast, no peers, and a
+    discovery tag of this process's own, so nothing outside it matches. SUBNET: multicast, plus
+    unicast to the static peers if any.
+    """
+    if discovery.range == "SYSTEM_DEFAULT" or discovery.range == "SUBNET" \
+            and not discovery.static_peers:
+        return None
+    if discovery.range == "OFF":
+        tag = f"ros_discovery_off_{os.getpid() if pid is None else pid}"
+        return ('<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
+                "<General><AllowMulticast>false</AllowMulticast></General>"
+                f"<Discovery><ParticipantIndex>none</ParticipantIndex><Tag>{tag}</Tag>"
+                "</Discovery></Domain></CycloneDDS>")
+    peers = list(discovery.static_peers)
+    general = ""
+    if discovery.range == "LOCALHOST":
+        peers = ["127.0.0.1", *[p for p in peers if p != "127.0.0.1"]]
+        interfaces = ('<Interfaces><NetworkInterface name="lo"/></Interfaces>'
+                      if all(_is_loopback(p) for p in peers) else "")
+        general = f"<General>{interfaces}<AllowMulticast>false</AllowMulticast></General>"
+    listed = "".join(f'<Peer address="{p}"/>' for p in peers)
+    return ('<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
+            f"{general}<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+            "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
+            f"<Peers>{listed}</Peers></Discovery></Domain></CycloneDDS>")
+
+
+def _domain_config(discovery: Discovery) -> str | None:
+    """Our fragment first, then the user's ``CYCLONEDDS_URI`` (which may refine it), as
+    rmw_cyclonedds combines them."""
+    ours = cyclone_config(discovery)
+    if ours is None:
+        return None
+    user = os.environ.get("CYCLONEDDS_URI", "").strip()
+    return f"{ours},{user}" if user else ours
 
 
 def domain_id_from_env() -> int:
@@ -81,9 +171,10 @@ def participant(domain_id: int | None = None) -> DomainParticipant:
     domain_id = domain_id_from_env() if domain_id is None else domain_id
     with _participants_lock:
         if domain_id not in _participants:
-            if os.environ.get("ROBOT_RL_DDS_LOOPBACK") == "1":
-                # Cyclone reads its configuration when the domain is created, not later.
-                os.environ["CYCLONEDDS_URI"] = LOOPBACK_CONFIG
+            # Cyclone reads its configuration when the domain is created, not later.
+            config = _domain_config(discovery_from_env())
+            if config is not None:
+                _domains[domain_id] = Domain(domain_id, config)
             _participants[domain_id] = DomainParticipant(domain_id)
         return _participants[domain_id]
 
@@ -98,16 +189,53 @@ def discovery_info(domain_id: int | None = None) -> DiscoveryInfo:
         return _discovery[domain_id]
 
 
-def dds_qos(profile: QosProfile) -> Qos:
-    """rclpy's QoS profile as Cyclone policies, and XCDR1 so Cyclone 0.10 and rosbags read it."""
+def dds_qos(profile: QosProfile, msg_type: type | None = None) -> Qos:
+    """rclpy's QoS profile as Cyclone policies, and XCDR1 so Cyclone 0.10 and rosbags read it.
+
+    With ``msg_type``, USER_DATA carries its type hash (``typehash=RIHS01_...;``) as rmw does from
+    Iron on; Humble ignores it.
+    """
     reliability = (Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
                    if profile.reliability == "reliable" else Policy.Reliability.BestEffort)
     durability = (Policy.Durability.TransientLocal if profile.durability == "transient_local"
                   else Policy.Durability.Volatile)
     history = (Policy.History.KeepLast(depth=profile.depth) if profile.history == "keep_last"
                else Policy.History.KeepAll)
-    return Qos(reliability, durability, history,
-               Policy.DataRepresentation(use_cdrv0_representation=True))
+    policies = [reliability, durability, history,
+                Policy.DataRepresentation(use_cdrv0_representation=True)]
+    if profile.durability == "transient_local":
+        # what a late reader gets: Cyclone keeps DURABILITY_SERVICE's history for it (default
+        # keep last 1), so it is set to the profile's own, as rmw_cyclonedds does
+        policies.append(Policy.DurabilityService(cleanup_delay=0, history=history,
+                                                 max_samples=-1, max_instances=-1,
+                                                 max_samples_per_instance=-1))
+    if msg_type is not None:
+        policies.append(Policy.Userdata(
+            f"typehash={messages.type_hash(msg_type)};".encode("ascii")))
+    return Qos(*policies)
+
+
+# --- /rosout ------------------------------------------------------------------------------
+ROSOUT_TOPIC = "/rosout"
+# rcl's rosout profile: reliable, transient local, keep last 1000, lifespan 10 s
+ROSOUT_QOS = QosProfile(depth=1000, durability="transient_local")
+ROSOUT_LIFESPAN_S = 10.0
+
+
+class RosoutLogger(Logger):
+    """The Node API's logger (stderr lines), also publishing each line it prints on /rosout as
+    rcl_interfaces/msg/Log, so ``ros2 topic echo /rosout`` and rqt_console see dds nodes' logs."""
+
+    def __init__(self, name: str, level: str, writer: DataWriter) -> None:
+        super().__init__(name, level)
+        self._writer = writer
+
+    def _log(self, level: str, msg: str) -> None:
+        super()._log(level, msg)
+        severity = LOG_LEVELS[level.lower()]
+        if severity >= self._threshold:
+            self._writer.write(messages.Log(stamp=messages.now_stamp(), level=severity,
+                                            name=self.name, msg=msg))
 
 
 def dds_topic_name(resolved: str) -> str:
@@ -129,6 +257,10 @@ class DdsPublisher:
 
     def matched_count(self) -> int:
         return len(self._writer.get_matched_subscriptions())
+
+    def wait_for_all_acked(self, timeout_s: float) -> bool:
+        """Reliable: True once every matched reader has every sample written so far."""
+        return bool(self._writer.wait_for_acks(duration(seconds=timeout_s)))
 
     def destroy(self) -> None:
         self._writer.__del__()  # dds_delete now, not whenever the GC gets to it
@@ -200,10 +332,12 @@ class DdsNode(Node):
     """A node on Cyclone DDS; create it with ``runtime.make_node``."""
 
     def __init__(self, name: str, namespace: str | None = None,
-                 options: NodeOptions | None = None, domain_id: int | None = None) -> None:
+                 options: NodeOptions | None = None, domain_id: int | None = None,
+                 rosout: bool = True) -> None:
         super().__init__(name, namespace, options)
-        self._participant = participant(domain_id)
-        self._discovery = discovery_info(domain_id)
+        self._domain_id = domain_id_from_env() if domain_id is None else domain_id
+        self._participant = participant(self._domain_id)
+        self._discovery = discovery_info(self._domain_id)
         self._discovery.add_node(id(self), self.namespace, self.name)
         self._waitset = WaitSet(self._participant)
         # _wake sets this to end a wait early (the waitset's own trigger does not). Attached, it
@@ -219,6 +353,25 @@ class DdsNode(Node):
         self._destroyed = False
         self._sim: DdsSimClock | None = None
         self._start_sim_clock()
+        if rosout:
+            self._logger = RosoutLogger(self._logger.name, self.options.log_level,
+                                        self._rosout_writer())
+
+    def _rosout_writer(self) -> DataWriter:
+        resolved = self.resolve(ROSOUT_TOPIC)
+        qos = dds_qos(ROSOUT_QOS, messages.Log) + Qos(
+            Policy.Lifespan(duration(seconds=ROSOUT_LIFESPAN_S)))
+        writer = DataWriter(self._participant, self._topic(messages.Log, resolved), qos=qos)
+        self._publishers.append(DdsPublisher(writer, messages.Log, resolved))
+        self._discovery.add_entity(id(self), writer.guid, is_reader=False)
+        return writer
+
+    def backend_description(self) -> str:
+        """What the node's first log line says about its backend."""
+        found = discovery_from_env()
+        peers = f", static peers {';'.join(found.static_peers)}" if found.static_peers else ""
+        return (f"dds (Cyclone DDS {importlib.metadata.version('cyclonedds')}, ROS_DOMAIN_ID "
+                f"{self._domain_id}, discovery {found.range} from {found.source}{peers})")
 
     def _topic(self, msg_type: type, resolved: str) -> Topic:
         key = f"{resolved}|{msg_type.__idl_typename__}"
@@ -230,7 +383,7 @@ class DdsNode(Node):
                          qos: QosProfile | int | None = None) -> DdsPublisher:
         resolved = self.resolve(topic)
         writer = DataWriter(self._participant, self._topic(msg_type, resolved),
-                            qos=dds_qos(qos_from_depth(qos)))
+                            qos=dds_qos(qos_from_depth(qos), msg_type))
         publisher = DdsPublisher(writer, msg_type, resolved)
         self._publishers.append(publisher)
         self._discovery.add_entity(id(self), writer.guid, is_reader=False)
@@ -240,7 +393,7 @@ class DdsNode(Node):
                             qos: QosProfile | int | None = None) -> DdsSubscription:
         resolved = self.resolve(topic)
         reader = DataReader(self._participant, self._topic(msg_type, resolved),
-                            qos=dds_qos(qos_from_depth(qos)))
+                            qos=dds_qos(qos_from_depth(qos), msg_type))
         condition = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(condition)
         subscription = DdsSubscription(reader, condition, callback, resolved)

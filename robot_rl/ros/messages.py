@@ -14,23 +14,29 @@ microseconds instead of about forty.
 
 # No `from __future__ import annotations` here: cyclonedds resolves string annotations by
 # importing module names ("str" -> module lookup) and fails; Python >= 3.10 needs none.
+import hashlib
+import json
 import math
 import struct
 import sys
 import time
+import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 import numpy as np
 from cyclonedds.idl import IdlStruct
+from cyclonedds.idl import types as idl_types
 from cyclonedds.idl.types import array, byte, float32, float64, int32, sequence, uint32
 
 __all__ = [
     "Time", "Duration", "Header", "String", "Bool", "MultiArrayDimension", "MultiArrayLayout",
     "Float32MultiArray", "Float64MultiArray", "UInt8MultiArray", "JointState", "Image",
     "RegionOfInterest", "CameraInfo", "Joy", "KeyValue", "DiagnosticStatus", "DiagnosticArray",
-    "JointTrajectoryPoint", "JointTrajectory", "Clock", "MESSAGE_TYPES", "ros_type_name",
+    "JointTrajectoryPoint", "JointTrajectory", "Log", "Clock", "MESSAGE_TYPES", "ros_type_name",
+    "type_description", "type_hash",
     "stamp_to_s", "s_to_stamp", "now_stamp", "header", "joint_state", "image_from_numpy",
     "image_to_numpy", "IMAGE_ENCODINGS",
 ]
@@ -215,10 +221,29 @@ class JointTrajectory(IdlStruct, typename=_dds("trajectory_msgs", "JointTrajecto
     points: sequence[JointTrajectoryPoint] = field(default_factory=list)
 
 
+# --- rcl_interfaces ------------------------------------------------------------------------
+@dataclass
+class Log(IdlStruct, typename=_dds("rcl_interfaces", "Log")):
+    """What a node's logger publishes on /rosout (levels as rcutils': 10 debug ... 50 fatal)."""
+
+    DEBUG = 10
+    INFO = 20
+    WARN = 30
+    ERROR = 40
+    FATAL = 50
+    stamp: Time = field(default_factory=Time)
+    level: byte = 0
+    name: str = ""
+    msg: str = ""
+    file: str = ""
+    function: str = ""
+    line: uint32 = 0
+
+
 # --- rosgraph_msgs -------------------------------------------------------------------------
 @dataclass
 class Clock(IdlStruct, typename=_dds("rosgraph_msgs", "Clock")):
-    """Simulated time on ``/clock``: what nodes with ``use_sim_time`` take as their time."""
+    """Simulated time on /clock: what nodes with use_sim_time run on."""
 
     clock: Time = field(default_factory=Time)
 
@@ -227,8 +252,14 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Time, Duration, Header, String, Bool, MultiArrayDimension, MultiArrayLayout,
     Float32MultiArray, Float64MultiArray, UInt8MultiArray, JointState, Image, RegionOfInterest,
     CameraInfo, Joy, KeyValue, DiagnosticStatus, DiagnosticArray, JointTrajectoryPoint,
-    JointTrajectory, Clock,
+    JointTrajectory, Log, Clock,
 )
+# Fields declared ``byte`` here (see the module docstring) that the .msg files declare uint8: the
+# type hash needs the ROS type.
+_ROS_UINT8_FIELDS = {
+    ("std_msgs/msg/UInt8MultiArray", "data"), ("sensor_msgs/msg/Image", "is_bigendian"),
+    ("sensor_msgs/msg/Image", "data"), ("rcl_interfaces/msg/Log", "level"),
+}
 
 
 def ros_type_name(msg_type: type) -> str:
@@ -236,6 +267,85 @@ def ros_type_name(msg_type: type) -> str:
     dds_name: str = msg_type.__idl_typename__.replace(".", "::")
     pkg, _, _, name = dds_name.split("::")
     return f"{pkg}/msg/{name.rstrip('_')}"
+
+
+# --- type hashes (REP 2011), as Iron and later announce them -----------------------------
+# type_description_interfaces/msg/FieldType: element type ids; +48 for a fixed array, +144 for an
+# unbounded sequence
+_FIELD_TYPE_IDS = {"int8": 2, "uint8": 3, "int16": 4, "uint16": 5, "int32": 6, "uint32": 7,
+                   "int64": 8, "uint64": 9, "float32": 10, "float64": 11, "char": 13,
+                   "bool": 15, "byte": 16, "str": 17}
+_NESTED_TYPE, _ARRAY_OFFSET, _SEQUENCE_OFFSET = 1, 48, 144
+
+
+def _element(annotation: Any) -> tuple[int, str]:
+    """(type id, nested type name) of one element type."""
+    if isinstance(annotation, type) and issubclass(annotation, IdlStruct):
+        return _NESTED_TYPE, ros_type_name(annotation)
+    if annotation is bool:
+        return _FIELD_TYPE_IDS["bool"], ""
+    if annotation is str:
+        return _FIELD_TYPE_IDS["str"], ""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, holder = typing.get_args(annotation)[:2]
+        if isinstance(holder, str) and holder in _FIELD_TYPE_IDS:
+            return _FIELD_TYPE_IDS[holder], ""
+    raise TypeError(f"type hash: no ROS 2 field type for {annotation!r}")
+
+
+def _field_type(owner: str, name: str, annotation: Any) -> dict[str, Any]:
+    capacity, offset = 0, 0
+    if typing.get_origin(annotation) is typing.Annotated:
+        holder = typing.get_args(annotation)[1]
+        if isinstance(holder, idl_types.sequence) and holder.max_length is None:
+            annotation, offset = holder.subtype, _SEQUENCE_OFFSET
+        elif isinstance(holder, idl_types.array):
+            annotation, offset, capacity = holder.subtype, _ARRAY_OFFSET, holder.length
+    type_id, nested = _element(annotation)
+    if (owner, name) in _ROS_UINT8_FIELDS:
+        type_id = _FIELD_TYPE_IDS["uint8"]
+    return {"type_id": type_id + offset, "capacity": capacity, "string_capacity": 0,
+            "nested_type_name": nested}
+
+
+def _individual_description(msg_type: type) -> dict[str, Any]:
+    owner = ros_type_name(msg_type)
+    hints = typing.get_type_hints(msg_type, include_extras=True)
+    return {"type_name": owner, "fields": [
+        {"name": f.name, "type": _field_type(owner, f.name, hints[f.name])}
+        for f in fields(msg_type)]}
+
+
+def _referenced(msg_type: type, found: dict[str, type]) -> None:
+    hints = typing.get_type_hints(msg_type, include_extras=True)
+    for f in fields(msg_type):
+        annotation = hints[f.name]
+        if typing.get_origin(annotation) is typing.Annotated:
+            holder = typing.get_args(annotation)[1]
+            annotation = getattr(holder, "subtype", annotation)
+        if isinstance(annotation, type) and issubclass(annotation, IdlStruct):
+            found.setdefault(ros_type_name(annotation), annotation)
+            _referenced(annotation, found)
+
+
+def type_description(msg_type: type) -> dict[str, Any]:
+    """REP 2011's type description of ``msg_type``: its fields and every type it references
+    (sorted by name), as rosidl generates it, without default values (they are not hashed)."""
+    found: dict[str, type] = {}
+    _referenced(msg_type, found)
+    return {"type_description": _individual_description(msg_type),
+            "referenced_type_descriptions": [_individual_description(found[name])
+                                             for name in sorted(found)]}
+
+
+@cache
+def type_hash(msg_type: type) -> str:
+    """``RIHS01_<sha256>``: what ROS 2 Iron and later put in each endpoint's USER_DATA
+    (``typehash=...;``) and show in ``ros2 topic info --verbose``. SHA-256 of the type
+    description's JSON, written as rosidl_generator_type_description writes it."""
+    text = json.dumps(type_description(msg_type), ensure_ascii=True, allow_nan=False,
+                      separators=(", ", ": "), sort_keys=False)
+    return "RIHS01_" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- fast (de)serialisation of uint8[] and numeric sequences -----------------------------

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from robot_rl.ros.api import Node
 from robot_rl.ros.runtime import make_node
@@ -30,8 +30,8 @@ def params(**values: Any) -> list[str]:
 class Probe:
     """A node in the test process: subscriptions append into ``got[key]``."""
 
-    def __init__(self, namespace: str = "/hand") -> None:
-        self.node: Node = make_node("probe", namespace, argv=[])
+    def __init__(self, namespace: str = "/hand", backend: str | None = None) -> None:
+        self.node: Node = make_node("probe", namespace, argv=[], backend=backend)
         self.got: dict[str, list[Any]] = {}
 
     def listen(self, key: str, msg_type: type, topic: str, qos: Any) -> list[Any]:
@@ -63,6 +63,20 @@ class Probe:
 
     def destroy(self) -> None:
         self.node.destroy()
+
+
+def read_line_containing(stream: IO[str], text: str, max_lines: int = 20) -> str:
+    """The first of the next ``max_lines`` lines of ``stream`` that contains ``text`` (a node's
+    first lines say which backend it runs on, so the line a test waits for is not the first)."""
+    seen = []
+    for _ in range(max_lines):
+        line = stream.readline()
+        if text in line:
+            return line
+        if not line:
+            break
+        seen.append(line)
+    raise AssertionError(f"no line containing {text!r} in:\n{''.join(seen)}")
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 from graph_probe import node_cmd, params, stop
+from helpers.backends import both_backends
 from test_graph_learner import FakeRobot, Lines
 
 from robot_rl.agent.weights import snapshot_to_bytes
@@ -60,6 +61,7 @@ def start_acting(spawn: Any, act_on: str, **extra: Any) -> tuple[Any, Lines, Fak
     return actor, lines, robot
 
 
+@both_backends
 def test_acts_on_joint_states_at_the_control_rate_and_falls_back_when_they_stop(
         ros_domain: int, spawn: Any) -> None:
     actor, lines, robot = start_acting(spawn, "joint_states", reset_timeout_s=1.0)

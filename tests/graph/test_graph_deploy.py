@@ -10,20 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.checkpoints import tiny_drawer_checkpoint
 
 from robot_rl.cli import main
 
 pytestmark = pytest.mark.graph
-TINY = ["--config", "drawer", "--profile", "bench_tiny", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    assert main(["record", "--out", str(run / "dataset.zarr"), *TINY]) == 0
-    assert main(["pretrain", "--dataset", str(run / "dataset.zarr"), "--out", str(run),
-                 *TINY]) == 0
-    return run / "offline.pt"
+    return tiny_drawer_checkpoint(tmp_path_factory.mktemp("run"))
 
 
 def test_deploy_runs_the_policy_through_the_supervisor_and_reports(

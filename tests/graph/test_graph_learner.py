@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.agent.events import decode_event, encode_event
 from robot_rl.agent.sites import SiteKinematics
@@ -209,6 +210,7 @@ class FakeRobot(Probe):
         self.object.publish(m.joint_state(["valve"], [0.3], [0.0], stamp_s=stamp))
 
 
+@both_backends
 def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any) -> None:
     actor = spawn(node_cmd("robot_rl.nodes.actor",
                            *params(deterministic=True, reset_timeout_s=1.0)),
@@ -262,6 +264,13 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
             robot.publish_state()
             gated.publish(m.joint_state(NAMES, targets0, np.zeros(9)))
 
+        # the actor acts from the holds once it has them: COMMAND matched (Fast DDS discovers
+        # in about 2 s, Cyclone in milliseconds) and two commands more for holds in flight
+        robot.wait_until(lambda: gated.matched_count() > 0, 20, robot.publish_state,
+                         what="the actor subscribed to COMMAND")
+        warm = len(robot.commands)
+        robot.wait_until(lambda: len(robot.commands) >= warm + 2, 20, state_and_hold,
+                         what="commands after the first holds")
         step_rad = task.calibration.safety.max_step_rad + 1e-6
         seen = len(robot.commands)
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 from test_graph_learner import Lines, quick_dataset  # noqa: F401 - the fixture is used by name
 
 from robot_rl.agent.events import decode_event
@@ -69,6 +70,7 @@ def run_graph(spawn: Any, tmp_path: Path, dataset: Path | str, namespaces: list[
     return ends, run_dir
 
 
+@both_backends
 def test_learner_runs_labelled_episodes_on_the_twin(ros_domain: int, spawn: Any, tmp_path: Path,
                                                     quick_dataset: Path) -> None:  # noqa: F811
     ends, run_dir = run_graph(spawn, tmp_path, quick_dataset, ["/hand"], 2, 90)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graph_probe import read_line_containing
+from helpers.backends import both_backends
 from helpers.processes import python_cmd
 
 from robot_rl.agent.events import encode_event
@@ -66,6 +68,7 @@ def wait_for_episodes(path: Path, n: int, robot: FakeRobot, timeout_s: float = 2
         robot.stream(0.1)
 
 
+@both_backends
 def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: Any,
                                                         tmp_path: Path) -> None:
     path = tmp_path / "rec.zarr"
@@ -73,7 +76,7 @@ def test_recorder_commits_discards_and_survives_sigkill(ros_domain: int, spawn: 
                                 "-p", f"store:={path}", "-p", "operator:=alice"),
                      stderr=subprocess.PIPE, text=True)
     assert recorder.stderr is not None
-    assert "recording /hand/joint_states" in recorder.stderr.readline()
+    read_line_containing(recorder.stderr, "recording /hand/joint_states")
     os.set_blocking(recorder.stderr.fileno(), False)
     robot = FakeRobot()
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 from test_graph_learner import Lines
 
 from robot_rl.nodes import topics
@@ -20,6 +21,7 @@ ARM = load_robot("ur5e")
 NAMES = list(ARM.joint_names)
 
 
+@both_backends
 def test_a_robot_driver_follows_the_supervisor_and_only_commands_based_on_its_states(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     ns = ["-r", "__ns:=/arm"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.nodes.safety import reorder
@@ -110,6 +111,7 @@ def test_reorder_takes_the_calibration_names_in_any_order_and_nothing_else() -> 
     assert original[0] == values[0]  # a copy, not a view of the message
 
 
+@both_backends
 def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
                                                               spawn: Any) -> None:
     safety = start_safety(spawn)
@@ -144,6 +146,7 @@ def test_stale_commands_and_overtemperature_hold_with_reasons(ros_domain: int,
     assert stop(safety) == 0
 
 
+@both_backends
 def test_estop_latches_and_resets_only_after_fresh_state(ros_domain: int, spawn: Any) -> None:
     master, slave = os.openpty()  # a terminal for the keyboard e-stop
     safety = start_safety(spawn, p={"keyboard_estop": True}, stdin=slave)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
@@ -22,6 +23,7 @@ NAMES = list(CAL.joint_names)
 N = len(NAMES)
 
 
+@both_backends
 def test_keys_and_gamepad_move_targets_and_publish_events(ros_domain: int, spawn: Any) -> None:
     master, slave = os.openpty()  # the node's stdin is a terminal, as for a person at a keyboard
     teleop = spawn(node_cmd("robot_rl.nodes.teleop", "-r", "__ns:=/hand",
@@ -74,6 +76,7 @@ def test_keys_and_gamepad_move_targets_and_publish_events(ros_domain: int, spawn
     assert stop(teleop) == 0
 
 
+@both_backends
 def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn: Any) -> None:
     ns = ("-r", "__ns:=/hand")
     twin = spawn(node_cmd("sim_twin.node", *ns, *params(publish_rate_hz=50.0)))
@@ -96,7 +99,9 @@ def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn:
             lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
             what="the twin to take the leader's pose")
         # moving fast can trip the current limit (a hold, then motion resumes); at rest it passes
-        probe.wait_until(lambda: status[-1].data in ("pass", "clipped"), 5.0,
+        # (the status is latched and repeated each second: a volatile reader that matched after
+        # the last change, as Fast DDS's slower discovery allows, has none until then)
+        probe.wait_until(lambda: bool(status) and status[-1].data in ("pass", "clipped"), 5.0,
                          lambda: leader.publish(m.joint_state(NAMES, pose)), 0.05,
                          what="safety passing the mirrored commands at rest")
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
@@ -29,6 +30,7 @@ def latest_position(states: list[m.JointState]) -> np.ndarray:
     return np.asarray(states[-1].position)
 
 
+@both_backends
 def test_twin_publishes_state_camera_obeys_command_and_resets(ros_domain: int,
                                                               spawn: Any) -> None:
     twin = start_twin(spawn, camera_rate_hz=4.0, camera_width=64, camera_height=48)
@@ -100,6 +102,7 @@ def test_twin_publishes_state_camera_obeys_command_and_resets(ros_domain: int,
     assert stop(twin) == 0
 
 
+@both_backends
 def test_raw_commands_reach_the_twin_only_through_safety(ros_domain: int, spawn: Any) -> None:
     twin = start_twin(spawn)
     safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand",

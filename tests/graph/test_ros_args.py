@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.backends import both_backends
 
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import ParameterError, RosNameError, resolve_name
@@ -59,6 +60,7 @@ def test_params_file_layouts(tmp_path: Path) -> None:
         load_params_file(str(tmp_path / "missing.yaml"), "talker", "/")
 
 
+@both_backends
 def test_node_takes_name_namespace_params_and_remaps(ros_domain: int, tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text("/**:\n  ros__parameters:\n    period_s: 0.5\n    joints: [a, b]\n")
@@ -83,6 +85,7 @@ def test_node_takes_name_namespace_params_and_remaps(ros_domain: int, tmp_path: 
         node.destroy()
 
 
+@both_backends
 def test_wrong_parameter_type_is_a_clear_error(ros_domain: int) -> None:
     node = make_node("talker", argv=["--ros-args", "-p", "rate_hz:=fast", "-p", "gain:=2"])
     try:
@@ -94,6 +97,7 @@ def test_wrong_parameter_type_is_a_clear_error(ros_domain: int) -> None:
         node.destroy()
 
 
+@both_backends
 def test_timers_and_subscriptions_share_one_executor(ros_domain: int) -> None:
     node = make_node("exec_test", argv=[])
     try:
@@ -125,6 +129,7 @@ def test_timers_and_subscriptions_share_one_executor(ros_domain: int) -> None:
         node.destroy()
 
 
+@both_backends
 def test_spin_once_waits_without_subscriptions_and_wakes_for_a_new_timer(ros_domain: int
                                                                          ) -> None:
     """A publisher-only node once spun in a busy loop (Cyclone's wait returns at once on an empty
@@ -150,15 +155,18 @@ def test_spin_once_waits_without_subscriptions_and_wakes_for_a_new_timer(ros_dom
         node.destroy()
 
 
+@both_backends
 def test_run_logs_errors_with_node_name_and_exits_nonzero(
-        ros_domain: int, capsys: pytest.CaptureFixture[str]) -> None:
+        ros_domain: int, capfd: pytest.CaptureFixture[str]) -> None:
+    """rclpy logs through rcutils, straight to file descriptor 2: capfd sees both backends'
+    lines, capsys only the dds backend's."""
     def factory(argv: list[str]):
         node = make_node("crashy", argv=argv)
         node.create_timer(0.01, lambda: 1 / 0)
         return node
 
     assert run(factory, ["--ros-args", "-r", "__ns:=/t"]) == 1
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "[ERROR]" in err and "[t.crashy]: ZeroDivisionError" in err
 
     def quitter(argv: list[str]):

@@ -23,7 +23,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from robot_rl.ros import discovery
 from robot_rl.ros import messages as m
-from robot_rl.ros.dds_backend import dds_qos, participant
+from robot_rl.ros.dds_backend import ROSOUT_QOS, dds_qos, participant
 from robot_rl.ros.qos import QOS_DEFAULT
 
 ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
@@ -50,6 +50,7 @@ def test_node_and_its_endpoints_are_announced(distro: str, ros_domain: int, spaw
                         qos=dds_qos(QOS_DEFAULT))
     commands = DataWriter(dp, Topic(dp, "rt/lab/hand/command", m.JointState),
                           qos=dds_qos(QOS_DEFAULT))
+    logs = DataReader(dp, Topic(dp, "rt/rosout", m.Log), qos=dds_qos(ROSOUT_QOS))
     proc = spawn(python_cmd(NODE_CODE), env=child_env(ROS_DISTRO=distro))
     store = get_typestore(STORES[distro])
     decoded: list[Any] = []
@@ -60,9 +61,9 @@ def test_node_and_its_endpoints_are_announced(distro: str, ros_domain: int, spaw
             if bytes(msg.gid.data[:16]) != dp.guid.bytes:
                 decoded.append(msg)
         nodes = decoded[-1].node_entities_info_seq if decoded else []
-        complete = nodes and len(nodes[0].writer_gid_seq) and len(nodes[0].reader_gid_seq)
+        complete = nodes and len(nodes[0].writer_gid_seq) == 2 and len(nodes[0].reader_gid_seq)
         if complete and states.get_matched_publications() and \
-                commands.get_matched_subscriptions():
+                commands.get_matched_subscriptions() and logs.get_matched_publications():
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the node process died"
@@ -76,6 +77,9 @@ def test_node_and_its_endpoints_are_announced(distro: str, ros_domain: int, spaw
                  for h in states.get_matched_publications()]
     (reader,) = [commands.get_matched_subscription_data(h)
                  for h in commands.get_matched_subscriptions()]
+    (rosout,) = [logs.get_matched_publication_data(h) for h in logs.get_matched_publications()]
     assert bytes(info.gid.data[:16]) == writer.participant_key.bytes == reader.participant_key.bytes
-    assert [bytes(g.data[:16]) for g in node.writer_gid_seq] == [writer.key.bytes]
+    # the node's /rosout writer, made with the node, then its joint_states writer
+    assert [bytes(g.data[:16]) for g in node.writer_gid_seq] == [rosout.key.bytes,
+                                                                  writer.key.bytes]
     assert [bytes(g.data[:16]) for g in node.reader_gid_seq] == [reader.key.bytes]

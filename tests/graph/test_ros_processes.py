@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from graph_probe import read_line_containing
+from helpers.backends import both_backends
 from helpers.processes import python_cmd
 
 from robot_rl.ros import messages as m
@@ -45,22 +47,26 @@ def _spin_until(node: Any, condition: Callable[[], bool], timeout_s: float,
         node.spin_once(0.05)
 
 
+@both_backends
 def test_joint_state_and_image_cross_processes(ros_domain: int, spawn: Any) -> None:
     echo = spawn(python_cmd(ECHO_NODE, "--ros-args", "-r", "__ns:=/peer"),
                  stderr=subprocess.PIPE, text=True)
     assert echo.stderr is not None
-    ready = echo.stderr.readline()
-    assert "[peer.echo]: ready on /peer/pong/joint_states" in ready, ready
+    read_line_containing(echo.stderr, "[peer.echo]: ready on /peer/pong/joint_states")
 
     node = make_node("tester", "/peer", argv=[])
     try:
         joints_back: list[m.JointState] = []
         images_back: list[m.Image] = []
-        node.create_subscription(m.JointState, "pong/joint_states", joints_back.append,
-                                 QOS_DEFAULT)
-        node.create_subscription(m.Image, "pong/image", images_back.append, QOS_SENSOR_DATA)
+        endpoints = [
+            node.create_subscription(m.JointState, "pong/joint_states", joints_back.append,
+                                     QOS_DEFAULT),
+            node.create_subscription(m.Image, "pong/image", images_back.append, QOS_SENSOR_DATA)]
         joints_out = node.create_publisher(m.JointState, "ping/joint_states", QOS_DEFAULT)
         image_out = node.create_publisher(m.Image, "ping/image", QOS_SENSOR_DATA)
+        endpoints += [joints_out, image_out]
+        # discovery first (Cyclone: milliseconds; Fast DDS: seconds), then the exchange
+        _spin_until(node, lambda: all(e.matched_count() for e in endpoints), 30.0)
 
         sent = m.joint_state([f"joint_{i}" for i in range(9)], np.linspace(-1, 1, 9),
                              np.arange(9.0), np.full(9, 0.25), stamp_s=100.125)

@@ -1,10 +1,11 @@
-"""The rclpy backend's field copying, against FAKE rclpy message classes.
+"""The rclpy backend's field copying, against FAKE rclpy message classes, so that it is tested
+on every machine, rclpy or not.
 
-rclpy cannot be installed here (not on PyPI, not in Debian bookworm), so this is the project's
-one allowed mock: ``_FakeRosMessage`` imitates what rosidl generates for Python (field types
-from ``get_fields_and_field_types()``, ``byte`` as a 1-byte ``bytes``, ``uint8[]`` and
-``float64[]`` as ``array.array``, fixed arrays as numpy). Only the copy logic is tested; the
-node wrapper itself runs only where ROS 2 is sourced.
+``_FakeRosMessage`` imitates what rosidl generates for Python (field types from
+``get_fields_and_field_types()``, ``byte`` as a 1-byte ``bytes``, ``uint8[]`` and ``float64[]``
+as ``array.array``, fixed arrays as numpy). Only the copy logic is tested here; where rclpy can be
+imported, test_ros_interop.py checks every message type both ways against the real classes and
+the graph tests run every node on the rclpy backend.
 """
 
 from __future__ import annotations

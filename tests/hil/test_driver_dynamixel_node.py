@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from graph.graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import calibration_path, load_robot
@@ -83,6 +84,7 @@ class Listener:
                             position=[float(by_name[n]) for n in names])
 
 
+@both_backends
 def test_node_publishes_state_obeys_command_only_and_turns_torque_off(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     calibration = slow_bus_calibration(tmp_path)

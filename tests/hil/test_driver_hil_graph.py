@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from graph.graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 from test_driver_dynamixel_node import START_TIMEOUT_S, diagnostics_values, slow_bus_calibration
 
 from robot_rl.nodes import topics
@@ -48,6 +49,7 @@ def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
 
 @pytest.mark.skipif(importlib.util.find_spec("robot_rl.nodes.safety") is None,
                     reason="the safety node is not there yet")
+@both_backends
 def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
         ros_domain: int, spawn: Any, tmp_path: Path) -> None:
     calibration = slow_bus_calibration(tmp_path)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from graph.graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -60,6 +61,7 @@ def twin_recording(tmp_path_factory: pytest.TempPathFactory
     return path, colors, depths, intrinsics
 
 
+@both_backends
 def test_node_plays_the_twin_recording_over_dds(ros_domain: int, spawn: Any,
                                                 twin_recording: Any) -> None:
     path, colors, depths, intrinsics = twin_recording
