@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from graph_probe import Probe, node_cmd, params, stop
+from helpers.backends import both_backends
 
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
@@ -111,6 +112,7 @@ class Driver:
         self.probe.destroy()
 
 
+@both_backends
 def test_lockstep_steps_on_answers_keeps_counting_and_repeats(ros_domain: int,
                                                               spawn: Any) -> None:
     twin = start_twin(spawn, lockstep_timeout_s=60.0)  # no timeout may happen here
@@ -162,6 +164,7 @@ def test_lockstep_steps_on_answers_keeps_counting_and_repeats(ros_domain: int,
     assert stop(twin) == 0
 
 
+@both_backends
 def test_lockstep_times_out_counts_and_keeps_time(ros_domain: int, spawn: Any) -> None:
     twin = start_twin(spawn, lockstep_timeout_s=0.5)
     driver = Driver()
