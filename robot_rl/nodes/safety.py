@@ -189,11 +189,13 @@ class SafetyNode:
         that state. A controller acts on a state and its command can reach this node before the
         state does (two writers, two processes: no order between them), and judged on the state
         before, the verdict depends on which came first: runs would not repeat. Waiting costs no
-        sim time (a lockstep twin waits for the gated command). Only for instants whose /clock
-        has come (a stamp ahead of the clock is not a state on its way), and never on wall time,
+        sim time (a lockstep twin waits for the gated command). Only for instants the node's
+        clock has reached, or leads by no more than the supervisor's ``stamp_tolerance_s`` (the
+        lead it allows a state; on rclpy the /clock of an instant may be handed over after a
+        message of it): a stamp further ahead is not a state on its way. Never on wall time,
         where the command would age instead."""
-        return (self._sim_time and self._last_state is not None
-                and self._last_state[0] < stamp_s <= self.node.now_s())
+        return (self._sim_time and self._last_state is not None and self._last_state[0]
+                < stamp_s <= self.node.now_s() + self.supervisor.limits.stamp_tolerance_s)
 
     def _judge_waiting(self, ready: Callable[[float], bool]) -> None:
         """Judge the waiting commands, oldest first, while ``ready(stamp_s)``."""

@@ -51,6 +51,7 @@ from robot_rl.ros.api import (
     Logger,
     Node,
     NodeOptions,
+    ParameterValue,
     SimClock,
     Timer,
     TimerQueue,
@@ -429,6 +430,14 @@ class DdsNode(Node):
         self._run_due_timers()
 
     # ---- clocks and timers ------------------------------------------------------------------
+    def declare_parameter(self, name: str, default: ParameterValue,
+                          description: str = "") -> ParameterValue:
+        """As ``Node.declare_parameter``; ``use_sim_time`` is every node's own (declared when the
+        node starts, as rclpy does), so declaring it again returns its value."""
+        if name == USE_SIM_TIME and name in self._parameters:
+            return self._parameters[name]
+        return super().declare_parameter(name, default, description)
+
     def _start_sim_clock(self) -> None:
         """Declares ``use_sim_time`` (every ROS 2 node has it); when true, time is ``/clock``."""
         if self.declare_parameter(USE_SIM_TIME, False, "take time from /clock (the twin's "
