@@ -184,13 +184,18 @@ def test_a_command_that_comes_before_its_state_waits_for_it(ros_domain: int,
         position = np.clip(np.zeros(len(NAMES)), CAL.lower_rad, CAL.upper_rad)
         zeros = np.zeros(len(NAMES))
         now = warm_up(probe, monitor, clock, joints, raw, position, 100.0)
+        def judged_at(t: float) -> bool:
+            """A verdict based on the state of instant t came (its stamp: contract C1)."""
+            return any(abs(m.stamp_to_s(c.header.stamp) - t) < 1e-6 for c in monitor.commands)
+
         for _ in range(30):  # states and commands in the usual order: passing commands
             now = round(now + 0.01, 6)
             clock.publish(m.Clock(clock=m.s_to_stamp(now)))
             joints.publish(m.joint_state(NAMES, position, zeros, zeros, stamp_s=now))
-            sent = len(monitor.commands)
             raw.publish(m.joint_state(NAMES, position, stamp_s=now))
-            probe.wait_until(lambda s=sent: len(monitor.commands) > s, 10, what="a verdict")
+            # this step's own verdict (the warm-up's last ones may still be on their way, and
+            # commands are judged in order: after this one, none is left)
+            probe.wait_until(lambda t=now: judged_at(t), 10, what="a verdict")
         # the command for instant t before the state of t: no verdict until that state comes
         now = round(now + 0.01, 6)
         clock.publish(m.Clock(clock=m.s_to_stamp(now)))
