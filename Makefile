@@ -93,6 +93,7 @@ bench: $(STAMP) $(PEERS)
 	$(PY) bench/dds_roundtrip.py
 	$(PY) bench/safety_node_latency.py
 	$(PY) bench/control_loop.py
+	$(PY) bench/lockstep_speedup.py
 	$(PY) bench/recorder_write.py
 
 # Mutation testing (not in CI: minutes to hours): mutmut over the supervisor, AWAC's update, the

@@ -91,15 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = _command(sub, "demo", "record, pretrain, fine-tune and evaluate; write a report",
-                    "Records demonstrations, then runs launch/<task>.launch.yaml mode:=twin: "
-                    "the learner node pretrains, fine-tunes on the twin in real time through the "
-                    "safety node, and stops after finetune.env_steps; both policies are then "
-                    "evaluated and report.md, report.json and learning_curve.png written to "
-                    "--out. --in-process runs it all in one process instead (faster).")
+                    "Records demonstrations, then runs launch/<task>.launch.yaml mode:=twin in "
+                    "simulated time, lockstep: the learner node pretrains, fine-tunes on the "
+                    "twin through the safety node, evaluates its policy on the graph every "
+                    "finetune.eval_every_env_steps, and stops after finetune.env_steps; "
+                    "report.md, report.json and learning_curve.png are written to --out. "
+                    "--realtime runs the graph on the wall clock instead; --in-process runs it "
+                    "all in one process.")
     demo.add_argument("--out", type=Path, default=Path("runs/valve-demo"),
                       help="run folder (default: %(default)s)")
     demo.add_argument("--in-process", action="store_true",
                       help="one process, the supervisor as an in-process gate (no graph)")
+    demo.add_argument("--realtime", action="store_true",
+                      help="the graph on the wall clock, as on a robot (default: the twin's "
+                           "simulated time, lockstep: as fast as the nodes go)")
     demo.add_argument("--overwrite", action="store_true",
                       help="replace the outputs of an earlier demo in --out (without it, a "
                            "non-empty --out is refused)")
@@ -287,6 +292,9 @@ def _demo(args: argparse.Namespace) -> int:
                                           f"replace the demo's outputs in it, or --out a new "
                                           f"folder")
     if args.in_process:
+        if args.realtime:
+            raise SystemExit("robot-rl demo: --realtime is for the graph; --in-process has no "
+                             "clock to keep")
         from robot_rl.pipeline.stages import run_demo
         report = run_demo(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
     else:
@@ -295,7 +303,8 @@ def _demo(args: argparse.Namespace) -> int:
         from robot_rl.pipeline.stages import DATASET
         # the graph demo records into a new dataset and clears the learner's outputs itself
         remove_store(args.out / DATASET)
-        report = run_graph_demo(config, args.out, progress=not args.quiet)
+        report = run_graph_demo(config, args.out, progress=not args.quiet,
+                                realtime=args.realtime)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.md'}  plot: {args.out / 'learning_curve.png'}")
     return 0 if report is not None else 1

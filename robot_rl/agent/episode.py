@@ -24,6 +24,13 @@ task's success rule: the step's success is the detector's on the observation aft
 success, else -1; termination where the task ends at success). The task's own rule is still
 computed where the state allows it and kept as ``true_success`` in the episode's info, so
 misdetections can be counted on the twin.
+
+An episode starts on the first state measured after its reset: one whose stamp is at or after the
+``stamp_s`` that reset_done names (the twin's stamp of the state it published after the teleport,
+compared on the robot's own clock, so no clock is trusted across machines), or, for a reply
+without one, a state received after reset_done. Episodes are ``online`` (their reset drawn from
+(seed, episode)) or ``eval`` (``plan``: draw k of a separate evaluation stream, so every round of
+evaluations starts from the same states).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class SuccessModel(Protocol):
     def reset(self) -> None: ...
 
     def step(self, observation: np.ndarray) -> bool: ...
+EPISODE_KINDS = ("online", "eval")
+EVAL_STREAM = 1  # the evaluation starts' stream, beside the online one (0)
 
 
 class Phase(enum.Enum):
@@ -123,6 +132,20 @@ class EpisodeMachine:
         self._true_success = False
         self._steps = 0
         self._start_wait_logged = False
+        self.kind = "online"
+        self._draw: int | None = None  # eval: which start of the evaluation stream
+        self._reset_stamp_s: float | None = None  # reset_done's stamp of the state after it
+
+    def plan(self, kind: str = "online", draw: int | None = None) -> None:
+        """The kind of the next episode, and for ``eval`` its start: draw ``draw`` of the
+        evaluation stream. Only between episodes."""
+        if self.phase is not Phase.IDLE:
+            raise RuntimeError(f"{self.tag}: plan() during episode {self.episode} "
+                               f"({self.phase.value})")
+        if kind not in EPISODE_KINDS or (kind == "eval") != (draw is not None):
+            raise ValueError(f"{self.tag}: plan({kind!r}, {draw!r}): kind is one of "
+                             f"{EPISODE_KINDS}, and an eval episode (only) names its draw")
+        self.kind, self._draw = kind, draw
 
     # ---- inputs ----------------------------------------------------------------------------
     def on_status(self, event: dict[str, Any], now_s: float) -> str | None:
@@ -131,6 +154,8 @@ class EpisodeMachine:
             return None
         if event.get("event") == "reset_done":
             self._reset_done_s = now_s
+            stamp = event.get("stamp_s")
+            self._reset_stamp_s = float(stamp) if stamp is not None else None
             return None
         if event.get("event") == "reset_failed":
             return (f"{self.tag}: reset of episode {self.episode} failed: "
@@ -153,10 +178,12 @@ class EpisodeMachine:
     def tick(self, now_s: float, state: TaskState | None, state_received_s: float,
              policy: Policy | None, stale_reason: str | None = None,
              frame: ViewFrame | None = None,
-             operator_rad: np.ndarray | None = None) -> TickOutput:
+             operator_rad: np.ndarray | None = None,
+             state_stamp_s: float | None = None) -> TickOutput:
         """``frame``: a pixel task's view paired with ``state`` (None: no step for a pixel
         task, ``stale_reason`` says why). ``operator_rad``: the operator's targets when an
-        operator holds control this step."""
+        operator holds control this step. ``state_stamp_s``: the state's measurement stamp (the
+        oldest of its messages')."""
         out = TickOutput()
         if self.task.uses_pixels and frame is None:
             state = None
@@ -164,19 +191,31 @@ class EpisodeMachine:
             if policy is not None:
                 self._begin_reset(now_s, out)
         elif self.phase is Phase.RESETTING:
-            self._resetting(now_s, state, state_received_s, policy, out, frame, stale_reason,
-                            operator_rad)
+            self._resetting(now_s, state, state_received_s, state_stamp_s, policy, out, frame,
+                            stale_reason, operator_rad)
         else:
             self._running(now_s, state, policy, stale_reason, out, frame, operator_rad)
         return out
 
+    def ready_to_start(self, state_received_s: float,
+                       state_stamp_s: float | None = None) -> bool:
+        """Whether the latest state may start the episode now (reset_done is in, and the state
+        was measured after the reset)."""
+        if self.phase is not Phase.RESETTING or self._reset_done_s is None:
+            return False
+        if self._reset_stamp_s is not None and state_stamp_s is not None:
+            return state_stamp_s >= self._reset_stamp_s
+        return state_received_s >= self._reset_done_s
+
     # ---- phases ----------------------------------------------------------------------------
     def _begin_reset(self, now_s: float, out: TickOutput) -> None:
         self.episode += 1
-        self.reset = self.task.sample_reset(np.random.default_rng((self.config.seed,
-                                                                   self.episode)))
+        key = ((self.config.seed, self.episode) if self._draw is None
+               else (self.config.seed, EVAL_STREAM, self._draw))
+        self.reset = self.task.sample_reset(np.random.default_rng(key))
         self.phase, self._reset_done_s, self.resets_sent = Phase.RESETTING, None, 0
         self._start_wait_logged = False
+        self._reset_stamp_s = None
         self._send_reset(now_s, out)
 
     def _send_reset(self, now_s: float, out: TickOutput) -> None:
@@ -194,11 +233,14 @@ class EpisodeMachine:
 
     @property
     def reset_seed(self) -> int:
+        """The physics seed of the episode's reset (the twin's randomisation)."""
+        if self._draw is not None:
+            return (self.config.seed * 1_000_003 + 999_999_937 + self._draw) % 2**31
         return (self.config.seed * 1_000_003 + self.episode) % 2**31
 
     def _resetting(self, now_s: float, state: TaskState | None, received_s: float,
-                   policy: Policy | None, out: TickOutput, frame: ViewFrame | None,
-                   stale_reason: str | None = None,
+                   stamp_s: float | None, policy: Policy | None, out: TickOutput,
+                   frame: ViewFrame | None, stale_reason: str | None = None,
                    operator_rad: np.ndarray | None = None) -> None:
         if self._reset_done_s is None:
             if now_s - self._reset_sent_s >= self.config.reset_timeout_s:
@@ -208,7 +250,7 @@ class EpisodeMachine:
                 self._send_reset(now_s, out)
             return
         # act only on a state measured after the reset (the old one may still be in flight)
-        if state is None or received_s < self._reset_done_s:
+        if state is None or not self.ready_to_start(received_s, stamp_s):
             if state is None and stale_reason and not self._start_wait_logged:
                 self._start_wait_logged = True  # once per episode: the camera may be down
                 out.warnings.append(f"{self.tag}: episode {self.episode} waits to start: "
@@ -237,7 +279,8 @@ class EpisodeMachine:
                 self._rows["camera_depth"] = []
         self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
         self._true_success = False
-        out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed}))
+        out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed,
+                                     "kind": self.kind}))
 
     def _running(self, now_s: float, state: TaskState | None, policy: Policy | None,
                  stale_reason: str | None, out: TickOutput, frame: ViewFrame | None,
@@ -314,12 +357,15 @@ class EpisodeMachine:
         steps = {k: np.asarray(v, dtype=_ROW_DTYPES.get(k, np.float32))
                  for k, v in self._rows.items()}
         info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
-                "goal": self.reset.goal, "kind": "online", "robot_namespace": self.tag,
+                "goal": self.reset.goal, "kind": self.kind, "robot_namespace": self.tag,
                 "takeovers": self.handover.takeovers}
         if self.success_model is not None:
             info["true_success"] = self._true_success
+        if self._draw is not None:
+            info["draw"] = self._draw
         out.finished = FinishedEpisode(steps, info)
-        out.events.append(("end", {"success": self._success, "steps": self._steps}))
+        out.events.append(("end", {"success": self._success, "steps": self._steps,
+                                   "kind": self.kind}))
         self.phase = Phase.IDLE
 
     def _stale(self, now_s: float, reason: str, out: TickOutput) -> None:

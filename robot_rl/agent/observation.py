@@ -1,7 +1,8 @@
 """The latest measured state of one robot, assembled from joint-state and object-state messages.
 
-Freshness is judged by arrival time on this machine's monotonic clock, not by header stamps, so
-clock offsets between machines do not make a live robot look stale.
+Freshness is judged by arrival time on this node's steady clock (``Node.steady_s``: monotonic, or
+sim time under ``use_sim_time``), not by header stamps, so clock offsets between machines do not
+make a live robot look stale. The stamps are kept to tell which measurement came after which.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class LatestState:
         self.object_position: float | None = None
         self.object_velocity = 0.0
         self.object_received_s = -np.inf
+        self.object_stamp_s: float | None = None
 
     def on_joints(self, names: Sequence[str], position: Sequence[float],
                   velocity: Sequence[float], stamp_s: float, received_s: float) -> None:
@@ -69,17 +71,25 @@ class LatestState:
         self.joint_stamp_s, self.joint_received_s = float(stamp_s), float(received_s)
 
     def on_object(self, position: Sequence[float], velocity: Sequence[float],
-                  received_s: float) -> None:
+                  received_s: float, stamp_s: float | None = None) -> None:
         if len(position) < 1:
             raise ValueError("object state: position is empty (expected one value)")
         self.object_position = float(position[0])
         self.object_velocity = float(velocity[0]) if len(velocity) else 0.0
         self.object_received_s = float(received_s)
+        self.object_stamp_s = None if stamp_s is None else float(stamp_s)
 
     @property
     def received_s(self) -> float:
         """When the older of the two samples arrived (-inf before both have)."""
         return min(self.joint_received_s, self.object_received_s)
+
+    @property
+    def stamp_s(self) -> float | None:
+        """The older of the two samples' stamps; None while the object's is unknown."""
+        if self.object_stamp_s is None or self.joint_positions_rad is None:
+            return None
+        return min(self.joint_stamp_s, self.object_stamp_s)
 
     def staleness(self, now_s: float) -> str | None:
         """Why there is no usable state now, or None."""

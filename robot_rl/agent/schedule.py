@@ -64,7 +64,12 @@ class ControlSchedule:
         return self.next_s is None or now_s >= self.next_s - self.slack_s
 
     def acted(self, now_s: float) -> None:
-        """The robot acted (or was stepped by the fallback timer) at ``now_s``."""
+        """The robot acted (or was stepped by the fallback timer) at ``now_s``.
+
+        A second step at the same instant does not move the nominal time on: under sim time a
+        reset_done and the state measured after it arrive at one instant, and both step."""
+        if now_s == self.acted_s:
+            return
         self.acted_s = now_s
         if self.next_s is None or now_s - self.next_s > self.period_s:
             self.next_s = now_s + self.period_s  # first action, or resynchronise after a gap

@@ -31,6 +31,13 @@ COMMAND is held), and still leave on COMMAND_RAW: the supervisor gates them, and
 latched holds the operator as it holds the policy. A TAKEOVER gone silent hands back. Every step
 records who acted. ``success_model``: a factory of success detectors (one per robot, for its
 debounce) that give reward and success instead of the task's rule.
+
+Clocks: ages, the control schedule and episode timing count on the node's steady clock
+(``Node.steady_s``), so under ``use_sim_time`` they are sim seconds. When an episode ends, the
+next one's reset goes out in the same step: a lockstep twin waits for an answer to the state that
+ended it, and no other state would come to step on. Episodes are ``online`` (exploring) or, when
+the node's ``plan`` says so, ``eval`` (the policy's mean, from a fixed set of starts; see
+``EpisodeMachine.plan``).
 """
 
 from __future__ import annotations
@@ -76,9 +83,15 @@ Snapshot = PolicySnapshot | PixelPolicySnapshot  # a state task's policy, or a p
 SnapshotSource = Callable[[], Snapshot | None]
 EpisodeSink = Callable[[FinishedEpisode], None]
 SuccessModels = Callable[[], SuccessModel]
+# called before each episode begins: plans its kind and start (EpisodeMachine.plan); False: none
+EpisodePlanner = Callable[["_Robot"], bool]
 ACT_ON = ("joint_states", "timer")
 CAMERA_FRAMES = ("view", "full")
 FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods after its last step
+# sim time: a step that waits for what it needs (the object state of its instant, the supervisor's
+# command answering the previous step) goes on with what it has after this much wall time (the
+# supervisor may send nothing: no feasible command)
+GATED_WAIT_S = 0.5
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
 # was busy arrive as the newest one alone, and the step answers it rather than the oldest.
 QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
@@ -131,6 +144,11 @@ class _Robot:
         self.takeover_received_s = -np.inf
         self.operator_rad: np.ndarray | None = None  # the latest COMMAND_OPERATOR
         self.operator_received_s = -np.inf
+        # sim time, relative actions: the stamp of the state the last command_raw answered, and
+        # whether the supervisor's COMMAND for it has come (the next step starts from it)
+        self.acted_stamp_s: float | None = None
+        self.gated = True
+        self.deferred_since_s: float | None = None  # wall time a step began waiting for it
 
 
 class ActingShell:
@@ -138,10 +156,12 @@ class ActingShell:
 
     def __init__(self, node: Node, params: dict[str, Any], snapshot: SnapshotSource,
                  on_episode: EpisodeSink | None = None,
-                 first_episodes: dict[str, int] | None = None, *, intervene: bool = False,
+                 first_episodes: dict[str, int] | None = None,
+                 plan: EpisodePlanner | None = None, *, intervene: bool = False,
                  takeover_timeout_s: float = 0.5,
                  success_model: SuccessModels | None = None) -> None:
         self.node, self.params = node, params
+        self._plan = plan
         if intervene and not takeover_timeout_s > 0:
             raise ValueError(f"node {node.fully_qualified_name}: takeover_timeout_s must be > 0, "
                              f"got {takeover_timeout_s}")
@@ -170,6 +190,7 @@ class ActingShell:
                              f"be one of {', '.join(CAMERA_FRAMES)}; got "
                              f"{params['camera_frames']!r}")
         self._rng = np.random.default_rng(params["seed"] + 17)
+        self._sim_time = node.uses_sim_time
         self._names = list(self.calibration.joint_names)
         self._order = JointOrder(self._names)
         self.inference_s: deque[float] = deque(maxlen=2000)
@@ -180,6 +201,8 @@ class ActingShell:
             node.create_timer(self.period_s, self.tick)
         else:
             node.create_timer(self.period_s / FALLBACK_CHECKS_PER_PERIOD, self._fallback)
+        if self._sim_time and self.act_on == "joint_states":
+            node.create_wall_timer(GATED_WAIT_S / 10, self._release)
 
     def _make_robot(self, index: int, namespace: str, first_episode: int) -> _Robot:
         objects = self.params["object_topics"]
@@ -194,18 +217,20 @@ class ActingShell:
                                       tag=names.namespace, success_model=success_model),
                        ControlSchedule(self.period_s))
         node = self.node
-        # object state first: when both are waiting in one spin, the joint state that triggers
-        # acting then sees the object state of the same instant
+        # the executor takes subscriptions in the order they were made: what a step needs comes
+        # before the joint state that triggers it, so that when they wait in one spin the step
+        # sees them. The supervisor's last command first (steps start from it; in lockstep it
+        # and the next state come within a millisecond), then the object state of the instant.
+        # steps start from what the supervisor sent; a handover is held to a step from it
+        if self.task.actions.steps_from_command or self.intervene:
+            node.create_subscription(m.JointState, names.command,
+                                     lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         node.create_subscription(m.JointState, names.object_state,
                                  lambda msg: self._on_object(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.JointState, names.joint_states,
                                  lambda msg: self._on_joints(robot, msg), QOS_NEWEST_STATE)
         node.create_subscription(m.String, names.episode_status,
                                  lambda msg: self._on_status(robot, msg), QOS_DEFAULT)
-        # steps start from what the supervisor sent; a handover is held to a step from it
-        if self.task.actions.steps_from_command or self.intervene:
-            node.create_subscription(m.JointState, names.command,
-                                     lambda msg: self._on_command(robot, msg), QOS_DEFAULT)
         if self.task.image is not None:
             cameras = self.params["cameras"]
             self._subscribe_camera(robot, cameras[index] if index < len(cameras) else "")
@@ -256,7 +281,7 @@ class ActingShell:
             self.node.get_logger().warning(f"{topic}: {err}")
 
     def _on_joints(self, robot: _Robot, msg: m.JointState) -> None:
-        now = time.monotonic()
+        now = self.node.steady_s()
         try:
             robot.latest.on_joints(msg.name, msg.position, msg.velocity,
                                    m.stamp_to_s(msg.header.stamp), now)
@@ -265,14 +290,56 @@ class ActingShell:
             return
         robot.schedule.observe(now)
         if self.act_on == "joint_states" and robot.schedule.due(now):
+            self._try_step(robot)
+
+    def _try_step(self, robot: _Robot) -> None:
+        """Step now, or once what the step needs has come (``_incomplete``)."""
+        if self._incomplete(robot):
+            if robot.deferred_since_s is None:
+                robot.deferred_since_s = time.monotonic()  # _completed or _release steps it
+            return
+        snapshot = self._snapshot()
+        self._step(robot, snapshot, self._policy(snapshot))
+
+    def _incomplete(self, robot: _Robot) -> bool:
+        """Under sim time, what a step on the newest joint state needs but has not got yet: the
+        object state of the same instant, and with relative actions the supervisor's command for
+        the previous step (the step starts from it). They come from other writers and processes
+        at about the same instant as the joint state, in either order; waiting for them costs no
+        sim time (a lockstep twin waits too) and makes the step the same each run. On wall time
+        the state would age instead, so there a step takes what has come."""
+        if not self._sim_time:
+            return False
+        latest = robot.latest
+        if latest.object_stamp_s is not None and latest.object_stamp_s < latest.joint_stamp_s:
+            return True
+        return (self.task.actions.steps_from_command and not robot.gated
+                and robot.machine.phase is Phase.RUNNING)
+
+    def _completed(self, robot: _Robot) -> None:
+        """Something a deferred step waited for came: step now if nothing else is missing."""
+        if robot.deferred_since_s is not None and not self._incomplete(robot):
             snapshot = self._snapshot()
             self._step(robot, snapshot, self._policy(snapshot))
 
+    def _release(self) -> None:
+        """Wall timer (sim time): steps that waited GATED_WAIT_S go on with what they have."""
+        now = time.monotonic()
+        for robot in self.robots:
+            if robot.deferred_since_s is not None and now - robot.deferred_since_s >= \
+                    GATED_WAIT_S:
+                robot.gated = True
+                snapshot = self._snapshot()
+                self._step(robot, snapshot, self._policy(snapshot))
+
     def _on_object(self, robot: _Robot, msg: m.JointState) -> None:
         try:
-            robot.latest.on_object(msg.position, msg.velocity, time.monotonic())
+            robot.latest.on_object(msg.position, msg.velocity, self.node.steady_s(),
+                                   m.stamp_to_s(msg.header.stamp))
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.object_state}: {err}")
+            return
+        self._completed(robot)
 
     def _on_command(self, robot: _Robot, msg: m.JointState) -> None:
         try:
@@ -282,6 +349,10 @@ class ActingShell:
         except ValueError as err:
             self.node.get_logger().warning(f"{robot.topics.command}: {err}; the next step "
                                            "starts from the node's own last targets")
+        if robot.acted_stamp_s is not None and m.stamp_to_s(msg.header.stamp) >= \
+                robot.acted_stamp_s:
+            robot.gated = True
+            self._completed(robot)
 
     def _on_takeover(self, robot: _Robot, msg: m.Bool) -> None:
         robot.takeover, robot.takeover_received_s = bool(msg.data), time.monotonic()
@@ -311,9 +382,15 @@ class ActingShell:
         except EventError as err:
             self.node.get_logger().warning(str(err))
             return
-        warning = robot.machine.on_status(event, time.monotonic())
+        now = self.node.steady_s()
+        warning = robot.machine.on_status(event, now)
         if warning:
             self.node.get_logger().warning(warning)
+        if self.act_on == "joint_states" and robot.machine.ready_to_start(
+                robot.latest.received_s, robot.latest.stamp_s):
+            # the state measured after the reset came before its reset_done (sim time: both at
+            # one instant); a lockstep twin sends no other, so act on it now
+            self._try_step(robot)
 
     # ---- stepping ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -325,7 +402,7 @@ class ActingShell:
 
     def _fallback(self) -> None:
         """(``act_on: joint_states``) steps the robots whose joint states stopped."""
-        now = time.monotonic()
+        now = self.node.steady_s()
         late = [robot for robot in self.robots if robot.schedule.overdue(now)]
         if late:
             snapshot = self._snapshot()
@@ -336,13 +413,32 @@ class ActingShell:
     def _step(self, robot: _Robot, snapshot: Snapshot | None,
               policy: Policy | None) -> None:
         """One control step of one robot on its latest state; both clocks come here."""
-        now = time.monotonic()
+        robot.deferred_since_s = None  # whatever a deferred step waited for, it is taken now
+        now = self.node.steady_s()
         robot.schedule.acted(now)
         state = robot.latest.task_state(now)
+        staleness = robot.latest.staleness(now)
+        out = self._tick(robot, now, state, snapshot, policy, staleness)
+        if out.finished is not None:
+            self._finished(robot, out.finished, snapshot)
+            # the sink may have waited for training: the newest policy, and the time it is now
+            # (a reset sent "then" would look overdue at once and go out twice)
+            snapshot, now = self._snapshot(), self.node.steady_s()
+            self._tick(robot, now, state, snapshot, self._policy(snapshot), staleness)
+
+    def _tick(self, robot: _Robot, now: float, state: Any, snapshot: Snapshot | None,
+              policy: Policy | None, staleness: str | None) -> Any:
+        """The machine's tick, and what it asks for published; its output."""
+        if robot.machine.phase is Phase.IDLE and policy is not None and self._plan is not None \
+                and not self._plan(robot):  # the kind and start of the episode about to begin
+            policy = None  # none to run now: stay idle
+        if robot.machine.kind == "eval" and policy is not None:
+            policy = self._policy(snapshot, deterministic=True)
         frame, stale = self._frame(robot, state is not None)
         operator = self._operator_targets(robot, now) if self.intervene else None
-        out = robot.machine.tick(now, state, robot.latest.received_s, policy,
-                                 robot.latest.staleness(now) or stale, frame, operator)
+        out = robot.machine.tick(now, state, robot.latest.received_s, policy, staleness or stale,
+                                 frame=frame, operator_rad=operator,
+                                 state_stamp_s=robot.latest.stamp_s)
         for text in out.warnings:
             self.node.get_logger().warning(text)
         for event, fields in out.events:
@@ -351,8 +447,8 @@ class ActingShell:
         if out.targets_rad is not None:
             robot.command.publish(m.joint_state(self._names, out.targets_rad,
                                                 stamp_s=robot.latest.joint_stamp_s))
-        if out.finished is not None:
-            self._finished(robot, out.finished, snapshot)
+            robot.acted_stamp_s, robot.gated = robot.latest.joint_stamp_s, False
+        return out
 
     def _frame(self, robot: _Robot, have_state: bool) -> tuple[ViewFrame | None, str | None]:
         """A pixel task's view for the latest joint state (None and why when there is none).
@@ -374,10 +470,11 @@ class ActingShell:
             not_before = robot.start_stamp_s
         return robot.frames.pair(latest.joint_stamp_s, not_before_s=not_before)
 
-    def _policy(self, snapshot: Snapshot | None) -> Policy | None:
+    def _policy(self, snapshot: Snapshot | None,
+                deterministic: bool = False) -> Policy | None:
         if snapshot is None:
             return None
-        rng = None if self.params["deterministic"] else self._rng
+        rng = None if self.params["deterministic"] or deterministic else self._rng
 
         def act(obs: Any) -> np.ndarray:
             started = time.perf_counter()

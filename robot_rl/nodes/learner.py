@@ -9,9 +9,10 @@ hands it every finished episode, and publishes the weights on POLICY (latched). 
 ``trainer:=thread`` trains in a thread of this node, as before (bench/control_loop.py compares).
 
 Files in ``run_dir`` for whoever follows the run (``robot-rl demo`` does): ``offline.pt`` right
-after pretraining, ``episodes.csv`` (one line per online episode), and ``status.json`` (counters
-and phase, rewritten atomically every STATUS_PERIOD_S). With ``max_online_env_steps`` the node
-stops acting once that many online env steps are stored, finishes the updates that
+after pretraining, ``episodes.csv`` (one line per online episode), ``evaluations.csv`` (one line
+per evaluation episode), and ``status.json`` (counters and phase, rewritten atomically every
+STATUS_PERIOD_S of wall time). With ``max_online_env_steps`` the node stops acting once that many
+online env steps are stored (and the last evaluation is done), finishes the updates that
 ``updates_per_env_step`` owes them, writes its final checkpoint and exits by itself.
 
 A human in the loop: with ``interventions`` (the default) an operator at a teleop node in its
@@ -26,6 +27,16 @@ debounce: the config's ``reward`` section; 0 there: the classifier's own); the t
 is logged beside it as ``episode_true_success`` so that misdetections are counted where the
 object's state is measured. Both tasks' observations include the object's state, so OBJECT_STATE
 is still needed to act.
+
+``eval_every_env_steps``: rounds of ``eval_episodes`` deterministic episodes between the
+exploring ones (``agent.evaluation``), recorded apart from them and never trained on.
+
+``wait_for_updates`` (what a lockstep graph wants: the launch files set it with ``lockstep``):
+after each online episode the node acts on nothing until the training side has ingested it, done
+the updates ``updates_per_env_step`` owes all the steps so far and sent the policy they made. The
+next episode then acts with exactly what the in-process pipeline would (updates after each
+episode), however fast the simulation runs; without it, a trainer in its own process does what it
+can in the meantime, fewer updates per step the faster the world goes.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode, SuccessModel
+from robot_rl.agent.evaluation import EvaluationRound, EvaluationSchedule
 from robot_rl.config import ConfigError
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.learning.config import DEVICE_NAMES, check_device_name
@@ -55,6 +67,7 @@ from robot_rl.ros.runtime import make_node, run
 from robot_rl.run_config import PipelineConfig, check_graph_config, load_pipeline_config
 
 EPISODE_LOG = "episodes.csv"
+EVAL_LOG = "evaluations.csv"
 STATUS = "status.json"
 POLICY_CHECK_PERIOD_S = 0.25
 STATUS_PERIOD_S = 0.5
@@ -70,6 +83,8 @@ EPISODE_LOG_COLUMNS = ("episode", "robot_namespace", "steps", "env_steps", "succ
                        "intervention_steps", "true_success")
 # a log begun before the human-in-the-loop columns: appended to with its own columns
 EPISODE_LOG_COLUMNS_V1 = EPISODE_LOG_COLUMNS[:8]
+EVAL_LOG_COLUMNS = ("round", "env_steps", "episode", "robot_namespace", "draw", "steps",
+                    "success", "episode_return", "policy_version", "wall_time_s")
 
 
 def declare_learner_parameters(node: Node) -> dict[str, Any]:
@@ -101,6 +116,14 @@ def declare_learner_parameters(node: Node) -> dict[str, Any]:
                                 "release; operator targets older than this: hold"),
         "reward_classifier": p("reward_classifier", "", "success classifier file for reward "
                                "and success ('': the config's reward section)"),
+        "wait_for_updates": p("wait_for_updates", False, "after each online episode, act on "
+                              "nothing until the updates owed so far are done (lockstep sim "
+                              "time: learning per step as in process)"),
+        "eval_every_env_steps": p("eval_every_env_steps", 0, "a round of deterministic "
+                                  "evaluation episodes every this many online env steps; 0: "
+                                  "none; -1: the config's finetune.eval_every_env_steps"),
+        "eval_episodes": p("eval_episodes", -1, "episodes per evaluation round; -1: the "
+                           "config's eval.episodes"),
     }
 
 
@@ -163,11 +186,13 @@ class LearnerNode:
             self.node.destroy()
             raise ValueError(f"node {name}: parameter reward_classifier: {err}") from err
         self.shell = ActingShell(self.node, acting, self._snapshot, self._submit,
-                                 first_episodes={}, intervene=self.params["interventions"],
+                                 first_episodes={}, plan=self._plan,
+                                 intervene=self.params["interventions"],
                                  takeover_timeout_s=self.params["takeover_timeout_s"],
                                  success_model=success_model)
         self.task = self.shell.task
         self.updates_per_env_step, self.max_env_steps = self._online_budget()
+        self._pending_draws: dict[str, int] = {}  # robot namespace -> eval draw it runs
         self.trainer = TrainerLink(self._training_spec(acting), self.params["trainer"], log,
                                    nice=self.params["trainer_nice"])
         try:
@@ -181,10 +206,13 @@ class LearnerNode:
         counters = self.trainer.counters
         self._acted_steps = counters.env_steps  # env steps handed to the trainer
         self._acting_done = bool(self.max_env_steps) and self._acted_steps >= self.max_env_steps
+        self.evaluation = self._evaluation_schedule()
+        self._eval_log = _open_log(self.run_dir / EVAL_LOG, EVAL_LOG_COLUMNS)
         self._policy_pub = self.node.create_publisher(m.UInt8MultiArray, topics.POLICY,
                                                       QOS_LATCHED)
-        self.node.create_timer(POLICY_CHECK_PERIOD_S, self._publish_policy)
-        self.node.create_timer(STATUS_PERIOD_S, self._on_status_timer)
+        # bookkeeping on wall time: a lockstep simulation that waits must not stop it
+        self.node.create_wall_timer(POLICY_CHECK_PERIOD_S, self._publish_policy)
+        self.node.create_wall_timer(STATUS_PERIOD_S, self._on_status_timer)
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         log.info(f"learner in {self.run_dir} (trainer: {self.params['trainer']}): "
                  f"{self.trainer.num_updates} updates so far, {counters.episodes} online "
@@ -219,6 +247,25 @@ class LearnerNode:
                              f"{ratio}, {steps}")
         return ratio, steps
 
+    def _evaluation_schedule(self) -> EvaluationSchedule:
+        every, episodes = self.params["eval_every_env_steps"], self.params["eval_episodes"]
+        every = self.config.finetune.eval_every_env_steps if every == -1 else every
+        episodes = self.config.eval.episodes if episodes == -1 else episodes
+        try:
+            return EvaluationSchedule(every, episodes, self._acted_steps)
+        except ValueError as err:
+            raise ValueError(f"node {self.node.fully_qualified_name}: parameters "
+                             f"eval_every_env_steps, eval_episodes: {err}") from None
+
+    @property
+    def budget_reached(self) -> bool:
+        return bool(self.max_env_steps) and self._acted_steps >= self.max_env_steps
+
+    @property
+    def acting_done(self) -> bool:
+        """The online budget is spent and its last evaluation done: no more episodes."""
+        return self.evaluation.done(self._acted_steps, self.budget_reached)
+
     def _training_spec(self, acting: dict[str, Any]) -> TrainingSpec:
         p = self.params
         return TrainingSpec(
@@ -229,6 +276,7 @@ class LearnerNode:
             updates_per_env_step=self.updates_per_env_step,
             trainer_threads=p["trainer_threads"], trainer_device=p["trainer_device"],
             replay_capacity=p["replay_capacity"],
+            publish_when_trained=p["wait_for_updates"],
             task=acting["task"], robot=acting["robot"], observation=acting["observation"],
             namespaces=tuple(robot.topics.namespace for robot in self.shell.robots),
             interventions=p["interventions"])
@@ -238,9 +286,27 @@ class LearnerNode:
         if self.trainer.error is not None:
             raise self.trainer.error
         # no policy, no new episode: the acting shell stays idle once the budget is spent
-        return None if self._acting_done else self.trainer.snapshot
+        return None if self.acting_done else self.trainer.snapshot
+
+    def _plan(self, robot: Any) -> bool:
+        """Before a robot's next episode: online or evaluation (and which start); False when
+        none is to run now."""
+        namespace = robot.topics.namespace
+        if namespace in self._pending_draws:  # its evaluation episode never finished
+            self.evaluation.discarded(self._pending_draws.pop(namespace))
+        planned = self.evaluation.next_episode(self._acted_steps, self.budget_reached)
+        if planned is None:
+            return False
+        kind, draw = planned
+        robot.machine.plan(kind, draw if kind == "eval" else None)
+        if kind == "eval":
+            self._pending_draws[namespace] = draw
+        return True
 
     def _submit(self, episode: FinishedEpisode) -> None:
+        if episode.info.get("kind") == "eval":
+            self._record_evaluation(episode)
+            return
         self.trainer.submit_episode(episode)
         self._acted_steps += episode.length
         info = episode.info
@@ -252,20 +318,53 @@ class LearnerNode:
                else 0, int(info["true_success"]) if "true_success" in info else "")
         self._episode_log[1].writerow(row[:self._episode_log[2]])
         self._episode_log[0].flush()
-        if self.max_env_steps and not self._acting_done and \
-                self._acted_steps >= self.max_env_steps:
-            self._acting_done = True
+        if self.budget_reached and self._acted_steps - episode.length < self.max_env_steps:
             self.node.get_logger().info(
                 f"online budget reached: {self._acted_steps} env steps "
                 f"(max_online_env_steps {self.max_env_steps}); finishing the updates owed")
+        if self.params["wait_for_updates"]:
+            self._wait_for_updates()
+
+    def _wait_for_updates(self) -> None:
+        """Act on nothing until the training side has caught up with every step so far (see the
+        module docstring); a lockstep twin waits meanwhile."""
+        if not (self.params["train"] and self.updates_per_env_step > 0):
+            return
+        self.trainer.wait_trained(self._acted_steps, self.updates_per_env_step,
+                                  self.config.awac.batch_size,
+                                  give_up=lambda: not self.node.ok())  # Ctrl-C stops it
+
+    def _record_evaluation(self, episode: FinishedEpisode) -> None:
+        info = episode.info
+        self._pending_draws.pop(info.get("robot_namespace", ""), None)
+        episode_return = float(episode.steps["reward"].sum())
+        current = self.evaluation.finished(episode.success, episode_return)
+        if current is None:
+            self.node.get_logger().warning(f"evaluation episode {info.get('episode')} ended "
+                                           "with no evaluation round open: not counted")
+            return
+        self._eval_log[1].writerow((
+            current.index, current.env_steps, info.get("episode", -1),
+            info.get("robot_namespace", ""), info.get("draw", -1), episode.length,
+            int(bool(episode.success)), f"{episode_return:.6g}", info.get("policy_version", -1),
+            f"{time.time():.3f}"))
+        self._eval_log[0].flush()
+        if current.complete:
+            self._log_round(current)
+
+    def _log_round(self, done: EvaluationRound) -> None:
+        self.node.get_logger().info(
+            f"evaluation {done.index} at {done.env_steps} online env steps: success "
+            f"{done.success_rate:.0%} of {done.episodes} episodes, mean return "
+            f"{done.mean_return:.2f}")
 
     def _on_status_timer(self) -> None:
         if self.trainer.error is not None:
             raise self.trainer.error  # a dead trainer ends the node even while nothing acts
-        if self._acting_done and self._training_caught_up():
+        if self.acting_done and self._training_caught_up():
             self.node.get_logger().info("online budget done; stopping")
             self.node.request_shutdown()  # spin returns; close() writes the final checkpoint
-        self._write_status("finishing" if self._acting_done else
+        self._write_status("finishing" if self.acting_done else
                            "online" if self.trainer.snapshot is not None else "pretraining")
 
     def _training_caught_up(self) -> bool:
@@ -289,6 +388,8 @@ class LearnerNode:
                   "max_online_env_steps": self.max_env_steps,
                   "updates_per_env_step": self.updates_per_env_step,
                   "acted_env_steps": self._acted_steps, "pid": os.getpid(),
+                  "evaluation_rounds": sum(r.complete for r in self.evaluation.rounds),
+                  "use_sim_time": self.node.uses_sim_time, "time_s": self.node.now_s(),
                   "wall_time_s": time.time()}
         path = self.run_dir / STATUS
         tmp = path.with_name(f".{STATUS}.tmp")
@@ -307,29 +408,36 @@ class LearnerNode:
         """The training side finishes its update and queued episodes, then checkpoints."""
         self.trainer.stop()
         self._episode_log[0].close()
+        self._eval_log[0].close()
         final = self.trainer.final
         failed = final is None or final["failed"] or self.trainer.error is not None
         self._write_status("failed" if failed else "done")
 
 
 def _open_episode_log(path: Path) -> tuple[Any, Any, int]:
+    """The episode log: a log begun before the human-in-the-loop columns keeps its own."""
+    return _open_log(path, EPISODE_LOG_COLUMNS, older=(EPISODE_LOG_COLUMNS_V1,))
+
+
+def _open_log(path: Path, columns: tuple[str, ...],
+              older: tuple[tuple[str, ...], ...] = ()) -> tuple[Any, Any, int]:
     """(file, csv writer, columns per row) appending to ``path``; the header only in a new file.
-    A log begun before the human-in-the-loop columns keeps its own (rows never misalign)."""
+    A log begun with one of the ``older`` headers keeps its columns (rows never misalign); any
+    other header is refused by name."""
     is_new = not path.exists() or path.stat().st_size == 0
-    width = len(EPISODE_LOG_COLUMNS)
+    width = len(columns)
     if not is_new:
         with open(path, newline="") as existing:
             header = tuple(next(csv.reader(existing), ()))
-        if header == EPISODE_LOG_COLUMNS_V1:
+        if header in older:
             width = len(header)
-        elif header != EPISODE_LOG_COLUMNS:
-            raise ValueError(f"{path}: header {list(header)} is not an episode log's "
-                             f"({list(EPISODE_LOG_COLUMNS)}); move it away or use another "
-                             "run_dir")
+        elif header != columns:
+            raise ValueError(f"{path}: header {list(header)} is not this log's "
+                             f"({list(columns)}); move it away or use another run_dir")
     stream = open(path, "a", newline="")  # noqa: SIM115 - closed in LearnerNode.close
     writer = csv.writer(stream)
     if is_new:
-        writer.writerow(EPISODE_LOG_COLUMNS)
+        writer.writerow(columns)
     return stream, writer, width
 
 

@@ -13,6 +13,10 @@ A pixel task (``observation: pixels``) trains a ``PixelAgent`` on its replay of 
 features): the dataset and ``online.zarr`` must hold the task's view, and the episodes the node
 hands over carry each step's view (``camera_color``).
 
+With ``publish_when_trained`` (the node's ``wait_for_updates``) the training side also sends the
+policy as soon as it has done every update owed to the steps it has (``updates_per_env_step``),
+not only every ``publish_every_updates``: the node waits for exactly that policy.
+
 A training process whose node dies exits at once (Linux: the kernel sends it SIGKILL; elsewhere it
 sees the connection close) and writes no final checkpoint: as after a SIGKILL of the node, the last
 periodic checkpoint and every stored episode are what a restart resumes from.
@@ -107,6 +111,7 @@ class TrainingSpec:
     observation: str            # the node's observation parameter: state | pixels
     namespaces: tuple[str, ...]
     interventions: bool = True  # operators may take over (the node listens to TAKEOVER)
+    publish_when_trained: bool = False  # a snapshot as soon as the updates owed are done
 
 
 class LearnerTraining:
@@ -144,6 +149,7 @@ class LearnerTraining:
         pretrain = spec.pretrain_updates if spec.pretrain_updates >= 0 else \
             self.config.pretrain.updates
         self._last_progress_s = 0.0
+        self._sent_version = -1  # the version of the last snapshot sent
         self.trainer = BackgroundTrainer(
             self.agent, self._train_step, self._ingest,
             BackgroundConfig(batch_size=self.config.awac.batch_size,
@@ -328,6 +334,7 @@ class LearnerTraining:
 
     def _on_snapshot(self, snapshot: PolicySnapshot | PixelPolicySnapshot) -> None:
         """The POLICY bytes: the node acts with what they decode to, as a remote actor does."""
+        self._sent_version = snapshot.version
         self._send("snapshot", snapshot.version,
                    snapshot_to_bytes(snapshot, task=self.task.name,
                                      robot=self.calibration.robot,
@@ -350,7 +357,19 @@ class LearnerTraining:
         return {"counters": self.trainer.counters.as_dict(), "num_updates": self.agent.num_updates,
                 "buffer_transitions": self.trainer.buffer_transitions}
 
+    def _trained(self) -> bool:
+        """Online, and every update owed to the stored steps done (trainer thread)."""
+        counters, ratio = self.trainer.counters, self.spec.updates_per_env_step
+        return (self.spec.train and ratio > 0 and counters.online_started
+                and counters.online_updates >= ratio * counters.env_steps)
+
     def _progress(self, force: bool = False) -> None:
+        if self.spec.publish_when_trained and self.agent.num_updates != self._sent_version \
+                and self._trained():
+            # on the trainer thread, the only one touching the agent: the policy of these
+            # updates, for the node that waits for it
+            self._on_snapshot(PolicySnapshot.from_agent(self.agent))
+            return  # _on_snapshot reported the progress
         now = time.monotonic()
         if force or now - self._last_progress_s >= PROGRESS_PERIOD_S:
             self._last_progress_s = now

@@ -13,7 +13,6 @@ warning), since a dataset's episodes share one schema.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +116,7 @@ class RecorderNode:
     def _on_joints(self, msg: m.JointState) -> None:
         try:
             self.latest.on_joints(msg.name, msg.position, msg.velocity,
-                                  m.stamp_to_s(msg.header.stamp), time.monotonic())
+                                  m.stamp_to_s(msg.header.stamp), self.node.steady_s())
             self._effort = self.latest.order.reorder(msg.name, msg.effort, "effort")
         except ValueError as err:
             self.node.get_logger().warning(f"{topics.JOINT_STATES}: {err}")
@@ -128,7 +127,8 @@ class RecorderNode:
 
     def _on_object(self, msg: m.JointState) -> None:
         try:
-            self.latest.on_object(msg.position, msg.velocity, time.monotonic())
+            self.latest.on_object(msg.position, msg.velocity, self.node.steady_s(),
+                                  m.stamp_to_s(msg.header.stamp))
         except ValueError as err:
             self.node.get_logger().warning(f"{topics.OBJECT_STATE}: {err}")
 
@@ -139,7 +139,7 @@ class RecorderNode:
             self.node.get_logger().warning(f"{topics.COMMAND}: {err}")
 
     def _on_takeover(self, msg: m.Bool) -> None:
-        self._takeover = (time.monotonic(), bool(msg.data))
+        self._takeover = (self.node.steady_s(), bool(msg.data))
 
     def _operator_in_control(self, now: float) -> bool:
         return self._takeover is not None and self._takeover[1] and \
@@ -200,7 +200,7 @@ class RecorderNode:
     def _tick(self) -> None:
         if self._episode is None:
             return
-        now = time.monotonic()
+        now = self.node.steady_s()  # sim seconds under use_sim_time, as the states' ages
         state = self.latest.task_state(now)
         if state is None or self._command is None and self.task is not None:
             self._skipped += 1

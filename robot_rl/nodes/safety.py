@@ -5,6 +5,9 @@ COMMAND_RAW is filtered and what comes out is published on COMMAND; a watchdog t
 hold commands the supervisor asks for when state or commands go stale. DIAGNOSTICS go out at
 ``diagnostics_rate_hz`` and at once (at most every MIN_DIAGNOSTICS_GAP_S) when the status or the
 set of reasons changes. ``keyboard_estop``: space in the node's terminal latches the e-stop.
+Under ``use_sim_time`` a COMMAND_RAW stamped at an instant whose ``/clock`` has come but whose
+joint state has not is judged once that state comes (``STATE_WAIT_S`` of wall time at most): see
+``SafetyNode._waits_for_state``.
 
 Clocks (contract C2): the supervisor runs on ``steady_s()``, which never goes back; everything is
 timed on receipt with it. A joint state's header stamp is checked against ``now_s()`` (ROS time)
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +34,9 @@ from robot_rl.safety import DiagnosticStatusData, RobotState, Supervisor, Verdic
 from robot_rl.teleop.terminal import TerminalKeys
 
 MIN_DIAGNOSTICS_GAP_S = 0.02
+# sim time: a command waiting for the state of its instant is judged on what there is after this
+# much wall time (the state may never come: a twin that died, a rejected state)
+STATE_WAIT_S = 0.5
 
 
 def reorder(names: Sequence[str], values: Sequence[float], order: Sequence[str]
@@ -89,10 +96,15 @@ class SafetyNode:
         self._diagnostics_due = True
         self._last_diagnostics_s = -math.inf
         self._keys = TerminalKeys.open_if_tty() if keyboard else None
+        self._sim_time = self.node.uses_sim_time
+        # sim time: commands waiting for their state, oldest first: (stamp_s, command, since_s)
+        self._waiting: list[tuple[float, np.ndarray, float]] = []
         if keyboard and self._keys is None:
             self.node.get_logger().warning("keyboard_estop: stdin is not a terminal; disabled")
         self._make_endpoints()
         self.node.create_timer(1.0 / watchdog_rate_hz, self._tick)
+        if self._sim_time:
+            self.node.create_wall_timer(STATE_WAIT_S / 10, self._release)
         self.node.get_logger().info(
             f"guarding {self.calibration.robot}: {self._raw_topic} -> {self._command.topic}"
             + (" (space: E-STOP)" if self._keys else ""))
@@ -133,6 +145,7 @@ class SafetyNode:
         self._last_state = (stamp_s, position, np.zeros(n) if velocity is None else velocity,
                             np.zeros(n) if effort is None else effort, received_s, ros_now_s)
         self._update_state()
+        self._judge_waiting(lambda stamp: stamp <= stamp_s)
 
     def _on_temperature(self, msg: m.Float32MultiArray) -> None:
         self._temperature_c = np.asarray(msg.data, dtype=float)
@@ -164,7 +177,36 @@ class SafetyNode:
                 f"{self._raw_topic}: names {list(msg.name)} with {len(msg.position)} positions, "
                 f"expected {self._names}: treated as a malformed command")
             command = np.zeros(0)  # the supervisor holds on a malformed command and counts it
+        stamp_s = m.stamp_to_s(msg.header.stamp)
+        self._judge_waiting(lambda _: True)  # in order: an older command is judged first
+        if self._waits_for_state(stamp_s):
+            self._waiting.append((stamp_s, command, time.monotonic()))
+            return
         self._apply(self.supervisor.filter(command, self.node.steady_s()))
+
+    def _waits_for_state(self, stamp_s: float) -> bool:
+        """Under sim time, whether a command stamped ``stamp_s`` (the state it answers) waits for
+        that state. A controller acts on a state and its command can reach this node before the
+        state does (two writers, two processes: no order between them), and judged on the state
+        before, the verdict depends on which came first: runs would not repeat. Waiting costs no
+        sim time (a lockstep twin waits for the gated command). Only for instants the node's
+        clock has reached, or leads by no more than the supervisor's ``stamp_tolerance_s`` (the
+        lead it allows a state; on rclpy the /clock of an instant may be handed over after a
+        message of it): a stamp further ahead is not a state on its way. Never on wall time,
+        where the command would age instead."""
+        return (self._sim_time and self._last_state is not None and self._last_state[0]
+                < stamp_s <= self.node.now_s() + self.supervisor.limits.stamp_tolerance_s)
+
+    def _judge_waiting(self, ready: Callable[[float], bool]) -> None:
+        """Judge the waiting commands, oldest first, while ``ready(stamp_s)``."""
+        while self._waiting and ready(self._waiting[0][0]):
+            _, command, _ = self._waiting.pop(0)
+            self._apply(self.supervisor.filter(command, self.node.steady_s()))
+
+    def _release(self) -> None:
+        """Wall timer (sim time): commands that waited STATE_WAIT_S are judged on what there is."""
+        now_s = time.monotonic()
+        self._judge_waiting(lambda _: now_s - self._waiting[0][2] >= STATE_WAIT_S)
 
     def _on_estop(self, msg: m.Bool) -> None:
         if msg.data:

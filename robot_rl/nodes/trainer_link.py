@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from robot_rl.agent.episode import FinishedEpisode
@@ -46,6 +47,7 @@ class TrainerLink:
         self.final: dict[str, Any] | None = None  # what ("stopped", ...) reported
         self._ready: dict[str, Any] | None = None
         self._ready_event, self._stopped = threading.Event(), threading.Event()
+        self._changed = threading.Condition()  # notified on every message from the trainer
         self._stopping = False
         self._send_lock = threading.Lock()
         self._conn, child_conn = multiprocessing.Pipe(duplex=True)
@@ -81,6 +83,29 @@ class TrainerLink:
     # ---- node side -----------------------------------------------------------------------------
     def submit_episode(self, episode: FinishedEpisode) -> None:
         self._send("episode", episode)
+
+    def wait_trained(self, env_steps: int, updates_per_env_step: float, batch_size: int,
+                     give_up: Callable[[], bool] = lambda: False) -> None:
+        """Block until the training side has ingested ``env_steps`` online steps, done the
+        updates they are owed, and sent the policy those updates made (it does with
+        ``TrainingSpec.publish_when_trained``), or until ``give_up()`` (the node is shutting
+        down); TrainerFailed if it fails first."""
+        with self._changed:
+            while not (self._trained(env_steps, updates_per_env_step, batch_size) or give_up()):
+                if self.error is not None:
+                    raise self.error
+                if not self.alive:
+                    raise TrainerFailed(f"trainer ({self.mode}) is gone{self._exit_code()}")
+                self._changed.wait(0.5)
+
+    def _trained(self, env_steps: int, ratio: float, batch_size: int) -> bool:
+        counters = self.counters
+        if counters.env_steps < env_steps:
+            return False  # not ingested yet
+        if self.buffer_transitions >= batch_size and \
+                counters.online_updates < ratio * counters.env_steps:
+            return False
+        return self.snapshot is not None and self.snapshot.version >= self.num_updates
 
     @property
     def alive(self) -> bool:
@@ -129,9 +154,13 @@ class TrainerLink:
             except Exception as err:  # e.g. weights that do not decode: say so, keep reading
                 self.error = TrainerFailed(f"trainer ({self.mode}): message {kind!r}: "
                                            f"{type(err).__name__}: {err}")
+            with self._changed:
+                self._changed.notify_all()
         if not self._stopped.is_set() and self.error is None and not self._stopping:
             self.error = TrainerFailed(f"trainer ({self.mode}) ended without being asked"
                                        f"{self._exit_code()}")
+        with self._changed:
+            self._changed.notify_all()
 
     def _handle(self, kind: str, body: list[Any]) -> None:
         if kind == "snapshot":

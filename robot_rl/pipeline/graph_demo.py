@@ -1,13 +1,17 @@
 """``robot-rl demo`` on the ROS 2 graph: the twin, the safety node and the learner as processes.
 
 Demonstrations are recorded in this process (``stages.record``: the scripted expert through the
-supervisor gate). Then ``<task>.launch.yaml mode:=twin`` runs under the launch runner: the learner
-node pretrains on the dataset, writes ``offline.pt``, acts on the twin in real time through the
-safety node while AWAC trains in its training process, and exits by itself after the config's
-``finetune.env_steps`` (and the updates they are owed), leaving ``learner.pt``. This process
-follows the learner's ``status.json``, reads the safety node's counters from ``/diagnostics``,
-stops the launch with SIGINT, checks that no node is left, and evaluates both checkpoints here on
-the same seeds as the in-process pipeline.
+supervisor gate). Then ``<task>.launch.yaml mode:=twin`` runs under the launch runner, by default
+in simulated time and lockstep (``use_sim_time:=true lockstep:=true``: the twin steps one control
+period per gated command, so the graph runs as fast as its slowest node; ``realtime=True`` runs
+it on the wall clock instead). The learner node pretrains on the dataset, writes ``offline.pt``,
+acts on the twin through the safety node while AWAC trains in its training process (waiting
+after each episode for the updates it owes, so learning per step is the in-process pipeline's),
+evaluates its deterministic policy every ``finetune.eval_every_env_steps`` online steps on the
+graph (``evaluations.csv``), and exits by itself after the config's ``finetune.env_steps`` and a
+last evaluation, leaving ``learner.pt``. This process follows the learner's ``status.json``,
+reads the safety node's and the twin's counters from ``/diagnostics``, stops the launch with
+SIGINT, checks that no node is left, and writes the report from what the nodes measured.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from robot_rl.pipeline import stages
 from robot_rl.pipeline.report import CurvePoint, Report
 from robot_rl.registry import task_spec
 from robot_rl.ros.launch import died_processes, pid_alive, started_pids
+from robot_rl.ros.runtime import backend_name
 from robot_rl.run_config import PipelineConfig, check_graph_config
 
 MODE = "graph: processes over DDS (twin, safety and learner nodes, started from launch/)"
+SIM_TIME = "simulated (the twin's /clock), lockstep"
+WALL_TIME = "wall clock, real time"
 LOG = "graph.log"
 CONFIG_COPY = "config.yaml"
 POLL_PERIOD_S = 0.25
@@ -45,16 +52,18 @@ STALL_TIMEOUT_S = 180.0   # no learner progress for this long: the graph is stuc
 DIAGNOSTICS_WAIT_S = 1.2  # the safety node publishes its counters at least every 1 s
 STOP_TIMEOUT_S = 20.0     # the runner's own SIGINT -> SIGTERM -> SIGKILL ladder takes < 10 s
 LEARNER_OUTPUTS = (learner_training.CHECKPOINT, learner_training.OFFLINE_CHECKPOINT,
-                   learner_training.ONLINE_STORE, learner_node.EPISODE_LOG, learner_node.STATUS,
-                   "learner", LOG)
+                   learner_training.ONLINE_STORE, learner_node.EPISODE_LOG,
+                   learner_node.EVAL_LOG, learner_node.STATUS, "learner", LOG)
 
 
 class GraphError(RuntimeError):
     """The graph did not run the demo through; the message names the run's log."""
 
 
-def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True) -> Report:
-    """The pipeline with fine-tuning on the graph; RUN/report.md, report.json, learning_curve.png."""
+def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True,
+                   realtime: bool = False) -> Report:
+    """The pipeline with fine-tuning on the graph; RUN/report.md, report.json, learning_curve.png.
+    ``realtime``: the graph on the wall clock (today's robot pace) instead of sim time lockstep."""
     check_graph_config(config, "robot-rl demo (the graph)")
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,47 +75,49 @@ def run_graph_demo(config: PipelineConfig, run_dir: Path, progress: bool = True)
     _clear_learner_outputs(run_dir)
     config_file = run_dir / CONFIG_COPY  # the learner trains with exactly this config
     config_file.write_text(annotated_yaml(config))
-    with _Graph(launch_command(config, config_file, dataset, run_dir), run_dir / LOG) as graph:
+    command = launch_command(config, config_file, dataset, run_dir, realtime)
+    with _Graph(command, run_dir / LOG) as graph:
         monitor = SafetyMonitor()
         try:
-            _follow(graph, monitor, run_dir, config, clock, progress)
+            pace = _follow(graph, monitor, run_dir, config, clock, progress, realtime)
             monitor.spin_for(DIAGNOSTICS_WAIT_S)  # the counters after the last command
             safety = monitor.counters
         finally:
             monitor.destroy()
     clock.lap("stop graph")
-    offline = stages.evaluate_checkpoint(config, run_dir / learner_training.OFFLINE_CHECKPOINT,
-                                         config.eval.episodes, progress=progress)
-    final = stages.evaluate_checkpoint(config, run_dir / learner_training.CHECKPOINT,
-                                       config.eval.episodes, progress=progress)
-    clock.lap("evaluate")
+    rounds = evaluation_curve(read_episode_log(run_dir / learner_node.EVAL_LOG))
+    if len(rounds) < 2:
+        raise GraphError(f"the learner evaluated {len(rounds)} times (at least the pretrained "
+                         f"and the fine-tuned policy were due); see {run_dir / LOG}")
     episodes = read_episode_log(run_dir / learner_node.EPISODE_LOG)
-    window = curve_window(len(episodes))
-    env_steps = int(episodes[-1]["env_steps"]) if episodes else 0
     report = Report(task=config.env_id, robot=config.robot, seed=config.seed,
                     demo_success_rate=summary.demo_success_rate,
                     noisy_success_rate=summary.noisy_success_rate,
-                    offline_success_rate=offline.success_rate,
-                    finetuned_success_rate=final.success_rate,
-                    eval_episodes=config.eval.episodes,
-                    curve=[stages.curve_point(0, offline), stages.curve_point(env_steps, final)],
+                    offline_success_rate=rounds[0].success_rate,
+                    finetuned_success_rate=rounds[-1].success_rate,
+                    eval_episodes=config.eval.episodes, curve=rounds,
                     timings_s=timings, safety=safety, mode=MODE,
-                    online_curve=online_curve(episodes, window), online_window_episodes=window)
+                    online_curve=interval_curve(episodes, [p.env_steps for p in rounds]),
+                    online_window_episodes=0, backend=backend_name(),
+                    time_mode=WALL_TIME if realtime else SIM_TIME,
+                    clock=pace)
     report.write(run_dir)
     return report
 
 
 # ---- the launch ------------------------------------------------------------------------------
 def launch_command(config: PipelineConfig, config_file: Path, dataset: Path,
-                   run_dir: Path) -> list[str]:
+                   run_dir: Path, realtime: bool = False) -> list[str]:
     """``robot-rl launch robot_rl <task>.launch.yaml mode:=twin ...`` as an argv."""
     spec = task_spec(config.env_id)
     if not spec.launch_file:
         raise ValueError(f"env_id {config.env_id!r}: task {spec.name!r} names no launch file "
                          "(TaskSpec.launch_file); run it in-process")
+    sim = "false" if realtime else "true"
     args = {"mode": "twin", "robot": config.robot, "config": config_file, "profile": "",
             "pretrain_dataset": dataset, "run_dir": run_dir, "seed": config.seed,
-            "max_online_env_steps": -1, "updates_per_env_step": -1}  # -1: the config's
+            "max_online_env_steps": -1, "updates_per_env_step": -1,  # -1: the config's
+            "eval_every_env_steps": -1, "use_sim_time": sim, "lockstep": sim}
     # a bare name is a launch file of robot_rl's own (launch/); a plugin's task gives a path
     where = ["robot_rl", spec.launch_file] if Path(spec.launch_file).name == spec.launch_file \
         else [spec.launch_file]
@@ -196,7 +207,8 @@ def _clear_learner_outputs(run_dir: Path) -> None:
 
 # ---- following the learner -------------------------------------------------------------------
 class SafetyMonitor:
-    """The safety node's counters, as it publishes them on /diagnostics (over DDS)."""
+    """The safety node's counters and the twin's clock counters (sim time), as they publish
+    them on /diagnostics (over DDS)."""
 
     def __init__(self) -> None:
         from robot_rl.ros import messages as m
@@ -204,6 +216,7 @@ class SafetyMonitor:
         from robot_rl.ros.runtime import make_node
         self.node = make_node("demo_monitor", "/", argv=[])
         self.counters: dict[str, int] = {}
+        self.clock: dict[str, float] = {}
         self.node.create_subscription(m.DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics,
                                       QOS_DEFAULT)
 
@@ -212,6 +225,8 @@ class SafetyMonitor:
             values = [(kv.key, kv.value) for kv in status.values]
             if status.name.startswith("safety:") and any(k == "status" for k, _ in values):
                 self.counters = safety_counters(values)
+            elif status.name.startswith("twin:") and status.name.endswith(" clock"):
+                self.clock = twin_clock_counters(values)
 
     def spin(self, seconds: float) -> None:
         self.node.spin_once(seconds)
@@ -230,6 +245,14 @@ def safety_counters(values: Any) -> dict[str, int]:
     return {key: int(value) for key, value in values if re.fullmatch(r"\d+", value)}
 
 
+def twin_clock_counters(values: Any) -> dict[str, float]:
+    """The twin's clock diagnostics as numbers: lockstep steps answered (by the controller,
+    gated), resets, answered with nothing gated, not answered, and timeouts."""
+    keep = ("lockstep_steps_answered", "lockstep_resets", "lockstep_steps_ungated",
+            "lockstep_steps_unanswered", "lockstep_timeouts", "clock_steps", "sim_time_s")
+    return {key: float(value) for key, value in values if key in keep}
+
+
 def read_status(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -238,23 +261,27 @@ def read_status(path: Path) -> dict[str, Any] | None:
 
 
 def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: PipelineConfig,
-            clock: stages.Laps, progress: bool) -> dict[str, Any]:
-    """Progress bars from status.json until the learner says done; the last status."""
+            clock: stages.Laps, progress: bool, realtime: bool) -> dict[str, float]:
+    """Progress bars from status.json until the learner says done; the online phase's pace
+    (its node time and wall time, and their ratio)."""
+    where = "twin, real time" if realtime else "twin, sim time lockstep"
     bars = {"pretrain": tqdm(total=config.pretrain.updates, desc="pretrain (learner node)",
                              disable=not progress),
-            "online": tqdm(total=config.finetune.env_steps, desc="online (twin, real time)",
+            "online": tqdm(total=config.finetune.env_steps, desc=f"online ({where})",
                            unit="step", disable=not progress)}
     status_path = run_dir / learner_node.STATUS
     last_change, last_seen, phase = time.monotonic(), None, "starting"
+    pace = OnlinePace()
     try:
         while True:
             monitor.spin(POLL_PERIOD_S)
             status = read_status(status_path)
             if status is not None:
+                pace.observe(status, monitor.clock)
                 phase = _phase_change(phase, status["phase"], clock)
                 _update_bars(bars, status)
                 seen = (status["phase"], status["offline_updates"], status["online_updates"],
-                        status["env_steps"])
+                        status["env_steps"], status.get("evaluation_rounds"))
                 if seen != last_seen:
                     last_seen, last_change = seen, time.monotonic()
                 if status["phase"] in ("done", "failed"):
@@ -273,7 +300,33 @@ def _follow(graph: _Graph, monitor: SafetyMonitor, run_dir: Path, config: Pipeli
             bar.close()
     if status["phase"] == "failed":
         raise GraphError(f"the learner failed; {graph.log_path}:\n{graph.log_tail()}")
-    return status
+    return pace.summary()
+
+
+class OnlinePace:
+    """How fast the online phase went: the learner's node time (sim seconds under sim time)
+    against wall time, between the first status in phase online and the last one in it; and the
+    twin's clock counters as they stood when acting ended (after it, the twin waits for
+    answers that no longer come and times out: not the run's doing)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, float] | None = None  # (node time, wall time)
+        self.last: tuple[float, float] | None = None
+        self.clock: dict[str, float] = {}
+
+    def observe(self, status: dict[str, Any], twin_clock: dict[str, float]) -> None:
+        if status.get("phase") == "online" and "time_s" in status:
+            point = (float(status["time_s"]), float(status["wall_time_s"]))
+            self.first = self.first or point
+            self.last = point
+            self.clock = dict(twin_clock)
+
+    def summary(self) -> dict[str, float]:
+        if self.first is None or self.last is None or self.last[1] <= self.first[1]:
+            return dict(self.clock)
+        sim_s, wall_s = self.last[0] - self.first[0], self.last[1] - self.first[1]
+        return {**self.clock, "online_sim_s": sim_s, "online_wall_s": wall_s,
+                "speedup": sim_s / wall_s}
 
 
 def _phase_change(old: str, new: str, clock: stages.Laps) -> str:
@@ -290,7 +343,8 @@ def _update_bars(bars: dict[str, Any], status: dict[str, Any]) -> None:
     done = min(int(status["offline_updates"]), pretrain.total)
     if done != pretrain.n:
         pretrain.update(done - pretrain.n)
-    postfix = {"episodes": status["episodes"], "updates": status["online_updates"]}
+    postfix = {"episodes": status["episodes"], "updates": status["online_updates"],
+               "evaluations": status.get("evaluation_rounds", 0)}
     steps = int(status["env_steps"])
     if steps != online.n or postfix != getattr(online, "_shown", None):
         online._shown = postfix
@@ -322,4 +376,42 @@ def online_curve(episodes: list[dict[str, str]], window: int) -> list[CurvePoint
         points.append(CurvePoint(env_steps=int(episode["env_steps"]),
                                  success_rate=float(success[lo:i + 1].mean()),
                                  mean_return=float(returns[lo:i + 1].mean())))
+    return points
+
+
+def evaluation_curve(rows: list[dict[str, str]]) -> list[CurvePoint]:
+    """One point per complete evaluation round of ``evaluations.csv``, at the online env steps
+    it was made at (episodes of a round cut short by the end of the run are left out)."""
+    by_round: dict[int, list[dict[str, str]]] = {}
+    for row in rows:
+        by_round.setdefault(int(row["round"]), []).append(row)
+    sizes = [len(r) for r in by_round.values()]
+    complete = max(sizes, default=0)
+    points = []
+    for index in sorted(by_round):
+        round_rows = by_round[index]
+        if len(round_rows) < complete:
+            continue
+        points.append(CurvePoint(
+            env_steps=int(round_rows[0]["env_steps"]),
+            success_rate=float(np.mean([float(r["success"]) for r in round_rows])),
+            mean_return=float(np.mean([float(r["episode_return"]) for r in round_rows])),
+            episodes=len(round_rows)))
+    return points
+
+
+def interval_curve(episodes: list[dict[str, str]], marks: list[int]) -> list[CurvePoint]:
+    """The exploring episodes' success per interval between evaluations: one point at the end
+    of each interval that holds episodes (an episode belongs to the interval its last step is
+    in)."""
+    bounds = sorted(set(marks))
+    points = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        inside = [e for e in episodes if lo < int(e["env_steps"]) <= hi]
+        if not inside:
+            continue
+        points.append(CurvePoint(
+            env_steps=hi, success_rate=float(np.mean([float(e["success"]) for e in inside])),
+            mean_return=float(np.mean([float(e["episode_return"]) for e in inside])),
+            episodes=len(inside)))
     return points

@@ -33,6 +33,10 @@ class RosNameError(ValueError):
     """A topic name or namespace that ROS 2 would reject."""
 
 
+class SimTimeRefused(ValueError):
+    """A node that must run on wall time (hardware) was started with ``use_sim_time``."""
+
+
 class Publisher(Protocol):
     topic: str
 
@@ -195,16 +199,59 @@ def logger_name(namespace: str, node_name: str) -> str:
     return f"{ns}.{node_name}" if ns else node_name
 
 
+# --- clocks -------------------------------------------------------------------------------
+USE_SIM_TIME = "use_sim_time"  # ROS 2's standard parameter: every node has it
+CLOCK_TOPIC = "/clock"         # rosgraph_msgs/Clock, published by the simulator (here: the twin)
+# rclpy's TimeSource and rclcpp's ClockQoS read /clock keep-last 1, best effort, which matches any
+# writer; the twin writes it reliably, which best-effort and reliable readers alike accept.
+QOS_CLOCK_READER = QosProfile(reliability="best_effort", depth=1)
+QOS_CLOCK_WRITER = QosProfile(depth=1)
+
+
+class SimClock:
+    """A node's time under ``use_sim_time``: the newest ``/clock``, 0.0 until the first arrives.
+
+    rclpy's rule for the start: time is 0 until a clock comes, and timers wait for it (the backend
+    re-bases them on the first one). Sim time never goes back within a run (the twin's clock keeps
+    counting across episode resets), so a ``/clock`` older than the time already taken is ignored
+    and counted: ``now_s`` doubles as the node's steady clock, whose ages must not go negative.
+    """
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+        self.started = False
+        self.ignored_backward = 0  # /clock messages older than the time already taken
+
+    def update(self, stamp_s: float) -> str:
+        """Take one ``/clock``: 'start' (the first), 'advance', 'same' or 'backward' (ignored)."""
+        if not self.started:
+            self.now_s, self.started = float(stamp_s), True
+            return "start"
+        if stamp_s < self.now_s:
+            self.ignored_backward += 1
+            return "backward"
+        if stamp_s == self.now_s:
+            return "same"
+        self.now_s = float(stamp_s)
+        return "advance"
+
+
 # --- timers -------------------------------------------------------------------------------
 class Timer:
-    """A periodic callback run by the node's executor; missed periods are skipped, not queued."""
+    """A periodic callback run by the node's executor; missed periods are skipped, not queued.
 
-    def __init__(self, period_s: float, callback: Callable[[], None]) -> None:
+    ``clock`` is the time the period counts on: the node's steady clock (simulated time under
+    ``use_sim_time``, so a period is then sim seconds) or, for wall timers, ``time.monotonic``.
+    """
+
+    def __init__(self, period_s: float, callback: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not period_s > 0.0:
             raise ValueError(f"timer period_s must be > 0, got {period_s!r}")
         self.period_s = float(period_s)
         self.callback = callback
-        self.due_s = time.monotonic() + self.period_s
+        self.clock = clock
+        self.due_s = clock() + self.period_s
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -212,7 +259,7 @@ class Timer:
 
     def reset(self) -> None:
         self.cancelled = False
-        self.due_s = time.monotonic() + self.period_s
+        self.due_s = self.clock() + self.period_s
 
 
 class TimerQueue:
@@ -241,6 +288,14 @@ class TimerQueue:
             self.add(timer)
         return due
 
+    def rebase(self, now_s: float) -> None:
+        """Every timer next due one period after ``now_s`` (sim time: the first ``/clock``)."""
+        timers = [timer for _, _, timer in self._heap if not timer.cancelled]
+        self._heap.clear()
+        for timer in timers:
+            timer.due_s = now_s + timer.period_s
+            self.add(timer)
+
 
 # --- the Node -----------------------------------------------------------------------------
 class Node(ABC):
@@ -258,6 +313,7 @@ class Node(ABC):
         self._descriptions: dict[str, str] = {}
         self._logger = Logger(logger_name(self.namespace, name), self.options.log_level)
         self._shutdown = threading.Event()
+        self._sim_clock: SimClock | None = None  # set by a backend that keeps sim time itself
 
     @property
     def fully_qualified_name(self) -> str:
@@ -297,17 +353,43 @@ class Node(ABC):
     def get_logger(self) -> Logger:
         return self._logger
 
+    # clocks (C2): both are simulated time under use_sim_time, so stamps, ages, timeouts and
+    # rate limits all count sim seconds there, and wall seconds otherwise
     def now_s(self) -> float:
-        """Wall-clock time in seconds since the epoch, as ROS 2's system clock."""
-        return time.time()
+        """ROS time in seconds, for stamps: system time since the epoch, or the simulated time
+        (the newest ``/clock``) under ``use_sim_time``."""
+        clock = self._sim_clock
+        return time.time() if clock is None else clock.now_s
 
     def steady_s(self) -> float:
         """A clock that never goes back, in seconds, for ages, freshness and timeouts: an NTP
         step of the wall clock must neither make old data fresh nor fresh data old. Monotonic
-        time (arbitrary origin: only differences mean anything) on wall time; a backend on
-        simulated time returns the simulated time (which never goes back within a run). Not for
-        stamps: those are ``now_s()``."""
-        return time.monotonic()
+        time (``time.monotonic()``, arbitrary origin: only differences mean anything) on wall
+        time; the simulated time under ``use_sim_time`` (which never goes back within a run).
+        Not for stamps: those are ``now_s()``."""
+        clock = self._sim_clock
+        return time.monotonic() if clock is None else clock.now_s
+
+    @property
+    def uses_sim_time(self) -> bool:
+        """The node's ``use_sim_time`` parameter (every ROS 2 node has it)."""
+        try:
+            return bool(self.get_parameter(USE_SIM_TIME))
+        except ParameterError:
+            return False
+
+    def require_wall_time(self, what: str) -> None:
+        """Refuse ``use_sim_time`` in a node that drives hardware: real servos and cameras run on
+        wall time whatever a simulator's clock says."""
+        if self.uses_sim_time:
+            raise SimTimeRefused(f"node {self.fully_qualified_name}: {what} runs on wall time; "
+                                 f"use_sim_time must be false here (sim time is for the twin)")
+
+    def create_wall_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        """A timer on wall time (``time.monotonic``) even under ``use_sim_time``, as rclcpp's
+        ``create_wall_timer``: for bookkeeping that a paused simulation must not stop (status
+        files, a lockstep simulator's own timeouts)."""
+        raise NotImplementedError(f"{type(self).__name__}.create_wall_timer")
 
     # lifecycle
     def ok(self) -> bool:
@@ -336,7 +418,8 @@ class Node(ABC):
                             qos: QosProfile | int | None = None) -> Subscription: ...
 
     @abstractmethod
-    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer: ...
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        """A timer on the node's clock: ROS time, so sim seconds under ``use_sim_time``."""
 
     @abstractmethod
     def spin_once(self, timeout_s: float = 0.0) -> None:

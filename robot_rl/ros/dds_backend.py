@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import ipaddress
+import math
 import os
 import threading
 import time
@@ -42,7 +43,19 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from robot_rl.ros import messages
-from robot_rl.ros.api import LOG_LEVELS, Logger, Node, NodeOptions, Timer, TimerQueue
+from robot_rl.ros.api import (
+    CLOCK_TOPIC,
+    LOG_LEVELS,
+    QOS_CLOCK_READER,
+    USE_SIM_TIME,
+    Logger,
+    Node,
+    NodeOptions,
+    ParameterValue,
+    SimClock,
+    Timer,
+    TimerQueue,
+)
 from robot_rl.ros.discovery import QOS as DISCOVERY_QOS
 from robot_rl.ros.discovery import DiscoveryInfo
 from robot_rl.ros.qos import QosProfile, qos_from_depth
@@ -275,6 +288,47 @@ class DdsSubscription:
         self._reader.__del__()
 
 
+class DdsSimClock:
+    """``use_sim_time`` on the dds backend: a ``/clock`` reader on the node's WaitSet.
+
+    The executor takes the clock before any other message of a wake-up (``take``), so a callback
+    sees the time its message was sent at: the twin publishes ``/clock`` before the state of that
+    instant. Timers on the node's clock fire once it passes their due time, never before the
+    first ``/clock`` (spin waits for it), and count from that first one.
+    """
+
+    def __init__(self, node: DdsNode) -> None:
+        self.clock = SimClock()
+        resolved = node.resolve(CLOCK_TOPIC)
+        self._reader = DataReader(node._participant, node._topic(messages.Clock, resolved),
+                                  qos=dds_qos(QOS_CLOCK_READER))
+        self.condition = ReadCondition(self._reader,
+                                       SampleState.Any | ViewState.Any | InstanceState.Any)
+        node._discovery.add_entity(id(node), self._reader.guid, is_reader=True)
+        self._warned = False
+        self._logger = node.get_logger()
+
+    def take(self) -> str | None:
+        """Take what ``/clock`` sent; 'start' on the first time, else the last update's kind."""
+        started = False
+        for sample in self._reader.take(N=_TAKE_BATCH):
+            if isinstance(sample, InvalidSample):
+                continue
+            outcome = self.clock.update(messages.stamp_to_s(sample.clock))
+            started = started or outcome == "start"
+            if outcome == "backward" and not self._warned:
+                self._warned = True
+                self._logger.warning(f"{CLOCK_TOPIC} went back to "
+                                     f"{messages.stamp_to_s(sample.clock):.6f} s from "
+                                     f"{self.clock.now_s:.6f} s: ignored (sim time never goes "
+                                     "back within a run; restart the nodes for a new one)")
+        return "start" if started else None
+
+    def destroy(self) -> None:
+        self.condition.__del__()
+        self._reader.__del__()
+
+
 class DdsNode(Node):
     """A node on Cyclone DDS; create it with ``runtime.make_node``."""
 
@@ -295,8 +349,11 @@ class DdsNode(Node):
         self._topics: dict[str, Topic] = {}
         self._publishers: list[DdsPublisher] = []
         self._subscriptions: list[DdsSubscription] = []
-        self._timers = TimerQueue()
+        self._timers = TimerQueue()       # on the node's clock (ROS time)
+        self._wall_timers = TimerQueue()  # on time.monotonic, whatever use_sim_time says
         self._destroyed = False
+        self._sim: DdsSimClock | None = None
+        self._start_sim_clock()
         if rosout:
             self._logger = RosoutLogger(self._logger.name, self.options.log_level,
                                         self._rosout_writer())
@@ -346,23 +403,79 @@ class DdsNode(Node):
         return subscription
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(period_s, callback)
+        timer = Timer(period_s, callback, clock=self.steady_s)
         self._timers.add(timer)
         self._wake()  # a spinning executor must re-plan its wait
+        return timer
+
+    def create_wall_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(period_s, callback, clock=time.monotonic)
+        self._wall_timers.add(timer)
+        self._wake()
         return timer
 
     def spin_once(self, timeout_s: float = 0.0) -> None:
         if self._destroyed:
             raise RuntimeError(f"node {self.fully_qualified_name}: spin after destroy()")
-        to_timer = self._timers.seconds_to_next(time.monotonic())
-        wait_s = timeout_s if to_timer is None else min(timeout_s, to_timer)
+        wait_s = min(timeout_s, self._seconds_to_next_timer())
         if wait_s > 0.0:
             self._waitset.wait(max(1, int(wait_s * 1e9)))
         self._wakeup.set(False)
-        for subscription in list(self._subscriptions):
-            for msg in subscription.take():
+        taken = [(s, s.take()) for s in list(self._subscriptions)]
+        if self._take_clock():  # after the messages: see _take_clock
+            self._run_due_timers()
+        for subscription, msgs in taken:
+            for msg in msgs:
                 subscription.callback(msg)
-        for timer in self._timers.pop_due(time.monotonic()):
+        self._run_due_timers()
+
+    # ---- clocks and timers ------------------------------------------------------------------
+    def declare_parameter(self, name: str, default: ParameterValue,
+                          description: str = "") -> ParameterValue:
+        """As ``Node.declare_parameter``; ``use_sim_time`` is every node's own (declared when the
+        node starts, as rclpy does), so declaring it again returns its value."""
+        if name == USE_SIM_TIME and name in self._parameters:
+            return self._parameters[name]
+        return super().declare_parameter(name, default, description)
+
+    def _start_sim_clock(self) -> None:
+        """Declares ``use_sim_time`` (every ROS 2 node has it); when true, time is ``/clock``."""
+        if self.declare_parameter(USE_SIM_TIME, False, "take time from /clock (the twin's "
+                                  "simulated time) instead of the system clock"):
+            self._sim = DdsSimClock(self)
+            self._sim_clock = self._sim.clock
+            self._waitset.attach(self._sim.condition)
+
+    def _take_clock(self) -> bool:
+        """Takes /clock after the wake-up's messages and before their callbacks; True when time
+        moved. The simulator publishes /clock before the state of each instant, so once a state
+        is taken its /clock has arrived too: taken after the messages, the clock is never behind
+        a message it preceded (taken before, a state that came in between would be handled at
+        the previous instant). Timers then due fire before the callbacks (ROS 2's executors run
+        ready timers first), so a timer at sim time t sees what came before t, whether or not the
+        messages stamped t came in the same wake-up: the orders a lockstep run needs to come out
+        the same each time."""
+        if self._sim is None:
+            return False
+        before = self._sim.clock.now_s
+        if self._sim.take() == "start":
+            self._timers.rebase(self._sim.clock.now_s)
+        return self._sim.clock.now_s != before
+
+    def _seconds_to_next_timer(self) -> float:
+        """Wall seconds until a timer is due; sim-time timers become due when /clock arrives,
+        which wakes the WaitSet, so they set no deadline."""
+        now = time.monotonic()
+        waits = [self._wall_timers.seconds_to_next(now)]
+        if self._sim is None:
+            waits.append(self._timers.seconds_to_next(now))
+        return min((w for w in waits if w is not None), default=math.inf)
+
+    def _run_due_timers(self) -> None:
+        if self._sim is None or self._sim.clock.started:
+            for timer in self._timers.pop_due(self.steady_s()):
+                timer.callback()
+        for timer in self._wall_timers.pop_due(time.monotonic()):
             timer.callback()
 
     def _wake(self) -> None:
@@ -382,6 +495,9 @@ class DdsNode(Node):
             publisher.destroy()
         self._subscriptions.clear()
         self._publishers.clear()
+        if self._sim is not None:
+            self._waitset.detach(self._sim.condition)
+            self._sim.destroy()
         for topic in self._topics.values():
             topic.__del__()
         self._topics.clear()

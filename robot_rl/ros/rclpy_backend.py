@@ -337,6 +337,13 @@ class RclpyNode(Node):
                                  f"{exc}") from exc
         return value
 
+    @property
+    def uses_sim_time(self) -> bool:
+        """rclpy's own ``use_sim_time`` (every rclpy node declares it, ``-p use_sim_time:=true``
+        sets it, and rclpy's time source follows it), whether or not the node declared it
+        through the Node API."""
+        return bool(self._node.get_parameter("use_sim_time").value)
+
     def now_s(self) -> float:
         """ROS time: the system clock, or ``/clock`` when ``use_sim_time`` is true (rclpy's)."""
         return self._node.get_clock().now().nanoseconds * 1e-9
@@ -367,6 +374,15 @@ class RclpyNode(Node):
         if not period_s > 0.0:
             raise ValueError(f"timer period_s must be > 0, got {period_s!r}")
         return self._node.create_timer(period_s, self._counted(callback))
+
+    def create_wall_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        """An rclpy timer on the steady clock, whatever ``use_sim_time`` says (rclcpp's
+        ``create_wall_timer``)."""
+        from rclpy.clock import Clock, ClockType
+        if not period_s > 0.0:
+            raise ValueError(f"timer period_s must be > 0, got {period_s!r}")
+        return self._node.create_timer(period_s, self._counted(callback),
+                                       clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def spin_once(self, timeout_s: float = 0.0) -> None:
         """Wait up to ``timeout_s`` for work, then run every callback that is ready."""

@@ -23,8 +23,11 @@ from robot_rl.data import EpisodeStore
 from robot_rl.learning import load_checkpoint
 from robot_rl.nodes import topics
 from robot_rl.pipeline.graph_demo import (
+    SIM_TIME,
     _Graph,
     curve_window,
+    evaluation_curve,
+    interval_curve,
     online_curve,
     read_episode_log,
     read_status,
@@ -57,6 +60,22 @@ def test_curve_and_counters_from_what_the_nodes_write() -> None:
     values = [("status", "clipped"), ("state_age_s", "0.0100"), ("commands", "12"),
               ("verdict_hold", "3"), ("last_rebase_joints", "f0_base")]
     assert safety_counters(values) == {"commands": 12, "verdict_hold": 3}
+
+
+def test_evaluation_rounds_and_exploring_intervals_from_what_the_learner_writes() -> None:
+    rows = [{"round": str(r), "env_steps": str(at), "success": str(s), "episode_return": str(-k)}
+            for r, at in ((0, 0), (1, 120), (2, 250))
+            for k, s in enumerate((1, 0, r % 2))]
+    curve = evaluation_curve(rows)
+    assert [(p.env_steps, p.episodes) for p in curve] == [(0, 3), (120, 3), (250, 3)]
+    assert [p.success_rate for p in curve] == pytest.approx([1 / 3, 2 / 3, 1 / 3])
+    assert curve[0].mean_return == pytest.approx(-1.0)
+    # exploring episodes by the interval between evaluations their last step falls in
+    episodes = [{"env_steps": str(60 * (i + 1)), "success": str(int(i >= 2)),
+                 "episode_return": "-1"} for i in range(4)]
+    points = interval_curve(episodes, [p.env_steps for p in curve])
+    assert [(p.env_steps, p.episodes, p.success_rate) for p in points] == [(120, 2, 0.0),
+                                                                          (250, 2, 1.0)]
 
 
 def test_learner_from_the_launch_file_pretrains_fine_tunes_and_stops_by_itself(
@@ -130,14 +149,24 @@ def _demo_on_the_graph(spawn: Any, out: Path) -> None:
     assert demo.returncode == 0, output[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["mode"].startswith("graph")
+    assert (report["backend"], report["time_mode"]) == ("dds", SIM_TIME)
+    markdown = (out / "report.md").read_text()
+    assert f"Backend: dds; time: {SIM_TIME}" in markdown and "x real time" in markdown
     for key in ("offline_success_rate", "finetuned_success_rate", "demo_success_rate"):
         assert 0.0 <= report[key] <= 1.0
     config = load_pipeline_config("valve", profile="quick")
     assert report["eval_episodes"] == config.eval.episodes
     online = EpisodeStore.open(out / "online.zarr")
     assert online.n_steps >= config.finetune.env_steps  # the budget, on the twin
+    # the curve is the graph's evaluations: at 0, past every eval_every_env_steps, at the end
+    curve = report["curve"]
+    assert curve[0]["env_steps"] == 0 and curve[-1]["env_steps"] == online.n_steps
+    assert len(curve) >= config.finetune.env_steps // config.finetune.eval_every_env_steps + 1
+    assert all(p["episodes"] == config.eval.episodes for p in curve)
+    assert (report["offline_success_rate"], report["finetuned_success_rate"]) == \
+        (curve[0]["success_rate"], curve[-1]["success_rate"])
     assert report["online_curve"][-1]["env_steps"] == online.n_steps
-    assert [p["env_steps"] for p in report["curve"]] == [0, online.n_steps]
+    assert report["clock"]["lockstep_timeouts"] == 0 and report["clock"]["speedup"] > 1.0
     assert all(math.isfinite(t) for t in report["timings_s"].values())
     # the safety node's own counters, read from /diagnostics: every learner command went through
     assert report["safety"]["commands"] >= online.n_steps

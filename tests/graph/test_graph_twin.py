@@ -83,16 +83,20 @@ def test_twin_publishes_state_camera_obeys_command_and_resets(ros_domain: int,
                    "joint_positions_rad": joints.tolist(), "object_position": 1.0}
         episode.publish(m.String(data=json.dumps(request)))
         probe.wait_until(lambda: bool(replies), 5.0, what="reset_done")
-        assert json.loads(replies[-1].data) == {"event": "reset_done", "episode": 7}
-        states.clear()
-        objects.clear()
-        # a state sent just before the teleport can arrive after reset_done (another topic, best
-        # effort), so wait for the pose rather than judging the first state that comes in
-        probe.wait_until(lambda: bool(states and objects) and bool(
-            np.all(np.abs(latest_position(states) - joints) < 0.05)), 10.0,
-            what="joint states at the reset pose")
-        np.testing.assert_allclose(latest_position(states), joints, atol=0.05)
-        assert abs(objects[-1].position[0] - 1.0) < 0.1
+        reply = json.loads(replies[-1].data)
+        # reset_done names the stamp of the first state measured after the teleport (the twin's
+        # own clock): a state sent just before the teleport can still arrive after the reply
+        # (another topic, best effort), and the stamp tells them apart
+        assert set(reply) == {"event", "episode", "stamp_s"}, reply
+        assert (reply["event"], reply["episode"]) == ("reset_done", 7)
+
+        def stamped_after(msgs: list[m.JointState]) -> list[m.JointState]:
+            return [s for s in msgs if m.stamp_to_s(s.header.stamp) >= reply["stamp_s"]]
+
+        probe.wait_until(lambda: bool(stamped_after(states) and stamped_after(objects)), 10.0,
+                         what="states stamped at or after reset_done's stamp")
+        np.testing.assert_allclose(stamped_after(states)[0].position, joints, atol=0.05)
+        assert abs(stamped_after(objects)[0].position[0] - 1.0) < 0.1
     finally:
         probe.destroy()
     assert stop(twin) == 0

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from graph_probe import Probe
 
 from robot_rl.nodes import topics
@@ -106,3 +107,41 @@ def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, r
     reader.join(timeout=2)
     escalated = [line for line in lines if "SIGTERM" in line or "SIGKILL" in line]
     assert not escalated, "".join(lines[-40:])
+
+
+@pytest.mark.parametrize("task", ["valve", "drawer"])
+def test_sim_time_reaches_every_twin_mode_node_and_real_hardware_refuses_it(task: str) -> None:
+    """use_sim_time:=true lockstep:=true: every node on /clock, the twin in lockstep, the learner
+    waiting for its updates; by default, the wall clock everywhere. The real and hil files accept
+    use_sim_time false only (ROS 2 launch's own choice check refuses anything else)."""
+    desc = LaunchDescription.load(LAUNCH_DIR / f"{task}.launch.yaml",
+                                  {"mode": "twin", "use_sim_time": "true", "lockstep": "true"})
+    cmds = {p.label: p.cmd for p in desc.processes}
+    for label in ("twin", "safety", "learner"):
+        assert "use_sim_time:=true" in cmds[label], (label, cmds[label])
+    assert "lockstep:=true" in cmds["twin"] and "wait_for_updates:=true" in cmds["learner"]
+    wall = {p.label: p.cmd for p in LaunchDescription.load(
+        LAUNCH_DIR / f"{task}.launch.yaml", {"mode": "twin"}).processes}
+    for label in ("twin", "safety", "learner"):
+        assert "use_sim_time:=false" in wall[label], (label, wall[label])
+    for mode in ("real", "hil"):
+        entries = yaml.safe_load((LAUNCH_DIR / f"{task}_{mode}.launch.yaml").read_text())
+        arg = next(e["arg"] for e in entries["launch"]
+                   if "arg" in e and e["arg"]["name"] == "use_sim_time")
+        assert (arg["default"], arg["choice"]) == ("false", [{"value": "false"}])
+
+
+def test_ros2_launch_refuses_sim_time_on_real_hardware() -> None:
+    """Through ROS 2 Jazzy's own launch system (where its sources are installed: CI's rclpy
+    job): the real mode with use_sim_time:=true stops with a one-line error before any node."""
+    launch = pytest.importorskip("launch", reason="ROS 2 Jazzy's launch (../shared/"
+                                 "ros2-launch-jazzy) is not installed in this venv")
+    pytest.importorskip("launch_ros", reason="launch_ros (with rclpy) is not installed")
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import AnyLaunchDescriptionSource
+
+    service = launch.LaunchService()
+    service.include_launch_description(IncludeLaunchDescription(
+        AnyLaunchDescriptionSource(str(LAUNCH_DIR / "valve.launch.yaml")),
+        launch_arguments=[("mode", "real"), ("use_sim_time", "true")]))
+    assert service.run() != 0
