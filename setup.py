@@ -15,6 +15,6 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.yaml")),
-        (f"share/{PACKAGE}/calibration", glob("calibration/*.yaml")),
+        (f"share/{PACKAGE}/calibration", glob("robot_rl/calibration/*.yaml")),
     ],
 )

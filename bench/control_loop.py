@@ -197,7 +197,7 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trai
     else:
         learner_args = ["-p", f"trainer:={trainer}", *acting]
     commands = [
-        node_cmd("sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
+        node_cmd("robot_rl.sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
         node_cmd("robot_rl.nodes.safety", *ns),
         node_cmd("robot_rl.nodes.learner", "-p", "profile:=quick",
                  "-p", f"pretrain_dataset:={dataset}", "-p", "pretrain_updates:=50",

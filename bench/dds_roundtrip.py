@@ -196,7 +196,7 @@ def idle_cpu(backend: str, env: dict[str, str], seconds: float) -> tuple[float, 
     procs = [subprocess.Popen(
         [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.main())", "--ros-args",
          "-r", "__ns:=/hand"], env=child_env, stderr=subprocess.DEVNULL, start_new_session=True)
-        for module in ("sim_twin.node", "robot_rl.nodes.safety")]
+        for module in ("robot_rl.sim_twin.node", "robot_rl.nodes.safety")]
     try:
         time.sleep(5.0)  # start-up and discovery are not idle
         before, start = [_cpu_s(p.pid) for p in procs], time.monotonic()

@@ -26,10 +26,10 @@ from collections.abc import Callable
 import numpy as np
 from dynamixel_sdk import COMM_SUCCESS, GroupSyncRead, PacketHandler, PortHandler
 
-from drivers.dynamixel import control_table as ct
-from drivers.dynamixel.chain import DynamixelChain
+from robot_rl.drivers.dynamixel import control_table as ct
+from robot_rl.drivers.dynamixel.chain import DynamixelChain
 from robot_rl.robot_config import RobotCalibration, load_robot
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 FAILURES: dict[str, int] = {}
 

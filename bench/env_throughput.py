@@ -13,7 +13,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-import sim_twin  # noqa: F401  (registers the environments, sets MUJOCO_GL)
+import robot_rl.sim_twin  # noqa: F401  (registers the environments, sets MUJOCO_GL)
 from robot_rl.registry import registered_tasks
 
 

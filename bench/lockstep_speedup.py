@@ -93,7 +93,7 @@ def run_graph(label: str, train: bool, steps: int, profile: str, dataset: Path,
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     common = {"robot": "dclaw", "use_sim_time": True}
     procs = {
-        "twin": subprocess.Popen(node_cmd("sim_twin.node", "/hand", **common, lockstep=True),
+        "twin": subprocess.Popen(node_cmd("robot_rl.sim_twin.node", "/hand", **common, lockstep=True),
                                  env=env, stderr=subprocess.DEVNULL, start_new_session=True),
         "safety": subprocess.Popen(node_cmd("robot_rl.nodes.safety", "/hand", **common),
                                    env=env, stderr=subprocess.DEVNULL, start_new_session=True),

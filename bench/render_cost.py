@@ -20,9 +20,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-import sim_twin  # noqa: F401  (registers the environments, sets MUJOCO_GL)
+import robot_rl.sim_twin  # noqa: F401  (registers the environments, sets MUJOCO_GL)
+from robot_rl.sim_twin.twin import VIEW_QUALITY, view_render_size
 from robot_rl.tasks.camera import preprocess_color
-from sim_twin.twin import VIEW_QUALITY, view_render_size
 
 ENVS = {"valve": "robot_rl/ValveTurn-v0", "drawer": "robot_rl/DrawerOpen-v0"}
 MODEL_QUALITY = {"offsamples": 4, "numslices": 28, "numstacks": 16}  # MuJoCo's defaults

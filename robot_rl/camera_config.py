@@ -1,6 +1,6 @@
 """A camera's calibration: intrinsics (K, D, size, distortion model) and its pose on the robot.
 
-One YAML file per camera in ``calibration/cameras/``; ``load_camera("d435_dclaw")`` or a path.
+One YAML file per camera in ``robot_rl/calibration/cameras/``; ``load_camera("d435_dclaw")`` or a path.
 Extrinsics are the pose of the camera's optical frame (ROS/OpenCV optical: x right, y down,
 z forward) in the robot's base frame: ``p_base = R(rotation_xyzw) @ p_camera + translation_m``.
 Quaternions are (x, y, z, w), as geometry_msgs and tf2 write them.
@@ -17,7 +17,7 @@ import yaml
 
 from robot_rl.config import ConfigError, from_dict, load_yaml, named_yaml, to_dict
 
-CAMERAS_DIR = Path(__file__).resolve().parent.parent / "calibration" / "cameras"
+CAMERAS_DIR = Path(__file__).resolve().parent.parent / "robot_rl" / "calibration" / "cameras"
 # sensor_msgs/CameraInfo distortion models and their number of coefficients
 DISTORTION_COEFFICIENTS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 

@@ -391,7 +391,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from robot_rl.data.video import mp4_available
-    from sim_twin.episode_replay import replay_to_video  # MuJoCo only for this subcommand
+    from robot_rl.sim_twin.episode_replay import replay_to_video  # MuJoCo only for this subcommand
 
     out = Path(args.out or f"{Path(args.path).stem}_episode{args.episode}.mp4")
     names = [out]

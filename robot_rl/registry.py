@@ -13,11 +13,11 @@ Adding a robot or a task needs no change to robot_rl. A package declares entry p
   subclass driving the robots whose calibration says ``kind: my_bus``.
 
 Lookup order for a robot name: a ``register_robot`` call or an entry point, then each folder of
-ROBOT_RL_CALIBRATION_PATH, then the bundled ``calibration/``. A registered name may not be one of
+ROBOT_RL_CALIBRATION_PATH, then the bundled ``robot_rl/calibration/``. A registered name may not be one of
 the bundled robots' (one name, one robot: a dataset records the robot by name).
 
 Gymnasium: every task's env id is registered with an entry-point string
-(``sim_twin.envs:TaskEnv``), so gymnasium imports the twin only when an env is made. Importing
+(``robot_rl.sim_twin.envs:TaskEnv``), so gymnasium imports the twin only when an env is made. Importing
 robot_rl arranges it: at once if gymnasium is already imported, otherwise the moment it is (a
 post-import hook), so that a process that never uses gymnasium (a node) does not import it
 (about 0.2 s here).
@@ -45,9 +45,9 @@ ROBOT_ENTRY_POINTS = "robot_rl.robots"
 TASK_ENTRY_POINTS = "robot_rl.tasks"
 DRIVER_ENTRY_POINTS = "robot_rl.drivers"
 CALIBRATION_PATH_ENV = "ROBOT_RL_CALIBRATION_PATH"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where calibration/ and sim_twin/ live
-BUNDLED_CALIBRATIONS = PACKAGE_ROOT / "calibration"
-TASK_ENV_ENTRY_POINT = "sim_twin.envs:TaskEnv"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # model paths in calibrations are relative to it
+BUNDLED_CALIBRATIONS = PACKAGE_ROOT / "robot_rl" / "calibration"
+TASK_ENV_ENTRY_POINT = "robot_rl.sim_twin.envs:TaskEnv"
 
 
 class RegistryError(ValueError):
@@ -87,7 +87,7 @@ def _add_robot(name: str, path: Path, origin: str) -> None:
 
 def calibration_folders() -> list[Path]:
     """Where calibrations are looked up by name, in order: ROBOT_RL_CALIBRATION_PATH's folders,
-    then the bundled calibration/."""
+    then the bundled robot_rl/calibration/."""
     extra = [Path(p).expanduser() for p in os.environ.get(CALIBRATION_PATH_ENV, "").split(
         os.pathsep) if p]
     return [*extra, BUNDLED_CALIBRATIONS]
@@ -150,11 +150,11 @@ class TaskSpec:
 
 BUILTIN_TASKS = (
     TaskSpec("valve", "robot_rl.tasks.valve:ValveTask", "robot_rl/ValveTurn-v0",
-             default_robot="dclaw", expert="sim_twin.experts:ValveExpert",
+             default_robot="dclaw", expert="robot_rl.sim_twin.experts:ValveExpert",
              pipeline_config="valve", launch_file="valve.launch.yaml",
              description="turn a three-spoke valve to a goal angle with a three-finger hand"),
     TaskSpec("drawer", "robot_rl.tasks.drawer:DrawerTask", "robot_rl/DrawerOpen-v0",
-             default_robot="arm6", expert="sim_twin.experts:DrawerExpert",
+             default_robot="arm6", expert="robot_rl.sim_twin.experts:DrawerExpert",
              pipeline_config="drawer", launch_file="drawer.launch.yaml",
              description="hook a drawer's handle with an arm and pull it open"),
 )
@@ -238,9 +238,9 @@ def load_object(reference: str, what: str) -> Any:
 # ---- drivers ---------------------------------------------------------------------------------
 
 BUILTIN_DRIVERS = {
-    "dynamixel_hand": "drivers.dynamixel.robot:DynamixelRobot",
-    "dynamixel_arm": "drivers.dynamixel.robot:DynamixelRobot",
-    "twin": "sim_twin.robot:TwinRobot",
+    "dynamixel_hand": "robot_rl.drivers.dynamixel.robot:DynamixelRobot",
+    "dynamixel_arm": "robot_rl.drivers.dynamixel.robot:DynamixelRobot",
+    "twin": "robot_rl.sim_twin.robot:TwinRobot",
 }
 _drivers: dict[str, tuple[str, str]] = {k: (v, "robot_rl (built in)")
                                         for k, v in BUILTIN_DRIVERS.items()}

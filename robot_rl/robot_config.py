@@ -5,7 +5,7 @@ or a URDF MuJoCo compiles), read by the twin, the supervisor's kinematics and th
 ``tasks`` adds, per task, the twin's scene (the robot with the task's objects) and the task's
 settings for this robot (e.g. the drawer's home pose). The YAML is the single home of the joint
 order and of every limit the safety supervisor enforces. ``load_robot("dclaw")`` (a name:
-registered, on ROBOT_RL_CALIBRATION_PATH or bundled in ``calibration/``; see robot_rl.registry)
+registered, on ROBOT_RL_CALIBRATION_PATH or bundled in ``robot_rl/calibration/``; see robot_rl.registry)
 or ``load_robot("path/to/file.yaml")``. Model and scene paths are absolute, or relative to the
 calibration file's folder (the bundled calibrations' form, relative to the robot_rl installation,
 is read too). Everything that can be checked is checked at load, and every error names the file:
@@ -53,7 +53,7 @@ class JointCalibration:
     torque_constant_nm_a: float | None = field(default=None, metadata={
         "range": (0.001, 1000.0),
         "help": "joint torque per A of reported current, for the twin to report current where "
-                "no servo model gives it; None: the servo model's (sim_twin/servos.py), else 1"})
+                "no servo model gives it; None: the servo model's (robot_rl/sim_twin/servos.py), else 1"})
 
     def __post_init__(self) -> None:
         lo, hi = self.position_limits_rad
@@ -125,8 +125,8 @@ class RobotTaskSettings:
 class RobotCalibration:
     robot: str
     kind: str = field(metadata={
-        "help": "what drives it: dynamixel_hand, dynamixel_arm (drivers/dynamixel), "
-                "ros2_control_arm (drivers/ros2_control), or a name a driver package uses"})
+        "help": "what drives it: dynamixel_hand, dynamixel_arm (robot_rl/drivers/dynamixel), "
+                "ros2_control_arm (robot_rl/drivers/ros2_control), or a name a driver package uses"})
     model_mjcf: str = field(metadata={
         "help": "the robot's MuJoCo model (MJCF or URDF): absolute, or relative to this file's "
                 "folder"})
@@ -207,7 +207,7 @@ class RobotCalibration:
     def resolve(self, relative: str) -> Path:
         """A path of this file (a model, a scene): absolute, or relative to the calibration's
         folder; failing that, relative to the robot_rl installation (the bundled calibrations
-        name ``sim_twin/models/...`` so). A calibration not loaded from a file (no ``source``)
+        name ``robot_rl/sim_twin/models/...`` so). A calibration not loaded from a file (no ``source``)
         resolves against the installation."""
         path = Path(relative).expanduser()
         if path.is_absolute():
@@ -254,7 +254,7 @@ class RobotCalibration:
 
 
 def calibration_path(name_or_path: str | Path) -> Path:
-    """``dclaw`` -> calibration/dclaw.yaml (or a registered robot's file, see robot_rl.registry);
+    """``dclaw`` -> robot_rl/calibration/dclaw.yaml (or a registered robot's file, see robot_rl.registry);
     a .yaml path is returned as is."""
     try:
         return robot_calibration_file(name_or_path)

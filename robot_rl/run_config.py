@@ -141,7 +141,7 @@ class PipelineConfig:
         "help": "the task, as a registered gymnasium id (robot_rl/ValveTurn-v0, "
                 "robot_rl/DrawerOpen-v0, or a plugin's: robot_rl.registry)"})
     robot: str = field(default="dclaw", metadata={
-        "help": "calibration: a name in calibration/ or a YAML path"})
+        "help": "calibration: a name in robot_rl/calibration/ or a YAML path"})
     seed: int = field(default=0, metadata={"range": (0, 2**31 - 1),
                                            "help": "seeds the data, the networks and the evaluation"})
     env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={

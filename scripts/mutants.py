@@ -97,10 +97,10 @@ TARGETS = {
     # port fails, torque off with the port gone, the settings restored by a re-arm. The node's
     # fault test runs the chain in a child process: mutmut never selects it for a mutant (it
     # selects by the calls a test makes in its own process), so it runs only in the clean run.
-    "chain": Target(("drivers/dynamixel/chain.py",),
+    "chain": Target(("robot_rl/drivers/dynamixel/chain.py",),
                     ("tests/hil/test_dynamixel_chain.py", "tests/hil/test_dynamixel_faults.py",
                      "tests/hil/test_dynamixel_node_faults.py"),
-                    functions=functions("drivers.dynamixel.chain",
+                    functions=functions("robot_rl.drivers.dynamixel.chain",
                                         "DynamixelChain._reconnect DynamixelChain._with_reconnect "
                                         "DynamixelChain._wait_unless_stopped "
                                         "DynamixelChain.write_positions DynamixelChain.torque "
@@ -111,7 +111,7 @@ TARGETS = {
 }
 # Copied whole into mutmut's mutants/ folder, so that tests and their child processes import one
 # consistent tree; only the Target's files are mutated.
-SOURCE_PATHS = ("robot_rl", "drivers", "sim_twin", "calibration")
+SOURCE_PATHS = ("robot_rl",)
 ALSO_COPY = ("tests", "launch", "setup.cfg")
 STATUS = re.compile(r"^\s*(\S+): (.+)$")
 

@@ -1,7 +1,7 @@
 """When a stand-in operator takes over: no progress for N steps, or out of the demonstrations' region.
 
 A person watching a robot learn takes over when it is stuck or heading somewhere it has never been
-shown. These are the two rules a scripted operator (``sim_twin.operator``) applies, so that the
+shown. These are the two rules a scripted operator (``robot_rl.sim_twin.operator``) applies, so that the
 effect of interventions can be measured and tested without a person.
 """
 

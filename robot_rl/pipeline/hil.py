@@ -30,8 +30,8 @@ from robot_rl.hil.replay import INTERVENTION_KEY
 from robot_rl.learning.factory import Replay
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.run_config import PipelineConfig
+from robot_rl.sim_twin.operator import OperatorRules, ScriptedOperator
 from robot_rl.teleop.takeover import OPERATOR, Handover
-from sim_twin.operator import OperatorRules, ScriptedOperator
 
 Policy = Callable[[np.ndarray], np.ndarray]
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-import sim_twin  # noqa: F401  (headless rendering settings; env ids: robot_rl.registry)
+import robot_rl.sim_twin  # noqa: F401  (headless rendering settings; env ids: robot_rl.registry)
 from robot_rl.robot_config import load_robot
 from robot_rl.run_config import PipelineConfig
 from robot_rl.safety.gate import SupervisorGate
+from robot_rl.sim_twin.experts import Expert, make_expert, run_episode
 from robot_rl.tasks.base import Task
-from sim_twin.experts import Expert, make_expert, run_episode
 
 Policy = Callable[[np.ndarray], np.ndarray]
 

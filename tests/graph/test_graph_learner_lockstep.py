@@ -36,7 +36,7 @@ def test_learner_waits_for_its_updates_and_evaluates_on_the_graph(
     remaps = ["-r", "__ns:=/hand"]
     # a missing answer mid-run would stall the run this long and count as a timeout; the
     # unanswered step after the learner's last episode does not reach it within the test
-    twin = spawn(node_cmd("sim_twin.node", *remaps, *params(**sim, lockstep=True,
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", *remaps, *params(**sim, lockstep=True,
                                                            lockstep_timeout_s=60.0)),
                  stderr=subprocess.DEVNULL)
     safety = spawn(node_cmd("robot_rl.nodes.safety", *remaps, *params(**sim)),

@@ -27,7 +27,7 @@ def start_station(spawn: Any, namespace: str, robot: str = "dclaw") -> list[subp
     """A twin and its safety node in ``namespace``; OBJECT_STATE remapped to the station's."""
     object_topic = robot_topics(namespace).object_state
     remaps = ["-r", f"__ns:={namespace}", "-r", f"/object/state:={object_topic}"]
-    twin = spawn(node_cmd("sim_twin.node", *remaps, *params(publish_rate_hz=50.0, robot=robot)),
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", *remaps, *params(publish_rate_hz=50.0, robot=robot)),
                  stderr=subprocess.DEVNULL)
     safety = spawn(node_cmd("robot_rl.nodes.safety", *remaps, *params(robot=robot)),
                    stderr=subprocess.DEVNULL)

@@ -38,7 +38,7 @@ def pixel_run(tmp_path_factory: pytest.TempPathFactory) -> PixelRun:
 def start_twin_with_view(spawn: Any, view: bool = True) -> list[subprocess.Popen]:
     """The twin (with the valve's view stream, or no camera at all) and the safety node."""
     camera = {"view_task": "valve", "view_rate_hz": 30.0} if view else {}
-    twin = spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand",
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand",
                           *params(publish_rate_hz=50.0, **camera)), stderr=subprocess.DEVNULL)
     safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand"),
                    stderr=subprocess.DEVNULL)

@@ -79,7 +79,7 @@ def test_keys_and_gamepad_move_targets_and_publish_events(ros_domain: int, spawn
 @both_backends
 def test_leader_is_mirrored_through_safety_onto_the_twin(ros_domain: int, spawn: Any) -> None:
     ns = ("-r", "__ns:=/hand")
-    twin = spawn(node_cmd("sim_twin.node", *ns, *params(publish_rate_hz=50.0)))
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", *ns, *params(publish_rate_hz=50.0)))
     safety = spawn(node_cmd("robot_rl.nodes.safety", *ns))
     teleop = spawn(node_cmd("robot_rl.nodes.teleop", *ns,
                             *params(device="leader", leader_topic="/leader/joint_states")),

@@ -22,7 +22,7 @@ MID = NAMES.index("f0_mid")
 
 
 def start_twin(spawn: Any, **extra: Any) -> Any:
-    return spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand",
+    return spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand",
                           *params(robot="dclaw", publish_rate_hz=50.0, **extra)))
 
 

@@ -32,7 +32,7 @@ def stamp_ns(msg: Any) -> int:
 
 
 def start_twin(spawn: Any, **extra: Any) -> Any:
-    return spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand", *params(
+    return spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand", *params(
         robot="dclaw", use_sim_time=True, lockstep=True, control_rate_hz=20.0, **extra)),
         stderr=subprocess.PIPE, text=True)
 
@@ -190,7 +190,7 @@ def test_lockstep_times_out_counts_and_keeps_time(ros_domain: int, spawn: Any) -
 
 
 def test_lockstep_needs_sim_time(ros_domain: int, spawn: Any) -> None:
-    twin = spawn(node_cmd("sim_twin.node", *params(lockstep=True)), stderr=subprocess.PIPE,
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", *params(lockstep=True)), stderr=subprocess.PIPE,
                  text=True)
     _, err = twin.communicate(timeout=60)
     assert twin.returncode == 1

@@ -25,7 +25,7 @@ def test_twin_node_writes_the_live_png_without_display(ros_domain: int, spawn: A
     monkeypatch.delenv("DISPLAY", raising=False)      # the node's environment: headless
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     png = tmp_path / "live.png"
-    code = "import sys, sim_twin.node as n; sys.exit(n.main())"
+    code = "import sys, robot_rl.sim_twin.node as n; sys.exit(n.main())"
     twin = spawn([sys.executable, "-c", code, "--ros-args", "-r", "__ns:=/hand",
                   "-p", "viewer:=true", "-p", f"viewer_png:={png}", "-p", "viewer_rate_hz:=10.0",
                   "-p", "camera_width:=64", "-p", "camera_height:=48"],

@@ -45,7 +45,7 @@ pytestmark = [
 ]
 RUNNER = Path(__file__).with_name("ros2_launch.py")
 # what setup.py builds from: the package, its data, and the files setup.cfg reads
-SOURCES = ("robot_rl", "drivers", "sim_twin", "calibration", "launch", "resource", "setup.py",
+SOURCES = ("robot_rl", "launch", "resource", "setup.py",
            "setup.cfg", "package.xml", "README.md")
 
 

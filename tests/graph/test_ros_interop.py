@@ -96,7 +96,7 @@ def test_ros2_sees_the_graph_and_its_commands_are_gated(peer: RosPeer, spawn: An
                                                         backend: str) -> None:
     """Twin and safety on ``backend``: ROS 2 lists them and their topics with type hashes, reads
     their logs on /rosout, and its raw commands reach the twin only through the safety node."""
-    twin = spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand",
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand",
                           *params(robot="dclaw", publish_rate_hz=50.0)))
     safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand", *params(robot="dclaw")))
     states = peer.subscribe("sensor_msgs/msg/JointState", "/hand/joint_states", "sensor")
@@ -175,7 +175,7 @@ def test_mixed_graph_in_both_directions(ros_domain: int, spawn: Any, twin_backen
                                         safety_backend: str) -> None:
     """Twin on one backend, safety on the other, the probe (as the learner) on the twin's: a raw
     command crosses from one stack to the other and back before it moves the twin."""
-    twin = spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand", *params(publish_rate_hz=50.0)),
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand", *params(publish_rate_hz=50.0)),
                  env=child_env(ROBOT_RL_BACKEND=twin_backend))
     safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand"),
                    env=child_env(ROBOT_RL_BACKEND=safety_backend))

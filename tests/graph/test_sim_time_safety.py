@@ -123,7 +123,7 @@ def test_watchdog_fires_in_sim_seconds_when_states_stop(ros_domain: int, spawn: 
 @both_backends
 def test_watchdog_holds_in_sim_time_when_commands_stop(ros_domain: int, spawn: Any) -> None:
     """The lockstep twin and the safety node, commands from this process; then none."""
-    twin = spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand", *params(
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand", *params(
         robot="dclaw", use_sim_time=True, lockstep=True, lockstep_timeout_s=0.5)),
         stderr=subprocess.DEVNULL)
     safety = start_safety(spawn)

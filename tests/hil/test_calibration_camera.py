@@ -15,9 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 
-from calibration import camera_extrinsics, camera_intrinsics
-from drivers.realsense.frame import CameraIntrinsics
-from drivers.realsense.recording import write_recording
+from robot_rl.calibration import camera_extrinsics, camera_intrinsics
 from robot_rl.camera_config import (
     CameraCalibration,
     Intrinsics,
@@ -25,8 +23,10 @@ from robot_rl.camera_config import (
     matrix_to_quaternion,
     save_camera,
 )
+from robot_rl.drivers.realsense.frame import CameraIntrinsics
+from robot_rl.drivers.realsense.recording import write_recording
 from robot_rl.robot_config import load_robot
-from sim_twin.twin import Twin
+from robot_rl.sim_twin.twin import Twin
 
 
 def test_intrinsics_come_from_the_device_into_a_camera_yaml(tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from test_driver_dynamixel_node import slow_bus_calibration
 
-from calibration import homing, joint_limits
+from robot_rl.calibration import homing, joint_limits
 from robot_rl.robot_config import load_robot
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 TICK_RAD = 2 * np.pi / 4096
 

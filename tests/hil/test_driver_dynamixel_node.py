@@ -23,7 +23,7 @@ from robot_rl.nodes import topics
 from robot_rl.robot_config import calibration_path, load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 CAL = load_robot("dclaw")
 NAMES = list(CAL.joint_names)
@@ -39,7 +39,7 @@ def slow_bus_calibration(tmp_path: Path, name: str = "dclaw") -> Path:
 
 
 def start_driver(spawn: Any, calibration: Path, port: str, **extra: Any) -> subprocess.Popen:
-    return spawn(node_cmd("drivers.dynamixel.node", "-r", "__ns:=/hand",
+    return spawn(node_cmd("robot_rl.drivers.dynamixel.node", "-r", "__ns:=/hand",
                           *params(robot=str(calibration), port=port, **extra)))
 
 
@@ -201,7 +201,7 @@ def test_a_control_rate_too_slow_for_the_state_timeout_is_refused_by_name(
         ros_domain: int) -> None:
     """The chain refuses goals against a reading older than safety.state_timeout_s (0.2 s):
     reading at 5 Hz, every other command would be refused. Caught before any port is opened."""
-    from drivers.dynamixel.node import DynamixelNode
+    from robot_rl.drivers.dynamixel.node import DynamixelNode
 
     with pytest.raises(ValueError) as err:
         DynamixelNode(["--ros-args", "-p", "control_rate_hz:=5.0", "-p", "port:=/nonexistent"])

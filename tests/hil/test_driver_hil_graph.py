@@ -55,11 +55,11 @@ def test_raw_command_moves_the_twin_through_safety_driver_and_bus(
     calibration = slow_bus_calibration(tmp_path)
     link = tmp_path / "ttyDXL"
     ns = ("-r", "__ns:=/hand")
-    bus = spawn(node_cmd("sim_twin.emulators.bus_node", *ns,
+    bus = spawn(node_cmd("robot_rl.sim_twin.emulators.bus_node", *ns,
                          *params(robot=str(calibration), link_path=str(link))),
                 stdout=subprocess.PIPE)
     # started together, as a launch file does: the driver retries until the pty link appears
-    driver = spawn(node_cmd("drivers.dynamixel.node", *ns,
+    driver = spawn(node_cmd("robot_rl.drivers.dynamixel.node", *ns,
                             *params(robot=str(calibration), port=str(link),
                                     connect_timeout_s=START_TIMEOUT_S)))
     assert wait_ready(bus, START_TIMEOUT_S) == str(link)

@@ -20,13 +20,13 @@ from helpers.backends import both_backends
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from drivers.realsense.frame import CameraIntrinsics
-from drivers.realsense.recording import write_recording
+from robot_rl.drivers.realsense.frame import CameraIntrinsics
+from robot_rl.drivers.realsense.recording import write_recording
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
-from sim_twin.twin import Twin
+from robot_rl.sim_twin.twin import Twin
 
 WIDTH, HEIGHT, FPS, N_FRAMES = 320, 240, 30, 8
 START_TIMEOUT_S = 40.0
@@ -65,7 +65,7 @@ def twin_recording(tmp_path_factory: pytest.TempPathFactory
 def test_node_plays_the_twin_recording_over_dds(ros_domain: int, spawn: Any,
                                                 twin_recording: Any) -> None:
     path, colors, depths, intrinsics = twin_recording
-    node = spawn(node_cmd("drivers.realsense.node", *params(
+    node = spawn(node_cmd("robot_rl.drivers.realsense.node", *params(
         recording_path=str(path), width=WIDTH, height=HEIGHT, fps=FPS, loop=True,
         diagnostics_rate_hz=4.0)))
     probe = Probe("/")
@@ -136,7 +136,7 @@ def test_node_publishes_the_valve_tasks_view_of_each_frame(ros_domain: int, spaw
     path, colors, _depths, intrinsics = twin_recording
     view = make_task("valve", load_robot("dclaw")).pixel_view()
     expected = {preprocess_color(c, view).tobytes() for c in colors}
-    node = spawn(node_cmd("drivers.realsense.node", *params(
+    node = spawn(node_cmd("robot_rl.drivers.realsense.node", *params(
         recording_path=str(path), width=WIDTH, height=HEIGHT, fps=FPS, loop=True,
         view_task="valve", view_robot="dclaw")))
     probe = Probe("/")

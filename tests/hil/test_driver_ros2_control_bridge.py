@@ -80,7 +80,7 @@ def test_bridge_reorders_states_and_commands_the_controller(ros_domain: int, spa
                                                             mode: str) -> None:
     controller = "fake_arm_controller"
     fake = spawn(python_cmd(FAKE_CONTROLLER, controller, mode, json.dumps(NAMES)))
-    bridge = spawn(node_cmd("drivers.ros2_control.bridge", "-r", "__ns:=/arm",
+    bridge = spawn(node_cmd("robot_rl.drivers.ros2_control.bridge", "-r", "__ns:=/arm",
                             *params(robot="ur5e", controller=controller, mode=mode,
                                     command_period_s=0.04)))
     probe = Probe("/arm")

@@ -1,6 +1,6 @@
 """The real driver on the real dynamixel-sdk, against the Protocol 2.0 emulator in its own process.
 
-Servo ids, models, limits and joint names all come from calibration/dclaw.yaml. Most tests raise
+Servo ids, models, limits and joint names all come from robot_rl/calibration/dclaw.yaml. Most tests raise
 the bus latency timer from the calibrated 1 ms to 16 ms (the SDK's default): with latency 1 the
 SDK gives a servo 4 ms to answer, and on a loaded two-core CI machine the emulator process is
 sometimes not scheduled that fast. The missing-servo test keeps the calibrated 1 ms.
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.dynamixel import control_table as ct
-from drivers.dynamixel.chain import (
+from robot_rl.drivers.dynamixel import control_table as ct
+from robot_rl.drivers.dynamixel.chain import (
     DynamixelChain,
     DynamixelChainConfig,
     DynamixelConnectError,
     DynamixelStatusError,
 )
 from robot_rl.robot_config import RobotCalibration, load_robot
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +272,7 @@ def test_emulator_process_is_gone_after_stop() -> None:
 
 
 def test_twin_behind_the_bus(calibration: RobotCalibration) -> None:
-    pytest.importorskip("sim_twin.twin", reason="sim_twin.twin (the MuJoCo twin) is not there yet")
+    pytest.importorskip("robot_rl.sim_twin.twin", reason="the MuJoCo twin is not there yet")
     bus = EmulatedBus(BusEmulatorConfig(physics="twin"))
     with bus as port, DynamixelChain(calibration, port=port) as chain:
         chain.configure()

@@ -13,10 +13,10 @@ from dynamixel_sdk import PacketHandler
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from drivers.dynamixel import control_table as ct
-from sim_twin.emulators import dynamixel_codec as codec
-from sim_twin.emulators.dynamixel_physics import FirstOrderServos
-from sim_twin.emulators.dynamixel_servo import ACCESS_ERROR, DATA_LIMIT, DATA_RANGE, EmulatedServo
+from robot_rl.drivers.dynamixel import control_table as ct
+from robot_rl.sim_twin.emulators import dynamixel_codec as codec
+from robot_rl.sim_twin.emulators.dynamixel_physics import FirstOrderServos
+from robot_rl.sim_twin.emulators.dynamixel_servo import ACCESS_ERROR, DATA_LIMIT, DATA_RANGE, EmulatedServo
 
 PING_ID1 = bytes.fromhex("ff ff fd 00 01 03 00 01 19 4e")
 PING_ID1_STATUS = bytes.fromhex("ff ff fd 00 01 07 00 55 00 06 04 26 65 5d")

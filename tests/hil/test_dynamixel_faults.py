@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.dynamixel import control_table as ct
-from drivers.dynamixel.chain import (
+from robot_rl.drivers.dynamixel import control_table as ct
+from robot_rl.drivers.dynamixel.chain import (
     ChainState,
     DynamixelChain,
     DynamixelChainConfig,
@@ -33,7 +33,7 @@ from drivers.dynamixel.chain import (
     DynamixelTorqueError,
 )
 from robot_rl.robot_config import RobotCalibration, load_robot
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 pytestmark = pytest.mark.hil
 TICK_RAD = 2 * np.pi / ct.TICKS_PER_REV

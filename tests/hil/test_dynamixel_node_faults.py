@@ -39,12 +39,12 @@ from test_driver_dynamixel_node import (
     torque,
 )
 
-from drivers.dynamixel import control_table as ct
+from robot_rl.drivers.dynamixel import control_table as ct
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 pytestmark = pytest.mark.hil
 CAL = load_robot("dclaw")
@@ -145,7 +145,7 @@ def test_unplug_power_loss_and_a_dropped_servo_never_move_a_joint_without_a_fres
                       link_path=tmp_path / "ttyDXL")
     log_path = tmp_path / "driver.log"
     with bus as port, log_path.open("w") as log:
-        driver = spawn(node_cmd("drivers.dynamixel.node", "-r", "__ns:=/hand", *params(
+        driver = spawn(node_cmd("robot_rl.drivers.dynamixel.node", "-r", "__ns:=/hand", *params(
             robot=str(calibration), port=port, telemetry_period_s=0.1, reconnect_timeout_s=20.0,
             diagnostics_rate_hz=10.0)), stdout=log, stderr=log)
         probe = Probe("/hand")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from drivers.dynamixel.robot import DynamixelRobot
+from robot_rl.drivers.dynamixel.robot import DynamixelRobot
 from robot_rl.robot import GoalRefused
 from robot_rl.robot_config import load_robot
-from sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
+from robot_rl.sim_twin.emulators.dynamixel_bus import BusEmulatorConfig, EmulatedBus
 
 
 def test_the_chain_as_a_robot_reads_follows_refuses_and_lets_go() -> None:

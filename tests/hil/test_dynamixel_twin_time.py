@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from robot_rl.robot_config import load_robot
-from sim_twin.emulators.dynamixel_physics import TwinServos
-from sim_twin.twin import Twin
+from robot_rl.sim_twin.emulators.dynamixel_physics import TwinServos
+from robot_rl.sim_twin.twin import Twin
 
 
 def test_twin_time_follows_the_bus_time_at_1_khz_calls() -> None:

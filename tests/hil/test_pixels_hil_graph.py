@@ -26,10 +26,10 @@ def test_the_actor_acts_on_a_realsense_recordings_frames(ros_domain: int, spawn:
                                                          twin_recording: Any  # noqa: F811
                                                          ) -> None:
     path = twin_recording[0]
-    camera = spawn(node_cmd("drivers.realsense.node", *params(
+    camera = spawn(node_cmd("robot_rl.drivers.realsense.node", *params(
         recording_path=str(path), width=WIDTH, height=HEIGHT, fps=FPS, loop=True)),
         stderr=subprocess.DEVNULL)
-    twin = spawn(node_cmd("sim_twin.node", "-r", "__ns:=/hand", *params(publish_rate_hz=50.0)),
+    twin = spawn(node_cmd("robot_rl.sim_twin.node", "-r", "__ns:=/hand", *params(publish_rate_hz=50.0)),
                  stderr=subprocess.DEVNULL)  # the joints and the valve; no camera of its own
     safety = spawn(node_cmd("robot_rl.nodes.safety", "-r", "__ns:=/hand"),
                    stderr=subprocess.DEVNULL)

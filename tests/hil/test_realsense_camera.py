@@ -13,16 +13,16 @@ import numpy as np
 import pyrealsense2 as rs  # libusb-1.0-0, which it needs, is installed by `make setup`
 import pytest
 
-from drivers.realsense.camera import RealSenseCamera, connected_serials
-from drivers.realsense.config import CameraConfig
-from drivers.realsense.errors import (
+from robot_rl.drivers.realsense.camera import RealSenseCamera, connected_serials
+from robot_rl.drivers.realsense.config import CameraConfig
+from robot_rl.drivers.realsense.errors import (
     CameraError,
     CameraNotFoundError,
     RecordingEnded,
     RecordingError,
 )
-from drivers.realsense.frame import CameraFrame, CameraIntrinsics
-from drivers.realsense.recording import (
+from robot_rl.drivers.realsense.frame import CameraFrame, CameraIntrinsics
+from robot_rl.drivers.realsense.recording import (
     DEFAULT_SERIAL,
     default_d435_intrinsics,
     image_message_counts,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from drivers.realsense.config import CameraConfig
-from drivers.realsense.frame import CameraFrame, CameraIntrinsics, dropped_between, is_fresh_pair
+from robot_rl.drivers.realsense.config import CameraConfig
+from robot_rl.drivers.realsense.frame import CameraFrame, CameraIntrinsics, dropped_between, is_fresh_pair
 
 
 def test_camera_info_fields_follow_sensor_msgs_layout() -> None:

@@ -22,8 +22,8 @@ def twin():
     import numpy as np
 
     from robot_rl.robot_config import load_robot
+    from robot_rl.sim_twin import Twin
     from robot_rl.tasks.valve import ValveTaskConfig
-    from sim_twin import Twin
 
     twin = Twin(load_robot("dclaw"))
     twin.reset(np.tile(ValveTaskConfig().finger_home_rad, 3), 0.0)

@@ -9,8 +9,8 @@ from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, Phase
 from robot_rl.agent.observation import LatestState
 from robot_rl.agent.sites import task_sites
 from robot_rl.robot_config import load_robot
+from robot_rl.sim_twin.twin import Twin
 from robot_rl.tasks.valve import ValveTask, ValveTaskConfig
-from sim_twin.twin import Twin
 
 PERIOD_S = 0.05
 

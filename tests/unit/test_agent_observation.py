@@ -72,7 +72,7 @@ def test_sites_on_the_graph_match_the_twins_mujoco_sites(
     so that the learner's observations over DDS equal the env's."""
     import gymnasium as gym
 
-    import sim_twin  # noqa: F401 - registers the envs
+    import robot_rl.sim_twin  # noqa: F401 - registers the envs
     from robot_rl.agent.sites import task_sites
 
     env = gym.make(env_id).unwrapped

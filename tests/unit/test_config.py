@@ -141,11 +141,11 @@ def test_robot_rl_config_refuses_a_bad_value_by_name(capsys: pytest.CaptureFixtu
 
 # ---- calibration files: every error at load, naming the file ----------------------------------
 
-DCLAW_TEXT = (Path(__file__).resolve().parents[2] / "calibration" / "dclaw.yaml").read_text()
+DCLAW_TEXT = (Path(__file__).resolve().parents[2] / "robot_rl" / "calibration" / "dclaw.yaml").read_text()
 
 
 def dclaw_variant(tmp_path: Path, old: str, new: str, name: str = "dclaw_variant.yaml") -> Path:
-    """calibration/dclaw.yaml with one piece of text changed, in a file of its own."""
+    """robot_rl/calibration/dclaw.yaml with one piece of text changed, in a file of its own."""
     assert DCLAW_TEXT.count(old) == 1, old
     path = tmp_path / name
     path.write_text(DCLAW_TEXT.replace(old, new))
@@ -201,7 +201,7 @@ def test_a_duplicate_yaml_key_is_rejected_naming_its_line(tmp_path: Path) -> Non
 def test_calibration_joints_must_be_the_joints_the_model_drives(tmp_path: Path) -> None:
     """An 8-joint file for the 9-joint hand loaded, and then every command was held or the twin
     died; so did a misspelt joint."""
-    model = "sim_twin/models/dclaw_valve.xml"
+    model = "robot_rl/sim_twin/models/dclaw_valve.xml"
     eight = dclaw_variant(tmp_path, F2_TIP, "", "eight.yaml")
     with pytest.raises(ConfigError) as err:
         load_robot(eight)
@@ -229,8 +229,8 @@ def test_a_missing_model_is_an_error_where_the_model_is_needed_not_at_load(
         tmp_path: Path) -> None:
     """A robot whose twin model is not written yet (ur5e.yaml was one): the bridge and the
     safety node (no workspace) need no model; the twin does, and says which file asked for it."""
-    text = (Path(__file__).resolve().parents[2] / "calibration" / "ur5e.yaml").read_text()
-    text = text.replace("model_mjcf: sim_twin/models/ur5e.xml", "model_mjcf: not_yet.xml")
+    text = (Path(__file__).resolve().parents[2] / "robot_rl" / "calibration" / "ur5e.yaml").read_text()
+    text = text.replace("model_mjcf: robot_rl/sim_twin/models/ur5e.xml", "model_mjcf: not_yet.xml")
     path = write(tmp_path, text[:text.index("  workspace:")])  # no workspace, no tasks
     arm = load_robot(path)
     expected = (f"{path}: model_mjcf not_yet.xml does not exist (the twin, the workspace check "
@@ -238,7 +238,7 @@ def test_a_missing_model_is_an_error_where_the_model_is_needed_not_at_load(
     with pytest.raises(ConfigError) as err:
         arm.model_path()
     assert str(err.value) == expected
-    from sim_twin.twin import Twin
+    from robot_rl.sim_twin.twin import Twin
     with pytest.raises(ConfigError) as err:
         Twin(arm)
     assert str(err.value) == expected
@@ -261,7 +261,7 @@ def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
     path = dclaw_variant(tmp_path, "sites: [f0_tip_site, f1_tip_site, f2_tip_site]",
                          "sites: [f0_tip_site, f1_tip_site, f3_tip_site]")
     with pytest.raises(ConfigError, match=rf"^{path}: safety.workspace.sites: f3_tip_site not "
-                                          r"in the model sim_twin/models/dclaw_valve.xml; its "
+                                          r"in the model robot_rl/sim_twin/models/dclaw_valve.xml; its "
                                           r"sites: "):
         load_robot(path)
     path = dclaw_variant(tmp_path, "{name: f1_mid,  id: 21, model: XM430-W210,", "{name: f1_mid,")
@@ -269,7 +269,7 @@ def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
         load_robot(path)
     assert str(err.value) == (f"{path}: robot dclaw: every joint and sensor of a dynamixel_hand "
                               "needs an id and a servo model; missing: f1_mid (id)")
-    broken = dclaw_variant(tmp_path, "model_mjcf: sim_twin/models/dclaw_valve.xml",
+    broken = dclaw_variant(tmp_path, "model_mjcf: robot_rl/sim_twin/models/dclaw_valve.xml",
                            f"model_mjcf: {write(tmp_path, '<mujoco><worldbody>')}")
     with pytest.raises(ConfigError, match=rf"^{broken}: model_mjcf .*config.yaml: MuJoCo cannot "
                                           r"load it: "):

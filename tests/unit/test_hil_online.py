@@ -17,7 +17,7 @@ from robot_rl.pipeline.hil import run_online_episode
 from robot_rl.pipeline.report import Report
 from robot_rl.pipeline.rollout import GatedEnv
 from robot_rl.run_config import load_pipeline_config
-from sim_twin.operator import OperatorRules, ScriptedOperator
+from robot_rl.sim_twin.operator import OperatorRules, ScriptedOperator
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = ("robot_rl", "sim_twin", "drivers", "calibration")
+ROOTS = ("robot_rl",)
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: dict[str, int] = {
@@ -23,8 +23,8 @@ LAYERS: dict[str, int] = {
     "robot_rl.agent": 1,      # the acting side, shared by the nodes and the in-process pipeline
     "robot_rl.ros": 2,        # the Node API and its backends
     "robot_rl.nodes": 3,      # thin adapters between ros/ and the core
-    "sim_twin": 4, "drivers": 4,   # the twin and the hardware, with their nodes
-    "robot_rl.pipeline": 5, "calibration": 5,  # runs that start nodes, twins or drivers
+    "robot_rl.sim_twin": 4, "robot_rl.drivers": 4,   # the twin and the hardware, with their nodes
+    "robot_rl.pipeline": 5, "robot_rl.calibration": 5,  # runs that start nodes, twins or drivers
     **dict.fromkeys(["robot_rl.cli", "robot_rl.dataset_cli", "robot_rl.catalog"], 6),
 }
 CORE_NEVER_IMPORTS = ("rclpy", "cyclonedds", "dynamixel_sdk", "pyrealsense2")

@@ -50,6 +50,7 @@ def test_package_data_dirs_are_packaged() -> None:
     config.read(REPO / "setup.cfg")
     assert config["options"]["packages"].strip() == "find_namespace:"
     data = config["options.package_data"]
-    assert "configs/*.yaml" in data["robot_rl"] and "models/*.xml" in data["sim_twin"]
-    assert any((REPO / "robot_rl" / "configs").glob("*.yaml"))
-    assert any((REPO / "sim_twin" / "models").glob("*.xml"))
+    for pattern in ("configs/*.yaml", "calibration/*.yaml", "calibration/cameras/*.yaml",
+                    "sim_twin/models/*.xml"):
+        assert pattern in data["robot_rl"], pattern
+        assert any((REPO / "robot_rl").glob(pattern)), pattern

@@ -131,7 +131,7 @@ def test_dataset_tools_read_the_frames(valve_pixels: Path) -> None:
 
 def test_replay_writes_the_recorded_view_and_the_twin_state(valve_pixels: Path,
                                                            tmp_path: Path) -> None:
-    from sim_twin.episode_replay import plan_replay, replay_to_video
+    from robot_rl.sim_twin.episode_replay import plan_replay, replay_to_video
 
     frames = replay_to_video(valve_pixels, 0, tmp_path / "f.gif", source="frames", width=128,
                              height=128, progress=False)

@@ -31,7 +31,7 @@ import numpy as np
 
 from robot_rl.registry import TaskSpec
 from robot_rl.tasks.base import ResetSample, ResetStep, Task, TaskState, layout_from_sizes
-from sim_twin.robot import TwinRobot
+from robot_rl.sim_twin.robot import TwinRobot
 
 
 class MyBus(TwinRobot):
@@ -109,7 +109,7 @@ assert "gymnasium" not in sys.modules, "import robot_rl imported gymnasium"
 import gymnasium as gym
 from robot_rl.safety.gate import SupervisorGate
 from robot_rl.robot_config import load_robot
-from sim_twin.experts import make_expert, run_episode
+from robot_rl.sim_twin.experts import make_expert, run_episode
 
 out = {"ids": sorted(k for k in gym.registry if k.startswith(("robot_rl/", "my_cell/")))}
 arm = load_robot("my_ur5e")
@@ -142,13 +142,13 @@ def cell_package(root: Path) -> Path:
     """docs/your-robot.md's layout: the UR5e's files copied out of robot_rl under another name,
     with paths relative to the calibration's folder, and a package declaring the entry points
     (as `pip install` would: a dist-info folder on the path)."""
-    models = REPO / "sim_twin" / "models"
+    models = REPO / "robot_rl" / "sim_twin" / "models"
     shutil.copy(models / "ur5e.xml", root / "ur5e.xml")
     shutil.copy(models / "ur5e_drawer.xml", root / "ur5e_drawer.xml")
-    text = (REPO / "calibration" / "ur5e.yaml").read_text()
+    text = (REPO / "robot_rl" / "calibration" / "ur5e.yaml").read_text()
     text = (text.replace("robot: ur5e", "robot: my_ur5e")
-            .replace("model_mjcf: sim_twin/models/ur5e.xml", "model_mjcf: ur5e.xml")
-            .replace("scene: sim_twin/models/ur5e_drawer.xml", "scene: ur5e_drawer.xml"))
+            .replace("model_mjcf: robot_rl/sim_twin/models/ur5e.xml", "model_mjcf: ur5e.xml")
+            .replace("scene: robot_rl/sim_twin/models/ur5e_drawer.xml", "scene: ur5e_drawer.xml"))
     text += ("  reach:\n    scene: ur5e_drawer.xml\n"
              "    config: {home_rad: [-0.34, -1.84, 1.87, -1.6, -1.57, -1.91]}\n")
     (root / "my_ur5e.yaml").write_text(text)
@@ -189,13 +189,13 @@ def test_gym_ids_exist_after_import_robot_rl_without_importing_gymnasium_or_the_
         import sys
         first = "gymnasium" in sys.modules
         import robot_rl
-        assert ("gymnasium" in sys.modules) == first and "sim_twin" not in sys.modules
+        assert ("gymnasium" in sys.modules) == first and "robot_rl.sim_twin" not in sys.modules
         import gymnasium as gym
-        assert "robot_rl/DrawerOpen-v0" in gym.registry and "sim_twin" not in sys.modules
+        assert "robot_rl/DrawerOpen-v0" in gym.registry and "robot_rl.sim_twin" not in sys.modules
         spec = gym.registry["robot_rl/ValveTurn-v0"]
-        assert spec.entry_point == "sim_twin.envs:TaskEnv" and spec.kwargs == {"task": "valve"}
+        assert spec.entry_point == "robot_rl.sim_twin.envs:TaskEnv" and spec.kwargs == {"task": "valve"}
         env = gym.make("robot_rl/DrawerOpen-v0")
-        assert env.unwrapped.task.calibration.robot == "arm6" and "sim_twin" in sys.modules
+        assert env.unwrapped.task.calibration.robot == "arm6" and "robot_rl.sim_twin" in sys.modules
     ''')
     for prelude in ("", "import gymnasium\n"):  # robot_rl first (the hook), or gymnasium first
         done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
@@ -258,9 +258,9 @@ def test_robot_settings_come_between_the_task_defaults_and_a_run_s_overrides(
     assert task.config.action_mode == "absolute" and task.config.start_noise_rad == 0.05
     assert task.scene_path().name == "ur5e_drawer.xml"
     # a bad value in the robot's settings names the calibration file and the key
-    text = (REPO / "calibration" / "ur5e.yaml").read_text().replace(
+    text = (REPO / "robot_rl" / "calibration" / "ur5e.yaml").read_text().replace(
         "start_noise_rad: 0.05", "start_noise_rad: 5.0").replace(
-        "sim_twin/models/", str(REPO / "sim_twin" / "models") + "/")
+        "robot_rl/sim_twin/models/", str(REPO / "robot_rl" / "sim_twin" / "models") + "/")
     path = tmp_path / "ur5e_bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"^{path}: tasks.drawer.config.start_noise_rad: 5.0 is "
@@ -271,9 +271,9 @@ def test_robot_settings_come_between_the_task_defaults_and_a_run_s_overrides(
 def test_a_scene_is_checked_against_the_robot_at_load(tmp_path: Path) -> None:
     """A task's scene must hold the robot's joints, driven: else load_robot says which scene."""
     scene = tmp_path / "scene.xml"
-    scene.write_text(f'<mujoco><include file="{REPO}/sim_twin/models/arm_drawer.xml"/></mujoco>')
-    text = (REPO / "calibration" / "ur5e.yaml").read_text().replace(
-        "scene: sim_twin/models/ur5e_drawer.xml", f"scene: {scene}")
+    scene.write_text(f'<mujoco><include file="{REPO}/robot_rl/sim_twin/models/arm_drawer.xml"/></mujoco>')
+    text = (REPO / "robot_rl" / "calibration" / "ur5e.yaml").read_text().replace(
+        "scene: robot_rl/sim_twin/models/ur5e_drawer.xml", f"scene: {scene}")
     path = tmp_path / "ur5e_wrong_scene.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"^{path}: joints do not match tasks.drawer.scene "
@@ -303,7 +303,7 @@ def test_a_dataset_replays_on_its_own_robot(tmp_path: Path) -> None:
     actions were played by the arm6 (same action size, so nothing said so)."""
     from robot_rl.pipeline.stages import record
     from robot_rl.run_config import load_pipeline_config
-    from sim_twin.episode_replay import Replay, plan_replay
+    from robot_rl.sim_twin.episode_replay import Replay, plan_replay
 
     config = load_pipeline_config("drawer", overrides=[
         "robot=ur5e", "dataset.demonstrations=1", "dataset.noisy_trajectories=0"])
@@ -349,7 +349,7 @@ def test_the_ur5e_twin_matches_its_published_dh_kinematics() -> None:
 def test_a_procedure_writing_elsewhere_keeps_the_model_paths(tmp_path: Path) -> None:
     """Homing and limit discovery write an updated calibration (--out): paths relative to the
     source's folder would name nothing from another folder."""
-    from calibration.robot_yaml import write_updated
+    from robot_rl.calibration.robot_yaml import write_updated
 
     cell = cell_package(tmp_path)
     out = tmp_path / "elsewhere" / "my_ur5e.homed.yaml"
@@ -358,7 +358,7 @@ def test_a_procedure_writing_elsewhere_keeps_the_model_paths(tmp_path: Path) -> 
     assert written.model_file.resolve() == (cell / "ur5e.xml").resolve()
     assert written.scene_path("drawer").resolve() == (cell / "ur5e_drawer.xml").resolve()
     bundled = write_updated("ur5e", {"elbow_joint": {"offset_rad": 0.01}}, tmp_path / "u.yaml")
-    assert bundled.model_file == REPO / "sim_twin" / "models" / "ur5e.xml"  # the bundled form
+    assert bundled.model_file == REPO / "robot_rl" / "sim_twin" / "models" / "ur5e.xml"  # the bundled form
 
 
 def test_the_catalog_lists_what_is_found_and_describes_a_task_on_a_robot(
@@ -367,7 +367,7 @@ def test_the_catalog_lists_what_is_found_and_describes_a_task_on_a_robot(
 
     assert catalog.main([]) == 0
     listing = capsys.readouterr().out
-    for line in ("ur5e ", "drawer ", "robot_rl/DrawerOpen-v0", "twin ", "sim_twin.robot:TwinRobot"):
+    for line in ("ur5e ", "drawer ", "robot_rl/DrawerOpen-v0", "twin ", "robot_rl.sim_twin.robot:TwinRobot"):
         assert line in listing
     assert catalog.main(["--task", "robot_rl/DrawerOpen-v0", "--robot", "ur5e"]) == 0
     text = capsys.readouterr().out

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
+import robot_rl.sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.data import EpisodeStore
 from robot_rl.data.errors import DatasetError
 from robot_rl.data.video import mp4_available
 from robot_rl.dataset_cli import main as dataset_cli
 from robot_rl.pipeline.stages import record
 from robot_rl.run_config import DatasetConfig, PipelineConfig
-from sim_twin.episode_replay import Replay, plan_replay, replay_to_video
+from robot_rl.sim_twin.episode_replay import Replay, plan_replay, replay_to_video
 
 W, H = 64, 48
 SWEEP_RAD = np.array([0.0, 0.0, 0.3, 0.6, 0.9, 1.2])   # the valve turns after a still start

@@ -58,12 +58,12 @@ def test_the_twin_is_a_robot_that_starts_where_its_task_starts_and_follows_goals
 
 
 def test_drivers_are_found_by_kind() -> None:
-    from drivers.dynamixel.robot import DynamixelRobot
+    from robot_rl.drivers.dynamixel.robot import DynamixelRobot
 
     assert driver_class("dynamixel_hand") is DynamixelRobot is driver_class("dynamixel_arm")
     with pytest.raises(RegistryError, match=r"no driver for kind 'ur_rtde'; known: "):
         driver_class("ur_rtde")
-    register_driver("test_twin_alias", "sim_twin.robot:TwinRobot")
+    register_driver("test_twin_alias", "robot_rl.sim_twin.robot:TwinRobot")
     assert driver_class("test_twin_alias").__name__ == "TwinRobot"
     with pytest.raises(RegistryError, match=r"driver kind 'twin' is already"):
         register_driver("twin", "my_pkg:Other")

@@ -169,8 +169,8 @@ def test_models_the_numpy_parser_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("robot", ["dclaw", "arm6", "ur5e"])
 def test_real_models_match_the_twin(robot: str) -> None:
     """The supervisor's site positions are the twin's, at the same joint positions."""
-    import sim_twin  # noqa: F401  (headless GL settings)
-    from sim_twin.twin import Twin
+    import robot_rl.sim_twin  # noqa: F401  (headless GL settings)
+    from robot_rl.sim_twin.twin import Twin
 
     calibration = load_robot(robot)
     kin = Kinematics.from_mjcf(calibration.model_path(), calibration.joint_names)

@@ -430,7 +430,7 @@ def test_commands_pass_again_after_the_state_jumps(data: st.DataObject) -> None:
     checker.recover_after_jump(jump, period_s, bound)
 
 
-# A stand-in for the D'Claw model (used until sim_twin/models/dclaw_valve.xml exists, and
+# A stand-in for the D'Claw model (used until robot_rl/sim_twin/models/dclaw_valve.xml exists, and
 # alongside it after): three fingers hanging from a base 0.18 m up, each an abduction joint and
 # two flexion joints, with the calibration's joint and site names; straight fingertips reach
 # below the workspace floor, flexed ones stay above it.

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim_twin  # noqa: F401  (registers robot_rl/*)
+import robot_rl.sim_twin  # noqa: F401  (registers robot_rl/*)
 from robot_rl.config import ConfigError
 from robot_rl.robot_config import load_robot
 from robot_rl.safety.gate import SupervisorGate
-from sim_twin.experts import collect, make_expert, run_episode
+from robot_rl.sim_twin.experts import collect, make_expert, run_episode
 
 VALVE = "robot_rl/ValveTurn-v0"
 DRAWER = "robot_rl/DrawerOpen-v0"

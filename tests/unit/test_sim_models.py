@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robot_rl.robot_config import load_robot
-from sim_twin.servos import SERVO_SPECS
+from robot_rl.sim_twin.servos import SERVO_SPECS
 
 MODELS = ["dclaw_valve", "dclaw_knob"]
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim_twin  # noqa: F401  (registers robot_rl/*)
+import robot_rl.sim_twin  # noqa: F401  (registers robot_rl/*)
 from robot_rl.robot_config import load_robot
-from sim_twin.experts import make_expert, run_episode
-from sim_twin.randomization import RandomizationConfig
-from sim_twin.twin import Twin
+from robot_rl.sim_twin.experts import make_expert, run_episode
+from robot_rl.sim_twin.randomization import RandomizationConfig
+from robot_rl.sim_twin.twin import Twin
 
 VALVE = "robot_rl/ValveTurn-v0"
 DRAWER = "robot_rl/DrawerOpen-v0"

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
+import robot_rl.sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.robot_config import load_robot
-from sim_twin import RandomizationConfig, Twin
-from sim_twin.servos import SERVO_SPECS
+from robot_rl.sim_twin import RandomizationConfig, Twin
+from robot_rl.sim_twin.servos import SERVO_SPECS
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from helpers.viewer import read_png, wait_for
 
-import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
+import robot_rl.sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
+from robot_rl.sim_twin.viewer import PngViewer, display_available, open_viewers
 from robot_rl.tasks.valve import ValveTaskConfig
-from sim_twin.viewer import PngViewer, display_available, open_viewers
 
 HOME = np.tile(ValveTaskConfig().finger_home_rad, 3)  # the valve task's reset pose
 

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-import sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
+import robot_rl.sim_twin  # noqa: F401  (sets MUJOCO_GL before mujoco renders)
 from robot_rl.robot_config import load_robot
+from robot_rl.sim_twin import Twin
+from robot_rl.sim_twin.viewer import PassiveViewer, ViewerUnavailable, display_available
 from robot_rl.tasks.valve import ValveTaskConfig
-from sim_twin import Twin
-from sim_twin.viewer import PassiveViewer, ViewerUnavailable, display_available
 
 HOME = np.tile(ValveTaskConfig().finger_home_rad, 3)  # the valve task's reset pose
 
@@ -43,9 +43,10 @@ def test_window_follows_the_twin(twin) -> None:
 
 
 EXIT_AFTER_CLOSE = """
-import numpy as np, sim_twin
+import numpy as np
+from robot_rl import sim_twin
 from robot_rl.robot_config import load_robot
-from sim_twin.viewer import PassiveViewer
+from robot_rl.sim_twin.viewer import PassiveViewer
 twin = sim_twin.Twin(load_robot("dclaw"))
 viewer = PassiveViewer(twin.model, twin.data)
 for _ in range(10):

@@ -1,7 +1,0 @@
-"""Arms driven by ros2_control (UR, Franka, Kinova...): a bridge between their controllers and our topics."""
-
-from __future__ import annotations
-
-from drivers.ros2_control.config import BridgeConfig
-
-__all__ = ["BridgeConfig"]
