@@ -208,3 +208,39 @@ def test_a_control_rate_too_slow_for_the_state_timeout_is_refused_by_name(
     message = str(err.value)
     assert "control_rate_hz 5.0" in message and "safety.state_timeout_s (0.2 s" in message
     assert "calibration dclaw" in message
+
+
+def test_ctrl_c_while_waiting_for_the_port_ends_the_node_cleanly(
+        ros_domain: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the start-up wait for an absent port ends the node at once with exit code
+    0, wherever the signal lands. Here it lands in a finaliser, as it can in the serial port's
+    when an open fails: a KeyboardInterrupt raised there is swallowed by Python, and the node
+    went on retrying for connect_timeout_s (under ros2 launch: SIGTERM after 5 s, 'process has
+    died')."""
+    import os
+    import signal
+    import time
+
+    from robot_rl.drivers.dynamixel.chain import DynamixelChain, DynamixelCommError
+    from robot_rl.drivers.dynamixel.node import DynamixelNode
+    from robot_rl.ros.runtime import run
+
+    class PortObject:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, inside the finaliser
+
+    attempts: list[float] = []
+
+    def connect_fails(self: DynamixelChain) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) == 2:
+            PortObject()  # made and collected at once: its finaliser delivers the Ctrl-C
+        raise DynamixelCommError(f"cannot open {self.port_name}")
+
+    monkeypatch.setattr(DynamixelChain, "connect", connect_fails)
+    started = time.monotonic()
+    code = run(DynamixelNode, ["--ros-args", "-p", "port:=/nonexistent", "-p",
+                               "connect_timeout_s:=10.0"])
+    assert code == 0
+    assert time.monotonic() - started < 3.0 and len(attempts) <= 4, attempts

@@ -56,7 +56,7 @@ from robot_rl.nodes import topics
 from robot_rl.nodes.robot_state import RobotStatePublishers
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
-from robot_rl.ros.api import Node
+from robot_rl.ros.api import Node, install_signal_handlers
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_SENSOR_DATA
 from robot_rl.ros.runtime import make_node, run
 
@@ -170,15 +170,24 @@ class DynamixelNode:
     def _start_chain(self) -> None:
         chain = self.chain
         deadline = time.monotonic() + self._connect_timeout_s
-        while True:  # the adapter (or the hil bus node's pty) may appear a moment after us
-            try:
-                chain.connect()
-                break
-            except (DynamixelCommError, DynamixelConnectError) as err:
-                if time.monotonic() >= deadline:
-                    raise
-                self._log_throttled("connect", f"{err}; retrying")
-                time.sleep(0.2)
+        # Ctrl-C while waiting for the port sets a flag that the loop reads, rather than raising
+        # KeyboardInterrupt wherever the signal lands: one that landed in a finaliser (the failed
+        # serial port's) was swallowed, and the node went on retrying past ros2 launch's 5 s.
+        restore = install_signal_handlers(self.node.request_shutdown)
+        try:
+            while True:  # the adapter (or the hil bus node's pty) may appear a moment after us
+                if not self.node.ok():
+                    raise KeyboardInterrupt  # run() ends the node cleanly, exit code 0
+                try:
+                    chain.connect()
+                    break
+                except (DynamixelCommError, DynamixelConnectError) as err:
+                    if time.monotonic() >= deadline:
+                        raise
+                    self._log_throttled("connect", f"{err}; retrying")
+                    time.sleep(0.2)
+        finally:
+            restore()
         self._connected = True
         chain.configure()
         if self._torque_on_start:
