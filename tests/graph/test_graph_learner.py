@@ -272,12 +272,25 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         state_and_hold()
         after = 1000.0 + 0.01 * robot.tick + 1e-6  # the stamp of the state sent with it
 
-        def held() -> list[Any]:
-            return [c for c in robot.commands if m.stamp_to_s(c.header.stamp) > after]
-        robot.wait_until(lambda: len(held()) >= 8, 20, state_and_hold,
+        step_rad = task.calibration.safety.max_step_rad + 1e-6
+
+        def offsets() -> list[float]:
+            return [float(np.abs(np.asarray(c.position) - targets0).max())
+                    for c in robot.commands if m.stamp_to_s(c.header.stamp) > after]
+
+        def held(offsets_rad: list[float]) -> list[float]:
+            """The commands from the first one within a step of the hold: a state and the hold
+            are published together, and on rclpy the state may reach the actor first (no order
+            is promised between two topics), so its answer still starts from the actor's own
+            targets."""
+            within = [i for i, offset in enumerate(offsets_rad) if offset <= step_rad]
+            return offsets_rad[within[0]:] if within else []
+
+        robot.wait_until(lambda: len(held(offsets())) >= 8, 20, state_and_hold,
                          what="commands while the supervisor holds")
-        offsets = [np.abs(np.asarray(c.position) - targets0).max() for c in held()]
-        assert max(offsets) <= task.calibration.safety.max_step_rad + 1e-6, offsets
+        in_flight = len(offsets()) - len(held(offsets()))
+        assert in_flight <= 3, offsets()  # an actor ignoring COMMAND drifts on, step by step
+        assert max(held(offsets())) <= step_rad, offsets()
     finally:
         robot.destroy()
     assert stop(actor) == 0
