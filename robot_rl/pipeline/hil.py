@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_rl.agent.episode import STEP_KEYS, SuccessModel
+from robot_rl.agent.episode import STEP_KEYS, SuccessModel, success_frame
 from robot_rl.data import EpisodeStore
 from robot_rl.hil import DemoRegion, InterventionTrend, add_online_episode, intervention_metrics
 from robot_rl.hil.metrics import misdetection_metrics
@@ -75,7 +75,7 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
         next_obs, reward, terminated, truncated, info = gym_env.step(action)
         true_flags.append(bool(info["success"]))
         if success_model is not None:  # the classifier's word stands for the twin's rule
-            detected = success_model.step(next_obs)
+            detected = success_model.step(_judged(next_obs))
             reward = 0.0 if detected else -1.0
             terminated = bool(detected and task.config.terminate_on_success)
             info = {**info, "success": detected}
@@ -92,6 +92,15 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
                     "true_success": any(true_flags),
                     "true_success_steps": np.asarray(true_flags)}
     return Episode(steps=steps, success=success, seed=seed, info=episode_info)
+
+
+def _judged(next_obs: Any) -> Any:
+    """What the success model judges after a step: a state task's vector, or a pixel task's
+    {"observation": vector, "camera_color": the view after the action} (the env's {"state",
+    "rgb"})."""
+    if isinstance(next_obs, dict):
+        return success_frame(np.asarray(next_obs["state"]), np.asarray(next_obs["rgb"]))
+    return success_frame(next_obs, None)
 
 
 @dataclass
@@ -122,7 +131,7 @@ class OnlineHooks:
             operator = DeviceOperator(env, hil.operator, joystick_path=hil.joystick_path,
                                       realtime=hil.realtime)
         if success_model is None and config.reward.source == "classifier":
-            success_model = configured_detector(config)
+            success_model = configured_detector(config, env.task.image is not None)
         return cls(operator=operator, success_model=success_model, to_offline=hil.to_offline,
                    until_env_steps=hil.until_env_steps,
                    trend=InterventionTrend(hil.trend_window))
@@ -181,16 +190,21 @@ class OnlineHooks:
         return scalars
 
 
-def configured_detector(config: PipelineConfig) -> SuccessModel:
-    """The detector the ``reward`` section names, its threshold and debounce applied."""
+def configured_detector(config: PipelineConfig, task_has_view: bool | None = None
+                        ) -> SuccessModel:
+    """The detector the ``reward`` section names, its threshold and debounce applied;
+    ``task_has_view`` (when known): an image classifier is refused for a task without a view."""
     from robot_rl.reward import SuccessDetector, load_classifier
+    from robot_rl.reward.image_classifier import check_task_view
 
     reward = config.reward
     if not reward.classifier:
         raise ValueError("reward.source is classifier but reward.classifier names no file "
                          "(robot-rl reward train writes one)")
-    return SuccessDetector(load_classifier(reward.classifier), reward.threshold or None,
-                           reward.debounce_frames or None)
+    classifier = load_classifier(reward.classifier)
+    if task_has_view is not None:
+        check_task_view(classifier, task_has_view, reward.classifier)
+    return SuccessDetector(classifier, reward.threshold or None, reward.debounce_frames or None)
 
 
 def misdetections(episode: Episode) -> dict[str, float]:
