@@ -30,6 +30,7 @@ from robot_rl.hil.replay import INTERVENTION_KEY
 from robot_rl.learning.factory import Replay
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.run_config import PipelineConfig
+from robot_rl.sim_twin.experts import step_dtype, step_vector, step_views
 from robot_rl.sim_twin.operator import OperatorRules, ScriptedOperator
 from robot_rl.teleop.takeover import OPERATOR, Handover
 
@@ -53,7 +54,7 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
     twin_env = gym_env.unwrapped
     task = twin_env.task
     env.gate.reset()
-    obs, _ = gym_env.reset(seed=seed)
+    obs, info = gym_env.reset(seed=seed)
     handover = Handover(task.actions.step_rad)
     for part in (operator, success_model):
         if part is not None:
@@ -72,21 +73,23 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
         if command.limited:  # the change of hands held it to one step: record what was sent
             action = task.targets_to_action(command.targets_rad, last)
         action = np.asarray(action, np.float32)
-        next_obs, reward, terminated, truncated, info = gym_env.step(action)
-        true_flags.append(bool(info["success"]))
+        next_obs, reward, terminated, truncated, next_info = gym_env.step(action)
+        true_flags.append(bool(next_info["success"]))
+        detected = bool(next_info["success"])
         if success_model is not None:  # the classifier's word stands for the twin's rule
             detected = success_model.step(_judged(next_obs))
             reward = 0.0 if detected else -1.0
             terminated = bool(detected and task.config.terminate_on_success)
-            info = {**info, "success": detected}
-        values = (obs, action, reward, next_obs, terminated, truncated,
+        values = (step_vector(obs), action, reward, step_vector(next_obs), terminated, truncated,
                   command.actor == OPERATOR)
         for key, value in zip(STEP_KEYS, values):
             rows[key].append(value)
-        success = success or bool(info["success"])
-        obs, done = next_obs, bool(terminated or truncated)
-    steps = {key: np.asarray(value, dtype=bool if key in ("terminated", "truncated",
-                                                           "intervention") else np.float32)
+        if isinstance(obs, dict):  # a pixel task: its views beside, as the plain episode keeps
+            for key, value in step_views(obs, info, next_info).items():
+                rows.setdefault(key, []).append(value)
+        success = success or detected
+        obs, info, done = next_obs, next_info, bool(terminated or truncated)
+    steps = {key: np.asarray(value, dtype=step_dtype(key, value[0]))
              for key, value in rows.items()}
     episode_info = {"success": success, "seed": seed, "takeovers": handover.takeovers,
                     "true_success": any(true_flags),
