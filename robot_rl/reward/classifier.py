@@ -62,13 +62,17 @@ class ClassifierConfig:
 
 
 def parse_inputs(specs: Sequence[str], widths: Mapping[str, int],
-                 layout: Mapping[str, slice] | None = None) -> list[Input]:
+                 layout: Mapping[str, slice] | None = None,
+                 layouts: Mapping[str, Mapping[str, slice]] | None = None) -> list[Input]:
     """``observation``, ``observation[a:b]`` or ``observation.<field>`` into (key, start, stop);
-    ``widths``: each key's values per frame."""
+    ``widths``: each key's values per frame. A named field is looked up in ``layouts[key]`` where
+    given (a pixel dataset's ``observation`` and ``state_observation`` have different layouts),
+    else in ``layout``."""
     inputs = []
     for spec in specs:
         key, dot, name = spec.partition(".")
         if dot:
+            layout = (layouts or {}).get(key, layout)
             if layout is None:
                 raise ValueError(f"classifier input '{spec}': a named field needs the task "
                                  "(--task) for its observation layout")
@@ -94,6 +98,22 @@ def parse_inputs(specs: Sequence[str], widths: Mapping[str, int],
     if not inputs:
         raise ValueError("classifier: at least one input is needed")
     return inputs
+
+
+def input_vector(inputs: Sequence[Input], values: Mapping[str, Any]) -> np.ndarray:
+    """One frame's inputs (float32, concatenated) from its keys; ValueError naming a missing key
+    or one with fewer values than an input's columns."""
+    parts = []
+    for key, start, stop in inputs:
+        if key not in values or values[key] is None:
+            raise ValueError(f"classifier input '{key}' is missing from the frame (it has "
+                             f"{sorted(values)})")
+        flat = np.asarray(values[key], np.float32).reshape(-1)
+        if stop > flat.size:
+            raise ValueError(f"classifier input '{key}[{start}:{stop}]': the frame's '{key}' "
+                             f"has {flat.size} values")
+        parts.append(flat[start:stop])
+    return np.concatenate(parts)
 
 
 class SuccessClassifier:
@@ -125,13 +145,7 @@ class SuccessClassifier:
     def features(self, frame: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
         """One frame's input vector from its keys (an array alone is the ``observation``)."""
         values = {"observation": frame} if isinstance(frame, np.ndarray) else frame
-        parts = []
-        for key, start, stop in self.inputs:
-            if key not in values:
-                raise ValueError(f"classifier input '{key}' is missing from the frame (it has "
-                                 f"{sorted(values)})")
-            parts.append(np.asarray(values[key], np.float32).reshape(-1)[start:stop])
-        return np.concatenate(parts)
+        return input_vector(self.inputs, values)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """p(success) of one feature vector (a float) or a batch (N,)."""

@@ -6,6 +6,8 @@
         --input observation.error_cos_sin
     robot-rl reward train PIXELS.zarr --labels labels.yaml -o success.safetensors \
         --input camera_color                           (an image classifier on the camera view)
+    robot-rl reward train PIXELS.zarr --labels labels.yaml -o success.safetensors \
+        --input camera_color --input observation.goal_cos_sin      (the view and the goal)
     robot-rl reward eval success.safetensors HELD_OUT.zarr --from-reward
     robot-rl reward export success.safetensors -o success.pt2
 
@@ -17,6 +19,7 @@ into the project's CLI; ``main(argv)`` runs it alone (``python -m robot_rl.rewar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -79,8 +82,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                    help="what the classifier reads: KEY, KEY[a:b] or observation.FIELD (a "
                         "field of the task's observation); repeat to concatenate "
                         "(default: observation). A camera view key (camera_color: uint8 "
-                        "H,W,3 in the dataset) alone trains an image classifier (conv encoder, "
-                        "DrQ shifts); the view of frame t is the next step's, so record its "
+                        "H,W,3 in the dataset) trains an image classifier (conv encoder, DrQ "
+                        "shifts), the other inputs (e.g. observation.goal_cos_sin) read beside "
+                        "the view; the view of frame t is the next step's, so record its "
                         "data with the task's terminate_on_success false")
     p.add_argument("--task", help="task whose observation fields --input names (default: the "
                                   "dataset's)")
@@ -148,20 +152,24 @@ def _train(args: argparse.Namespace) -> int:
     with EpisodeStore.open(args.dataset, "r") as store:
         specs = args.inputs or ["observation"]
         views = [s for s in specs if is_view_key(store, s)]
+        if len(views) > 1:
+            raise ConfigError(f"reward train: an image classifier reads one camera view, got "
+                              f"{views}")
+        others = [s for s in specs if s not in views]
+        inputs = []
+        if others:
+            widths = {key: _width(store, frame_key(store, key)) for key in store.keys
+                      if not is_view_key(store, key)}
+            layouts = _layouts(store, args.task) if any("." in s for s in others) else None
+            try:
+                inputs = parse_inputs(others, widths, layouts=layouts)
+            except ValueError as err:
+                raise ConfigError(f"reward train: {err}") from err
         if views:
-            if len(specs) > 1:
-                raise ConfigError(f"reward train: --input {views[0]} is a camera view: an image "
-                                  f"classifier reads it alone (got {specs})")
-            return _train_image(args, store, labels, views[0])
+            return _train_image(args, store, labels, views[0], inputs)
         config = ClassifierConfig(hidden_sizes=_sizes(args.hidden),
                                   updates=args.updates or 2000, threshold=args.threshold,
                                   debounce_frames=args.debounce_frames, seed=args.seed)
-        widths = {key: _width(store, frame_key(store, key)) for key in store.keys}
-        layout = _layout(store, args.task) if any("." in s for s in specs) else None
-        try:
-            inputs = parse_inputs(specs, widths, layout)
-        except ValueError as err:
-            raise ConfigError(f"reward train: {err}") from err
         features = frame_features(store, inputs)
         rows, flags, ids = labels.frames(store)
         try:
@@ -179,7 +187,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key: str) -> int:
+def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key: str,
+                 vectors: Sequence[tuple[str, int, int]] = ()) -> int:
     from robot_rl.data.transition_arrays import store_observation
     from robot_rl.reward.classifier import fit_classifier
     from robot_rl.reward.image_classifier import (
@@ -188,15 +197,16 @@ def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key
         train_image_classifier,
         view_from_store,
     )
-    from robot_rl.reward.labels import labelled_views
+    from robot_rl.reward.labels import labelled_image_frames
 
     config = ImageClassifierConfig(updates=args.updates or 400, threshold=args.threshold,
                                    debounce_frames=args.debounce_frames, seed=args.seed)
     view = view_from_store(store_observation(store)[1], store.specs[key].step_shape)
-    images, flags, ids, left_out = labelled_views(store, labels, key)
+    frames, flags, ids, left_out = labelled_image_frames(store, labels, key, vectors)
     try:
-        classifier = fit_classifier(images, flags, ids, ImageInput(key, view), config,
-                                    {"inputs_named": [key], "dataset": str(store.path),
+        classifier = fit_classifier(frames, flags, ids, ImageInput(key, view, tuple(vectors)),
+                                    config,
+                                    {"inputs_named": args.inputs, "dataset": str(store.path),
                                      "labels": str(args.labels),
                                      "labelled_episodes": sorted(labels.episodes),
                                      "frames_without_view": left_out},
@@ -204,8 +214,9 @@ def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key
     except ValueError as err:
         raise DatasetError(args.labels, str(err)) from err
     classifier.save(args.output, overwrite=args.overwrite)
-    print(f"wrote {args.output}: image classifier on '{key}' ({view.height}x{view.width}), "
-          f"{classifier.meta['success_frames']} success and "
+    beside = f" and {classifier.inputs[1:]} ({classifier.vector_width} values)" if vectors else ""
+    print(f"wrote {args.output}: image classifier on '{key}' ({view.height}x{view.width})"
+          f"{beside}, {classifier.meta['success_frames']} success and "
           f"{classifier.meta['failure_frames']} failure frames ({left_out} labelled frames "
           f"without a view left out), threshold {classifier.threshold:g}, debounce "
           f"{classifier.debounce_frames}")
@@ -215,11 +226,12 @@ def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key
 def _frames(classifier: Any, store: EpisodeStore, labels: Any
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, success flags, episode of each) of the labelled frames, for either kind."""
-    from robot_rl.reward.labels import frame_features, labelled_views
+    from robot_rl.reward.labels import frame_features, labelled_image_frames
 
     if getattr(classifier, "kind", "vector") == "image":
-        images, flags, ids, _ = labelled_views(store, labels, classifier.key)
-        return images, flags, ids
+        frames, flags, ids, _ = labelled_image_frames(store, labels, classifier.key,
+                                                      classifier.vectors)
+        return frames, flags, ids
     features = frame_features(store, classifier.inputs)
     rows, flags, ids = labels.frames(store)
     return features[rows], flags, ids
@@ -264,8 +276,12 @@ def _export(args: argparse.Namespace) -> int:
 
     classifier = load_classifier(args.classifier)
     path = classifier.export(args.output, overwrite=args.overwrite)
-    what = (f"(N, {', '.join(map(str, classifier.image_shape))}) uint8 views"
-            if getattr(classifier, "kind", "vector") == "image" else "(N, inputs)")
+    what = "(N, inputs)"
+    if getattr(classifier, "kind", "vector") == "image":
+        what = f"(N, {', '.join(map(str, classifier.image_shape))}) uint8 views"
+        if classifier.vectors:
+            what += (f" and (N, {classifier.vector_width}) float32 vectors "
+                     f"({' + '.join(classifier.inputs[1:])})")
     print(f"wrote {path}: torch.export program, {what} -> (N,) probabilities")
     return 0
 
@@ -316,14 +332,24 @@ def _width(store: EpisodeStore, key: str) -> int:
     return max(1, int(np.prod(store.specs[key].step_shape)))
 
 
-def _layout(store: EpisodeStore, task: str | None) -> dict[str, slice]:
-    """The observation layout of ``task`` (default: the dataset's task), on its robot."""
+def _layouts(store: EpisodeStore, task: str | None) -> dict[str, dict[str, slice]]:
+    """The observation layouts of ``task`` (default: the dataset's task), on its robot, for the
+    dataset's observation kind: ``observation`` (and ``next_observation``) is the task's
+    observation as recorded (a pixel dataset's: joints, previous action and goal), and
+    ``state_observation`` (kept beside a pixel dataset's) the task's state layout."""
+    from robot_rl.data.transition_arrays import store_observation
     from robot_rl.registry import env_id_task, make_task
     from robot_rl.robot_config import load_robot
 
     name = task or env_id_task(store.attrs.get("task", "")) or store.attrs.get("task", "")
+    mode = store_observation(store)[0]
     try:
-        return make_task(name, load_robot(store.attrs.get("robot", ""))).layout
+        made = make_task(name, load_robot(store.attrs.get("robot", "")),
+                         {"observation": mode} if mode != "state" else None)
+        layouts = {"observation": made.layout}
+        with contextlib.suppress(NotImplementedError):  # a task that observes its state only
+            layouts["state_observation"] = made.state_layout()
+        return layouts
     except (ValueError, OSError, ConfigError) as err:
         raise ConfigError(f"reward train: named inputs need the task's observation layout: "
                           f"{err} (pass --task)") from err

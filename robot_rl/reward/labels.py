@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -220,6 +221,29 @@ def labelled_views(store: EpisodeStore, labels: FrameLabels, key: str
     """(views, success flags, episode of each, frames left out) of every labelled frame that has
     a view (``view_frames``). Refuses labels whose success frames all lack a view, naming the
     cause and the cure."""
+    views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
+    return views[rows], flags, ids, left_out
+
+
+def labelled_image_frames(store: EpisodeStore, labels: FrameLabels, key: str,
+                          vectors: Sequence[tuple[str, int, int]] = ()) -> tuple[
+                              Any, np.ndarray, np.ndarray, int]:
+    """``labelled_views``, with the vector inputs of the same frames beside the views where
+    ``vectors`` are given (an ``image_classifier.ImageFrames``): frame t's vector is
+    ``frame_features``' (``next_observation[t]`` in a transition store), its view
+    ``view_frames``' (row t + 1's); a frame without a view is left out of both."""
+    views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
+    if not vectors:
+        return views[rows], flags, ids, left_out
+    from robot_rl.reward.image_classifier import ImageFrames
+
+    return ImageFrames(views[rows], frame_features(store, vectors)[rows]), flags, ids, left_out
+
+
+def _labelled_view_rows(store: EpisodeStore, labels: FrameLabels, key: str
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(every frame's view, store rows of the labelled frames with a view, their flags and
+    episodes, labelled frames left out)."""
     views, valid = view_frames(store, key)
     rows, flags, ids = labels.frames(store)
     keep = valid[rows]
@@ -232,5 +256,4 @@ def labelled_views(store: EpisodeStore, labels: FrameLabels, key: str
                                        f"{{observation: pixels, terminate_on_success: false}}}}') "
                                        f"so the robot holds at the goal and its success views "
                                        f"are recorded")
-    rows = rows[keep]
-    return views[rows], flags[keep], ids[keep], int((~keep).sum())
+    return views, rows[keep], flags[keep], ids[keep], int((~keep).sum())

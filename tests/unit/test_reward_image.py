@@ -2,7 +2,8 @@
 not from shuffled labels), its file and export, the frame rule (the view of frame t is the next
 row's in a transition store; an episode's last step has none), the refusal of a dataset whose
 success views were never stored, the CLI, and the view reaching the detector on the graph's
-episode machine."""
+episode machine and in process. With vector inputs beside the view (a goal the picture does not
+show): it learns what the view alone cannot, its file, the frames' alignment, a missing key."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from robot_rl.reward import (
     train_image_classifier,
 )
 from robot_rl.reward.classifier import fit_classifier
-from robot_rl.reward.image_classifier import ImageInput
-from robot_rl.reward.labels import labelled_views, view_frames
+from robot_rl.reward.image_classifier import ImageFrames, ImageInput
+from robot_rl.reward.labels import labelled_image_frames, labelled_views, view_frames
 from robot_rl.robot_config import load_robot
 from robot_rl.tasks.camera import ImageObservationConfig
 from robot_rl.tasks.valve import ValveTask
@@ -178,9 +179,115 @@ def test_label_train_eval_export_on_views(tmp_path: Path, capsys: pytest.Capture
     assert scores["tp"] + scores["fn"] == 4 and sum(map(scores.get, ("tp", "fp", "fn", "tn"))) == 18
     assert main(["reward", "export", str(model), "-o", str(tmp_path / "c.pt2")]) == 0
     assert "(N, 16, 16, 3) uint8 views -> (N,) probabilities" in capsys.readouterr().out
+    # the view and a vector beside it: train, eval and export read both
     assert main(["reward", "train", data, "--labels", str(labels), "-o", str(model),
-                 "--input", "camera_color", "--input", "observation", "--overwrite"]) != 0
-    assert "an image classifier reads it alone" in capsys.readouterr().err
+                 "--input", "camera_color", "--input", "observation[0:1]", "--updates", "10",
+                 "--threshold", "0.5", "--overwrite"]) == 0
+    assert "on 'camera_color' (16x16) and ['observation[0:1]'] (1 values)" in \
+        capsys.readouterr().out
+    assert load_classifier(model).vectors == [("observation", 0, 1)]
+    assert main(["reward", "eval", str(model), data, "--from-reward", "--episodes", "6-7",
+                 "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["frames"]
+    assert scores["tp"] + scores["fn"] == 4
+    assert main(["reward", "export", str(model), "-o", str(tmp_path / "v.pt2")]) == 0
+    assert "uint8 views and (N, 1) float32 vectors (observation[0:1])" in capsys.readouterr().out
+    assert main(["reward", "train", data, "--labels", str(labels), "-o", str(model),
+                 "--input", "camera_color", "--input", "camera_color", "--overwrite"]) != 0
+    assert "reads one camera view" in capsys.readouterr().err
+
+
+# ---- vector inputs beside the view -------------------------------------------------------------
+CORNERS = ((4, 4), (4, 20), (20, 4), (20, 20))
+GOAL_INPUT = ImageInput("camera_color", VIEW, (("observation", 0, 2),))
+
+
+def _goal_scenes(n_episodes: int, seed: int) -> tuple[ImageFrames, np.ndarray, np.ndarray]:
+    """Episodes of 24 noisy views with a white square in one of four corners, each episode with
+    a goal corner given as a vector (cos, sin of goal * 90 degrees; episode k's goal is k mod 4):
+    a frame is a success when the square is at the goal. Every view is a success for a quarter
+    of the goals, so the view alone cannot tell."""
+    rng = np.random.default_rng(seed)
+    images, vectors, labels, ids = [], [], [], []
+    for k in range(n_episodes):
+        goal = k % 4
+        for _ in range(24):
+            image = rng.integers(0, 90, (SIZE, SIZE, 3)).astype(np.uint8)
+            where = int(rng.integers(4))
+            y, x = CORNERS[where]
+            image[y:y + 8, x:x + 8] = 255
+            images.append(image)
+            vectors.append([np.cos(goal * np.pi / 2), np.sin(goal * np.pi / 2)])
+            labels.append(where == goal)
+            ids.append(k)
+    return (ImageFrames(np.stack(images), np.asarray(vectors, np.float32)), np.asarray(labels),
+            np.asarray(ids))
+
+
+def test_a_goal_beside_the_view_is_learnt_where_the_view_alone_cannot_tell(
+        one_torch_thread: None) -> None:
+    x, y, ids = _goal_scenes(20, seed=0)
+    test_x, test_y, test_ids = _goal_scenes(30, seed=1)
+    config = ImageClassifierConfig(updates=200, cv_folds=3)
+    both = fit_classifier(x, y, ids, GOAL_INPUT, config, trainer=train_image_classifier)
+    frames = evaluate_classifier(both, test_x, test_y, test_ids)["frames"]
+    assert frames["precision"] >= 0.9 and frames["recall"] >= 0.9, frames
+    view = fit_classifier(x.images, y, ids, INPUT, config, trainer=train_image_classifier)
+    frames = evaluate_classifier(view, test_x.images, test_y, test_ids)["frames"]
+    assert not (frames["precision"] >= 0.9 and frames["recall"] >= 0.9), frames
+    assert frames["precision"] < 0.5, frames  # a quarter of the views are successes
+
+
+def test_a_file_with_vector_inputs_loads_back_exports_and_names_a_missing_key(
+        tmp_path: Path, one_torch_thread: None) -> None:
+    x, y, _ = _goal_scenes(4, seed=2)
+    model = train_image_classifier(x, y, GOAL_INPUT, ImageClassifierConfig(
+        updates=5, threshold=0.6, head_hidden=(8,)))
+    np.testing.assert_allclose(model.vector_mean, x.vectors.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(model.vector_std, np.maximum(x.vectors.std(axis=0), 1e-3),
+                               rtol=1e-6)
+    loaded = load_classifier(model.save(tmp_path / "g.safetensors"))
+    assert loaded.vectors == [("observation", 0, 2)] and loaded.head_hidden == (8,)
+    assert loaded.inputs == ["camera_color", "observation[0:2]"]
+    np.testing.assert_array_equal(loaded.vector_mean, model.vector_mean)
+    np.testing.assert_array_equal(loaded.vector_std, model.vector_std)
+    np.testing.assert_array_equal(loaded.probability(x), model.probability(x))
+    # a frame as the callers give it: the view and the observation vector
+    frame = {"camera_color": x.images[3], "observation": np.r_[x.vectors[3], 7.0]}
+    features = loaded.features(frame)
+    assert isinstance(features, ImageFrames)
+    assert loaded.probability(features) == pytest.approx(float(model.probability(x[3:4])[0]))
+    with pytest.raises(ValueError, match="classifier input 'observation' is missing from the "
+                                         "frame"):
+        loaded.features({"camera_color": x.images[3]})
+    with pytest.raises(ValueError, match="'observation' has 1 values"):
+        loaded.features({"camera_color": x.images[3], "observation": np.zeros(1)})
+    with pytest.raises(ValueError, match="not views alone"):
+        loaded.probability(x.images)
+    import torch
+    exported = torch.export.load(str(loaded.export(tmp_path / "g.pt2"))).module()
+    np.testing.assert_allclose(
+        exported(torch.from_numpy(x.images[:5]), torch.from_numpy(x.vectors[:5])).numpy(),
+        model.probability(x[:5]), rtol=1e-5, atol=1e-6)
+    # a file of a view alone keeps the first layout (no vector metadata): it loads as before
+    alone = train_image_classifier(x.images, y, INPUT, ImageClassifierConfig(updates=1))
+    from safetensors import safe_open
+    with safe_open(str(alone.save(tmp_path / "a.safetensors")), "np") as handle:
+        assert "vectors" not in handle.metadata() and "head.weight" in set(handle.keys())
+    assert load_classifier(tmp_path / "a.safetensors").vectors == []
+
+
+def test_a_frames_vector_is_its_next_observation_beside_the_view_of_the_next_row(
+        tmp_path: Path) -> None:
+    store = view_store(tmp_path / "t.zarr", [4, 3], [[1], [2]])
+    labels = FrameLabels.from_reward(store)
+    frames, flags, ids, left_out = labelled_image_frames(store, labels, "camera_color",
+                                                         [("observation", 0, 1)])
+    # frame t: next_observation[t] (10 k + t + 1) and the view of row t + 1 (the same number);
+    # each episode's last step has no view and is left out of both
+    assert frames.images[:, 0, 0, 0].tolist() == [1, 2, 3, 11, 12] and left_out == 2
+    assert frames.vectors[:, 0].tolist() == [1, 2, 3, 11, 12]
+    assert flags.tolist() == [False, True, False, False, False]
 
 
 class _Seen:
@@ -232,6 +339,44 @@ def test_the_episode_machine_gives_the_detector_the_view_after_each_action() -> 
         after = steps["camera_color"][t + 1] if t + 1 < finished.length else \
             np.full(task.image.shape, tick, np.uint8)
         np.testing.assert_array_equal(frame["camera_color"], after)
+        assert not np.array_equal(frame["camera_color"], steps["camera_color"][t])
+
+
+def test_the_in_process_episode_gives_the_detector_the_view_after_each_action() -> None:
+    """``pipeline.hil.run_online_episode`` on the valve's pixel twin: frame t is
+    {observation: next_observation[t], camera_color: the view the env returned after action t}
+    (the view step t + 1 acts on), never the view action t was chosen on."""
+    from robot_rl.pipeline.hil import run_online_episode
+    from robot_rl.pipeline.rollout import GatedEnv
+    from robot_rl.run_config import load_pipeline_config
+
+    config = load_pipeline_config(
+        "valve", ["env_kwargs={config: {observation: pixels, episode_length_steps: 6}}"],
+        "bench_tiny")
+    env = GatedEnv(config)
+    views: list[np.ndarray] = []  # every view the env returns, in order: reset's, then each step's
+    step = env.env.step
+
+    def recording_step(action):
+        out = step(action)
+        views.append(np.array(out[0]["rgb"]))
+        return out
+
+    env.env.step = recording_step
+    seen = _Seen()
+    try:
+        episode = run_online_episode(env, lambda obs: np.full(9, 0.5, np.float32), seed=3,
+                                     success_model=seen)
+    finally:
+        env.close()
+    steps = episode.steps
+    assert len(seen.frames) == episode.length == len(views) == 6
+    for t, frame in enumerate(seen.frames):
+        assert set(frame) == {"observation", "camera_color"}
+        np.testing.assert_array_equal(frame["observation"], steps["next_observation"][t])
+        np.testing.assert_array_equal(frame["camera_color"], views[t])
+        if t + 1 < episode.length:  # the view step t + 1 acted on, as the episode keeps it
+            np.testing.assert_array_equal(frame["camera_color"], steps["camera_color"][t + 1])
         assert not np.array_equal(frame["camera_color"], steps["camera_color"][t])
 
 
