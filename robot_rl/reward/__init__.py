@@ -5,7 +5,8 @@ a debounced detector that gives a task its reward and success from the classifie
 from a ground-truth reward); ``classifier``: the model (inputs, normaliser, MLP, threshold,
 debounce), training, evaluation (precision, recall, confusion), its file and its export;
 ``detector``: success held for k frames, per episode. ``image_classifier``: the same on a camera
-view (a conv encoder and a linear head). The vector classifier is pure numpy at run time (torch
+view (a conv encoder and a linear head; an MLP head where vector inputs, e.g. a goal,
+sit beside the view). The vector classifier is pure numpy at run time (torch
 only to train and export); the image classifier runs its conv net in torch on the CPU, as the
 acting side runs a pixel policy's encoder.
 """
