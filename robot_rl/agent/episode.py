@@ -20,8 +20,10 @@ who acted (``intervention``) and the episode's info counts the ``takeovers``. Th
 to COMMAND_RAW: the supervisor gates the operator as it gates the policy.
 
 A success model (``success_model``: ``reward.SuccessDetector``, a learned classifier) replaces the
-task's success rule: the step's success is the detector's on the observation after it (reward 0 on
-success, else -1; termination where the task ends at success). The task's own rule is still
+task's success rule: the step's success is the detector's on the observation after it, and for a
+pixel task on the view paired with that observation too (an image classifier judges the view after
+the action, not the one the policy acted on) (reward 0 on success, else -1; termination where the
+task ends at success). The task's own rule is still
 computed where the state allows it and kept as ``true_success`` in the episode's info, so
 misdetections can be counted on the twin.
 
@@ -36,7 +38,7 @@ evaluations starts from the same states).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,11 +59,21 @@ _ROW_DTYPES = {**dict.fromkeys(FLAG_KEYS, bool), "camera_color": np.uint8,
 
 
 class SuccessModel(Protocol):
-    """Success from the observation after each step (``reward.SuccessDetector``)."""
+    """Success from the frame after each step (``reward.SuccessDetector``): the observation
+    vector, or for a pixel task {"observation": vector, "camera_color": the view paired with it}
+    (``success_frame``), so an image classifier judges the view after the action."""
 
     def reset(self) -> None: ...
 
-    def step(self, observation: np.ndarray) -> bool: ...
+    def step(self, observation: np.ndarray | Mapping[str, np.ndarray]) -> bool: ...
+
+
+def success_frame(next_obs: np.ndarray, color: np.ndarray | None
+                  ) -> np.ndarray | dict[str, np.ndarray]:
+    """What a success model judges after a step: the vector alone (a state task: as before), or
+    the vector and the view of the same instant (the view after the action, never the one the
+    policy acted on)."""
+    return next_obs if color is None else {"observation": next_obs, "camera_color": color}
 EPISODE_KINDS = ("online", "eval")
 EVAL_STREAM = 1  # the evaluation starts' stream, beside the online one (0)
 
@@ -293,7 +305,7 @@ class EpisodeMachine:
         assert self.reset is not None
         goal = self.reset.goal
         obs = self.task.observation(state, goal, self._previous_action)
-        if self._pending is not None and self._close_step(state, obs, goal):
+        if self._pending is not None and self._close_step(state, obs, goal, frame):
             self._finish(out)
             return
         # the targets an action steps from: the supervisor's last command with relative actions
@@ -328,7 +340,10 @@ class EpisodeMachine:
         assert frame is not None
         return {"state": obs, "image": network_image(frame.color, frame.depth, view)}
 
-    def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float) -> bool:
+    def _close_step(self, state: TaskState, next_obs: np.ndarray, goal: float,
+                    next_frame: ViewFrame | None = None) -> bool:
+        """Closes the pending step at ``state``; ``next_frame``: the view paired with ``state``
+        (after the action), which a success model judges beside ``next_obs``."""
         assert self._pending is not None
         obs, action, frame, by_operator = self._pending
         if frame is not None:  # the view the policy acted on
@@ -340,7 +355,8 @@ class EpisodeMachine:
         if self.success_model is None:
             success, reward = true_success, self.task.reward(state, goal)
         else:  # the classifier's word stands for the task's rule (as on a robot without one)
-            success = bool(self.success_model.step(next_obs))
+            success = bool(self.success_model.step(success_frame(
+                next_obs, None if next_frame is None else next_frame.color)))
             reward = 0.0 if success else -1.0
         self._steps += 1
         terminated = bool(success and self.task.config.terminate_on_success)

@@ -144,6 +144,7 @@ class LearnerNode:
             self.node.destroy()
             raise
         observation = (self.config.env_kwargs.get("config") or {}).get("observation", "state")
+        self._observation = observation  # pixels: an image success classifier has its view
         acting = declare_acting_parameters(self.node, robot=self.config.robot,
                                            task=config_task or "valve", observation=observation)
         if acting["observation"] != observation:
@@ -229,7 +230,9 @@ class LearnerNode:
                 raise ValueError("the config's reward.source is classifier but names no file")
             return None
         from robot_rl.reward import SuccessDetector, load_classifier
+        from robot_rl.reward.image_classifier import check_task_view
         classifier = load_classifier(path)
+        check_task_view(classifier, self._observation == "pixels", path)
         SuccessDetector(classifier, reward.threshold or None, reward.debounce_frames or None)
         self.node.get_logger().info(f"reward and success from the classifier {path}")
         return lambda: SuccessDetector(classifier, reward.threshold or None,

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_rl.agent.episode import STEP_KEYS, SuccessModel
+from robot_rl.agent.episode import STEP_KEYS, SuccessModel, success_frame
 from robot_rl.data import EpisodeStore
 from robot_rl.hil import DemoRegion, InterventionTrend, add_online_episode, intervention_metrics
 from robot_rl.hil.metrics import misdetection_metrics
@@ -30,6 +30,7 @@ from robot_rl.hil.replay import INTERVENTION_KEY
 from robot_rl.learning.factory import Replay
 from robot_rl.pipeline.rollout import Episode, GatedEnv
 from robot_rl.run_config import PipelineConfig
+from robot_rl.sim_twin.experts import step_dtype, step_vector, step_views
 from robot_rl.sim_twin.operator import OperatorRules, ScriptedOperator
 from robot_rl.teleop.takeover import OPERATOR, Handover
 
@@ -53,7 +54,7 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
     twin_env = gym_env.unwrapped
     task = twin_env.task
     env.gate.reset()
-    obs, _ = gym_env.reset(seed=seed)
+    obs, info = gym_env.reset(seed=seed)
     handover = Handover(task.actions.step_rad)
     for part in (operator, success_model):
         if part is not None:
@@ -72,26 +73,37 @@ def run_online_episode(env: GatedEnv, policy: Policy, seed: int, operator: Opera
         if command.limited:  # the change of hands held it to one step: record what was sent
             action = task.targets_to_action(command.targets_rad, last)
         action = np.asarray(action, np.float32)
-        next_obs, reward, terminated, truncated, info = gym_env.step(action)
-        true_flags.append(bool(info["success"]))
+        next_obs, reward, terminated, truncated, next_info = gym_env.step(action)
+        true_flags.append(bool(next_info["success"]))
+        detected = bool(next_info["success"])
         if success_model is not None:  # the classifier's word stands for the twin's rule
-            detected = success_model.step(next_obs)
+            detected = success_model.step(_judged(next_obs))
             reward = 0.0 if detected else -1.0
             terminated = bool(detected and task.config.terminate_on_success)
-            info = {**info, "success": detected}
-        values = (obs, action, reward, next_obs, terminated, truncated,
+        values = (step_vector(obs), action, reward, step_vector(next_obs), terminated, truncated,
                   command.actor == OPERATOR)
         for key, value in zip(STEP_KEYS, values):
             rows[key].append(value)
-        success = success or bool(info["success"])
-        obs, done = next_obs, bool(terminated or truncated)
-    steps = {key: np.asarray(value, dtype=bool if key in ("terminated", "truncated",
-                                                           "intervention") else np.float32)
+        if isinstance(obs, dict):  # a pixel task: its views beside, as the plain episode keeps
+            for key, value in step_views(obs, info, next_info).items():
+                rows.setdefault(key, []).append(value)
+        success = success or detected
+        obs, info, done = next_obs, next_info, bool(terminated or truncated)
+    steps = {key: np.asarray(value, dtype=step_dtype(key, value[0]))
              for key, value in rows.items()}
     episode_info = {"success": success, "seed": seed, "takeovers": handover.takeovers,
                     "true_success": any(true_flags),
                     "true_success_steps": np.asarray(true_flags)}
     return Episode(steps=steps, success=success, seed=seed, info=episode_info)
+
+
+def _judged(next_obs: Any) -> Any:
+    """What the success model judges after a step: a state task's vector, or a pixel task's
+    {"observation": vector, "camera_color": the view after the action} (the env's {"state",
+    "rgb"})."""
+    if isinstance(next_obs, dict):
+        return success_frame(np.asarray(next_obs["state"]), np.asarray(next_obs["rgb"]))
+    return success_frame(next_obs, None)
 
 
 @dataclass
@@ -122,7 +134,7 @@ class OnlineHooks:
             operator = DeviceOperator(env, hil.operator, joystick_path=hil.joystick_path,
                                       realtime=hil.realtime)
         if success_model is None and config.reward.source == "classifier":
-            success_model = configured_detector(config)
+            success_model = configured_detector(config, env.task.image is not None)
         return cls(operator=operator, success_model=success_model, to_offline=hil.to_offline,
                    until_env_steps=hil.until_env_steps,
                    trend=InterventionTrend(hil.trend_window))
@@ -181,16 +193,21 @@ class OnlineHooks:
         return scalars
 
 
-def configured_detector(config: PipelineConfig) -> SuccessModel:
-    """The detector the ``reward`` section names, its threshold and debounce applied."""
+def configured_detector(config: PipelineConfig, task_has_view: bool | None = None
+                        ) -> SuccessModel:
+    """The detector the ``reward`` section names, its threshold and debounce applied;
+    ``task_has_view`` (when known): an image classifier is refused for a task without a view."""
     from robot_rl.reward import SuccessDetector, load_classifier
+    from robot_rl.reward.image_classifier import check_task_view
 
     reward = config.reward
     if not reward.classifier:
         raise ValueError("reward.source is classifier but reward.classifier names no file "
                          "(robot-rl reward train writes one)")
-    return SuccessDetector(load_classifier(reward.classifier), reward.threshold or None,
-                           reward.debounce_frames or None)
+    classifier = load_classifier(reward.classifier)
+    if task_has_view is not None:
+        check_task_view(classifier, task_has_view, reward.classifier)
+    return SuccessDetector(classifier, reward.threshold or None, reward.debounce_frames or None)
 
 
 def misdetections(episode: Episode) -> dict[str, float]:

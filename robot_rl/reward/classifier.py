@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from safetensors import SafetensorError
@@ -62,13 +62,17 @@ class ClassifierConfig:
 
 
 def parse_inputs(specs: Sequence[str], widths: Mapping[str, int],
-                 layout: Mapping[str, slice] | None = None) -> list[Input]:
+                 layout: Mapping[str, slice] | None = None,
+                 layouts: Mapping[str, Mapping[str, slice]] | None = None) -> list[Input]:
     """``observation``, ``observation[a:b]`` or ``observation.<field>`` into (key, start, stop);
-    ``widths``: each key's values per frame."""
+    ``widths``: each key's values per frame. A named field is looked up in ``layouts[key]`` where
+    given (a pixel dataset's ``observation`` and ``state_observation`` have different layouts),
+    else in ``layout``."""
     inputs = []
     for spec in specs:
         key, dot, name = spec.partition(".")
         if dot:
+            layout = (layouts or {}).get(key, layout)
             if layout is None:
                 raise ValueError(f"classifier input '{spec}': a named field needs the task "
                                  "(--task) for its observation layout")
@@ -96,8 +100,26 @@ def parse_inputs(specs: Sequence[str], widths: Mapping[str, int],
     return inputs
 
 
+def input_vector(inputs: Sequence[Input], values: Mapping[str, Any]) -> np.ndarray:
+    """One frame's inputs (float32, concatenated) from its keys; ValueError naming a missing key
+    or one with fewer values than an input's columns."""
+    parts = []
+    for key, start, stop in inputs:
+        if key not in values or values[key] is None:
+            raise ValueError(f"classifier input '{key}' is missing from the frame (it has "
+                             f"{sorted(values)})")
+        flat = np.asarray(values[key], np.float32).reshape(-1)
+        if stop > flat.size:
+            raise ValueError(f"classifier input '{key}[{start}:{stop}]': the frame's '{key}' "
+                             f"has {flat.size} values")
+        parts.append(flat[start:stop])
+    return np.concatenate(parts)
+
+
 class SuccessClassifier:
     """Numpy inference of a trained classifier (see the module)."""
+
+    kind = "vector"
 
     def __init__(self, inputs: Sequence[Input], mean: np.ndarray, std: np.ndarray,
                  layers: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float,
@@ -123,13 +145,7 @@ class SuccessClassifier:
     def features(self, frame: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
         """One frame's input vector from its keys (an array alone is the ``observation``)."""
         values = {"observation": frame} if isinstance(frame, np.ndarray) else frame
-        parts = []
-        for key, start, stop in self.inputs:
-            if key not in values:
-                raise ValueError(f"classifier input '{key}' is missing from the frame (it has "
-                                 f"{sorted(values)})")
-            parts.append(np.asarray(values[key], np.float32).reshape(-1)[start:stop])
-        return np.concatenate(parts)
+        return input_vector(self.inputs, values)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """p(success) of one feature vector (a float) or a batch (N,)."""
@@ -178,8 +194,10 @@ class SuccessClassifier:
         return path
 
 
-def load_classifier(path: str | os.PathLike[str]) -> SuccessClassifier:
-    """A classifier file; DatasetError naming the file if it is not one."""
+def load_classifier(path: str | os.PathLike[str]) -> Any:
+    """A classifier file: a ``SuccessClassifier`` (vector inputs) or, by the file's format string,
+    an ``image_classifier.ImageSuccessClassifier``; DatasetError naming the file if it is neither.
+    One entry point for every caller (the CLI, the learner node, the in-process pipeline)."""
     path = Path(path)
     try:
         arrays = load_file(str(path))
@@ -188,9 +206,14 @@ def load_classifier(path: str | os.PathLike[str]) -> SuccessClassifier:
             header = json.loads(handle.read(length)).get("__metadata__") or {}
     except (OSError, SafetensorError, ValueError, UnicodeDecodeError) as err:
         raise DatasetError(path, f"not a success classifier file: {err}") from err
+    from robot_rl.reward.image_classifier import IMAGE_CLASSIFIER_FORMAT, image_classifier_from
+
+    if header.get("format") == IMAGE_CLASSIFIER_FORMAT:
+        return image_classifier_from(path, arrays, header)
     if header.get("format") != CLASSIFIER_FORMAT:
         raise DatasetError(path, f"not a success classifier file (format "
-                                 f"{header.get('format')!r}, expected {CLASSIFIER_FORMAT!r})")
+                                 f"{header.get('format')!r}, expected {CLASSIFIER_FORMAT!r} or "
+                                 f"{IMAGE_CLASSIFIER_FORMAT!r})")
     try:
         n_layers = len([k for k in arrays if k.endswith(".weight")])
         layers = [(arrays[f"layers.{i}.weight"], arrays[f"layers.{i}.bias"])
@@ -243,28 +266,40 @@ def train_classifier(features: np.ndarray, labels: np.ndarray, inputs: Sequence[
                              config.debounce_frames, info)
 
 
+class Trainer(Protocol):
+    """What ``fit_classifier`` trains with: ``train_classifier`` (vectors) or
+    ``image_classifier.train_image_classifier`` (views); the config is the trainer's own (a
+    dataclass with ``threshold``, ``cv_folds`` and ``seed``)."""
+
+    def __call__(self, features: np.ndarray, labels: np.ndarray, inputs: Any, config: Any,
+                 meta: Mapping[str, Any] | None = None) -> Any: ...
+
+
 def fit_classifier(features: np.ndarray, labels: np.ndarray, episode_ids: np.ndarray,
-                   inputs: Sequence[Input], config: ClassifierConfig | None = None,
-                   meta: Mapping[str, Any] | None = None) -> SuccessClassifier:
-    """``train_classifier`` on every labelled frame, with the threshold chosen (when the config's
-    is 0) by cross-validation: the labelled episodes in ``cv_folds`` groups, each predicted by a
-    model trained on the others; the threshold maximises F0.5 of those predictions (precision
-    weighs twice recall: a false success ends an episode with a reward it did not earn, a missed
-    one only delays it). Ties go to the higher threshold."""
+                   inputs: Any, config: Any = None,
+                   meta: Mapping[str, Any] | None = None,
+                   trainer: Trainer | None = None) -> Any:
+    """``trainer`` (default ``train_classifier``) on every labelled frame, with the threshold
+    chosen (when the config's is 0) by cross-validation: the labelled episodes in ``cv_folds``
+    groups, each predicted by a model trained on the others; the threshold maximises F0.5 of those
+    predictions (precision weighs twice recall: a false success ends an episode with a reward it
+    did not earn, a missed one only delays it). Ties go to the higher threshold. The same rule
+    for every kind of classifier: only the trainer differs."""
+    trainer = trainer or train_classifier
     config = config or ClassifierConfig()
     y = np.asarray(labels, bool)
     ids = np.asarray(episode_ids)
     cv: dict[str, Any] = {}
     threshold = config.threshold
     if not threshold:
-        threshold, cv = _cross_validated_threshold(features, y, ids, inputs, config)
-    final = train_classifier(features, y, inputs, dataclasses.replace(config, threshold=threshold),
-                             {**(meta or {}), "threshold_cv": cv})
+        threshold, cv = _cross_validated_threshold(features, y, ids, inputs, config, trainer)
+    final = trainer(features, y, inputs, dataclasses.replace(config, threshold=threshold),
+                    {**(meta or {}), "threshold_cv": cv})
     return final
 
 
 def _cross_validated_threshold(features: np.ndarray, y: np.ndarray, ids: np.ndarray,
-                               inputs: Sequence[Input], config: ClassifierConfig
+                               inputs: Any, config: Any, trainer: Trainer = train_classifier
                                ) -> tuple[float, dict[str, Any]]:
     episodes = np.unique(ids)
     folds = min(config.cv_folds, len(episodes))
@@ -277,7 +312,7 @@ def _cross_validated_threshold(features: np.ndarray, y: np.ndarray, ids: np.ndar
         held = np.isin(ids, group)
         if y[~held].all() or not y[~held].any():
             continue  # a fold whose rest lacks a class teaches nothing
-        model = train_classifier(features[~held], y[~held], inputs, config)
+        model = trainer(features[~held], y[~held], inputs, config)
         out_of_fold[held] = model.probability(features[held])
     scored = ~np.isnan(out_of_fold)
     best, best_score = 0.5, -1.0
@@ -291,7 +326,7 @@ def _cross_validated_threshold(features: np.ndarray, y: np.ndarray, ids: np.ndar
     return round(best, 4), {"folds": folds, "f05": best_score, "frames_scored": int(scored.sum())}
 
 
-def evaluate_classifier(classifier: SuccessClassifier, features: np.ndarray, labels: np.ndarray,
+def evaluate_classifier(classifier: Any, features: np.ndarray, labels: np.ndarray,
                         episode_ids: np.ndarray, threshold: float | None = None,
                         debounce_frames: int | None = None) -> dict[str, Any]:
     """Frame and episode scores on labelled frames (ideally of held-out episodes).

@@ -4,16 +4,22 @@
     robot-rl reward label DATASET -o labels.yaml --from-reward --episodes 0-19    (ground truth)
     robot-rl reward train DATASET --labels labels.yaml -o success.safetensors \
         --input observation.error_cos_sin
+    robot-rl reward train PIXELS.zarr --labels labels.yaml -o success.safetensors \
+        --input camera_color                           (an image classifier on the camera view)
+    robot-rl reward train PIXELS.zarr --labels labels.yaml -o success.safetensors \
+        --input camera_color --input observation.goal_cos_sin      (the view and the goal)
     robot-rl reward eval success.safetensors HELD_OUT.zarr --from-reward
     robot-rl reward export success.safetensors -o success.pt2
 
-A frame is the state a step's reward judges (``reward.labels``). ``add_parser`` plugs the command
+A frame is the state a step's reward judges (``reward.labels``): in a transition store the view of
+frame t is the next row's, and an episode's last step has no view. ``add_parser`` plugs the command
 into the project's CLI; ``main(argv)`` runs it alone (``python -m robot_rl.reward.cli``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -67,18 +73,24 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing labels file")
     p.set_defaults(handler=_label)
 
-    p = sub.add_parser("train", help="train a success classifier on labelled frames")
+    p = sub.add_parser("train", help="train a success classifier on labelled frames (vectors, "
+                                     "or a camera view: --input camera_color)")
     p.add_argument("dataset", help="dataset (zarr) the labels are for")
     p.add_argument("--labels", required=True, help="labels file (robot-rl reward label)")
     p.add_argument("-o", "--output", required=True, help="classifier file to write")
     p.add_argument("--input", action="append", dest="inputs", metavar="INPUT",
                    help="what the classifier reads: KEY, KEY[a:b] or observation.FIELD (a "
                         "field of the task's observation); repeat to concatenate "
-                        "(default: observation)")
+                        "(default: observation). A camera view key (camera_color: uint8 "
+                        "H,W,3 in the dataset) trains an image classifier (conv encoder, DrQ "
+                        "shifts), the other inputs (e.g. observation.goal_cos_sin) read beside "
+                        "the view; the view of frame t is the next step's, so record its "
+                        "data with the task's terminate_on_success false")
     p.add_argument("--task", help="task whose observation fields --input names (default: the "
                                   "dataset's)")
     p.add_argument("--hidden", default="64,64", help="hidden layer sizes (default 64,64)")
-    p.add_argument("--updates", type=int, default=2000, help="training steps (default 2000)")
+    p.add_argument("--updates", type=int, help="training steps (default 2000 full-batch steps; "
+                                               "an image classifier 400 minibatch steps)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="success when p >= threshold; 0 (default): chosen by cross-validation "
                         "over the labelled episodes")
@@ -89,7 +101,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("eval", help="precision, recall and confusion on labelled frames")
-    p.add_argument("classifier", help="classifier file")
+    p.add_argument("classifier", help="classifier file (vector or image)")
     p.add_argument("dataset", help="dataset (zarr) of held-out episodes")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", help="labels file for this dataset")
@@ -103,7 +115,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_eval)
 
     p = sub.add_parser("export", help="write the classifier as a torch.export program (.pt2)")
-    p.add_argument("classifier", help="classifier file")
+    p.add_argument("classifier", help="classifier file (vector: (N, inputs) -> p; image: uint8 "
+                                      "(N, H, W, 3) views -> p)")
     p.add_argument("-o", "--output", required=True, help="program to write (.pt2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(handler=_export)
@@ -133,20 +146,30 @@ def _label(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from robot_rl.reward.classifier import ClassifierConfig, fit_classifier, parse_inputs
-    from robot_rl.reward.labels import FrameLabels, frame_features, frame_key
+    from robot_rl.reward.labels import FrameLabels, frame_features, frame_key, is_view_key
 
     labels = FrameLabels.load(args.labels)
-    config = ClassifierConfig(hidden_sizes=_sizes(args.hidden), updates=args.updates,
-                              threshold=args.threshold, debounce_frames=args.debounce_frames,
-                              seed=args.seed)
     with EpisodeStore.open(args.dataset, "r") as store:
         specs = args.inputs or ["observation"]
-        widths = {key: _width(store, frame_key(store, key)) for key in store.keys}
-        layout = _layout(store, args.task) if any("." in s for s in specs) else None
-        try:
-            inputs = parse_inputs(specs, widths, layout)
-        except ValueError as err:
-            raise ConfigError(f"reward train: {err}") from err
+        views = [s for s in specs if is_view_key(store, s)]
+        if len(views) > 1:
+            raise ConfigError(f"reward train: an image classifier reads one camera view, got "
+                              f"{views}")
+        others = [s for s in specs if s not in views]
+        inputs = []
+        if others:
+            widths = {key: _width(store, frame_key(store, key)) for key in store.keys
+                      if not is_view_key(store, key)}
+            layouts = _layouts(store, args.task) if any("." in s for s in others) else None
+            try:
+                inputs = parse_inputs(others, widths, layouts=layouts)
+            except ValueError as err:
+                raise ConfigError(f"reward train: {err}") from err
+        if views:
+            return _train_image(args, store, labels, views[0], inputs)
+        config = ClassifierConfig(hidden_sizes=_sizes(args.hidden),
+                                  updates=args.updates or 2000, threshold=args.threshold,
+                                  debounce_frames=args.debounce_frames, seed=args.seed)
         features = frame_features(store, inputs)
         rows, flags, ids = labels.frames(store)
         try:
@@ -164,9 +187,59 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_image(args: argparse.Namespace, store: EpisodeStore, labels: Any, key: str,
+                 vectors: Sequence[tuple[str, int, int]] = ()) -> int:
+    from robot_rl.data.transition_arrays import store_observation
+    from robot_rl.reward.classifier import fit_classifier
+    from robot_rl.reward.image_classifier import (
+        ImageClassifierConfig,
+        ImageInput,
+        train_image_classifier,
+        view_from_store,
+    )
+    from robot_rl.reward.labels import labelled_image_frames
+
+    config = ImageClassifierConfig(updates=args.updates or 400, threshold=args.threshold,
+                                   debounce_frames=args.debounce_frames, seed=args.seed)
+    view = view_from_store(store_observation(store)[1], store.specs[key].step_shape)
+    frames, flags, ids, left_out = labelled_image_frames(store, labels, key, vectors)
+    try:
+        classifier = fit_classifier(frames, flags, ids, ImageInput(key, view, tuple(vectors)),
+                                    config,
+                                    {"inputs_named": args.inputs, "dataset": str(store.path),
+                                     "labels": str(args.labels),
+                                     "labelled_episodes": sorted(labels.episodes),
+                                     "frames_without_view": left_out},
+                                    trainer=train_image_classifier)
+    except ValueError as err:
+        raise DatasetError(args.labels, str(err)) from err
+    classifier.save(args.output, overwrite=args.overwrite)
+    beside = f" and {classifier.inputs[1:]} ({classifier.vector_width} values)" if vectors else ""
+    print(f"wrote {args.output}: image classifier on '{key}' ({view.height}x{view.width})"
+          f"{beside}, {classifier.meta['success_frames']} success and "
+          f"{classifier.meta['failure_frames']} failure frames ({left_out} labelled frames "
+          f"without a view left out), threshold {classifier.threshold:g}, debounce "
+          f"{classifier.debounce_frames}")
+    return 0
+
+
+def _frames(classifier: Any, store: EpisodeStore, labels: Any
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, success flags, episode of each) of the labelled frames, for either kind."""
+    from robot_rl.reward.labels import frame_features, labelled_image_frames
+
+    if getattr(classifier, "kind", "vector") == "image":
+        frames, flags, ids, _ = labelled_image_frames(store, labels, classifier.key,
+                                                      classifier.vectors)
+        return frames, flags, ids
+    features = frame_features(store, classifier.inputs)
+    rows, flags, ids = labels.frames(store)
+    return features[rows], flags, ids
+
+
 def _eval(args: argparse.Namespace) -> int:
     from robot_rl.reward.classifier import evaluate_classifier, load_classifier
-    from robot_rl.reward.labels import FrameLabels, frame_features
+    from robot_rl.reward.labels import FrameLabels
 
     classifier = load_classifier(args.classifier)
     with EpisodeStore.open(args.dataset, "r") as store:
@@ -178,15 +251,14 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             labels = FrameLabels.from_reward(store, _episode_list(args.episodes, store),
                                              args.success_reward)
-        features = frame_features(store, classifier.inputs)
-        rows, flags, ids = labels.frames(store)
-    scores = evaluate_classifier(classifier, features[rows], flags, ids, args.threshold,
+        features, flags, ids = _frames(classifier, store, labels)
+    scores = evaluate_classifier(classifier, features, flags, ids, args.threshold,
                                  args.debounce_frames)
     if args.json:
         print(json.dumps(scores, indent=1))
         return 0
     f, e = scores["frames"], scores["episodes"]
-    print(f"{args.classifier} on {args.dataset}: {len(rows)} frames of {len(set(ids))} "
+    print(f"{args.classifier} on {args.dataset}: {len(flags)} frames of {len(set(ids))} "
           f"episodes, threshold {scores['threshold']:g}, debounce {scores['debounce_frames']}")
     print("frames          predicted success  predicted failure")
     print(f"  success       {f['tp']:>17}  {f['fn']:>17}")
@@ -202,8 +274,15 @@ def _eval(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from robot_rl.reward.classifier import load_classifier
 
-    path = load_classifier(args.classifier).export(args.output, overwrite=args.overwrite)
-    print(f"wrote {path}: torch.export program, (N, inputs) -> (N,) probabilities")
+    classifier = load_classifier(args.classifier)
+    path = classifier.export(args.output, overwrite=args.overwrite)
+    what = "(N, inputs)"
+    if getattr(classifier, "kind", "vector") == "image":
+        what = f"(N, {', '.join(map(str, classifier.image_shape))}) uint8 views"
+        if classifier.vectors:
+            what += (f" and (N, {classifier.vector_width}) float32 vectors "
+                     f"({' + '.join(classifier.inputs[1:])})")
+    print(f"wrote {path}: torch.export program, {what} -> (N,) probabilities")
     return 0
 
 
@@ -253,14 +332,24 @@ def _width(store: EpisodeStore, key: str) -> int:
     return max(1, int(np.prod(store.specs[key].step_shape)))
 
 
-def _layout(store: EpisodeStore, task: str | None) -> dict[str, slice]:
-    """The observation layout of ``task`` (default: the dataset's task), on its robot."""
+def _layouts(store: EpisodeStore, task: str | None) -> dict[str, dict[str, slice]]:
+    """The observation layouts of ``task`` (default: the dataset's task), on its robot, for the
+    dataset's observation kind: ``observation`` (and ``next_observation``) is the task's
+    observation as recorded (a pixel dataset's: joints, previous action and goal), and
+    ``state_observation`` (kept beside a pixel dataset's) the task's state layout."""
+    from robot_rl.data.transition_arrays import store_observation
     from robot_rl.registry import env_id_task, make_task
     from robot_rl.robot_config import load_robot
 
     name = task or env_id_task(store.attrs.get("task", "")) or store.attrs.get("task", "")
+    mode = store_observation(store)[0]
     try:
-        return make_task(name, load_robot(store.attrs.get("robot", ""))).layout
+        made = make_task(name, load_robot(store.attrs.get("robot", "")),
+                         {"observation": mode} if mode != "state" else None)
+        layouts = {"observation": made.layout}
+        with contextlib.suppress(NotImplementedError):  # a task that observes its state only
+            layouts["state_observation"] = made.state_layout()
+        return layouts
     except (ValueError, OSError, ConfigError) as err:
         raise ConfigError(f"reward train: named inputs need the task's observation layout: "
                           f"{err} (pass --task)") from err

@@ -1,7 +1,8 @@
 """Success from a classifier, held for k frames: what a task's reward and termination read.
 
 ``step(frame)`` once per control step with the frame the step's reward judges (the observation
-after the action); it returns whether success holds now: the classifier's probability at or above
+after the action; for an image classifier a mapping that holds the view after the action,
+``camera_color``); it returns whether success holds now: the classifier's probability at or above
 the threshold on the last ``debounce_frames`` frames in a row. That is the step's success (reward 0
 under the sparse reward, and the end of the episode where the task ends at success), as the twin's
 rule is "within tolerance now". ``fired``: whether it held at any step of this episode (the
@@ -11,14 +12,16 @@ episode's success). ``reset`` at each episode's start.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from robot_rl.reward.classifier import SuccessClassifier
-
 
 class SuccessDetector:
-    def __init__(self, classifier: SuccessClassifier, threshold: float | None = None,
+    """``classifier``: a ``SuccessClassifier`` or an ``ImageSuccessClassifier`` (its ``features``,
+    ``probability``, ``threshold`` and ``debounce_frames``)."""
+
+    def __init__(self, classifier: Any, threshold: float | None = None,
                  debounce_frames: int | None = None) -> None:
         self.classifier = classifier
         self.threshold = classifier.threshold if threshold is None else float(threshold)

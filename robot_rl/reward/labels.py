@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -180,3 +181,79 @@ def frame_features(store: EpisodeStore, inputs: Sequence[tuple[str, int, int]]) 
                                            "per step")
         parts.append(values[:, start:stop])
     return np.concatenate(parts, axis=1)
+
+
+# ---- camera views ------------------------------------------------------------------------------
+def is_view_key(store: EpisodeStore, key: str) -> bool:
+    """Whether ``key`` holds camera views in the store: uint8 (H, W, 3) per step."""
+    spec = store.specs.get(key)
+    return (spec is not None and spec.dtype == np.uint8 and len(spec.step_shape) == 3
+            and spec.step_shape[2] == 3)
+
+
+def view_frames(store: EpisodeStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(views (store steps, H, W, 3), valid (store steps,)): the view of every frame, with the
+    frame rule of the module ("frame t is the state after action t").
+
+    A pixel task's store keeps at row t the view the policy acted on: the view of observation t.
+    In a transition store frame t is the state after action t, so its view is row t + 1's of the
+    same episode; the last step of an episode has no stored view (its next frame is not kept, as
+    no frame is stored twice) and is not valid. In a store of plain rows frame t is row t itself,
+    every row valid."""
+    if not is_view_key(store, key):
+        raise DatasetError(store.path, f"'{key}' is not a camera view of the dataset (uint8 "
+                                       f"(H, W, 3) per step); it has {list(store.keys)}")
+    views = store.read(key)
+    valid = np.ones(len(views), bool)
+    if "next_observation" not in store.keys:
+        return views, valid
+    shifted = np.empty_like(views)
+    shifted[:-1] = views[1:]
+    last = store.episode_ends.astype(np.int64) - 1  # each episode's last step
+    last = last[last >= 0]
+    shifted[last] = 0
+    valid[last] = False
+    return shifted, valid
+
+
+def labelled_views(store: EpisodeStore, labels: FrameLabels, key: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(views, success flags, episode of each, frames left out) of every labelled frame that has
+    a view (``view_frames``). Refuses labels whose success frames all lack a view, naming the
+    cause and the cure."""
+    views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
+    return views[rows], flags, ids, left_out
+
+
+def labelled_image_frames(store: EpisodeStore, labels: FrameLabels, key: str,
+                          vectors: Sequence[tuple[str, int, int]] = ()) -> tuple[
+                              Any, np.ndarray, np.ndarray, int]:
+    """``labelled_views``, with the vector inputs of the same frames beside the views where
+    ``vectors`` are given (an ``image_classifier.ImageFrames``): frame t's vector is
+    ``frame_features``' (``next_observation[t]`` in a transition store), its view
+    ``view_frames``' (row t + 1's); a frame without a view is left out of both."""
+    views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
+    if not vectors:
+        return views[rows], flags, ids, left_out
+    from robot_rl.reward.image_classifier import ImageFrames
+
+    return ImageFrames(views[rows], frame_features(store, vectors)[rows]), flags, ids, left_out
+
+
+def _labelled_view_rows(store: EpisodeStore, labels: FrameLabels, key: str
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(every frame's view, store rows of the labelled frames with a view, their flags and
+    episodes, labelled frames left out)."""
+    views, valid = view_frames(store, key)
+    rows, flags, ids = labels.frames(store)
+    keep = valid[rows]
+    if flags.any() and not flags[keep].any():
+        raise DatasetError(store.path, f"labels: none of the {int(flags.sum())} success frames "
+                                       f"has a stored view: each is the last step of its "
+                                       f"episode (the episode ended at success), whose view is "
+                                       f"not kept. Record the classifier's data with the task's "
+                                       f"terminate_on_success false (--set 'env_kwargs={{config: "
+                                       f"{{observation: pixels, terminate_on_success: false}}}}') "
+                                       f"so the robot holds at the goal and its success views "
+                                       f"are recorded")
+    return views, rows[keep], flags[keep], ids[keep], int((~keep).sum())

@@ -273,24 +273,25 @@ def run_episode(env: gym.Env, expert: Expert, seed: int) -> dict:
     while not done:
         action = expert.act(obs)
         next_obs, reward, terminated, truncated, next_info = env.step(action)
-        for key, value in zip(rows, (_vector(obs), action, reward, _vector(next_obs), terminated,
+        for key, value in zip(rows, (step_vector(obs), action, reward, step_vector(next_obs), terminated,
                                      truncated)):
             rows[key].append(value)
         if isinstance(obs, dict):
-            for key, value in _views(obs, info, next_info).items():
+            for key, value in step_views(obs, info, next_info).items():
                 rows.setdefault(key, []).append(value)
         success = success or bool(next_info["success"])
         obs, info, done = next_obs, next_info, terminated or truncated
-    episode = {k: np.asarray(v, dtype=_dtype(k, v[0])) for k, v in rows.items()}
+    episode = {k: np.asarray(v, dtype=step_dtype(k, v[0])) for k, v in rows.items()}
     episode["info"] = {"success": success, "seed": seed, "noise_std": expert.noise_std}
     return episode
 
 
-def _vector(obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+def step_vector(obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """A step's observation vector (a pixel task's Dict observation's ``state``)."""
     return obs["state"] if isinstance(obs, dict) else obs
 
 
-def _views(obs: dict[str, np.ndarray], info: dict, next_info: dict) -> dict[str, np.ndarray]:
+def step_views(obs: dict[str, np.ndarray], info: dict, next_info: dict) -> dict[str, np.ndarray]:
     """A Dict observation's images and the privileged state layout beside them."""
     out = {"camera_color": obs["rgb"]}
     if "depth" in obs:
@@ -301,8 +302,9 @@ def _views(obs: dict[str, np.ndarray], info: dict, next_info: dict) -> dict[str,
     return out
 
 
-def _dtype(key: str, first: Any) -> type | np.dtype:
-    if key in ("terminated", "truncated"):
+def step_dtype(key: str, first: Any) -> type | np.dtype:
+    """The array type of an episode's ``key``: flags bool, frames as given, the rest float32."""
+    if key in ("terminated", "truncated", "intervention"):
         return bool
     if key.startswith("camera_"):
         return np.asarray(first).dtype  # frames keep their uint8 / uint16
