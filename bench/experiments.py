@@ -40,7 +40,7 @@ import torch
 from robot_rl.config import to_dict
 from robot_rl.data import transitions
 from robot_rl.learning import AWAC
-from robot_rl.learning.config import AWACConfig, config_to_dict
+from robot_rl.learning.config import TOOLKIT_FIELDS, AWACConfig, config_to_dict
 from robot_rl.learning.factory import new_agent
 from robot_rl.pipeline import stages
 from robot_rl.run_config import PipelineConfig, load_pipeline_config
@@ -52,9 +52,7 @@ BUDGETS = (2000, 5000, 10000, 20000)  # online env steps at which success is rep
 BUDGET_SLACK_STEPS = 100  # longer than any task's episode (valve 60, drawer 80 steps)
 HOLDOUT_SEED_OFFSET = 3_000_000  # the handed policy's check: seeds no evaluation used
 # The task files' product switches: task_config sets them back to AWACConfig's (the paper's AWAC)
-PRODUCT_FIELDS = ("collapse_guard", "replay", "symmetric_offline_fraction", "keep_offline_data",
-                  "warm_start_steps", "n_critics", "critic_aggregation", "critic_subset",
-                  "std_coef", "critic_layer_norm", "actor_update_every", "handed_policy")
+PRODUCT_FIELDS = ("collapse_guard", "std_coef", *TOOLKIT_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from robot_rl.pipeline import stages
-from robot_rl.run_config import PipelineConfig, load_pipeline_config
+from robot_rl.run_config import PipelineConfig, load_pipeline_config, toolkit_off_overrides
 
 SUCCESS_TARGET = 0.9
 CONDITIONS: dict[str, list[str]] = {
@@ -47,8 +47,9 @@ CONDITIONS: dict[str, list[str]] = {
 
 
 def condition_config(task: str, profile: str, seed: int, condition: str) -> PipelineConfig:
-    return load_pipeline_config(task, [f"seed={seed}", *CONDITIONS[condition]],
-                                profile=f"bench_{profile}")
+    # the AWAC the study was measured with (G = 1, two critics): the task files' toolkit came later
+    return load_pipeline_config(task, [*toolkit_off_overrides(), f"seed={seed}",
+                                       *CONDITIONS[condition]], profile=f"bench_{profile}")
 
 
 @contextlib.contextmanager

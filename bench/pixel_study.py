@@ -44,7 +44,7 @@ import torch
 from robot_rl.config import to_dict
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.pixels import train_dataset_encoder
-from robot_rl.run_config import PipelineConfig, load_pipeline_config
+from robot_rl.run_config import PipelineConfig, load_pipeline_config, toolkit_off_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("state", "drq", "frozen")
@@ -66,7 +66,9 @@ ENCODER_STEPS = 3000
 def method_config(task: str, method: str, seed: int, extra: list[str], out: Path
                   ) -> PipelineConfig:
     profile, overrides = STUDY[task]
-    config = load_pipeline_config(task, [*overrides, *extra, f"seed={seed}"], profile)
+    # the AWAC the study was measured with (G = 1, two critics): the task files' toolkit came later
+    config = load_pipeline_config(task, [*toolkit_off_overrides(), *overrides, *extra,
+                                         f"seed={seed}"], profile)
     if method == "state":
         return config
     task_kwargs = dict(config.env_kwargs.get("config", {}))

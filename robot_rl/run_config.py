@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robot_rl.config import ConfigError, apply_overrides, from_dict, load_yaml, named_yaml
-from robot_rl.learning.config import AWACConfig
+from robot_rl.learning.config import TOOLKIT_FIELDS, AWACConfig
 from robot_rl.learning.encoders import EncoderConfig
 from robot_rl.registry import task_spec
 
@@ -156,6 +157,18 @@ class PipelineConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig, metadata={
         "help": "the image encoder of a pixel task (env_kwargs {config: {observation: pixels}}); "
                 "state tasks ignore it"})
+
+
+def toolkit_off_overrides() -> list[str]:
+    """``--set`` overrides that put the offline-to-online toolkit's switches at AWACConfig's
+    defaults (the paper's AWAC: uniform replay, two critics and their minimum, no LayerNorm, no
+    warm start, the final policy handed over) and one update per env step; everything else (the
+    collapse guard, sizes, budgets) stays. The AWAC the studies measured before the task files
+    turned the toolkit on (bench/hil_study.py, bench/pixel_study.py), as ``make demo``'s profile
+    pins it; overrides given after them still apply."""
+    paper = AWACConfig()
+    return [*(f"awac.{name}={json.dumps(getattr(paper, name))}" for name in TOOLKIT_FIELDS),
+            "finetune.updates_per_env_step=1"]
 
 
 def config_path(name_or_path: str | Path) -> Path:

@@ -65,6 +65,14 @@ class CollapseGuardConfig:
     fallback_window: int = _num(5, 1, 1000, "recent online evaluations averaged by the rule")
 
 
+# The offline-to-online toolkit's switches (RLPD, REDQ, WSRL; docs/results.md): the task files
+# turn them on, AWACConfig's defaults leave them off (the paper's AWAC). Studies measured before
+# the task files turned them on reproduce with them off again (run_config.toolkit_off_overrides).
+TOOLKIT_FIELDS = ("replay", "symmetric_offline_fraction", "keep_offline_data", "warm_start_steps",
+                  "n_critics", "critic_aggregation", "critic_subset", "critic_layer_norm",
+                  "actor_update_every", "handed_policy")
+
+
 @dataclass(frozen=True)
 class AWACConfig:
     """AWAC (Nair et al. 2020) with the options the fine-tuning literature found to matter."""

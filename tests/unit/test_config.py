@@ -332,3 +332,36 @@ def test_extends_follows_paths_and_refuses_loops_and_unknown_names(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"typo.yaml: extends: no pipeline config named "
                                           r"'valv'.*known: \['drawer', 'valve'"):
         load_pipeline_config(typo)
+
+
+@pytest.mark.parametrize("study", ["hil_study", "pixel_study"])
+def test_the_studies_measured_before_the_toolkit_run_the_awac_they_were_measured_with(
+        study: str, tmp_path: Path) -> None:
+    """bench/hil_study.py and bench/pixel_study.py were measured with one update per env step,
+    two critics and uniform replay, before the task files turned the toolkit on: their documented
+    commands must still run that AWAC (they ran G = 10 with 10 critics, 10x the cost, after the
+    toolkit landed), the collapse guard and the profile's sizes kept, later overrides honoured."""
+    import sys
+
+    from robot_rl.run_config import toolkit_off_overrides
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    try:
+        module = __import__(study)
+    finally:
+        sys.path.pop(0)
+    if study == "hil_study":
+        config = module.condition_config("valve", "hil_reward", 1, "learned_reward")
+    else:
+        config = module.method_config("valve", "drq", 0, ["awac.n_critics=4"], tmp_path)
+    shipped = load_pipeline_config("valve")
+    assert shipped.finetune.updates_per_env_step > 1 and shipped.awac.n_critics > 2
+    awac = config.awac
+    assert config.finetune.updates_per_env_step == 1
+    assert (awac.replay, awac.critic_layer_norm, awac.warm_start_steps, awac.handed_policy,
+            awac.critic_aggregation) == ("uniform", False, 0, "final", "min")
+    assert awac.n_critics == (4 if study == "pixel_study" else 2)  # an override after them
+    assert awac.collapse_guard.conservative and awac.actor_hidden_sizes == (64, 64)
+    paper = AWACConfig()
+    assert len(toolkit_off_overrides()) == 11 and all(
+        getattr(awac, name) == getattr(paper, name) for name in
+        ("symmetric_offline_fraction", "keep_offline_data", "critic_subset", "actor_update_every"))
