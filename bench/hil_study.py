@@ -172,8 +172,8 @@ def report(out: Path, conditions: list[str]) -> str:
 
 
 def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
-    """Left: every seed's evaluations per condition (runs stop at 90%). Right: the scripted
-    operator's intervention rate, mean over the last 20 episodes (its CSV), per seed."""
+    """Left: every seed's evaluations per condition (runs stop at 90%). Right, where an operator
+    took over: its intervention rate, mean over the last 20 episodes (its CSV), per seed."""
     import csv
 
     import matplotlib
@@ -182,7 +182,10 @@ def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     runs = load_results(out, conditions)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    operated = any(r["interventions"].get("takeovers") for rs in runs.values() for r in rs)
+    # the right panel only where an operator took over (a reward study has none to draw)
+    fig, axes = plt.subplots(1, 2 if operated else 1, figsize=(9.0 if operated else 5.0, 3.4))
+    left, right = (axes if operated else (axes, None))
     colors = dict(zip(conditions, ("tab:grey", "tab:blue", "tab:green", "tab:orange")))
     for condition, results in runs.items():
         for i, r in enumerate(sorted(results, key=lambda r: r["seed"])):
@@ -191,7 +194,7 @@ def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
             left.plot(steps, rates, marker="o", ms=2.5, lw=1.2, color=colors[condition],
                       alpha=0.8, label=condition if i == 0 else None)
             metrics = out / f"seed{r['seed']}" / condition / "finetune" / "metrics.csv"
-            if r["interventions"].get("takeovers") and metrics.exists():
+            if right is not None and r["interventions"].get("takeovers") and metrics.exists():
                 with open(metrics) as handle:
                     rows = [row for row in csv.DictReader(handle)
                             if row["name"] == "intervention_rate_mean"]
@@ -203,12 +206,13 @@ def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
     left.set(xlabel="online env steps", ylabel="success (20 deterministic episodes)",
              ylim=(-0.03, 1.03))
     left.legend(fontsize=7)
-    right.set(xlabel="online env steps", ylabel="share of steps the operator commanded",
-              title="intervention rate, mean of the last 20 episodes", ylim=(0, None))
-    right.title.set_fontsize(8)
-    right.legend(fontsize=7)
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
+    left.grid(alpha=0.3)
+    if right is not None:
+        right.set(xlabel="online env steps", ylabel="share of steps the operator commanded",
+                  title="intervention rate, mean of the last 20 episodes", ylim=(0, None))
+        right.title.set_fontsize(8)
+        right.legend(fontsize=7)
+        right.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
