@@ -38,12 +38,16 @@ class TwinRobot:
                               now_s)
 
 
-def run_episode(machine: EpisodeMachine, robot: TwinRobot, policy, max_ticks: int = 500):
+def run_episode(machine: EpisodeMachine, robot: TwinRobot, policy, max_ticks: int = 500,
+                frame=None):
+    """Ticks the machine on the in-process twin until an episode finishes; ``frame(now_s)``:
+    the view each tick hands over (a pixel task's)."""
     now, events, commands = 0.0, [], 0
     for _ in range(max_ticks):
         now += PERIOD_S
         robot.publish(now)
-        out = machine.tick(now, robot.latest.task_state(now), robot.latest.received_s, policy)
+        out = machine.tick(now, robot.latest.task_state(now), robot.latest.received_s, policy,
+                           frame=None if frame is None else frame(now))
         for name, fields in out.events:
             events.append(name)
             if name == "reset":

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.reward import view_store
-from test_agent_episode import PERIOD_S, TwinRobot
+from test_agent_episode import TwinRobot, run_episode
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, Phase
 from robot_rl.agent.frames import ViewFrame
@@ -309,24 +309,15 @@ def test_the_episode_machine_gives_the_detector_the_view_after_each_action() -> 
     robot = TwinRobot(task)
     seen = _Seen()
     machine = EpisodeMachine(task, EpisodeConfig(seed=3), success_model=seen)
-    now, finished, tick = 0.0, None, 0
+    views: list[np.ndarray] = []
+
+    def view(now_s: float) -> ViewFrame:  # each tick's view tells its tick
+        views.append(np.full(task.image.shape, len(views), np.uint8))
+        return ViewFrame(now_s, views[-1], None)
+
     try:
-        for tick in range(100):
-            now += PERIOD_S
-            robot.publish(now)
-            color = np.full(task.image.shape, tick, np.uint8)  # each tick's view tells its tick
-            out = machine.tick(now, robot.latest.task_state(now), robot.latest.received_s,
-                               lambda obs: np.zeros(9, np.float32),
-                               frame=ViewFrame(now, color, None))
-            for name, fields in out.events:
-                if name == "reset":
-                    robot.reset(fields)
-                    machine.on_status({"event": "reset_done", "episode": machine.episode}, now)
-            if out.targets_rad is not None:
-                robot.twin.set_joint_targets(out.targets_rad)
-            robot.twin.advance(PERIOD_S)
-            if (finished := out.finished) is not None:
-                break
+        finished, _, _ = run_episode(machine, robot, lambda obs: np.zeros(9, np.float32),
+                                     max_ticks=100, frame=view)
     finally:
         robot.twin.close()
     assert finished is not None and machine.phase is Phase.IDLE
@@ -336,8 +327,7 @@ def test_the_episode_machine_gives_the_detector_the_view_after_each_action() -> 
         assert set(frame) == {"observation", "camera_color"}
         np.testing.assert_array_equal(frame["observation"], steps["next_observation"][t])
         # the view after action t: the one step t + 1 acted on (never step t's own)
-        after = steps["camera_color"][t + 1] if t + 1 < finished.length else \
-            np.full(task.image.shape, tick, np.uint8)
+        after = steps["camera_color"][t + 1] if t + 1 < finished.length else views[-1]
         np.testing.assert_array_equal(frame["camera_color"], after)
         assert not np.array_equal(frame["camera_color"], steps["camera_color"][t])
 
