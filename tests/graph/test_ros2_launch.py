@@ -137,7 +137,16 @@ class Launched:
         foreground process group (launch, interactive, then leaves the nodes' SIGINT to the
         terminal). Launch and every node must end cleanly, without launch's SIGTERM."""
         os.killpg(self.proc.pid, signal.SIGINT)
-        code = self.proc.wait(timeout=30)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Jazzy's launch, rarely and under load, never ran its SIGINT handler (no "user
+            # interrupted" line, nothing logged after it; ros2/launch#473 and #495 report the same
+            # shutdown hang upstream): Ctrl-C again, to launch alone, as a user would. The nodes
+            # had their own SIGINT; that they end cleanly is still asserted below.
+            assert "user interrupted with ctrl-c" not in self.output(), self.output()[-4000:]
+            os.kill(self.proc.pid, signal.SIGINT)
+            code = self.proc.wait(timeout=30)
         out = self.output()
         assert code == 0, out[-4000:]
         for failure in ("process has died", "escalating to 'SIGTERM'"):
