@@ -221,9 +221,11 @@ def test_real_mode_starts_its_drivers_under_jazzys_launch(
     try:
         expected = {f"{namespace}/{driver}", f"{namespace}/safety"}
         launched.wait(peer, lambda: expected <= peer.nodes(), 90, f"{sorted(expected)}")
-        if driver == "dynamixel":
-            launched.wait(peer, lambda: f"cannot open {port}" in launched.output(), 30,
-                          "the driver naming the absent port")
+        # Ctrl-C once both nodes have started and launch has relayed their first lines
+        started = f"cannot open {port}" if driver == "dynamixel" else f"{namespace}/command -> "
+        launched.wait(peer, lambda: started in launched.output()
+                      and "guarding" in launched.output(), 30,
+                      "the driver's and the safety node's start-up lines")
     finally:
         peer.close()
     launched.stop()
