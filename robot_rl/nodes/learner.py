@@ -144,7 +144,6 @@ class LearnerNode:
             self.node.destroy()
             raise
         observation = (self.config.env_kwargs.get("config") or {}).get("observation", "state")
-        self._observation = observation  # pixels: an image success classifier has its view
         acting = declare_acting_parameters(self.node, robot=self.config.robot,
                                            task=config_task or "valve", observation=observation)
         if acting["observation"] != observation:
@@ -182,7 +181,7 @@ class LearnerNode:
 
         # the acting shell first: it knows the task (observation and action sizes)
         try:
-            success_model = self._success_models()
+            success_model = self._success_models(task_has_view=observation == "pixels")
         except (OSError, ValueError) as err:
             self.node.destroy()
             raise ValueError(f"node {name}: parameter reward_classifier: {err}") from err
@@ -220,8 +219,9 @@ class LearnerNode:
                  f"episodes, {self.trainer.buffer_transitions} transitions in replay")
 
     # ---- start-up ----------------------------------------------------------------------------
-    def _success_models(self) -> Callable[[], SuccessModel] | None:
-        """A factory of success detectors (one per robot), or None for the task's rule."""
+    def _success_models(self, task_has_view: bool) -> Callable[[], SuccessModel] | None:
+        """A factory of success detectors (one per robot), or None for the task's rule;
+        ``task_has_view``: a pixel task (an image classifier needs its view)."""
         reward = self.config.reward
         path = self.params["reward_classifier"] or (reward.classifier if reward.source ==
                                                     "classifier" else "")
@@ -232,7 +232,7 @@ class LearnerNode:
         from robot_rl.reward import SuccessDetector, load_classifier
         from robot_rl.reward.image_classifier import check_task_view
         classifier = load_classifier(path)
-        check_task_view(classifier, self._observation == "pixels", path)
+        check_task_view(classifier, task_has_view, path)
         SuccessDetector(classifier, reward.threshold or None, reward.debounce_frames or None)
         self.node.get_logger().info(f"reward and success from the classifier {path}")
         return lambda: SuccessDetector(classifier, reward.threshold or None,

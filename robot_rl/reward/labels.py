@@ -216,22 +216,15 @@ def view_frames(store: EpisodeStore, key: str) -> tuple[np.ndarray, np.ndarray]:
     return shifted, valid
 
 
-def labelled_views(store: EpisodeStore, labels: FrameLabels, key: str
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(views, success flags, episode of each, frames left out) of every labelled frame that has
-    a view (``view_frames``). Refuses labels whose success frames all lack a view, naming the
-    cause and the cure."""
-    views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
-    return views[rows], flags, ids, left_out
-
-
 def labelled_image_frames(store: EpisodeStore, labels: FrameLabels, key: str,
                           vectors: Sequence[tuple[str, int, int]] = ()) -> tuple[
                               Any, np.ndarray, np.ndarray, int]:
-    """``labelled_views``, with the vector inputs of the same frames beside the views where
+    """(views, success flags, episode of each, frames left out) of every labelled frame that has
+    a view (``view_frames``), with the vector inputs of the same frames beside the views where
     ``vectors`` are given (an ``image_classifier.ImageFrames``): frame t's vector is
     ``frame_features``' (``next_observation[t]`` in a transition store), its view
-    ``view_frames``' (row t + 1's); a frame without a view is left out of both."""
+    ``view_frames``' (row t + 1's); a frame without a view is left out of both. Refuses labels
+    whose success frames all lack a view, naming the cause and the cure."""
     views, rows, flags, ids, left_out = _labelled_view_rows(store, labels, key)
     if not vectors:
         return views[rows], flags, ids, left_out

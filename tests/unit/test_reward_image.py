@@ -30,7 +30,7 @@ from robot_rl.reward import (
 )
 from robot_rl.reward.classifier import fit_classifier
 from robot_rl.reward.image_classifier import ImageFrames, ImageInput
-from robot_rl.reward.labels import labelled_image_frames, labelled_views, view_frames
+from robot_rl.reward.labels import labelled_image_frames, view_frames
 from robot_rl.robot_config import load_robot
 from robot_rl.tasks.camera import ImageObservationConfig
 from robot_rl.tasks.valve import ValveTask
@@ -130,7 +130,7 @@ def test_the_view_of_frame_t_is_the_next_rows_and_the_last_step_has_none(tmp_pat
     assert valid.tolist() == [True, True, True, False, True, True, False]
     labels = FrameLabels.from_reward(store)
     assert labels.episodes == {0: [(1, 1)], 1: [(2, 2)]}
-    images, flags, ids, left_out = labelled_views(store, labels, "camera_color")
+    images, flags, ids, left_out = labelled_image_frames(store, labels, "camera_color")
     assert images[:, 0, 0, 0].tolist() == [1, 2, 3, 11, 12] and left_out == 2
     assert flags.tolist() == [False, True, False, False, False] and ids.tolist() == [0, 0, 0, 1, 1]
     plain = view_store(tmp_path / "p.zarr", [4, 3], [[1], [2]], transitions=False)
@@ -146,7 +146,7 @@ def test_a_dataset_that_ended_at_each_success_is_refused_with_the_cure(
     labels = FrameLabels.from_reward(store)
     with pytest.raises(DatasetError, match="none of the 2 success frames has a stored view.*"
                                            "terminate_on_success false"):
-        labelled_views(store, labels, "camera_color")
+        labelled_image_frames(store, labels, "camera_color")
     store.close()
     path = labels.save(tmp_path / "l.yaml")
     assert main(["reward", "train", str(tmp_path / "end.zarr"), "--labels", str(path), "-o",
