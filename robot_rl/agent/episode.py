@@ -25,7 +25,8 @@ pixel task on the view paired with that observation too (an image classifier jud
 the action, not the one the policy acted on) (reward 0 on success, else -1; termination where the
 task ends at success). The task's own rule is still
 computed where the state allows it and kept as ``true_success`` in the episode's info, so
-misdetections can be counted on the twin.
+misdetections can be counted on the twin; where no step of the episode had the object measured
+(a cell without a sensor on it: ``LatestState(object_optional=True)``), the info has none.
 
 An episode starts on the first state measured after its reset: one whose stamp is at or after the
 ``stamp_s`` that reset_done names (the twin's stamp of the state it published after the teleport,
@@ -74,6 +75,8 @@ def success_frame(next_obs: np.ndarray, color: np.ndarray | None
     the vector and the view of the same instant (the view after the action, never the one the
     policy acted on)."""
     return next_obs if color is None else {"observation": next_obs, "camera_color": color}
+
+
 EPISODE_KINDS = ("online", "eval")
 EVAL_STREAM = 1  # the evaluation starts' stream, beside the online one (0)
 
@@ -141,7 +144,7 @@ class EpisodeMachine:
         self._command_rad: np.ndarray | None = None  # the supervisor's, since our last action
         self._gated_rad: np.ndarray | None = None  # the supervisor's latest, this episode
         self._success = False
-        self._true_success = False
+        self._true_success: bool | None = None  # None: the object was never measured
         self._steps = 0
         self._start_wait_logged = False
         self.kind = "online"
@@ -290,7 +293,7 @@ class EpisodeMachine:
             if image.depth:
                 self._rows["camera_depth"] = []
         self._pending, self._success, self._steps, self._stale_since_s = None, False, 0, None
-        self._true_success = False
+        self._true_success = None
         out.events.append(("start", {"goal": self.reset.goal, "seed": self.reset_seed,
                                      "kind": self.kind}))
 
@@ -350,9 +353,14 @@ class EpisodeMachine:
             self._rows["camera_color"].append(frame.color)
             if "camera_depth" in self._rows:
                 self._rows["camera_depth"].append(frame.depth)
-        true_success = self.task.is_success(state, goal)
-        self._true_success = self._true_success or true_success
+        measured = bool(np.isfinite(state.object_position))
+        true_success = measured and self.task.is_success(state, goal)
+        if measured:
+            self._true_success = bool(self._true_success) or true_success
         if self.success_model is None:
+            if not measured:
+                raise ValueError(f"{self.tag}: the task's reward needs the object's state, and "
+                                 f"none was measured for this step")
             success, reward = true_success, self.task.reward(state, goal)
         else:  # the classifier's word stands for the task's rule (as on a robot without one)
             success = bool(self.success_model.step(success_frame(
@@ -375,7 +383,7 @@ class EpisodeMachine:
         info = {"episode": self.episode, "success": self._success, "seed": self.reset_seed,
                 "goal": self.reset.goal, "kind": self.kind, "robot_namespace": self.tag,
                 "takeovers": self.handover.takeovers}
-        if self.success_model is not None:
+        if self.success_model is not None and self._true_success is not None:
             info["true_success"] = self._true_success
         if self._draw is not None:
             info["draw"] = self._draw

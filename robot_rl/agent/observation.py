@@ -7,6 +7,7 @@ make a live robot look stale. The stamps are kept to tell which measurement came
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -45,15 +46,22 @@ class LatestState:
     """Latest joint and object samples of one robot; a TaskState while both are fresh.
 
     ``sites``: computes the task's named sites from joints and object position (the drawer's hook
-    tip and handle); None when the task needs none."""
+    tip and handle); None when the task needs none.
+
+    ``object_optional``: for a robot whose policy and reward read no object (a pixel task whose
+    success a classifier judges), as in a cell with no sensor on the object. A TaskState then
+    needs fresh joints only; while no fresh object sample is at hand its ``object_position`` is
+    NaN and it has no sites, so that nothing can read a stale or absent object as measured (the
+    task's own success is then unknown: see ``EpisodeMachine``)."""
 
     def __init__(self, joint_names: Sequence[str], max_age_s: float,
-                 sites: Callable[[np.ndarray, float], dict[str, np.ndarray]] | None = None
-                 ) -> None:
+                 sites: Callable[[np.ndarray, float], dict[str, np.ndarray]] | None = None,
+                 object_optional: bool = False) -> None:
         if not max_age_s > 0:
             raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
         self.order = JointOrder(joint_names)
         self.sites = sites
+        self.object_optional = bool(object_optional)
         self.max_age_s = float(max_age_s)
         self.joint_positions_rad: np.ndarray | None = None
         self.joint_velocities_rad_s: np.ndarray | None = None
@@ -81,13 +89,19 @@ class LatestState:
 
     @property
     def received_s(self) -> float:
-        """When the older of the two samples arrived (-inf before both have)."""
+        """When the older of the samples a state needs arrived (-inf before they have)."""
+        if self.object_optional:
+            return self.joint_received_s
         return min(self.joint_received_s, self.object_received_s)
 
     @property
     def stamp_s(self) -> float | None:
-        """The older of the two samples' stamps; None while the object's is unknown."""
-        if self.object_stamp_s is None or self.joint_positions_rad is None:
+        """The older of the needed samples' stamps; None while one of them is unknown."""
+        if self.joint_positions_rad is None:
+            return None
+        if self.object_optional:
+            return self.joint_stamp_s
+        if self.object_stamp_s is None:
             return None
         return min(self.joint_stamp_s, self.object_stamp_s)
 
@@ -95,10 +109,12 @@ class LatestState:
         """Why there is no usable state now, or None."""
         if self.joint_positions_rad is None:
             return "no joint state received yet"
-        if self.object_position is None:
+        if self.object_position is None and not self.object_optional:
             return "no object state received yet"
-        for what, received in (("joint state", self.joint_received_s),
-                               ("object state", self.object_received_s)):
+        needed = [("joint state", self.joint_received_s)]
+        if not self.object_optional:
+            needed.append(("object state", self.object_received_s))
+        for what, received in needed:
             age = now_s - received
             if age > self.max_age_s:
                 return f"{what} is {age * 1e3:.0f} ms old (limit {self.max_age_s * 1e3:.0f} ms)"
@@ -108,6 +124,12 @@ class LatestState:
         if self.staleness(now_s) is not None:
             return None
         assert self.joint_positions_rad is not None and self.joint_velocities_rad_s is not None
+        fresh = (self.object_position is not None
+                 and now_s - self.object_received_s <= self.max_age_s)
+        if not fresh:  # only where the object is optional (staleness said so otherwise)
+            return TaskState(joint_positions_rad=self.joint_positions_rad.copy(),
+                             joint_velocities_rad_s=self.joint_velocities_rad_s.copy(),
+                             object_position=math.nan, object_velocity=math.nan)
         assert self.object_position is not None
         sites = {} if self.sites is None else self.sites(self.joint_positions_rad,
                                                          self.object_position)

@@ -14,7 +14,9 @@ A pixel task's node also subscribes to its camera (the task config's ``image.cam
 closest frame in time (``agent.frames.LatestFrames``); a step without one within
 ``image.max_frame_age_s`` is skipped and named (``stale frame``, ``no frame``), and an episode's
 first step uses a frame stamped after its reset. The policy then acts on the task's vector (no
-object state) and the view; the object's state still gives the reward and the episode's end.
+object state) and the view; the object's state still gives the reward and the episode's end,
+unless a success model gives them: then nothing needs OBJECT_STATE (a cell with no sensor on the
+object), and where it is published it only gives the logged ``true_success``.
 
 ``act_on`` picks what clocks a robot's steps. ``joint_states`` (the default): the joint-state
 callback steps the robot on the first state at or after its next nominal control time
@@ -174,6 +176,9 @@ class ActingShell:
         except ValueError as err:
             raise ValueError(f"node {node.fully_qualified_name}: parameter observation: "
                              f"{err}") from None
+        # neither the policy (a pixel task's vector) nor the reward (a classifier) reads the
+        # object: its state, where published, only gives the logged true_success
+        self.object_optional = self.task.uses_pixels and success_model is not None
         self._sites = task_sites(self.task)
         self._snapshot, self._on_episode = snapshot, on_episode
         rate = params["control_rate_hz"]
@@ -208,7 +213,7 @@ class ActingShell:
         objects = self.params["object_topics"]
         names = robot_topics(namespace, objects[index] if index < len(objects) else "")
         latest = LatestState(self._names, self.params["stale_periods"] * self.period_s,
-                             self._sites)
+                             self._sites, object_optional=self.object_optional)
         config = EpisodeConfig(reset_timeout_s=self.params["reset_timeout_s"],
                                seed=(self.params["seed"] * 7919 + index) % 2**31)
         success_model = self._success_model() if self._success_model is not None else None
@@ -242,7 +247,9 @@ class ActingShell:
         robot.command = node.create_publisher(m.JointState, names.command_raw, QOS_DEFAULT)
         robot.episode = node.create_publisher(m.String, names.episode, QOS_DEFAULT)
         node.get_logger().info(f"acting for {names.namespace}: {names.joint_states} + "
-                               f"{names.object_state} -> {robot.command.topic} at "
+                               f"{names.object_state}"
+                               f"{' (optional)' if self.object_optional else ''} -> "
+                               f"{robot.command.topic} at "
                                f"{1.0 / self.period_s:g} Hz on {self.act_on}")
         return robot
 
@@ -311,8 +318,9 @@ class ActingShell:
         if not self._sim_time:
             return False
         latest = robot.latest
-        if latest.object_stamp_s is not None and latest.object_stamp_s < latest.joint_stamp_s:
-            return True
+        if not self.object_optional and latest.object_stamp_s is not None and \
+                latest.object_stamp_s < latest.joint_stamp_s:
+            return True  # an optional object state (see __init__) is not waited for
         return (self.task.actions.steps_from_command and not robot.gated
                 and robot.machine.phase is Phase.RUNNING)
 

@@ -25,8 +25,9 @@ intervention rate and its trend are logged with the losses (CSV, TensorBoard) an
 online episodes' reward, success and termination instead of the task's rule (threshold and
 debounce: the config's ``reward`` section; 0 there: the classifier's own); the task's own success
 is logged beside it as ``episode_true_success`` so that misdetections are counted where the
-object's state is measured. Both tasks' observations include the object's state, so OBJECT_STATE
-is still needed to act.
+object's state is measured. A state task's observation includes the object's state, so there
+OBJECT_STATE is still needed to act; a pixel task (``observation: pixels``) with a classifier
+needs no object-state topic at all (``agent.observation.LatestState``'s ``object_optional``).
 
 ``eval_every_env_steps``: rounds of ``eval_episodes`` deterministic episodes between the
 exploring ones (``agent.evaluation``), recorded apart from them and never trained on.

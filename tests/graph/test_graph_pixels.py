@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from graph_probe import Probe, node_cmd, params, stop
 from helpers.pixels import PixelRun, make_pixel_run
 from test_graph_learner import Lines
 
+from robot_rl.agent.episode import success_frame
 from robot_rl.agent.events import decode_event
 from robot_rl.agent.weights import snapshot_from_bytes
 from robot_rl.data import EpisodeStore
@@ -23,6 +26,7 @@ from robot_rl.learning.checkpoint import load_checkpoint
 from robot_rl.learning.pixel_agent import PixelPolicySnapshot, is_pixel_checkpoint
 from robot_rl.nodes import topics
 from robot_rl.nodes.topics import robot_topics
+from robot_rl.reward import SuccessDetector, load_classifier
 from robot_rl.ros import messages as m
 from robot_rl.ros.qos import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
 
@@ -87,6 +91,49 @@ def test_the_learner_learns_and_acts_from_the_twins_view(ros_domain: int, spawn:
     assert is_pixel_checkpoint(load_checkpoint(run_dir / "learner.pt"))
     snapshot, _ = snapshot_from_bytes(weights[-1].data)  # POLICY carries the encoder
     assert isinstance(snapshot, PixelPolicySnapshot) and snapshot.obs_dim == 29
+
+
+def test_with_an_image_classifier_the_learner_needs_no_object_state(
+        ros_domain: int, spawn: Any, tmp_path: Path, pixel_run: PixelRun) -> None:
+    """A cell with no sensor on the object: the learner's object-state topic has no publisher,
+    and a pixel task with an image success classifier still learns and acts: each stored step's
+    reward is the classifier's on the view after it, and no true success is claimed."""
+    labels, model = tmp_path / "labels.yaml", tmp_path / "success.safetensors"
+    cli = [str(Path(sys.executable).parent / "robot-rl"), "reward"]
+    # any labels do: the test is what the learner does with the classifier, not its accuracy
+    subprocess.run([*cli, "label", str(pixel_run.dataset), "-o", str(labels), "--success",
+                    "0:3-6", "--failure", "1"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cli, "train", str(pixel_run.dataset), "--labels", str(labels), "-o",
+                    str(model), "--input", "camera_color", "--hidden", "8", "--updates", "20"],
+                   check=True, stdout=subprocess.DEVNULL)
+    station = start_twin_with_view(spawn)
+    run_dir = tmp_path / "run"
+    learner = spawn(node_cmd("robot_rl.nodes.learner", *params(
+        config=pixel_run.config, pretrain_dataset=pixel_run.dataset, pretrain_updates=20,
+        run_dir=run_dir, reset_timeout_s=2.0, log_every_episodes=1, trainer_threads=1,
+        reward_classifier=model, object_topics=["/nowhere/object/state"])),
+        stderr=subprocess.PIPE, text=True)
+    lines = Lines(learner)
+    lines.wait_for(r"/nowhere/object/state \(optional\)", TIMEOUT_S)
+    lines.wait_for(r"episode", TIMEOUT_S)
+    store_path = run_dir / "online.zarr"
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (store_path.exists() and EpisodeStore.open(store_path).n_episodes >= 1):
+        assert time.monotonic() < deadline, f"no online episode stored: {lines.seen[-3:]}"
+        time.sleep(0.5)
+    assert stop(learner, 30) == 0
+    for proc in station:
+        assert stop(proc) == 0
+    store = EpisodeStore.open(store_path)
+    detector = SuccessDetector(load_classifier(model))
+    steps = store.episode(0, ["next_observation", "reward", "camera_color"])
+    detector.reset()
+    said = [detector.step(success_frame(obs, view)) for obs, view in
+            zip(steps["next_observation"][:-1], steps["camera_color"][1:])]
+    np.testing.assert_array_equal(steps["reward"][:-1], np.where(said, 0.0, -1.0))
+    assert "true_success" not in store.episode_info(0)
+    with open(run_dir / "episodes.csv", newline="") as f:
+        assert next(csv.DictReader(f))["true_success"] == ""
 
 
 def test_the_actor_acts_from_a_pixel_checkpoint(ros_domain: int, spawn: Any, tmp_path: Path,

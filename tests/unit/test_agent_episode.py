@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from robot_rl.agent.episode import EpisodeConfig, EpisodeMachine, Phase
+from robot_rl.agent.frames import ViewFrame
 from robot_rl.agent.observation import LatestState
 from robot_rl.agent.sites import task_sites
 from robot_rl.robot_config import load_robot
@@ -298,3 +299,42 @@ def test_a_success_model_gives_reward_success_and_termination(task: ValveTask) -
     np.testing.assert_array_equal(episode.steps["reward"], [-1.0, -1.0, -1.0, 0.0])
     assert episode.info["true_success"] is False  # the valve did not turn in 4 zero actions
     assert not episode.steps["intervention"].any() and episode.info["takeovers"] == 0
+
+
+class ObjectlessRobot(TwinRobot):
+    """The twin as a cell with no sensor on the object: nothing publishes its state."""
+
+    def __init__(self, task: ValveTask) -> None:
+        super().__init__(task)
+        self.latest = LatestState(task.calibration.joint_names, 3 * PERIOD_S, task_sites(task),
+                                  object_optional=True)
+
+    def publish(self, now_s: float) -> None:
+        self.latest.on_joints(self.names, self.twin.joint_positions_rad(),
+                              self.twin.joint_velocities_rad_s(), now_s, now_s)
+
+
+def test_with_a_success_model_no_object_state_is_needed_and_none_is_invented(
+        task: ValveTask) -> None:
+    """A pixel task's policy and a classifier's reward read no object: episodes run on joints
+    alone, and the info claims no true success it could not measure."""
+    pixels = task.with_observation("pixels")
+    detector = ScriptedDetector(at=3)
+    machine = EpisodeMachine(pixels, EpisodeConfig(seed=3), success_model=detector)
+    episode, _, _ = run_episode(machine, ObjectlessRobot(pixels), ZERO, frame=blank_view)
+    assert episode.length == 3 and episode.success
+    np.testing.assert_array_equal(episode.steps["reward"], [-1.0, -1.0, 0.0])
+    assert "true_success" not in episode.info
+
+
+def test_without_a_success_model_a_missing_object_state_is_an_error(task: ValveTask) -> None:
+    """The task's rule reads the object: without a measurement of it that is named, not a NaN
+    reward."""
+    pixels = task.with_observation("pixels")
+    machine = EpisodeMachine(pixels, EpisodeConfig(seed=3), tag="/hand")
+    with pytest.raises(ValueError, match=r"/hand: the task's reward needs the object's state"):
+        run_episode(machine, ObjectlessRobot(pixels), ZERO, frame=blank_view)
+
+
+def blank_view(now_s: float) -> ViewFrame:
+    return ViewFrame(stamp_s=now_s, color=np.zeros((64, 64, 3), np.uint8), depth=None)

@@ -97,3 +97,19 @@ def test_sites_on_the_graph_match_the_twins_mujoco_sites(
                                    task.observation(env.state(), 0.5, np.zeros(task.n_joints)),
                                    atol=1e-6)
     env.close()
+
+
+def test_an_optional_object_state_is_never_invented() -> None:
+    """``object_optional``: a state on joints alone, its object NaN until a fresh sample comes
+    and again once that sample is older than the limit; a required one still waits for it."""
+    latest = LatestState(["a"], max_age_s=0.15, object_optional=True)
+    latest.on_joints(["a"], [1.0], [0.0], stamp_s=0.9, received_s=1.0)
+    state = latest.task_state(1.0)
+    assert state is not None and np.isnan(state.object_position) and state.sites_m == {}
+    assert latest.stamp_s == 0.9 and latest.received_s == 1.0
+    latest.on_object([0.5], [0.1], received_s=1.05)
+    state = latest.task_state(1.1)
+    assert state is not None and state.object_position == 0.5
+    latest.on_joints(["a"], [1.0], [0.0], stamp_s=1.2, received_s=1.3)
+    state = latest.task_state(1.3)  # the object sample is 250 ms old: not a measurement now
+    assert state is not None and np.isnan(state.object_position)
