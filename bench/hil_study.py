@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.hil.metrics import misdetection_counts
 from robot_rl.pipeline import stages
 from robot_rl.run_config import PipelineConfig, load_pipeline_config, toolkit_off_overrides
 
@@ -118,23 +119,6 @@ def load_results(out: Path, conditions: list[str]) -> dict[str, list[dict[str, A
     return runs
 
 
-def misdetection_counts(metrics_csv: Path) -> dict[str, float]:
-    """A learned-reward run's online episodes: the classifier's successes, the twin's, and the
-    false and missed ones (summed from finetune's per-episode metrics); {} without the file."""
-    if not metrics_csv.exists():
-        return {}
-    names = ("episode_success", "episode_true_success", "reward_false_success",
-             "reward_missed_success")
-    sums = dict.fromkeys(names, 0.0)
-    episodes = 0
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["name"] in sums:
-                sums[row["name"]] += float(row["value"])
-                episodes += row["name"] == "episode_success"
-    return {**sums, "episodes": episodes}
-
-
 def report(out: Path, conditions: list[str]) -> str:
     runs = load_results(out, conditions)
     lines = ["| condition | seeds | env steps to 90% (per seed) | final success | takeovers | "
@@ -174,8 +158,6 @@ def report(out: Path, conditions: list[str]) -> str:
 def plot(out: Path, conditions: list[str], path: Path, title: str) -> None:
     """Left: every seed's evaluations per condition (runs stop at 90%). Right, where an operator
     took over: its intervention rate, mean over the last 20 episodes (its CSV), per seed."""
-    import csv
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,7 +9,16 @@ on the same episodes. Methods:
 - ``drq``: joints, previous action and goal + the camera view through a conv encoder trained with
   the critic, DrQ random shifts (SERL's default);
 - ``frozen``: the same view through an encoder trained beforehand as an autoencoder on the
-  seed's dataset frames and frozen; its features are computed once per frame.
+  seed's dataset frames and frozen; its features are computed once per frame;
+- ``drq_image_reward``: ``drq``'s offline policy (one pretraining shared by both), fine-tuned
+  with the online episodes' reward, success and termination from an **image success
+  classifier** instead of the twin's rule: nothing online reads the object's state (the twin's
+  own success is only logged, to count misdetections). The classifier is what a user makes with
+  ``robot-rl reward``: a second dataset of the seed, ``CLASSIFIER_DEMOS`` demonstrations and as
+  many noisy runs recorded with ``terminate_on_success: false`` (so success views are stored),
+  labels from the twin's reward on the demonstrations only, ``reward train --input
+  camera_color``, scored by ``reward eval`` on the noisy runs. The offline data keeps its
+  recorded reward (the classifier judges online episodes only, as in hil_study's learned reward).
 
 Each run pretrains (the profile's offline updates) and fine-tunes online in the gated twin,
 evaluated every K env steps with E deterministic episodes on seeds disjoint from the data. One run
@@ -32,6 +41,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -42,12 +52,15 @@ import numpy as np
 import torch
 
 from robot_rl.config import to_dict
+from robot_rl.hil.metrics import misdetection_counts
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.pixels import train_dataset_encoder
 from robot_rl.run_config import PipelineConfig, load_pipeline_config, toolkit_off_overrides
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("state", "drq", "frozen")
+METHODS = ("state", "drq", "frozen", "drq_image_reward")
+PIXEL_METHODS = ("drq", "frozen", "drq_image_reward")
+CLASSIFIER_DEMOS = 20  # labelled episodes of the image classifier (and as many held out)
 SUCCESS_TARGET = 0.9
 # The study's settings on top of each task's offline-to-online profile (docs/results.md): the
 # valve's relative-action data (10 clean + 40 noisy runs) and the drawer's scarce data (2 + 40).
@@ -74,6 +87,9 @@ def method_config(task: str, method: str, seed: int, extra: list[str], out: Path
     task_kwargs = dict(config.env_kwargs.get("config", {}))
     env_kwargs = {**config.env_kwargs, "config": {**task_kwargs, "observation": "pixels"}}
     config = dataclasses.replace(config, env_kwargs=env_kwargs)
+    if method == "drq_image_reward":
+        config = dataclasses.replace(config, reward=dataclasses.replace(
+            config.reward, source="classifier", classifier=str(classifier_path(out, task, seed))))
     if method == "frozen":
         config = dataclasses.replace(config, encoder=dataclasses.replace(
             config.encoder, kind="frozen", frozen_path=str(seed_dir(out, task, seed) /
@@ -83,6 +99,10 @@ def method_config(task: str, method: str, seed: int, extra: list[str], out: Path
 
 def seed_dir(out: Path, task: str, seed: int) -> Path:
     return out / task / f"seed{seed}"
+
+
+def classifier_path(out: Path, task: str, seed: int) -> Path:
+    return seed_dir(out, task, seed) / "classifier" / "success_image.safetensors"
 
 
 @contextlib.contextmanager
@@ -123,8 +143,65 @@ def shared_encoder(task: str, seed: int, extra: list[str], out: Path, dataset: P
     return json.loads(record.read_text())
 
 
+def shared_classifier(task: str, seed: int, extra: list[str], out: Path, log: Any,
+                      demos: int = CLASSIFIER_DEMOS) -> dict[str, Any]:
+    """The seed's image success classifier, made with the ``robot-rl reward`` commands a user
+    runs (see the module docstring), and its held-out scores."""
+    from robot_rl.cli import main as cli
+
+    path = classifier_path(out, task, seed)
+    record = path.with_suffix(".json")
+    with locked(path):
+        if not record.exists():
+            started = time.perf_counter()
+            config = method_config(task, "drq", seed, extra, out)
+            task_kwargs = {**config.env_kwargs["config"], "terminate_on_success": False}
+            config = dataclasses.replace(
+                config, env_kwargs={**config.env_kwargs, "config": task_kwargs},
+                dataset=dataclasses.replace(config.dataset, demonstrations=demos,
+                                            noisy_trajectories=demos),
+                seed=config.seed + 1000)  # other episodes than the study's dataset
+            data = path.parent / "labelled.zarr"
+            stages.record(config, data, progress=False, overwrite=True)
+            labels = path.parent / "labels.yaml"
+            labelled, held_out = f"0-{demos - 1}", f"{demos}-{2 * demos - 1}"
+            common = ["--overwrite"]
+            cli(["reward", "label", str(data), "-o", str(labels), "--from-reward",
+                 "--episodes", labelled, *common])
+            cli(["reward", "train", str(data), "--labels", str(labels), "-o", str(path),
+                 "--input", "camera_color", "--seed", str(seed), *common])
+            scores_path = path.parent / "held_out.json"
+            with open(scores_path, "w") as handle, contextlib.redirect_stdout(handle):
+                cli(["reward", "eval", str(path), str(data), "--from-reward", "--episodes",
+                     held_out, "--json"])
+            scores = json.loads(scores_path.read_text())
+            record.write_text(json.dumps({"held_out": scores, "labelled_episodes": labelled,
+                                          "held_out_episodes": held_out,
+                                          "wall_s": time.perf_counter() - started}, indent=1))
+            frames = scores["frames"]
+            log(f"image classifier {path}: held-out precision {frames['precision']:.3f} "
+                f"recall {frames['recall']:.3f}")
+    return json.loads(record.read_text())
+
+
+def shared_pretrain(config: PipelineConfig, task: str, seed: int, out: Path, dataset: Path,
+                    log: Any) -> tuple[Path, float]:
+    """DrQ's offline policy of the seed, pretrained once for ``drq`` and ``drq_image_reward``
+    (their configs differ in the online reward only); (checkpoint, pretraining seconds)."""
+    folder = seed_dir(out, task, seed) / "drq_offline"
+    done = folder / "pretrain.json"
+    with locked(folder / "offline"):
+        if not done.exists():
+            started = time.perf_counter()
+            stages.pretrain(config, dataset, folder, progress=False, overwrite=True)
+            done.write_text(json.dumps({"wall_s": time.perf_counter() - started}))
+            log(f"pretrained: {config.pretrain.updates} updates")
+    return folder / "offline.pt", json.loads(done.read_text())["wall_s"]
+
+
 def run(task: str, method: str, seed: int, extra: list[str], out: Path,
-        encoder_steps: int = ENCODER_STEPS) -> dict[str, Any]:
+        encoder_steps: int = ENCODER_STEPS, classifier_demos: int = CLASSIFIER_DEMOS
+        ) -> dict[str, Any]:
     def log(text: str) -> None:
         print(f"[{task} {method} seed {seed}] {text}", flush=True)
 
@@ -136,11 +213,18 @@ def run(task: str, method: str, seed: int, extra: list[str], out: Path,
     dataset = shared_dataset(task, seed, extra, out, log)
     encoder = (shared_encoder(task, seed, extra, out, dataset, encoder_steps, log)
                if method == "frozen" else None)
+    classifier = (shared_classifier(task, seed, extra, out, log, classifier_demos)
+                  if method == "drq_image_reward" else None)
     config = method_config(task, method, seed, extra, out)
-    started = time.perf_counter()
-    stages.pretrain(config, dataset, run_dir, progress=False, overwrite=True)
-    pretrain_s = time.perf_counter() - started
-    log(f"pretrained: {config.pretrain.updates} updates in {pretrain_s:.0f} s")
+    if method in ("drq", "drq_image_reward"):
+        offline, pretrain_s = shared_pretrain(config, task, seed, out, dataset, log)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(offline, run_dir / "offline.pt")
+    else:
+        started = time.perf_counter()
+        stages.pretrain(config, dataset, run_dir, progress=False, overwrite=True)
+        pretrain_s = time.perf_counter() - started
+        log(f"pretrained: {config.pretrain.updates} updates in {pretrain_s:.0f} s")
     started = time.perf_counter()
     tuned = stages.finetune(config, run_dir, dataset, progress=False, overwrite=True)
     finetune_s = time.perf_counter() - started
@@ -152,7 +236,9 @@ def run(task: str, method: str, seed: int, extra: list[str], out: Path,
               "steps_to_target": reached[0] if reached else None,
               "pretrain_updates": config.pretrain.updates, "pretrain_s": pretrain_s,
               "s_per_update_offline": pretrain_s / max(1, config.pretrain.updates),
-              "finetune_s": finetune_s, "encoder": encoder, "torch": torch.__version__}
+              "finetune_s": finetune_s, "encoder": encoder, "classifier": classifier,
+              "misdetections": misdetection_counts(run_dir / "finetune" / "metrics.csv"),
+              "torch": torch.__version__}
     result_path.write_text(json.dumps(result, indent=1))
     log(f"offline {result['offline_success']:.2f} -> final {result['final_success']:.2f}, "
         f"90% at {result['steps_to_target']}; {finetune_s:.0f} s online")
@@ -206,7 +292,8 @@ def _plot(curves: dict[str, Any], task: str, path: Path) -> None:
     for method, by_seed in curves.items():
         for i, curve in enumerate(by_seed.values()):
             ax.plot([p["env_steps"] for p in curve], [p["success_rate"] for p in curve],
-                    color={"state": "C0", "drq": "C1", "frozen": "C2"}[method], alpha=0.8,
+                    color={"state": "C0", "drq": "C1", "frozen": "C2",
+                           "drq_image_reward": "C3"}[method], alpha=0.8,
                     label=method if i == 0 else None, marker=".")
     ax.set(xlabel="online env steps", ylabel="success rate", ylim=(-0.02, 1.02),
            title=f"{task}: pixels + proprioception vs state (each line a seed)")
@@ -221,7 +308,8 @@ def quick(out: Path) -> None:
     for task in ("valve", "drawer"):
         for method in METHODS:
             started = time.perf_counter()
-            result = run(task, method, 0, QUICK, out / "quick", encoder_steps=50)
+            result = run(task, method, 0, QUICK, out / "quick", encoder_steps=50,
+                         classifier_demos=2)
             print(f"{task:6s} {method:6s}: record+encoder+pretrain+finetune "
                   f"{time.perf_counter() - started:6.1f} s; pretrain "
                   f"{result['s_per_update_offline'] * 1e3:.0f} ms/update (batch 64); online "

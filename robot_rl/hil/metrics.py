@@ -9,7 +9,9 @@ summarises a whole run for its report (least squares over the episodes, against 
 
 from __future__ import annotations
 
+import csv
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
@@ -72,3 +74,20 @@ class InterventionTrend:
                 "rate_first_window": float(first.mean()) if first.size else float("nan"),
                 "rate_last_window": float(last.mean()) if last.size else float("nan"),
                 "slope_per_1000_steps": self.slope_per_1000_steps()}
+
+
+def misdetection_counts(metrics_csv: Path) -> dict[str, float]:
+    """A learned-reward run's online episodes: the classifier's successes, the twin's, and the
+    false and missed ones (summed from finetune's per-episode metrics); {} without the file."""
+    if not metrics_csv.exists():
+        return {}
+    names = ("episode_success", "episode_true_success", "reward_false_success",
+             "reward_missed_success")
+    sums = dict.fromkeys(names, 0.0)
+    episodes = 0
+    with open(metrics_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["name"] in sums:
+                sums[row["name"]] += float(row["value"])
+                episodes += row["name"] == "episode_success"
+    return {**sums, "episodes": episodes}
