@@ -4,6 +4,11 @@ task is set, the task's transition keys (so a recording feeds pretraining direct
 Row t is written at tick t + 1: its action is the command that answered observation t (the
 latest command at tick t + 1) and its reward and termination come from the state at t + 1, the
 transition semantics of the twin's environment (sim_twin.envs).
+
+A pixel task's rows are the twin's pixel episodes' (``robot-rl record`` with ``observation:
+pixels``): ``observation`` is the task's vector (no object in it), ``next_observation`` the next
+tick's, ``state_observation`` and ``next_state_observation`` the state layout (for evaluation and a
+state baseline); the recorder adds each row's view (``camera_color``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ class StepSampler:
 
     def __init__(self, n_joints: int, task: Task | None) -> None:
         self.n_joints, self.task = n_joints, task
+        # a pixel task's rows are transitions with the state layout beside the vector
+        self._state_task = task.state_variant() if task is not None and task.uses_pixels \
+            else None
         self.goal = 0.0
         self._pending: dict[str, Any] | None = None
         self._previous_action = np.zeros(n_joints, np.float32)
@@ -54,6 +62,12 @@ class StepSampler:
         row = dict(raw)
         if self.task is not None:
             row["observation"] = self.task.observation(state, self.goal, self._previous_action)
+        if self._state_task is not None:
+            row["state_observation"] = self._state_task.observation(state, self.goal,
+                                                                    self._previous_action)
+            if done_row is not None:
+                done_row["next_observation"] = row["observation"]
+                done_row["next_state_observation"] = row["state_observation"]
         self._pending = row
         return done_row
 

@@ -8,6 +8,14 @@ station). A crash loses at most the episode in progress (the store's commit prot
 Who acted: every row records ``intervention``, whether an operator held control (the teleop node's
 TAKEOVER, fresh) at the row's tick. A store created before that key existed keeps its keys (one
 warning), since a dataset's episodes share one schema.
+
+A pixel task (``observation:=pixels``): the recorder also subscribes to the task's camera (its view
+stream, or full frames cut here with ``camera_frames:=full``, as the actor does) and each row holds
+the view paired with the row's joint state by stamp (``agent.frames.LatestFrames``), with the task's
+vector, the next one and the state layout (``agent.recording``): a store ``robot-rl pretrain`` and
+the learner node take for a pixel policy, as they take the twin's. A tick without a view within
+``image.max_frame_age_s`` is skipped and counted, never filled with an old frame; an episode's rows
+start at the first joint state received after its start event, with a frame stamped no earlier.
 """
 
 from __future__ import annotations
@@ -19,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from robot_rl.agent.events import EventError, decode_event
+from robot_rl.agent.frames import LatestFrames, ViewFrame
 from robot_rl.agent.observation import LatestState
 from robot_rl.agent.recording import StepSampler
 from robot_rl.agent.sites import task_sites
 from robot_rl.agent.tasks import make_task
+from robot_rl.config import to_dict
 from robot_rl.data import EpisodeStore, EpisodeWriter
 from robot_rl.data.store import software_version
-from robot_rl.data.transition_arrays import action_mode_extra
+from robot_rl.data.transition_arrays import PIXEL_UNITS, action_mode_extra, observation_extra
 from robot_rl.nodes import topics
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m
@@ -51,13 +61,30 @@ class RecorderNode:
         self._operator = p("operator", "", "who drove the robot (stored per episode)")
         rate = p("control_rate_hz", 20.0, "sampling rate (Hz)")
         self._cameras = p("cameras", False, "record rgb and depth images")
+        observation = p("observation", "state", "the task's observation: state | pixels (also "
+                                                "record the task's camera view per row)")
+        camera = p("camera", "", "a pixel task's camera namespace ('': the task's image.camera)")
+        camera_frames = p("camera_frames", "view", "a pixel task's frames: view (the camera "
+                                                   "node's view stream) | full (cut here)")
         stale_periods = p("stale_periods", 3.0, "skip a tick whose state is this many periods old")
         if not rate > 0:
             raise ValueError(f"node {self.node.fully_qualified_name}: control_rate_hz must be "
                              f"> 0, got {rate}")
         self.calibration = load_robot(robot)
         self._digest = robot_digest(robot)
-        self.task = make_task(task, self.calibration) if task else None
+        try:
+            self.task = make_task(task, self.calibration).with_observation(observation) \
+                if task else None
+        except ValueError as err:
+            raise ValueError(f"node {self.node.fully_qualified_name}: parameter observation: "
+                             f"{err}") from None
+        if camera_frames not in ("view", "full"):
+            raise ValueError(f"node {self.node.fully_qualified_name}: parameter camera_frames "
+                             f"must be view or full, got {camera_frames!r}")
+        view = self.task.image if self.task is not None else None
+        self.frames = LatestFrames(view, full_frames=camera_frames == "full") if view else None
+        self._started_s: float | None = None  # steady time of the episode's start event
+        self._not_before_s: float | None = None  # its first row's joint stamp
         self._names = list(self.calibration.joint_names)
         n = len(self._names)
         self.latest = LatestState(self._names, stale_periods / rate,
@@ -78,6 +105,8 @@ class RecorderNode:
         self._episode: dict[str, Any] | None = None
         self._skipped = 0
         self._subscribe()
+        if view is not None:
+            self._subscribe_view(camera or view.camera, camera_frames == "full")
         self.node.create_timer(1.0 / rate, self._tick)
         self.node.get_logger().info(f"recording {self.node.resolve(topics.JOINT_STATES)} and "
                                     f"{self.node.resolve(topics.COMMAND)} at {rate:g} Hz into "
@@ -87,10 +116,15 @@ class RecorderNode:
         """Records into a new store, or appends to one recorded from the same robot, task,
         calibration and action mode; any other store is refused by name before it changes (one
         store holding two sources would read as one dataset)."""
+        extra = None
+        if self.task is not None:
+            extra = action_mode_extra(self.task.actions.mode)
+            if self.task.image is not None:
+                extra |= observation_extra("pixels", to_dict(self.task.image))
         store = EpisodeStore.create_or_append(
             path, robot=self.calibration.robot, task=self.task.name if self.task else "raw",
-            calibration_digest=self._digest, units=UNITS,
-            extra=action_mode_extra(self.task.actions.mode) if self.task else None)
+            calibration_digest=self._digest,
+            units={**UNITS, **(PIXEL_UNITS if self.frames is not None else {})}, extra=extra)
         if store.recovery is not None:
             self.node.get_logger().warning(f"{path}: {store.recovery}")
         return store
@@ -111,6 +145,21 @@ class RecorderNode:
                                      lambda msg: self._on_image("rgb", msg), QOS_SENSOR_DATA)
             node.create_subscription(m.Image, topics.CAMERA_DEPTH,
                                      lambda msg: self._on_image("depth_mm", msg), QOS_SENSOR_DATA)
+
+    def _subscribe_view(self, camera: str, full: bool) -> None:
+        assert self.frames is not None
+        view = self.frames.view
+        color = topics.camera_topic(camera, topics.COLOR if full else topics.VIEW_COLOR)
+        self.node.create_subscription(m.Image, color, lambda msg: self._on_view(msg, color, False),
+                                      QOS_SENSOR_DATA)
+        if view.depth:
+            depth = topics.camera_topic(camera, topics.ALIGNED_DEPTH if full else
+                                        topics.VIEW_DEPTH)
+            self.node.create_subscription(m.Image, depth,
+                                          lambda msg: self._on_view(msg, depth, True),
+                                          QOS_SENSOR_DATA)
+        self.node.get_logger().info(f"recording the view {color} ({view.width}x{view.height}"
+                                    f"{', cut here' if full else ''})")
 
     # ---- inputs ------------------------------------------------------------------------------
     def _on_joints(self, msg: m.JointState) -> None:
@@ -144,6 +193,17 @@ class RecorderNode:
     def _operator_in_control(self, now: float) -> bool:
         return self._takeover is not None and self._takeover[1] and \
             now - self._takeover[0] <= self._stale_s
+
+    def _on_view(self, msg: m.Image, topic: str, depth: bool) -> None:
+        assert self.frames is not None
+        try:
+            image, stamp_s = m.image_to_numpy(msg), m.stamp_to_s(msg.header.stamp)
+            if depth:
+                self.frames.on_depth(image, stamp_s)
+            else:
+                self.frames.on_color(image, stamp_s)
+        except ValueError as err:
+            self.node.get_logger().warning(f"{topic}: {err}")
 
     def _on_image(self, key: str, msg: m.Image) -> None:
         self._images[key] = np.array(m.image_to_numpy(msg))
@@ -179,6 +239,7 @@ class RecorderNode:
         if goal is None and self.task is not None:
             self.node.get_logger().warning("start event without a goal: recording goal 0.0")
         self.sampler.begin(0.0 if goal is None else float(goal), self._command)
+        self._started_s, self._not_before_s = self.node.steady_s(), None
 
     def _commit(self, success: bool, event: dict[str, Any]) -> None:
         assert self._episode is not None
@@ -215,9 +276,29 @@ class RecorderNode:
             if set(self._images) != {"rgb", "depth_mm"}:
                 return
             raw.update(self._images)
+        if self.frames is not None:
+            frame = self._view()
+            if frame is None:
+                self._skipped += 1
+                return
+            raw["camera_color"] = frame.color
+            if frame.depth is not None:
+                raw["camera_depth"] = frame.depth
         row = self.sampler.step(raw, state, command)
         if row is not None:
             self.writer.append(row)
+
+    def _view(self) -> ViewFrame | None:
+        """The view paired with the latest joint state; None (the tick is skipped) before the
+        episode's first fresh joint state or without a frame within the age limit."""
+        assert self.frames is not None and self._started_s is not None
+        latest = self.latest
+        if self._not_before_s is None:
+            if latest.joint_received_s < self._started_s:
+                return None  # a state from before the episode's start
+            self._not_before_s = latest.joint_stamp_s
+        frame, _ = self.frames.pair(latest.joint_stamp_s, not_before_s=self._not_before_s)
+        return frame
 
     def close(self) -> None:
         self.writer.close()

@@ -136,6 +136,55 @@ def test_with_an_image_classifier_the_learner_needs_no_object_state(
         assert next(csv.DictReader(f))["true_success"] == ""
 
 
+def test_the_recorder_stores_a_pixel_dataset_that_pretrains(ros_domain: int, spawn: Any,
+                                                            tmp_path: Path,
+                                                            pixel_run: PixelRun) -> None:
+    """Demonstrations recorded on the graph for a pixel policy: the recorder stores each row's
+    view (one the twin published, byte for byte), the task's vector and the next one, and the
+    store pretrains a pixel agent as the twin's in-process dataset does."""
+    from robot_rl.pipeline import stages
+    from robot_rl.run_config import load_pipeline_config
+
+    station = start_twin_with_view(spawn)
+    probe = Probe("/")
+    views = probe.listen("view", m.Image, VIEW_TOPIC, QOS_SENSOR_DATA)
+    store_path = tmp_path / "demos.zarr"
+    recorder = spawn(node_cmd("robot_rl.nodes.recorder", "-r", "__ns:=/hand", *params(
+        store=store_path, observation="pixels")), stderr=subprocess.PIPE, text=True)
+    Lines(recorder).wait_for(r"recording the view /camera/view/color/image_raw \(64x64\)",
+                             TIMEOUT_S)
+    actor = spawn(node_cmd("robot_rl.nodes.actor", *params(
+        checkpoint=pixel_run.checkpoint, observation="pixels", max_episodes=1,
+        reset_timeout_s=2.0)), stderr=subprocess.PIPE, text=True)
+    try:  # spinning all along: the probe sees every view the recorder could have stored
+        probe.wait_until(lambda: actor.poll() is not None, TIMEOUT_S,
+                         what="the actor's one episode")
+        probe.wait_until(lambda: store_path.exists() and
+                         EpisodeStore.open(store_path).n_episodes >= 1, 30,
+                         what="the recorded episode committed")
+    finally:
+        probe.destroy()
+    assert actor.returncode == 0 and stop(recorder) == 0
+    for proc in station:
+        assert stop(proc) == 0
+    store = EpisodeStore.open(store_path)
+    reference = EpisodeStore.open(pixel_run.dataset)
+    assert store.attrs["extra"]["view"] == reference.attrs["extra"]["view"]
+    steps = store.episode(0, ["observation", "next_observation", "state_observation",
+                              "camera_color"])
+    n = len(steps["observation"])
+    assert n > 1 and steps["camera_color"].shape == (n, 64, 64, 3)
+    assert steps["observation"].shape[1] == 29  # the pixel task's vector: no valve in it
+    assert steps["state_observation"].shape[1] == reference.episode(
+        0, ["state_observation"])["state_observation"].shape[1]
+    np.testing.assert_array_equal(steps["next_observation"][:-1], steps["observation"][1:])
+    published = {m.image_to_numpy(msg).tobytes() for msg in views}
+    assert all(frame.tobytes() in published for frame in steps["camera_color"])
+    config = load_pipeline_config(str(pixel_run.config))
+    checkpoint = stages.pretrain(config, store_path, tmp_path / "pretrained", progress=False)
+    assert is_pixel_checkpoint(load_checkpoint(checkpoint))
+
+
 def test_the_actor_acts_from_a_pixel_checkpoint(ros_domain: int, spawn: Any, tmp_path: Path,
                                                pixel_run: PixelRun) -> None:
     station = start_twin_with_view(spawn)
