@@ -22,6 +22,10 @@
    (DDS hops, policy inference, the safety filter) plus the GIL and scheduling delays. Each
    setup runs on each of ``--backends`` (every node and this process on it; rclpy where it can
    be imported), discovery on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
+   ``--pixels``: the valve from pixels (``PIXEL_CONFIG``): the twin also renders and publishes the
+   task's 64x64 view stream (30 Hz), the learner (or the actor) pairs each joint state with a
+   frame and runs the conv encoder and the policy on it in the loop, and pretrains on a dataset
+   recorded with the view.
 Figures from a loaded machine are not figures: re-run on a quiet one.
 """
 
@@ -173,13 +177,24 @@ def bench_inference(seconds: float, hidden: int) -> None:
 
 
 # ---- 2. the graph ----------------------------------------------------------------------------
+# The valve from pixels at the quick profile's sizes, the default conv encoder (the task file's
+# learning settings otherwise: the learner trains as shipped)
+PIXEL_CONFIG = """\
+extends: valve
+env_kwargs: {config: {observation: pixels}}
+dataset: {demonstrations: 5, noisy_trajectories: 3}
+pretrain: {updates: 50}
+awac: {batch_size: 64, actor_hidden_sizes: [64, 64], critic_hidden_sizes: [64, 64],
+       warm_start_steps: 0}
+"""
 def node_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.main())",
             "--ros-args", *args]
 
 
 def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trainer: str,
-                backend: str = "dds") -> tuple[list[float], list[float], float]:
+                backend: str = "dds", pixel_config: Path | None = None
+                ) -> tuple[list[float], list[float], float]:
     """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received;
     and the host's steal time during the measurement, in %."""
     from robot_rl.ros import messages as m
@@ -196,10 +211,15 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trai
         learner_args = ["-p", "namespaces:=[/elsewhere]"]
     else:
         learner_args = ["-p", f"trainer:={trainer}", *acting]
+    config = ["-p", "profile:=quick"]
+    view = []
+    if pixel_config is not None:
+        config, view = ["-p", f"config:={pixel_config}"], ["-p", "view_task:=valve"]
+        acting += ["-p", "observation:=pixels"] if trainer == "actor" else []
     commands = [
-        node_cmd("robot_rl.sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0"),
+        node_cmd("robot_rl.sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0", *view),
         node_cmd("robot_rl.nodes.safety", *ns),
-        node_cmd("robot_rl.nodes.learner", "-p", "profile:=quick",
+        node_cmd("robot_rl.nodes.learner", *config,
                  "-p", f"pretrain_dataset:={dataset}", "-p", "pretrain_updates:=50",
                  "-p", f"run_dir:={run_dir}", "-p", "checkpoint_every_updates:=0", *learner_args),
         *([node_cmd("robot_rl.nodes.actor", *ns, *acting)] if trainer == "actor" else []),
@@ -261,9 +281,10 @@ def print_side_by_side(rate_hz: float, seconds: float,
         f" | {results[label][2]:6.1f} %{'':<37}" for label in labels))
 
 
-def make_dataset() -> Path:
+def make_dataset(pixel_config: Path | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix="control_loop_data_")) / "quick.zarr"
-    subprocess.run([sys.executable, "-m", "robot_rl.cli", "record", "--profile", "quick",
+    which = ["--profile", "quick"] if pixel_config is None else ["--config", str(pixel_config)]
+    subprocess.run([sys.executable, "-m", "robot_rl.cli", "record", *which,
                     "--quiet", "--out", str(path), "--set", "dataset.noisy_trajectories=3"],
                    check=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     return path
@@ -289,6 +310,8 @@ def main() -> None:
     parser.add_argument("--domain", type=int, default=57)
     parser.add_argument("--skip-graph", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--pixels", action="store_true",
+                        help="the graph acts from the twin's camera view (encoder in the loop)")
     args = parser.parse_args()
     from robot_rl.ros.runtime import rclpy_available
 
@@ -302,10 +325,15 @@ def main() -> None:
         bench_weights(args.hidden)
         bench_inference(args.seconds, args.hidden)
     if not args.skip_graph:
-        dataset = args.dataset or make_dataset()
+        pixel_config = None
+        if args.pixels:
+            pixel_config = Path(tempfile.mkdtemp(prefix="control_loop_cfg_")) / "pixels.yaml"
+            pixel_config.write_text(PIXEL_CONFIG)
+        dataset = args.dataset or make_dataset(pixel_config)
         for rate in args.rates:
             results = {f"{backend} act_on:={mode} trainer:={trainer}":
-                       bench_graph(dataset, rate, args.seconds, mode, trainer, backend)
+                       bench_graph(dataset, rate, args.seconds, mode, trainer, backend,
+                                   pixel_config)
                        for mode in args.modes for trainer in args.trainers
                        for backend in backends}
             print_side_by_side(rate, args.seconds, results)
