@@ -37,6 +37,7 @@ from robot_rl.data import EpisodeStore, EpisodeWriter
 from robot_rl.data.store import software_version
 from robot_rl.data.transition_arrays import PIXEL_UNITS, action_mode_extra, observation_extra
 from robot_rl.nodes import topics
+from robot_rl.nodes.actor import CAMERA_FRAMES
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
@@ -78,9 +79,9 @@ class RecorderNode:
         except ValueError as err:
             raise ValueError(f"node {self.node.fully_qualified_name}: parameter observation: "
                              f"{err}") from None
-        if camera_frames not in ("view", "full"):
+        if camera_frames not in CAMERA_FRAMES:
             raise ValueError(f"node {self.node.fully_qualified_name}: parameter camera_frames "
-                             f"must be view or full, got {camera_frames!r}")
+                             f"must be one of {', '.join(CAMERA_FRAMES)}, got {camera_frames!r}")
         view = self.task.image if self.task is not None else None
         self.frames = LatestFrames(view, full_frames=camera_frames == "full") if view else None
         self._started_s: float | None = None  # steady time of the episode's start event
