@@ -109,6 +109,29 @@ def test_valve_launch_runs_the_loop_and_stops_on_sigint(mode: str, nodes: int, r
     assert not escalated, "".join(lines[-40:])
 
 
+def test_pixels_launches_the_twins_view_stream(ros_domain: int, spawn: Any) -> None:
+    """``pixels:=true``: the twin launched by the valve's file publishes the task's view (what a
+    pixel learner, actor and recorder subscribe to)."""
+    runner = spawn([sys.executable, "-m", "robot_rl.ros.launch", "robot_rl", "valve.launch.yaml",
+                    "mode:=twin", "learner:=false", "pixels:=true"],
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(runner.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    probe = Probe("/")
+    try:
+        views = probe.listen("view", m.Image, topics.camera_topic(topics.CAMERA, topics.VIEW_COLOR),
+                             QOS_SENSOR_DATA)
+        probe.wait_until(lambda: bool(views), 40.0, what=f"the view stream; output:\n{lines}")
+        assert m.image_to_numpy(views[-1]).shape == (64, 64, 3)
+    finally:
+        probe.destroy()
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=30) == 0, "".join(lines[-30:])
+    reader.join(timeout=2)
+
+
 @pytest.mark.parametrize("task", ["valve", "drawer"])
 def test_sim_time_reaches_every_twin_mode_node_and_real_hardware_refuses_it(task: str) -> None:
     """use_sim_time:=true lockstep:=true: every node on /clock, the twin in lockstep, the learner

@@ -411,3 +411,35 @@ def test_yaml_is_what_the_runner_reads() -> None:
     for path in LAUNCH_DIR.glob("*.launch.yaml"):
         assert launch_module.yaml.load(path.read_text(), Loader=launch_module._LineLoader) == \
             yaml.safe_load(path.read_text())
+
+
+def _param(desc: LaunchDescription, label: str, name: str) -> str | None:
+    """The value a launched node gets for a parameter (None: not passed)."""
+    process = next(p for p in desc.processes if p.label == label)
+    values = [c.split(":=", 1)[1] for c in process.cmd if c.startswith(f"{name}:=")]
+    return values[-1] if values else None
+
+
+@pytest.mark.parametrize("task, camera_node", [("valve", "twin"), ("drawer", "twin"),
+                                               ("valve", "camera")])
+def test_pixels_makes_the_camera_publish_the_view_and_the_recorder_store_it(
+        task: str, camera_node: str) -> None:
+    """``pixels:=true``: the task's view stream from the twin (or the RealSense node in hil) and
+    a recorder of the pixel task; without it, neither."""
+    mode = {"twin": "twin", "camera": "hil"}[camera_node]
+    args = {"mode": mode, "recorder": "true", "camera": str(camera_node == "camera").lower()}
+    pixels = LaunchDescription.load(LAUNCH_DIR / f"{task}.launch.yaml", {**args, "pixels": "true"})
+    assert _param(pixels, camera_node, "view_task") == task
+    assert _param(pixels, "recorder", "observation") == "pixels"
+    state = LaunchDescription.load(LAUNCH_DIR / f"{task}.launch.yaml", args)
+    assert _param(state, camera_node, "view_task") == "''"
+    assert _param(state, "recorder", "observation") == "state"
+
+
+def test_teleop_recording_of_pixel_demonstrations_stores_the_view() -> None:
+    desc = LaunchDescription.load(LAUNCH_DIR / "teleop_record.launch.yaml",
+                                  {"pixels": "true", "task": "drawer", "robot": "arm6",
+                                   "namespace": "arm"})
+    assert _param(desc, "twin", "view_task") == "drawer"
+    assert _param(desc, "twin", "view_robot") == "arm6"
+    assert _param(desc, "recorder", "observation") == "pixels"
