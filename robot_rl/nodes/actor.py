@@ -74,6 +74,7 @@ from robot_rl.data.transition_arrays import UNNAMED_ACTION_MODE
 from robot_rl.learning.background import PolicySnapshot
 from robot_rl.learning.pixel_agent import PixelAgent, PixelPolicySnapshot
 from robot_rl.nodes import topics
+from robot_rl.nodes.camera_view import take_frame
 from robot_rl.nodes.topics import RobotTopics, robot_topics
 from robot_rl.robot_config import load_robot
 from robot_rl.ros import messages as m
@@ -278,12 +279,7 @@ class ActingShell:
     def _on_frame(self, robot: _Robot, msg: m.Image, topic: str, depth: bool) -> None:
         assert robot.frames is not None
         try:
-            image = m.image_to_numpy(msg)
-            stamp_s = m.stamp_to_s(msg.header.stamp)
-            if depth:
-                robot.frames.on_depth(image, stamp_s)
-            else:
-                robot.frames.on_color(image, stamp_s)
+            take_frame(robot.frames, msg, depth)
         except ValueError as err:
             self.node.get_logger().warning(f"{topic}: {err}")
 

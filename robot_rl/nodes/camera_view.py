@@ -4,7 +4,7 @@ full frames (``topics.VIEW_COLOR``, ``VIEW_DEPTH``, ``VIEW_INFO`` under the came
 Why on the camera side: a 640x480 rgb8 frame is 900 kB, 27.6 MB/s at 30 Hz per subscriber; the
 task's 64x64 view is 12 kB (0.37 MB/s), so a learner or actor on another machine gets its frames
 over any network, and the process that acts on joint states neither receives nor cuts 900 kB
-frames (the arithmetic; bench/control_loop.py does not measure the pixel path yet). The
+frames (the arithmetic; `bench/control_loop.py --pixels` measures the loop with it). The
 camera node already holds every full frame; cutting one costs about a millisecond there.
 Learners and actors also take full frames (``camera_frames:=full``) from a camera that publishes
 no view, e.g. realsense-ros itself.
@@ -15,6 +15,9 @@ for), so the view has one home: the task's config. The RealSense node cuts its f
 (``publish``); the twin renders the view itself as its gymnasium env does (``Twin.render_view``:
 a small render, then the same cut), so a policy trained in process sees the same picture on the
 graph, at a few ms per frame instead of a 640x480 render's tens (``publish_view``).
+
+The consumers' side (actor, learner, recorder) hands each received frame to its
+``agent.frames.LatestFrames`` with ``take_frame``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.agent.frames import LatestFrames
 from robot_rl.nodes import topics
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
@@ -97,3 +101,13 @@ def view_camera_info(info: m.CameraInfo, view: ImageObservationConfig) -> m.Came
                               "k": [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], "r": list(info.r),
                               "p": [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]}
     return m.CameraInfo(**kwargs)
+
+
+def take_frame(frames: LatestFrames, msg: m.Image, depth: bool) -> None:
+    """A received view (or full) frame into ``frames``, stamped with its capture time: the colour
+    stream's, or with ``depth`` the depth stream's. ValueError says what is wrong with it."""
+    image, stamp_s = m.image_to_numpy(msg), m.stamp_to_s(msg.header.stamp)
+    if depth:
+        frames.on_depth(image, stamp_s)
+    else:
+        frames.on_color(image, stamp_s)

@@ -38,6 +38,7 @@ from robot_rl.data.store import software_version
 from robot_rl.data.transition_arrays import PIXEL_UNITS, action_mode_extra, observation_extra
 from robot_rl.nodes import topics
 from robot_rl.nodes.actor import CAMERA_FRAMES
+from robot_rl.nodes.camera_view import take_frame
 from robot_rl.robot_config import load_robot, robot_digest
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import Node
@@ -198,11 +199,7 @@ class RecorderNode:
     def _on_view(self, msg: m.Image, topic: str, depth: bool) -> None:
         assert self.frames is not None
         try:
-            image, stamp_s = m.image_to_numpy(msg), m.stamp_to_s(msg.header.stamp)
-            if depth:
-                self.frames.on_depth(image, stamp_s)
-            else:
-                self.frames.on_color(image, stamp_s)
+            take_frame(self.frames, msg, depth)
         except ValueError as err:
             self.node.get_logger().warning(f"{topic}: {err}")
 
