@@ -258,10 +258,13 @@ def test_stall_leads_to_a_reconnect_and_frames_again(stalling_recording: Path) -
     with RealSenseCamera(stall_config(stalling_recording, attempts=3)) as camera:
         numbers = [camera.read().frame_number for _ in range(3)]
         while camera.stats.reconnects == 0:
-            numbers.append(camera.read().frame_number)
-        after = camera.read()  # the restarted playback delivers again
+            after = camera.read()  # the read that reconnects returns the reopened stream's frame
+            if camera.stats.reconnects == 0:
+                numbers.append(after.frame_number)
         assert camera.stats.timeouts >= 1
-    # Reopening a recording restarts it: the frame counter goes back, and is not a drop.
+    # Reopening a recording restarts it: the frame counter goes back, and is not a drop. (The
+    # read after that one may see a real drop: playback in real time runs on while the test
+    # reads, which made this test fail at random when it checked that read.)
     assert after.frame_number < max(numbers)
     assert after.dropped_frames == 0
 
