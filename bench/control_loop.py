@@ -23,7 +23,8 @@
    setup runs on each of ``--backends`` (every node and this process on it; rclpy where it can
    be imported), discovery on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
    ``--pixels``: the valve from pixels (``PIXEL_CONFIG``): the twin also renders and publishes the
-   task's 64x64 view stream (30 Hz), the learner (or the actor) pairs each joint state with a
+   task's 64x64 view stream (30 Hz; ``--view-rates`` runs each setup at each rate given, to
+   see what the renders cost), the learner (or the actor) pairs each joint state with a
    frame and runs the conv encoder and the policy on it in the loop, and pretrains on a dataset
    recorded with the view.
 Figures from a loaded machine are not figures: re-run on a quiet one.
@@ -193,8 +194,8 @@ def node_cmd(module: str, *args: str) -> list[str]:
 
 
 def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trainer: str,
-                backend: str = "dds", pixel_config: Path | None = None
-                ) -> tuple[list[float], list[float], float]:
+                backend: str = "dds", pixel_config: Path | None = None,
+                view_rate_hz: float = 30.0) -> tuple[list[float], list[float], float]:
     """(raw, gated) latencies in seconds: joint state stamp -> COMMAND_RAW / COMMAND received;
     and the host's steal time during the measurement, in %."""
     from robot_rl.ros import messages as m
@@ -214,7 +215,8 @@ def bench_graph(dataset: Path, rate_hz: float, seconds: float, act_on: str, trai
     config = ["-p", "profile:=quick"]
     view = []
     if pixel_config is not None:
-        config, view = ["-p", f"config:={pixel_config}"], ["-p", "view_task:=valve"]
+        config = ["-p", f"config:={pixel_config}"]
+        view = ["-p", "view_task:=valve", "-p", f"view_rate_hz:={view_rate_hz}"]
         acting += ["-p", "observation:=pixels"] if trainer == "actor" else []
     commands = [
         node_cmd("robot_rl.sim_twin.node", *ns, "-p", "publish_rate_hz:=100.0", *view),
@@ -275,6 +277,9 @@ def print_side_by_side(rate_hz: float, seconds: float,
     for index, what in enumerate(("joint state -> command_raw", "joint state -> gated command")):
         print(f"    {what:<28}" + "".join(f" | {percentiles(results[label][index]):<45}"
                                           for label in labels))
+    print(f"    {'gated over 10 ms':<28}" + "".join(
+        f" | {100 * np.mean(np.asarray(results[label][1]) > 0.010):6.2f} %{'':<37}"
+        for label in labels))
     print(f"    {'command rate':<28}" + "".join(
         f" | {len(results[label][0]) / seconds:6.1f} Hz{'':<36}" for label in labels))
     print(f"    {'host steal time':<28}" + "".join(
@@ -312,6 +317,10 @@ def main() -> None:
     parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--pixels", action="store_true",
                         help="the graph acts from the twin's camera view (encoder in the loop)")
+    parser.add_argument("--view-rates", nargs="+", type=float, default=[30.0],
+                        help="with --pixels: the twin's view stream rates (Hz) to run each setup "
+                             "at, side by side (fewer renders on the same cores; the view's "
+                             "max_frame_age_s of 0.1 s allows 10 Hz and up)")
     args = parser.parse_args()
     from robot_rl.ros.runtime import rclpy_available
 
@@ -331,11 +340,13 @@ def main() -> None:
             pixel_config.write_text(PIXEL_CONFIG)
         dataset = args.dataset or make_dataset(pixel_config)
         for rate in args.rates:
-            results = {f"{backend} act_on:={mode} trainer:={trainer}":
+            view_rates = args.view_rates if args.pixels else [None]
+            results = {f"{backend} act_on:={mode} trainer:={trainer}"
+                       + (f" view:={view_hz:g}Hz" if view_hz else ""):
                        bench_graph(dataset, rate, args.seconds, mode, trainer, backend,
-                                   pixel_config)
+                                   pixel_config, view_hz or 30.0)
                        for mode in args.modes for trainer in args.trainers
-                       for backend in backends}
+                       for backend in backends for view_hz in view_rates}
             print_side_by_side(rate, args.seconds, results)
 
 

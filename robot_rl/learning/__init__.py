@@ -6,7 +6,12 @@ Pure torch + numpy: never imports ROS, MuJoCo or drivers.
 from __future__ import annotations
 
 from robot_rl.learning.awac import AWAC, awr_weights
-from robot_rl.learning.checkpoint import load_checkpoint, restore_agent, save_checkpoint
+from robot_rl.learning.checkpoint import (
+    check_checkpoint_action_mode,
+    load_checkpoint,
+    restore_agent,
+    save_checkpoint,
+)
 from robot_rl.learning.config import (
     AWACConfig,
     BalancedReplayConfig,
@@ -23,5 +28,6 @@ __all__ = [
     "AWAC", "AWACConfig", "BalancedReplay", "BalancedReplayConfig", "CollapseGuard",
     "CollapseGuardConfig", "MetricsLogger", "Normalizer", "ReplayBuffer", "UPDATES_PER_S",
     "UpdateRate", "awr_weights", "episode_metrics",
-    "config_from_dict", "config_to_dict", "load_checkpoint", "restore_agent", "save_checkpoint",
+    "check_checkpoint_action_mode", "config_from_dict", "config_to_dict", "load_checkpoint",
+    "restore_agent", "save_checkpoint",
 ]

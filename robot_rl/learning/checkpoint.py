@@ -41,10 +41,12 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None,
-                    config_dict: dict[str, Any], counters: Mapping[str, int | bool],
-                    extra: dict[str, Any] | None = None) -> Path:
-    """`extra` must hold only tensors, dicts, lists, tuples, numbers, strings, bools or None.
-    A pixel agent adds what rebuilds it (its view and encoder) to it."""
+                    config_dict: dict[str, Any], counters: Mapping[str, int | bool], *,
+                    action_mode: str, extra: dict[str, Any] | None = None) -> Path:
+    """`action_mode` is how the task the agent learned on read its actions (``Task.actions.mode``),
+    saved by name: a config that leaves it to the task's default would mean another mode once
+    that default changes. `extra` must hold only tensors, dicts, lists, tuples, numbers,
+    strings, bools or None. A pixel agent adds what rebuilds it (its view and encoder) to it."""
     path = Path(path)
     extra = {**(extra or {}), **(agent.checkpoint_extra() if hasattr(agent, "checkpoint_extra")
                                  else {})}
@@ -52,6 +54,7 @@ def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None
         "format_version": FORMAT_VERSION,
         "obs_dim": agent.obs_dim,
         "act_dim": agent.act_dim,
+        "action_mode": action_mode,
         "agent": agent.state_dict(),
         "normalizer": None if normalizer is None else normalizer.state_dict(),
         "config": config_dict,
@@ -71,6 +74,31 @@ def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None
             os.unlink(tmp)
         raise
     return path
+
+
+def checkpoint_action_mode(state: dict[str, Any]) -> str:
+    """The action mode a loaded checkpoint's policy was trained with: saved by name, or named by
+    its config's ``env_kwargs``. A checkpoint that names neither was saved before checkpoints
+    recorded it and trained on its task's default of the time, which may not be today's (the
+    valve's was relative until 2026-12-06, velocity since): refused, not guessed."""
+    mode = state.get("action_mode")
+    if mode is None:
+        config = state.get("config") if isinstance(state.get("config"), dict) else {}
+        mode = ((config.get("env_kwargs") or {}).get("config") or {}).get("action_mode")
+    if mode is None:
+        raise CheckpointError(state.get("path", "checkpoint"), "names no action mode (saved "
+                              "before checkpoints recorded it, on its task's default of the "
+                              "time): train it again")
+    return str(mode)
+
+
+def check_checkpoint_action_mode(state: dict[str, Any], mode: str, consumer: str) -> None:
+    """Refuses a checkpoint whose policy was trained with another action mode than ``mode``:
+    a step read as a target (or a smaller step than it learned) commands something else."""
+    trained = checkpoint_action_mode(state)
+    if trained != mode:
+        raise CheckpointError(state.get("path", "checkpoint"), f"trained with {trained} actions, "
+                              f"{consumer} acts with {mode} actions")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

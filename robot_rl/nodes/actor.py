@@ -547,7 +547,6 @@ class ActorNode:
 
     def _load_checkpoint(self, path: str) -> None:
         snapshot, meta = snapshot_from_checkpoint(path)
-        meta.setdefault("action_mode", self.shell.task.actions.mode)  # trained on the default
         problem = self._refusal(snapshot, meta, path)
         if problem:
             self.node.destroy()
@@ -643,7 +642,12 @@ def snapshot_from_checkpoint(path: str
     mode as POLICY's metadata names them. Its networks are rebuilt from the settings it stores,
     on the CPU; a bad file is one line naming it (CheckpointError)."""
     from robot_rl.config import from_dict
-    from robot_rl.learning.checkpoint import CheckpointError, load_checkpoint, stored_awac_settings
+    from robot_rl.learning.checkpoint import (
+        CheckpointError,
+        checkpoint_action_mode,
+        load_checkpoint,
+        stored_awac_settings,
+    )
     from robot_rl.learning.config import AWACConfig
     from robot_rl.learning.factory import agent_from_checkpoint
     from robot_rl.registry import env_id_task
@@ -656,12 +660,8 @@ def snapshot_from_checkpoint(path: str
                      source=f"{path} (its stored config)", prefix="awac")
     agent = agent_from_checkpoint(state, awac)
     config = state["config"] if isinstance(state["config"], dict) else {}
-    env_kwargs = config.get("env_kwargs") or {}
-    mode = (env_kwargs.get("config") or {}).get("action_mode")
     meta = {"task": env_id_task(config.get("env_id", "")) or config.get("env_id", "?"),
-            "action_mode": mode}
-    if mode is None:  # trained on its task's default action mode: named by the caller's task
-        meta.pop("action_mode")
+            "action_mode": checkpoint_action_mode(state)}
     if isinstance(agent, PixelAgent):  # the encoder acts too
         return PixelPolicySnapshot.from_agent(agent), meta
     return PolicySnapshot.from_agent(agent), meta

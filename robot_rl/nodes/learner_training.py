@@ -60,6 +60,7 @@ from robot_rl.learning import (
     AWAC,
     MetricsLogger,
     Normalizer,
+    check_checkpoint_action_mode,
     episode_metrics,
     load_checkpoint,
     restore_agent,
@@ -231,6 +232,7 @@ class LearnerTraining:
         path = self.run_dir / CHECKPOINT
         if path.exists():
             state = load_checkpoint(path)
+            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}")
             if is_pixel_checkpoint(state):
                 raise ValueError(f"{path}: a pixel task's checkpoint; task {self.task.name} "
                                  f"observes the state")
@@ -257,6 +259,7 @@ class LearnerTraining:
         assert view is not None
         if path.exists():
             state = load_checkpoint(path)
+            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}")
             if not is_pixel_checkpoint(state) or checkpoint_view(state) != view:
                 raise ValueError(f"{path}: checkpoint is not for task {self.task.name}'s view "
                                  f"{view} (a state task's, or another view's)")
@@ -344,7 +347,8 @@ class LearnerTraining:
     def _checkpoint(self, counters: TrainerCounters, name: str = CHECKPOINT) -> None:
         """save_checkpoint writes atomically: a kill never leaves a half checkpoint."""
         save_checkpoint(self.run_dir / name, self.agent, self.agent.normalizer,
-                        to_dict(self.config), counters.as_dict())
+                        to_dict(self.config), counters.as_dict(),
+                        action_mode=self.task.actions.mode)
 
     def _on_pretrained(self, counters: TrainerCounters) -> None:
         self._checkpoint(counters, OFFLINE_CHECKPOINT)

@@ -42,6 +42,7 @@ from robot_rl.learning import (
 from robot_rl.learning.checkpoint import (
     RUNTIME_SETTINGS,
     CheckpointError,
+    check_checkpoint_action_mode,
     load_checkpoint,
     stored_awac_settings,
 )
@@ -168,7 +169,7 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
                     "pass --overwrite to replace it, or --out another run folder")
     with closing(GatedEnv(config)) as env:
         data = task_transitions(config, dataset_path, env)
-        task = env.task
+        task, action_mode = env.task, env.action_mode
     run_dir.mkdir(parents=True, exist_ok=True)
     if task.uses_pixels:
         agent = new_pixel_agent(config, task, data)
@@ -191,7 +192,8 @@ def pretrain(config: PipelineConfig, dataset_path: Path, run_dir: Path, *,
             logger.log(step, {**metrics, UPDATES_PER_S: rate.read()})
     logger.close()
     save_checkpoint(path, agent, agent.normalizer, to_dict(config),
-                    {"offline_updates": config.pretrain.updates, "online_env_steps": 0})
+                    {"offline_updates": config.pretrain.updates, "online_env_steps": 0},
+                    action_mode=action_mode)
     return path
 
 
@@ -288,6 +290,7 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
         raise CheckpointError(path, f"trained with env_kwargs {stored['env_kwargs']}, this run "
                                     f"has {config.env_kwargs}: its actions mean something else "
                                     f"here")
+    check_checkpoint_action_mode(state, env.action_mode, f"{config.env_id} here")
     if (int(state["obs_dim"]), int(state["act_dim"])) != (env.obs_dim, env.act_dim):
         raise CheckpointError(path, f"its networks take {sizes}; {config.env_id} has {here} "
                                     f"(trained before the task's observation changed?)")
@@ -416,13 +419,15 @@ def _run_online(config: PipelineConfig, run_dir: Path, data: dict[str, np.ndarra
     online_store.close()
     path = run_dir / FINETUNED_CHECKPOINT
     counters = {"offline_updates": config.pretrain.updates, "online_env_steps": env_steps}
-    save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters)
+    save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters,
+                    action_mode=env.action_mode)
     safety = dict(env.gate.statuses)
     summary.add_session(curve if not resume else curve[1:], safety, env_steps, hooks.summary())
     summary.write(run_dir)
     handed, handed_point = path, curve[-1]
     if config.awac.handed_policy == "best" and agent.keeper.kept is not None:
-        handed = save_handed(run_dir / HANDED_CHECKPOINT, agent, config, counters)
+        handed = save_handed(run_dir / HANDED_CHECKPOINT, agent, config, counters,
+                             env.action_mode)
         handed_point = kept_point(agent.keeper.kept, summary.curve or curve)
     return FinetuneResult(checkpoint=path, curve=curve, safety=safety, handed=handed,
                           handed_point=handed_point, interventions=hooks.summary())
@@ -439,12 +444,13 @@ def kept_point(kept: Kept, curve: list[CurvePoint]) -> CurvePoint:
 
 
 def save_handed(path: Path, agent: AWAC, config: PipelineConfig,
-                counters: dict[str, int]) -> Path:
+                counters: dict[str, int], action_mode: str) -> Path:
     """The agent with the keeper's actor: loads and acts like any checkpoint."""
     last = {k: v.clone() for k, v in agent.actor.state_dict().items()}
     hand_over(agent)
     try:
         save_checkpoint(path, agent, agent.normalizer, to_dict(config), counters,
+                        action_mode=action_mode,
                         extra={"handed_from_env_steps": agent.keeper.kept.label})
     finally:
         agent.actor.load_state_dict(last)

@@ -234,11 +234,11 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         # weights trained on absolute targets are refused by a task that takes steps
         weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(
             PolicySnapshot.from_agent(agent, version=6), task="valve", action_mode="absolute")))
-        lines.wait_for(r"v6 were trained with absolute actions; task valve acts with relative", 20)
+        lines.wait_for(r"v6 were trained with absolute actions; task valve acts with velocity", 20)
         robot.spin_for(0.5, robot.publish_state)
         assert robot.commands == []
         weights.publish(m.UInt8MultiArray(data=snapshot_to_bytes(snapshot, task="valve",
-                                                                 action_mode="relative")))
+                                                                 action_mode="velocity")))
         robot.wait_until(lambda: len(robot.commands) >= 3, 20, robot.publish_state,
                          what="commands from the actor")
         lines.wait_for(r"first weights received: v7", 5)
@@ -255,8 +255,8 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         expected = task.action_to_targets(snapshot.act(obs), targets0)
         np.testing.assert_allclose(first.position, expected, atol=1e-6)
 
-        # a supervisor holding the reset pose: every relative step starts from its COMMAND, so
-        # no command strays more than one step from it (steps of ~0.12 rad would add up)
+        # a supervisor holding the reset pose: every velocity step starts from its COMMAND, so
+        # no command strays more than one step from it (steps of ~0.07 rad would add up)
         gated = robot.node.create_publisher(m.JointState, robot_topics("/hand").command,
                                             QOS_DEFAULT)
 
@@ -272,7 +272,7 @@ def test_actor_waits_for_weights_then_acts_with_them(ros_domain: int, spawn: Any
         state_and_hold()
         after = 1000.0 + 0.01 * robot.tick + 1e-6  # the stamp of the state sent with it
 
-        step_rad = task.calibration.safety.max_step_rad + 1e-6
+        step_rad = float(task.actions.step_rad.max()) + 1e-6
 
         def offsets() -> list[float]:
             return [float(np.abs(np.asarray(c.position) - targets0).max())

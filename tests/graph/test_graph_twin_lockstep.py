@@ -241,7 +241,7 @@ def by_instant(states: list[tuple[int, tuple]]) -> dict[int, list[tuple]]:
 
 def test_the_same_graph_twice_gives_the_same_states(ros_domain: int, spawn: Any) -> None:
     """Deterministically enough to compare runs: the twin, the safety node and an actor acting
-    with fixed weights (relative actions: each step from the gated command of the one before),
+    with fixed weights (velocity actions: each step from the gated command of the one before),
     started twice; from the first reset on, the same states at the same instants of sim time."""
     first_states, first_ends = run_actor_graph(spawn, 3)
     second_states, second_ends = run_actor_graph(spawn, 3)

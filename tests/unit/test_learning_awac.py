@@ -158,7 +158,7 @@ def test_compiled_update_matches_eager_from_a_thread_and_checkpoints(tmp_path: P
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
     path = save_checkpoint(tmp_path / "compiled.pt", compiled, None,
-                           config_to_dict(compiled.config), {"updates": 3})
+                           config_to_dict(compiled.config), {"updates": 3}, action_mode="velocity")
     restored = AWAC(6, 3, config, seed=0)
     restore_agent(load_checkpoint(path), restored)
     _assert_same_update(dict(restored.update(batches[3])), dict(compiled.update(batches[3])))

@@ -56,7 +56,7 @@ def test_resume_is_bit_exact(tmp_path: Path, objective: str) -> None:
     agent.update(_batch(3))
     path = save_checkpoint(tmp_path / "ckpt.pt", agent, agent.normalizer, config_to_dict(config),
                            {"offline_updates": 3, "online_updates": 1, "online_started": True},
-                           extra={"note": "test", "returns": [1.0, 2.0]})
+                           extra={"note": "test", "returns": [1.0, 2.0]}, action_mode="velocity")
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
     torch.load(path, weights_only=True)  # only safe types inside
 
@@ -152,7 +152,7 @@ def _saved(tmp_path: Path, config: AWACConfig, name: str = "ckpt.pt") -> Path:
     agent = AWAC(5, 2, config, seed=0)
     agent.set_normalizer(Normalizer.identity(5))
     return save_checkpoint(tmp_path / name, agent, agent.normalizer,
-                           {"awac": config_to_dict(config)}, {})
+                           {"awac": config_to_dict(config)}, {}, action_mode="velocity")
 
 
 def _one_line(err: pytest.ExceptionInfo, path: Path) -> str:

@@ -87,7 +87,7 @@ def test_a_checkpoint_from_another_device_type_resumes_its_weights_and_restarts_
     assert state["generator"].numel() > 16
     state["generator"] = state["act_generator"] = torch.zeros(16, dtype=torch.uint8)
     path = save_checkpoint(tmp_path / "other_device.pt", agent, agent.normalizer,
-                           config_to_dict(config), {})
+                           config_to_dict(config), {}, action_mode="velocity")
     payload = load_checkpoint(path)
     payload["agent"] = state
 
@@ -129,7 +129,8 @@ def test_training_on_the_gpu_then_acting_and_resuming_on_the_cpu(tmp_path: Path)
     np.testing.assert_allclose(np.stack([snapshot.act(o) for o in obs]),
                                agent.act(obs, deterministic=True), atol=1e-5)
 
-    path = save_checkpoint(tmp_path / "gpu.pt", agent, agent.normalizer, config_to_dict(config), {})
+    path = save_checkpoint(tmp_path / "gpu.pt", agent, agent.normalizer, config_to_dict(config), {},
+                           action_mode="velocity")
     on_cpu = AWAC(5, 2, AWACConfig(**SMALL), seed=0)
     restore_agent(load_checkpoint(path), on_cpu)
     np.testing.assert_allclose(on_cpu.act(obs, deterministic=True),

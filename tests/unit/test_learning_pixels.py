@@ -187,7 +187,7 @@ def test_checkpoint_resumes_the_encoder_exactly(tmp_path) -> None:
     for k in range(3):
         agent.update(_batch(k))
     path = save_checkpoint(tmp_path / "a.pt", agent, agent.normalizer, {}, {"updates": 3},
-                           extra=agent.checkpoint_extra())
+                           extra=agent.checkpoint_extra(), action_mode="velocity")
     state = load_checkpoint(path)
     assert is_pixel_checkpoint(state)
     resumed = load_pixel_agent(state, AWAC_SMALL, seed=3)
@@ -229,7 +229,7 @@ def test_frozen_encoder_is_trained_here_saved_and_never_moves(tmp_path) -> None:
         assert torch.equal(a, b)
     # its checkpoint carries the encoder: no file needed to load it
     ckpt = save_checkpoint(tmp_path / "f.pt", agent, agent.normalizer, {}, {},
-                           extra=agent.checkpoint_extra())
+                           extra=agent.checkpoint_extra(), action_mode="velocity")
     path.unlink()
     resumed = load_pixel_agent(load_checkpoint(ckpt), AWAC_SMALL)
     torch.testing.assert_close(resumed.features(frames[:4]), agent.features(frames[:4]))

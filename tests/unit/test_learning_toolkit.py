@@ -131,7 +131,7 @@ def test_layer_norm_checkpoint_round_trips(tmp_path) -> None:
                         critic_aggregation="subset_min")
     agent = AWAC(OBS, ACT, config)
     agent.update(batch(32))
-    path = save_checkpoint(tmp_path / "a.pt", agent, None, {}, {})
+    path = save_checkpoint(tmp_path / "a.pt", agent, None, {}, {}, action_mode="velocity")
     back = AWAC(OBS, ACT, config)
     restore_agent(load_checkpoint(path), back)
     q = agent.critic(batch(8)["obs"], batch(8)["action"])
@@ -309,7 +309,7 @@ def test_the_keeper_travels_in_the_checkpoint(tmp_path) -> None:
     agent = AWAC(OBS, ACT, AWACConfig(**SMALL, handed_policy="best"))
     agent.keeper.record(0.9, 0, agent.actor)
     agent.update(batch(32))
-    path = save_checkpoint(tmp_path / "k.pt", agent, None, {}, {})
+    path = save_checkpoint(tmp_path / "k.pt", agent, None, {}, {}, action_mode="velocity")
     back = AWAC(OBS, ACT, agent.config)
     restore_agent(load_checkpoint(path), back)
     assert back.keeper.kept == agent.keeper.kept
@@ -376,14 +376,14 @@ def test_the_handed_checkpoint_holds_the_kept_policy_and_the_agent_keeps_its_own
     kept = {k: v.clone() for k, v in agent.actor.state_dict().items()}
     agent.update(batch(32))
     last = {k: v.clone() for k, v in agent.actor.state_dict().items()}
-    path = save_handed(tmp_path / "handed.pt", agent, config, {"online_env_steps": 1})
+    path = save_handed(tmp_path / "handed.pt", agent, config, {"online_env_steps": 1}, "velocity")
     for key, value in agent.actor.state_dict().items():  # the agent still has its last actor
         torch.testing.assert_close(value, last[key])
     handed = load_agent(path, config.awac).actor.state_dict()
     assert not torch.equal(kept["trunk.layers.0.weight"], last["trunk.layers.0.weight"])
     for key, value in handed.items():
         torch.testing.assert_close(value, kept[key])
-    resumed = save_checkpoint(tmp_path / "learner.pt", agent, None, {}, {})
+    resumed = save_checkpoint(tmp_path / "learner.pt", agent, None, {}, {}, action_mode="velocity")
     for key, value in load_agent(resumed, config.awac, handed=True).actor.state_dict().items():
         torch.testing.assert_close(value, kept[key])
     for key, value in load_agent(resumed, config.awac).actor.state_dict().items():

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from robot_rl.cli import main
 from robot_rl.config import load_config
 from robot_rl.data import DatasetError, EpisodeStore, transitions
 from robot_rl.data.transition_arrays import check_action_mode
-from robot_rl.learning.checkpoint import load_checkpoint
+from robot_rl.learning.checkpoint import checkpoint_action_mode, load_checkpoint
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.stages import finetune, pretrain, record
@@ -130,11 +131,11 @@ def test_a_dataset_in_another_action_mode_is_refused(tmp_path: Path) -> None:
     a store from before relative actions existed holds absolute targets."""
     few = ["dataset.demonstrations=1", "dataset.noisy_trajectories=0"]
     record(load_pipeline_config("valve", profile="bench_tiny", overrides=few),
-           tmp_path / "relative.zarr", progress=False)
+           tmp_path / "velocity.zarr", progress=False)
     absolute = load_pipeline_config("valve", profile="bench_60k")
-    with pytest.raises(DatasetError, match=r"relative.zarr: actions recorded in relative mode, "
+    with pytest.raises(DatasetError, match=r"velocity.zarr: actions recorded in velocity mode, "
                                            r"robot_rl/ValveTurn-v0 acts in absolute mode"):
-        pretrain(absolute, tmp_path / "relative.zarr", tmp_path / "run", progress=False)
+        pretrain(absolute, tmp_path / "velocity.zarr", tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
     old = EpisodeStore.create(tmp_path / "old.zarr", robot="dclaw", task="valve",
                               calibration_digest="x", units={})
@@ -259,6 +260,33 @@ def test_eval_rebuilds_the_networks_from_the_checkpoint_and_refuses_another_task
                         f"checkpoint, [8, 27]", "awac.actor_hidden_sizes [16, 16] (this config: "
                                                 "[8, 8])")
     assert not (run / "online.zarr").exists()
+
+
+def test_a_checkpoint_names_its_action_mode_and_one_of_another_mode_is_refused(
+        drawer_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config that leaves the action mode to the task's default says nothing once the default
+    changes (the valve's went from relative to velocity): the checkpoint names the mode it
+    learned with, and a policy of steps is never run as one of targets, nor one that names none
+    run on a guess."""
+    run = tmp_path / "run"
+    assert cli(capsys, "pretrain", *TINY, "--dataset", str(drawer_dataset), "--out",
+               str(run))[0] == 0
+    state = torch.load(run / "offline.pt", weights_only=True)
+    assert state["action_mode"] == "absolute" and state["config"]["env_kwargs"] == {}
+    other, unnamed = tmp_path / "relative.pt", tmp_path / "unnamed.pt"
+    torch.save({**state, "action_mode": "relative"}, other)
+    torch.save({k: v for k, v in state.items() if k != "action_mode"}, unnamed)
+    code, _, err = cli(capsys, "eval", "--checkpoint", str(other), "--episodes", "1", "--quiet")
+    assert code == 1
+    one_line_error(err, f"{other}: trained with relative actions, robot_rl/DrawerOpen-v0 here "
+                        f"acts with absolute actions")
+    code, _, err = cli(capsys, "eval", "--checkpoint", str(unnamed), "--episodes", "1", "--quiet")
+    assert code == 1
+    one_line_error(err, f"{unnamed}: names no action mode")
+    named = {**state, "config": {**state["config"],
+                                 "env_kwargs": {"config": {"action_mode": "absolute"}}}}
+    torch.save({k: v for k, v in named.items() if k != "action_mode"}, unnamed)
+    assert checkpoint_action_mode(load_checkpoint(unnamed)) == "absolute"  # its config names it
 
 
 def test_pretrain_refuses_a_dataset_with_a_lost_chunk(drawer_dataset: Path, tmp_path: Path,
