@@ -76,26 +76,34 @@ def save_checkpoint(path: str | Path, agent: AWAC, normalizer: Normalizer | None
     return path
 
 
-def checkpoint_action_mode(state: dict[str, Any]) -> str:
+def checkpoint_action_mode(state: dict[str, Any]) -> str | None:
     """The action mode a loaded checkpoint's policy was trained with: saved by name, or named by
-    its config's ``env_kwargs``. A checkpoint that names neither was saved before checkpoints
-    recorded it and trained on its task's default of the time, which may not be today's (the
-    valve's was relative until 2026-12-06, velocity since): refused, not guessed."""
+    its config's ``env_kwargs``; None for one saved before checkpoints recorded it, which trained
+    on its task's default of the time."""
     mode = state.get("action_mode")
     if mode is None:
         config = state.get("config") if isinstance(state.get("config"), dict) else {}
         mode = ((config.get("env_kwargs") or {}).get("config") or {}).get("action_mode")
-    if mode is None:
-        raise CheckpointError(state.get("path", "checkpoint"), "names no action mode (saved "
-                              "before checkpoints recorded it, on its task's default of the "
-                              "time): train it again")
-    return str(mode)
+    return None if mode is None else str(mode)
 
 
-def check_checkpoint_action_mode(state: dict[str, Any], mode: str, consumer: str) -> None:
+def trained_action_mode(state: dict[str, Any], consumer: str, unnamed_mode: str | None) -> str:
+    """``checkpoint_action_mode``, or ``unnamed_mode`` for a checkpoint that names none: what it
+    was trained with, where ``consumer``'s default never changed (``Task.unnamed_action_mode``);
+    refused (CheckpointError) where it did, since then it cannot be known."""
+    trained = checkpoint_action_mode(state) or unnamed_mode
+    if trained is None:
+        raise CheckpointError(state.get("path", "checkpoint"), f"names no action mode (saved "
+                              f"before checkpoints recorded it), and {consumer} has changed its "
+                              f"default since: train it again")
+    return trained
+
+
+def check_checkpoint_action_mode(state: dict[str, Any], mode: str, consumer: str,
+                                 unnamed_mode: str | None) -> None:
     """Refuses a checkpoint whose policy was trained with another action mode than ``mode``:
     a step read as a target (or a smaller step than it learned) commands something else."""
-    trained = checkpoint_action_mode(state)
+    trained = trained_action_mode(state, consumer, unnamed_mode)
     if trained != mode:
         raise CheckpointError(state.get("path", "checkpoint"), f"trained with {trained} actions, "
                               f"{consumer} acts with {mode} actions")

@@ -546,7 +546,9 @@ class ActorNode:
         return None if self._done else self._snapshot
 
     def _load_checkpoint(self, path: str) -> None:
-        snapshot, meta = snapshot_from_checkpoint(path)
+        task = self.shell.task
+        snapshot, meta = snapshot_from_checkpoint(path, f"task {task.name}",
+                                                  task.unnamed_action_mode)
         problem = self._refusal(snapshot, meta, path)
         if problem:
             self.node.destroy()
@@ -636,17 +638,19 @@ class _EpisodeLog:
         self._file.close()
 
 
-def snapshot_from_checkpoint(path: str
+def snapshot_from_checkpoint(path: str, consumer: str, unnamed_action_mode: str | None
                              ) -> tuple[Snapshot, dict[str, Any]]:
     """The acting policy of a checkpoint (what ``robot-rl eval`` runs), and its task and action
-    mode as POLICY's metadata names them. Its networks are rebuilt from the settings it stores,
-    on the CPU; a bad file is one line naming it (CheckpointError)."""
+    mode as POLICY's metadata names them (``learning.checkpoint.trained_action_mode``: one that
+    names none is read as ``unnamed_action_mode``, or refused where that is None). Its networks
+    are rebuilt from the settings it stores, on the CPU; a bad file is one line naming it
+    (CheckpointError)."""
     from robot_rl.config import from_dict
     from robot_rl.learning.checkpoint import (
         CheckpointError,
-        checkpoint_action_mode,
         load_checkpoint,
         stored_awac_settings,
+        trained_action_mode,
     )
     from robot_rl.learning.config import AWACConfig
     from robot_rl.learning.factory import agent_from_checkpoint
@@ -661,7 +665,7 @@ def snapshot_from_checkpoint(path: str
     agent = agent_from_checkpoint(state, awac)
     config = state["config"] if isinstance(state["config"], dict) else {}
     meta = {"task": env_id_task(config.get("env_id", "")) or config.get("env_id", "?"),
-            "action_mode": checkpoint_action_mode(state)}
+            "action_mode": trained_action_mode(state, consumer, unnamed_action_mode)}
     if isinstance(agent, PixelAgent):  # the encoder acts too
         return PixelPolicySnapshot.from_agent(agent), meta
     return PolicySnapshot.from_agent(agent), meta

@@ -232,7 +232,8 @@ class LearnerTraining:
         path = self.run_dir / CHECKPOINT
         if path.exists():
             state = load_checkpoint(path)
-            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}")
+            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}",
+                                         self.task.unnamed_action_mode)
             if is_pixel_checkpoint(state):
                 raise ValueError(f"{path}: a pixel task's checkpoint; task {self.task.name} "
                                  f"observes the state")
@@ -259,7 +260,8 @@ class LearnerTraining:
         assert view is not None
         if path.exists():
             state = load_checkpoint(path)
-            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}")
+            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}",
+                                         self.task.unnamed_action_mode)
             if not is_pixel_checkpoint(state) or checkpoint_view(state) != view:
                 raise ValueError(f"{path}: checkpoint is not for task {self.task.name}'s view "
                                  f"{view} (a state task's, or another view's)")

@@ -290,7 +290,8 @@ def check_checkpoint_task(state: dict, config: PipelineConfig, env: GatedEnv) ->
         raise CheckpointError(path, f"trained with env_kwargs {stored['env_kwargs']}, this run "
                                     f"has {config.env_kwargs}: its actions mean something else "
                                     f"here")
-    check_checkpoint_action_mode(state, env.action_mode, f"{config.env_id} here")
+    check_checkpoint_action_mode(state, env.action_mode, config.env_id,
+                                 env.task.unnamed_action_mode)
     if (int(state["obs_dim"]), int(state["act_dim"])) != (env.obs_dim, env.act_dim):
         raise CheckpointError(path, f"its networks take {sizes}; {config.env_id} has {here} "
                                     f"(trained before the task's observation changed?)")

@@ -136,6 +136,9 @@ class Task(abc.ABC):
     required_sites: tuple[str, ...] = ()
     # where a pixel task's object is in its camera's frame (fractions x0, y0, x1, y1)
     default_crop: tuple[float, float, float, float] = FULL_FRAME
+    # the action modes the config class defaulted to before today's default: a checkpoint saved
+    # before checkpoints named their mode trained on one of them or on today's, unknowable which
+    former_default_action_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, calibration: RobotCalibration, config: Any = None) -> None:
         self.calibration = calibration
@@ -143,6 +146,13 @@ class Task(abc.ABC):
         self.actions = ActionMapping(calibration, self.config.action_mode,
                                      self.config.control_period_s)
         self.layout = self.observation_layout()
+
+    @property
+    def unnamed_action_mode(self) -> str | None:
+        """The action mode of a checkpoint of this task that names none (saved before checkpoints
+        recorded it, so trained on the task's default on its robot, as this task has it): None
+        where the default has changed since (``former_default_action_modes``)."""
+        return None if self.former_default_action_modes else self.config.action_mode
 
     @classmethod
     def make_config(cls, calibration: RobotCalibration,

@@ -97,6 +97,7 @@ class ValveTask(Task):
     name = "valve"
     default_crop = VALVE_CROP
     config_class = ValveTaskConfig
+    former_default_action_modes = ("absolute", "relative")  # relative until 2026-12-06
 
     def __init__(self, calibration: RobotCalibration,
                  config: ValveTaskConfig | dict | None = None) -> None:

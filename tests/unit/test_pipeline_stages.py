@@ -16,11 +16,18 @@ from robot_rl.cli import main
 from robot_rl.config import load_config
 from robot_rl.data import DatasetError, EpisodeStore, transitions
 from robot_rl.data.transition_arrays import check_action_mode
-from robot_rl.learning.checkpoint import checkpoint_action_mode, load_checkpoint
+from robot_rl.learning.checkpoint import (
+    CheckpointError,
+    check_checkpoint_action_mode,
+    checkpoint_action_mode,
+    load_checkpoint,
+)
 from robot_rl.learning.guard import CollapseGuard
 from robot_rl.pipeline import stages
 from robot_rl.pipeline.stages import finetune, pretrain, record
+from robot_rl.robot_config import load_robot
 from robot_rl.run_config import PipelineConfig, load_pipeline_config
+from robot_rl.tasks.valve import ValveTask
 
 
 @pytest.fixture(scope="module")
@@ -266,8 +273,9 @@ def test_a_checkpoint_names_its_action_mode_and_one_of_another_mode_is_refused(
         drawer_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A config that leaves the action mode to the task's default says nothing once the default
     changes (the valve's went from relative to velocity): the checkpoint names the mode it
-    learned with, and a policy of steps is never run as one of targets, nor one that names none
-    run on a guess."""
+    learned with, and a policy of steps is never run as one of targets. One saved before
+    checkpoints named it trained on its task's default of the time: read so where that default
+    never changed (the drawer's), refused where it did (the valve's)."""
     run = tmp_path / "run"
     assert cli(capsys, "pretrain", *TINY, "--dataset", str(drawer_dataset), "--out",
                str(run))[0] == 0
@@ -278,11 +286,18 @@ def test_a_checkpoint_names_its_action_mode_and_one_of_another_mode_is_refused(
     torch.save({k: v for k, v in state.items() if k != "action_mode"}, unnamed)
     code, _, err = cli(capsys, "eval", "--checkpoint", str(other), "--episodes", "1", "--quiet")
     assert code == 1
-    one_line_error(err, f"{other}: trained with relative actions, robot_rl/DrawerOpen-v0 here "
-                        f"acts with absolute actions")
-    code, _, err = cli(capsys, "eval", "--checkpoint", str(unnamed), "--episodes", "1", "--quiet")
-    assert code == 1
-    one_line_error(err, f"{unnamed}: names no action mode")
+    one_line_error(err, f"{other}: trained with relative actions, robot_rl/DrawerOpen-v0 acts "
+                        f"with absolute actions")
+    code, out, _ = cli(capsys, "eval", "--checkpoint", str(unnamed), "--episodes", "1", "--quiet")
+    assert code == 0 and out.startswith(f"{unnamed}: success ")
+    old = load_checkpoint(unnamed)
+    assert checkpoint_action_mode(old) is None
+    valve = ValveTask(load_robot("dclaw"))
+    with pytest.raises(CheckpointError, match=r"unnamed.pt: names no action mode \(saved before "
+                                              r"checkpoints recorded it\), and task valve has "
+                                              r"changed its default since"):
+        check_checkpoint_action_mode(old, valve.actions.mode, "task valve",
+                                     valve.unnamed_action_mode)
     named = {**state, "config": {**state["config"],
                                  "env_kwargs": {"config": {"action_mode": "absolute"}}}}
     torch.save({k: v for k, v in named.items() if k != "action_mode"}, unnamed)
