@@ -95,6 +95,10 @@ FALLBACK_CHECKS_PER_PERIOD = 2  # a silent robot is stepped 1.5 to 2 periods aft
 # command answering the previous step) goes on with what it has after this much wall time (the
 # supervisor may send nothing: no feasible command)
 GATED_WAIT_S = 0.5
+# A pixel policy acts on one small view (a 64x64 conv encoder): torch's default of a thread per
+# core only adds thread wake-ups beside the twin and the safety node. On 2 cores the gated
+# command's p99 was 36 ms with 2 threads and 7.8 ms with 1 (bench/control_loop.py --pixels).
+ACTING_TORCH_THREADS = 1
 # Acting uses only the newest state: with a queue of one, the states that piled up while the node
 # was busy arrive as the newest one alone, and the step answers it rather than the oldest.
 QOS_NEWEST_STATE = dataclasses.replace(QOS_SENSOR_DATA, depth=1)
@@ -177,6 +181,13 @@ class ActingShell:
         except ValueError as err:
             raise ValueError(f"node {node.fully_qualified_name}: parameter observation: "
                              f"{err}") from None
+        if self.task.uses_pixels:
+            import torch  # the state policy acts in numpy: only a pixel task's encoder needs it
+
+            default = torch.get_num_threads()
+            torch.set_num_threads(ACTING_TORCH_THREADS)
+            node.get_logger().info(f"acting from pixels on {ACTING_TORCH_THREADS} torch thread "
+                                   f"(torch's default here: {default})")
         # neither the policy (a pixel task's vector) nor the reward (a classifier) reads the
         # object: its state, where published, only gives the logged true_success
         self.object_optional = self.task.uses_pixels and success_model is not None

@@ -193,7 +193,8 @@ def test_the_actor_acts_from_a_pixel_checkpoint(ros_domain: int, spawn: Any, tmp
         checkpoint=pixel_run.checkpoint, observation="pixels", max_episodes=1, episode_log=log,
         reset_timeout_s=2.0)), stderr=subprocess.PIPE, text=True)
     lines = Lines(actor)
-    lines.wait_for(r"1 episodes done \(max_episodes 1\)", TIMEOUT_S)
+    lines.wait_for(r"acting from pixels on 1 torch thread", TIMEOUT_S)  # the encoder's
+    lines.wait_for(r"1 episodes done \(max_episodes 1\)", TIMEOUT_S)     # wake-ups cost p99
     assert actor.wait(30) == 0
     for proc in station:
         assert stop(proc) == 0
