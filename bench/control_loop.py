@@ -8,7 +8,8 @@
 0. Weights (in this process): decoding a POLICY message into a snapshot, side by side with the
    torch.save path it replaced.
 1. Inference (in this process): ``PolicySnapshot.act`` p50/p99 while a ``BackgroundTrainer``
-   runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle.
+   runs AWAC updates in its thread, for trainer torch threads 1 and the default, and idle; with
+   ``--pixels`` also the valve pixel policy's ``act`` on one torch thread and on torch's default.
 2. Graph (processes over loopback DDS): twin (joint states at 100 Hz) + safety + learner (training
    on), for each control rate, each ``act_on`` mode and each ``trainer`` (the learner's own
    process, a thread of the node sharing its GIL, no training; or ``actor``: the actor node acts
@@ -177,6 +178,45 @@ def bench_inference(seconds: float, hidden: int) -> None:
         print(f"  inference {hidden}x{hidden}, {label}: {percentiles(latencies)}{updates}")
 
 
+def bench_pixel_inference(seconds: float) -> None:
+    """The valve pixel policy's ``act`` (conv encoder on the 64x64 view + the 64x64 actor), one
+    call every 10 ms with nothing else running, on one torch thread (what the acting nodes use)
+    and on torch's default, side by side."""
+    import torch
+
+    from robot_rl.agent.tasks import make_task
+    from robot_rl.learning import AWACConfig
+    from robot_rl.learning.encoders import EncoderConfig
+    from robot_rl.learning.pixel_agent import PixelAgent, PixelPolicySnapshot
+    from robot_rl.robot_config import load_robot
+
+    task = make_task("valve", load_robot("dclaw")).with_observation("pixels")
+    assert task.image is not None
+    config = AWACConfig(actor_hidden_sizes=(64, 64), critic_hidden_sizes=(64, 64))
+    agent = PixelAgent(task.observation_size, task.n_joints, task.image, config, EncoderConfig())
+    snapshot = PixelPolicySnapshot.from_agent(agent)
+    rng = np.random.default_rng(0)
+    obs = {"state": np.zeros(task.observation_size, np.float32),
+           "image": rng.integers(0, 256, task.image.shape, dtype=np.uint8)}
+    default = torch.get_num_threads()
+    results = {}
+    for threads in (1, default):
+        torch.set_num_threads(threads)
+        latencies: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            snapshot.act(obs, rng)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.01)
+        results[threads] = latencies
+        print(f"  pixel policy act (64x64 view, 64x64 actor), torch threads {threads}: "
+              f"{percentiles(latencies)}")
+    torch.set_num_threads(default)
+    ratio = np.percentile(results[default], 99) / np.percentile(results[1], 99)
+    print(f"  pixel policy act p99, torch's default {default} threads / 1 thread: {ratio:.2f}x")
+
+
 # ---- 2. the graph ----------------------------------------------------------------------------
 # The valve from pixels at the quick profile's sizes, the default conv encoder (the task file's
 # learning settings otherwise: the learner trains as shipped)
@@ -333,6 +373,8 @@ def main() -> None:
     if not args.skip_inference:
         bench_weights(args.hidden)
         bench_inference(args.seconds, args.hidden)
+        if args.pixels:
+            bench_pixel_inference(args.seconds)
     if not args.skip_graph:
         pixel_config = None
         if args.pixels:
