@@ -313,6 +313,7 @@ class Node(ABC):
         self._descriptions: dict[str, str] = {}
         self._logger = Logger(logger_name(self.namespace, name), self.options.log_level)
         self._shutdown = threading.Event()
+        self.signalled = False  # spin ended by SIGINT/SIGTERM: the process is to end
         self._sim_clock: SimClock | None = None  # set by a backend that keeps sim time itself
 
     @property
@@ -402,7 +403,11 @@ class Node(ABC):
 
     def spin(self) -> None:
         """Run callbacks and timers until shutdown; SIGINT/SIGTERM request a clean shutdown."""
-        restore = install_signal_handlers(self.request_shutdown)
+        def on_signal() -> None:
+            self.signalled = True
+            self.request_shutdown()
+
+        restore = install_signal_handlers(on_signal)
         try:
             while self.ok():
                 self.spin_once(0.1)

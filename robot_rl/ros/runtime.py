@@ -8,10 +8,13 @@ exactly that, so the same mains run under ROS 2 and under ``robot-rl launch``.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import faulthandler
 import gc
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -281,8 +284,23 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
         traceback.print_exc(file=sys.stderr)
         code = 1
     finally:
-        _close(made, node)
+        _report_a_slow_exit()
+        _close(made, node, code)
+        faulthandler.cancel_dump_traceback_later()  # a caller carrying on (a test) is not ending
     return code
+
+
+# ``ros2 launch`` sends SIGTERM to a node still running 5 s after Ctrl-C and reports it as died
+SLOW_EXIT_REPORT_S = 3.0
+
+
+def _report_a_slow_exit() -> None:
+    """Once the node is ending (closing, destroying the node, the interpreter's exit): if the
+    process still runs SLOW_EXIT_REPORT_S later, every thread's stack goes to stderr, so a node
+    that hangs at shutdown says where before launch kills it."""
+    # no usable stderr (a daemon's): nothing to report to
+    with contextlib.suppress(RuntimeError, ValueError, OSError):
+        faulthandler.dump_traceback_later(SLOW_EXIT_REPORT_S, exit=False)
 
 
 def _freeze_gc_at_exit() -> None:
@@ -294,8 +312,10 @@ def _freeze_gc_at_exit() -> None:
     to a node still running 5 s after Ctrl-C and reports it as died. By then ``run`` has
     closed the node and its owner (stores committed, files closed): nothing relies on the
     cycle collector any more. Registered with atexit, so a process that calls ``run`` and
-    carries on (a test) keeps its collector until it exits too."""
+    carries on (a test) keeps its collector until it exits too. The exit is watched as the
+    close was (``_report_a_slow_exit``)."""
     gc.freeze()
+    _report_a_slow_exit()
 
 
 # --- --help -------------------------------------------------------------------------------------
@@ -408,11 +428,44 @@ def _fallback_logger(node_factory: Callable[..., Any], argv: list[str]) -> Logge
     return Logger(logger_name(ns, name))
 
 
-def _close(made: Any, node: Node | None) -> None:
+def _close(made: Any, node: Node | None, code: int) -> None:
     close = getattr(made, "close", None) if made is not None and made is not node else None
     try:
         if callable(close):
             close()
     finally:
-        if node is not None:
+        if node is not None and node.signalled:
+            _destroy_within(node, TRANSPORT_TEARDOWN_LIMIT_S, code)
+        elif node is not None:  # a caller that carries on (a test) waits for it
             node.destroy()
+
+
+# What the node's transport (rclpy and its DDS) may take to tear down once the node's owner has
+# closed: launch's 5 s after Ctrl-C, less a margin for the close itself
+TRANSPORT_TEARDOWN_LIMIT_S = 3.5
+
+
+def _destroy_within(node: Node, limit_s: float, code: int) -> None:
+    """``node.destroy()`` of a node a signal ended (Ctrl-C, launch's shutdown), and if it has
+    not returned after ``limit_s`` the process ends with ``code`` without it. By then the node's
+    owner has closed (files committed, torque off): what is left is the middleware's teardown,
+    where rare hangs are known upstream (Fast DDS and rclpy shutdown issues), and a node that
+    ignores Ctrl-C is worse than one that skips a teardown its process exit does anyway. The
+    stacks of the hang are on stderr already (``_report_a_slow_exit``)."""
+    name = logger_name(node.namespace, node.name)
+    timer = threading.Timer(limit_s, _end_without_teardown, (name, limit_s, code))
+    timer.daemon = True
+    timer.start()
+    try:
+        node.destroy()
+    finally:
+        timer.cancel()
+
+
+def _end_without_teardown(logger: str, limit_s: float, code: int) -> None:
+    # plain stderr: the node's logger belongs to the transport that is hanging
+    sys.stderr.write(f"[ERROR] [{logger}]: the transport's teardown did not end within "
+                     f"{limit_s:g} s of closing; the process ends without it\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from helpers.backends import both_backends
+from helpers.processes import child_env, python_cmd
 
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import ParameterError, RosNameError, resolve_name
@@ -175,3 +177,57 @@ def test_run_logs_errors_with_node_name_and_exits_nonzero(
         return node
 
     assert run(quitter, []) == 3
+
+
+def test_a_node_slow_to_end_prints_where_it_is_and_a_quick_one_nothing(
+        ros_domain: int, capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ros2 launch`` kills a node still running 5 s after Ctrl-C: one that takes long to end
+    prints every thread's stack before that (here after 0.2 s), naming the call it is in."""
+    from robot_rl.ros import runtime
+    monkeypatch.setattr(runtime, "SLOW_EXIT_REPORT_S", 0.2)
+
+    class Ending:
+        def __init__(self, argv: list[str], close_s: float) -> None:
+            self.node = make_node("ending", argv=argv)
+            self.node.create_timer(0.01, self.node.request_shutdown)
+            self.close_s = close_s
+
+        def close(self) -> None:
+            time.sleep(self.close_s)
+
+    assert run(lambda argv: Ending(argv, 0.8), []) == 0
+    err = capfd.readouterr().err
+    assert "Timeout (0:00:00.2" in err and "in close" in err, err[-2000:]
+    assert run(lambda argv: Ending(argv, 0.0), []) == 0
+    time.sleep(0.5)  # the report, disarmed when run returned, does not come later either
+    assert "Timeout" not in capfd.readouterr().err
+
+
+HANGING_TEARDOWN = """
+import os, signal, sys, time
+from robot_rl.ros import runtime
+runtime.SLOW_EXIT_REPORT_S, runtime.TRANSPORT_TEARDOWN_LIMIT_S = 0.2, 0.5
+
+class Closing:
+    def __init__(self, argv):
+        self.node = runtime.make_node("hanging", argv=argv)
+        self.node.destroy = lambda: time.sleep(60)  # a middleware that never ends its teardown
+        self.node.create_timer(0.01, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C
+
+    def close(self):
+        print("closed", flush=True)
+
+sys.exit(runtime.run(Closing, []))
+"""
+
+
+def test_a_transport_teardown_that_hangs_ends_the_process_after_the_owner_closed(
+        ros_domain: int) -> None:
+    started = time.monotonic()
+    done = subprocess.run(python_cmd(HANGING_TEARDOWN), env=child_env(), capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and "closed" in done.stdout, done.stderr[-2000:]
+    assert time.monotonic() - started < 20
+    assert "[hanging]: the transport's teardown did not end within 0.5 s" in done.stderr
+    assert "in <lambda>" in done.stderr  # the report's stacks show the hang's frame
