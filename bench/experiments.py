@@ -128,6 +128,9 @@ METHODS.update({m.name: m for m in (
            pretrain={}, online={"actor_update_every": RLPD_G}, product=True),
     Method("default_no_offline", "default without the offline data online (WSRL)",
            pretrain={}, online={"keep_offline_data": False}, product=True),
+    # a candidate for the early drop after the warm start (not a switch of the default's)
+    Method("default_critic_warmup", "default with the first 2000 online updates critic-only",
+           pretrain={}, online={"critic_warmup_updates": 2000}, product=True),
 )})
 MAIN_METHODS = ("bc", "sac_scratch", "naive_finetune", "awac", "rlpd", "default")
 
@@ -385,7 +388,7 @@ def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str,
 # in them are one pretraining (symmetric replay samples offline data as uniform replay does
 # while no online data is stored)
 ONLINE_ONLY_FIELDS = ("warm_start_steps", "keep_offline_data", "actor_update_every",
-                      "handed_policy", "keeper_window_episodes", "collapse_guard",
+                      "critic_warmup_updates", "handed_policy", "keeper_window_episodes", "collapse_guard",
                       "symmetric_offline_fraction")
 
 

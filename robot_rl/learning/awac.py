@@ -12,7 +12,8 @@ Both losses use the critic before this update's step (as rlkit does), so one bac
 With ``critic_aggregation: subset_min`` (REDQ, RLPD) agg in the target is the minimum over a
 random subset of members drawn anew for each update, and the actor's agg is the mean of all N.
 Online with ``actor_update_every`` k > 1, only every k-th update has an actor term (a critic-only
-update skips the actor's forward and backward passes); ``update(batch, n_updates=G)`` makes G
+update skips the actor's forward and backward passes), and none of the first
+``critic_warmup_updates``; ``update(batch, n_updates=G)`` makes G
 updates from one batch of G x B rows in one call (the update-to-data ratio's block).
 """
 
@@ -185,10 +186,13 @@ class AWAC:
         return self.guard.online_updates
 
     def updates_actor_next(self) -> bool:
-        """Whether the next update has an actor term: always offline; online, every
-        ``actor_update_every``-th update (the last of each group of k)."""
-        k = self.config.actor_update_every
-        return not self.guard.armed or k == 1 or self.guard.online_updates % k == k - 1
+        """Whether the next update has an actor term: always offline; online, none in the first
+        ``critic_warmup_updates``, then every ``actor_update_every``-th update (the last of each
+        group of k)."""
+        if not self.guard.armed:
+            return True
+        k, online = self.config.actor_update_every, self.guard.online_updates
+        return online >= self.config.critic_warmup_updates and (k == 1 or online % k == k - 1)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, fallback: bool = True) -> np.ndarray:

@@ -70,7 +70,7 @@ class CollapseGuardConfig:
 # the task files turned them on reproduce with them off again (run_config.toolkit_off_overrides).
 TOOLKIT_FIELDS = ("replay", "symmetric_offline_fraction", "keep_offline_data", "warm_start_steps",
                   "n_critics", "critic_aggregation", "critic_subset", "critic_layer_norm",
-                  "actor_update_every", "handed_policy")
+                  "actor_update_every", "critic_warmup_updates", "handed_policy")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,12 @@ class AWACConfig:
         "online: the actor steps on every k-th update only, the critics on every one (with "
         "finetune.updates_per_env_step G, k = G is RLPD's and HIL-SERL's one actor step per env "
         "step); offline updates always step both",
+    )
+    critic_warmup_updates: int = _num(
+        0, 0, 10_000_000,
+        "online: the first this many updates step the critics only, so the actor leaves the "
+        "pretrained policy only once the critics have fitted the first online data (the actor "
+        "weighs its own samples by advantages a critic that has never seen them gets wrong)",
     )
     actor_objective: str = _choice(
         "awr", ("awr", "bc", "sac"), "awr: AWAC; bc: behaviour cloning; sac: reparameterised max Q"

@@ -362,6 +362,6 @@ def test_the_studies_measured_before_the_toolkit_run_the_awac_they_were_measured
     assert awac.n_critics == (4 if study == "pixel_study" else 2)  # an override after them
     assert awac.collapse_guard.conservative and awac.actor_hidden_sizes == (64, 64)
     paper = AWACConfig()
-    assert len(toolkit_off_overrides()) == 11 and all(
+    assert len(toolkit_off_overrides()) == 12 and all(
         getattr(awac, name) == getattr(paper, name) for name in
         ("symmetric_offline_fraction", "keep_offline_data", "critic_subset", "actor_update_every"))

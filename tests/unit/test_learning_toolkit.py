@@ -226,6 +226,22 @@ def test_online_the_actor_steps_every_kth_update_the_critic_every_update() -> No
     assert adam_steps(agent, agent.actor) == {4} and adam_steps(agent, agent.critic) == {12}
 
 
+def test_the_first_online_updates_of_a_critic_warmup_leave_the_actor_as_pretrained() -> None:
+    agent = AWAC(OBS, ACT, AWACConfig(**SMALL, critic_warmup_updates=3, actor_update_every=2))
+    agent.update(batch(64), n_updates=2)  # offline: the warm-up does not apply
+    assert adam_steps(agent, agent.actor) == {2}
+    agent.start_online()
+    pretrained = [p.detach().clone() for p in agent.actor.parameters()]
+    agent.update(batch(3 * 32, seed=1), n_updates=3)
+    assert adam_steps(agent, agent.actor) == {2} and adam_steps(agent, agent.critic) == {5}
+    assert all(torch.equal(a, b) for a, b in zip(pretrained, agent.actor.parameters()))
+    # after it, every k-th update as before: online updates 4 (index 3, the 2nd of its pair)
+    agent.update(batch(32, seed=2))
+    assert adam_steps(agent, agent.actor) == {3}
+    agent.update(batch(2 * 32, seed=3), n_updates=2)
+    assert adam_steps(agent, agent.actor) == {4} and adam_steps(agent, agent.critic) == {8}
+
+
 def test_a_critic_only_update_skips_the_actors_forward_pass(monkeypatch) -> None:
     agent = AWAC(OBS, ACT, AWACConfig(**SMALL, actor_update_every=3))
     agent.start_online()
