@@ -233,12 +233,23 @@ def check_settings(config: PipelineConfig, seed_dir: Path) -> None:
                               f"directory to run it again")
 
 
-def _differing(a: Any, b: Any, key: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested mappings."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for name in sorted(set(a) | set(b))
-                for k in _differing(a.get(name), b.get(name), f"{key}{name}.")]
-    return [] if a == b else [key.rstrip(".")]
+def _differing(recorded: Any, now: Any, key: str = "", default: Any = None) -> list[str]:
+    """Dotted keys whose values differ between two nested mappings. A setting the recorded side
+    lacks (added to the code since) differs only where its value now is not the library's
+    default (``PipelineConfig()``'s): a new switch left off changes nothing that was measured."""
+    if default is None and not key:
+        default = to_dict(PipelineConfig())
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        default = default if isinstance(default, dict) else {}
+        return [k for name in sorted(set(recorded) | set(now))
+                for k in _differing(recorded.get(name, _ABSENT), now.get(name),
+                                    f"{key}{name}.", default.get(name, _ABSENT))]
+    if recorded is _ABSENT:
+        return [] if now == default else [key.rstrip(".")]
+    return [] if recorded == now else [key.rstrip(".")]
+
+
+_ABSENT = object()  # a setting the recorded side does not have
 
 
 @contextlib.contextmanager

@@ -169,6 +169,25 @@ def test_a_seed_directory_refuses_other_settings(tmp_path: Path) -> None:
         experiments.check_settings(changed, tmp_path)
 
 
+def test_a_setting_added_since_is_a_change_only_where_it_is_not_at_its_default(
+        tmp_path: Path) -> None:
+    """A directory recorded before a switch existed stays usable while the switch is off."""
+    config = experiments.task_config("valve", "tiny", 0)
+    experiments.check_settings(config, tmp_path)
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    del recorded["awac"]["critic_warmup_updates"]  # as written before the switch existed
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    experiments.check_settings(config, tmp_path)
+    warmed = experiments.with_awac(config, {"critic_warmup_updates": 100})
+    with pytest.raises(experiments.SettingsChanged, match=r"awac\.critic_warmup_updates"):
+        experiments.check_settings(warmed, tmp_path)
+    del recorded["awac"]["n_critics"]  # a setting at another value than its default: a change
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    wider = experiments.with_awac(config, {"n_critics": 3})
+    with pytest.raises(experiments.SettingsChanged, match=r"awac\.n_critics"):
+        experiments.check_settings(wider, tmp_path)
+
+
 def test_methods_reset_the_task_files_toolkit_and_default_keeps_it() -> None:
     from robot_rl.learning.config import AWACConfig
     from robot_rl.run_config import load_pipeline_config
