@@ -46,6 +46,11 @@ STANDARD_KEYS: dict[str, tuple[str, int | None]] = {
     "reward": ("float32", 0), "terminated": ("bool", 0), "truncated": ("bool", 0),
     "camera_color": ("uint8", 3), "camera_depth": ("uint16", 2),
 }
+# Raw sensor keys a cell may not measure: NaN there means "not measured" (the recorder writes it
+# where no topic reports the value: no temperature from a ros2_control arm, no object sensor on a
+# camera-only cell), so validate accepts NaN in them; an infinity is still an error.
+UNMEASURED_AS_NAN = frozenset({"joint_effort_a", "temperature_c", "object_position",
+                               "object_velocity"})
 
 
 # --------------------------------------------------------------------------------------- info
@@ -100,7 +105,8 @@ class Problem:
 def validate(path: PathLike, *, check_all_keys: bool = True,
              progress: bool = False) -> list[Problem]:
     """Check a dataset without trusting it: layout, commit marks, info rows, schema, that every
-    chunk the committed rows need is present, and that every float value is finite.
+    chunk the committed rows need is present, and that every float value is finite (NaN allowed
+    in UNMEASURED_AS_NAN's sensor keys, where it means "not measured").
 
     Values are read episode by episode; with ``check_all_keys`` every non-float key is read too,
     so an unreadable chunk is reported at its episode. Chunk presence is checked for every key
@@ -134,7 +140,7 @@ def validate(path: PathLike, *, check_all_keys: bool = True,
         for key, arr in scanned.items():
             if end > arr.shape[0] or index in absent.get(key, ()):
                 continue  # reported as truncated, or its chunk as missing
-            problem = _scan_rows(arr, start, end)
+            problem = _scan_rows(arr, start, end, nan_allowed=key in UNMEASURED_AS_NAN)
             if problem:
                 problems.append(Problem("error", problem, index, key))
         bar.update(end - start)
@@ -142,17 +148,19 @@ def validate(path: PathLike, *, check_all_keys: bool = True,
     return problems
 
 
-def _scan_rows(arr: zarr.Array, start: int, end: int) -> str | None:
-    """What is wrong with rows [start, end) of one key: unreadable, or non-finite floats."""
+def _scan_rows(arr: zarr.Array, start: int, end: int, nan_allowed: bool = False) -> str | None:
+    """What is wrong with rows [start, end) of one key: unreadable, or non-finite floats (NaN
+    allowed where ``nan_allowed``: a sensor value not measured)."""
     try:
         rows = arr[start:end]
     except Exception as err:  # damaged chunk: blosc/zarr raise assorted types
         return f"unreadable chunk ({first_line(err)})"
     if arr.dtype.kind in "fc":
-        bad = ~np.isfinite(rows)
+        bad = np.isinf(rows) if nan_allowed else ~np.isfinite(rows)
         if bad.any():
             step = int(np.argwhere(bad)[0][0])
-            return f"{int(bad.sum())} non-finite value(s) (NaN/inf), first at step {step}"
+            kind = "infinite value(s)" if nan_allowed else "non-finite value(s) (NaN/inf)"
+            return f"{int(bad.sum())} {kind}, first at step {step}"
     return None
 
 

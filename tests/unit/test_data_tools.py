@@ -51,6 +51,23 @@ def test_validate_finds_injected_nan_at_episode_and_key(tmp_path):
     assert "episode 4, key 'action'" in str(problems[0])
 
 
+def test_validate_takes_nan_as_an_unmeasured_sensor_and_refuses_infinity(tmp_path):
+    """A recording without a temperature topic stores NaN temperatures: a good dataset."""
+    path = tmp_path / "d.zarr"
+    store = EpisodeStore.create(path, robot="dclaw", task="valve", calibration_digest="cal1",
+                                units={"temperature_c": "degC"})
+    steps = {**episode(0, 5), "temperature_c": np.full((5, 9), np.nan, np.float32),
+             "object_position": np.full((5, 1), np.nan, np.float32)}
+    store.add_episode(steps, {"success": True})
+    assert tools.validate(path) == []
+    root = zarr.open_group(str(path), mode="a")
+    root["data/temperature_c"][3, 0] = np.inf
+    root["data/observation"][1, 0] = np.nan  # NaN is "not measured" in sensor keys only
+    problems = tools.validate(path)
+    assert [(p.episode, p.key) for p in problems] == [(0, "observation"), (0, "temperature_c")]
+    assert "1 infinite value(s)" in problems[1].message and "at step 3" in problems[1].message
+
+
 def test_validate_reports_structural_problems(tmp_path):
     path = tmp_path / "d.zarr"
     build(path)
