@@ -229,11 +229,8 @@ class LearnerTraining:
             return self._pixel_agent(offline)
         obs_dim, act_dim = self.task.observation_size, self.task.n_joints
         agent = AWAC(obs_dim, act_dim, self.config.awac, seed=self.config.seed)
-        path = self.run_dir / CHECKPOINT
-        if path.exists():
-            state = load_checkpoint(path)
-            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}",
-                                         self.task.unnamed_action_mode)
+        path, state = self._resume_state()
+        if state is not None:
             if is_pixel_checkpoint(state):
                 raise ValueError(f"{path}: a pixel task's checkpoint; task {self.task.name} "
                                  f"observes the state")
@@ -242,34 +239,42 @@ class LearnerTraining:
                                  f"act_dim {state['act_dim']}; task {self.task.name} needs "
                                  f"{obs_dim}, {act_dim}")
             restore_agent(state, agent)
-            counters = TrainerCounters(**{k: v for k, v in state["counters"].items()
-                                          if k in TrainerCounters.__dataclass_fields__})
-            self._send("log", "info", f"resumed {path} at update {agent.num_updates}")
-            return agent, counters
+            return agent, self._resumed(path, state, agent.num_updates)
         normalizer = (Normalizer.from_data(offline["observation"]) if offline is not None
                       else Normalizer.identity(obs_dim))
         agent.set_normalizer(normalizer)
         return agent, TrainerCounters()
 
+    def _resume_state(self) -> tuple[Path, dict[str, Any] | None]:
+        """``learner.pt`` and its contents (None where there is none yet), refused by name if
+        it was trained with another action mode than the task's."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return path, None
+        state = load_checkpoint(path)
+        check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}",
+                                     self.task.unnamed_action_mode)
+        return path, state
+
+    def _resumed(self, path: Path, state: dict[str, Any], updates: int) -> TrainerCounters:
+        """The counters a resumed agent carries on from, and the log line saying so."""
+        self._send("log", "info", f"resumed {path} at update {updates}")
+        return TrainerCounters(**{k: v for k, v in state["counters"].items()
+                                  if k in TrainerCounters.__dataclass_fields__})
+
     def _pixel_agent(self, offline: dict[str, np.ndarray] | None
                      ) -> tuple[PixelAgent, TrainerCounters]:
         """A pixel task's agent: resumed from ``learner.pt`` (refused by name if it is a state
         task's or of another view), or new with the dataset's vector statistics."""
-        path = self.run_dir / CHECKPOINT
         view = self.task.image
         assert view is not None
-        if path.exists():
-            state = load_checkpoint(path)
-            check_checkpoint_action_mode(state, self.task.actions.mode, f"task {self.task.name}",
-                                         self.task.unnamed_action_mode)
+        path, state = self._resume_state()
+        if state is not None:
             if not is_pixel_checkpoint(state) or checkpoint_view(state) != view:
                 raise ValueError(f"{path}: checkpoint is not for task {self.task.name}'s view "
                                  f"{view} (a state task's, or another view's)")
             agent = load_pixel_agent(state, self.config.awac, seed=self.config.seed)
-            counters = TrainerCounters(**{k: v for k, v in state["counters"].items()
-                                          if k in TrainerCounters.__dataclass_fields__})
-            self._send("log", "info", f"resumed {path} at update {agent.num_updates}")
-            return agent, counters
+            return agent, self._resumed(path, state, agent.num_updates)
         agent = PixelAgent(self.task.observation_size, self.task.n_joints, view,
                            self.config.awac, self.config.encoder, seed=self.config.seed)
         agent.set_state_normalizer(Normalizer.from_data(offline["observation"])
