@@ -228,6 +228,13 @@ pretrain: {updates: 50}
 awac: {batch_size: 64, actor_hidden_sizes: [64, 64], critic_hidden_sizes: [64, 64],
        warm_start_steps: 0}
 """
+def over_share(latencies_s: list[float], limit_s: float) -> str:
+    """The share of latencies over ``limit_s``, as a table cell; a dash where none came."""
+    if not latencies_s:
+        return f"{'-':>6}{'':<39}"
+    return f"{100 * np.mean(np.asarray(latencies_s) > limit_s):6.2f} %{'':<37}"
+
+
 def node_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.main())",
             "--ros-args", *args]
@@ -318,8 +325,7 @@ def print_side_by_side(rate_hz: float, seconds: float,
         print(f"    {what:<28}" + "".join(f" | {percentiles(results[label][index]):<45}"
                                           for label in labels))
     print(f"    {'gated over 10 ms':<28}" + "".join(
-        f" | {100 * np.mean(np.asarray(results[label][1]) > 0.010):6.2f} %{'':<37}"
-        for label in labels))
+        f" | {over_share(results[label][1], 0.010)}" for label in labels))
     print(f"    {'command rate':<28}" + "".join(
         f" | {len(results[label][0]) / seconds:6.1f} Hz{'':<36}" for label in labels))
     print(f"    {'host steal time':<28}" + "".join(
