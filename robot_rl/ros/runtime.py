@@ -284,7 +284,6 @@ def run(node_factory: Callable[[list[str]], Any], argv: list[str] | None = None)
         traceback.print_exc(file=sys.stderr)
         code = 1
     finally:
-        _report_a_slow_exit()
         _close(made, node, code)
         faulthandler.cancel_dump_traceback_later()  # a caller carrying on (a test) is not ending
     return code
@@ -295,9 +294,9 @@ SLOW_EXIT_REPORT_S = 3.0
 
 
 def _report_a_slow_exit() -> None:
-    """Once the node is ending (closing, destroying the node, the interpreter's exit): if the
-    process still runs SLOW_EXIT_REPORT_S later, every thread's stack goes to stderr, so a node
-    that hangs at shutdown says where before launch kills it."""
+    """Once the node's owner has closed (the node's teardown, then the interpreter's exit): if
+    the process still runs SLOW_EXIT_REPORT_S later, every thread's stack goes to stderr, so a
+    node that hangs at shutdown says where before launch kills it."""
     # no usable stderr (a daemon's): nothing to report to
     with contextlib.suppress(RuntimeError, ValueError, OSError):
         faulthandler.dump_traceback_later(SLOW_EXIT_REPORT_S, exit=False)
@@ -313,7 +312,7 @@ def _freeze_gc_at_exit() -> None:
     closed the node and its owner (stores committed, files closed): nothing relies on the
     cycle collector any more. Registered with atexit, so a process that calls ``run`` and
     carries on (a test) keeps its collector until it exits too. The exit is watched as the
-    close was (``_report_a_slow_exit``)."""
+    teardown was (``_report_a_slow_exit``)."""
     gc.freeze()
     _report_a_slow_exit()
 
@@ -431,9 +430,10 @@ def _fallback_logger(node_factory: Callable[..., Any], argv: list[str]) -> Logge
 def _close(made: Any, node: Node | None, code: int) -> None:
     close = getattr(made, "close", None) if made is not None and made is not node else None
     try:
-        if callable(close):
+        if callable(close):  # the owner's own work (a final checkpoint, a commit): not timed
             close()
     finally:
+        _report_a_slow_exit()
         if node is not None and node.signalled:
             _destroy_within(node, TRANSPORT_TEARDOWN_LIMIT_S, code)
         elif node is not None:  # a caller that carries on (a test) waits for it
