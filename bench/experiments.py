@@ -101,6 +101,17 @@ RLPD_CRITICS = {"n_critics": 10, "critic_aggregation": "subset_min", "critic_sub
                 "critic_layer_norm": True}
 RLPD_PARTS = {**RLPD_CRITICS, "replay": "symmetric", "symmetric_offline_fraction": 0.5}
 BEFORE_WARMUP = {"critic_warmup_updates": 0}
+
+
+def ablation(name: str, summary: str, pretrain: dict[str, Any], online: dict[str, Any],
+             finetune: dict[str, Any] | None = None) -> Method:
+    """The default with one component back to the paper's AWAC. The ablations were measured
+    before the critic warm-up joined the default (2026-12-06) and keep it off: each is one switch
+    away from ``default_no_critic_warmup``, the default of their time."""
+    return Method(name, summary, pretrain=pretrain, online={**BEFORE_WARMUP, **online},
+                  finetune=finetune or {}, product=True)
+
+
 METHODS.update({m.name: m for m in (
     Method("rlpd", "RLPD: SAC from scratch, symmetric 50/50 sampling, LayerNorm, 10 critics "
            "(min of a random 2), G updates per env step, the actor every G",
@@ -109,29 +120,25 @@ METHODS.update({m.name: m for m in (
            finetune={"updates_per_env_step": RLPD_G}),
     Method("default", "the task file's AWAC as shipped (its awac and finetune settings)",
            pretrain={}, online={}, product=True),
-    # Ablations: one component of the default back to the paper's AWAC each. They were measured
-    # before the critic warm-up joined the default (2026-12-06) and keep it off: each is one switch
-    # away from default_no_critic_warmup, the default of their time.
-    Method("default_uniform", "default with uniform replay instead of symmetric sampling",
-           pretrain={}, online={**BEFORE_WARMUP, "replay": "uniform"}, product=True),
-    Method("default_no_ln", "default without LayerNorm in the critics",
-           pretrain={"critic_layer_norm": False},
-           online={**BEFORE_WARMUP, "critic_layer_norm": False}, product=True),
-    Method("default_2_critics", "default with 2 critics and their minimum (the paper's)",
-           pretrain={"n_critics": 2, "critic_aggregation": "min"},
-           online={**BEFORE_WARMUP, "n_critics": 2, "critic_aggregation": "min"}, product=True),
-    Method("default_g1", "default at 1 update per env step (the actor every update)",
-           pretrain={}, online={**BEFORE_WARMUP, "actor_update_every": 1},
-           finetune={"updates_per_env_step": 1}, product=True),
-    Method("default_no_warm", "default without the warm start",
-           pretrain={}, online={**BEFORE_WARMUP, "warm_start_steps": 0}, product=True),
-    Method("default_no_guard", "default without the conservative KL guard",
-           pretrain={}, online={**BEFORE_WARMUP, "collapse_guard": {"conservative": False}},
-           product=True),
-    Method("default_actor_every_g", "default with the actor stepping once per env step",
-           pretrain={}, online={**BEFORE_WARMUP, "actor_update_every": RLPD_G}, product=True),
-    Method("default_no_offline", "default without the offline data online (WSRL)",
-           pretrain={}, online={**BEFORE_WARMUP, "keep_offline_data": False}, product=True),
+    # Ablations: one component of the default back to the paper's AWAC each (``ablation``).
+    ablation("default_uniform", "default with uniform replay instead of symmetric sampling",
+             pretrain={}, online={"replay": "uniform"}),
+    ablation("default_no_ln", "default without LayerNorm in the critics",
+             pretrain={"critic_layer_norm": False}, online={"critic_layer_norm": False}),
+    ablation("default_2_critics", "default with 2 critics and their minimum (the paper's)",
+             pretrain={"n_critics": 2, "critic_aggregation": "min"},
+             online={"n_critics": 2, "critic_aggregation": "min"}),
+    ablation("default_g1", "default at 1 update per env step (the actor every update)",
+             pretrain={}, online={"actor_update_every": 1},
+             finetune={"updates_per_env_step": 1}),
+    ablation("default_no_warm", "default without the warm start",
+             pretrain={}, online={"warm_start_steps": 0}),
+    ablation("default_no_guard", "default without the conservative KL guard",
+             pretrain={}, online={"collapse_guard": {"conservative": False}}),
+    ablation("default_actor_every_g", "default with the actor stepping once per env step",
+             pretrain={}, online={"actor_update_every": RLPD_G}),
+    ablation("default_no_offline", "default without the offline data online (WSRL)",
+             pretrain={}, online={"keep_offline_data": False}),
     Method("default_no_critic_warmup", "default without the critic warm-up (the default "
            "until 2026-12-06: the actor steps from the first online update)",
            pretrain={}, online=BEFORE_WARMUP, product=True),
@@ -403,8 +410,8 @@ def pretrained_agent(config: PipelineConfig, method: Method, datasets: dict[str,
 # in them are one pretraining (symmetric replay samples offline data as uniform replay does
 # while no online data is stored)
 ONLINE_ONLY_FIELDS = ("warm_start_steps", "keep_offline_data", "actor_update_every",
-                      "critic_warmup_updates", "handed_policy", "keeper_window_episodes", "collapse_guard",
-                      "symmetric_offline_fraction")
+                      "critic_warmup_updates", "handed_policy", "keeper_window_episodes",
+                      "collapse_guard", "symmetric_offline_fraction")
 
 
 def pretrain_key(awac: AWACConfig, pretrain_on: str) -> str:
