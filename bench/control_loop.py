@@ -215,6 +215,18 @@ def bench_pixel_inference(seconds: float) -> None:
     torch.set_num_threads(default)
     ratio = np.percentile(results[default], 99) / np.percentile(results[1], 99)
     print(f"  pixel policy act p99, torch's default {default} threads / 1 thread: {ratio:.2f}x")
+    from robot_rl.agent.weights import snapshot_from_bytes, snapshot_to_bytes
+
+    torch.set_num_threads(1)
+    payload = snapshot_to_bytes(snapshot, task="valve")
+    decode: list[float] = []
+    for _ in range(50):  # what each weights message costs the acting process
+        started = time.perf_counter()
+        snapshot_from_bytes(payload)
+        decode.append(time.perf_counter() - started)
+    torch.set_num_threads(default)
+    print(f"  pixel policy weights message ({len(payload)} bytes) decoded, 1 thread: "
+          f"{percentiles(decode)}")
 
 
 # ---- 2. the graph ----------------------------------------------------------------------------
