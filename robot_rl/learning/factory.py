@@ -101,10 +101,15 @@ def train_step(agent: AWAC, replay: Replay, batch_size: int,
     """AWAC updates on ``batch_size`` sampled rows: one update, or, where ``batch_size`` is
     n > 1 times the agent's ``awac.batch_size``, n updates in one fused call
     (``AWAC.update(batch, n_updates=n)``: the G updates of an update-to-data ratio, sampled
-    together). Balanced replay takes its density-ratio step once per update, and every update
-    of a block samples by the priorities as they stood at its start."""
+    together). Symmetric replay splits each update's slice, not the block; balanced replay takes
+    its density-ratio step once per update, and every update of a block samples by the
+    priorities as they stood at its start."""
     n_updates = updates_in(batch_size, agent.config.batch_size)
-    metrics = agent.update(replay.sample(batch_size, generator), n_updates=n_updates)
+    if isinstance(replay, SymmetricReplay):  # every update's slice split offline / online
+        batch = replay.sample(batch_size, generator, slices=n_updates)
+    else:
+        batch = replay.sample(batch_size, generator)
+    metrics = agent.update(batch, n_updates=n_updates)
     if isinstance(replay, BalancedReplay):
         for _ in range(n_updates):
             replay.update_density(generator, agent.normalize_obs)

@@ -14,6 +14,7 @@ transitions enter with a high default priority so the first online batches are s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,16 +118,35 @@ class SymmetricReplay:
     offline buffer and the rest from the online one, each drawn uniformly with replacement
     (RLPD's symmetric sampling at 0.5). While one buffer is empty the whole batch comes from the
     other (pretraining sees only offline data). ``offline_fraction`` 0 is an online-only replay
-    (WSRL, once online data exists). Offline rows come first in the batch; it also carries
-    ``is_online`` (float 0/1), as balanced replay's does."""
+    (WSRL, once online data exists). Offline rows come first in each batch; it also carries
+    ``is_online`` (float 0/1), as balanced replay's does.
+
+    A sample of ``slices`` batches at once (the G updates of an update-to-data ratio, which
+    ``AWAC.update`` takes as consecutive slices) splits every slice, not the whole block: a
+    block of ten split once would give five updates on offline data alone and five on online
+    data alone. The two buffers are ``ReplayBuffer``s, or any replays that ``sample`` dicts of
+    tensors (a pixel task's frames or features: ``SymmetricReplay.over``)."""
 
     def __init__(self, obs_dim: int, act_dim: int, offline_capacity: int, online_capacity: int,
                  offline_fraction: float = 0.5, device: str | torch.device = "cpu") -> None:
+        self._init(ReplayBuffer(obs_dim, act_dim, offline_capacity),
+                   ReplayBuffer(obs_dim, act_dim, online_capacity), offline_fraction, device)
+
+    @classmethod
+    def over(cls, offline: Any, online: Any, offline_fraction: float = 0.5,
+             device: str | torch.device = "cpu") -> SymmetricReplay:
+        """Symmetric sampling over two replays of another kind (``add_episode``, ``sample``,
+        ``len``), e.g. a pixel agent's ``ImageReplay``s."""
+        replay = cls.__new__(cls)
+        replay._init(offline, online, offline_fraction, device)
+        return replay
+
+    def _init(self, offline: Any, online: Any, offline_fraction: float,
+              device: str | torch.device) -> None:
         if not 0.0 <= offline_fraction <= 1.0:
             raise ValueError(f"SymmetricReplay: offline_fraction must be in [0, 1], got "
                              f"{offline_fraction}")
-        self.offline = ReplayBuffer(obs_dim, act_dim, offline_capacity)
-        self.online = ReplayBuffer(obs_dim, act_dim, online_capacity)
+        self.offline, self.online = offline, online
         self.offline_fraction, self.device = float(offline_fraction), torch.device(device)
 
     def add_offline(self, obs: np.ndarray, action: np.ndarray, reward: float | np.ndarray,
@@ -157,20 +177,26 @@ class SymmetricReplay:
         return n_offline, batch_size - n_offline
 
     def sample(self, batch_size: int, generator: Generator,
-               device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+               device: str | torch.device | None = None, slices: int = 1
+               ) -> dict[str, torch.Tensor]:
+        """``batch_size`` rows: ``slices`` consecutive batches of batch_size / slices rows,
+        each offline rows first, then online."""
         if len(self) == 0:
             raise ValueError("SymmetricReplay.sample: both buffers are empty")
-        n_offline, n_online = self.split(batch_size)
+        if slices < 1 or batch_size % slices:
+            raise ValueError(f"SymmetricReplay.sample: {batch_size} rows do not split into "
+                             f"{slices} equal batches")
+        n_offline, n_online = self.split(batch_size // slices)
         parts = []
         if n_offline:
-            parts.append(self.offline.data_rows(self.offline.indices(n_offline, generator)))
+            parts.append(self.offline.sample(n_offline * slices, generator))
         if n_online:
-            parts.append(self.online.data_rows(self.online.indices(n_online, generator)))
+            parts.append(self.online.sample(n_online * slices, generator))
         target = self.device if device is None else device
-        batch = {k: torch.from_numpy(np.concatenate([p[k] for p in parts]) if len(parts) > 1
-                                     else parts[0][k]).to(target) for k in KEYS}
-        is_online = np.r_[np.zeros(n_offline, np.float32), np.ones(n_online, np.float32)]
-        batch["is_online"] = torch.from_numpy(is_online).to(target)
+        batch = {k: _interleave([p[k] for p in parts], slices).to(target)
+                 for k in parts[0] if all(k in p for p in parts)}
+        is_online = torch.cat([torch.zeros(slices, n_offline), torch.ones(slices, n_online)], 1)
+        batch["is_online"] = is_online.reshape(-1).to(target)
         return batch
 
     def state_dict(self) -> dict:
@@ -179,6 +205,14 @@ class SymmetricReplay:
     def load_state_dict(self, state: dict) -> None:
         self.offline.load_state_dict(state["offline"])
         self.online.load_state_dict(state["online"])
+
+
+def _interleave(parts: list[torch.Tensor], slices: int) -> torch.Tensor:
+    """Rows of each part cut into ``slices`` equal runs, run k of every part side by side."""
+    if len(parts) == 1:
+        return parts[0]
+    runs = [p.reshape(slices, -1, *p.shape[1:]) for p in parts]
+    return torch.cat(runs, dim=1).reshape(-1, *parts[0].shape[1:])
 
 
 class SumTree:

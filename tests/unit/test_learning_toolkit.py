@@ -66,6 +66,21 @@ def test_a_symmetric_batch_is_half_online_whatever_the_buffer_sizes() -> None:
     assert int((quarter.sample(256, rng)["obs"][:, 0] == -1.0).sum()) == 192
 
 
+def test_each_of_the_g_updates_of_a_step_gets_a_half_online_batch() -> None:
+    """G updates are sampled as one block and AWAC.update takes them as consecutive slices:
+    the block must be split per slice (split once, five updates of ten saw only the dataset
+    and five only the online experience)."""
+    config = AWACConfig(**SMALL, replay="symmetric")
+    agent = AWAC(OBS, ACT, config, seed=0)
+    replay = make_replay(config, steps(5000, 1.0), online_capacity=100, seed=0)
+    replay.add_episode(transitions(10, -1.0))
+    seen: list[torch.Tensor] = []
+    agent.update = lambda b, n_updates=1: seen.append(b["obs"][:, 0]) or {}  # type: ignore
+    train_step(agent, replay, 10 * config.batch_size, np.random.default_rng(0))
+    online_share = (seen[0].reshape(10, config.batch_size) == -1.0).float().mean(dim=1)
+    torch.testing.assert_close(online_share, torch.full((10,), 0.5))
+
+
 def test_uniform_replay_gives_ten_online_rows_in_five_thousand_about_none() -> None:
     """The contrast symmetric sampling is for: uniform replay draws by buffer share."""
     replay = make_replay(AWACConfig(**SMALL), steps(5000, 1.0), online_capacity=100, seed=0)

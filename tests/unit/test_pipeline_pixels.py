@@ -121,6 +121,38 @@ def test_a_frozen_encoder_pipeline_caches_features(valve_pixels: Path, tmp_path:
     assert not isinstance(agent.make_replay(10), ImageReplay)
 
 
+def test_a_pixel_task_samples_the_configs_symmetric_replay(valve_pixels: Path) -> None:
+    """The valve's ``awac.replay: symmetric`` holds for its pixel task too (it was uniform
+    replay, silently): the frames of the dataset and of online episodes in a replay each, every
+    update's batch half of each."""
+    from robot_rl.learning.factory import train_step
+    from robot_rl.learning.pixel_data import new_pixel_agent
+    from robot_rl.learning.replay import SymmetricReplay
+
+    config = _config()
+    assert config.awac.replay == "symmetric"
+    with closing(GatedEnv(config)) as env:
+        data = stages.task_transitions(config, valve_pixels, env)
+        agent = new_pixel_agent(config, env.task, data)
+    replay = stages.agent_replay(config, agent, data, valve_pixels, online_capacity=100)
+    assert isinstance(replay, SymmetricReplay) and isinstance(replay.offline, ImageReplay)
+    assert len(replay.online) == 0 and len(replay.offline) > 0
+    with EpisodeStore.open(valve_pixels) as store:
+        episode = store.episode(0, ["camera_color"])
+    start, end = 0, len(episode["camera_color"])
+    replay.add_episode({"obs": np.full((end, 29), 7.0, np.float32),
+                        "next_obs": data["next_observation"][start:end],
+                        "action": data["action"][start:end], "reward": data["reward"][start:end],
+                        "done": data["done"][start:end], **episode})
+    seen = []
+    agent.update = lambda b, n_updates=1: seen.append(b) or {}  # type: ignore[method-assign]
+    batch_size = config.awac.batch_size
+    train_step(agent, replay, 4 * batch_size, np.random.default_rng(0))
+    online = (seen[0]["obs"][:, 0] == 7.0).reshape(4, batch_size).float().mean(dim=1)
+    assert online.tolist() == [0.5] * 4
+    assert seen[0]["image"].shape == (4 * batch_size, 64, 64, 3)
+
+
 def test_dataset_tools_read_the_frames(valve_pixels: Path) -> None:
     assert not [p for p in tools.validate(valve_pixels) if p.severity == "error"]
     summary = tools.info(valve_pixels)
