@@ -298,3 +298,27 @@ def test_the_held_out_offline_policy_is_the_pretrained_one(tmp_path: Path, monke
     rechecked = json.loads((seed_dir / "default.json").read_text())["handed"]
     assert rechecked["offline_holdout_success"] == result["handed"]["offline_holdout_success"]
     assert rechecked["offline_policy"] == "pretrained (rechecked)"
+
+
+def test_each_ablation_is_one_switch_from_the_default_as_shipped() -> None:
+    """The ablation table's reference is the task file's default: each ablation changes its
+    own component and nothing else (they once kept the critic warm-up off as well)."""
+    def online(name: str) -> dict:
+        method = experiments.METHODS[name]
+        return experiments.to_dict(experiments.online_method_config(
+            experiments.method_config("valve", "rlpd", 0, method), method))
+
+    default = online("default")
+    expected = {
+        "default_uniform": ["awac.replay"],
+        "default_no_ln": ["awac.critic_layer_norm"],
+        "default_2_critics": ["awac.critic_aggregation", "awac.n_critics"],
+        "default_g1": ["awac.critic_warmup_updates", "finetune.updates_per_env_step"],
+        "default_no_warm": ["awac.warm_start_steps"],
+        "default_no_guard": ["awac.collapse_guard.conservative"],
+        "default_actor_every_g": ["awac.actor_update_every"],
+        "default_no_offline": ["awac.keep_offline_data"],
+        "default_no_critic_warmup": ["awac.critic_warmup_updates"],
+    }
+    for name, changed in expected.items():
+        assert experiments._differing(default, online(name)) == changed, name
