@@ -26,7 +26,13 @@ per invocation, results in ``OUT/<task>/seed<k>/<method>/result.json``; datasets
 encoders are shared by a seed's methods (made by the first run to need them, under a lock).
 Torch runs on one thread: background runs share the machine.
 
+With ``--toolkit`` the runs use the task files' learning settings as shipped (symmetric
+sampling, 10 LayerNorm critics, G = 10, the warm starts) on the toolkit study's profile
+(``bench_rlpd``: velocity actions on the valve, 10000 online steps), in ``OUT/toolkit``: the
+frozen encoder's features cost an update what the state does, so G = 10 fits a CPU there.
+
     PYTHONPATH=. python bench/pixel_study.py run --task valve --method drq --seed 0
+    PYTHONPATH=. python bench/pixel_study.py --toolkit run --task valve --method frozen --seed 0
     PYTHONPATH=. python bench/pixel_study.py summary --task valve
     PYTHONPATH=. python bench/pixel_study.py quick   # the whole pipeline at tiny sizes, minutes
 
@@ -70,18 +76,24 @@ STUDY = {
     "drawer": ("bench_scarce", ["finetune.env_steps=5000", "finetune.eval_every_env_steps=1000",
                                 "eval.episodes=20"]),
 }
+# --toolkit: the task files' learning settings as shipped (symmetric sampling, 10 LayerNorm
+# critics, G = 10, warm start, critic warm-up) on the toolkit study's profile, where the valve
+# acts with velocity actions (its default) and reached 90% from state at a median of 8011 steps
+TOOLKIT_STUDY = {"valve": ("bench_rlpd", []), "drawer": ("bench_rlpd", [])}
 QUICK = ["dataset.demonstrations=2", "dataset.noisy_trajectories=2", "pretrain.updates=100",
          "pretrain.log_every_updates=50", "finetune.env_steps=200",
          "finetune.eval_every_env_steps=200", "eval.episodes=2", "awac.batch_size=64"]
 ENCODER_STEPS = 3000
+TOOLKIT_DIR = "toolkit"
 
 
 def method_config(task: str, method: str, seed: int, extra: list[str], out: Path
                   ) -> PipelineConfig:
-    profile, overrides = STUDY[task]
-    # the AWAC the study was measured with (G = 1, two critics): the task files' toolkit came later
-    config = load_pipeline_config(task, [*toolkit_off_overrides(), *overrides, *extra,
-                                         f"seed={seed}"], profile)
+    toolkit = is_toolkit_study(out)
+    profile, overrides = (TOOLKIT_STUDY if toolkit else STUDY)[task]
+    # without --toolkit, the AWAC the study was first measured with (G = 1, two critics)
+    base = [] if toolkit else toolkit_off_overrides()
+    config = load_pipeline_config(task, [*base, *overrides, *extra, f"seed={seed}"], profile)
     if method == "state":
         return config
     task_kwargs = dict(config.env_kwargs.get("config", {}))
@@ -95,6 +107,11 @@ def method_config(task: str, method: str, seed: int, extra: list[str], out: Path
             config.encoder, kind="frozen", frozen_path=str(seed_dir(out, task, seed) /
                                                            "encoder.pt")))
     return config
+
+
+def is_toolkit_study(out: Path) -> bool:
+    """--toolkit runs live under OUT/toolkit (their datasets, with other actions, too)."""
+    return out.name == TOOLKIT_DIR
 
 
 def seed_dir(out: Path, task: str, seed: int) -> Path:
@@ -332,7 +349,12 @@ def main() -> None:
     p.add_argument("--figure", type=Path, help="PNG (and a JSON beside it) of the curves")
     sub.add_parser("quick", help="every method at tiny sizes, timed")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pixel_study")
+    parser.add_argument("--toolkit", action="store_true",
+                        help="the task files' offline-to-online toolkit as shipped, on profile "
+                             "bench_rlpd (velocity actions on the valve); runs in OUT/toolkit")
     args = parser.parse_args()
+    if args.toolkit:
+        args.out = args.out / TOOLKIT_DIR
     torch.set_num_threads(1)
     if args.command == "run":
         run(args.task, args.method, args.seed, args.set, args.out, args.encoder_steps)
