@@ -77,8 +77,8 @@ STUDY = {
                                 "eval.episodes=20"]),
 }
 # --toolkit: the task files' learning settings as shipped (symmetric sampling, 10 LayerNorm
-# critics, G = 10, warm start, critic warm-up) on the toolkit study's profile, where the valve
-# acts with velocity actions (its default) and reached 90% from state at a median of 8011 steps
+# critics, G = 10, warm start, critic warm-up) on the toolkit study's profile and datasets
+# (bench/experiments.py --profile rlpd), where the valve acts with velocity actions, its default
 TOOLKIT_STUDY = {"valve": ("bench_rlpd", []), "drawer": ("bench_rlpd", [])}
 QUICK = ["dataset.demonstrations=2", "dataset.noisy_trajectories=2", "pretrain.updates=100",
          "pretrain.log_every_updates=50", "finetune.env_steps=200",

@@ -80,8 +80,8 @@ def make_replay(config: AWACConfig, offline: Mapping[str, np.ndarray], online_ca
     offline_capacity = len(batch["reward"]) + max(0, int(extra_offline_capacity))
     if config.replay == "symmetric" or not config.keep_offline_data:
         fraction = config.symmetric_offline_fraction if config.keep_offline_data else 0.0
-        symmetric = SymmetricReplay(obs_dim, act_dim, max(offline_capacity, 1),
-                                    max(online_capacity, 1), fraction)
+        symmetric = SymmetricReplay.of_transitions(obs_dim, act_dim, max(offline_capacity, 1),
+                                                   max(online_capacity, 1), fraction)
         symmetric.add_offline_episode(batch)
         return symmetric
     if config.replay == "balanced":

@@ -61,8 +61,8 @@ def pixel_replay(agent: PixelAgent, dataset_path: Path, data: Mapping[str, np.nd
             # replay takes only whole episodes
             longest = max((end - start for start, end in map(store.episode_bounds,
                                                              range(store.n_episodes))), default=1)
-            replay = SymmetricReplay.over(agent.make_replay(max(store.n_steps, 1)),
-                                          agent.make_replay(online_capacity + longest), fraction)
+            replay = SymmetricReplay(agent.make_replay(max(store.n_steps, 1)),
+                                     agent.make_replay(online_capacity + longest), fraction)
             add = replay.add_offline_episode
         else:
             replay = agent.make_replay(max(store.n_steps + online_capacity, 1))

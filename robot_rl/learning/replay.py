@@ -14,7 +14,7 @@ transitions enter with a high default priority so the first online batches are s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -113,6 +113,17 @@ class ReplayBuffer:
         self.size, self.position = n, int(state["position"])
 
 
+class EpisodeReplay(Protocol):
+    """What symmetric sampling needs of each of its two buffers."""
+
+    def __len__(self) -> int: ...
+
+    def add_episode(self, episode: Mapping[str, np.ndarray]) -> object: ...
+
+    def sample(self, batch_size: int, generator: Generator,
+               device: str | torch.device = "cpu") -> dict[str, torch.Tensor]: ...
+
+
 class SymmetricReplay:
     """Offline and online buffers; each batch takes round(B * offline_fraction) rows from the
     offline buffer and the rest from the online one, each drawn uniformly with replacement
@@ -124,30 +135,24 @@ class SymmetricReplay:
     A sample of ``slices`` batches at once (the G updates of an update-to-data ratio, which
     ``AWAC.update`` takes as consecutive slices) splits every slice, not the whole block: a
     block of ten split once would give five updates on offline data alone and five on online
-    data alone. The two buffers are ``ReplayBuffer``s, or any replays that ``sample`` dicts of
-    tensors (a pixel task's frames or features: ``SymmetricReplay.over``)."""
+    data alone. The two buffers are ``ReplayBuffer``s (``of_transitions``) or any other
+    ``EpisodeReplay``, e.g. a pixel task's frames or features."""
 
-    def __init__(self, obs_dim: int, act_dim: int, offline_capacity: int, online_capacity: int,
+    def __init__(self, offline: EpisodeReplay, online: EpisodeReplay,
                  offline_fraction: float = 0.5, device: str | torch.device = "cpu") -> None:
-        self._init(ReplayBuffer(obs_dim, act_dim, offline_capacity),
-                   ReplayBuffer(obs_dim, act_dim, online_capacity), offline_fraction, device)
-
-    @classmethod
-    def over(cls, offline: Any, online: Any, offline_fraction: float = 0.5,
-             device: str | torch.device = "cpu") -> SymmetricReplay:
-        """Symmetric sampling over two replays of another kind (``add_episode``, ``sample``,
-        ``len``), e.g. a pixel agent's ``ImageReplay``s."""
-        replay = cls.__new__(cls)
-        replay._init(offline, online, offline_fraction, device)
-        return replay
-
-    def _init(self, offline: Any, online: Any, offline_fraction: float,
-              device: str | torch.device) -> None:
         if not 0.0 <= offline_fraction <= 1.0:
             raise ValueError(f"SymmetricReplay: offline_fraction must be in [0, 1], got "
                              f"{offline_fraction}")
         self.offline, self.online = offline, online
         self.offline_fraction, self.device = float(offline_fraction), torch.device(device)
+
+    @classmethod
+    def of_transitions(cls, obs_dim: int, act_dim: int, offline_capacity: int,
+                       online_capacity: int, offline_fraction: float = 0.5,
+                       device: str | torch.device = "cpu") -> SymmetricReplay:
+        """Over two ``ReplayBuffer``s of vector transitions (a state task's)."""
+        return cls(ReplayBuffer(obs_dim, act_dim, offline_capacity),
+                   ReplayBuffer(obs_dim, act_dim, online_capacity), offline_fraction, device)
 
     def add_offline(self, obs: np.ndarray, action: np.ndarray, reward: float | np.ndarray,
                     next_obs: np.ndarray, done: float | np.ndarray) -> None:

@@ -101,10 +101,10 @@ def test_without_the_offline_data_online_batches_are_all_online() -> None:
 
 
 def test_symmetric_replay_state_round_trips() -> None:
-    replay = SymmetricReplay(OBS, ACT, 50, 50)
+    replay = SymmetricReplay.of_transitions(OBS, ACT, 50, 50)
     replay.add_offline_episode(transitions(20, 1.0))
     replay.add_episode(transitions(7, -1.0))
-    back = SymmetricReplay(OBS, ACT, 50, 50)
+    back = SymmetricReplay.of_transitions(OBS, ACT, 50, 50)
     back.load_state_dict(replay.state_dict())
     assert (len(back.offline), len(back.online)) == (20, 7)
     a = replay.sample(16, np.random.default_rng(3))
