@@ -107,10 +107,8 @@ CRITIC_WARMUP_AT_G1 = {"critic_warmup_updates": 200}
 
 def ablation(name: str, summary: str, pretrain: dict[str, Any], online: dict[str, Any],
              finetune: dict[str, Any] | None = None) -> Method:
-    """The default (the task file's settings) with one component back to the paper's AWAC.
-    (Until 2026-12-06's fourth session they kept the critic warm-up off, one switch from the
-    default of their time; those results were measured before symmetric sampling split each
-    update's batch, and are kept beside the runs as ``before_split_fix``.)"""
+    """The default (the task file's settings) with one component back to the paper's AWAC
+    (docs/results.md says how earlier ablations were defined)."""
     return Method(name, summary, pretrain=pretrain, online=online, finetune=finetune or {},
                   product=True)
 
