@@ -137,6 +137,9 @@ METHODS.update({m.name: m for m in (
              pretrain={}, online={"warm_start_steps": 0}),
     ablation("default_no_guard", "default without the conservative KL guard",
              pretrain={}, online={"collapse_guard": {"conservative": False}}),
+    # the other way round where a task ships without the guard (the valve since 2026-12-06)
+    ablation("default_guard", "default with the conservative KL guard",
+             pretrain={}, online=GUARD),
     ablation("default_actor_every_g", "default with the actor stepping once per env step",
              pretrain={}, online={"actor_update_every": RLPD_G}),
     ablation("default_no_offline", "default without the offline data online (WSRL)",
@@ -199,6 +202,14 @@ def run_seed(task: str, profile: str, seed: int, methods: list[str], out_dir: Pa
             results[name] = cached_result(path, settings)
             log(f"[{task} seed {seed}] {name}: cached")
             continue
+        same = same_experiment(seed_dir, method, settings)
+        if same is not None:
+            results[name] = {**same, "method": name, "summary": method.summary,
+                             "same_as": same["method"]}
+            path.write_text(json.dumps(results[name], indent=1))
+            log(f"[{task} seed {seed}] {name}: the same settings as {same['method']} on this "
+                f"task; its result reused")
+            continue
         started = time.perf_counter()
         result = run_method(base, method, datasets, seed_dir)
         result["settings"] = settings
@@ -222,6 +233,25 @@ def cached_result(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise SettingsChanged(f"{path}: run with other settings ({', '.join(changed)} differ "
                               f"now); delete it to run the method again")
     return result
+
+
+def same_experiment(seed_dir: Path, method: Method,
+                    settings: dict[str, Any]) -> dict[str, Any] | None:
+    """A recorded result of another method that ran exactly this experiment: the same online
+    settings from the same pretraining. An ablation can be the default on one task (the valve
+    ships without the guard the drawer keeps); running it again would spend an hour on a copy."""
+    def pretraining(m: Method) -> tuple[Any, ...]:
+        return m.product, m.pretrain, m.pretrain_on
+
+    for path in sorted(seed_dir.glob("*.json")):
+        other = METHODS.get(path.stem)
+        if other is None or other.name == method.name or pretraining(other) != pretraining(method):
+            continue
+        result = json.loads(path.read_text())
+        recorded = result.get("settings")
+        if recorded is not None and "same_as" not in result and not _differing(recorded, settings):
+            return result
+    return None
 
 
 class SettingsChanged(ValueError):

@@ -162,13 +162,14 @@ class PipelineConfig:
 def toolkit_off_overrides() -> list[str]:
     """``--set`` overrides that put the offline-to-online toolkit's switches at AWACConfig's
     defaults (the paper's AWAC: uniform replay, two critics and their minimum, no LayerNorm, no
-    warm start, the final policy handed over) and one update per env step; everything else (the
-    collapse guard, sizes, budgets) stays. The AWAC the studies measured before the task files
-    turned the toolkit on (bench/hil_study.py, bench/pixel_study.py), as ``make demo``'s profile
-    pins it; overrides given after them still apply."""
+    warm start, the final policy handed over), one update per env step and the conservative
+    collapse guard on (every task file had it then; the valve's is off since 2026-12-06); sizes
+    and budgets stay. The AWAC the studies measured before the task files turned the toolkit on
+    (bench/hil_study.py, bench/pixel_study.py), as ``make demo``'s profile pins it; overrides
+    given after them still apply."""
     paper = AWACConfig()
     return [*(f"awac.{name}={json.dumps(getattr(paper, name))}" for name in TOOLKIT_FIELDS),
-            "finetune.updates_per_env_step=1"]
+            "finetune.updates_per_env_step=1", "awac.collapse_guard.conservative=true"]
 
 
 def config_path(name_or_path: str | Path) -> Path:

@@ -340,7 +340,8 @@ def test_the_studies_measured_before_the_toolkit_run_the_awac_they_were_measured
     """bench/hil_study.py and bench/pixel_study.py were measured with one update per env step,
     two critics and uniform replay, before the task files turned the toolkit on: their documented
     commands must still run that AWAC (they ran G = 10 with 10 critics, 10x the cost, after the
-    toolkit landed), the collapse guard and the profile's sizes kept, later overrides honoured."""
+    toolkit landed), the collapse guard on (the valve ships without it now) and the profile's
+    sizes kept, later overrides honoured."""
     import sys
 
     from robot_rl.run_config import toolkit_off_overrides
@@ -362,6 +363,6 @@ def test_the_studies_measured_before_the_toolkit_run_the_awac_they_were_measured
     assert awac.n_critics == (4 if study == "pixel_study" else 2)  # an override after them
     assert awac.collapse_guard.conservative and awac.actor_hidden_sizes == (64, 64)
     paper = AWACConfig()
-    assert len(toolkit_off_overrides()) == 12 and all(
+    assert len(toolkit_off_overrides()) == 13 and all(
         getattr(awac, name) == getattr(paper, name) for name in
         ("symmetric_offline_fraction", "keep_offline_data", "critic_subset", "actor_update_every"))

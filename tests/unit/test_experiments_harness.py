@@ -300,25 +300,55 @@ def test_the_held_out_offline_policy_is_the_pretrained_one(tmp_path: Path, monke
     assert rechecked["offline_policy"] == "pretrained (rechecked)"
 
 
-def test_each_ablation_is_one_switch_from_the_default_as_shipped() -> None:
+@pytest.mark.parametrize("task", ["valve", "drawer"])
+def test_each_ablation_is_one_switch_from_the_default_as_shipped(task: str) -> None:
     """The ablation table's reference is the task file's default: each ablation changes its
-    own component and nothing else (they once kept the critic warm-up off as well)."""
+    own component and nothing else (they once kept the critic warm-up off as well). The guard
+    is the one switch the task files set differently: the valve ships without it, the drawer
+    with it, so one of the two guard ablations is the default itself on each."""
     def online(name: str) -> dict:
         method = experiments.METHODS[name]
         return experiments.to_dict(experiments.online_method_config(
-            experiments.method_config("valve", "rlpd", 0, method), method))
+            experiments.method_config(task, "rlpd", 0, method), method))
 
     default = online("default")
+    guard = ["awac.collapse_guard.conservative"]
     expected = {
         "default_uniform": ["awac.replay"],
         "default_no_ln": ["awac.critic_layer_norm"],
         "default_2_critics": ["awac.critic_aggregation", "awac.n_critics"],
         "default_g1": ["awac.critic_warmup_updates", "finetune.updates_per_env_step"],
         "default_no_warm": ["awac.warm_start_steps"],
-        "default_no_guard": ["awac.collapse_guard.conservative"],
+        "default_no_guard": [] if task == "valve" else guard,
+        "default_guard": guard if task == "valve" else [],
         "default_actor_every_g": ["awac.actor_update_every"],
         "default_no_offline": ["awac.keep_offline_data"],
         "default_no_critic_warmup": ["awac.critic_warmup_updates"],
     }
     for name, changed in expected.items():
         assert experiments._differing(default, online(name)) == changed, name
+
+
+def test_a_method_that_is_another_on_this_task_reuses_its_result(tmp_path: Path) -> None:
+    """The valve ships without the guard, so its default and default_no_guard are one
+    experiment: the second to be asked for is the first's result, said so, not a second run.
+    A method whose settings differ (the guard on) is not."""
+    def online_settings(name: str) -> dict:
+        method = experiments.METHODS[name]
+        return experiments.to_dict(experiments.online_method_config(
+            experiments.method_config("valve", "tiny", 0, method), method))
+
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    recorded = {"method": "default_no_guard", "curve": [], "metrics": {"final_success": 0.25},
+                "settings": online_settings("default_no_guard")}
+    (seed_dir / "default_no_guard.json").write_text(json.dumps(recorded))
+    messages: list[str] = []
+    results = experiments.run_seed("valve", "tiny", 0, ["default"], tmp_path, messages.append)
+    assert results["default"]["same_as"] == "default_no_guard"
+    assert results["default"]["metrics"] == {"final_success": 0.25}
+    assert json.loads((seed_dir / "default.json").read_text())["method"] == "default"
+    assert any("same settings as default_no_guard" in m for m in messages)
+    assert not (seed_dir / "default").exists()  # nothing trained
+    guarded = experiments.METHODS["default_guard"]
+    assert experiments.same_experiment(seed_dir, guarded, online_settings("default_guard")) is None
