@@ -241,6 +241,11 @@ def test_budget_success_is_the_evaluation_made_there_or_none() -> None:
     assert experiments.budget_success(coarse, 2000) is None
     metrics = experiments.curve_metrics([{**p, "mean_return": 0.0} for p in curve])
     assert metrics["at"]["2000"] == 0.7 and metrics["min_online_success"] == 0.6
+    assert metrics["mean_online_success"] == pytest.approx((0.6 + 0.7 + 0.8 + 0.9) / 4)
+    row = experiments.budget_table({"m": [{"curve": [{**p, "mean_return": 0.0} for p in curve],
+                                           "metrics": {}, "handed": None, "wall_s": 60.0,
+                                           "compute": {"online_updates": 10}}]}).splitlines()[-1]
+    assert "| 0.60 [0.60, 0.60] | 0.75 [0.75, 0.75] |" in row  # lowest, then mean online
 
 
 def test_a_cached_result_under_changed_settings_is_refused(tmp_path: Path) -> None:
