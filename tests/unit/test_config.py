@@ -277,6 +277,19 @@ def test_every_calibration_error_names_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["valve", "drawer"])
+def test_the_task_files_ship_the_networks_their_toolkit_study_measured(name: str) -> None:
+    """The defaults are meant to be the measured best: the toolkit study (profile bench_rlpd)
+    ran 2x64 networks while the configs shipped the library's 2x256, four times the width, at
+    which a CPU learner makes a sixth of the updates."""
+    shipped = load_pipeline_config(name).awac
+    studied = load_pipeline_config(name, profile="bench_rlpd").awac
+    assert (shipped.actor_hidden_sizes, shipped.critic_hidden_sizes) == \
+        (studied.actor_hidden_sizes, studied.critic_hidden_sizes)
+    assert (shipped.batch_size, shipped.n_critics, shipped.replay) == \
+        (studied.batch_size, studied.n_critics, studied.replay)
+
+
+@pytest.mark.parametrize("name", ["valve", "drawer"])
 def test_a_printout_keeps_the_profiles(name: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """`robot-rl config > mine.yaml`, then `--config mine.yaml --profile P`, for every profile."""
