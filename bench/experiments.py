@@ -240,12 +240,12 @@ def same_experiment(seed_dir: Path, method: Method,
     """A recorded result of another method that ran exactly this experiment: the same online
     settings from the same pretraining. An ablation can be the default on one task (the valve
     ships without the guard the drawer keeps); running it again would spend an hour on a copy."""
-    def pretraining(m: Method) -> tuple[Any, ...]:
-        return m.product, m.pretrain, m.pretrain_on
+    def phases(m: Method) -> tuple[Any, ...]:  # its pretraining, and whether it goes online
+        return m.product, m.pretrain, m.pretrain_on, m.online is None
 
     for path in sorted(seed_dir.glob("*.json")):
         other = METHODS.get(path.stem)
-        if other is None or other.name == method.name or pretraining(other) != pretraining(method):
+        if other is None or other.name == method.name or phases(other) != phases(method):
             continue
         result = json.loads(path.read_text())
         recorded = result.get("settings")
