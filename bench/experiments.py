@@ -8,7 +8,9 @@ env steps with E deterministic episodes on seeds disjoint from the data (stages.
 (seed, method) are JSON files, so an interrupted run resumes where it stopped. Runs may go side by
 side as separate processes (a seed or a method each, same --out): a seed's dataset is recorded,
 and each shared pretraining done, by the first to get there while the others wait. A seed's
-directory keeps the settings it was recorded with (config.json) and refuses a run under others.
+directory keeps the settings it was recorded with (config.json) and refuses a run under others;
+a method whose settings and pretraining equal a recorded method's on that seed (an ablation that
+is the default on this task) reuses its result and says so.
 
     PYTHONPATH=. python bench/experiments.py --task valve --profile quick --seeds 3
     PYTHONPATH=. python bench/experiments.py --task valve --profile full --seed-start 1 --seeds 1
@@ -239,7 +241,7 @@ def same_experiment(seed_dir: Path, method: Method,
                     settings: dict[str, Any]) -> dict[str, Any] | None:
     """A recorded result of another method that ran exactly this experiment: the same online
     settings from the same pretraining. An ablation can be the default on one task (the valve
-    ships without the guard the drawer keeps); running it again would spend an hour on a copy."""
+    ships without the guard the drawer keeps); running it again would spend CPU time on a copy."""
     def phases(m: Method) -> tuple[Any, ...]:  # its pretraining, and whether it goes online
         return m.product, m.pretrain, m.pretrain_on, m.online is None
 
@@ -702,14 +704,15 @@ def report_json(path: Path) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--task", choices=("valve", "drawer"), required=True)
     parser.add_argument("--profile", default="quick", help="bench_<profile> in the task's YAML")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
     parser.add_argument("--seed-start", type=int, default=0)
     parser.add_argument("--methods", default=",".join(MAIN_METHODS),
-                        help=f"comma-separated, from {', '.join(METHODS)} (default: the first "
-                             f"{len(MAIN_METHODS)}; the others are ablations of awac_br_ens)")
+                        help=f"comma-separated, from {', '.join(METHODS)} (default: "
+                             f"{','.join(MAIN_METHODS)}; default_* are one-switch ablations of "
+                             f"default, awac_* the components of awac_br_ens)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "experiments")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
