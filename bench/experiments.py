@@ -679,9 +679,32 @@ def plot_overlay(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) 
     plt.close(fig)
 
 
+def paired_table(runs: dict[str, list[dict[str, Any]]], reference: str = "default") -> str:
+    """Each method against ``reference`` on the seeds both ran (same datasets): the per-seed
+    differences (method - reference) of the offline success, the mean online evaluation and the
+    last evaluation, mean [min, max], and in how many seeds the mean online one is higher. An
+    ablation run on fewer seeds is compared with the reference on those seeds only ('' when
+    there is no reference)."""
+    by_seed = {r["seed"]: curve_metrics(r["curve"]) for r in runs.get(reference, [])}
+    rows = [f"| method - {reference}, same seeds | seeds | offline | mean online | final | "
+            f"mean online higher in |", "|---|---|---|---|---|---|"]
+    for name, results in runs.items():
+        pairs = [(curve_metrics(r["curve"]), by_seed[r["seed"]]) for r in results
+                 if r["seed"] in by_seed]
+        if name == reference or not pairs:
+            continue
+        deltas = {key: [{"d": m[key] - ref[key]} for m, ref in pairs]
+                  for key in ("offline_success", "mean_online_success", "final_success")}
+        higher = sum(d["d"] > 0 for d in deltas["mean_online_success"])
+        rows.append(f"| {name} | {len(pairs)} | {_spread(deltas['offline_success'], 'd')} | "
+                    f"{_spread(deltas['mean_online_success'], 'd')} | "
+                    f"{_spread(deltas['final_success'], 'd')} | {higher} of {len(pairs)} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: Path) -> str:
     runs = load_results(out_dir, methods)
-    text = f"{table(runs)}\n\n{budget_table(runs)}\n\n{curves(runs)}"
+    text = f"{table(runs)}\n\n{budget_table(runs)}\n\n{paired_table(runs)}\n\n{curves(runs)}"
     name = f"{task}_{profile}"
     figures.mkdir(parents=True, exist_ok=True)
     (figures / f"{name}.json").write_text(json.dumps(runs, indent=1))

@@ -248,6 +248,22 @@ def test_budget_success_is_the_evaluation_made_there_or_none() -> None:
     assert "| 0.60 [0.60, 0.60] | 0.75 [0.75, 0.75] |" in row  # lowest, then mean online
 
 
+def test_the_paired_table_compares_each_method_with_the_default_on_shared_seeds() -> None:
+    def run(seed: int, rates: list[float]) -> dict:
+        return {"seed": seed, "curve": [{"env_steps": 1000 * i, "success_rate": r,
+                                         "mean_return": 0.0} for i, r in enumerate(rates)]}
+
+    runs = {"default": [run(0, [0.5, 0.6, 0.8]), run(1, [0.4, 0.6, 0.6]), run(2, [0.5, 0.5, 0.5])],
+            "ablation": [run(1, [0.4, 0.7, 0.9]), run(0, [0.3, 0.4, 0.6])],  # seed 2 not run
+            "other": [run(7, [0.0, 0.0, 0.0])]}  # no seed in common: no row
+    rows = experiments.paired_table(runs).splitlines()
+    assert len(rows) == 3 and rows[2].startswith("| ablation | 2 |")
+    # seed 0: offline -0.2, mean online 0.5 - 0.7 = -0.2, final -0.2; seed 1: 0, +0.2, +0.3
+    assert ("| -0.10 [-0.20, 0.00] | 0.00 [-0.20, 0.20] | 0.05 [-0.20, 0.30] | 1 of 2 |"
+            in rows[2])
+    assert experiments.paired_table({"ablation": runs["ablation"]}) == ""
+
+
 def test_a_cached_result_under_changed_settings_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "default.json"
     path.write_text(json.dumps({"settings": {"awac": {"n_critics": 10}}, "metrics": {}}))
