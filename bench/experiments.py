@@ -523,6 +523,15 @@ def load_results(out_dir: Path, methods: list[str]) -> dict[str, list[dict[str, 
             path = seed_dir / f"{name}.json"
             if path.exists():
                 runs[name].append(json.loads(path.read_text()))
+    return with_metrics(runs)
+
+
+def with_metrics(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Every result's metrics recomputed from its curve, so all tables read today's definitions
+    (results saved before a metric existed lack it)."""
+    for results in runs.values():
+        for result in results:
+            result["metrics"] = curve_metrics(result["curve"])
     return runs
 
 
@@ -600,8 +609,7 @@ def plot(runs: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
 def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     """The toolkit study's table: steps to 90% (median over seeds, reached in how many), mean
     success at each budget that was measured ('n/m': not measured), worst early drop and the
-    lowest and the mean online evaluation (mean [min, max]; from the curves, so results saved
-    before a metric existed have it), the handed policy against the offline one on
+    lowest and the mean online evaluation (mean [min, max]), the handed policy against the offline one on
     held-out episodes (means; the offline one 'n/m' while a seed's result predates measuring it
     before fine-tuning: --recheck-offline-holdout), and compute (mean online updates, mean wall
     minutes)."""
@@ -613,7 +621,7 @@ def budget_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     for name, results in runs.items():
         if not results:
             continue
-        metrics = [curve_metrics(r["curve"]) for r in results]
+        metrics = [r["metrics"] for r in results]
         reached = [m["steps_to_90"] for m in metrics if m["steps_to_90"] is not None]
         median = _median_steps([m["steps_to_90"] for m in metrics])
         at = []
@@ -685,11 +693,11 @@ def paired_table(runs: dict[str, list[dict[str, Any]]], reference: str = "defaul
     last evaluation, mean [min, max], and in how many seeds the mean online one is higher. An
     ablation run on fewer seeds is compared with the reference on those seeds only ('' when
     there is no reference)."""
-    by_seed = {r["seed"]: curve_metrics(r["curve"]) for r in runs.get(reference, [])}
+    by_seed = {r["seed"]: r["metrics"] for r in runs.get(reference, [])}
     rows = [f"| method - {reference}, same seeds | seeds | offline | mean online | final | "
             f"mean online higher in |", "|---|---|---|---|---|---|"]
     for name, results in runs.items():
-        pairs = [(curve_metrics(r["curve"]), by_seed[r["seed"]]) for r in results
+        pairs = [(r["metrics"], by_seed[r["seed"]]) for r in results
                  if r["seed"] in by_seed]
         if name == reference or not pairs:
             continue
@@ -718,10 +726,7 @@ def report(task: str, profile: str, out_dir: Path, methods: list[str], figures: 
 def report_json(path: Path) -> str:
     """The tables of a saved figure JSON (an earlier study's runs), metrics recomputed from the
     curves: success at a budget only where an evaluation was made there."""
-    runs = json.loads(path.read_text())
-    for results in runs.values():
-        for result in results:
-            result["metrics"] = curve_metrics(result["curve"])
+    runs = with_metrics(json.loads(path.read_text()))
     return f"{table(runs)}\n\n{budget_table(runs)}"
 
 

@@ -242,9 +242,9 @@ def test_budget_success_is_the_evaluation_made_there_or_none() -> None:
     metrics = experiments.curve_metrics([{**p, "mean_return": 0.0} for p in curve])
     assert metrics["at"]["2000"] == 0.7 and metrics["min_online_success"] == 0.6
     assert metrics["mean_online_success"] == pytest.approx((0.6 + 0.7 + 0.8 + 0.9) / 4)
-    row = experiments.budget_table({"m": [{"curve": [{**p, "mean_return": 0.0} for p in curve],
-                                           "metrics": {}, "handed": None, "wall_s": 60.0,
-                                           "compute": {"online_updates": 10}}]}).splitlines()[-1]
+    row = experiments.budget_table({"m": [{"curve": curve, "metrics": metrics, "handed": None,
+                                           "wall_s": 60.0, "compute": {"online_updates": 10}}]}
+                                   ).splitlines()[-1]
     assert "| 0.60 [0.60, 0.60] | 0.75 [0.75, 0.75] |" in row  # lowest, then mean online
 
 
@@ -256,7 +256,7 @@ def test_the_paired_table_compares_each_method_with_the_default_on_shared_seeds(
     runs = {"default": [run(0, [0.5, 0.6, 0.8]), run(1, [0.4, 0.6, 0.6]), run(2, [0.5, 0.5, 0.5])],
             "ablation": [run(1, [0.4, 0.7, 0.9]), run(0, [0.3, 0.4, 0.6])],  # seed 2 not run
             "other": [run(7, [0.0, 0.0, 0.0])]}  # no seed in common: no row
-    rows = experiments.paired_table(runs).splitlines()
+    rows = experiments.paired_table(experiments.with_metrics(runs)).splitlines()
     assert len(rows) == 3 and rows[2].startswith("| ablation | 2 |")
     # seed 0: offline -0.2, mean online 0.5 - 0.7 = -0.2, final -0.2; seed 1: 0, +0.2, +0.3
     assert ("| -0.10 [-0.20, 0.00] | 0.00 [-0.20, 0.20] | 0.05 [-0.20, 0.30] | 1 of 2 |"
