@@ -256,12 +256,16 @@ def stall_config(path: Path, attempts: int) -> CameraConfig:
 
 def test_stall_leads_to_a_reconnect_and_frames_again(stalling_recording: Path) -> None:
     with RealSenseCamera(stall_config(stalling_recording, attempts=3)) as camera:
-        numbers = [camera.read().frame_number for _ in range(3)]
-        while camera.stats.reconnects == 0:
+        # One loop from the first read: under load the stall can come within the first reads,
+        # which a loop started after three reads never entered (``after`` then unbound).
+        numbers: list[int] = []
+        while True:
             after = camera.read()  # the read that reconnects returns the reopened stream's frame
-            if camera.stats.reconnects == 0:
-                numbers.append(after.frame_number)
+            if camera.stats.reconnects:
+                break
+            numbers.append(after.frame_number)
         assert camera.stats.timeouts >= 1
+        assert numbers, "the recording stalled before its first frame"
     # Reopening a recording restarts it: the frame counter goes back, and is not a drop. (The
     # read after that one may see a real drop: playback in real time runs on while the test
     # reads, which made this test fail at random when it checked that read.)
