@@ -61,6 +61,7 @@ from robot_rl.ros.discovery import DiscoveryInfo
 from robot_rl.ros.qos import QosProfile, qos_from_depth
 
 _TAKE_BATCH = 32
+_MAX_TAKE_PASSES = 8  # a wake-up's takes end even under a stream that never pauses
 
 _participants: dict[int, DomainParticipant] = {}
 _domains: dict[int, Domain] = {}  # the configured domains: a participant lives only while they do
@@ -421,13 +422,35 @@ class DdsNode(Node):
         if wait_s > 0.0:
             self._waitset.wait(max(1, int(wait_s * 1e9)))
         self._wakeup.set(False)
-        taken = [(s, s.take()) for s in list(self._subscriptions)]
+        taken = self._take_messages()
         if self._take_clock():  # after the messages: see _take_clock
             self._run_due_timers()
         for subscription, msgs in taken:
             for msg in msgs:
                 subscription.callback(msg)
         self._run_due_timers()
+
+    def _take_messages(self) -> list[tuple[DdsSubscription, list[Any]]]:
+        """Every subscription's messages, in the order the subscriptions were created, taken
+        pass after pass until one takes nothing (at most ``_MAX_TAKE_PASSES``).
+
+        One pass is not atomic: messages keep arriving while it runs. A message that arrived
+        after its reader was taken but before a later reader's message, published after it, was
+        taken would wait for the next wake-up and be handled after that message: the lockstep
+        twin would see the supervisor's COMMAND before the COMMAND_RAW it gates, and wait out a
+        grace period. Taking again until a pass is empty brings in every message that arrived
+        before the last one taken, so a wake-up's callbacks keep subscription order."""
+        subscriptions = list(self._subscriptions)
+        taken: list[list[Any]] = [[] for _ in subscriptions]
+        for _ in range(_MAX_TAKE_PASSES):
+            got = False
+            for msgs, subscription in zip(taken, subscriptions):
+                new = subscription.take()
+                msgs.extend(new)
+                got = got or bool(new)
+            if not got:
+                break
+        return list(zip(subscriptions, taken))
 
     # ---- clocks and timers ------------------------------------------------------------------
     def declare_parameter(self, name: str, default: ParameterValue,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from helpers.backends import both_backends
@@ -12,7 +13,7 @@ from helpers.backends import both_backends
 from robot_rl.ros import messages as m
 from robot_rl.ros.api import CLOCK_TOPIC, QOS_CLOCK_WRITER, Node, NodeOptions
 from robot_rl.ros.dds_backend import DdsNode
-from robot_rl.ros.qos import QosProfile
+from robot_rl.ros.qos import QOS_DEFAULT, QosProfile
 from robot_rl.ros.runtime import make_node
 
 pytestmark = pytest.mark.graph
@@ -118,6 +119,43 @@ def test_use_sim_time_on_each_backend(ros_domain: int, backend: str) -> None:
         ticks, walls = len(sim_ticks), len(wall_ticks)
         spin_until(node, lambda: len(wall_ticks) >= walls + 10, what="wall timer ticks")
         assert len(sim_ticks) == ticks and node.steady_s() == pytest.approx(503.0)
+    finally:
+        node.destroy()
+        source.destroy()
+
+
+def test_a_wake_up_keeps_subscription_order_for_a_message_that_came_during_its_takes(
+        ros_domain: int) -> None:
+    """The lockstep twin needs COMMAND_RAW handled before the COMMAND published after it. A
+    wake-up's takes are not atomic: here the first reader's message 'arrives' just after that
+    reader was taken (its first take comes back empty), before the second reader's. The same
+    wake-up must still take it and hand it over first (once it waited for the next wake-up and
+    came second: the CI failure of the lockstep test)."""
+    source = DdsNode("source")
+    node = DdsNode("receiver")
+    try:
+        seen: list[str] = []
+        node.create_subscription(m.String, "first", lambda msg: seen.append(msg.data),
+                                 QOS_DEFAULT)
+        node.create_subscription(m.String, "second", lambda msg: seen.append(msg.data),
+                                 QOS_DEFAULT)
+        first = source.create_publisher(m.String, "first", QOS_DEFAULT)
+        second = source.create_publisher(m.String, "second", QOS_DEFAULT)
+        spin_until(source, lambda: min(first.matched_count(), second.matched_count()) > 0,
+                   what="the readers")
+        first.publish(m.String(data="first"))
+        second.publish(m.String(data="second"))
+        assert first.wait_for_all_acked(5.0) and second.wait_for_all_acked(5.0)
+        early = node._subscriptions[0]
+        real_take, calls = early.take, []
+
+        def take_after_the_first() -> list[Any]:  # the first take finds nothing yet
+            calls.append(1)
+            return [] if len(calls) == 1 else real_take()
+
+        early.take = take_after_the_first  # type: ignore[method-assign]
+        node.spin_once(0.0)
+        assert seen == ["first", "second"]
     finally:
         node.destroy()
         source.destroy()
