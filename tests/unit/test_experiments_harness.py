@@ -340,6 +340,7 @@ def test_each_ablation_is_one_switch_from_the_default_as_shipped(task: str) -> N
         "default_2_critics": ["awac.critic_aggregation", "awac.n_critics"],
         "default_g1": ["awac.critic_warmup_updates", "finetune.updates_per_env_step"],
         "default_no_warm": ["awac.warm_start_steps"],
+        "default_warm_500": ["awac.warm_start_steps"],
         "default_no_guard": [] if task == "valve" else guard,
         "default_guard": guard if task == "valve" else [],
         "default_actor_every_g": ["awac.actor_update_every"],
