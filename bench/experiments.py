@@ -764,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--methods: unknown {unknown}; known: {list(METHODS)}")
     torch.set_num_threads(args.threads)
+    # One process runs method after method, each an agent compiled on its own (where its config
+    # says compile): past dynamo's default of 8 recompilations the later ones ran uncompiled.
+    torch._dynamo.config.recompile_limit = 64
     out_dir = args.out / f"{args.task}_{args.profile}"
 
     def log(message: str) -> None:

@@ -155,6 +155,10 @@ def main() -> None:
                         help="also run the learner node's trainer S seconds per G at 20 Hz")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.compile:  # every configuration and G is an agent of its own in this one process
+        # (a learner node compiles one): past dynamo's default of 8 recompilations the later
+        # rows would run uncompiled and say nothing about compilation
+        torch._dynamo.config.recompile_limit = 64
     if args.cpu_time:
         learner_throughput.CLOCK = time.process_time
     print(f"torch {torch.__version__}, 1 thread, compile {args.compile}")
@@ -164,7 +168,8 @@ def main() -> None:
     if args.trainer:
         print(f"\nBackgroundTrainer, 64x64, batch 256, 20 Hz acting, {args.trainer:.0f} s per G: "
               f"updates made / owed (load average {os.getloadavg()[0]:.2f})")
-        for name in ("10 LN critics, actor every G", "2 LN critics, actor every G"):
+        for name in ("10 LN critics, actor every update", "10 LN critics, actor every G",
+                     "2 LN critics, actor every G"):
             results = [trainer_run(CONFIGS[name], g, args.trainer, args.compile) for g in GS]
             print(f"{name:<36}" + "".join(f"{made:>7}/{owed:<7.0f}" for made, owed in results),
                   flush=True)
