@@ -129,8 +129,8 @@ def test_a_wake_up_keeps_subscription_order_for_a_message_that_came_during_its_t
     """The lockstep twin needs COMMAND_RAW handled before the COMMAND published after it. A
     wake-up's takes are not atomic: here the first reader's message 'arrives' just after that
     reader was taken (its first take comes back empty), before the second reader's. The same
-    wake-up must still take it and hand it over first (once it waited for the next wake-up and
-    came second: the CI failure of the lockstep test)."""
+    wake-up must still take it and hand it over first (it used to wait for the next wake-up and
+    come second: the likely cause of a CI failure of the lockstep test)."""
     source = DdsNode("source")
     node = DdsNode("receiver")
     try:
